@@ -1,0 +1,5 @@
+"""Allow `python -m pilothouse`."""
+
+from pilothouse.cli import main
+
+main()

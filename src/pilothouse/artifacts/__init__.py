@@ -1,0 +1,1 @@
+"""Artifacts: versioned, immutable builds of a service."""

@@ -1,0 +1,56 @@
+"""Settings read from PILOTHOUSE_* environment variables (and defaults)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "pilothouse"
+
+
+class Settings(BaseSettings):
+    """Server-side settings; every field maps to PILOTHOUSE_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="PILOTHOUSE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Directory holding the SQLite database, the master key and logs.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the store. Unset: SQLite at <data_dir>/pilothouse.db. "
+            "PostgreSQL: postgresql://user@host:5432/dbname."
+        ),
+    )
+    master_key: str | None = Field(
+        default=None,
+        description="Base64 32-byte master key; overrides <data_dir>/master.key.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
+    port: int = Field(default=8600, description="Port `serve` listens on.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    db_pool_size: int = Field(default=10, description="Connections kept open to PostgreSQL.")
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "pilothouse.db"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.data_dir / "master.key"
+
+    def effective_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite default."""
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Shared toolkit: database, types, clock, crypto. Imports no feature package."""

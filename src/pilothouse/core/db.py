@@ -1,0 +1,148 @@
+"""Engines, sessions and the declarative base shared by every feature.
+
+SQLite runs in WAL mode with foreign keys and a busy timeout. It has two engines: writes open
+with BEGIN IMMEDIATE (so two writers queue instead of failing on lock upgrade), reads open with a
+plain deferred BEGIN (so readers never wait on writers). PostgreSQL uses one engine for both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pilothouse.core.clock import utcnow
+from pilothouse.core.types import JSONType, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations are stable on both databases."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class UUIDPk:
+    """Mixin: a UUID primary key generated in Python."""
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+
+
+class Timestamps:
+    """Mixin: created_at and updated_at, UTC."""
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SoftDelete:
+    """Mixin: rows are never removed; deleted_at hides them from list and get."""
+
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+def normalise_url(url: str) -> tuple[URL, URL]:
+    """Return (sync_url, async_url) for a user-given URL (sqlite:// or postgresql://)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite"), parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        pg = parsed.set(drivername="postgresql+psycopg")
+        return pg, pg
+    raise ValueError(
+        f"unsupported database URL scheme {parsed.drivername!r}: use sqlite or postgresql"
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, immediate: bool) -> None:
+    # Take transaction control away from pysqlite so BEGIN is ours to emit.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _install_sqlite_events(engine: Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection, immediate)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_sync_engine(url: str) -> Engine:
+    """A synchronous engine (migrations, init); SQLite gets the same pragmas."""
+    sync_url, _ = normalise_url(url)
+    if sync_url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(sync_url)
+        _install_sqlite_events(engine.engine, immediate=True)
+        return engine
+    return sa.create_engine(sync_url, pool_pre_ping=True)
+
+
+class Database:
+    """The store: async engines and session scopes for one database URL."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        _, async_url = normalise_url(url)
+        self.dialect = async_url.get_backend_name()
+        if self.dialect == "sqlite":
+            self.write_engine: AsyncEngine = create_async_engine(async_url)
+            self.read_engine: AsyncEngine = create_async_engine(async_url)
+            _install_sqlite_events(self.write_engine.sync_engine, immediate=True)
+            _install_sqlite_events(self.read_engine.sync_engine, immediate=False)
+        else:
+            self.write_engine = create_async_engine(
+                async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            self.read_engine = self.write_engine
+        self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed when the block ends cleanly, rolled back otherwise."""
+        maker = self._writer if write else self._reader
+        async with maker() as session:
+            try:
+                yield session
+                if write:
+                    await session.commit()
+                else:
+                    await session.rollback()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()

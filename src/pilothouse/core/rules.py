@@ -1,0 +1,103 @@
+"""Seed validation rules as pure functions; schemas and services both call them.
+
+Each check returns the normalised value or raises ValidationFailed(field, rule), where the rule
+text says what is allowed ("must be between 1 and 100").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from pilothouse.errors import ValidationFailed
+
+N = TypeVar("N", int, float)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+SHA_RE = re.compile(r"^[0-9a-fA-F]{40}$")
+TAG_RE = re.compile(r"^v\d+\.\d+\.\d+$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+
+#: Ranges from seed 004 (resources, replicas) — inclusive bounds.
+RANGES: dict[str, tuple[float, float]] = {
+    "target_replicas": (1, 100),
+    "cpu_cores": (0.5, 32),
+    "memory_mb": (512, 65536),
+    "gpu_units": (0, 8),
+    "storage_gb": (1, 1000),
+}
+COMMIT_MESSAGE_MAX = 500
+IMAGE_MAX = 500
+
+
+def check_range(field: str, value: N) -> N:
+    """Inclusive range check for the seed 004 numeric fields."""
+    low, high = RANGES[field]
+    if isinstance(value, bool) or not (low <= value <= high):
+        lo = int(low) if float(low).is_integer() else low
+        hi = int(high) if float(high).is_integer() else high
+        raise ValidationFailed(field, f"must be between {lo} and {hi}")
+    return value
+
+
+def check_name(value: str, field: str = "name") -> str:
+    """Names: 1-100 characters of letters, digits, '-' and '_'."""
+    if not NAME_RE.fullmatch(value):
+        raise ValidationFailed(field, "must be 1-100 characters of A-Z, a-z, 0-9, '-' or '_'")
+    return value
+
+
+def check_image(value: str, field: str = "image") -> str:
+    """Container image reference: 1-500 characters, no whitespace."""
+    if not 1 <= len(value) <= IMAGE_MAX or any(c.isspace() for c in value):
+        raise ValidationFailed(field, f"must be 1-{IMAGE_MAX} characters without spaces")
+    return value
+
+
+def check_commit_sha(value: str, field: str = "commit_sha") -> str:
+    """Git commit SHA-1: exactly 40 hex characters (stored lower-case)."""
+    if not SHA_RE.fullmatch(value):
+        raise ValidationFailed(field, "must be exactly 40 hexadecimal characters")
+    return value.lower()
+
+
+def check_git_tag(value: str, field: str = "git_tag") -> str:
+    """Semantic version tag vX.Y.Z."""
+    if not TAG_RE.fullmatch(value):
+        raise ValidationFailed(field, "must look like vX.Y.Z (e.g. v1.2.0)")
+    return value
+
+
+def check_image_digest(value: str, field: str = "image_digest") -> str:
+    """Image digest: 'sha256:' followed by 64 lower-case hex characters."""
+    if not DIGEST_RE.fullmatch(value):
+        raise ValidationFailed(field, "must be 'sha256:' followed by 64 lower-case hex characters")
+    return value
+
+
+def check_version(value: str, field: str = "version") -> str:
+    """Artifact version label: 1-100 characters of letters, digits, '.', '_', '+', '-'."""
+    if not VERSION_RE.fullmatch(value):
+        raise ValidationFailed(
+            field, "must be 1-100 characters of letters, digits, '.', '_', '+' or '-'"
+        )
+    return value
+
+
+def keep_commit_message(value: str) -> str:
+    """Commit messages are kept to their first 500 characters (seed 000), never refused."""
+    return value[:COMMIT_MESSAGE_MAX]
+
+
+def as_validator(check: Callable[..., object], *args: str) -> Callable[[object], object]:
+    """Adapt a check to a pydantic AfterValidator: ValidationFailed becomes ValueError(rule)."""
+
+    def _validate(value: object) -> object:
+        try:
+            return check(value, *args)
+        except ValidationFailed as exc:
+            raise ValueError(exc.rule) from None
+
+    return _validate

@@ -1,0 +1,1 @@
+"""Deployments: one rollout of an artifact to a service, with its logs."""

@@ -1,0 +1,1 @@
+"""Environments: where services run, with config, features and limits."""

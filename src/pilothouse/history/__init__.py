@@ -1,0 +1,1 @@
+"""Status history: immutable rows for every status change."""

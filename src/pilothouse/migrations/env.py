@@ -1,0 +1,35 @@
+"""Alembic environment: one tree for SQLite and PostgreSQL (batch mode on SQLite)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from pilothouse.core.db import make_sync_engine
+from pilothouse.models import Base
+
+config = context.config
+url = config.attributes.get("pilothouse_url") or config.get_main_option("sqlalchemy.url")
+if not url:
+    raise RuntimeError("no database URL given to the migrations")
+
+
+def run_migrations_online() -> None:
+    engine = make_sync_engine(url)
+    with engine.connect() as connection:
+        is_sqlite = connection.dialect.name == "sqlite"
+        if is_sqlite:
+            # Batch migrations copy tables; foreign keys must be off while they do.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=is_sqlite,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,27 @@
+"""Imports every feature's models so Base.metadata (and Alembic) sees all tables."""
+
+from pilothouse.artifacts.models import Artifact
+from pilothouse.audit.models import AuditEntry
+from pilothouse.core.db import Base
+from pilothouse.deployments.models import Deployment, DeploymentLog
+from pilothouse.environments.models import Environment, EnvironmentGrant
+from pilothouse.history.models import StatusHistory
+from pilothouse.replicas.models import Node, Replica
+from pilothouse.services.models import Service
+from pilothouse.users.models import ApiToken, User
+
+__all__ = [
+    "ApiToken",
+    "Artifact",
+    "AuditEntry",
+    "Base",
+    "Deployment",
+    "DeploymentLog",
+    "Environment",
+    "EnvironmentGrant",
+    "Node",
+    "Replica",
+    "Service",
+    "StatusHistory",
+    "User",
+]

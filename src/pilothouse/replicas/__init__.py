@@ -1,0 +1,1 @@
+"""Nodes and replicas: where and how a service's instances run."""

@@ -1,0 +1,62 @@
+"""Nodes and replicas (seed 004 DeploymentReplica, seed 001 Service Instance)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pilothouse.core.db import Base, Timestamps, UUIDPk
+from pilothouse.core.types import str_enum
+
+REPLICA_STATUSES = ("pending", "starting", "running", "stopping", "stopped", "failed")
+HEALTH_STATES = ("unknown", "healthy", "degraded", "unhealthy")
+NODE_STATUSES = ("ready", "draining", "down")
+
+
+class Node(UUIDPk, Timestamps, Base):
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    hostname: Mapped[str] = mapped_column(sa.String(253))
+    address: Mapped[str | None] = mapped_column(sa.String(253), default=None)
+    status: Mapped[str] = mapped_column(
+        str_enum(*NODE_STATUSES, name="node_status"), default="ready"
+    )
+    capacity: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Replica(UUIDPk, Timestamps, Base):
+    __tablename__ = "replicas"
+    __table_args__ = (sa.Index("ix_replicas_service_status", "service_id", "status"),)
+
+    service_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("services.id"))
+    deployment_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("deployments.id"), default=None
+    )
+    artifact_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("artifacts.id"), default=None
+    )
+    node_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("nodes.id", ondelete="SET NULL"), default=None
+    )
+    status: Mapped[str] = mapped_column(
+        str_enum(*REPLICA_STATUSES, name="replica_status"), default="pending"
+    )
+    health: Mapped[str] = mapped_column(
+        str_enum(*HEALTH_STATES, name="health_state"), default="unknown"
+    )
+    pid: Mapped[int | None] = mapped_column(default=None)
+    process_started_at: Mapped[float | None] = mapped_column(sa.Float, default=None)
+    container_id: Mapped[str | None] = mapped_column(sa.String(128), default=None)
+    ports: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    restart_count: Mapped[int] = mapped_column(default=0)
+    last_restart_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+    cpu_percent: Mapped[float | None] = mapped_column(sa.Float, default=None)
+    memory_mb: Mapped[float | None] = mapped_column(sa.Float, default=None)

@@ -1,0 +1,1 @@
+"""Services: deployable units inside an environment."""
