@@ -136,8 +136,8 @@ class Database:
                 yield session
                 if write:
                     await session.commit()
-                else:
-                    await session.rollback()
+                # Reads just close: the pool rolls the connection back, and loaded objects
+                # stay readable (a session rollback would expire them).
             except BaseException:
                 await session.rollback()
                 raise

@@ -1,0 +1,94 @@
+"""create_app(): the FastAPI application with its error handlers and the /api/v1 routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from pilothouse import __version__
+from pilothouse.api import router as api_router
+from pilothouse.config import Settings, get_settings
+from pilothouse.core.db import Database
+from pilothouse.errors import PilothouseError
+
+DESCRIPTION = """
+pilothouse is a self-hosted deployment control plane. Every route needs an API token
+(`Authorization: Bearer ph_...`). Errors are JSON: `{"error": code, "message": text, "detail": ...}`;
+422 names the field and the rule, 409 names a conflict or the from/to of a refused transition,
+404 covers missing, soft-deleted and other users' records alike.
+"""
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def _rule(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": code, "message": message, "detail": detail}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PilothouseError)
+    async def _pilothouse(_: Request, exc: PilothouseError) -> JSONResponse:
+        response = _error(exc.status, exc.code, exc.message, exc.detail)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"field": _field(e["loc"]), "rule": _rule(e["msg"])} for e in exc.errors()]
+        message = "; ".join(f"{d['field']}: {d['rule']}" for d in detail)
+        return _error(422, "validation_failed", message, detail)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Raced past a service-level uniqueness check: report it, without the SQL or values.
+        return _error(409, "conflict", "the change conflicts with an existing record")
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    """Build the app; on startup it upgrades the database (unless migrate=False)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.effective_database_url()
+        if migrate:
+            from pilothouse import migrations
+
+            migrations.upgrade(url)
+        app.state.db = Database(url, pool_size=settings.db_pool_size)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="pilothouse",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(api_router)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness: answers without touching the database")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

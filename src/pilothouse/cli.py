@@ -1,0 +1,246 @@
+"""The `pilothouse` command: local setup and serving, plus every feature's commands over HTTP."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pilothouse import __version__
+from pilothouse.artifacts.cli import app as artifact_app
+from pilothouse.client import CliError, save_config
+from pilothouse.console import err, out
+from pilothouse.deployments.cli import app as deployments_app
+from pilothouse.deployments.cli import deploy
+from pilothouse.environments.cli import app as env_app
+from pilothouse.errors import PilothouseError
+from pilothouse.history.cli import history
+from pilothouse.services.cli import app as service_app
+from pilothouse.users.cli import tokens_app, users_app
+
+app = typer.Typer(
+    name="pilothouse",
+    help=(
+        "pilothouse: a self-hosted deployment control plane.\n\n"
+        "`init` and `serve` run on the server host; every other command talks to a server over "
+        "HTTP (--url or PILOTHOUSE_URL; token from PILOTHOUSE_TOKEN or the file `init` saved)."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(
+    help="Database schema (runs locally against PILOTHOUSE_DATABASE_URL).", no_args_is_help=True
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"pilothouse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", envvar="PILOTHOUSE_URL", help="Server URL, e.g. http://127.0.0.1:8600."
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """pilothouse: a self-hosted deployment control plane."""
+
+
+def _settings(data_dir: Path | None, database_url: str | None):  # type: ignore[no-untyped-def]
+    from pilothouse.config import Settings
+
+    overrides: dict[str, object] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="Data directory (default PILOTHOUSE_DATA_DIR or ~/.local/share/pilothouse)."),
+]
+DbUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="Database URL (default PILOTHOUSE_DATABASE_URL or SQLite in the data directory)."
+    ),
+]
+
+
+@app.command()
+def init(
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    admin: Annotated[str, typer.Option(help="Name of the first admin user.")] = "admin",
+    server_url: Annotated[
+        str | None, typer.Option(help="URL the CLI should use (default http://HOST:PORT).")
+    ] = None,
+    save: Annotated[
+        bool, typer.Option("--save/--no-save", help="Save URL and token for the CLI.")
+    ] = True,
+) -> None:
+    """Create the data directory, master key (0600), database and the first admin token."""
+    from pilothouse.setup import initialise
+
+    settings = _settings(data_dir, database_url)
+    result = initialise(settings, admin_name=admin)
+    url = server_url or f"http://{settings.host}:{settings.port}"
+    out.print(f"data directory  {result.data_dir}")
+    out.print(f"database        {_safe_url(result.database_url)} (migrated)")
+    if result.master_key_path:
+        state = "created" if result.created_key else "exists"
+        out.print(f"master key      {result.master_key_path} ({state}, mode 0600)")
+    else:
+        out.print("master key      from PILOTHOUSE_MASTER_KEY")
+    if result.admin_token is None:
+        out.print("admin           already exists; its token was shown when it was created")
+        out.print("                (issue another with `pilothouse token create`)")
+        return
+    out.print(f"admin token     {result.admin_token}  (shown once: keep it safe)", markup=False)
+    if save:
+        path = save_config(url, result.admin_token)
+        out.print(f"CLI config      {path} (url {url}, mode 0600)")
+
+
+def _safe_url(url: str) -> str:
+    """A database URL with any password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default PILOTHOUSE_HOST or 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default PILOTHOUSE_PORT or 8600).")
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log each request.")
+    ] = True,
+) -> None:
+    """Run the API server; the database is upgraded first."""
+    import uvicorn
+
+    from pilothouse.app import create_app
+
+    settings = _settings(data_dir, database_url)
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    out.print(f"pilothouse {__version__} on http://{settings.host}:{settings.port}")
+    out.print(f"database {_safe_url(settings.effective_database_url())}")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=access_log,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Upgrade the schema (to the newest revision by default)."""
+    from pilothouse import migrations
+
+    settings = _settings(data_dir, database_url)
+    url = settings.effective_database_url()
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(url, revision)
+    out.print(f"database at revision {migrations.current_revision(url)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for none.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Downgrade the schema (destructive: tables of later revisions are dropped)."""
+    from pilothouse import migrations
+
+    url = _settings(data_dir, database_url).effective_database_url()
+    migrations.downgrade(url, revision)
+    out.print(f"database at revision {migrations.current_revision(url) or 'base'}")
+
+
+@db_app.command("current")
+def db_current(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Print the schema revision and the newest one this version ships."""
+    from pilothouse import migrations
+
+    url = _settings(data_dir, database_url).effective_database_url()
+    out.print(
+        f"current {migrations.current_revision(url) or 'none'}, head {migrations.head_revision()}"
+    )
+
+
+app.add_typer(db_app, name="db")
+app.add_typer(env_app, name="env")
+app.add_typer(service_app, name="service")
+app.add_typer(artifact_app, name="artifact")
+app.add_typer(deployments_app, name="deployments")
+app.add_typer(users_app, name="user")
+app.add_typer(tokens_app, name="token")
+app.command("deploy")(deploy)
+app.command("history")(history)
+
+
+def main() -> None:
+    """Entry point: every failure becomes one readable line and a non-zero exit."""
+    try:
+        app(standalone_mode=False)
+    except CliError as exc:
+        err.print(f"error: {exc.message}", markup=False)
+        sys.exit(exc.exit_code)
+    except PilothouseError as exc:
+        err.print(f"error: {exc.message}", markup=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("PILOTHOUSE_DEBUG"):
+            raise
+        err.print(f"error: {type(exc).__name__}: {_one_line(exc)}", markup=False)
+        sys.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else "unexpected failure (set PILOTHOUSE_DEBUG=1 for details)"

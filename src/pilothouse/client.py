@@ -1,0 +1,114 @@
+"""The CLI's HTTP client: URL and token from flags, PILOTHOUSE_* variables or the config file."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8600"
+
+
+class CliError(Exception):
+    """One readable line for the user; the CLI prints it and exits non-zero."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def config_path() -> Path:
+    """Where init saves the CLI's URL and token (PILOTHOUSE_CLI_CONFIG overrides)."""
+    override = os.environ.get("PILOTHOUSE_CLI_CONFIG")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "pilothouse" / "cli.json"
+
+
+def load_config() -> dict[str, str]:
+    path = config_path()
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read CLI config {path}: {exc}") from None
+    return {k: str(v) for k, v in data.items() if isinstance(v, str)}
+
+
+def save_config(url: str, token: str) -> Path:
+    """Write url and token with mode 0600."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": url, "token": token}, handle)
+    os.chmod(path, 0o600)
+    return path
+
+
+@dataclass
+class ApiClient:
+    url: str
+    token: str | None
+    timeout: float = 30.0
+
+    @classmethod
+    def from_env(cls, url: str | None = None) -> ApiClient:
+        saved = load_config()
+        return cls(
+            url=(url or os.environ.get("PILOTHOUSE_URL") or saved.get("url") or DEFAULT_URL).rstrip(
+                "/"
+            ),
+            token=os.environ.get("PILOTHOUSE_TOKEN") or saved.get("token"),
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call /api/v1<path>; returns the decoded JSON or raises CliError with the server's words."""
+        if not self.token:
+            raise CliError(
+                "no API token: set PILOTHOUSE_TOKEN or run `pilothouse init` on the server host"
+            )
+        clean = {k: v for k, v in (params or {}).items() if v not in (None, [], "")}
+        try:
+            response = httpx.request(
+                method,
+                f"{self.url}/api/v1{path}",
+                json=json_body,
+                params=clean,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=self.timeout,
+            )
+        except httpx.ConnectError:
+            raise CliError(
+                f"cannot reach pilothouse at {self.url} (is `pilothouse serve` running?)"
+            ) from None
+        except httpx.TimeoutException:
+            raise CliError(
+                f"pilothouse at {self.url} did not answer within {self.timeout:.0f}s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.url} failed: {type(exc).__name__}") from None
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        message = body.get("message") if isinstance(body, dict) else None
+        raise CliError(f"{message or response.reason_phrase} (HTTP {response.status_code})")

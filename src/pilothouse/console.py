@@ -1,0 +1,48 @@
+"""CLI output: tables for lists, JSON on request, one line for errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    out.out(json.dumps(data, indent=2, sort_keys=True, default=str), highlight=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
+        return value[:19].replace("T", " ")
+    return str(value)
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str = "") -> None:
+    """A table of the given columns; says so when there is nothing to show."""
+    if not rows:
+        out.print(f"no {title or 'records'}")
+        return
+    table = Table(title=None, show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    out.print(table)
+
+
+def print_record(record: dict[str, Any]) -> None:
+    """Key: value lines for one record."""
+    width = max((len(k) for k in record), default=0)
+    for key, value in record.items():
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else _cell(value)
+        out.print(f"{key.ljust(width)}  {shown}")

@@ -1,0 +1,125 @@
+"""/api/v1/deployments: record, list, get, transition, logs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from fastapi import APIRouter, Query
+
+from pilothouse.deployments import service
+from pilothouse.deployments.schemas import (
+    Accepted,
+    DeploymentCreate,
+    DeploymentPage,
+    DeploymentRead,
+    DeploymentStatus,
+    DeploymentTransition,
+    LogBatch,
+    LogLevel,
+    LogLine,
+    LogPage,
+    LogRead,
+)
+from pilothouse.deps import Caller, Session
+
+router = APIRouter(prefix="/deployments", tags=["deployments"])
+
+
+@router.post(
+    "",
+    response_model=DeploymentRead,
+    status_code=201,
+    summary="Record a deployment (operator); it starts as pending",
+)
+async def create(body: DeploymentCreate, session: Session, caller: Caller) -> DeploymentRead:
+    deployment = await service.create_deployment(session, caller, **body.model_dump())
+    return DeploymentRead.model_validate(deployment)
+
+
+@router.get("", response_model=DeploymentPage, summary="List, newest first, with cursor pages")
+async def list_(
+    session: Session,
+    caller: Caller,
+    environment: str | None = Query(default=None, description="Environment name or id."),
+    service_ref: str | None = Query(default=None, alias="service", description="Service."),
+    status: list[DeploymentStatus] = Query(default=[], description="One or more statuses."),
+    since: datetime | None = Query(default=None, description="Created at or after (ISO 8601)."),
+    until: datetime | None = Query(default=None, description="Created before (ISO 8601)."),
+    limit: int = Query(default=50, ge=1, le=500, description="Page size."),
+    cursor: str | None = Query(default=None, description="next_cursor of the previous page."),
+) -> DeploymentPage:
+    filters = service.DeploymentFilter(
+        environment=environment,
+        service=service_ref,
+        statuses=tuple(status),
+        since=since,
+        until=until,
+    )
+    rows, next_cursor = await service.list_deployments(
+        session, caller, filters, limit=limit, cursor=cursor
+    )
+    return DeploymentPage(
+        items=[DeploymentRead.model_validate(d) for d in rows], next_cursor=next_cursor
+    )
+
+
+@router.get("/{deployment_id}", response_model=DeploymentRead, summary="Get one")
+async def get(deployment_id: uuid.UUID, session: Session, caller: Caller) -> DeploymentRead:
+    return DeploymentRead.model_validate(
+        await service.get_deployment(session, caller, deployment_id)
+    )
+
+
+@router.post(
+    "/{deployment_id}/transition",
+    response_model=DeploymentRead,
+    summary="Change status (operator); 409 names from and to when the move is not allowed",
+)
+async def transition(
+    deployment_id: uuid.UUID, body: DeploymentTransition, session: Session, caller: Caller
+) -> DeploymentRead:
+    outcome = body.model_dump(exclude={"to", "reason"}, exclude_none=True)
+    deployment = await service.transition_deployment(
+        session, caller, deployment_id, body.to, reason=body.reason, **outcome
+    )
+    return DeploymentRead.model_validate(deployment)
+
+
+@router.post(
+    "/{deployment_id}/logs", response_model=Accepted, status_code=201, summary="Append one line"
+)
+async def append_log(
+    deployment_id: uuid.UUID, body: LogLine, session: Session, caller: Caller
+) -> Accepted:
+    count = await service.append_logs(session, caller, deployment_id, [body.model_dump()])
+    return Accepted(accepted=count)
+
+
+@router.post(
+    "/{deployment_id}/logs/batch",
+    response_model=Accepted,
+    status_code=201,
+    summary="Append up to 10,000 lines in order, in one transaction",
+)
+async def append_logs(
+    deployment_id: uuid.UUID, body: LogBatch, session: Session, caller: Caller
+) -> Accepted:
+    lines = [line.model_dump() for line in body.lines]
+    return Accepted(accepted=await service.append_logs(session, caller, deployment_id, lines))
+
+
+@router.get("/{deployment_id}/logs", response_model=LogPage, summary="Read lines after a seq")
+async def read_logs(
+    deployment_id: uuid.UUID,
+    session: Session,
+    caller: Caller,
+    after: int = Query(default=0, ge=0, description="Return lines with seq greater than this."),
+    limit: int = Query(default=1000, ge=1, le=10000, description="Most lines to return."),
+    level: LogLevel | None = Query(default=None, description="Only this level."),
+) -> LogPage:
+    rows = await service.read_logs(
+        session, caller, deployment_id, after=after, limit=limit, level=level
+    )
+    items = [LogRead.model_validate(r) for r in rows]
+    return LogPage(items=items, last_seq=items[-1].seq if items else None)

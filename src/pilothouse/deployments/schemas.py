@@ -1,0 +1,142 @@
+"""Request and response bodies for deployments and their logs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from pilothouse.core.rules import keep_commit_message
+
+DeploymentStatus = Literal["pending", "building", "deploying", "success", "failed", "rolled_back"]
+EventType = Literal["deploy", "rollback", "restart", "config_update", "scale"]
+Trigger = Literal["manual", "ci", "automated", "github_action"]
+LogLevel = Literal["debug", "info", "warn", "error"]
+CommitMessage = Annotated[str, AfterValidator(keep_commit_message)]
+
+MAX_BATCH = 10_000
+
+
+class DeploymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(description="Service name or id to deploy to.")
+    environment: str | None = Field(
+        default=None, description="Environment, when the service name is ambiguous."
+    )
+    version: str = Field(
+        min_length=1, max_length=100, description="Version of a registered artifact of the service."
+    )
+    event_type: EventType = Field(default="deploy", description="What kind of rollout this is.")
+    triggered_by: Trigger = Field(default="manual", description="Who or what started it.")
+    commit_message: CommitMessage | None = Field(
+        default=None, description="Commit message; kept to its first 500 characters."
+    )
+    rollback_from: uuid.UUID | None = Field(
+        default=None, description="For event_type rollback: the deployment being rolled back."
+    )
+    ci_run_id: str | None = Field(default=None, max_length=100, description="CI run id.")
+    logs_url: str | None = Field(default=None, max_length=1000, description="External log URL.")
+
+
+class DeploymentTransition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: DeploymentStatus = Field(description="Target status; must be allowed from the current one.")
+    reason: str | None = Field(default=None, max_length=2000, description="Why (kept in history).")
+    error_message: str | None = Field(
+        default=None, max_length=10000, description="Error details, for failed."
+    )
+    rollback_reason: str | None = Field(
+        default=None, max_length=2000, description="Reason, for rolled_back."
+    )
+    health_check_passed: bool | None = Field(default=None, description="Post-deploy check result.")
+    instances_deployed: int | None = Field(
+        default=None, ge=0, le=100, description="Replicas running the new artifact."
+    )
+
+
+class DeploymentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(description="Deployment id.")
+    service_id: uuid.UUID = Field(description="Service.")
+    environment_id: uuid.UUID = Field(description="Environment.")
+    artifact_id: uuid.UUID | None = Field(description="Artifact being deployed.")
+    previous_artifact_id: uuid.UUID | None = Field(description="Artifact live before it.")
+    rollback_from: uuid.UUID | None = Field(description="Deployment this one rolls back.")
+    version: str = Field(description="Version deployed.")
+    commit_sha: str | None = Field(description="Commit SHA of the artifact.")
+    commit_message: str | None = Field(description="Commit message (500 characters at most).")
+    status: DeploymentStatus = Field(description="Status.")
+    event_type: EventType = Field(description="Kind of rollout.")
+    triggered_by: Trigger = Field(description="Trigger.")
+    operator: str = Field(description="User who started it.")
+    started_at: datetime | None = Field(description="When work began.")
+    completed_at: datetime | None = Field(description="When it ended.")
+    build_time_ms: int | None = Field(description="Build time, ms.")
+    deploy_time_ms: int | None = Field(description="Deploy time, ms.")
+    duration_seconds: int | None = Field(description="Total duration, s.")
+    migration_applied: bool = Field(description="Whether a migration ran.")
+    migration_version: str | None = Field(description="Migration version applied.")
+    backup_created: bool = Field(description="Whether a pre-deployment backup was taken.")
+    backup_id: uuid.UUID | None = Field(description="That backup.")
+    health_check_passed: bool = Field(description="Post-deploy verification result.")
+    instances_deployed: int = Field(description="Replicas of the new artifact.")
+    error_message: str | None = Field(description="Failure details.")
+    rollback_reason: str | None = Field(description="Why it was rolled back.")
+    ci_run_id: str | None = Field(description="CI run id.")
+    logs_url: str | None = Field(description="External log URL.")
+    created_at: datetime = Field(description="Recorded at (UTC).")
+    updated_at: datetime = Field(description="Last changed (UTC).")
+
+
+class DeploymentPage(BaseModel):
+    items: list[DeploymentRead] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
+class LogLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=65536, description="The line.")
+    level: LogLevel = Field(default="info", description="debug, info, warn or error.")
+    source: str = Field(
+        default="deploy", min_length=1, max_length=50, description="build, deploy, verification..."
+    )
+    timestamp: datetime | None = Field(
+        default=None, description="When it was emitted; default now."
+    )
+    metadata: dict[str, Any] | None = Field(default=None, description="Structured context.")
+
+
+class LogBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[LogLine] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} lines, kept in order."
+    )
+
+
+class LogRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int = Field(description="Position; pass the last one as `after` to follow.")
+    timestamp: datetime = Field(description="When it was emitted (UTC).")
+    level: LogLevel = Field(description="Level.")
+    source: str = Field(description="Source.")
+    message: str = Field(description="The line.")
+    metadata: dict[str, Any] | None = Field(
+        default=None, validation_alias="meta", description="Structured context."
+    )
+
+
+class LogPage(BaseModel):
+    items: list[LogRead] = Field(description="Oldest first.")
+    last_seq: int | None = Field(description="seq of the last line returned.")
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(description="Lines stored.")

@@ -1,0 +1,290 @@
+"""Deployments: record, list, read, transition; logs: append (one or a batch) and read."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import Principal, require, visible
+from pilothouse.artifacts import service as artifacts
+from pilothouse.audit import service as audit
+from pilothouse.core.clock import utcnow
+from pilothouse.core.statemachine import check_transition
+from pilothouse.deployments.models import Deployment, DeploymentLog
+from pilothouse.deployments.transitions import TABLE, TERMINAL
+from pilothouse.environments import service as environments
+from pilothouse.environments.models import Environment
+from pilothouse.errors import Conflict, NotFound, ValidationFailed
+from pilothouse.history import service as history
+from pilothouse.services import service as services
+
+
+@dataclass(frozen=True)
+class DeploymentFilter:
+    environment: str | None = None
+    service: str | None = None
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def encode_cursor(created_at: datetime, deployment_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{deployment_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Inverse of encode_cursor; a malformed cursor is a 422 on the `cursor` field."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, ident = raw.split("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("cursor", "is not a cursor returned by this API") from None
+
+
+def _visible(actor: Principal) -> sa.ColumnElement[bool]:
+    return visible(actor, Deployment.owner_id, Deployment.environment_id)
+
+
+async def get_deployment(
+    session: AsyncSession, actor: Principal, deployment_id: uuid.UUID, *, lock: bool = False
+) -> Deployment:
+    query = sa.select(Deployment).where(Deployment.id == deployment_id, _visible(actor))
+    if lock:
+        query = query.with_for_update()
+    deployment = await session.scalar(query)
+    if deployment is None:
+        raise NotFound(f"deployment {deployment_id} not found")
+    return deployment
+
+
+async def list_deployments(
+    session: AsyncSession,
+    actor: Principal,
+    filters: DeploymentFilter,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[Sequence[Deployment], str | None]:
+    """Newest first, filtered; returns the page and the cursor of the next one."""
+    query = sa.select(Deployment).where(_visible(actor))
+    if filters.service:
+        svc = await services.get_service(
+            session, actor, filters.service, environment=filters.environment
+        )
+        query = query.where(Deployment.service_id == svc.id)
+    elif filters.environment:
+        env = await environments.get_environment(session, actor, filters.environment)
+        query = query.where(Deployment.environment_id == env.id)
+    if filters.statuses:
+        query = query.where(Deployment.status.in_(filters.statuses))
+    if filters.since:
+        query = query.where(Deployment.created_at >= filters.since)
+    if filters.until:
+        query = query.where(Deployment.created_at < filters.until)
+    if cursor:
+        at, ident = decode_cursor(cursor)
+        query = query.where(
+            sa.or_(
+                Deployment.created_at < at,
+                sa.and_(Deployment.created_at == at, Deployment.id < ident),
+            )
+        )
+    query = query.order_by(Deployment.created_at.desc(), Deployment.id.desc()).limit(limit + 1)
+    rows = (await session.scalars(query)).all()
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        return rows[:limit], encode_cursor(last.created_at, last.id)
+    return rows, None
+
+
+async def _check_frequency(session: AsyncSession, env: Environment, service_id: uuid.UUID) -> None:
+    """Seed 002 EnvironmentLimits.max_deployment_frequency: deployments per service per hour."""
+    per_hour = (env.limits or {}).get("max_deployment_frequency")
+    if not per_hour:
+        return
+    recent = await session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Deployment)
+        .where(
+            Deployment.service_id == service_id,
+            Deployment.created_at >= utcnow() - timedelta(hours=1),
+        )
+    )
+    if recent is not None and recent >= per_hour:
+        raise Conflict(
+            f"environment {env.name!r} allows {per_hour} deployment(s) per hour per service; "
+            f"{recent} in the last hour"
+        )
+
+
+async def create_deployment(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    service: str,
+    version: str,
+    environment: str | None = None,
+    event_type: str = "deploy",
+    rollback_from: uuid.UUID | None = None,
+    **fields: Any,
+) -> Deployment:
+    """Record a deployment as pending (operator); the release engine carries it out."""
+    svc = await services.get_service(session, actor, service, environment=environment)
+    require(actor, "deploy")
+    env = await session.get(Environment, svc.environment_id)
+    assert env is not None
+    if not env.is_active:
+        raise Conflict(f"environment {env.name!r} is inactive")
+    artifact = await artifacts.get_by_version(session, actor, svc.id, version)
+    if event_type == "rollback" and rollback_from is None:
+        raise ValidationFailed("rollback_from", "is required when event_type is rollback")
+    if rollback_from is not None:
+        origin = await get_deployment(session, actor, rollback_from)
+        if origin.service_id != svc.id:
+            raise ValidationFailed("rollback_from", "must be a deployment of the same service")
+    await _check_frequency(session, env, svc.id)
+    previous = await artifacts.get_deployed(session, svc.id)
+    deployment = Deployment(
+        owner_id=actor.id,
+        service_id=svc.id,
+        environment_id=svc.environment_id,
+        artifact_id=artifact.id,
+        previous_artifact_id=previous.id if previous else None,
+        version=artifact.version,
+        commit_sha=artifact.commit_sha,
+        event_type=event_type,
+        rollback_from=rollback_from,
+        operator=actor.name,
+        status="pending",
+        **fields,
+    )
+    session.add(deployment)
+    await session.flush()
+    history.record_change(
+        session, "deployment", deployment.id, None, "pending", actor=actor, reason="recorded"
+    )
+    audit.record(
+        session,
+        actor,
+        "create",
+        "deployment",
+        deployment.id,
+        {"service": svc.name, "version": version, "event_type": event_type},
+    )
+    return deployment
+
+
+async def transition(
+    session: AsyncSession,
+    deployment: Deployment,
+    to: str,
+    *,
+    actor: Principal,
+    reason: str | None = None,
+    **outcome: Any,
+) -> Deployment:
+    """The only way a deployment's status changes: checks the table, stamps times, writes history."""
+    check_transition(TABLE, "deployment", deployment.status, to)
+    before = deployment.status
+    now = utcnow()
+    for key, value in outcome.items():
+        if value is not None:
+            setattr(deployment, key, value)
+    if to in ("building", "deploying") and deployment.started_at is None:
+        deployment.started_at = now
+    if to in TERMINAL and to != "rolled_back":
+        deployment.completed_at = now
+        start = deployment.started_at or deployment.created_at
+        deployment.duration_seconds = int((now - start).total_seconds())
+    if to == "failed" and not deployment.error_message:
+        deployment.error_message = reason
+    if to == "rolled_back" and not deployment.rollback_reason:
+        deployment.rollback_reason = reason
+    if to == "success" and deployment.artifact_id is not None:
+        artifact = await session.get(artifacts.Artifact, deployment.artifact_id)
+        if artifact is not None:
+            await artifacts.mark_deployed(session, artifact)
+    deployment.status = to
+    deployment.updated_at = now
+    history.record_change(
+        session, "deployment", deployment.id, before, to, actor=actor, reason=reason
+    )
+    return deployment
+
+
+async def transition_deployment(
+    session: AsyncSession,
+    actor: Principal,
+    deployment_id: uuid.UUID,
+    to: str,
+    *,
+    reason: str | None = None,
+    **outcome: Any,
+) -> Deployment:
+    deployment = await get_deployment(session, actor, deployment_id, lock=True)
+    require(actor, "deploy")
+    return await transition(session, deployment, to, actor=actor, reason=reason, **outcome)
+
+
+async def append_logs(
+    session: AsyncSession,
+    actor: Principal,
+    deployment_id: uuid.UUID,
+    lines: Sequence[dict[str, Any]],
+) -> int:
+    """Append log lines in order (operator); returns how many were stored."""
+    await get_deployment(session, actor, deployment_id)
+    require(actor, "write_logs")
+    return await write_logs(session, deployment_id, lines)
+
+
+async def write_logs(
+    session: AsyncSession, deployment_id: uuid.UUID, lines: Sequence[dict[str, Any]]
+) -> int:
+    """Insert lines for a deployment already checked by the caller (one multi-row INSERT)."""
+    now = utcnow()
+    rows = [
+        {
+            "deployment_id": deployment_id,
+            "timestamp": line.get("timestamp") or now,
+            "level": line.get("level", "info"),
+            "source": line.get("source", "deploy"),
+            "message": line["message"],
+            "meta": line.get("metadata"),
+        }
+        for line in lines
+    ]
+    if rows:
+        await session.execute(sa.insert(DeploymentLog), rows)
+    return len(rows)
+
+
+async def read_logs(
+    session: AsyncSession,
+    actor: Principal,
+    deployment_id: uuid.UUID,
+    *,
+    after: int = 0,
+    limit: int = 1000,
+    level: str | None = None,
+) -> Sequence[DeploymentLog]:
+    """Lines after `after` (a seq), oldest first."""
+    await get_deployment(session, actor, deployment_id)
+    query = (
+        sa.select(DeploymentLog)
+        .where(DeploymentLog.deployment_id == deployment_id, DeploymentLog.seq > after)
+        .order_by(DeploymentLog.seq)
+        .limit(limit)
+    )
+    if level:
+        query = query.where(DeploymentLog.level == level)
+    return (await session.scalars(query)).all()

@@ -1,0 +1,51 @@
+"""Request dependencies: the database session (one transaction per request) and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import Principal
+from pilothouse.core.db import Database
+from pilothouse.errors import Unauthorized
+from pilothouse.users import service as users
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer ph_...`")
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    """Commits when the route returns (before the response is sent); rolls back on error."""
+    db = get_db(request)
+    async with db.session(write=request.method not in READ_METHODS) as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+async def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing API token: send `Authorization: Bearer <token>`")
+    db = get_db(request)
+    async with db.session(write=False) as session:
+        principal, token = await users.authenticate(session, credentials.credentials)
+    if users.needs_touch(token):
+        async with db.session(write=True) as session:
+            await users.touch_token(session, token.id)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(_principal)]

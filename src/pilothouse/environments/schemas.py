@@ -1,0 +1,79 @@
+"""Request and response bodies for environments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from pilothouse.core.rules import as_validator, check_name
+
+EnvType = Literal["development", "staging", "production"]
+Driver = Literal["process", "command"]
+Name = Annotated[str, AfterValidator(as_validator(check_name))]
+
+
+class Limits(BaseModel):
+    """Seed 002 EnvironmentLimits; all optional, all non-negative."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrent_users: int | None = Field(default=None, ge=0, description="Users at once.")
+    api_rate_limit: int | None = Field(default=None, ge=0, description="Requests per minute.")
+    storage_quota_gb: int | None = Field(default=None, ge=0, description="Storage quota, GB.")
+    bandwidth_limit_gb: int | None = Field(default=None, ge=0, description="Bandwidth, GB.")
+    max_deployment_frequency: int | None = Field(
+        default=None, ge=1, le=1000, description="Deployments allowed per service per hour."
+    )
+
+
+class EnvironmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Unique among live environments: 1-100 of A-Z a-z 0-9 - _.")
+    type: EnvType = Field(default="development", description="development, staging, production.")
+    domain: str | None = Field(default=None, max_length=253, description="Base domain.")
+    driver: Driver = Field(default="process", description="Deployment driver for its services.")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Non-secret settings (secrets belong in encrypted environment variables).",
+    )
+    features: dict[str, bool] = Field(default_factory=dict, description="Feature flags.")
+    limits: Limits = Field(default_factory=Limits, description="Operational limits.")
+
+
+class EnvironmentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: EnvType | None = Field(default=None, description="New type.")
+    domain: str | None = Field(default=None, max_length=253, description="New domain.")
+    driver: Driver | None = Field(default=None, description="New driver.")
+    config: dict[str, Any] | None = Field(default=None, description="Replaces the config.")
+    features: dict[str, bool] | None = Field(default=None, description="Replaces the flags.")
+    limits: Limits | None = Field(default=None, description="Replaces the limits.")
+    is_active: bool | None = Field(default=None, description="Inactive environments refuse work.")
+
+
+class EnvironmentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(description="Environment id.")
+    name: str = Field(description="Name.")
+    type: EnvType = Field(description="Type.")
+    domain: str | None = Field(description="Base domain.")
+    driver: str = Field(description="Deployment driver.")
+    config: dict[str, Any] = Field(description="Settings.")
+    features: dict[str, bool] = Field(description="Feature flags.")
+    limits: dict[str, Any] = Field(description="Operational limits.")
+    is_active: bool = Field(description="Whether it accepts work.")
+    owner_id: uuid.UUID = Field(description="Owner.")
+    created_at: datetime = Field(description="Created (UTC).")
+    updated_at: datetime = Field(description="Last changed (UTC).")
+
+
+class GrantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(description="User name or id to grant access to the environment.")

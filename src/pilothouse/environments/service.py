@@ -1,0 +1,139 @@
+"""Environments: create, read, update, soft delete, and grants (admin manages them)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import Principal, granted_environment_ids, require, visible
+from pilothouse.audit import service as audit
+from pilothouse.core.clock import utcnow
+from pilothouse.environments.models import Environment, EnvironmentGrant
+from pilothouse.errors import Conflict, NotFound
+from pilothouse.services.models import Service
+from pilothouse.users import service as users
+
+
+def _visible(actor: Principal) -> sa.ColumnElement[bool]:
+    if actor.is_admin:
+        return sa.true()
+    return sa.or_(
+        Environment.owner_id == actor.id, Environment.id.in_(granted_environment_ids(actor))
+    )
+
+
+async def get_environment(session: AsyncSession, actor: Principal, ref: str) -> Environment:
+    """A live environment the actor can see, by id or name; otherwise NotFound."""
+    query = sa.select(Environment).where(Environment.deleted_at.is_(None), _visible(actor))
+    try:
+        query = query.where(Environment.id == uuid.UUID(ref))
+    except ValueError:
+        query = query.where(Environment.name == ref)
+    env = await session.scalar(query)
+    if env is None:
+        raise NotFound(f"environment {ref!r} not found")
+    return env
+
+
+async def list_environments(session: AsyncSession, actor: Principal) -> Sequence[Environment]:
+    query = (
+        sa.select(Environment)
+        .where(Environment.deleted_at.is_(None), _visible(actor))
+        .order_by(Environment.name)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def _name_taken(session: AsyncSession, name: str) -> bool:
+    query = sa.select(Environment.id).where(
+        Environment.name == name, Environment.deleted_at.is_(None)
+    )
+    return (await session.scalar(query)) is not None
+
+
+async def create_environment(
+    session: AsyncSession, actor: Principal, *, name: str, **fields: Any
+) -> Environment:
+    """Create an environment (admin); the name must be free among live environments."""
+    require(actor, "manage_environments")
+    if await _name_taken(session, name):
+        raise Conflict(f"environment {name!r} already exists")
+    env = Environment(owner_id=actor.id, name=name, **fields)
+    session.add(env)
+    await session.flush()
+    audit.record(session, actor, "create", "environment", env.id, {"name": name, **fields})
+    return env
+
+
+async def update_environment(
+    session: AsyncSession, actor: Principal, ref: str, changes: dict[str, Any]
+) -> Environment:
+    """Apply the given fields (admin)."""
+    env = await get_environment(session, actor, ref)
+    require(actor, "manage_environments")
+    for key, value in changes.items():
+        setattr(env, key, value)
+    env.updated_at = utcnow()
+    audit.record(session, actor, "update", "environment", env.id, changes)
+    return env
+
+
+async def delete_environment(session: AsyncSession, actor: Principal, ref: str) -> Environment:
+    """Soft delete (admin); refused while live services remain in it."""
+    env = await get_environment(session, actor, ref)
+    require(actor, "manage_environments")
+    live = await session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Service)
+        .where(Service.environment_id == env.id, Service.deleted_at.is_(None))
+    )
+    if live:
+        raise Conflict(
+            f"environment {env.name!r} still has {live} live service(s); delete them first"
+        )
+    env.deleted_at = utcnow()
+    env.is_active = False
+    audit.record(session, actor, "delete", "environment", env.id, {"name": env.name})
+    return env
+
+
+async def grant(session: AsyncSession, actor: Principal, ref: str, user_ref: str) -> None:
+    """Let a user see (and by role act on) everything in the environment (admin)."""
+    env = await get_environment(session, actor, ref)
+    require(actor, "manage_environments")
+    user = await users.get_user(session, user_ref)
+    if await session.get(EnvironmentGrant, (env.id, user.id)):
+        raise Conflict(f"user {user.name!r} already has access to {env.name!r}")
+    session.add(
+        EnvironmentGrant(
+            environment_id=env.id, user_id=user.id, granted_by=actor.id, created_at=utcnow()
+        )
+    )
+    audit.record(session, actor, "grant", "environment", env.id, {"user": user.name})
+
+
+async def revoke_grant(session: AsyncSession, actor: Principal, ref: str, user_ref: str) -> None:
+    env = await get_environment(session, actor, ref)
+    require(actor, "manage_environments")
+    user = await users.get_user(session, user_ref)
+    row = await session.get(EnvironmentGrant, (env.id, user.id))
+    if row is None:
+        raise NotFound(f"user {user.name!r} has no grant on {env.name!r}")
+    await session.delete(row)
+    audit.record(session, actor, "revoke_grant", "environment", env.id, {"user": user.name})
+
+
+__all__ = [
+    "create_environment",
+    "delete_environment",
+    "get_environment",
+    "grant",
+    "list_environments",
+    "revoke_grant",
+    "update_environment",
+    "visible",
+]

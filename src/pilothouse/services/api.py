@@ -1,0 +1,75 @@
+"""/api/v1/services."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from pilothouse.deps import Caller, Session
+from pilothouse.services import service
+from pilothouse.services.schemas import (
+    ScaleRequest,
+    ServiceCreate,
+    ServiceRead,
+    ServiceTransition,
+    ServiceUpdate,
+)
+
+router = APIRouter(prefix="/services", tags=["services"])
+EnvQuery = Query(default=None, description="Environment name or id, when the name is ambiguous.")
+
+
+@router.post("", response_model=ServiceRead, status_code=201, summary="Create a service (operator)")
+async def create(body: ServiceCreate, session: Session, caller: Caller) -> ServiceRead:
+    data = body.model_dump()
+    svc = await service.create_service(session, caller, **data)
+    return ServiceRead.model_validate(svc)
+
+
+@router.get("", response_model=list[ServiceRead], summary="List visible live services")
+async def list_(
+    session: Session,
+    caller: Caller,
+    environment: str | None = Query(default=None, description="Only this environment."),
+) -> list[ServiceRead]:
+    rows = await service.list_services(session, caller, environment=environment)
+    return [ServiceRead.model_validate(s) for s in rows]
+
+
+@router.get("/{ref}", response_model=ServiceRead, summary="Get one by id or name")
+async def get(
+    ref: str, session: Session, caller: Caller, environment: str | None = EnvQuery
+) -> ServiceRead:
+    svc = await service.get_service(session, caller, ref, environment=environment)
+    return ServiceRead.model_validate(svc)
+
+
+@router.patch("/{ref}", response_model=ServiceRead, summary="Update (operator)")
+async def update(ref: str, body: ServiceUpdate, session: Session, caller: Caller) -> ServiceRead:
+    changes = body.model_dump(exclude_unset=True)
+    if body.resources is not None:
+        changes["resources"] = body.resources.model_dump(exclude_none=True)
+    return ServiceRead.model_validate(await service.update_service(session, caller, ref, changes))
+
+
+@router.post("/{ref}/scale", response_model=ServiceRead, summary="Set target replicas (operator)")
+async def scale(ref: str, body: ScaleRequest, session: Session, caller: Caller) -> ServiceRead:
+    svc = await service.scale_service(session, caller, ref, body.target_replicas)
+    return ServiceRead.model_validate(svc)
+
+
+@router.post(
+    "/{ref}/transition",
+    response_model=ServiceRead,
+    summary="Change status (operator; 409 if illegal)",
+)
+async def transition(
+    ref: str, body: ServiceTransition, session: Session, caller: Caller
+) -> ServiceRead:
+    svc = await service.transition_service(session, caller, ref, body.to, body.reason)
+    return ServiceRead.model_validate(svc)
+
+
+@router.delete("/{ref}", status_code=204, summary="Soft delete (operator); frees the name")
+async def delete(ref: str, session: Session, caller: Caller) -> Response:
+    await service.delete_service(session, caller, ref)
+    return Response(status_code=204)

@@ -1,0 +1,98 @@
+"""pilothouse service create|list|show|scale|delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pilothouse.cli_support import EnvOption, JsonFlag, api
+from pilothouse.console import out, print_json, print_record, print_table
+
+app = typer.Typer(help="Services: deployable units inside an environment.", no_args_is_help=True)
+COLUMNS = ["name", "status", "target_replicas", "cpu_cores", "memory_mb", "image", "command"]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Service name (1-100 of A-Z a-z 0-9 - _).")],
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment it belongs to.")],
+    image: Annotated[str | None, typer.Option(help="Container image (1-500 chars).")] = None,
+    command: Annotated[
+        str | None, typer.Option(help="Start command; {port} and {version} are substituted.")
+    ] = None,
+    replicas: Annotated[int, typer.Option(help="Target replicas, 1-100.")] = 1,
+    cpu: Annotated[float, typer.Option(help="CPU cores, 0.5-32.")] = 0.5,
+    memory: Annotated[int, typer.Option(help="Memory in MB, 512-65536.")] = 512,
+    gpu: Annotated[int, typer.Option(help="GPU units, 0-8.")] = 0,
+    storage: Annotated[int, typer.Option(help="Storage in GB, 1-1000.")] = 1,
+    public_url: Annotated[str | None, typer.Option(help="Public URL.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a service (operator)."""
+    body = {
+        "environment": env,
+        "name": name,
+        "image": image,
+        "command": command,
+        "target_replicas": replicas,
+        "public_url": public_url,
+        "resources": {
+            "cpu_cores": cpu,
+            "memory_mb": memory,
+            "gpu_units": gpu,
+            "storage_gb": storage,
+        },
+    }
+    svc = api(ctx).request("POST", "/services", json_body=body)
+    if as_json:
+        print_json(svc)
+    else:
+        out.print(f"created service {svc['name']} in {env} (id {svc['id']}, {svc['status']})")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, env: EnvOption = None, as_json: JsonFlag = False) -> None:
+    """List services you can see."""
+    rows = api(ctx).request("GET", "/services", params={"environment": env})
+    print_json(rows) if as_json else print_table(rows, COLUMNS, title="services")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name or id.")],
+    env: EnvOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one service."""
+    svc = api(ctx).request("GET", f"/services/{name}", params={"environment": env})
+    print_json(svc) if as_json else print_record(svc)
+
+
+@app.command("scale")
+def scale(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name or id.")],
+    replicas: Annotated[int, typer.Argument(help="Target replicas, 1-100.")],
+    env: EnvOption = None,
+) -> None:
+    """Set a service's target replicas (operator)."""
+    client = api(ctx)
+    ref = client.request("GET", f"/services/{name}", params={"environment": env})["id"]
+    svc = client.request("POST", f"/services/{ref}/scale", json_body={"target_replicas": replicas})
+    out.print(f"{svc['name']}: target replicas {svc['target_replicas']}")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name or id.")],
+    env: EnvOption = None,
+) -> None:
+    """Soft-delete a service (operator); its name is free again, its history stays."""
+    client = api(ctx)
+    ref = client.request("GET", f"/services/{name}", params={"environment": env})["id"]
+    client.request("DELETE", f"/services/{ref}")
+    out.print(f"deleted service {name}")

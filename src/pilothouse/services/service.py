@@ -1,0 +1,151 @@
+"""Services: create, read, update, scale, soft delete, and the service transition()."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import Principal, require, visible
+from pilothouse.audit import service as audit
+from pilothouse.core.clock import utcnow
+from pilothouse.core.statemachine import check_transition
+from pilothouse.environments import service as environments
+from pilothouse.errors import Conflict, NotFound
+from pilothouse.history import service as history
+from pilothouse.services.models import Service
+from pilothouse.services.transitions import TABLE
+
+RESOURCE_FIELDS = ("cpu_cores", "memory_mb", "gpu_units", "storage_gb")
+
+
+def _live_visible(actor: Principal) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        Service.deleted_at.is_(None), visible(actor, Service.owner_id, Service.environment_id)
+    )
+
+
+async def get_service(
+    session: AsyncSession, actor: Principal, ref: str, *, environment: str | None = None
+) -> Service:
+    """A live service the actor can see, by id, or by name (plus environment when ambiguous)."""
+    query = sa.select(Service).where(_live_visible(actor))
+    try:
+        query = query.where(Service.id == uuid.UUID(ref))
+    except ValueError:
+        query = query.where(Service.name == ref)
+        if environment:
+            env = await environments.get_environment(session, actor, environment)
+            query = query.where(Service.environment_id == env.id)
+    found = (await session.scalars(query.limit(2))).all()
+    if not found:
+        where = f" in environment {environment!r}" if environment else ""
+        raise NotFound(f"service {ref!r} not found{where}")
+    if len(found) > 1:
+        raise Conflict(f"service name {ref!r} exists in several environments; pass --env")
+    return found[0]
+
+
+async def list_services(
+    session: AsyncSession, actor: Principal, *, environment: str | None = None
+) -> Sequence[Service]:
+    query = sa.select(Service).where(_live_visible(actor)).order_by(Service.name)
+    if environment:
+        env = await environments.get_environment(session, actor, environment)
+        query = query.where(Service.environment_id == env.id)
+    return (await session.scalars(query)).all()
+
+
+async def create_service(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    environment: str,
+    name: str,
+    resources: dict[str, Any],
+    **fields: Any,
+) -> Service:
+    """Create a service in an environment the actor can see; names are unique per environment."""
+    env = await environments.get_environment(session, actor, environment)
+    require(actor, "manage_services")
+    taken = await session.scalar(
+        sa.select(Service.id).where(
+            Service.environment_id == env.id, Service.name == name, Service.deleted_at.is_(None)
+        )
+    )
+    if taken:
+        raise Conflict(f"service {name!r} already exists in environment {env.name!r}")
+    svc = Service(owner_id=actor.id, environment_id=env.id, name=name, **resources, **fields)
+    session.add(svc)
+    await session.flush()
+    history.record_change(
+        session, "service", svc.id, None, "pending", actor=actor, reason="created"
+    )
+    audit.record(session, actor, "create", "service", svc.id, {"name": name, **resources, **fields})
+    return svc
+
+
+async def update_service(
+    session: AsyncSession, actor: Principal, ref: str, changes: dict[str, Any]
+) -> Service:
+    svc = await get_service(session, actor, ref)
+    require(actor, "manage_services")
+    flat = dict(changes)
+    flat.update(flat.pop("resources", None) or {})
+    for key, value in flat.items():
+        setattr(svc, key, value)
+    svc.updated_at = utcnow()
+    audit.record(session, actor, "update", "service", svc.id, flat)
+    return svc
+
+
+async def scale_service(
+    session: AsyncSession, actor: Principal, ref: str, target_replicas: int
+) -> Service:
+    """Set the desired replica count (operator); the driver reconciles to it."""
+    svc = await get_service(session, actor, ref)
+    require(actor, "scale")
+    before = svc.target_replicas
+    svc.target_replicas = target_replicas
+    svc.updated_at = utcnow()
+    audit.record(
+        session, actor, "scale", "service", svc.id, {"from": before, "to": target_replicas}
+    )
+    return svc
+
+
+async def transition(
+    session: AsyncSession, svc: Service, to: str, *, actor: Principal, reason: str | None = None
+) -> Service:
+    """The only way a service's status changes: checks the table, writes status_history."""
+    check_transition(TABLE, "service", svc.status, to)
+    before = svc.status
+    svc.status = to
+    svc.updated_at = utcnow()
+    history.record_change(session, "service", svc.id, before, to, actor=actor, reason=reason)
+    return svc
+
+
+async def transition_service(
+    session: AsyncSession, actor: Principal, ref: str, to: str, reason: str | None
+) -> Service:
+    svc = await get_service(session, actor, ref)
+    require(actor, "manage_services")
+    if to == "deleted":
+        return await delete_service(session, actor, ref, reason=reason)
+    return await transition(session, svc, to, actor=actor, reason=reason)
+
+
+async def delete_service(
+    session: AsyncSession, actor: Principal, ref: str, *, reason: str | None = None
+) -> Service:
+    """Soft delete: status deleted, deleted_at set, the name is free again; the row stays."""
+    svc = await get_service(session, actor, ref)
+    require(actor, "manage_services")
+    await transition(session, svc, "deleted", actor=actor, reason=reason or "deleted")
+    svc.deleted_at = utcnow()
+    audit.record(session, actor, "delete", "service", svc.id, {"name": svc.name})
+    return svc

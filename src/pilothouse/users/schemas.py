@@ -1,0 +1,67 @@
+"""Request and response bodies for users and tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from pilothouse.core.rules import as_validator, check_name
+
+Role = Literal["viewer", "operator", "admin"]
+Name = Annotated[str, AfterValidator(as_validator(check_name))]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Unique user name: 1-100 of A-Z a-z 0-9 - _.")
+    role: Role = Field(description="viewer (read), operator (deploy, scale), admin (everything).")
+    email: str | None = Field(default=None, max_length=320, description="Contact address.")
+    with_token: bool = Field(default=True, description="Also issue a first API token.")
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(description="User id.")
+    name: str = Field(description="User name.")
+    role: Role = Field(description="Role.")
+    email: str | None = Field(description="Contact address.")
+    is_active: bool = Field(description="False once disabled.")
+    created_at: datetime = Field(description="When the user was created (UTC).")
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(
+        default=None, description="User name or id the token is for; default: the caller."
+    )
+    name: str = Field(default="cli", min_length=1, max_length=100, description="A label.")
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=3650, description="Lifetime in days; default: never expires."
+    )
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(description="Token id (used to revoke it).")
+    user_id: uuid.UUID = Field(description="Owner of the token.")
+    name: str = Field(description="Label.")
+    prefix: str = Field(description="First characters of the token, to recognise it.")
+    created_at: datetime = Field(description="Issued at (UTC).")
+    last_used_at: datetime | None = Field(description="Last successful use (minute precision).")
+    expires_at: datetime | None = Field(description="Expiry, if any.")
+    revoked_at: datetime | None = Field(description="Revocation time, if revoked.")
+
+
+class TokenIssued(TokenRead):
+    token: str = Field(description="The token itself. Shown once: it is stored only as a hash.")
+
+
+class UserCreated(UserRead):
+    token: TokenIssued | None = Field(default=None, description="First token, shown once.")
