@@ -18,8 +18,9 @@ from pilothouse.core.db import Database
 from pilothouse.errors import PilothouseError
 
 DESCRIPTION = """
-pilothouse is a self-hosted deployment control plane. Every route needs an API token
-(`Authorization: Bearer ph_...`). Errors are JSON: `{"error": code, "message": text, "detail": ...}`;
+pilothouse is a self-hosted deployment control plane. Every route needs an API
+token (`Authorization: Bearer ph_...`). Errors are JSON:
+`{"error": code, "message": text, "detail": ...}`;
 422 names the field and the rule, 409 names a conflict or the from/to of a refused transition,
 404 covers missing, soft-deleted and other users' records alike.
 """

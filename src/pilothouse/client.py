@@ -77,7 +77,7 @@ class ApiClient:
         json_body: Any = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        """Call /api/v1<path>; returns the decoded JSON or raises CliError with the server's words."""
+        """Call /api/v1<path>: decoded JSON, or CliError carrying the server's message."""
         if not self.token:
             raise CliError(
                 "no API token: set PILOTHOUSE_TOKEN or run `pilothouse init` on the server host"

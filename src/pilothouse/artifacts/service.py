@@ -18,7 +18,7 @@ from pilothouse.services import service as services
 from pilothouse.services.models import Service
 
 
-def _query(actor: Principal) -> sa.Select[tuple[Artifact]]:
+def _query(actor: Principal) -> sa.Select[Artifact]:
     return (
         sa.select(Artifact)
         .join(Service, Service.id == Artifact.service_id)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require, visible
 from pilothouse.artifacts import service as artifacts
+from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.statemachine import check_transition
@@ -192,7 +193,7 @@ async def transition(
     reason: str | None = None,
     **outcome: Any,
 ) -> Deployment:
-    """The only way a deployment's status changes: checks the table, stamps times, writes history."""
+    """The only way a deployment's status changes: check, stamp times, write history."""
     check_transition(TABLE, "deployment", deployment.status, to)
     before = deployment.status
     now = utcnow()
@@ -210,7 +211,7 @@ async def transition(
     if to == "rolled_back" and not deployment.rollback_reason:
         deployment.rollback_reason = reason
     if to == "success" and deployment.artifact_id is not None:
-        artifact = await session.get(artifacts.Artifact, deployment.artifact_id)
+        artifact = await session.get(Artifact, deployment.artifact_id)
         if artifact is not None:
             await artifacts.mark_deployed(session, artifact)
     deployment.status = to

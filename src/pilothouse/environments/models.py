@@ -30,7 +30,9 @@ class Environment(UUIDPk, Timestamps, SoftDelete, Base):
 
     owner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(sa.String(100))
-    type: Mapped[str] = mapped_column(str_enum(*ENVIRONMENT_TYPES, name="environment_type"))
+    type: Mapped[str] = mapped_column(
+        str_enum(*ENVIRONMENT_TYPES, name="environment_type"), default="development"
+    )
     domain: Mapped[str | None] = mapped_column(sa.String(253), default=None)
     driver: Mapped[str] = mapped_column(sa.String(32), default="process")
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -8,12 +8,14 @@ from pilothouse.core.db import make_sync_engine
 from pilothouse.models import Base
 
 config = context.config
-url = config.attributes.get("pilothouse_url") or config.get_main_option("sqlalchemy.url")
+url: str | None = config.attributes.get("pilothouse_url") or config.get_main_option(
+    "sqlalchemy.url"
+)
 if not url:
     raise RuntimeError("no database URL given to the migrations")
 
 
-def run_migrations_online() -> None:
+def run_migrations_online(url: str) -> None:
     engine = make_sync_engine(url)
     with engine.connect() as connection:
         is_sqlite = connection.dialect.name == "sqlite"
@@ -32,4 +34,4 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-run_migrations_online()
+run_migrations_online(url)

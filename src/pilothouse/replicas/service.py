@@ -20,7 +20,7 @@ from pilothouse.services import service as services
 from pilothouse.services.models import Service
 
 
-def _query(actor: Principal) -> sa.Select[tuple[Replica]]:
+def _query(actor: Principal) -> sa.Select[Replica]:
     return (
         sa.select(Replica)
         .join(Service, Service.id == Replica.service_id)

@@ -22,7 +22,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def hash_token(token: str) -> str:
-    """SHA-256 hex digest: tokens are high-entropy, so a fast hash is enough and keeps auth cheap."""
+    """SHA-256 hex: tokens are high-entropy, so a fast hash suffices and keeps auth cheap."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -145,7 +145,7 @@ async def authenticate(session: AsyncSession, token: str) -> tuple[Principal, Ap
     now = utcnow()
     if found is None:
         raise Unauthorized("invalid or missing API token")
-    row, user = found.tuple()
+    row, user = found
     if row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
         raise Unauthorized("invalid or missing API token")
     if not user.is_active:

@@ -1,0 +1,164 @@
+"""Roles and isolation: who may act, and that other users' records answer 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import SHA, Api
+
+
+@pytest.fixture
+def two_operators(api: Api) -> dict[str, Any]:
+    """Operators A and B, each in their own environment (granted by the admin), each with a
+    service, an artifact and a deployment with logs."""
+    out: dict[str, Any] = {}
+    for who in ("alice", "bob"):
+        token = api.user(who, "operator")
+        api.ok(api.post("/environments", {"name": f"{who}-env"}), 201)
+        api.ok(api.post(f"/environments/{who}-env/grants", {"user": who}), 204)
+        me = api.as_(token)
+        svc = me.ok(me.post("/services", {"environment": f"{who}-env", "name": f"{who}-web"}), 201)
+        art = me.ok(
+            me.post("/artifacts", {"service": svc["id"], "version": "v1.0.0", "commit_sha": SHA}),
+            201,
+        )
+        dep = me.ok(me.post("/deployments", {"service": svc["id"], "version": "v1.0.0"}), 201)
+        me.ok(me.post(f"/deployments/{dep['id']}/logs", {"message": f"{who} secret log"}), 201)
+        out[who] = {"token": token, "service": svc, "artifact": art, "deployment": dep}
+    return out
+
+
+def test_user_b_gets_404_on_every_route_for_user_a_records(
+    api: Api, two_operators: dict[str, Any]
+) -> None:
+    a = two_operators["alice"]
+    bob = api.as_(two_operators["bob"]["token"])
+    sid, aid, did = a["service"]["id"], a["artifact"]["id"], a["deployment"]["id"]
+    attempts = [
+        bob.get("/environments/alice-env"),
+        bob.get(f"/services/{sid}"),
+        bob.get("/services/alice-web"),
+        bob.patch(f"/services/{sid}", {"image": "evil"}),
+        bob.post(f"/services/{sid}/scale", {"target_replicas": 5}),
+        bob.post(f"/services/{sid}/transition", {"to": "scheduled"}),
+        bob.delete(f"/services/{sid}"),
+        bob.get(f"/services/{sid}/replicas"),
+        bob.get(f"/artifacts/{aid}"),
+        bob.patch(f"/artifacts/{aid}", {"changelog": "x"}),
+        bob.delete(f"/artifacts/{aid}"),
+        bob.post("/artifacts", {"service": sid, "version": "v6.6.6", "commit_sha": SHA}),
+        bob.get(f"/deployments/{did}"),
+        bob.post(f"/deployments/{did}/transition", {"to": "building"}),
+        bob.get(f"/deployments/{did}/logs"),
+        bob.post(f"/deployments/{did}/logs", {"message": "x"}),
+        bob.post(f"/deployments/{did}/logs/batch", {"lines": [{"message": "x"}]}),
+        bob.post("/deployments", {"service": sid, "version": "v1.0.0"}),
+        bob.get(f"/history/deployment/{did}"),
+        bob.get(f"/history/service/{sid}"),
+        bob.get("/deployments", params={"service": sid}),
+        bob.get("/artifacts", params={"service": sid}),
+        bob.get("/services", params={"environment": "alice-env"}),
+        bob.post("/services", {"environment": "alice-env", "name": "sneaky"}),
+    ]
+    for response in attempts:
+        assert response.status_code == 404, (
+            response.request.method,
+            response.request.url,
+            response.text,
+        )
+        assert "alice secret log" not in response.text
+    # Lists simply leave A's records out.
+    assert [s["name"] for s in bob.ok(bob.get("/services"))] == ["bob-web"]
+    assert [e["name"] for e in bob.ok(bob.get("/environments"))] == ["bob-env"]
+    ids = [d["id"] for d in bob.ok(bob.get("/deployments"))["items"]]
+    assert ids == [two_operators["bob"]["deployment"]["id"]]
+    assert aid not in str(bob.ok(bob.get("/artifacts")))
+    # And nothing of A's changed.
+    mine = api.ok(api.get(f"/services/{sid}"))
+    assert mine["target_replicas"] == 1 and mine["image"] is None and mine["status"] == "pending"
+
+
+def test_grant_opens_an_environment_and_revoke_closes_it(
+    api: Api, two_operators: dict[str, Any]
+) -> None:
+    bob = api.as_(two_operators["bob"]["token"])
+    sid = two_operators["alice"]["service"]["id"]
+    assert bob.get(f"/services/{sid}").status_code == 404
+    api.ok(api.post("/environments/alice-env/grants", {"user": "bob"}), 204)
+    assert bob.ok(bob.get(f"/services/{sid}"))["name"] == "alice-web"
+    api.ok(api.delete("/environments/alice-env/grants/bob"), 204)
+    assert bob.get(f"/services/{sid}").status_code == 404
+
+
+def test_viewer_reads_but_may_not_act(api: Api, world: dict[str, Any]) -> None:
+    token = api.user("vera", "viewer")
+    api.ok(api.post("/environments/prod/grants", {"user": "vera"}), 204)
+    vera = api.as_(token)
+    sid = world["service"]["id"]
+    assert vera.ok(vera.get(f"/services/{sid}"))["name"] == "web"
+    assert vera.ok(vera.get("/deployments"))["items"] == []
+    refused = [
+        vera.post("/services", {"environment": "prod", "name": "x"}),
+        vera.patch(f"/services/{sid}", {"image": "x"}),
+        vera.post(f"/services/{sid}/scale", {"target_replicas": 2}),
+        vera.delete(f"/services/{sid}"),
+        vera.post("/artifacts", {"service": sid, "version": "v3.0.0", "commit_sha": SHA}),
+        vera.post("/deployments", {"service": sid, "version": "v1.0.0"}),
+        vera.post("/environments", {"name": "mine"}),
+        vera.post("/users", {"name": "eve", "role": "admin"}),
+        vera.get("/users"),
+        vera.post("/tokens", {"name": "x"}),
+        vera.get("/tokens"),
+        vera.get("/audit"),
+    ]
+    for response in refused:
+        assert response.status_code == 403, (response.request.url, response.text)
+        assert "viewer" in response.json()["message"]
+
+
+def test_operator_deploys_and_scales_but_does_not_administer(
+    api: Api, world: dict[str, Any]
+) -> None:
+    token = api.user("otto", "operator")
+    api.ok(api.post("/environments/prod/grants", {"user": "otto"}), 204)
+    otto = api.as_(token)
+    sid = world["service"]["id"]
+    otto.ok(otto.post(f"/services/{sid}/scale", {"target_replicas": 3}))
+    dep = otto.ok(otto.post("/deployments", {"service": sid, "version": "v1.0.0"}), 201)
+    assert dep["operator"] == "otto"
+    otto.ok(otto.post(f"/deployments/{dep['id']}/transition", {"to": "building"}))
+    otto.ok(otto.post("/services", {"environment": "prod", "name": "worker"}), 201)
+    for response in (
+        otto.post("/environments", {"name": "mine"}),
+        otto.patch("/environments/prod", {"domain": "x.org"}),
+        otto.delete("/environments/prod"),
+        otto.post("/environments/prod/grants", {"user": "otto"}),
+        otto.post("/users", {"name": "eve", "role": "admin"}),
+        otto.post("/tokens", {"name": "x"}),
+        otto.get("/tokens"),
+    ):
+        assert response.status_code == 403, (response.request.url, response.text)
+
+
+def test_admin_manages_users_and_tokens(api: Api) -> None:
+    created = api.ok(api.post("/users", {"name": "ann", "role": "admin", "with_token": False}), 201)
+    assert created["token"] is None
+    assert api.post("/users", {"name": "ann", "role": "viewer"}).status_code == 409
+    bad = api.post("/users", {"name": "x", "role": "root"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "role"
+    token = api.ok(api.post("/tokens", {"user": "ann", "name": "laptop"}), 201)
+    ann = api.as_(token["token"])
+    assert ann.ok(ann.get("/users/me"))["name"] == "ann"
+    names = {u["name"] for u in api.ok(api.get("/users"))}
+    assert names == {"admin", "ann"}
+
+
+def test_token_values_never_appear_in_reads_or_audit(api: Api) -> None:
+    token = api.user("tess", "viewer")
+    issued = api.ok(api.post("/tokens", {"user": "tess"}), 201)
+    for path in ("/users", "/tokens", "/audit"):
+        body = api.get(path).text
+        assert token not in body and issued["token"] not in body
+    assert issued["token"][10:] not in api.get("/tokens").text

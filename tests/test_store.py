@@ -1,0 +1,219 @@
+"""Migrations and store guarantees on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from pilothouse import migrations
+from pilothouse.access import Principal
+from pilothouse.core.db import Database, make_sync_engine
+from pilothouse.errors import InvalidTransition
+from pilothouse.models import Base
+from pilothouse.services import service as services
+
+
+async def _admin(db: Database) -> Principal:
+    from pilothouse.users import service as users
+
+    async with db.session() as session:
+        user, _ = await users.bootstrap_admin(session, f"admin-{uuid.uuid4().hex[:6]}")
+        return Principal(id=user.id, name=user.name, role="admin")
+
+
+TABLES = {
+    "users",
+    "api_tokens",
+    "environments",
+    "environment_grants",
+    "services",
+    "artifacts",
+    "deployments",
+    "deployment_logs",
+    "nodes",
+    "replicas",
+    "status_history",
+    "audit_log",
+}
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_sync_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_migrations_down_and_up_again(db_url: str) -> None:
+    assert _tables(db_url) == TABLES
+    assert migrations.current_revision(db_url) == migrations.head_revision()
+    migrations.downgrade(db_url, "base")
+    assert _tables(db_url) == set()
+    assert migrations.current_revision(db_url) is None
+    migrations.upgrade(db_url)
+    assert _tables(db_url) == TABLES
+
+
+def test_migrated_schema_matches_the_models(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_sync_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+@pytest.mark.parametrize("table", ["status_history", "audit_log"])
+def test_history_and_audit_are_append_only(db_url: str, table: str) -> None:
+    async def scenario() -> None:
+        db = Database(db_url)
+        SYSTEM = await _admin(db)
+        try:
+            async with db.session() as session:
+                from pilothouse.environments import service as environments
+
+                await environments.create_environment(session, SYSTEM, name="e", type="staging")
+                await services.create_service(
+                    session, SYSTEM, environment="e", name="s", resources={}
+                )
+            for statement in (f"UPDATE {table} SET actor = 'forged'", f"DELETE FROM {table}"):
+                with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+                    async with db.session() as session:
+                        await session.execute(sa.text(statement))
+            async with db.session(write=False) as session:
+                count = await session.scalar(sa.text(f"SELECT count(*) FROM {table}"))
+                assert count and count > 0
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_failure_half_way_leaves_nothing_behind(db_url: str) -> None:
+    """A transaction that dies after writing the service leaves no service, history or audit."""
+
+    async def scenario() -> None:
+        db = Database(db_url)
+        SYSTEM = await _admin(db)
+        try:
+            async with db.session() as session:
+                from pilothouse.environments import service as environments
+
+                await environments.create_environment(session, SYSTEM, name="e", type="staging")
+            with pytest.raises(RuntimeError):
+                async with db.session() as session:
+                    svc = await services.create_service(
+                        session, SYSTEM, environment="e", name="s", resources={}
+                    )
+                    await services.transition(session, svc, "scheduled", actor=SYSTEM)
+                    raise RuntimeError("process killed here")
+            async with db.session(write=False) as session:
+                for table in ("services", "status_history"):
+                    assert await session.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0
+                audited = await session.scalar(
+                    sa.text("SELECT count(*) FROM audit_log WHERE entity_type = 'service'")
+                )
+                assert audited == 0
+            with pytest.raises(InvalidTransition):
+                async with db.session() as session:
+                    svc = await services.create_service(
+                        session, SYSTEM, environment="e", name="s", resources={}
+                    )
+                    await services.transition(session, svc, "running", actor=SYSTEM)
+            async with db.session(write=False) as session:
+                assert await session.scalar(sa.text("SELECT count(*) FROM services")) == 0
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_timestamps_are_utc_aware_and_round_trip(db_url: str) -> None:
+    async def scenario() -> None:
+        db = Database(db_url)
+        SYSTEM = await _admin(db)
+        try:
+            from pilothouse.environments import service as environments
+
+            async with db.session() as session:
+                env = await environments.create_environment(session, SYSTEM, name="e")
+                env_id = env.id
+            async with db.session(write=False) as session:
+                env = await environments.get_environment(session, SYSTEM, str(env_id))
+                assert env.created_at.tzinfo is not None
+                assert env.created_at.utcoffset() == timedelta(0)
+                assert abs(datetime.now(UTC) - env.created_at) < timedelta(minutes=1)
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_database_refuses_out_of_range_rows_and_two_deployed_artifacts(db_url: str) -> None:
+    """The constraints hold even for writes that bypass the API."""
+    engine = make_sync_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            uid, eid, sid = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            now = datetime.now(UTC)
+            users = Base.metadata.tables["users"]
+            envs = Base.metadata.tables["environments"]
+            svcs = Base.metadata.tables["services"]
+            conn.execute(
+                users.insert().values(
+                    id=uid, name="u", role="admin", is_active=True, created_at=now, updated_at=now
+                )
+            )
+            conn.execute(
+                envs.insert().values(
+                    id=eid,
+                    owner_id=uid,
+                    name="e",
+                    type="staging",
+                    driver="process",
+                    config={},
+                    features={},
+                    limits={},
+                    is_active=True,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            base = dict(
+                owner_id=uid,
+                environment_id=eid,
+                target_replicas=1,
+                cpu_cores=1.0,
+                memory_mb=512,
+                gpu_units=0,
+                storage_gb=1,
+                driver_config={},
+                health_check={},
+                status="pending",
+                created_at=now,
+                updated_at=now,
+            )
+            conn.execute(svcs.insert().values(id=sid, name="s", **base))
+        for bad in (
+            {"target_replicas": 101},
+            {"cpu_cores": 0.25},
+            {"memory_mb": 100},
+            {"status": "zombie"},
+        ):
+            with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+                conn.execute(svcs.insert().values(id=uuid.uuid4(), name="t", **{**base, **bad}))
+        arts = Base.metadata.tables["artifacts"]
+        row = dict(owner_id=uid, service_id=sid, commit_sha="a" * 40, deployed=True, created_at=now)
+        with engine.begin() as conn:
+            conn.execute(arts.insert().values(id=uuid.uuid4(), version="v1", **row))
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(arts.insert().values(id=uuid.uuid4(), version="v2", **row))
+    finally:
+        engine.dispose()
