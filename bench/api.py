@@ -156,7 +156,8 @@ def start_server(args: list[str], env: dict[str, str], port: int) -> subprocess.
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "server died")
+                detail = proc.stderr.read().decode() if proc.stderr else "server died"
+                raise RuntimeError(detail) from None
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("server did not start")
@@ -199,7 +200,7 @@ def measure_post(port: int, path: str, headers: dict[str, str], body: bytes, n: 
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def run_one(kind: str, url: str, n_deployments: int, n_lines: int, requests: int) -> dict[str, Any]:
@@ -299,15 +300,28 @@ def main() -> None:
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print(
-        "\n| db | deployments | log lines | list p50 ms | list p95 ms | bare GET p95 ms | p95 ratio | batch lines/s | bare batch lines/s | batch ratio | seed deployments/s | seed lines/s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    columns = [
+        "db",
+        "deployments",
+        "log lines",
+        "list p50 ms",
+        "list p95 ms",
+        "bare GET p95 ms",
+        "p95 ratio",
+        "batch lines/s",
+        "bare batch lines/s",
+        "batch ratio",
+        "seed deployments/s",
+        "seed lines/s",
+    ]
+    print("\n| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
     for r in results:
         print(
             f"| {r['db']} | {r['deployments']:,} | {r['log_lines']:,} | {r['list_p50_ms']:.2f} | "
             f"{r['list_p95_ms']:.2f} | {r['bare_get_p95_ms']:.2f} | {r['list_p95_ratio']:.1f}x | "
-            f"{r['batch_lines_per_s']:,.0f} | {r['bare_batch_lines_per_s']:,.0f} | {r['batch_ratio']:.2f} | "
+            f"{r['batch_lines_per_s']:,.0f} | {r['bare_batch_lines_per_s']:,.0f} | "
+            f"{r['batch_ratio']:.2f} | "
             f"{r['seed_deployments_per_s']:,.0f} | {r['seed_lines_per_s']:,.0f} |"
         )
     print("\ntargets: list p95 < 20 ms on both databases; batch ingestion >= 5,000 lines/s")

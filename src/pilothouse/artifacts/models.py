@@ -9,20 +9,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pilothouse.core.clock import utcnow
-from pilothouse.core.db import Base, SoftDelete, UUIDPk
+from pilothouse.core.db import Base, SoftDelete, UUIDPk, live_unique
 
 
 class Artifact(UUIDPk, SoftDelete, Base):
     __tablename__ = "artifacts"
     __table_args__ = (
-        sa.Index(
-            "uq_artifacts_live_service_version",
-            "service_id",
-            "version",
-            unique=True,
-            sqlite_where=sa.text("deleted_at IS NULL"),
-            postgresql_where=sa.text("deleted_at IS NULL"),
-        ),
+        live_unique("uq_artifacts_live_service_version", "service_id", "version"),
         # Seed 001: only one artifact can be the deployed one (per service).
         sa.Index(
             "uq_artifacts_one_deployed",

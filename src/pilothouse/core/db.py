@@ -146,3 +146,9 @@ class Database:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+
+
+def live_unique(name: str, *columns: str) -> sa.Index:
+    """A unique index over rows that are not soft-deleted (so a deleted name can be reused)."""
+    where = sa.text("deleted_at IS NULL")
+    return sa.Index(name, *columns, unique=True, sqlite_where=where, postgresql_where=where)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pilothouse.core.db import Base, SoftDelete, Timestamps, UUIDPk
+from pilothouse.core.db import Base, SoftDelete, Timestamps, UUIDPk, live_unique
 from pilothouse.core.types import str_enum
 
 ENVIRONMENT_TYPES = ("development", "staging", "production")
@@ -18,13 +18,7 @@ ENVIRONMENT_TYPES = ("development", "staging", "production")
 class Environment(UUIDPk, Timestamps, SoftDelete, Base):
     __tablename__ = "environments"
     __table_args__ = (
-        sa.Index(
-            "uq_environments_live_name",
-            "name",
-            unique=True,
-            sqlite_where=sa.text("deleted_at IS NULL"),
-            postgresql_where=sa.text("deleted_at IS NULL"),
-        ),
+        live_unique("uq_environments_live_name", "name"),
         sa.Index("ix_environments_owner_deleted", "owner_id", "deleted_at"),
     )
 

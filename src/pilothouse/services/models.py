@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pilothouse.core.db import Base, SoftDelete, Timestamps, UUIDPk
+from pilothouse.core.db import Base, SoftDelete, Timestamps, UUIDPk, live_unique
 from pilothouse.core.types import str_enum
 
 SERVICE_STATUSES = ("pending", "scheduled", "running", "stopped", "failed", "deleted")
@@ -17,14 +17,7 @@ SERVICE_STATUSES = ("pending", "scheduled", "running", "stopped", "failed", "del
 class Service(UUIDPk, Timestamps, SoftDelete, Base):
     __tablename__ = "services"
     __table_args__ = (
-        sa.Index(
-            "uq_services_live_env_name",
-            "environment_id",
-            "name",
-            unique=True,
-            sqlite_where=sa.text("deleted_at IS NULL"),
-            postgresql_where=sa.text("deleted_at IS NULL"),
-        ),
+        live_unique("uq_services_live_env_name", "environment_id", "name"),
         sa.Index("ix_services_owner_deleted", "owner_id", "deleted_at"),
         sa.CheckConstraint("target_replicas BETWEEN 1 AND 100", name="target_replicas_range"),
         sa.CheckConstraint("cpu_cores >= 0.5 AND cpu_cores <= 32", name="cpu_range"),
