@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,11 @@ from pilothouse import __version__
 from pilothouse.api import router as api_router
 from pilothouse.config import Settings, get_settings
 from pilothouse.core.db import Database
+from pilothouse.core.logging import configure as configure_logging
+from pilothouse.core.logging import get_logger
 from pilothouse.errors import PilothouseError
+
+log = get_logger("pilothouse.api")
 
 DESCRIPTION = """
 pilothouse is a self-hosted deployment control plane. Every route needs an API
@@ -55,6 +60,19 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{d['field']}: {d['rule']}" for d in detail)
         return _error(422, "validation_failed", message, detail)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Log the details (masked) under an id; the client learns only the id.
+        incident = uuid.uuid4().hex[:12]
+        log.error(
+            "unhandled error",
+            incident=incident,
+            method=request.method,
+            path=request.url.path,
+            exc_info=exc,
+        )
+        return _error(500, "internal", f"internal error; incident {incident} is in the server log")
+
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         # Raced past a service-level uniqueness check: report it, without the SQL or values.
@@ -64,6 +82,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
     """Build the app; on startup it upgrades the database (unless migrate=False)."""
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +92,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
             migrations.upgrade(url)
         app.state.db = Database(url, pool_size=settings.db_pool_size)
+        log.info("started", database=app.state.db.dialect)
         try:
             yield
         finally:

@@ -101,10 +101,10 @@ def make_sync_engine(url: str) -> Engine:
     """A synchronous engine (migrations, init); SQLite gets the same pragmas."""
     sync_url, _ = normalise_url(url)
     if sync_url.get_backend_name() == "sqlite":
-        engine = sa.create_engine(sync_url)
+        engine = sa.create_engine(sync_url, hide_parameters=True)
         _install_sqlite_events(engine.engine, immediate=True)
         return engine
-    return sa.create_engine(sync_url, pool_pre_ping=True)
+    return sa.create_engine(sync_url, pool_pre_ping=True, hide_parameters=True)
 
 
 class Database:
@@ -115,13 +115,18 @@ class Database:
         _, async_url = normalise_url(url)
         self.dialect = async_url.get_backend_name()
         if self.dialect == "sqlite":
-            self.write_engine: AsyncEngine = create_async_engine(async_url)
-            self.read_engine: AsyncEngine = create_async_engine(async_url)
+            self.write_engine: AsyncEngine = create_async_engine(async_url, hide_parameters=True)
+            self.read_engine: AsyncEngine = create_async_engine(async_url, hide_parameters=True)
             _install_sqlite_events(self.write_engine.sync_engine, immediate=True)
             _install_sqlite_events(self.read_engine.sync_engine, immediate=False)
         else:
             self.write_engine = create_async_engine(
-                async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                async_url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                # Bound values never appear in errors or logs: they may be secrets.
+                hide_parameters=True,
             )
             self.read_engine = self.write_engine
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)

@@ -1,0 +1,66 @@
+"""Structured JSON logs (structlog) with secret masking applied to every event.
+
+Masking covers values under secret-looking keys and anything shaped like a pilothouse token,
+wherever it appears (messages, exception text), so a log line never carries a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+SECRET_KEYS = re.compile(r"(token|secret|password|passwd|api_key|private|credential)", re.I)
+TOKEN_SHAPE = re.compile(r"ph_[A-Za-z0-9_-]{16,}")
+URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
+
+def mask_text(text: str) -> str:
+    """Hide tokens and passwords inside URLs in free text."""
+    return URL_PASSWORD.sub(r"\1***@", TOKEN_SHAPE.sub("ph_***", text))
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: ("***" if SECRET_KEYS.search(str(k)) else _mask(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask(v) for v in value]
+    return value
+
+
+def mask_secrets(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask every field of the event."""
+    for key in list(event):
+        event[key] = "***" if SECRET_KEYS.search(key) else _mask(event[key])
+    return event
+
+
+def configure(level: str = "info") -> None:
+    """JSON lines on stderr at `level`."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            mask_secrets,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
