@@ -96,7 +96,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=db_url)
+    # API-only: no worker picks up the deployments these tests drive by hand.
+    return Settings(data_dir=tmp_path / "data", database_url=db_url, role="api")
 
 
 @pytest.fixture

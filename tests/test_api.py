@@ -181,12 +181,17 @@ def test_deployment_lifecycle_writes_history_and_marks_artifact(
     ]
 
 
+def _finish(api: Api, dep: dict[str, Any], to: str = "failed") -> None:
+    api.ok(api.post(f"/deployments/{dep['id']}/transition", {"to": to}))
+
+
 def test_rollback_deployment_needs_origin(api: Api, world: dict[str, Any]) -> None:
     missing = api.post(
         "/deployments", {"service": "web", "version": "v1.0.0", "event_type": "rollback"}
     )
     assert missing.status_code == 422 and missing.json()["detail"][0]["field"] == "rollback_from"
     first = _deploy(api)
+    _finish(api, first)
     rb = _deploy(api, "v1.0.0", event_type="rollback", rollback_from=first["id"])
     assert rb["rollback_from"] == first["id"] and rb["event_type"] == "rollback"
 
@@ -203,8 +208,8 @@ def test_failed_deployment_keeps_error(api: Api, world: dict[str, Any]) -> None:
 
 def test_deployment_frequency_limit(api: Api, world: dict[str, Any]) -> None:
     api.ok(api.patch("/environments/prod", {"limits": {"max_deployment_frequency": 2}}))
-    _deploy(api)
-    _deploy(api, "v1.1.0")
+    _finish(api, _deploy(api))
+    _finish(api, _deploy(api, "v1.1.0"))
     third = api.post("/deployments", {"service": "web", "version": "v1.0.0"})
     assert third.status_code == 409 and "2 deployment(s) per hour" in third.json()["message"]
 
@@ -240,9 +245,12 @@ def test_logs_single_batch_and_follow(api: Api, world: dict[str, Any]) -> None:
 def test_list_filters_and_cursor_pagination(api: Api, world: dict[str, Any]) -> None:
     api.ok(api.post("/services", {"environment": "prod", "name": "api"}), 201)
     api.ok(api.post("/artifacts", {"service": "api", "version": "v1.0.0", "commit_sha": SHA}), 201)
-    made = [_deploy(api, "v1.0.0" if i % 2 else "v1.1.0") for i in range(7)]
+    made = []
+    for i in range(7):
+        made.append(_deploy(api, "v1.0.0" if i % 2 else "v1.1.0"))
+        if i < 6:
+            _finish(api, made[-1])  # one active deployment per service: finish all but the last
     other = api.ok(api.post("/deployments", {"service": "api", "version": "v1.0.0"}), 201)
-    api.ok(api.post(f"/deployments/{made[0]['id']}/transition", {"to": "failed"}))
 
     seen: list[str] = []
     cursor = None
@@ -258,7 +266,9 @@ def test_list_filters_and_cursor_pagination(api: Api, world: dict[str, Any]) -> 
     assert other["id"] not in seen
 
     failed = api.ok(api.get("/deployments", params={"status": "failed"}))["items"]
-    assert [d["id"] for d in failed] == [made[0]["id"]]
+    assert [d["id"] for d in failed] == [d["id"] for d in reversed(made[:6])]
+    pending = api.ok(api.get("/deployments", params={"status": "pending"}))["items"]
+    assert [d["id"] for d in pending] == [other["id"], made[6]["id"]]
     both = api.ok(api.get("/deployments", params={"status": ["failed", "pending"]}))["items"]
     assert len(both) == 8
     by_env = api.ok(api.get("/deployments", params={"environment": "prod"}))["items"]
@@ -302,3 +312,12 @@ def test_openapi_describes_every_route_and_field(api: Api) -> None:
             continue
         for field, prop in schema.get("properties", {}).items():
             assert prop.get("description"), f"{name}.{field} has no description"
+
+
+def test_nul_bytes_are_a_client_error_not_a_crash(api: Api, db_url: str) -> None:
+    """Found by the schema fuzzer: PostgreSQL text cannot hold NUL; that is a 422, not a 500."""
+    response = api.get("/audit", params={"entity_id": "a\x00b"})
+    if db_url.startswith("postgresql"):
+        assert response.status_code == 422 and "NUL" in response.json()["message"]
+    else:
+        assert response.status_code == 200

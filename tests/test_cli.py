@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from pilothouse import migrations
+
 from tests.conftest import SHA, LiveServer, free_port
 
 
@@ -95,7 +97,7 @@ def test_cli_walkthrough(cli: Cli) -> None:
     )
     assert [a["version"] for a in cli.json("artifact", "list", "web")] == ["v1.0.0"]
 
-    dep = cli.json("deploy", "web", "--version", "v1.0.0", "-m", "first release")
+    dep = cli.json("deploy", "web", "--version", "v1.0.0", "-m", "first release", "--no-wait")
     assert dep["status"] == "pending" and dep["commit_message"] == "first release"
     listed = cli.json("deployments", "list", "--service", "web")
     assert [d["id"] for d in listed["items"]] == [dep["id"]]
@@ -134,7 +136,7 @@ def test_cli_errors_are_one_line(cli: Cli, tmp_path: Path, live_server: LiveServ
     assert "not found" in missing.stderr and "404" in missing.stderr
     sha = cli.run("artifact", "register", "web", "--version", "v1", "--commit", "xyz", ok=False)
     assert "commit_sha" in sha.stderr
-    nover = cli.run("deploy", "web", "--version", "v9.9.9", ok=False)
+    nover = cli.run("deploy", "web", "--version", "v9.9.9", "--no-wait", ok=False)
     assert "not registered" in nover.stderr
     badjson = cli.run("env", "create", "x", "--limits", "{nope", ok=False)
     assert "JSON object" in badjson.stderr
@@ -223,9 +225,10 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     env = {**os.environ, "PILOTHOUSE_DATA_DIR": str(tmp_path / "d")}
     run = [sys.executable, "-m", "pilothouse", "db"]
     up = subprocess.run([*run, "upgrade"], env=env, capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0 and "revision 0001" in up.stdout, up.stderr
+    head = migrations.head_revision()
+    assert up.returncode == 0 and f"revision {head}" in up.stdout, up.stderr
     cur = subprocess.run([*run, "current"], env=env, capture_output=True, text=True, timeout=120)
-    assert "current 0001, head 0001" in cur.stdout
+    assert f"current {head}, head {head}" in cur.stdout
     down = subprocess.run(
         [*run, "downgrade", "base"], env=env, capture_output=True, text=True, timeout=120
     )

@@ -18,7 +18,12 @@ from tests.conftest import LiveServer
 def test_no_input_causes_a_server_error(live_server: LiveServer, admin_token: str) -> None:
     schema = schemathesis.openapi.from_url(f"{live_server.url}/openapi.json")
     headers = {"Authorization": f"Bearer {admin_token}"}
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # The event stream is long-lived by design; it has its own tests.
+    operations = [
+        op
+        for op in (result.ok() for result in schema.get_all_operations())
+        if not op.path.endswith("/events")
+    ]
     assert len(operations) >= 25
     for operation in operations:
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from pilothouse import __version__
 from pilothouse.api import router as api_router
@@ -73,6 +73,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return _error(500, "internal", f"internal error; incident {incident} is in the server log")
 
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL byte, which PostgreSQL text cannot hold: the input is at fault, not us.
+        return _error(
+            422,
+            "validation_failed",
+            "a value cannot be stored: it contains NUL bytes or is out of range for its field",
+        )
+
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         # Raced past a service-level uniqueness check: report it, without the SQL or values.
@@ -92,10 +101,20 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
             migrations.upgrade(url)
         app.state.db = Database(url, pool_size=settings.db_pool_size)
-        log.info("started", database=app.state.db.dialect)
+        worker = None
+        if settings.role in ("all", "worker"):
+            from pilothouse.worker import Worker
+
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            worker = Worker(app.state.db, settings.data_dir, lease_seconds=settings.lease_seconds)
+            await worker.start()
+        app.state.worker = worker
+        log.info("started", database=app.state.db.dialect, role=settings.role)
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await app.state.db.dispose()
 
     app = FastAPI(

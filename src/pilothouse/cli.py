@@ -14,7 +14,8 @@ from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.client import CliError, save_config
 from pilothouse.console import err, out
 from pilothouse.deployments.cli import app as deployments_app
-from pilothouse.deployments.cli import deploy
+from pilothouse.deployments.cli import deploy, replicas, rollback
+from pilothouse.deployments.cli import logs as deployment_logs
 from pilothouse.environments.cli import app as env_app
 from pilothouse.errors import PilothouseError
 from pilothouse.history.cli import history
@@ -136,8 +137,13 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log each request.")
     ] = True,
+    role: Annotated[
+        str | None,
+        typer.Option(help="all (default): API and worker; api: API only; worker: loops only."),
+    ] = None,
 ) -> None:
-    """Run the API server; the database is upgraded first."""
+    """Run pilothouse: the API and the worker that carries out deployments and supervises
+    replicas. The database is upgraded first."""
     import uvicorn
 
     from pilothouse.app import create_app
@@ -147,6 +153,10 @@ def serve(
         settings.host = host
     if port:
         settings.port = port
+    if role:
+        if role not in ("all", "api", "worker"):
+            raise CliError("--role must be all, api or worker")
+        settings.role = role
     out.print(f"pilothouse {__version__} on http://{settings.host}:{settings.port}")
     out.print(f"database {_safe_url(settings.effective_database_url())}")
     uvicorn.run(
@@ -208,6 +218,9 @@ app.add_typer(deployments_app, name="deployments")
 app.add_typer(users_app, name="user")
 app.add_typer(tokens_app, name="token")
 app.command("deploy")(deploy)
+app.command("rollback")(rollback)
+app.command("replicas")(replicas)
+app.command("logs")(deployment_logs)
 app.command("history")(history)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ DEFAULT_URL = "http://127.0.0.1:8600"
 class CliError(Exception):
     """One readable line for the user; the CLI prints it and exits non-zero."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+        self.code = code
 
 
 def config_path() -> Path:
@@ -110,5 +112,43 @@ class ApiClient:
             body = None
         if response.is_success:
             return body
-        message = body.get("message") if isinstance(body, dict) else None
-        raise CliError(f"{message or response.reason_phrase} (HTTP {response.status_code})")
+        raise _error(response.status_code, response.reason_phrase, body)
+
+    def events(self, path: str, params: dict[str, Any] | None = None) -> Iterator[tuple[str, Any]]:
+        """Server-Sent Events from /api/v1<path>, as (event, decoded data) pairs."""
+        if not self.token:
+            raise CliError("no API token: set PILOTHOUSE_TOKEN or run `pilothouse init`")
+        try:
+            with httpx.stream(
+                "GET",
+                f"{self.url}/api/v1{path}",
+                params=params,
+                headers={"Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"},
+                timeout=httpx.Timeout(self.timeout, read=None),
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = None
+                    raise _error(response.status_code, response.reason_phrase, body)
+                event, data = "", []
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif not line and event:
+                        yield event, json.loads("\n".join(data)) if data else None
+                        event, data = "", []
+        except httpx.ConnectError:
+            raise CliError(f"cannot reach pilothouse at {self.url}") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"event stream from {self.url} broke: {type(exc).__name__}") from None
+
+
+def _error(status: int, reason: str, body: Any) -> CliError:
+    message = body.get("message") if isinstance(body, dict) else None
+    code = body.get("error") if isinstance(body, dict) else None
+    return CliError(f"{message or reason} (HTTP {status})", code=code)

@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     port: int = Field(default=8600, description="Port `serve` listens on.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     db_pool_size: int = Field(default=10, description="Connections kept open to PostgreSQL.")
+    role: str = Field(
+        default="all",
+        pattern="^(all|api|worker)$",
+        description="all: API and worker loops; api: API only; worker: the loops only.",
+    )
+    lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="A deployment whose worker stops renewing its lease this long is reconciled.",
+    )
 
     @property
     def sqlite_path(self) -> Path:

@@ -27,6 +27,12 @@ class Conflict(PilothouseError):
     code = "conflict"
 
 
+class AlreadyLive(Conflict):
+    """Deploying what is already live: nothing is done (the CLI treats this as success)."""
+
+    code = "already_live"
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 
 from pilothouse.deployments import service
 from pilothouse.deployments.schemas import (
@@ -21,7 +26,9 @@ from pilothouse.deployments.schemas import (
     LogPage,
     LogRead,
 )
-from pilothouse.deps import Caller, Session
+from pilothouse.deployments.transitions import TERMINAL
+from pilothouse.deps import Caller, Session, get_db
+from pilothouse.replicas.schemas import ReplicaRead
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
 
@@ -123,3 +130,60 @@ async def read_logs(
     )
     items = [LogRead.model_validate(r) for r in rows]
     return LogPage(items=items, last_seq=items[-1].seq if items else None)
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+@router.get(
+    "/{deployment_id}/events",
+    summary="Live progress as Server-Sent Events: log, replica, status, end",
+    response_class=StreamingResponse,
+)
+async def events(
+    deployment_id: uuid.UUID,
+    request: Request,
+    caller: Caller,
+    after: int = Query(default=0, ge=0, description="Start after this log seq."),
+) -> StreamingResponse:
+    db = get_db(request)
+    async with db.session(write=False) as session:
+        await service.get_deployment(session, caller, deployment_id)  # 404 before streaming
+
+    async def stream() -> AsyncIterator[str]:
+        last_seq, last_status = after, None
+        seen: dict[str, tuple[Any, ...]] = {}
+        while not await request.is_disconnected():
+            async with db.session(write=False) as session:
+                state = await service.progress(session, caller, deployment_id, after=last_seq)
+            for line in state.logs:
+                last_seq = line.seq
+                yield _sse("log", LogRead.model_validate(line).model_dump(mode="json"))
+            for replica in state.replicas:
+                key = (replica.status, replica.health, replica.pid, replica.restart_count)
+                if seen.get(str(replica.id)) != key:
+                    seen[str(replica.id)] = key
+                    yield _sse(
+                        "replica", ReplicaRead.model_validate(replica).model_dump(mode="json")
+                    )
+            dep = state.deployment
+            if dep.status != last_status:
+                last_status = dep.status
+                yield _sse("status", {"status": dep.status, "error_message": dep.error_message})
+            if dep.status in TERMINAL and not state.logs:
+                yield _sse(
+                    "end",
+                    {
+                        "status": dep.status,
+                        "error_message": dep.error_message,
+                        "rollback_deployment": str(state.rollback.id) if state.rollback else None,
+                        "instances_deployed": dep.instances_deployed,
+                    },
+                )
+                return
+            await asyncio.sleep(0.25)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from pilothouse.cli_support import EnvOption, JsonFlag, api
+from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_record, print_table
+from pilothouse.deployments.follow import _log_line, follow_to_outcome
 
 app = typer.Typer(help="Deployments: history, details and logs.", no_args_is_help=True)
 COLUMNS = ["id", "version", "status", "event_type", "operator", "created_at", "duration_seconds"]
@@ -26,9 +28,14 @@ def deploy(
         str, typer.Option(help="manual, ci, automated or github_action.")
     ] = "manual",
     ci_run_id: Annotated[str | None, typer.Option(help="CI run id.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow the rollout until its outcome.")
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Record a deployment of VERSION to SERVICE (operator); it starts as pending."""
+    """Deploy VERSION to SERVICE (operator) and follow it: a bar per replica, live logs.
+
+    Exits 0 when the deployment succeeds (or the version is already live), 1 otherwise."""
     body = {
         "service": service,
         "environment": env,
@@ -37,7 +44,14 @@ def deploy(
         "triggered_by": trigger,
         "ci_run_id": ci_run_id,
     }
-    deployment = api(ctx).request("POST", "/deployments", json_body=body)
+    client = api(ctx)
+    try:
+        deployment = client.request("POST", "/deployments", json_body=body)
+    except CliError as exc:
+        if exc.code == "already_live":
+            out.print(f"nothing to do: {exc.message}")
+            return
+        raise
     if as_json:
         print_json(deployment)
     else:
@@ -45,6 +59,68 @@ def deploy(
             f"deployment {deployment['id']} of {service} {deployment['version']} "
             f"recorded: {deployment['status']}"
         )
+    if wait:
+        follow_to_outcome(client, deployment["id"], quiet=as_json)
+
+
+def rollback(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service name or id.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Version to roll back to (default: the previous).")
+    ] = None,
+    env: EnvOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow it to its outcome.")
+    ] = True,
+) -> None:
+    """Roll SERVICE back by hand to the previous successful release, or to --to VERSION."""
+    client = api(ctx)
+    try:
+        deployment = client.request(
+            "POST",
+            f"/services/{service}/rollback",
+            json_body={"to": to},
+            params={"environment": env},
+        )
+    except CliError as exc:
+        if exc.code == "already_live":
+            out.print(f"nothing to do: {exc.message}")
+            return
+        raise
+    out.print(f"rollback {deployment['id']} of {service} to {deployment['version']} recorded")
+    if wait:
+        follow_to_outcome(client, deployment["id"])
+
+
+def replicas(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service name or id.")],
+    env: EnvOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a service's replicas: status, pid, port, restarts, CPU, memory."""
+    rows = api(ctx).request("GET", f"/services/{service}/replicas", params={"environment": env})
+    if as_json:
+        print_json(rows)
+        return
+    live = [r for r in rows if r["status"] not in ("stopped",)] or rows
+    table = [
+        {
+            "id": r["id"][:8],
+            "version": r.get("version"),
+            "status": r["status"],
+            "health": r["health"],
+            "pid": r["pid"],
+            "port": (r.get("ports") or {}).get("http"),
+            "restarts": r["restart_count"],
+            "cpu %": None if r["cpu_percent"] is None else f"{r['cpu_percent']:.1f}",
+            "memory MB": None if r["memory_mb"] is None else f"{r['memory_mb']:.1f}",
+        }
+        for r in live
+    ]
+    cols = ["id", "version", "status", "health", "pid", "port", "restarts", "cpu %", "memory MB"]
+    print_table(table, cols, title="replicas")
 
 
 @app.command("list")
@@ -98,10 +174,24 @@ def logs(
     ctx: typer.Context,
     deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
     level: Annotated[str | None, typer.Option(help="Only debug, info, warn or error.")] = None,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep streaming until the deployment ends.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Print a deployment's log lines, oldest first."""
+    """Print a deployment's log lines, oldest first (--follow streams until it ends)."""
     client = api(ctx)
+    if follow_:
+        for event, data in client.events(f"/deployments/{deployment_id}/events"):
+            if event == "log" and (level is None or data["level"] == level):
+                if as_json:
+                    print_json(data)
+                else:
+                    out.print(_log_line(data), markup=False)
+            elif event == "end":
+                out.print(f"deployment {data['status']}")
+                return
+        return
     after, lines = 0, []
     while True:
         page = client.request(

@@ -15,6 +15,7 @@ from pilothouse.core.types import JSONType, str_enum
 
 DEPLOYMENT_STATUSES = ("pending", "building", "deploying", "success", "failed", "rolled_back")
 ACTIVE_STATUSES = ("pending", "building", "deploying")
+ACTIVE_WHERE = "status IN ('pending', 'building', 'deploying')"
 EVENT_TYPES = ("deploy", "rollback", "restart", "config_update", "scale")
 TRIGGERS = ("manual", "ci", "automated", "github_action")
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -28,6 +29,15 @@ class Deployment(UUIDPk, Timestamps, Base):
         sa.Index("ix_deployments_owner_created", "owner_id", "created_at"),
         sa.Index("ix_deployments_created_at", "created_at"),
         sa.Index("ix_deployments_status_created", "status", "created_at"),
+        # One active deployment per service, enforced by the database so it holds across
+        # every pilothouse process sharing it.
+        sa.Index(
+            "uq_deployments_one_active",
+            "service_id",
+            unique=True,
+            sqlite_where=sa.text(ACTIVE_WHERE),
+            postgresql_where=sa.text(ACTIVE_WHERE),
+        ),
     )
 
     owner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
@@ -71,6 +81,9 @@ class Deployment(UUIDPk, Timestamps, Base):
     ci_run_id: Mapped[str | None] = mapped_column(sa.String(100), default=None)
     logs_url: Mapped[str | None] = mapped_column(sa.String(1000), default=None)
     artifacts_url: Mapped[str | None] = mapped_column(sa.String(1000), default=None)
+    # Which worker is carrying it out, until when; an expired lease means that worker died.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(100), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class DeploymentLog(Base):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require, visible
@@ -18,11 +19,11 @@ from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.statemachine import check_transition
-from pilothouse.deployments.models import Deployment, DeploymentLog
+from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment, DeploymentLog
 from pilothouse.deployments.transitions import TABLE, TERMINAL
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
-from pilothouse.errors import Conflict, NotFound, ValidationFailed
+from pilothouse.errors import AlreadyLive, Conflict, NotFound, ValidationFailed
 from pilothouse.history import service as history
 from pilothouse.services import service as services
 
@@ -127,6 +128,21 @@ async def _check_frequency(session: AsyncSession, env: Environment, service_id: 
         )
 
 
+async def _check_active(session: AsyncSession, service_id: uuid.UUID, name: str) -> None:
+    """One active deployment per service (the database enforces it; this names the active one)."""
+    active = await session.scalar(
+        sa.select(Deployment).where(
+            Deployment.service_id == service_id, Deployment.status.in_(ACTIVE_STATUSES)
+        )
+    )
+    if active is not None:
+        raise Conflict(
+            f"{name} already has an active deployment {active.id} ({active.version}, "
+            f"{active.status}); wait for it to finish",
+            detail={"active_deployment": str(active.id), "status": active.status},
+        )
+
+
 async def create_deployment(
     session: AsyncSession,
     actor: Principal,
@@ -136,6 +152,7 @@ async def create_deployment(
     environment: str | None = None,
     event_type: str = "deploy",
     rollback_from: uuid.UUID | None = None,
+    allow_missing_origin: bool = False,
     **fields: Any,
 ) -> Deployment:
     """Record a deployment as pending (operator); the release engine carries it out."""
@@ -146,14 +163,21 @@ async def create_deployment(
     if not env.is_active:
         raise Conflict(f"environment {env.name!r} is inactive")
     artifact = await artifacts.get_by_version(session, actor, svc.id, version)
-    if event_type == "rollback" and rollback_from is None:
+    if event_type == "rollback" and rollback_from is None and not allow_missing_origin:
         raise ValidationFailed("rollback_from", "is required when event_type is rollback")
     if rollback_from is not None:
         origin = await get_deployment(session, actor, rollback_from)
         if origin.service_id != svc.id:
             raise ValidationFailed("rollback_from", "must be a deployment of the same service")
-    await _check_frequency(session, env, svc.id)
+    await _check_active(session, svc.id, svc.name)
     previous = await artifacts.get_deployed(session, svc.id)
+    if event_type == "deploy" and previous is not None and previous.id == artifact.id:
+        raise AlreadyLive(
+            f"{svc.name} {artifact.version} is already live; nothing to do "
+            "(use event_type restart to restart it)",
+            detail={"service": svc.name, "version": artifact.version},
+        )
+    await _check_frequency(session, env, svc.id)
     deployment = Deployment(
         owner_id=actor.id,
         service_id=svc.id,
@@ -168,8 +192,14 @@ async def create_deployment(
         status="pending",
         **fields,
     )
-    session.add(deployment)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(deployment)
+            await session.flush()
+    except IntegrityError:
+        # Another process recorded one between our check and our insert.
+        await _check_active(session, svc.id, svc.name)
+        raise
     history.record_change(
         session, "deployment", deployment.id, None, "pending", actor=actor, reason="recorded"
     )
@@ -233,6 +263,15 @@ async def transition_deployment(
 ) -> Deployment:
     deployment = await get_deployment(session, actor, deployment_id, lock=True)
     require(actor, "deploy")
+    if (
+        deployment.lease_owner
+        and deployment.lease_expires_at
+        and deployment.lease_expires_at > utcnow()
+    ):
+        raise Conflict(
+            f"deployment {deployment.id} is being carried out by worker {deployment.lease_owner}; "
+            "its status changes as the rollout proceeds"
+        )
     return await transition(session, deployment, to, actor=actor, reason=reason, **outcome)
 
 
@@ -289,3 +328,94 @@ async def read_logs(
     if level:
         query = query.where(DeploymentLog.level == level)
     return (await session.scalars(query)).all()
+
+
+@dataclass
+class Progress:
+    """One poll of a deployment for live output."""
+
+    deployment: Deployment
+    logs: Sequence[DeploymentLog]
+    replicas: Sequence[Any]
+    rollback: Deployment | None
+
+
+async def progress(
+    session: AsyncSession, actor: Principal, deployment_id: uuid.UUID, *, after: int
+) -> Progress:
+    """The deployment, its new log lines, its replicas, and its automatic rollback (if any)."""
+    from pilothouse.replicas.models import Replica
+
+    deployment = await get_deployment(session, actor, deployment_id)
+    logs = (
+        await session.scalars(
+            sa.select(DeploymentLog)
+            .where(DeploymentLog.deployment_id == deployment_id, DeploymentLog.seq > after)
+            .order_by(DeploymentLog.seq)
+            .limit(1000)
+        )
+    ).all()
+    replicas = (
+        await session.scalars(
+            sa.select(Replica)
+            .where(Replica.deployment_id == deployment_id)
+            .order_by(Replica.created_at)
+        )
+    ).all()
+    rollback = await session.scalar(
+        sa.select(Deployment).where(Deployment.rollback_from == deployment_id)
+    )
+    return Progress(deployment, logs, replicas, rollback)
+
+
+async def create_rollback(
+    session: AsyncSession,
+    actor: Principal,
+    service: str,
+    *,
+    environment: str | None = None,
+    to_version: str | None = None,
+) -> Deployment:
+    """Roll a service back by hand: to `to_version`, or to the last successful artifact before
+    the live one. Recorded as event_type rollback, rollback_from = the live deployment."""
+    svc = await services.get_service(session, actor, service, environment=environment)
+    require(actor, "deploy")
+    live = await artifacts.get_deployed(session, svc.id)
+    if live is None:
+        raise Conflict(f"{svc.name} has no live artifact to roll back from")
+    live_deployment = await session.scalar(
+        sa.select(Deployment)
+        .where(Deployment.service_id == svc.id, Deployment.artifact_id == live.id)
+        .where(Deployment.status == "success")
+        .order_by(Deployment.created_at.desc())
+        .limit(1)
+    )
+    if to_version is not None:
+        target = await artifacts.get_by_version(session, actor, svc.id, to_version)
+        if target.id == live.id:
+            raise AlreadyLive(f"{svc.name} {to_version} is already live; nothing to do")
+    else:
+        earlier = await session.scalar(
+            sa.select(Deployment.artifact_id)
+            .where(
+                Deployment.service_id == svc.id,
+                Deployment.status.in_(("success", "rolled_back")),
+                Deployment.artifact_id != live.id,
+                Deployment.completed_at.is_not(None),
+            )
+            .order_by(Deployment.completed_at.desc())
+            .limit(1)
+        )
+        if earlier is None:
+            raise Conflict(f"{svc.name} has no earlier successful release to roll back to")
+        target = await artifacts.get_artifact(session, actor, earlier)
+    return await create_deployment(
+        session,
+        actor,
+        service=str(svc.id),
+        version=target.version,
+        event_type="rollback",
+        rollback_from=live_deployment.id if live_deployment else None,
+        allow_missing_origin=True,
+        triggered_by="manual",
+    )

@@ -60,3 +60,9 @@ class Replica(UUIDPk, Timestamps, Base):
     stopped_at: Mapped[datetime | None] = mapped_column(default=None)
     cpu_percent: Mapped[float | None] = mapped_column(sa.Float, default=None)
     memory_mb: Mapped[float | None] = mapped_column(sa.Float, default=None)
+    version: Mapped[str | None] = mapped_column(sa.String(100), default=None)
+    log_path: Mapped[str | None] = mapped_column(sa.String(1000), default=None)
+    exit_code: Mapped[int | None] = mapped_column(default=None)
+    # True while the replica belongs to the live set: the supervisor restarts it if it dies.
+    keep_running: Mapped[bool] = mapped_column(default=False)
+    next_restart_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -17,6 +17,7 @@ class ReplicaRead(BaseModel):
     deployment_id: uuid.UUID | None = Field(description="Deployment that started it.")
     artifact_id: uuid.UUID | None = Field(description="Artifact it runs.")
     node_id: uuid.UUID | None = Field(description="Node it runs on.")
+    version: str | None = Field(description="Version it runs.")
     status: Literal["pending", "starting", "running", "stopping", "stopped", "failed"] = Field(
         description="Lifecycle status."
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
+from pilothouse.deployments.schemas import DeploymentRead
 from pilothouse.deps import Caller, Session
 from pilothouse.services import service
 from pilothouse.services.schemas import (
+    RollbackRequest,
     ScaleRequest,
     ServiceCreate,
     ServiceRead,
@@ -67,6 +69,27 @@ async def transition(
 ) -> ServiceRead:
     svc = await service.transition_service(session, caller, ref, body.to, body.reason)
     return ServiceRead.model_validate(svc)
+
+
+@router.post(
+    "/{ref}/rollback",
+    response_model=DeploymentRead,
+    status_code=201,
+    summary="Roll back by hand (operator): to `to`, or the last successful earlier artifact",
+)
+async def rollback(
+    ref: str,
+    body: RollbackRequest,
+    session: Session,
+    caller: Caller,
+    environment: str | None = EnvQuery,
+) -> DeploymentRead:
+    from pilothouse.deployments import service as deployments
+
+    deployment = await deployments.create_rollback(
+        session, caller, ref, environment=environment, to_version=body.to
+    )
+    return DeploymentRead.model_validate(deployment)
 
 
 @router.delete("/{ref}", status_code=204, summary="Soft delete (operator); frees the name")

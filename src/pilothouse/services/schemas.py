@@ -108,3 +108,11 @@ class ServiceRead(BaseModel):
     owner_id: uuid.UUID = Field(description="Owner.")
     created_at: datetime = Field(description="Created (UTC).")
     updated_at: datetime = Field(description="Last changed (UTC).")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str | None = Field(
+        default=None, description="Version to roll back to; default: the last earlier success."
+    )

@@ -1,0 +1,490 @@
+"""The release engine: carries out a claimed deployment through its driver.
+
+pending -> building (optional build command) -> deploying (optional migration command, the
+pre-deployment hook point, then the driver's rollout) -> success | failed. A failure with a
+previous artifact leads to an automatic rollback deployment (event_type rollback, rollback_from
+set); when it succeeds the failed deployment becomes rolled_back. Every step is logged to
+deployment_logs and every status change goes through the entities' transition().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from pilothouse.access import Principal
+from pilothouse.artifacts.models import Artifact
+from pilothouse.core.clock import utcnow
+from pilothouse.core.db import Database
+from pilothouse.core.logging import get_logger
+from pilothouse.deployments import service as deployments
+from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
+from pilothouse.drivers.base import (
+    Driver,
+    HookConfig,
+    ReplicaInfo,
+    RolloutFailed,
+    RolloutPlan,
+    ServiceSpec,
+)
+from pilothouse.drivers.command import CommandConfig, CommandDriver, run_command
+from pilothouse.drivers.nginx import NginxRouter
+from pilothouse.drivers.process import ProcessConfig, ProcessDriver
+from pilothouse.environments.models import Environment
+from pilothouse.history import service as history
+from pilothouse.replicas import service as replicas
+from pilothouse.replicas.models import Replica
+from pilothouse.services import service as services
+from pilothouse.services.models import Service
+from pilothouse.services.transitions import TABLE as SERVICE_TABLE
+
+log = get_logger("pilothouse.engine")
+
+ENGINE = Principal(id=uuid.UUID(int=0), name="engine", role="admin")
+LIVE_REPLICA_STATUSES = ("starting", "running")
+
+#: Pre-deployment hooks (the backups capability registers one): return a backup id or None.
+PreDeployHook = Callable[[Deployment, Service], Awaitable[uuid.UUID | None]]
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Loaded:
+    deployment: Deployment
+    service: Service
+    environment: Environment
+    artifact: Artifact
+
+
+class DbEvents:
+    """Persists what a driver reports: log lines, replicas and their transitions."""
+
+    def __init__(self, db: Database, deployment: Deployment, artifact_id: uuid.UUID | None) -> None:
+        self.db = db
+        self.deployment_id = deployment.id
+        self.service_id = deployment.service_id
+        self.artifact_id = artifact_id
+
+    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+        async with self.db.session() as session:
+            await deployments.write_logs(
+                session,
+                self.deployment_id,
+                [{"message": message, "level": level, "source": source}],
+            )
+
+    async def replica_created(
+        self, version: str, *, port: int | None, log_path: str | None
+    ) -> uuid.UUID:
+        async with self.db.session() as session:
+            replica = await replicas.create_replica(
+                session,
+                self.service_id,
+                actor=ENGINE,
+                deployment_id=self.deployment_id,
+                artifact_id=self.artifact_id,
+                version=version,
+                ports={"http": port} if port else {},
+                log_path=log_path,
+            )
+            return replica.id
+
+    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None:
+        async with self.db.session() as session:
+            replica = await session.get(Replica, replica_id, with_for_update=True)
+            if replica is None:
+                return
+            for key, value in fields.items():
+                setattr(replica, key, value)
+            if to != replica.status:
+                await replicas.transition(session, replica, to, actor=ENGINE)
+
+
+def replica_info(replica: Replica) -> ReplicaInfo:
+    port = (replica.ports or {}).get("http")
+    return ReplicaInfo(
+        id=replica.id,
+        version=replica.version,
+        pid=replica.pid,
+        process_started_at=replica.process_started_at,
+        port=int(port) if port else None,
+        log_path=replica.log_path,
+        status=replica.status,
+    )
+
+
+class Engine:
+    """Runs deployments for one worker; holds the drivers and the hook points."""
+
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        *,
+        worker_id: str | None = None,
+        lease_seconds: float = 15.0,
+    ) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self.worker_id = worker_id or new_worker_id()
+        self.lease_seconds = lease_seconds
+        self.router = NginxRouter(data_dir / "nginx")
+        self.drivers: dict[str, Driver] = {
+            "process": ProcessDriver(data_dir, self.router),
+            "command": CommandDriver(),
+        }
+        self.pre_deploy_hooks: list[PreDeployHook] = []
+
+    # -- leases -----------------------------------------------------------------------------
+
+    async def claim(self, deployment_id: uuid.UUID) -> bool:
+        """Take a pending deployment for this worker; False if another worker has it."""
+        now = utcnow()
+        async with self.db.session() as session:
+            result = await session.execute(
+                sa.update(Deployment)
+                .where(
+                    Deployment.id == deployment_id,
+                    Deployment.status == "pending",
+                    sa.or_(Deployment.lease_owner.is_(None), Deployment.lease_expires_at < now),
+                )
+                .values(
+                    lease_owner=self.worker_id,
+                    lease_expires_at=now + timedelta(seconds=self.lease_seconds),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def _heartbeat(self, deployment_id: uuid.UUID) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            async with self.db.session() as session:
+                await session.execute(
+                    sa.update(Deployment)
+                    .where(Deployment.id == deployment_id, Deployment.lease_owner == self.worker_id)
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
+                    .execution_options(synchronize_session=False)
+                )
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _load(self, deployment_id: uuid.UUID) -> Loaded:
+        async with self.db.session(write=False) as session:
+            dep = await session.get(Deployment, deployment_id)
+            assert dep is not None
+            svc = await session.get(Service, dep.service_id)
+            env = await session.get(Environment, dep.environment_id)
+            art = await session.get(Artifact, dep.artifact_id) if dep.artifact_id else None
+            assert svc is not None and env is not None and art is not None
+            return Loaded(dep, svc, env, art)
+
+    async def _move(
+        self, deployment_id: uuid.UUID, to: str, *, reason: str | None = None, **outcome: Any
+    ) -> Deployment:
+        async with self.db.session() as session:
+            dep = await session.get(Deployment, deployment_id, with_for_update=True)
+            assert dep is not None
+            if to in ("success", "failed", "rolled_back"):
+                outcome.setdefault("lease_owner", None)
+                outcome.setdefault("lease_expires_at", None)
+            await deployments.transition(session, dep, to, actor=ENGINE, reason=reason, **outcome)
+            return dep
+
+    async def _service_status(self, service_id: uuid.UUID, to: str, reason: str) -> None:
+        async with self.db.session() as session:
+            svc = await session.get(Service, service_id, with_for_update=True)
+            if svc is None or svc.status == to or svc.deleted_at is not None:
+                return
+            if to in SERVICE_TABLE.get(svc.status, frozenset()):
+                await services.transition(session, svc, to, actor=ENGINE, reason=reason)
+
+    async def _current_replicas(self, service_id: uuid.UUID) -> list[ReplicaInfo]:
+        async with self.db.session(write=False) as session:
+            rows = await session.scalars(
+                sa.select(Replica)
+                .where(Replica.service_id == service_id, Replica.status.in_(LIVE_REPLICA_STATUSES))
+                .order_by(Replica.created_at)
+            )
+            return [replica_info(r) for r in rows]
+
+    def driver_for(self, environment: Environment) -> Driver:
+        return self.drivers.get(environment.driver, self.drivers["process"])
+
+    def spec(self, loaded: Loaded, *, event: str = "deploy") -> ServiceSpec:
+        env = loaded.environment
+        svc = loaded.service
+        variables = {str(k): str(v) for k, v in ((env.config or {}).get("env") or {}).items()}
+        config = dict(svc.driver_config or {})
+        config["_event"] = event
+        return ServiceSpec(
+            service_id=svc.id,
+            service_name=svc.name,
+            environment_name=env.name,
+            command=svc.command,
+            image=svc.image,
+            version=loaded.artifact.version,
+            commit_sha=loaded.artifact.commit_sha,
+            target_replicas=svc.target_replicas,
+            env=variables,
+            config=config,
+            health_check=dict(svc.health_check or {}),
+        )
+
+    # -- carrying out -----------------------------------------------------------------------
+
+    async def run(self, deployment_id: uuid.UUID) -> str:
+        """Carry out a claimed deployment to its outcome; returns the final status."""
+        heartbeat = asyncio.create_task(self._heartbeat(deployment_id))
+        try:
+            return await self._run(deployment_id)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _run(self, deployment_id: uuid.UUID) -> str:
+        loaded = await self._load(deployment_id)
+        dep, svc = loaded.deployment, loaded.service
+        events = DbEvents(self.db, dep, loaded.artifact.id)
+        driver = self.driver_for(loaded.environment)
+        started = time.monotonic()
+        await self._move(dep.id, "building", reason=f"{driver.name} driver")
+        await self._service_status(svc.id, "scheduled", f"deployment {dep.id}")
+        await events.log(
+            f"{dep.event_type} of {svc.name} {dep.version} by {dep.operator} "
+            f"({driver.name} driver, {svc.target_replicas} replica(s))"
+        )
+        try:
+            config = self._config(loaded)
+            if config.build_command:
+                await self._command(
+                    events, config.build_command, "build", config.build_timeout, loaded
+                )
+            build_ms = int((time.monotonic() - started) * 1000)
+            await self._move(dep.id, "deploying", build_time_ms=build_ms)
+            if config.migration_command:
+                result = await self._command(
+                    events, config.migration_command, "migration", config.migration_timeout, loaded
+                )
+                async with self.db.session() as session:
+                    row = await session.get(Deployment, dep.id)
+                    assert row is not None
+                    row.migration_applied = True
+                    row.migration_version = (result or "")[:200] or None
+            for hook in self.pre_deploy_hooks:
+                backup_id = await hook(dep, svc)
+                if backup_id is not None:
+                    async with self.db.session() as session:
+                        row = await session.get(Deployment, dep.id)
+                        assert row is not None
+                        row.backup_created, row.backup_id = True, backup_id
+                    await events.log(f"pre-deployment backup {backup_id}")
+            deploy_started = time.monotonic()
+            plan = RolloutPlan(
+                spec=self.spec(loaded, event=dep.event_type),
+                current=await self._current_replicas(svc.id),
+                deployment_id=dep.id,
+            )
+            outcome = await driver.rollout(plan, events)
+        except RolloutFailed as exc:
+            return await self._fail(loaded, events, exc.reason)
+        except Exception as exc:  # a bug or an outage must not leave the deployment deploying
+            log.error("deployment crashed", deployment=str(dep.id), exc_info=exc)
+            return await self._fail(loaded, events, f"internal error: {type(exc).__name__}: {exc}")
+        deploy_ms = int((time.monotonic() - deploy_started) * 1000)
+        await events.log(
+            f"{svc.name} {dep.version} is live on {outcome.instances} replica(s) "
+            f"in {time.monotonic() - started:.1f}s"
+        )
+        await self._move(
+            dep.id,
+            "success",
+            reason="all replicas ready",
+            deploy_time_ms=deploy_ms,
+            instances_deployed=outcome.instances,
+            health_check_passed=True,
+        )
+        await self._service_status(svc.id, "running", f"deployment {dep.id} succeeded")
+        if dep.event_type == "rollback" and dep.rollback_from:
+            await self._mark_rolled_back(dep.rollback_from, f"rolled back by {dep.id}")
+        return "success"
+
+    def _config(self, loaded: Loaded) -> HookConfig:
+        """The service's driver_config, validated by its driver's model (422-style reason)."""
+        model = CommandConfig if loaded.environment.driver == "command" else ProcessConfig
+        try:
+            return model(**dict(loaded.service.driver_config or {}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise RolloutFailed(f"driver_config.{field}: {first['msg']}") from None
+
+    async def _command(
+        self, events: DbEvents, command: str, source: str, timeout: float, loaded: Loaded
+    ) -> str:
+        await events.log(f"running {source} command", source=source)
+        env = {
+            "PILOTHOUSE_SERVICE": loaded.service.name,
+            "PILOTHOUSE_VERSION": loaded.artifact.version,
+            "PILOTHOUSE_COMMIT_SHA": loaded.artifact.commit_sha,
+            "PILOTHOUSE_ENVIRONMENT": loaded.environment.name,
+        }
+        cwd = (loaded.service.driver_config or {}).get("cwd")
+        result = await run_command(
+            command, env=env, timeout=timeout, events=events, source=source, cwd=cwd
+        )
+        if result.timed_out:
+            raise RolloutFailed(f"{source} command timed out after {timeout:g}s")
+        if result.exit_code != 0:
+            raise RolloutFailed(f"{source} command exited with status {result.exit_code}")
+        return result.last_line
+
+    async def _fail(self, loaded: Loaded, events: DbEvents, reason: str) -> str:
+        """Mark the deployment failed and, in the same transaction, record the automatic
+        rollback (if there is a live artifact to go back to); then carry the rollback out."""
+        dep, svc = loaded.deployment, loaded.service
+        await events.log(f"deployment failed: {reason}", level="error")
+        rollback_id: uuid.UUID | None = None
+        previous_version: str | None = None
+        async with self.db.session() as session:
+            current = await session.get(Deployment, dep.id, with_for_update=True)
+            assert current is not None
+            if current.status in ACTIVE_STATUSES:
+                await deployments.transition(
+                    session,
+                    current,
+                    "failed",
+                    actor=ENGINE,
+                    reason=reason,
+                    error_message=reason,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            previous = None
+            if current.event_type != "rollback" and current.previous_artifact_id:
+                previous = await session.get(Artifact, current.previous_artifact_id)
+            if previous is not None and previous.deleted_at is None:
+                rollback = Deployment(
+                    owner_id=current.owner_id,
+                    service_id=current.service_id,
+                    environment_id=current.environment_id,
+                    artifact_id=previous.id,
+                    previous_artifact_id=current.artifact_id,
+                    rollback_from=current.id,
+                    version=previous.version,
+                    commit_sha=previous.commit_sha,
+                    event_type="rollback",
+                    triggered_by="automated",
+                    operator="engine",
+                    status="pending",
+                    lease_owner=self.worker_id,
+                    lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds),
+                )
+                session.add(rollback)
+                await session.flush()
+                history.record_change(
+                    session,
+                    "deployment",
+                    rollback.id,
+                    None,
+                    "pending",
+                    actor=ENGINE,
+                    reason=f"automatic rollback: {reason}",
+                )
+                rollback_id, previous_version = rollback.id, previous.version
+        live = await self._current_replicas(svc.id)
+        await self._service_status(svc.id, "running" if live else "failed", reason)
+        if rollback_id is not None:
+            await events.log(
+                f"automatic rollback to {previous_version}: deployment {rollback_id}", level="warn"
+            )
+            await self.run(rollback_id)
+        return "failed"
+
+    async def _mark_rolled_back(self, deployment_id: uuid.UUID, reason: str) -> None:
+        async with self.db.session() as session:
+            target = await session.get(Deployment, deployment_id, with_for_update=True)
+            if target is not None and target.status in ("success", "failed"):
+                await deployments.transition(
+                    session,
+                    target,
+                    "rolled_back",
+                    actor=ENGINE,
+                    reason=reason,
+                    rollback_reason=reason,
+                )
+
+    # -- reconciliation ---------------------------------------------------------------------
+
+    async def reconcile_interrupted(self) -> list[uuid.UUID]:
+        """Deployments whose worker died (lease expired) become failed ("interrupted") and their
+        service is brought back to its live artifact by an automatic rollback."""
+        now = utcnow()
+        async with self.db.session(write=False) as session:
+            ids = list(
+                await session.scalars(
+                    sa.select(Deployment.id).where(
+                        Deployment.status.in_(ACTIVE_STATUSES),
+                        Deployment.lease_owner.is_not(None),
+                        Deployment.lease_expires_at < now,
+                    )
+                )
+            )
+        done = []
+        for dep_id in ids:
+            async with self.db.session() as session:
+                claimed = await session.execute(
+                    sa.update(Deployment)
+                    .where(Deployment.id == dep_id, Deployment.lease_expires_at < now)
+                    .values(
+                        lease_owner=self.worker_id,
+                        lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(claimed, "rowcount", 0) != 1:
+                    continue
+            loaded = await self._load(dep_id)
+            events = DbEvents(self.db, loaded.deployment, loaded.artifact.id)
+            await events.log("the worker carrying this deployment died; reconciling", level="warn")
+            await self._cleanup_dead_replicas(loaded.service.id)
+            await self._fail(loaded, events, "interrupted")
+            if loaded.deployment.previous_artifact_id is None:
+                # Nothing to go back to: stop what the interrupted rollout started.
+                stale = await self._current_replicas(loaded.service.id)
+                await self.driver_for(loaded.environment).stop(stale, events)
+            done.append(dep_id)
+        return done
+
+    async def _cleanup_dead_replicas(self, service_id: uuid.UUID) -> None:
+        from pilothouse.drivers.process import is_alive
+
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                sa.select(Replica).where(
+                    Replica.service_id == service_id,
+                    Replica.status.in_(("pending", "starting", "stopping")),
+                )
+            )
+            for replica in rows:
+                if not is_alive(replica.pid, replica.process_started_at):
+                    to = "stopped" if replica.status == "stopping" else "failed"
+                    replica.keep_running = False
+                    await replicas.transition(
+                        session, replica, to, actor=ENGINE, reason="interrupted"
+                    )

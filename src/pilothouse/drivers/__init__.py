@@ -1,0 +1,1 @@
+"""Deployment drivers: carry out what the control plane decides (process, command)."""

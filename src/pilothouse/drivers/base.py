@@ -1,0 +1,107 @@
+"""The one interface every driver implements, and the plans and events it speaks in.
+
+Drivers never touch the database. The engine hands a driver a plan and an events object; the
+driver reports what happens (log lines, replicas created, started, ready, stopped) through the
+events object, which the engine persists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HookConfig(BaseModel):
+    """The part of a service's `driver_config` every driver shares: build and migration hooks."""
+
+    model_config = ConfigDict(extra="allow")
+
+    build_command: str | None = Field(default=None, description="Run before deploying.")
+    build_timeout: float = Field(default=600, gt=0, le=86400, description="Seconds.")
+    migration_command: str | None = Field(
+        default=None, description="Run before the switch; its last output line is the version."
+    )
+    migration_timeout: float = Field(default=600, gt=0, le=86400, description="Seconds.")
+    cwd: str | None = Field(default=None, description="Working directory of commands/replicas.")
+
+
+class RolloutFailed(Exception):
+    """The rollout could not complete; `reason` goes into the deployment's error_message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """A replica as the control plane knows it."""
+
+    id: uuid.UUID
+    version: str | None
+    pid: int | None = None
+    process_started_at: float | None = None
+    port: int | None = None
+    log_path: str | None = None
+    status: str = "running"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What a driver needs to know about the service and the release."""
+
+    service_id: uuid.UUID
+    service_name: str
+    environment_name: str
+    command: str | None
+    image: str | None
+    version: str
+    commit_sha: str | None
+    target_replicas: int
+    env: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    health_check: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    spec: ServiceSpec
+    current: list[ReplicaInfo]
+    deployment_id: uuid.UUID
+
+
+@dataclass
+class RolloutOutcome:
+    instances: int
+    replicas: list[uuid.UUID] = field(default_factory=list)
+
+
+class Events(Protocol):
+    """How a driver reports progress; the engine persists each call."""
+
+    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None: ...
+
+    async def replica_created(
+        self, version: str, *, port: int | None, log_path: str | None
+    ) -> uuid.UUID: ...
+
+    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None: ...
+
+
+class Driver(Protocol):
+    """Roll out, scale, stop, status, logs."""
+
+    name: str
+
+    async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome: ...
+
+    async def scale(self, plan: RolloutPlan, events: Events) -> RolloutOutcome: ...
+
+    async def stop(self, replicas: list[ReplicaInfo], events: Events) -> None: ...
+
+    async def status(self, replicas: list[ReplicaInfo]) -> dict[uuid.UUID, dict[str, Any]]: ...
+
+    async def logs(self, replica: ReplicaInfo, tail: int = 100) -> list[str]: ...

@@ -1,0 +1,416 @@
+"""The `process` driver: each replica is a local process, started detached, supervised by pid.
+
+A replica runs the service's command with a free port for `{port}` and the artifact's version for
+`{version}` (also exported as PILOTHOUSE_VERSION). Its stdout/stderr go to a log file per
+replica. Replicas are started in their own session, so they outlive pilothouse; they are known
+again by (pid, process start time) when pilothouse comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+from pilothouse.drivers.base import (
+    Events,
+    HookConfig,
+    ReplicaInfo,
+    RolloutFailed,
+    RolloutOutcome,
+    RolloutPlan,
+    ServiceSpec,
+)
+from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
+
+
+class VerifySpec(BaseModel):
+    """Post-deploy verification: `required` of `checks` probes spread over `window` seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checks: int = Field(default=0, ge=0, le=100, description="Probes to run; 0 turns it off.")
+    required: int = Field(default=1, ge=1, le=100, description="Probes that must pass.")
+    window: float = Field(default=5.0, ge=0, le=600, description="Seconds to spread them over.")
+
+
+class ProcessConfig(HookConfig):
+    """`driver_config` of a service run by the process driver (unknown keys are kept)."""
+
+    max_surge: int = Field(default=1, ge=0, le=100, description="Extra replicas during rollout.")
+    max_unavailable: int = Field(default=0, ge=0, le=100, description="Replicas that may be down.")
+    grace_seconds: float = Field(default=10.0, ge=0, le=600, description="SIGTERM to SIGKILL.")
+    drain_seconds: float = Field(
+        default=0.3, ge=0, le=60, description="Wait after leaving the router."
+    )
+    router: str | None = Field(default=None, description="'nginx' to serve a stable port.")
+    router_port: int | None = Field(default=None, ge=1, le=65535, description="Stable port.")
+    verify: VerifySpec = Field(default_factory=VerifySpec, description="Post-deploy checks.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra variables.")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def render_command(command: str, *, port: int, version: str) -> str:
+    """Substitute {port} and {version}; other braces are left alone."""
+    return command.replace("{port}", str(port)).replace("{version}", version)
+
+
+@dataclass
+class Spawned:
+    pid: int
+    started_at: float
+    port: int
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+
+def spawn(
+    command: str, *, port: int, version: str, env: dict[str, str], log_path: Path, cwd: str | None
+) -> Spawned:
+    """Start one replica detached (own session), output appended to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **env, "PILOTHOUSE_VERSION": version, "PORT": str(port)}
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            ["/bin/sh", "-c", "exec " + render_command(command, port=port, version=version)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    try:
+        started_at = psutil.Process(popen.pid).create_time()
+    except psutil.NoSuchProcess:
+        started_at = 0.0
+    return Spawned(popen.pid, started_at, port, log_path, popen)
+
+
+# Popen objects of replicas this process started, so they can be reaped (no zombies).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# psutil handles kept between calls so cpu_percent measures the interval since the last one.
+_HANDLES: dict[int, psutil.Process] = {}
+
+
+def register_child(spawned: Spawned) -> None:
+    if spawned.popen is not None:
+        _CHILDREN[spawned.pid] = spawned.popen
+
+
+def is_alive(pid: int | None, started_at: float | None) -> bool:
+    """True when `pid` is still the process we started (same start time) and not a zombie."""
+    if not pid:
+        return False
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if started_at and abs(proc.create_time() - started_at) > 0.01:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def exit_code(pid: int | None) -> int | None:
+    child = _CHILDREN.get(pid or -1)
+    return child.poll() if child is not None else None
+
+
+async def terminate(pid: int | None, started_at: float | None, grace: float) -> int | None:
+    """SIGTERM the replica's process group, SIGKILL after `grace` seconds; returns exit code."""
+    if not is_alive(pid, started_at):
+        return exit_code(pid)
+    assert pid is not None
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return exit_code(pid)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not is_alive(pid, started_at):
+            return exit_code(pid)
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not is_alive(pid, started_at):
+            break
+        await asyncio.sleep(0.02)
+    return exit_code(pid)
+
+
+def stats(pid: int | None, started_at: float | None) -> dict[str, float] | None:
+    """CPU percent (since the last call) and resident memory in MB of the replica."""
+    if not is_alive(pid, started_at):
+        return None
+    assert pid is not None
+    try:
+        proc = _HANDLES.get(pid)
+        if proc is None:
+            proc = _HANDLES[pid] = psutil.Process(pid)
+        with proc.oneshot():
+            return {
+                "cpu_percent": proc.cpu_percent(interval=None),
+                "memory_mb": proc.memory_info().rss / (1024 * 1024),
+            }
+    except psutil.Error:
+        return None
+
+
+async def _tail(path: Path, events: Events, label: str, stop: asyncio.Event) -> None:
+    """Forward new lines of a replica's log into the deployment's logs until `stop` is set."""
+    position = 0
+    while True:
+        done = stop.is_set()
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+        except FileNotFoundError:
+            chunk = b""
+        if done:
+            consumed = chunk
+        else:
+            cut = chunk.rfind(b"\n")
+            consumed = chunk[: cut + 1] if cut >= 0 else b""
+        position += len(consumed)
+        for line in consumed.decode(errors="replace").splitlines():
+            if line.strip():
+                await events.log(line[:4000], source=label)
+        if done:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+
+
+class Router:
+    """What the process driver needs from a router (nginx): the ports serving a service."""
+
+    async def set_backends(self, service_key: str, listen_port: int, ports: list[int]) -> None:
+        raise NotImplementedError
+
+
+class ProcessDriver:
+    """Rolling updates of local processes behind an optional router."""
+
+    name = "process"
+
+    def __init__(self, data_dir: Path, router: Router | None = None) -> None:
+        self.data_dir = data_dir
+        self.router = router
+
+    def _log_path(self, spec: ServiceSpec, replica_id: uuid.UUID) -> Path:
+        return self.data_dir / "replicas" / spec.service_name / f"{replica_id}.log"
+
+    async def _route(self, spec: ServiceSpec, cfg: ProcessConfig, ports: list[int]) -> None:
+        if cfg.router and self.router is not None and cfg.router_port:
+            await self.router.set_backends(str(spec.service_id), cfg.router_port, sorted(ports))
+
+    async def _start_one(
+        self, spec: ServiceSpec, cfg: ProcessConfig, ready: ReadinessSpec, events: Events
+    ) -> ReplicaInfo:
+        """Start one replica and wait until it is ready; raise RolloutFailed if it is not."""
+        if not spec.command:
+            raise RolloutFailed("the service has no command to start (set `command`)")
+        port = free_port()
+        replica_id = await events.replica_created(spec.version, port=port, log_path=None)
+        log_path = self._log_path(spec, replica_id)
+        try:
+            spawned = spawn(
+                spec.command,
+                port=port,
+                version=spec.version,
+                env={**spec.env, **cfg.env},
+                log_path=log_path,
+                cwd=cfg.cwd,
+            )
+        except OSError as exc:
+            await events.replica_changed(replica_id, "failed", log_path=str(log_path))
+            raise RolloutFailed(f"could not start replica: {exc}") from None
+        register_child(spawned)
+        await events.replica_changed(
+            replica_id,
+            "starting",
+            pid=spawned.pid,
+            process_started_at=spawned.started_at,
+            log_path=str(log_path),
+        )
+        label = f"replica:{str(replica_id)[:8]}"
+        stop_tail = asyncio.Event()
+        tail = asyncio.create_task(_tail(log_path, events, label, stop_tail))
+        result = await wait_ready(
+            ready, "127.0.0.1", port, alive=lambda: is_alive(spawned.pid, spawned.started_at)
+        )
+        info = ReplicaInfo(
+            replica_id, spec.version, spawned.pid, spawned.started_at, port, str(log_path)
+        )
+        if not result.ready:
+            code = await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
+            stop_tail.set()
+            await tail
+            await events.replica_changed(replica_id, "failed", exit_code=code, keep_running=False)
+            raise RolloutFailed(f"replica on port {port} {result.detail}")
+        stop_tail.set()
+        await tail
+        await events.replica_changed(replica_id, "running", keep_running=True, health="healthy")
+        await events.log(
+            f"replica {str(replica_id)[:8]} ready on port {port} in {result.seconds:.2f}s"
+        )
+        return info
+
+    async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
+        """Stop a replica that has already left the router: drain, SIGTERM, SIGKILL."""
+        await events.replica_changed(replica.id, "stopping", keep_running=False)
+        if cfg.drain_seconds:
+            await asyncio.sleep(cfg.drain_seconds)
+        code = await terminate(replica.pid, replica.process_started_at, cfg.grace_seconds)
+        await events.replica_changed(replica.id, "stopped", exit_code=code)
+
+    async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
+        """Reach target replicas of the plan's version: keep live ones of that version, start the
+        missing ones (max_surge at a time, each health-gated), retire the others."""
+        spec = plan.spec
+        cfg = ProcessConfig(**spec.config)
+        ready = ReadinessSpec(**spec.health_check)
+        alive = [r for r in plan.current if is_alive(r.pid, r.process_started_at)]
+        keep = [r for r in alive if r.version == spec.version][: spec.target_replicas]
+        old = [r for r in alive if r not in keep]
+        serving = {r.id: r for r in alive}
+        retiring: list[asyncio.Task[None]] = []
+
+        async def retire(victims: list[ReplicaInfo]) -> None:
+            for victim in victims:
+                serving.pop(victim.id, None)
+            await self._route(spec, cfg, [r.port for r in serving.values() if r.port])
+            for victim in victims:
+                retiring.append(asyncio.create_task(self._retire(victim, cfg, events)))
+
+        new: list[ReplicaInfo] = []
+        missing = spec.target_replicas - len(keep)
+        if missing > 0:
+            await events.log(
+                f"rolling {spec.service_name} to {spec.version}: {missing} new replica(s), "
+                f"{len(old)} to retire (surge {cfg.max_surge}, unavailable {cfg.max_unavailable})"
+            )
+        try:
+            while len(new) < missing:
+                if cfg.max_unavailable and old:
+                    ahead = old[: cfg.max_unavailable]
+                    old = old[cfg.max_unavailable :]
+                    await retire(ahead)
+                batch = min(max(cfg.max_surge, 1), missing - len(new))
+                started = await asyncio.gather(
+                    *(self._start_one(spec, cfg, ready, events) for _ in range(batch)),
+                    return_exceptions=True,
+                )
+                ok = [r for r in started if isinstance(r, ReplicaInfo)]
+                for replica in ok:
+                    serving[replica.id] = replica
+                    new.append(replica)
+                errors = [r for r in started if isinstance(r, BaseException)]
+                if errors:
+                    raise errors[0]
+                await self._route(spec, cfg, [r.port for r in serving.values() if r.port])
+                victims, old = old[: len(ok)], old[len(ok) :]
+                if victims:
+                    await retire(victims)
+            extra = old + [r for r in alive if r.version == spec.version and r not in keep]
+            if extra:
+                await retire(extra)
+            await self._verify(spec, cfg, ready, [r for r in serving.values()], events)
+        except RolloutFailed:
+            # Leave the old replicas serving; stop only what this rollout started.
+            for replica in new:
+                serving.pop(replica.id, None)
+            await self._route(spec, cfg, [r.port for r in serving.values() if r.port])
+            for replica in new:
+                retiring.append(asyncio.create_task(self._retire(replica, cfg, events)))
+            await asyncio.gather(*retiring)
+            raise
+        await asyncio.gather(*retiring)
+        live = keep + new
+        return RolloutOutcome(instances=len(live), replicas=[r.id for r in live])
+
+    async def _verify(
+        self,
+        spec: ServiceSpec,
+        cfg: ProcessConfig,
+        ready: ReadinessSpec,
+        replicas: list[ReplicaInfo],
+        events: Events,
+    ) -> None:
+        """M of N probes over a window, against every serving replica."""
+        verify = cfg.verify
+        if verify.checks == 0 or not replicas:
+            return
+        from pilothouse.drivers.readiness import check_once
+
+        passed = 0
+        pause = verify.window / max(verify.checks - 1, 1)
+        for i in range(verify.checks):
+            results = [await check_once(ready, "127.0.0.1", r.port or 0) for r in replicas]
+            if all(ok for ok, _ in results):
+                passed += 1
+            if i < verify.checks - 1:
+                await asyncio.sleep(pause)
+        await events.log(
+            f"verification: {passed} of {verify.checks} checks passed (need {verify.required})",
+            source="verification",
+        )
+        if passed < verify.required:
+            raise RolloutFailed(
+                f"post-deploy verification failed: {passed} of {verify.checks} checks passed, "
+                f"{verify.required} needed"
+            )
+
+    async def scale(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
+        """Scaling is a rollout to the same version with a new target."""
+        return await self.rollout(plan, events)
+
+    async def stop(self, replicas: list[ReplicaInfo], events: Events) -> None:
+        cfg = ProcessConfig()
+        await asyncio.gather(*(self._retire(r, cfg, events) for r in replicas))
+
+    async def status(self, replicas: list[ReplicaInfo]) -> dict[uuid.UUID, dict[str, Any]]:
+        out: dict[uuid.UUID, dict[str, Any]] = {}
+        for replica in replicas:
+            figures = stats(replica.pid, replica.process_started_at)
+            out[replica.id] = {"alive": figures is not None, **(figures or {})}
+        return out
+
+    async def logs(self, replica: ReplicaInfo, tail: int = 100) -> list[str]:
+        if not replica.log_path:
+            return []
+        try:
+            with open(replica.log_path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                handle.seek(max(0, size - 256 * 1024))
+                lines = handle.read().decode(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        return lines[-tail:]
+
+
+ReadyCheck = Callable[[], bool]

@@ -1,0 +1,80 @@
+"""Readiness checks: HTTP path or TCP port, N consecutive successes within a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ReadinessSpec(BaseModel):
+    """The `health_check` of a service, as the release engine reads it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(default="http", pattern="^(http|tcp)$", description="http or tcp.")
+    path: str = Field(default="/health", description="HTTP path checked on each replica.")
+    timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds to become ready.")
+    interval: float = Field(default=0.1, gt=0, le=60, description="Seconds between checks.")
+    successes: int = Field(default=1, ge=1, le=100, description="Consecutive passes needed.")
+    request_timeout: float = Field(default=2.0, gt=0, le=60, description="Per-check timeout.")
+
+
+@dataclass
+class ReadyResult:
+    ready: bool
+    seconds: float
+    detail: str
+
+
+async def check_once(spec: ReadinessSpec, host: str, port: int) -> tuple[bool, str]:
+    """One probe: TCP connect, or an HTTP GET expecting 2xx."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), spec.request_timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        return False, f"connect: {type(exc).__name__}"
+    try:
+        if spec.type == "tcp":
+            return True, "tcp connect ok"
+        request = f"GET {spec.path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), spec.request_timeout)
+        parts = line.decode(errors="replace").split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            code = int(parts[1])
+            return 200 <= code < 300, f"HTTP {code}"
+        return False, "no HTTP status line"
+    except (OSError, TimeoutError) as exc:
+        return False, f"http: {type(exc).__name__}"
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def wait_ready(
+    spec: ReadinessSpec, host: str, port: int, *, alive: Any = None
+) -> ReadyResult:
+    """Poll until `successes` consecutive checks pass, the timeout passes, or `alive()` is False."""
+    started = time.monotonic()
+    deadline = started + spec.timeout
+    streak = 0
+    detail = "not checked"
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            return ReadyResult(False, time.monotonic() - started, "process exited")
+        ok, detail = await check_once(spec, host, port)
+        streak = streak + 1 if ok else 0
+        if streak >= spec.successes:
+            return ReadyResult(True, time.monotonic() - started, detail)
+        await asyncio.sleep(spec.interval)
+    return ReadyResult(
+        False, time.monotonic() - started, f"not ready after {spec.timeout:g}s ({detail})"
+    )

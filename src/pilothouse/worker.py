@@ -1,0 +1,293 @@
+"""Background loops of a pilothouse worker (`serve` with role all or worker).
+
+- runner (every 0.25 s): claims pending deployments and carries each out in its own task;
+- reconciler (every 2 s): deployments whose worker died (lease expired) are failed as
+  "interrupted" and their service restored;
+- supervisor (every 1 s): re-adopts live replicas by pid and start time, restarts crashed
+  ones with exponential backoff (counted in restart_count) and refreshes CPU and memory figures.
+All coordination goes through the database, so several workers can share one PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from pilothouse.core.clock import utcnow
+from pilothouse.core.db import Database
+from pilothouse.core.logging import get_logger
+from pilothouse.deployments.engine import ENGINE, Engine, replica_info
+from pilothouse.deployments.models import Deployment
+from pilothouse.drivers.process import (
+    ProcessConfig,
+    free_port,
+    is_alive,
+    register_child,
+    spawn,
+    stats,
+    terminate,
+)
+from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
+from pilothouse.environments.models import Environment
+from pilothouse.replicas import service as replicas
+from pilothouse.replicas.models import Replica
+from pilothouse.services.models import Service
+
+log = get_logger("pilothouse.worker")
+
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 60.0
+STATS_EVERY = 5.0
+
+
+def backoff(restart_count: int) -> float:
+    """Seconds before the next restart: 1, 2, 4, ... capped at 60."""
+    return float(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(restart_count, 0)))
+
+
+class Worker:
+    def __init__(self, db: Database, data_dir: Path, *, lease_seconds: float = 15.0) -> None:
+        self.db = db
+        self.engine = Engine(db, data_dir, lease_seconds=lease_seconds)
+        self.loops: list[asyncio.Task[None]] = []
+        self.running: dict[uuid.UUID, asyncio.Task[str]] = {}
+        self.restarting: set[uuid.UUID] = set()
+        self.adopted: set[uuid.UUID] = set()
+        self._last_stats = 0.0
+
+    async def start(self) -> None:
+        await self._restore_router()
+        for loop, every in ((self.run_pending, 0.25), (self.reconcile, 2.0), (self.supervise, 1.0)):
+            self.loops.append(asyncio.create_task(self._every(loop, every)))
+        log.info("worker started", worker=self.engine.worker_id)
+
+    async def stop(self) -> None:
+        for task in [*self.loops, *self.running.values()]:
+            task.cancel()
+        for task in [*self.loops, *self.running.values()]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _every(self, fn: Any, seconds: float) -> None:
+        while True:
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one bad pass must not stop the loop
+                log.error("worker loop failed", loop=fn.__name__, exc_info=exc)
+            await asyncio.sleep(seconds)
+
+    # -- deployments ----------------------------------------------------------------------
+
+    async def run_pending(self) -> None:
+        """Claim pending deployments (oldest first) and carry each out."""
+        now = utcnow()
+        async with self.db.session(write=False) as session:
+            ids = list(
+                await session.scalars(
+                    sa.select(Deployment.id)
+                    .where(
+                        Deployment.status == "pending",
+                        sa.or_(Deployment.lease_owner.is_(None), Deployment.lease_expires_at < now),
+                    )
+                    .order_by(Deployment.created_at)
+                    .limit(20)
+                )
+            )
+        for dep_id in ids:
+            if dep_id in self.running or not await self.engine.claim(dep_id):
+                continue
+            task = asyncio.create_task(self.engine.run(dep_id))
+            self.running[dep_id] = task
+            task.add_done_callback(self._forget_deployment(dep_id))
+
+    def _forget_deployment(self, dep_id: uuid.UUID) -> Any:
+        def done(task: asyncio.Task[str]) -> None:
+            self.running.pop(dep_id, None)
+            if not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "deployment task failed", deployment=str(dep_id), exc_info=task.exception()
+                )
+
+        return done
+
+    def _forget_restart(self, replica_id: uuid.UUID) -> Any:
+        def done(task: asyncio.Task[None]) -> None:
+            self.restarting.discard(replica_id)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("restart failed", replica=str(replica_id), exc_info=task.exception())
+
+        return done
+
+    async def reconcile(self) -> None:
+        for dep_id in await self.engine.reconcile_interrupted():
+            log.warning("reconciled interrupted deployment", deployment=str(dep_id))
+
+    # -- replicas -------------------------------------------------------------------------
+
+    async def _process_replicas(self, statuses: tuple[str, ...]) -> list[tuple[Replica, Service]]:
+        async with self.db.session(write=False) as session:
+            rows = await session.execute(
+                sa.select(Replica, Service)
+                .join(Service, Service.id == Replica.service_id)
+                .join(Environment, Environment.id == Service.environment_id)
+                .where(
+                    Replica.status.in_(statuses),
+                    Replica.keep_running.is_(True),
+                    Service.deleted_at.is_(None),
+                    Environment.driver == "process",
+                )
+            )
+            return [(r, s) for r, s in rows.tuples()]
+
+    async def _route(self, service: Service) -> None:
+        cfg = ProcessConfig(**(service.driver_config or {}))
+        if not (cfg.router and cfg.router_port):
+            return
+        async with self.db.session(write=False) as session:
+            rows = await session.scalars(
+                sa.select(Replica).where(
+                    Replica.service_id == service.id,
+                    Replica.status == "running",
+                    Replica.keep_running.is_(True),
+                )
+            )
+            ports = sorted(int(r.ports["http"]) for r in rows if r.ports.get("http"))
+        await self.engine.router.set_backends(str(service.id), cfg.router_port, ports)
+
+    async def _restore_router(self) -> None:
+        """After a restart, make nginx serve what the database says is live."""
+        async with self.db.session(write=False) as session:
+            services = list(
+                await session.scalars(
+                    sa.select(Service).where(
+                        Service.deleted_at.is_(None), Service.status == "running"
+                    )
+                )
+            )
+        for service in services:
+            try:
+                await self._route(service)
+            except Exception as exc:
+                log.error("router restore failed", service=service.name, exc_info=exc)
+
+    async def supervise(self) -> None:
+        now = utcnow()
+        for replica, service in await self._process_replicas(("running",)):
+            if is_alive(replica.pid, replica.process_started_at):
+                if replica.id not in self.adopted:
+                    self.adopted.add(replica.id)
+                    log.info("replica adopted", replica=str(replica.id), pid=replica.pid)
+                continue
+            await self._mark_crashed(replica, service)
+        for replica, service in await self._process_replicas(("failed",)):
+            due = replica.next_restart_at is None or replica.next_restart_at <= now
+            if due and replica.id not in self.restarting:
+                self.restarting.add(replica.id)
+                task = asyncio.create_task(self._restart(replica.id, service))
+                task.add_done_callback(self._forget_restart(replica.id))
+        loop_now = asyncio.get_running_loop().time()
+        if loop_now - self._last_stats >= STATS_EVERY:
+            self._last_stats = loop_now
+            await self._refresh_stats()
+
+    async def _mark_crashed(self, replica: Replica, service: Service) -> None:
+        async with self.db.session() as session:
+            row = await session.get(Replica, replica.id, with_for_update=True)
+            if row is None or row.status != "running":
+                return
+            row.next_restart_at = utcnow() + timedelta(seconds=backoff(row.restart_count))
+            await replicas.transition(session, row, "failed", actor=ENGINE, reason="process exited")
+        log.warning("replica crashed", replica=str(replica.id), service=service.name)
+        await self._route(service)
+
+    async def _restart(self, replica_id: uuid.UUID, service: Service) -> None:
+        """Start a crashed replica again (same version, a fresh port); back off if it fails."""
+        now = utcnow()
+        async with self.db.session() as session:
+            claimed = await session.execute(
+                sa.update(Replica)
+                .where(
+                    Replica.id == replica_id,
+                    Replica.status == "failed",
+                    Replica.keep_running.is_(True),
+                    sa.or_(Replica.next_restart_at.is_(None), Replica.next_restart_at <= now),
+                )
+                .values(next_restart_at=now + timedelta(seconds=3600))
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                return
+            row = await session.get(Replica, replica_id)
+            assert row is not None
+            info = replica_info(row)
+        if not service.command:
+            return
+        cfg = ProcessConfig(**(service.driver_config or {}))
+        port = free_port()
+        log_path = (
+            Path(info.log_path)
+            if info.log_path
+            else self.engine.data_dir / "replicas" / service.name / f"{replica_id}.log"
+        )
+        spawned = spawn(
+            service.command,
+            port=port,
+            version=info.version or "",
+            env=dict(cfg.env),
+            log_path=log_path,
+            cwd=cfg.cwd,
+        )
+        register_child(spawned)
+        async with self.db.session() as session:
+            row = await session.get(Replica, replica_id, with_for_update=True)
+            assert row is not None
+            row.pid, row.process_started_at, row.ports = (
+                spawned.pid,
+                spawned.started_at,
+                {"http": port},
+            )
+            await replicas.transition(
+                session, row, "starting", actor=ENGINE, reason="restart after crash"
+            )
+            count = row.restart_count
+        ready = await wait_ready(
+            ReadinessSpec(**(service.health_check or {})),
+            "127.0.0.1",
+            port,
+            alive=lambda: is_alive(spawned.pid, spawned.started_at),
+        )
+        async with self.db.session() as session:
+            row = await session.get(Replica, replica_id, with_for_update=True)
+            assert row is not None
+            if ready.ready:
+                row.next_restart_at = None
+                row.health = "healthy"
+                await replicas.transition(session, row, "running", actor=ENGINE, reason="restarted")
+            else:
+                await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
+                row.next_restart_at = utcnow() + timedelta(seconds=backoff(count))
+                await replicas.transition(session, row, "failed", actor=ENGINE, reason=ready.detail)
+        if ready.ready:
+            log.info("replica restarted", replica=str(replica_id), restarts=count)
+            await self._route(service)
+
+    async def _refresh_stats(self) -> None:
+        for replica, _service in await self._process_replicas(("running",)):
+            figures = stats(replica.pid, replica.process_started_at)
+            if figures is None:
+                continue
+            async with self.db.session() as session:
+                await session.execute(
+                    sa.update(Replica)
+                    .where(Replica.id == replica.id)
+                    .values(cpu_percent=figures["cpu_percent"], memory_mb=figures["memory_mb"])
+                    .execution_options(synchronize_session=False)
+                )
