@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from pilothouse import migrations
-
 from tests.conftest import SHA, LiveServer, free_port
 
 
