@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True)
+def _width() -> int | None:
+    """Rich assumes 80 columns off a terminal; piped output gets COLUMNS or 160 instead."""
+    if sys.stdout.isatty():
+        return None
+    try:
+        return int(os.environ.get("COLUMNS", "160"))
+    except ValueError:
+        return 160
+
+
+out = Console(highlight=False, soft_wrap=True, width=_width())
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

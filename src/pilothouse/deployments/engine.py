@@ -271,13 +271,17 @@ class Engine:
         )
         try:
             config = self._config(loaded)
-            if config.build_command:
+            # A rollback returns to an artifact that was built and migrated for before.
+            forward = dep.event_type != "rollback"
+            if not forward and (config.build_command or config.migration_command):
+                await events.log("rollback: skipping the build and migration commands")
+            if forward and config.build_command:
                 await self._command(
                     events, config.build_command, "build", config.build_timeout, loaded
                 )
             build_ms = int((time.monotonic() - started) * 1000)
             await self._move(dep.id, "deploying", build_time_ms=build_ms)
-            if config.migration_command:
+            if forward and config.migration_command:
                 result = await self._command(
                     events, config.migration_command, "migration", config.migration_timeout, loaded
                 )

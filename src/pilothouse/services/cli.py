@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
 
 from pilothouse.cli_support import EnvOption, JsonFlag, api
+from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_record, print_table
 
 app = typer.Typer(help="Services: deployable units inside an environment.", no_args_is_help=True)
@@ -28,9 +30,33 @@ def create(
     gpu: Annotated[int, typer.Option(help="GPU units, 0-8.")] = 0,
     storage: Annotated[int, typer.Option(help="Storage in GB, 1-1000.")] = 1,
     public_url: Annotated[str | None, typer.Option(help="Public URL.")] = None,
+    router_port: Annotated[
+        int | None, typer.Option(help="Serve the replicas behind nginx on this stable port.")
+    ] = None,
+    health_path: Annotated[
+        str, typer.Option(help="Readiness check: HTTP path each replica must answer 2xx on.")
+    ] = "/health",
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds a new replica has to become ready.")
+    ] = 30.0,
+    config: Annotated[
+        str | None,
+        typer.Option(help="More driver settings as JSON, e.g. '{\"max_surge\": 2}'."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a service (operator)."""
+    driver_config: dict[str, object] = {}
+    if config:
+        try:
+            parsed = json.loads(config)
+        except ValueError:
+            raise CliError("--config must be a JSON object") from None
+        if not isinstance(parsed, dict):
+            raise CliError("--config must be a JSON object")
+        driver_config.update(parsed)
+    if router_port:
+        driver_config.update(router="nginx", router_port=router_port)
     body = {
         "environment": env,
         "name": name,
@@ -38,6 +64,8 @@ def create(
         "command": command,
         "target_replicas": replicas,
         "public_url": public_url,
+        "driver_config": driver_config,
+        "health_check": {"path": health_path, "timeout": ready_timeout},
         "resources": {
             "cpu_cores": cpu,
             "memory_mb": memory,

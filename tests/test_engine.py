@@ -1,0 +1,315 @@
+"""The release engine with real processes, a real nginx and pilothouse as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.engine_support import Client, Load, ServerProcess, alive, cleanup
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+
+
+@pytest.fixture
+def stack(db_url: str, admin_token: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    data_dir = tmp_path / "data"
+    env = {
+        **os.environ,
+        "PILOTHOUSE_DATA_DIR": str(data_dir),
+        "PILOTHOUSE_DATABASE_URL": db_url,
+        "PILOTHOUSE_LEASE_SECONDS": "2",
+        "PILOTHOUSE_TEST_MARK": str(data_dir),
+    }
+    servers: list[ServerProcess] = []
+
+    def server(role: str = "all") -> ServerProcess:
+        srv = ServerProcess(env, role).start()
+        servers.append(srv)
+        return srv
+
+    first = server()
+    try:
+        yield {
+            "server": first,
+            "client": Client(first.url, admin_token),
+            "spawn": server,
+            "token": admin_token,
+            "data_dir": data_dir,
+        }
+    finally:
+        for srv in servers:
+            srv.stop()
+        cleanup(data_dir)
+
+
+def history(client: Client, dep_id: str) -> list[str]:
+    return [h["to_status"] for h in client.ok("GET", f"/history/deployment/{dep_id}")]
+
+
+def test_rolling_update_under_load_and_automatic_rollback(stack: dict[str, Any]) -> None:
+    client: Client = stack["client"]
+    port = free_port()
+    client.setup_service(router_port=port, versions=("v1.0.0", "v2.0.0", "v3.0.0-broken"))
+
+    first = client.wait(client.deploy("web", "v1.0.0")["id"])
+    assert first["status"] == "success", first
+    assert first["instances_deployed"] == 3 and first["health_check_passed"]
+    v1 = client.replicas("web")
+    assert len(v1) == 3 and {r["version"] for r in v1} == {"v1.0.0"}
+    assert httpx.get(f"http://127.0.0.1:{port}/").json()["version"] == "v1.0.0"
+
+    with Load(port) as load:
+        time.sleep(0.3)
+        second = client.wait(client.deploy("web", "v2.0.0")["id"])
+        time.sleep(0.3)
+    assert second["status"] == "success", second
+    assert load.result.failed == 0, load.result
+    assert load.result.ok > 50 and set(load.result.versions) == {"v1.0.0", "v2.0.0"}
+    v2 = client.replicas("web")
+    assert len(v2) == 3 and {r["version"] for r in v2} == {"v2.0.0"}
+    assert not any(alive(r["pid"]) for r in v1), "old replicas must be stopped"
+    assert {r["status"] for r in client.replicas("web", None) if r["version"] == "v1.0.0"} == {
+        "stopped"
+    }
+
+    with Load(port) as load:
+        broken = client.wait(client.deploy("web", "v3.0.0-broken")["id"], {"rolled_back"})
+        time.sleep(0.3)
+    assert load.result.failed == 0, load.result
+    assert set(load.result.versions) == {"v2.0.0"}
+    assert "not ready after 3s" in broken["error_message"]
+    assert history(client, broken["id"]) == [
+        "pending",
+        "building",
+        "deploying",
+        "failed",
+        "rolled_back",
+    ]
+    rollbacks = client.ok("GET", "/deployments", params={"service": "web"})["items"]
+    rollback = next(d for d in rollbacks if d["rollback_from"] == broken["id"])
+    assert rollback["event_type"] == "rollback" and rollback["status"] == "success"
+    assert rollback["version"] == "v2.0.0" and rollback["triggered_by"] == "automated"
+    assert {r["pid"] for r in client.replicas("web")} == {r["pid"] for r in v2}
+    artifacts = {
+        a["version"]: a["deployed"]
+        for a in client.ok("GET", "/artifacts", params={"service": "web"})
+    }
+    assert artifacts == {"v1.0.0": False, "v2.0.0": True, "v3.0.0-broken": False}
+    logs = client.ok("GET", f"/deployments/{broken['id']}/logs")["items"]
+    assert any("automatic rollback to v2.0.0" in line["message"] for line in logs)
+    assert any(line["source"].startswith("replica:") for line in logs)
+
+    again = client.http.post("/deployments", json={"service": "web", "version": "v2.0.0"})
+    assert again.status_code == 409 and again.json()["error"] == "already_live"
+
+
+def test_crashed_replica_is_restarted_with_backoff(stack: dict[str, Any]) -> None:
+    client: Client = stack["client"]
+    client.setup_service(replicas=2)
+    assert client.wait(client.deploy("web", "v1.0.0")["id"])["status"] == "success"
+    victim = client.replicas("web")[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while True:
+        now = {r["id"]: r for r in client.replicas("web", None)}[victim["id"]]
+        if now["status"] == "running" and now["restart_count"] == 1:
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.2)
+    assert now["pid"] != victim["pid"] and alive(now["pid"])
+    statuses = (
+        history(client, victim["id"])
+        if False
+        else [h["to_status"] for h in client.ok("GET", f"/history/replica/{victim['id']}")]
+    )
+    assert statuses[-3:] == ["failed", "starting", "running"]
+
+
+def test_killed_pilothouse_mid_rollout_is_reconciled_and_replicas_readopted(
+    stack: dict[str, Any],
+) -> None:
+    client: Client = stack["client"]
+    client.setup_service(replicas=2, versions=("v1.0.0", "v2.0.0-slow"), timeout=30)
+    assert client.wait(client.deploy("web", "v1.0.0")["id"])["status"] == "success"
+    v1 = {r["id"]: r["pid"] for r in client.replicas("web")}
+
+    slow = client.deploy("web", "v2.0.0-slow")
+    deadline = time.monotonic() + 20
+    while not client.replicas("web", "starting"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    starting = client.replicas("web", "starting")[0]
+    stack["server"].kill()  # pilothouse dies mid-rollout
+    assert all(alive(pid) for pid in v1.values()), "replicas outlive pilothouse"
+
+    restarted = stack["spawn"]()
+    client = Client(restarted.url, stack["token"])
+    dep = client.wait(slow["id"], {"rolled_back", "failed"}, timeout=60)
+    assert dep["error_message"] == "interrupted"
+    dep = client.wait(slow["id"], {"rolled_back"}, timeout=60)
+    assert "deploying" in history(client, slow["id"])
+    running = client.replicas("web")
+    assert {r["id"]: r["pid"] for r in running} == v1, (
+        "the v1 replicas are re-adopted, not restarted"
+    )
+    deadline = time.monotonic() + 15
+    while alive(starting["pid"]):
+        assert time.monotonic() < deadline, "the interrupted replica must be stopped"
+        time.sleep(0.2)
+    assert client.ok("GET", "/services/web")["status"] == "running"
+
+
+def test_two_processes_two_deploys_exactly_one_proceeds(stack: dict[str, Any]) -> None:
+    client: Client = stack["client"]
+    client.setup_service(replicas=1, versions=("v1.0.0", "v2.0.0"), timeout=10)
+    other = Client(stack["spawn"]("api").url, stack["token"])
+    results: list[httpx.Response] = []
+    barrier = threading.Barrier(2)
+
+    def deploy(c: Client, version: str) -> None:
+        barrier.wait()
+        results.append(c.http.post("/deployments", json={"service": "web", "version": version}))
+
+    threads = [
+        threading.Thread(target=deploy, args=(client, "v1.0.0")),
+        threading.Thread(target=deploy, args=(other, "v2.0.0")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201, 409], [r.text for r in results]
+    refused = next(r for r in results if r.status_code == 409).json()["message"]
+    winner = next(r for r in results if r.status_code == 201).json()
+    assert winner["id"] in refused and "active deployment" in refused
+    assert client.wait(winner["id"])["status"] == "success"
+
+
+def test_command_driver_deploys_and_rolls_back_by_exit_code(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    client: Client = stack["client"]
+    record = tmp_path / "deploys.txt"
+    script = (
+        f'echo "$PILOTHOUSE_EVENT $PILOTHOUSE_SERVICE $PILOTHOUSE_VERSION '
+        f'$PILOTHOUSE_REPLICAS" >> {record}; '
+        'echo "shipping $PILOTHOUSE_VERSION"; test "$PILOTHOUSE_VERSION" != v2.0.0'
+    )
+    client.setup_service(
+        "paas",
+        replicas=2,
+        driver="command",
+        command=None,
+        env_name="paas-env",
+        driver_config={"deploy_command": script, "timeout": 20},
+    )
+    first = client.wait(client.deploy("paas", "v1.0.0")["id"])
+    assert first["status"] == "success"
+    second = client.wait(client.deploy("paas", "v2.0.0")["id"], {"rolled_back"})
+    assert second["error_message"] == "deploy command exited with status 1"
+    assert record.read_text().splitlines() == [
+        "deploy paas v1.0.0 2",
+        "deploy paas v2.0.0 2",
+        "rollback paas v1.0.0 2",
+    ]
+    logs = client.ok("GET", f"/deployments/{first['id']}/logs")["items"]
+    assert any(line["message"] == "shipping v1.0.0" for line in logs)
+
+
+def test_build_and_migration_hooks(stack: dict[str, Any]) -> None:
+    client: Client = stack["client"]
+    client.setup_service(
+        replicas=1,
+        driver_config={
+            "build_command": "echo building $PILOTHOUSE_VERSION",
+            "migration_command": "echo applying; echo 2026_11_22_add_orders",
+        },
+    )
+    dep = client.wait(client.deploy("web", "v1.0.0")["id"])
+    assert dep["status"] == "success"
+    assert dep["migration_applied"] is True and dep["migration_version"] == "2026_11_22_add_orders"
+    assert dep["build_time_ms"] is not None
+    logs = client.ok("GET", f"/deployments/{dep['id']}/logs")["items"]
+    assert {"build", "migration"} <= {line["source"] for line in logs}
+    assert any(line["message"] == "building v1.0.0" for line in logs)
+
+    client.ok("PATCH", "/services/web", json={"driver_config": {"build_command": "exit 7"}})
+    failed = client.wait(client.deploy("web", "v2.0.0")["id"], {"rolled_back"})
+    assert failed["error_message"] == "build command exited with status 7"
+    assert history(client, failed["id"]) == ["pending", "building", "failed", "rolled_back"]
+    assert {r["version"] for r in client.replicas("web")} == {"v1.0.0"}
+
+
+def test_cli_deploy_follows_rollback_replicas_and_logs(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    client: Client = stack["client"]
+    client.setup_service(replicas=2, versions=("v1.0.0", "v2.0.0", "v3.0.0-broken"))
+    env = {
+        **os.environ,
+        "PILOTHOUSE_URL": stack["server"].url,
+        "PILOTHOUSE_TOKEN": stack["token"],
+        "PILOTHOUSE_CLI_CONFIG": str(tmp_path / "none.json"),
+        "COLUMNS": "200",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pilothouse", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+        return proc
+
+    first = cli("deploy", "web", "--version", "v1.0.0")
+    assert first.returncode == 0, first.stderr
+    assert "succeeded (2 replicas)" in first.stdout and "replica" in first.stdout
+    assert "rolling web to v1.0.0" in first.stdout
+
+    same = cli("deploy", "web", "--version", "v1.0.0")
+    assert same.returncode == 0 and "nothing to do" in same.stdout
+
+    broken = cli("deploy", "web", "--version", "v3.0.0-broken")
+    assert broken.returncode == 1
+    lines = [line for line in broken.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "failed" in lines[0] and "ended success" in lines[0], broken.stderr
+    assert "automatic rollback" in broken.stdout
+
+    table = cli("replicas", "web")
+    assert table.returncode == 0 and table.stdout.count("v1.0.0") == 2 and "running" in table.stdout
+
+    assert cli("deploy", "web", "--version", "v2.0.0").returncode == 0
+    back = cli("rollback", "web")
+    assert back.returncode == 0, back.stderr
+    assert "to v1.0.0" in back.stdout and "succeeded" in back.stdout
+    assert {r["version"] for r in client.replicas("web")} == {"v1.0.0"}
+    v2 = next(
+        d
+        for d in client.ok("GET", "/deployments", params={"service": "web"})["items"]
+        if d["version"] == "v2.0.0"
+    )
+    assert v2["status"] == "rolled_back"
+
+    followed = cli("logs", v2["id"], "--follow")
+    assert followed.returncode == 0 and "deployment rolled_back" in followed.stdout
+    assert "rolling web to v2.0.0" in followed.stdout
+    none = cli("rollback", "web", "--to", "v1.0.0")
+    assert none.returncode == 0 and "nothing to do" in none.stdout
