@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+
 def _width() -> int | None:
     """Rich assumes 80 columns off a terminal; piped output gets COLUMNS or 160 instead."""
     if sys.stdout.isatty():
