@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -255,7 +256,5 @@ def cleanup(data_dir: Path) -> None:
             continue
     pid_file = data_dir / "nginx" / "nginx.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
