@@ -44,6 +44,7 @@ log = get_logger("pilothouse.worker")
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 60.0
 STATS_EVERY = 5.0
+STOPPING_ABANDONED = 30.0
 
 
 def backoff(restart_count: int) -> float:
@@ -193,10 +194,32 @@ class Worker:
                 self.restarting.add(replica.id)
                 task = asyncio.create_task(self._restart(replica.id, service))
                 task.add_done_callback(self._forget_restart(replica.id))
+        await self._finish_abandoned_stops()
         loop_now = asyncio.get_running_loop().time()
         if loop_now - self._last_stats >= STATS_EVERY:
             self._last_stats = loop_now
             await self._refresh_stats()
+
+    async def _finish_abandoned_stops(self) -> None:
+        """A replica left in `stopping` (its worker died while draining it) is stopped here."""
+        cutoff = utcnow() - timedelta(seconds=STOPPING_ABANDONED)
+        async with self.db.session(write=False) as session:
+            stale = list(
+                await session.scalars(
+                    sa.select(Replica).where(
+                        Replica.status == "stopping", Replica.updated_at < cutoff
+                    )
+                )
+            )
+        for replica in stale:
+            code = await terminate(replica.pid, replica.process_started_at, 5.0)
+            async with self.db.session() as session:
+                row = await session.get(Replica, replica.id, with_for_update=True)
+                if row is not None and row.status == "stopping":
+                    row.exit_code = code
+                    await replicas.transition(
+                        session, row, "stopped", actor=ENGINE, reason="stop finished by supervisor"
+                    )
 
     async def _mark_crashed(self, replica: Replica, service: Service) -> None:
         async with self.db.session() as session:

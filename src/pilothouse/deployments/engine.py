@@ -87,6 +87,17 @@ class DbEvents:
                 [{"message": message, "level": level, "source": source}],
             )
 
+    async def log_many(self, messages: list[str], *, source: str) -> None:
+        """Many lines in one transaction (a replica's output arrives in chunks)."""
+        if not messages:
+            return
+        async with self.db.session() as session:
+            await deployments.write_logs(
+                session,
+                self.deployment_id,
+                [{"message": m, "level": "info", "source": source} for m in messages],
+            )
+
     async def replica_created(
         self, version: str, *, port: int | None, log_path: str | None
     ) -> uuid.UUID:
@@ -326,6 +337,10 @@ class Engine:
         await self._service_status(svc.id, "running", f"deployment {dep.id} succeeded")
         if dep.event_type == "rollback" and dep.rollback_from:
             await self._mark_rolled_back(dep.rollback_from, f"rolled back by {dep.id}")
+        if outcome.cleanup is not None:
+            # Traffic is already on the new replicas; the old ones finish draining and stop.
+            await outcome.cleanup
+            await events.log("old replicas stopped")
         return "success"
 
     def _config(self, loaded: Loaded) -> HookConfig:

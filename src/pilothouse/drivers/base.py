@@ -8,6 +8,7 @@ events object, which the engine persists.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,12 +78,16 @@ class RolloutPlan:
 class RolloutOutcome:
     instances: int
     replicas: list[uuid.UUID] = field(default_factory=list)
+    # Old replicas still draining when traffic is already on the new set; awaited after success.
+    cleanup: Awaitable[Any] | None = None
 
 
 class Events(Protocol):
     """How a driver reports progress; the engine persists each call."""
 
     async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None: ...
+
+    async def log_many(self, messages: list[str], *, source: str) -> None: ...
 
     async def replica_created(
         self, version: str, *, port: int | None, log_path: str | None

@@ -195,9 +195,8 @@ async def _tail(path: Path, events: Events, label: str, stop: asyncio.Event) -> 
             cut = chunk.rfind(b"\n")
             consumed = chunk[: cut + 1] if cut >= 0 else b""
         position += len(consumed)
-        for line in consumed.decode(errors="replace").splitlines():
-            if line.strip():
-                await events.log(line[:4000], source=label)
+        lines = [line[:4000] for line in consumed.decode(errors="replace").splitlines()]
+        await events.log_many([line for line in lines if line.strip()], source=label)
         if done:
             return
         with contextlib.suppress(TimeoutError):
@@ -289,7 +288,10 @@ class ProcessDriver:
 
     async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
         """Reach target replicas of the plan's version: keep live ones of that version, start the
-        missing ones (max_surge at a time, each health-gated), retire the others."""
+        missing ones (max_surge at a time, each health-gated), retire the others.
+
+        Returns once traffic is entirely on the target set; old replicas still draining are
+        handed back as `cleanup` (like Kubernetes, which counts terminating pods as gone)."""
         spec = plan.spec
         cfg = ProcessConfig(**spec.config)
         ready = ReadinessSpec(**spec.health_check)
@@ -297,14 +299,25 @@ class ProcessDriver:
         keep = [r for r in alive if r.version == spec.version][: spec.target_replicas]
         old = [r for r in alive if r not in keep]
         serving = {r.id: r for r in alive}
-        retiring: list[asyncio.Task[None]] = []
+        routing: list[asyncio.Task[None]] = []
+        stopping: list[asyncio.Task[None]] = []
 
-        async def retire(victims: list[ReplicaInfo]) -> None:
+        def route_now() -> None:
+            """Queue a router change to what is serving now (the router applies them in order),
+            so starting the next replica does not wait for nginx to reload."""
+            ports = [r.port for r in serving.values() if r.port]
+            routing.append(asyncio.create_task(self._route(spec, cfg, ports)))
+
+        def retire(victims: list[ReplicaInfo]) -> None:
+            """Take the victims out of the router, then stop them in the background."""
             for victim in victims:
                 serving.pop(victim.id, None)
-            await self._route(spec, cfg, [r.port for r in serving.values() if r.port])
+            route_now()
+            change = routing[-1]
             for victim in victims:
-                retiring.append(asyncio.create_task(self._retire(victim, cfg, events)))
+                stopping.append(
+                    asyncio.create_task(self._retire_after(change, victim, cfg, events))
+                )
 
         new: list[ReplicaInfo] = []
         missing = spec.target_replicas - len(keep)
@@ -318,7 +331,7 @@ class ProcessDriver:
                 if cfg.max_unavailable and old:
                     ahead = old[: cfg.max_unavailable]
                     old = old[cfg.max_unavailable :]
-                    await retire(ahead)
+                    retire(ahead)
                 batch = min(max(cfg.max_surge, 1), missing - len(new))
                 started = await asyncio.gather(
                     *(self._start_one(spec, cfg, ready, events) for _ in range(batch)),
@@ -331,26 +344,39 @@ class ProcessDriver:
                 errors = [r for r in started if isinstance(r, BaseException)]
                 if errors:
                     raise errors[0]
-                await self._route(spec, cfg, [r.port for r in serving.values() if r.port])
+                # One router change per step: the new replicas in, as many old ones out.
                 victims, old = old[: len(ok)], old[len(ok) :]
-                if victims:
-                    await retire(victims)
+                retire(victims)
             extra = old + [r for r in alive if r.version == spec.version and r not in keep]
-            if extra:
-                await retire(extra)
-            await self._verify(spec, cfg, ready, [r for r in serving.values()], events)
+            if extra or not routing:
+                retire(extra)
+            await asyncio.gather(*routing)
+            await self._verify(spec, cfg, ready, list(serving.values()), events)
         except RolloutFailed:
             # Leave the old replicas serving; stop only what this rollout started.
+            await asyncio.gather(*routing, return_exceptions=True)
             for replica in new:
                 serving.pop(replica.id, None)
             await self._route(spec, cfg, [r.port for r in serving.values() if r.port])
-            for replica in new:
-                retiring.append(asyncio.create_task(self._retire(replica, cfg, events)))
-            await asyncio.gather(*retiring)
+            stopping.extend(asyncio.create_task(self._retire(r, cfg, events)) for r in new)
+            await asyncio.gather(*stopping)
             raise
-        await asyncio.gather(*retiring)
+        except BaseException:
+            await asyncio.gather(*routing, *stopping, return_exceptions=True)
+            raise
         live = keep + new
-        return RolloutOutcome(instances=len(live), replicas=[r.id for r in live])
+        cleanup = asyncio.gather(*stopping) if stopping else None
+        return RolloutOutcome(instances=len(live), replicas=[r.id for r in live], cleanup=cleanup)
+
+    async def _retire_after(
+        self,
+        change: asyncio.Task[None],
+        replica: ReplicaInfo,
+        cfg: ProcessConfig,
+        events: Events,
+    ) -> None:
+        await change  # out of the router first
+        await self._retire(replica, cfg, events)
 
     async def _verify(
         self,
