@@ -114,6 +114,10 @@ async def seed(url: str, n_deployments: int, n_lines: int) -> dict[str, Any]:
                     dep = await deployments.create_deployment(
                         session, admin, service=service_ids[i % SERVICES], version="v1.0.0"
                     )
+                    # One active deployment per service: close each one (cheapest legal end).
+                    await deployments.transition(
+                        session, dep, "failed", actor=admin, reason="bench"
+                    )
                     if len(deployment_ids) < 100:
                         deployment_ids.append(dep.id)
             progress("deployments", min(start + per_tx, n_deployments), n_deployments, started)
@@ -216,7 +220,19 @@ def run_one(kind: str, url: str, n_deployments: int, n_lines: int, requests: int
         env["PILOTHOUSE_DATA_DIR"] = tmp
         (Path(tmp) / "bare_app.py").write_text(BARE_APP)
         server = start_server(
-            [python, "-m", "pilothouse", "serve", "--port", str(port), "--no-access-log"], env, port
+            [
+                python,
+                "-m",
+                "pilothouse",
+                "serve",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--role",
+                "api",
+            ],
+            env,
+            port,
         )
         bare = start_server(
             [
