@@ -28,9 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.engine_support import Client, Load, ServerProcess, cleanup, free_port  # noqa: E402
+
 from pilothouse import migrations  # noqa: E402
 from pilothouse.setup import _bootstrap  # noqa: E402
-from tests.engine_support import Client, Load, ServerProcess, cleanup, free_port  # noqa: E402
 
 READY_RE = re.compile(r"replica (\w+) ready on port \d+ in ([\d.]+)s")
 
@@ -72,9 +73,8 @@ def main() -> None:
                 timeout=args.timeout,
                 driver_config={"env": {"SAMPLE_READY_DELAY": str(args.ready_delay)}},
             )
-            print(
-                f"deploying v1.0.0 on {args.replicas} replicas (readiness delay {args.ready_delay}s)"
-            )
+            delay = args.ready_delay
+            print(f"deploying v1.0.0 on {args.replicas} replicas (readiness delay {delay}s)")
             v1 = client.wait(client.deploy("sample", "v1.0.0")["id"], timeout=300)
             assert v1["status"] == "success", v1
 
@@ -114,33 +114,55 @@ def main() -> None:
             server.stop()
             cleanup(data_dir)
 
+    served_versions = sorted({r["version"] for r in served})
+    rows = [
+        (
+            f"rollout v1 -> v2, {len(ready)} replicas",
+            f"{rollout:.2f} s",
+            f"sum of readiness times {ready_sum:.2f} s",
+            f"{rollout / ready_sum:.3f}x (target <= 1.1x)",
+        ),
+        (
+            "mean replica readiness",
+            f"{ready_sum / max(len(ready), 1):.3f} s",
+            f"configured delay {args.ready_delay} s",
+            "-",
+        ),
+        (
+            "client requests during rollout",
+            f"{load.result.ok:,} ok, {load.result.failed} failed",
+            "-",
+            "target 0 failed",
+        ),
+        (
+            "stale keep-alive connections closed by nginx reloads (retried once)",
+            str(load.result.stale_retried),
+            "-",
+            "-",
+        ),
+        (
+            "failing deploy: request -> rollback complete",
+            f"{to_rollback:.2f} s",
+            f"readiness timeout {args.timeout} s",
+            f"target <= {args.timeout + 2:.1f} s",
+        ),
+        (
+            "client requests during the failing deploy",
+            f"{load_fail.result.ok:,} ok, {load_fail.result.failed} failed",
+            "-",
+            "target 0 failed",
+        ),
+        ("replicas serving after the rollback", f"{len(served)} x {served_versions}", "-", "-"),
+    ]
     print()
     print("| figure | value | baseline (same run) | ratio / target |")
     print("|---|---|---|---|")
-    print(
-        f"| rollout v1 -> v2, {len(ready)} replicas | {rollout:.2f} s | sum of readiness times {ready_sum:.2f} s | {rollout / ready_sum:.3f}x (target <= 1.1x) |"
-    )
-    print(
-        f"| mean replica readiness | {ready_sum / max(len(ready), 1):.3f} s | configured delay {args.ready_delay} s | - |"
-    )
-    print(
-        f"| client requests during rollout | {load.result.ok:,} ok, {load.result.failed} failed | - | target 0 failed |"
-    )
-    print(
-        f"| stale keep-alive connections closed by nginx reloads (retried once, as browsers do) | {load.result.stale_retried} | - | - |"
-    )
-    print(
-        f"| failing deploy: request -> rollback complete | {to_rollback:.2f} s | readiness timeout {args.timeout} s | target <= {args.timeout + 2:.1f} s |"
-    )
-    print(
-        f"| client requests during the failing deploy | {load_fail.result.ok:,} ok, {load_fail.result.failed} failed | - | target 0 failed |"
-    )
-    print(
-        f"| replicas serving after the rollback | {len(served)} x {sorted({r['version'] for r in served})} | - | - |"
-    )
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
     print(
         f"\nwhere the rollout time goes: head {head:.3f} s (start -> first replica), "
-        f"between replicas {sum(gaps):.3f} s (mean {sum(gaps) / max(len(gaps), 1) * 1000:.0f} ms), "
+        f"between replicas {sum(gaps):.3f} s "
+        f"(mean {sum(gaps) / max(len(gaps), 1) * 1000:.0f} ms), "
         f"record -> spawn {sum(created_to_spawned):.3f} s, tail {tail:.3f} s (last ready -> done)"
     )
     if load.result.errors or load_fail.result.errors:
