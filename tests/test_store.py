@@ -217,3 +217,83 @@ def test_database_refuses_out_of_range_rows_and_two_deployed_artifacts(db_url: s
             conn.execute(arts.insert().values(id=uuid.uuid4(), version="v2", **row))
     finally:
         engine.dispose()
+
+
+def test_upgrade_to_0002_keeps_one_active_deployment_per_service(db_url: str) -> None:
+    """Before 0002 a service could hold several active deployments; the upgrade keeps the newest
+    and fails the others, each with a status_history row, so the new unique index can exist."""
+    from datetime import timedelta
+
+    migrations.downgrade(db_url, "0001")
+    engine = make_sync_engine(db_url)
+    sqlite = db_url.startswith("sqlite")
+
+    def ident(value: uuid.UUID) -> object:
+        return value.hex if sqlite else value
+
+    def stamp(value: datetime) -> object:
+        return value.replace(tzinfo=None) if sqlite else value
+
+    uid, eid, sid = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    deps = [uuid.uuid4() for _ in range(3)]
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO users (id, name, role, is_active, created_at, updated_at) "
+                    "VALUES (:id, 'u', 'admin', true, :now, :now)"
+                ),
+                {"id": ident(uid), "now": stamp(now)},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO environments (id, owner_id, name, type, driver, config, features, "
+                    "limits, is_active, created_at, updated_at) VALUES (:id, :uid, 'e', 'staging', "
+                    "'process', '{}', '{}', '{}', true, :now, :now)"
+                ),
+                {"id": ident(eid), "uid": ident(uid), "now": stamp(now)},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO services (id, owner_id, environment_id, name, target_replicas, "
+                    "cpu_cores, memory_mb, gpu_units, storage_gb, driver_config, health_check, "
+                    "status, created_at, updated_at) VALUES (:id, :uid, :eid, 's', 1, 1, 512, 0, "
+                    "1, '{}', '{}', 'pending', :now, :now)"
+                ),
+                {"id": ident(sid), "uid": ident(uid), "eid": ident(eid), "now": stamp(now)},
+            )
+            for i, dep in enumerate(deps):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO deployments (id, owner_id, service_id, environment_id, "
+                        "version, status, event_type, triggered_by, operator, migration_applied, "
+                        "backup_created, health_check_passed, instances_deployed, created_at, "
+                        "updated_at) VALUES (:id, :uid, :sid, :eid, 'v1', :status, 'deploy', "
+                        "'manual', 'u', false, false, false, 0, :at, :at)"
+                    ),
+                    {
+                        "id": ident(dep),
+                        "uid": ident(uid),
+                        "sid": ident(sid),
+                        "eid": ident(eid),
+                        "status": "building" if i == 0 else "pending",
+                        "at": stamp(now + timedelta(seconds=i)),
+                    },
+                )
+        migrations.upgrade(db_url)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT id, status, error_message FROM deployments ORDER BY created_at")
+            ).all()
+            history = conn.execute(
+                sa.text("SELECT from_status, to_status, actor FROM status_history")
+            ).all()
+        assert [r[1] for r in rows] == ["failed", "failed", "pending"]
+        assert all("superseded" in (r[2] or "") for r in rows[:2])
+        assert sorted(history) == [
+            ("building", "failed", "migration 0002"),
+            ("pending", "failed", "migration 0002"),
+        ]
+    finally:
+        engine.dispose()
