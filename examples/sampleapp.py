@@ -10,6 +10,7 @@ Behaviour is chosen by variables, or by words in the version it is started as:
   SAMPLE_READY_DELAY=S     /health answers 503 for S seconds after start   (version contains "slow": 5 s)
   SAMPLE_FAIL_READINESS=1  /health always answers 503                      (version contains "broken")
   SAMPLE_CRASH_ON_START=1  exit with status 3 before listening              (version contains "crash")
+  SAMPLE_UNHEALTHY_AFTER=S /health turns 503 S seconds after start        (version contains "fading": 1 s)
 SIGTERM stops accepting new connections, finishes requests in flight, and exits 0.
 """
 
@@ -45,6 +46,8 @@ def main() -> None:
     never_ready = _flag("SAMPLE_FAIL_READINESS") or "broken" in version
     started = time.monotonic()
     ready_at = started + delay
+    fade = os.environ.get("SAMPLE_UNHEALTHY_AFTER", "1" if "fading" in version else "")
+    unhealthy_at = started + float(fade) if fade else float("inf")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -60,8 +63,12 @@ def main() -> None:
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             url = urlparse(self.path)
             if url.path == "/health":
-                ready = not never_ready and time.monotonic() >= ready_at
-                self._send(200 if ready else 503, {"status": "ok" if ready else "starting", "version": version})
+                now = time.monotonic()
+                ready = not never_ready and ready_at <= now < unhealthy_at
+                self._send(
+                    200 if ready else 503,
+                    {"status": "ok" if ready else "starting", "version": version},
+                )
             elif url.path == "/version":
                 self._send(200, {"version": version})
             elif url.path == "/burn":
@@ -72,7 +79,14 @@ def main() -> None:
                     n += 1
                 self._send(200, {"burned_seconds": seconds, "loops": n})
             elif url.path == "/":
-                self._send(200, {"hello": "from the pilothouse sample app", "version": version, "pid": os.getpid()})
+                self._send(
+                    200,
+                    {
+                        "hello": "from the pilothouse sample app",
+                        "version": version,
+                        "pid": os.getpid(),
+                    },
+                )
             else:
                 self._send(404, {"error": "not found"})
 
@@ -89,7 +103,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"sampleapp {version} listening on {args.host}:{args.port} (ready in {delay:g}s)", flush=True)
+    print(
+        f"sampleapp {version} listening on {args.host}:{args.port} (ready in {delay:g}s)",
+        flush=True,
+    )
     server.serve_forever(poll_interval=0.1)
     server.server_close()
     print(f"sampleapp {version}: stopped", flush=True)

@@ -315,3 +315,79 @@ def test_cli_deploy_follows_rollback_replicas_and_logs(
     assert "rolling web to v2.0.0" in followed.stdout
     none = cli("rollback", "web", "--to", "v1.0.0")
     assert none.returncode == 0 and "nothing to do" in none.stdout
+
+
+def test_scale_up_and_down_through_the_engine(stack: dict[str, Any]) -> None:
+    client: Client = stack["client"]
+    client.setup_service(replicas=2)
+    assert client.wait(client.deploy("web", "v1.0.0")["id"])["status"] == "success"
+    before = {r["id"] for r in client.replicas("web")}
+    up = client.ok("POST", "/services/web/scale", json={"target_replicas": 4})
+    assert up["target_replicas"] == 4 and up["deployment_id"]
+    dep = client.wait(up["deployment_id"])
+    assert dep["status"] == "success" and dep["event_type"] == "scale"
+    after = client.replicas("web")
+    assert len(after) == 4 and before <= {r["id"] for r in after}, "scaling up keeps the replicas"
+    down = client.ok("POST", "/services/web/scale", json={"target_replicas": 1})
+    assert client.wait(down["deployment_id"])["status"] == "success"
+    deadline = time.monotonic() + 15
+    while len(client.replicas("web")) != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    artifacts = {
+        a["version"]: a["deployed"]
+        for a in client.ok("GET", "/artifacts", params={"service": "web"})
+    }
+    assert artifacts["v1.0.0"] is True
+
+
+def test_crash_on_start_and_failed_verification_are_rolled_back(stack: dict[str, Any]) -> None:
+    client: Client = stack["client"]
+    client.setup_service(
+        replicas=2,
+        versions=("v1.0.0", "v2.0.0-crash", "v3.0.0-fading"),
+        timeout=10,
+        driver_config={"verify": {"checks": 4, "required": 4, "window": 2.0}},
+    )
+    assert client.wait(client.deploy("web", "v1.0.0")["id"])["status"] == "success"
+    v1 = {r["pid"] for r in client.replicas("web")}
+
+    started = time.monotonic()
+    crash = client.wait(client.deploy("web", "v2.0.0-crash")["id"], {"rolled_back"})
+    assert "process exited" in crash["error_message"]
+    assert time.monotonic() - started < 8, "a replica that exits is not waited on for the timeout"
+    assert {r["pid"] for r in client.replicas("web")} == v1, "the old replicas kept serving"
+
+    fading = client.wait(client.deploy("web", "v3.0.0-fading")["id"], {"rolled_back"})
+    assert "post-deploy verification failed" in fading["error_message"]
+    logs = client.ok("GET", f"/deployments/{fading['id']}/logs")["items"]
+    assert any(line["source"] == "verification" for line in logs)
+    # Verification runs after the switch, so v1 was restored by the rollback (new processes).
+    restored = client.replicas("web")
+    assert len(restored) == 2 and {r["version"] for r in restored} == {"v1.0.0"}
+
+
+def test_command_driver_scale_and_status_commands(stack: dict[str, Any], tmp_path: Path) -> None:
+    client: Client = stack["client"]
+    record = tmp_path / "calls.txt"
+    healthy = tmp_path / "healthy"
+    healthy.touch()
+    client.setup_service(
+        "paas",
+        replicas=1,
+        driver="command",
+        command=None,
+        env_name="paas-env",
+        driver_config={
+            "deploy_command": f'echo "deploy $PILOTHOUSE_VERSION" >> {record}',
+            "scale_command": f'echo "scale $PILOTHOUSE_REPLICAS $PILOTHOUSE_EVENT" >> {record}',
+            "status_command": f"test -e {healthy}",
+        },
+    )
+    assert client.wait(client.deploy("paas", "v1.0.0")["id"])["status"] == "success"
+    scaled = client.ok("POST", "/services/paas/scale", json={"target_replicas": 3})
+    assert client.wait(scaled["deployment_id"])["status"] == "success"
+    assert record.read_text().splitlines() == ["deploy v1.0.0", "scale 3 scale"]
+    healthy.unlink()  # the platform now reports unhealthy after a deploy
+    failed = client.wait(client.deploy("paas", "v2.0.0")["id"], {"rolled_back", "failed"})
+    assert failed["error_message"] == "status command exited with status 1"

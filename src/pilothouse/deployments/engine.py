@@ -282,10 +282,11 @@ class Engine:
         )
         try:
             config = self._config(loaded)
-            # A rollback returns to an artifact that was built and migrated for before.
-            forward = dep.event_type != "rollback"
+            # A rollback or a scale returns to (or keeps) an artifact that was built and
+            # migrated for before.
+            forward = dep.event_type not in ("rollback", "scale")
             if not forward and (config.build_command or config.migration_command):
-                await events.log("rollback: skipping the build and migration commands")
+                await events.log(f"{dep.event_type}: skipping the build and migration commands")
             if forward and config.build_command:
                 await self._command(
                     events, config.build_command, "build", config.build_timeout, loaded
@@ -315,7 +316,8 @@ class Engine:
                 current=await self._current_replicas(svc.id),
                 deployment_id=dep.id,
             )
-            outcome = await driver.rollout(plan, events)
+            carry_out = driver.scale if dep.event_type == "scale" else driver.rollout
+            outcome = await carry_out(plan, events)
         except RolloutFailed as exc:
             return await self._fail(loaded, events, exc.reason)
         except Exception as exc:  # a bug or an outage must not leave the deployment deploying
@@ -395,7 +397,7 @@ class Engine:
                     lease_expires_at=None,
                 )
             previous = None
-            if current.event_type != "rollback" and current.previous_artifact_id:
+            if current.event_type not in ("rollback", "scale") and current.previous_artifact_id:
                 previous = await session.get(Artifact, current.previous_artifact_id)
             if previous is not None and previous.deleted_at is None:
                 rollback = Deployment(

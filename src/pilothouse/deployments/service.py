@@ -177,7 +177,8 @@ async def create_deployment(
             "(use event_type restart to restart it)",
             detail={"service": svc.name, "version": artifact.version},
         )
-    await _check_frequency(session, env, svc.id)
+    if event_type != "scale":  # an urgent scale-up must never wait for the hourly limit
+        await _check_frequency(session, env, svc.id)
     deployment = Deployment(
         owner_id=actor.id,
         service_id=svc.id,
@@ -419,3 +420,28 @@ async def create_rollback(
         allow_missing_origin=True,
         triggered_by="manual",
     )
+
+
+async def scale(
+    session: AsyncSession,
+    actor: Principal,
+    service: str,
+    target_replicas: int,
+    *,
+    environment: str | None = None,
+) -> tuple[Any, Deployment | None]:
+    """Set a service's target replicas; when it has a live artifact, record a `scale`
+    deployment of that artifact so a worker brings the replicas to the new count."""
+    svc = await services.get_service(session, actor, service, environment=environment)
+    require(actor, "scale")
+    live = await artifacts.get_deployed(session, svc.id)
+    if live is not None:
+        await _check_active(session, svc.id, svc.name)
+    changed = svc.target_replicas != target_replicas
+    svc = await services.scale_service(session, actor, str(svc.id), target_replicas)
+    if live is None or not changed:
+        return svc, None
+    deployment = await create_deployment(
+        session, actor, service=str(svc.id), version=live.version, event_type="scale"
+    )
+    return svc, deployment

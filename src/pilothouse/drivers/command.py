@@ -134,7 +134,13 @@ class CommandDriver:
     async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
         event = "rollback" if plan.spec.config.get("_event") == "rollback" else "deploy"
         await self._run(plan, events, "rollback" if event == "rollback" else "deploy", event)
+        await self._check_status(plan, events, event)
         return RolloutOutcome(instances=plan.spec.target_replicas)
+
+    async def _check_status(self, plan: RolloutPlan, events: Events, event: str) -> None:
+        """The status command, when given, gates the outcome: exit 0 means healthy."""
+        if CommandConfig(**plan.spec.config).status_command:
+            await self._run(plan, events, "status", event)
 
     async def scale(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
         await self._run(plan, events, "scale", "scale")

@@ -296,7 +296,10 @@ class ProcessDriver:
         cfg = ProcessConfig(**spec.config)
         ready = ReadinessSpec(**spec.health_check)
         alive = [r for r in plan.current if is_alive(r.pid, r.process_started_at)]
-        keep = [r for r in alive if r.version == spec.version][: spec.target_replicas]
+        # A restart replaces every replica; otherwise live replicas of the version are kept.
+        restart = spec.config.get("_event") == "restart"
+        same = [] if restart else [r for r in alive if r.version == spec.version]
+        keep = same[: spec.target_replicas]
         old = [r for r in alive if r not in keep]
         serving = {r.id: r for r in alive}
         routing: list[asyncio.Task[None]] = []
@@ -347,7 +350,7 @@ class ProcessDriver:
                 # One router change per step: the new replicas in, as many old ones out.
                 victims, old = old[: len(ok)], old[len(ok) :]
                 retire(victims)
-            extra = old + [r for r in alive if r.version == spec.version and r not in keep]
+            extra = old + [r for r in same if r not in keep]
             if extra or not routing:
                 retire(extra)
             await asyncio.gather(*routing)

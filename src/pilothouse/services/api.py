@@ -10,6 +10,7 @@ from pilothouse.services import service
 from pilothouse.services.schemas import (
     RollbackRequest,
     ScaleRequest,
+    ScaleResult,
     ServiceCreate,
     ServiceRead,
     ServiceTransition,
@@ -53,10 +54,18 @@ async def update(ref: str, body: ServiceUpdate, session: Session, caller: Caller
     return ServiceRead.model_validate(await service.update_service(session, caller, ref, changes))
 
 
-@router.post("/{ref}/scale", response_model=ServiceRead, summary="Set target replicas (operator)")
-async def scale(ref: str, body: ScaleRequest, session: Session, caller: Caller) -> ServiceRead:
-    svc = await service.scale_service(session, caller, ref, body.target_replicas)
-    return ServiceRead.model_validate(svc)
+@router.post(
+    "/{ref}/scale",
+    response_model=ScaleResult,
+    summary="Set target replicas (operator); a live service gets a scale deployment",
+)
+async def scale(ref: str, body: ScaleRequest, session: Session, caller: Caller) -> ScaleResult:
+    from pilothouse.deployments import service as deployments
+
+    svc, deployment = await deployments.scale(session, caller, ref, body.target_replicas)
+    result = ScaleResult.model_validate(svc, from_attributes=True)
+    result.deployment_id = deployment.id if deployment else None
+    return result
 
 
 @router.post(

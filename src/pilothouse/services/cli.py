@@ -105,12 +105,19 @@ def scale(
     name: Annotated[str, typer.Argument(help="Name or id.")],
     replicas: Annotated[int, typer.Argument(help="Target replicas, 1-100.")],
     env: EnvOption = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the scaling.")] = True,
 ) -> None:
-    """Set a service's target replicas (operator)."""
+    """Set a service's target replicas (operator); a live service is scaled at once."""
     client = api(ctx)
     ref = client.request("GET", f"/services/{name}", params={"environment": env})["id"]
     svc = client.request("POST", f"/services/{ref}/scale", json_body={"target_replicas": replicas})
     out.print(f"{svc['name']}: target replicas {svc['target_replicas']}")
+    if svc.get("deployment_id"):
+        out.print(f"scaling: deployment {svc['deployment_id']}")
+        if wait:
+            from pilothouse.deployments.follow import follow_to_outcome
+
+            follow_to_outcome(client, svc["deployment_id"])
 
 
 @app.command("delete")

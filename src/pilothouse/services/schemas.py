@@ -116,3 +116,10 @@ class RollbackRequest(BaseModel):
     to: str | None = Field(
         default=None, description="Version to roll back to; default: the last earlier success."
     )
+
+
+class ScaleResult(ServiceRead):
+    deployment_id: uuid.UUID | None = Field(
+        default=None,
+        description="The scale deployment bringing the replicas to the new count (live services).",
+    )
