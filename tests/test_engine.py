@@ -391,3 +391,24 @@ def test_command_driver_scale_and_status_commands(stack: dict[str, Any], tmp_pat
     healthy.unlink()  # the platform now reports unhealthy after a deploy
     failed = client.wait(client.deploy("paas", "v2.0.0")["id"], {"rolled_back", "failed"})
     assert failed["error_message"] == "status command exited with status 1"
+
+
+def test_deleting_a_service_stops_its_replicas_and_route(stack: dict[str, Any]) -> None:
+    client: Client = stack["client"]
+    port = free_port()
+    client.setup_service(
+        replicas=2, router_port=port, driver_config={"env": {"SAMPLE_READY_DELAY": "1"}}
+    )
+    slow = client.deploy("web", "v1.0.0")  # each replica needs 1 s: still active below
+    refused = client.http.delete("/services/web")
+    assert refused.status_code == 409 and "active deployment" in refused.json()["message"]
+    assert client.wait(slow["id"])["status"] == "success"
+    pids = [r["pid"] for r in client.replicas("web")]
+    assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+    client.ok("DELETE", "/services/web", 204)
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "replicas of a deleted service must stop"
+        time.sleep(0.2)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)

@@ -165,6 +165,8 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         access_log=access_log,
+        # Followers of a live deployment hold a stream open; do not wait on them forever.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -195,10 +195,45 @@ class Worker:
                 task = asyncio.create_task(self._restart(replica.id, service))
                 task.add_done_callback(self._forget_restart(replica.id))
         await self._finish_abandoned_stops()
+        await self._stop_deleted_services()
         loop_now = asyncio.get_running_loop().time()
         if loop_now - self._last_stats >= STATS_EVERY:
             self._last_stats = loop_now
             await self._refresh_stats()
+
+    async def _stop_deleted_services(self) -> None:
+        """Replicas of a deleted service are stopped and its router entry removed."""
+        async with self.db.session(write=False) as session:
+            rows = (
+                await session.execute(
+                    sa.select(Replica, Service)
+                    .join(Service, Service.id == Replica.service_id)
+                    .where(
+                        Service.deleted_at.is_not(None),
+                        Replica.status.in_(("pending", "starting", "running", "failed")),
+                    )
+                )
+            ).tuples()
+            doomed = list(rows)
+        services = {service.id: service for _, service in doomed}
+        for service in services.values():
+            cfg = ProcessConfig(**(service.driver_config or {}))
+            if cfg.router and cfg.router_port:
+                await self.engine.router.remove(str(service.id))
+        for replica, service in doomed:
+            code = await terminate(replica.pid, replica.process_started_at, 10.0)
+            async with self.db.session() as session:
+                row = await session.get(Replica, replica.id, with_for_update=True)
+                if row is None or row.status in ("stopped", "stopping"):
+                    continue
+                row.keep_running = False
+                row.exit_code = code
+                to = "stopping" if row.status in ("starting", "running") else "stopped"
+                await replicas.transition(
+                    session, row, to, actor=ENGINE, reason=f"service {service.name} deleted"
+                )
+                if to == "stopping":
+                    await replicas.transition(session, row, "stopped", actor=ENGINE)
 
     async def _finish_abandoned_stops(self) -> None:
         """A replica left in `stopping` (its worker died while draining it) is stopped here."""

@@ -129,6 +129,15 @@ class NginxRouter(Router):
             else:
                 await self._nginx("-s", "reload")
 
+    async def remove(self, service_key: str) -> None:
+        """Stop routing a service (its port is closed at the next reload)."""
+        async with self._lock:
+            path = self.root / "services" / f"{service_key}.conf"
+            if path.exists():
+                path.unlink()
+                if self.pid() is not None:
+                    await self._nginx("-s", "reload")
+
     async def stop(self) -> None:
         if self.pid() is not None:
             await self._nginx("-s", "quit")

@@ -145,6 +145,15 @@ async def delete_service(
     """Soft delete: status deleted, deleted_at set, the name is free again; the row stays."""
     svc = await get_service(session, actor, ref)
     require(actor, "manage_services")
+    from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
+
+    active = await session.scalar(
+        sa.select(Deployment.id).where(
+            Deployment.service_id == svc.id, Deployment.status.in_(ACTIVE_STATUSES)
+        )
+    )
+    if active is not None:
+        raise Conflict(f"service {svc.name!r} has an active deployment {active}; wait for it")
     await transition(session, svc, "deleted", actor=actor, reason=reason or "deleted")
     svc.deleted_at = utcnow()
     audit.record(session, actor, "delete", "service", svc.id, {"name": svc.name})
