@@ -1,0 +1,1 @@
+"""Health monitoring: probes, derived status, uptime and SLA, alerts (in progress)."""
