@@ -38,6 +38,15 @@ TABLES = {
     "replicas",
     "status_history",
     "audit_log",
+    # health monitoring (0003)
+    "health_checks",
+    "probe_claims",
+    "health_rollups",
+    "health_states",
+    "downtime",
+    "maintenance_windows",
+    "incidents",
+    "notification_channels",
 }
 
 

@@ -5,6 +5,16 @@ from pilothouse.audit.models import AuditEntry
 from pilothouse.core.db import Base
 from pilothouse.deployments.models import Deployment, DeploymentLog
 from pilothouse.environments.models import Environment, EnvironmentGrant
+from pilothouse.healthchecks.models import (
+    Downtime,
+    HealthCheck,
+    HealthRollup,
+    HealthState,
+    Incident,
+    MaintenanceWindow,
+    NotificationChannel,
+    ProbeClaim,
+)
 from pilothouse.history.models import StatusHistory
 from pilothouse.replicas.models import Node, Replica
 from pilothouse.services.models import Service
@@ -17,9 +27,17 @@ __all__ = [
     "Base",
     "Deployment",
     "DeploymentLog",
+    "Downtime",
     "Environment",
     "EnvironmentGrant",
+    "HealthCheck",
+    "HealthRollup",
+    "HealthState",
+    "Incident",
+    "MaintenanceWindow",
     "Node",
+    "NotificationChannel",
+    "ProbeClaim",
     "Replica",
     "Service",
     "StatusHistory",
