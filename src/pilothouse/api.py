@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from pilothouse.alerts.api import router as channels
 from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
 from pilothouse.deployments.api import router as deployments
 from pilothouse.environments.api import router as environments
+from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
 from pilothouse.users.api import router as users
 
 router = APIRouter(prefix="/api/v1")
-for feature in (users, environments, services, replicas, artifacts, deployments, history, audit):
+for feature in (
+    users,
+    environments,
+    services,
+    replicas,
+    artifacts,
+    deployments,
+    history,
+    audit,
+    health,
+    channels,
+):
     router.include_router(feature)

@@ -106,7 +106,19 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             from pilothouse.worker import Worker
 
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            worker = Worker(app.state.db, settings.data_dir, lease_seconds=settings.lease_seconds)
+            from pilothouse.healthchecks.monitor import MonitorSettings
+
+            monitor = (
+                MonitorSettings(reminder_minutes=settings.reminder_minutes)
+                if settings.health_enabled
+                else None
+            )
+            worker = Worker(
+                app.state.db,
+                settings.data_dir,
+                lease_seconds=settings.lease_seconds,
+                monitor=monitor,
+            )
             await worker.start()
         app.state.worker = worker
         log.info("started", database=app.state.db.dialect, role=settings.role)
@@ -126,6 +138,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router)
+    from pilothouse.healthchecks.api import badges
+
+    app.include_router(badges)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: answers without touching the database")
     async def healthz() -> dict[str, str]:

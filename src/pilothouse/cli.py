@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from pilothouse import __version__
+from pilothouse.alerts.cli import app as channel_app
 from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.client import CliError, save_config
 from pilothouse.console import err, out
@@ -18,6 +19,7 @@ from pilothouse.deployments.cli import deploy, replicas, rollback
 from pilothouse.deployments.cli import logs as deployment_logs
 from pilothouse.environments.cli import app as env_app
 from pilothouse.errors import PilothouseError
+from pilothouse.healthchecks.cli import health, incidents, maintenance_app, uptime
 from pilothouse.history.cli import history
 from pilothouse.services.cli import app as service_app
 from pilothouse.users.cli import tokens_app, users_app
@@ -224,6 +226,11 @@ app.command("rollback")(rollback)
 app.command("replicas")(replicas)
 app.command("logs")(deployment_logs)
 app.command("history")(history)
+app.command("health")(health)
+app.command("uptime")(uptime)
+app.command("incidents")(incidents)
+app.add_typer(maintenance_app, name="maintenance")
+app.add_typer(channel_app, name="channel")
 
 
 def main() -> None:

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         pattern="^(all|api|worker)$",
         description="all: API and worker loops; api: API only; worker: the loops only.",
     )
+    health_enabled: bool = Field(default=True, description="Run the health monitor in the worker.")
+    reminder_minutes: float = Field(
+        default=30.0, gt=0, description="Minutes between reminders while an incident lasts."
+    )
     lease_seconds: float = Field(
         default=15.0,
         gt=0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pilothouse.alerts.service import broadcast
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
@@ -35,6 +37,8 @@ from pilothouse.drivers.process import (
 )
 from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
 from pilothouse.environments.models import Environment
+from pilothouse.healthchecks import service as health
+from pilothouse.healthchecks.monitor import Monitor, MonitorSettings
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
 from pilothouse.services.models import Service
@@ -53,9 +57,17 @@ def backoff(restart_count: int) -> float:
 
 
 class Worker:
-    def __init__(self, db: Database, data_dir: Path, *, lease_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        *,
+        lease_seconds: float = 15.0,
+        monitor: MonitorSettings | None = None,
+    ) -> None:
         self.db = db
         self.engine = Engine(db, data_dir, lease_seconds=lease_seconds)
+        self.monitor = Monitor(db, monitor) if monitor is not None else None
         self.loops: list[asyncio.Task[None]] = []
         self.running: dict[uuid.UUID, asyncio.Task[str]] = {}
         self.restarting: set[uuid.UUID] = set()
@@ -64,7 +76,19 @@ class Worker:
 
     async def start(self) -> None:
         await self._restore_router()
-        for loop, every in ((self.run_pending, 0.25), (self.reconcile, 2.0), (self.supervise, 1.0)):
+        loops: list[tuple[Any, float]] = [
+            (self.run_pending, 0.25),
+            (self.reconcile, 2.0),
+            (self.supervise, 1.0),
+        ]
+        if self.monitor is not None:
+            loops += [
+                (self.probe, self.monitor.settings.tick),
+                (self.monitor.remind, 30.0),
+                (self.maintain_health, 300.0),
+                (self.check_sla, 3600.0),
+            ]
+        for loop, every in loops:
             self.loops.append(asyncio.create_task(self._every(loop, every)))
         log.info("worker started", worker=self.engine.worker_id)
 
@@ -126,6 +150,26 @@ class Worker:
                 log.error("restart failed", replica=str(replica_id), exc_info=task.exception())
 
         return done
+
+    async def probe(self) -> None:
+        assert self.monitor is not None
+        await self.monitor.tick(time.time())
+
+    async def maintain_health(self) -> None:
+        figures = await health.maintain(self.db)
+        log.info("health maintenance", **figures)
+
+    async def check_sla(self) -> None:
+        for svc, report in await health.sla_breaches(self.db, utcnow()):
+            message = {
+                "event": "sla",
+                "service": svc.name,
+                "uptime_percent": round(report.uptime_percent, 3),
+                "sla_target": report.sla_target,
+                "text": f"{svc.name}: month-to-date uptime {report.uptime_percent:.3f}% is below "
+                f"its SLA target {report.sla_target}%",
+            }
+            await broadcast(await health.channels(self.db), message)
 
     async def reconcile(self) -> None:
         for dep_id in await self.engine.reconcile_interrupted():

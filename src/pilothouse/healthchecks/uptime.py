@@ -152,21 +152,49 @@ def report(
 ) -> Report:
     """Uptime, downtime, response times and SLA over [start, end)."""
     inside = [c for c in checks if start <= c.at < end]
-    outages = merge(error_downtime(inside) + unavailable_downtime(inside, end))
-    counted = subtract(clip(outages, start, end), clip(maintenance, start, end))
+    times = [c.response_ms for c in inside if c.response_ms is not None and c.outcome == "up"]
+    return summarize(
+        start,
+        end,
+        downtime(inside, end),
+        maintenance=maintenance,
+        response_ms=times,
+        checks=len(inside),
+        sla_target=sla_target,
+    )
+
+
+def downtime(checks: Sequence[Check], end: datetime) -> list[Interval]:
+    """Both downtime rules over a run of checks, merged."""
+    return merge(error_downtime(checks) + unavailable_downtime(checks, end))
+
+
+def summarize(
+    start: datetime,
+    end: datetime,
+    outages: Sequence[Interval],
+    *,
+    maintenance: Sequence[Interval] = (),
+    response_ms: Sequence[float] = (),
+    checks: int = 0,
+    sla_target: float = 99.5,
+    p95_ms: float | None = None,
+) -> Report:
+    """The report from downtime intervals already found (stored ones and fresh ones)."""
+    counted = subtract(clip(merge(outages), start, end), clip(maintenance, start, end))
     minutes = (end - start).total_seconds() / 60
     down = sum((b - a).total_seconds() for a, b in counted) / 60
     # 100 - share, so no downtime is exactly 100.0 (not 100 * m / m with rounding noise).
     uptime = min(100.0, max(0.0, 100.0 - 100.0 * down / minutes)) if minutes > 0 else 100.0
-    times = [c.response_ms for c in inside if c.response_ms is not None and c.outcome == "up"]
+    times = list(response_ms)
     return Report(
         start=start,
         end=end,
         minutes=minutes,
         downtime_minutes=down,
         uptime_percent=uptime,
-        checks=len(inside),
-        p95_ms=p95(times),
+        checks=checks,
+        p95_ms=p95_ms if p95_ms is not None else p95(times),
         avg_ms=sum(times) / len(times) if times else None,
         outages=counted,
         sla_target=sla_target,

@@ -1,0 +1,1 @@
+"""Alerts: notification channels (webhook, Slack-compatible webhook, email) and delivery."""

@@ -1,0 +1,81 @@
+"""pilothouse channel add|list|test|delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from pilothouse.cli_support import JsonFlag, api
+from pilothouse.client import CliError
+from pilothouse.console import out, print_json, print_table
+
+app = typer.Typer(
+    help="Notification channels for alerts: webhook, slack, email.", no_args_is_help=True
+)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Channel name.")],
+    kind: Annotated[str, typer.Option(help="webhook, slack or email.")],
+    url: Annotated[str | None, typer.Option(help="webhook/slack: where to POST.")] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            help="webhook: HMAC-SHA256 key (or PILOTHOUSE_CHANNEL_SECRET).",
+            envvar="PILOTHOUSE_CHANNEL_SECRET",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            help='More settings as JSON, e.g. email: \'{"host": "smtp", "to": ["a@b"]}\'.'
+        ),
+    ] = None,
+) -> None:
+    """Add a channel (admin). Secret values are never shown again."""
+    settings: dict[str, object] = {}
+    if config:
+        try:
+            parsed = json.loads(config)
+        except ValueError:
+            raise CliError("--config must be a JSON object") from None
+        if not isinstance(parsed, dict):
+            raise CliError("--config must be a JSON object")
+        settings.update(parsed)
+    if url:
+        settings["url"] = url
+    if secret:
+        settings["secret"] = secret
+    channel = api(ctx).request(
+        "POST", "/channels", json_body={"name": name, "kind": kind, "config": settings}
+    )
+    out.print(f"added {channel['kind']} channel {channel['name']}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List channels (secrets shown as ***)."""
+    rows = api(ctx).request("GET", "/channels")
+    print_json(rows) if as_json else print_table(
+        rows, ["name", "kind", "config", "is_active"], title="channels"
+    )
+
+
+@app.command("test")
+def test(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Channel name.")]) -> None:
+    """Send a test message through a channel."""
+    result = api(ctx).request("POST", f"/channels/{name}/test")
+    if not result["delivered"]:
+        raise CliError(f"channel {name}: {result['detail']}")
+    out.print(f"channel {name}: test message delivered")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Channel name.")]) -> None:
+    """Remove a channel (admin)."""
+    api(ctx).request("DELETE", f"/channels/{name}")
+    out.print(f"deleted channel {name}")

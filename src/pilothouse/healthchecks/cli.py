@@ -1,0 +1,120 @@
+"""pilothouse health, uptime, maintenance, incidents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from pilothouse.cli_support import EnvOption, JsonFlag, api
+from pilothouse.console import out, print_json, print_table
+
+maintenance_app = typer.Typer(
+    help="Maintenance windows: not counted as downtime.", no_args_is_help=True
+)
+
+
+def health(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service name or id.")],
+    env: EnvOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a service's health: status, reasons, and the latest check of each target."""
+    view = api(ctx).request("GET", f"/services/{service}/health", params={"environment": env})
+    if as_json:
+        print_json(view)
+        return
+    reasons = f" ({'; '.join(view['reasons'])})" if view["reasons"] else ""
+    out.print(f"{service}: {view['status']}{reasons}", markup=False)
+    print_table(
+        view["checks"],
+        ["target", "kind", "ok", "response_time_ms", "http_status", "detail", "timestamp"],
+        title="checks",
+    )
+
+
+def uptime(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service name or id.")],
+    month: Annotated[str | None, typer.Option(help="YYYY-MM (default: this month).")] = None,
+    env: EnvOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print the monthly uptime and SLA report (month to date for the current month)."""
+    report = api(ctx).request(
+        "GET", f"/services/{service}/uptime", params={"month": month, "environment": env}
+    )
+    if as_json:
+        print_json(report)
+        return
+    met = "met" if report["sla_met"] else "MISSED"
+    out.print(
+        f"{report['service']} {report['month']}: uptime {report['uptime_percent']:.3f}% "
+        f"(SLA {report['sla_target']}% {met})"
+    )
+    out.print(
+        f"downtime {report['downtime_minutes']:.1f} of {report['minutes']:.0f} minutes, "
+        f"{report['checks']} checks"
+    )
+    p95 = report["p95_ms"]
+    avg = report["avg_ms"]
+    out.print(
+        f"response time: avg {avg:.1f} ms, p95 {p95:.1f} ms" if avg and p95 else "response time: -"
+    )
+    for start, end in report["outages"]:
+        out.print(f"  outage {start[:19]} -> {end[:19]}")
+    for dep in report["deployments"]:
+        out.print(
+            f"  deploy {dep['created_at'][:19]} {dep['version']} "
+            f"{dep['event_type']} {dep['status']}"
+        )
+
+
+@maintenance_app.command("add")
+def maintenance_add(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service name or id.")],
+    start: Annotated[datetime, typer.Option(help="Start, e.g. 2026-11-22T22:00:00+00:00.")],
+    end: Annotated[datetime, typer.Option(help="End.")],
+    reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+    env: EnvOption = None,
+) -> None:
+    """Declare a maintenance window (operator)."""
+    body = {"starts_at": start.isoformat(), "ends_at": end.isoformat(), "reason": reason}
+    window = api(ctx).request(
+        "POST", f"/services/{service}/maintenance", json_body=body, params={"environment": env}
+    )
+    out.print(f"maintenance {window['id']} declared for {service}")
+
+
+@maintenance_app.command("list")
+def maintenance_list(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service name or id.")],
+    env: EnvOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a service's maintenance windows."""
+    rows = api(ctx).request("GET", f"/services/{service}/maintenance", params={"environment": env})
+    print_json(rows) if as_json else print_table(
+        rows, ["starts_at", "ends_at", "reason", "created_by"], title="windows"
+    )
+
+
+def incidents(
+    ctx: typer.Context,
+    service: Annotated[
+        str | None, typer.Option("--service", "-s", help="Only this service.")
+    ] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List incidents (a service not healthy), newest first."""
+    rows = api(ctx).request(
+        "GET", "/incidents", params={"service": service, "open": open_only or None}
+    )
+    print_json(rows) if as_json else print_table(
+        rows, ["started_at", "ended_at", "status", "cause", "reminders"], title="incidents"
+    )
