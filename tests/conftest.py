@@ -203,3 +203,41 @@ class LiveServer:
 def live_server(settings: Settings, admin_token: str) -> Iterator[LiveServer]:
     with LiveServer(settings) as server:
         yield server
+
+
+@pytest.fixture
+def stack(db_url: str, admin_token: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """pilothouse serve as a subprocess (API and worker) on the test database; cleaned up after."""
+    import os
+
+    from tests.engine_support import Client, ServerProcess, cleanup
+
+    data_dir = tmp_path / "data"
+    env = {
+        **os.environ,
+        "PILOTHOUSE_DATA_DIR": str(data_dir),
+        "PILOTHOUSE_DATABASE_URL": db_url,
+        "PILOTHOUSE_LEASE_SECONDS": "2",
+        "PILOTHOUSE_TEST_MARK": str(data_dir),
+    }
+    servers: list[ServerProcess] = []
+
+    def server(role: str = "all") -> ServerProcess:
+        srv = ServerProcess(env, role).start()
+        servers.append(srv)
+        return srv
+
+    first = server()
+    try:
+        yield {
+            "server": first,
+            "client": Client(first.url, admin_token),
+            "spawn": server,
+            "token": admin_token,
+            "data_dir": data_dir,
+            "env": env,
+        }
+    finally:
+        for srv in servers:
+            srv.stop()
+        cleanup(data_dir)

@@ -7,7 +7,6 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,41 +14,9 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.engine_support import Client, Load, ServerProcess, alive, cleanup
+from tests.engine_support import Client, Load, alive
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-
-
-@pytest.fixture
-def stack(db_url: str, admin_token: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    data_dir = tmp_path / "data"
-    env = {
-        **os.environ,
-        "PILOTHOUSE_DATA_DIR": str(data_dir),
-        "PILOTHOUSE_DATABASE_URL": db_url,
-        "PILOTHOUSE_LEASE_SECONDS": "2",
-        "PILOTHOUSE_TEST_MARK": str(data_dir),
-    }
-    servers: list[ServerProcess] = []
-
-    def server(role: str = "all") -> ServerProcess:
-        srv = ServerProcess(env, role).start()
-        servers.append(srv)
-        return srv
-
-    first = server()
-    try:
-        yield {
-            "server": first,
-            "client": Client(first.url, admin_token),
-            "spawn": server,
-            "token": admin_token,
-            "data_dir": data_dir,
-        }
-    finally:
-        for srv in servers:
-            srv.stop()
-        cleanup(data_dir)
 
 
 def history(client: Client, dep_id: str) -> list[str]:
