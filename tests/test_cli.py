@@ -118,6 +118,14 @@ def test_cli_walkthrough(cli: Cli) -> None:
     issued = cli.json("token", "create", "--user", "olga", "--name", "ci")
     assert issued["token"].startswith("ph_")
 
+    refused = cli.run("service", "delete", "web", ok=False)
+    assert "active deployment" in refused.stderr  # its deployment is still pending
+    finished = httpx.post(
+        f"{cli.env['PILOTHOUSE_URL']}/api/v1/deployments/{dep['id']}/transition",
+        json={"to": "failed", "reason": "never carried out"},
+        headers={"Authorization": f"Bearer {cli.env['PILOTHOUSE_TOKEN']}"},
+    )
+    assert finished.status_code == 200, finished.text
     cli.run("service", "delete", "web")
     cli.run("service", "show", "web", ok=False)
     cli.run("env", "delete", "prod")

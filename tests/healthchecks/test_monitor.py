@@ -98,10 +98,14 @@ def redis(tmp_path: Path) -> Iterator[dict[str, Any]]:
         stop()
 
 
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
+def wait_for(
+    predicate: Any, timeout: float = 30, what: str = "condition", show: Any = None
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            seen = show() if show else None
+            raise AssertionError(f"timed out waiting for {what}; last seen: {seen}")
         time.sleep(0.2)
 
 
@@ -169,6 +173,7 @@ def test_dependency_outage_gives_one_alert_and_one_recovery(
                 and any(c["target"].startswith("dep:") for c in health()["checks"])
             ),
             what="healthy",
+            show=health,
         )
         listed = client.ok("GET", "/channels")
         assert SECRET not in json.dumps(listed) and listed[0]["config"]["secret"] == "***"

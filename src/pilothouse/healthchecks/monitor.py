@@ -232,9 +232,13 @@ class Monitor:
         statement = insert.values(
             target=key, slot=slot, worker=self.settings.worker, claimed_at=utcnow()
         )
+        # RETURNING tells whether our row went in; rowcount is not reliable for
+        # INSERT .. ON CONFLICT DO NOTHING on every driver (psycopg reported -1).
         async with self.db.session() as session:
-            result = await session.execute(statement.on_conflict_do_nothing())
-            return bool(getattr(result, "rowcount", 0) == 1)
+            result = await session.execute(
+                statement.on_conflict_do_nothing().returning(ProbeClaim.slot)
+            )
+            return result.first() is not None
 
     async def _run(self, target: Target, slot: int, due: float, *, probe_now: bool) -> None:
         try:
