@@ -17,7 +17,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -68,9 +68,27 @@ class Target:
     role: str = "replica"  # replica, url, database, redis
 
 
+@dataclass(frozen=True)
+class ServiceInfo:
+    name: str
+    environment_id: uuid.UUID
+    thresholds: Thresholds
+    replicas: set[uuid.UUID]
+
+
+@dataclass(frozen=True)
+class Latest:
+    ok: bool
+    latency_ms: float | None
+    status_code: int | None
+    detail: str
+    at: datetime
+
+
 @dataclass
 class MonitorSettings:
     tick: float = 0.5
+    flush: float = 0.5
     refresh: float = 5.0
     concurrency: int = 200
     reminder_minutes: float = 30.0
@@ -101,7 +119,13 @@ class Monitor:
         self.semaphore = asyncio.Semaphore(self.settings.concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
         self.lags: list[float] = []  # seconds between due time and start (for benchmarks)
+        self.probed = 0
         self._refreshed = -1e9
+        self.service_info: dict[uuid.UUID, ServiceInfo] = {}
+        self.pending: list[tuple[Target, probes.ProbeResult, datetime]] = []
+        self.latest: dict[str, Latest] = {}
+        self._flushed = 0.0
+        self._flush_lock = asyncio.Lock()
 
     # -- targets --------------------------------------------------------------------------
 
@@ -132,6 +156,15 @@ class Monitor:
             }
         targets: list[Target] = []
         by_service = {s.id: s for s in services}
+        self.service_info = {
+            s.id: ServiceInfo(
+                name=s.name,
+                environment_id=s.environment_id,
+                thresholds=thresholds_for(s),
+                replicas={r.id for r in replicas if r.service_id == s.id},
+            )
+            for s in services
+        }
         for replica in replicas:
             svc = by_service[replica.service_id]
             spec = health_spec(svc)
@@ -210,9 +243,13 @@ class Monitor:
 
     async def tick(self, now: float) -> None:
         """Start every target whose next slot has come (called every `tick` seconds)."""
+        if self.pending and now - self._flushed >= self.settings.flush:
+            self._flushed = now
+            await self.flush()
         if now - self._refreshed >= self.settings.refresh:
             self.targets = await self.collect_targets()
             self._refreshed = now
+        due_now: list[tuple[Target, int, float, bool]] = []
         for target in self.targets:
             shift = offset(target.key, target.interval)
             slot = int((now - shift) // target.interval)
@@ -220,36 +257,58 @@ class Monitor:
                 continue
             first = target.key not in self.last_slot
             self.last_slot[target.key] = slot
-            due = slot * target.interval + shift
-            task = asyncio.create_task(self._run(target, slot, due, probe_now=first))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            due_now.append((target, slot, slot * target.interval + shift, first))
+        if not due_now:
+            return
+        won = await self.claim_many([(t.key, slot) for t, slot, _, _ in due_now])
+        for target, slot, due, first in due_now:
+            if (target.key, slot) in won:
+                task = asyncio.create_task(self._run(target, due, probe_now=first))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
 
-    async def _claim(self, key: str, slot: int) -> bool:
+    async def claim_many(self, wanted: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Claim (target, slot) pairs in one statement; returns the pairs this worker won.
+
+        RETURNING tells which rows went in; rowcount is not reliable for
+        INSERT .. ON CONFLICT DO NOTHING on every driver (psycopg reported -1)."""
         insert = (postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert)(
             ProbeClaim
         )
-        statement = insert.values(
-            target=key, slot=slot, worker=self.settings.worker, claimed_at=utcnow()
-        )
-        # RETURNING tells whether our row went in; rowcount is not reliable for
-        # INSERT .. ON CONFLICT DO NOTHING on every driver (psycopg reported -1).
+        now = utcnow()
+        won: set[tuple[str, int]] = set()
         async with self.db.session() as session:
-            result = await session.execute(
-                statement.on_conflict_do_nothing().returning(ProbeClaim.slot)
-            )
-            return result.first() is not None
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                statement = (
+                    insert.values(
+                        [
+                            {
+                                "target": k,
+                                "slot": s,
+                                "worker": self.settings.worker,
+                                "claimed_at": now,
+                            }
+                            for k, s in chunk
+                        ]
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(ProbeClaim.target, ProbeClaim.slot)
+                )
+                won.update((row.target, row.slot) for row in await session.execute(statement))
+        return won
 
-    async def _run(self, target: Target, slot: int, due: float, *, probe_now: bool) -> None:
+    async def _claim(self, key: str, slot: int) -> bool:
+        return (key, slot) in await self.claim_many([(key, slot)])
+
+    async def _run(self, target: Target, due: float, *, probe_now: bool) -> None:
         try:
-            if not await self._claim(target.key, slot):
-                return
             async with self.semaphore:
                 # Schedule lag: how late the probe starts against its slot (not the first run).
                 if not probe_now:
                     self.lags.append(max(0.0, time.time() - due))
                 result = await self.probe(target)
-            await self.record(target, result)
+            self.record(target, result)
         except Exception as exc:
             log.error("probe failed to run", target=target.key, exc_info=exc)
 
@@ -271,183 +330,244 @@ class Monitor:
 
     # -- results ----------------------------------------------------------------------------
 
-    async def record(self, target: Target, result: probes.ProbeResult) -> None:
-        """Store the check, update the damped health of the replica and its services."""
-        check_status: Status = "healthy" if result.ok else "unhealthy"
-        row = HealthCheck(
-            service_id=target.service_ids[0] if len(target.service_ids) == 1 else None,
-            replica_id=target.replica_id,
-            environment_id=target.environment_id,
-            target=target.key,
-            kind=target.kind,
-            instance_id=target.key,
-            ok=result.ok,
-            overall_status=check_status,
-            response_time_ms=result.latency_ms,
-            http_status=result.status_code,
-            detail=mask_text(result.detail)[:500],
+    def record(self, target: Target, result: probes.ProbeResult) -> None:
+        """Buffer a result; flush() stores and evaluates buffered results together."""
+        now = utcnow()
+        self.probed += 1
+        self.pending.append((target, result, now))
+        self.latest[target.key] = Latest(
+            result.ok, result.latency_ms, result.status_code, result.detail, now
         )
-        if target.role in ("database", "redis"):
-            dep = dependency_status(
-                Dependency(target.role, target.role, result.latency_ms if result.ok else None)
-            )
-            if target.role == "database":
-                row.database_status, row.database_response_ms = dep, result.latency_ms
-            else:
-                row.redis_status, row.redis_response_ms = dep, result.latency_ms
-        async with self.db.session() as session:
-            session.add(row)
-        if target.replica_id is not None:
-            observation = Observation(
-                responded=result.ok,
-                response_ms=result.latency_ms,
-                timed_out="timeout" in result.detail,
-            )
-            raw, reasons = derive(observation)
-            await self._publish(
-                f"replica:{target.replica_id}",
-                "replica_health",
-                target.replica_id,
-                target.service_ids[0],
-                raw,
-                reasons,
-            )
-        for service_id in target.service_ids:
-            await self.evaluate_service(service_id)
 
-    async def evaluate_service(self, service_id: uuid.UUID) -> None:
-        """Derive the service's health from the latest check of each of its targets."""
-        async with self.db.session(write=False) as session:
-            svc = await session.get(Service, service_id)
-            if svc is None or svc.deleted_at is not None:
+    async def flush(self) -> None:
+        """Store buffered checks and apply their consequences in one transaction:
+        raw rows, replica and service health (damped), status_history rows; then incidents."""
+        async with self._flush_lock:
+            batch, self.pending = self.pending, []
+            if not batch:
                 return
-            since = utcnow() - timedelta(minutes=10)
-            latest: dict[str, HealthCheck] = {}
-            rows = await session.scalars(
-                sa.select(HealthCheck)
-                .where(
-                    sa.or_(
-                        HealthCheck.service_id == service_id,
-                        HealthCheck.target.like(f"dep:{svc.environment_id}:%"),
-                    ),
-                    HealthCheck.timestamp >= since,
-                    HealthCheck.kind != "service",
+            rows: list[dict[str, Any]] = []
+            raws: dict[str, tuple[str, uuid.UUID, uuid.UUID, Status, list[str], Thresholds]] = {}
+            affected: set[uuid.UUID] = set()
+            for target, result, at in batch:
+                rows.append(self._check_row(target, result, at))
+                if target.replica_id is not None:
+                    observation = Observation(
+                        responded=result.ok,
+                        response_ms=result.latency_ms,
+                        timed_out="timeout" in result.detail,
+                    )
+                    raw, reasons = derive(observation)
+                    raws[f"replica:{target.replica_id}"] = (
+                        "replica_health",
+                        target.replica_id,
+                        target.service_ids[0],
+                        raw,
+                        reasons,
+                        Thresholds(),
+                    )
+                affected.update(target.service_ids)
+            await self._fill_latest(affected)
+            now = utcnow()
+            for service_id in affected:
+                evaluated = self._evaluate(service_id)
+                if evaluated is None:
+                    continue
+                raw, reasons, responded, latency, code = evaluated
+                info = self.service_info[service_id]
+                rows.append(
+                    {
+                        "id": uuid.uuid4(),
+                        "service_id": service_id,
+                        "environment_id": info.environment_id,
+                        "target": f"service:{service_id}",
+                        "kind": "service",
+                        "instance_id": None,
+                        "timestamp": now,
+                        "ok": responded,
+                        "overall_status": raw,
+                        "response_time_ms": latency,
+                        "http_status": code,
+                        "detail": "; ".join(reasons)[:500] or None,
+                        "replica_id": None,
+                        "created_at": now,
+                    }
                 )
+                raws[f"service:{service_id}"] = (
+                    "service_health",
+                    service_id,
+                    service_id,
+                    raw,
+                    reasons,
+                    info.thresholds,
+                )
+            changes = await self._store(rows, raws)
+        for kind, _entity_id, service_id, before, after, reasons in changes:
+            if kind == "service_health":
+                await self._incident(service_id, before, after, reasons)
+
+    def _check_row(
+        self, target: Target, result: probes.ProbeResult, at: datetime
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "service_id": target.service_ids[0] if len(target.service_ids) == 1 else None,
+            "replica_id": target.replica_id,
+            "environment_id": target.environment_id,
+            "target": target.key,
+            "kind": target.kind,
+            "instance_id": target.key,
+            "timestamp": at,
+            "ok": result.ok,
+            "overall_status": "healthy" if result.ok else "unhealthy",
+            "response_time_ms": result.latency_ms,
+            "http_status": result.status_code,
+            "detail": mask_text(result.detail)[:500],
+            "created_at": at,
+            "database_status": None,
+            "database_response_ms": None,
+            "redis_status": None,
+            "redis_response_ms": None,
+        }
+        if target.role in ("database", "redis"):
+            latency = result.latency_ms if result.ok else None
+            status = dependency_status(Dependency(target.role, target.role, latency))
+            row[f"{target.role}_status"] = status
+            row[f"{target.role}_response_ms"] = result.latency_ms
+        return row
+
+    def _keys_of(self, service_id: uuid.UUID) -> list[str]:
+        info = self.service_info.get(service_id)
+        if info is None:
+            return []
+        keys = [f"replica:{r}" for r in info.replicas] + [f"url:{service_id}"]
+        keys += [f"dep:{info.environment_id}:database", f"dep:{info.environment_id}:redis"]
+        return keys
+
+    async def _fill_latest(self, services_: set[uuid.UUID]) -> None:
+        """Targets another worker probed are read from the database (latest row each)."""
+        wanted = {k for sid in services_ for k in self._keys_of(sid) if k not in self.latest}
+        known = {t.key for t in self.targets}
+        wanted &= known
+        if not wanted:
+            return
+        since = utcnow() - timedelta(minutes=10)
+        async with self.db.session(write=False) as session:
+            found = await session.scalars(
+                sa.select(HealthCheck)
+                .where(HealthCheck.target.in_(wanted), HealthCheck.timestamp >= since)
                 .order_by(HealthCheck.timestamp)
             )
-            for check in rows:
-                latest[check.target] = check
-            live = set(
-                await session.scalars(
-                    sa.select(Replica.id).where(
-                        Replica.service_id == service_id, Replica.status == "running"
-                    )
+            for check in found:
+                self.latest[check.target] = Latest(
+                    check.ok,
+                    check.response_time_ms,
+                    check.http_status,
+                    check.detail or "",
+                    check.timestamp,
                 )
-            )
+
+    def _evaluate(
+        self, service_id: uuid.UUID
+    ) -> tuple[Status, list[str], bool, float | None, int | None] | None:
+        """The service's raw status from the latest result of each of its targets."""
+        info = self.service_info.get(service_id)
+        if info is None:
+            return None
+        stale = utcnow() - timedelta(minutes=10)
         front = [
-            c
-            for k, c in latest.items()
-            if k.startswith("url:") or (k.startswith("replica:") and c.replica_id in live)
+            self.latest[k]
+            for k in self._keys_of(service_id)
+            if not k.startswith("dep:") and k in self.latest and self.latest[k].at >= stale
         ]
         if not front:
-            return
+            return None
         responded = any(c.ok for c in front)
-        latencies = [c.response_time_ms for c in front if c.ok and c.response_time_ms is not None]
+        latencies = [c.latency_ms for c in front if c.ok and c.latency_ms is not None]
         deps = tuple(
-            Dependency(
-                k.rsplit(":", 1)[1], k.rsplit(":", 1)[1], c.response_time_ms if c.ok else None
-            )
-            for k, c in latest.items()
-            if k.startswith("dep:")
+            Dependency(kind, kind, self.latest[key].latency_ms if self.latest[key].ok else None)
+            for kind in ("database", "redis")
+            if (key := f"dep:{info.environment_id}:{kind}") in self.latest
+            and self.latest[key].at >= stale
         )
         observation = Observation(
             responded=responded,
             response_ms=min(latencies) if latencies else None,
-            timed_out=not responded and all("timeout" in (c.detail or "") for c in front),
+            timed_out=not responded and all("timeout" in c.detail for c in front),
             dependencies=deps,
         )
-        raw, reasons = derive(observation, thresholds_for(svc))
-        async with self.db.session() as session:
-            session.add(
-                HealthCheck(
-                    service_id=service_id,
-                    environment_id=svc.environment_id,
-                    target=f"service:{service_id}",
-                    kind="service",
-                    ok=responded,
-                    overall_status=raw,
-                    response_time_ms=min(latencies) if latencies else None,
-                    http_status=max((c.http_status or 0 for c in front), default=None) or None,
-                    detail="; ".join(reasons)[:500] or None,
-                )
-            )
-        await self._publish(
-            f"service:{service_id}",
-            "service_health",
-            service_id,
-            service_id,
-            raw,
-            reasons,
-            thresholds=thresholds_for(svc),
-        )
+        raw, reasons = derive(observation, info.thresholds)
+        code = max((c.status_code or 0 for c in front), default=0) or None
+        return raw, reasons, responded, min(latencies) if latencies else None, code
 
-    async def _publish(
+    async def _store(
         self,
-        key: str,
-        kind: str,
-        entity_id: uuid.UUID,
-        service_id: uuid.UUID,
-        raw: Status,
-        reasons: list[str],
-        *,
-        thresholds: Thresholds | None = None,
-    ) -> None:
-        """Damp the raw status; a published change is a status_history row (and, for a
-        service, opens or closes its incident)."""
-        changed: tuple[str, str] | None = None
+        rows: list[dict[str, Any]],
+        raws: dict[str, tuple[str, uuid.UUID, uuid.UUID, Status, list[str], Thresholds]],
+    ) -> list[tuple[str, uuid.UUID, uuid.UUID, str, str, list[str]]]:
+        """One transaction: the check rows, the damped states, history for published changes."""
+        changes: list[tuple[str, uuid.UUID, uuid.UUID, str, str, list[str]]] = []
+        now = utcnow()
         async with self.db.session() as session:
-            state = await session.get(HealthState, key, with_for_update=True)
-            before = Damper(state.status, state.streak_status, state.streak) if state else Damper()  # type: ignore[arg-type]
-            after = damp(before, raw, thresholds or Thresholds())
-            now = utcnow()
-            if state is None:
-                state = HealthState(
-                    target=key,
-                    service_id=service_id,
-                    status=after.status,
-                    streak_status=after.streak_status,
-                    streak=after.streak,
-                    reasons=reasons,
-                    changed_at=now,
-                    updated_at=now,
+            await session.execute(sa.insert(HealthCheck), rows)
+            states = {
+                st.target: st
+                for st in await session.scalars(
+                    sa.select(HealthState)
+                    .where(HealthState.target.in_(list(raws)))
+                    .with_for_update()
                 )
-                session.add(state)
-            else:
+            }
+            for key, (kind, entity_id, service_id, raw, reasons, thresholds) in raws.items():
+                state = states.get(key)
+                before = (
+                    Damper(state.status, state.streak_status, state.streak)  # type: ignore[arg-type]
+                    if state
+                    else Damper()
+                )
+                after = damp(before, raw, thresholds)
+                if state is None:
+                    session.add(
+                        HealthState(
+                            target=key,
+                            service_id=service_id,
+                            status=after.status,
+                            streak_status=after.streak_status,
+                            streak=after.streak,
+                            reasons=reasons,
+                            changed_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    continue
                 state.streak_status, state.streak, state.updated_at = (
                     after.streak_status,
                     after.streak,
                     now,
                 )
-                if after.status != state.status:
-                    changed = (state.status, after.status)
-                    state.status, state.changed_at = after.status, now
                 state.reasons = reasons
-            if changed:
-                history.record_change(
-                    session,
-                    kind,
-                    entity_id,
-                    changed[0],
-                    changed[1],
-                    actor=MONITOR,
-                    reason="; ".join(reasons) or "recovered",
-                )
-                if kind == "replica_health":
-                    replica = await session.get(Replica, entity_id)
-                    if replica is not None:
-                        replica.health = changed[1]
-        if changed and kind == "service_health":
-            await self._incident(service_id, changed[0], changed[1], reasons)
+                if after.status != state.status:
+                    changes.append(
+                        (kind, entity_id, service_id, state.status, after.status, reasons)
+                    )
+                    history.record_change(
+                        session,
+                        kind,
+                        entity_id,
+                        state.status,
+                        after.status,
+                        actor=MONITOR,
+                        reason="; ".join(reasons) or "recovered",
+                    )
+                    state.status, state.changed_at = after.status, now
+                    if kind == "replica_health":
+                        await session.execute(
+                            sa.update(Replica)
+                            .where(Replica.id == entity_id)
+                            .values(health=after.status)
+                            .execution_options(synchronize_session=False)
+                        )
+        return changes
 
     # -- incidents and alerts -------------------------------------------------------------
 
