@@ -175,3 +175,36 @@ def test_json_path() -> None:
     assert json_path(doc, "a.b.1.c") == "x"
     with pytest.raises(KeyError):
         json_path(doc, "a.z")
+
+
+def test_monitor_adds_a_tls_target_for_https_public_urls(db_url: str) -> None:
+    """An https public URL gets an HTTP(S) target and a TLS handshake target."""
+    from pilothouse.access import Principal
+    from pilothouse.core.db import Database
+    from pilothouse.environments import service as environments
+    from pilothouse.healthchecks.monitor import Monitor
+    from pilothouse.services import service as services
+    from pilothouse.users import service as users
+
+    async def scenario() -> list[tuple[str, str]]:
+        db = Database(db_url)
+        try:
+            async with db.session() as session:
+                user, _ = await users.bootstrap_admin(session, "a")
+                admin = Principal(user.id, "a", "admin")
+                await environments.create_environment(session, admin, name="e")
+                svc = await services.create_service(
+                    session,
+                    admin,
+                    environment="e",
+                    name="s",
+                    resources={},
+                    public_url="https://example.org:8443/health",
+                )
+                svc.status = "running"
+            targets = await Monitor(db).collect_targets()
+            return sorted((t.kind, t.key.split(":")[0]) for t in targets)
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == [("http", "url"), ("tls", "tls")]

@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -181,6 +182,7 @@ class Monitor:
                     spec={
                         "url": f"http://127.0.0.1:{port}{spec.get('path', '/health')}",
                         "port": int(port),
+                        "latency_limit_ms": spec.get("latency_limit_ms"),
                     },
                     service_ids=(svc.id,),
                     environment_id=svc.environment_id,
@@ -201,12 +203,28 @@ class Monitor:
                             "expect_status": tuple(spec.get("expect_status", ())),
                             "body_contains": spec.get("body_contains"),
                             "json_equals": spec.get("json_equals"),
+                            "latency_limit_ms": spec.get("latency_limit_ms"),
                         },
                         service_ids=(svc.id,),
                         environment_id=svc.environment_id,
                         role="url",
                     )
                 )
+                parts = urlsplit(svc.public_url)
+                if parts.scheme == "https" and parts.hostname:
+                    # The certificate: a real handshake, days left in the check's detail.
+                    targets.append(
+                        Target(
+                            key=f"tls:{svc.id}",
+                            kind="tls",
+                            interval=float(spec.get("interval", 60)),
+                            timeout=float(spec.get("request_timeout", 5)),
+                            spec={"host": parts.hostname, "port": parts.port or 443},
+                            service_ids=(svc.id,),
+                            environment_id=svc.environment_id,
+                            role="tls",
+                        )
+                    )
         for env_id, env in envs.items():
             members = tuple(s.id for s in services if s.environment_id == env_id)
             config = env.config or {}
@@ -257,6 +275,10 @@ class Monitor:
                 continue
             first = target.key not in self.last_slot
             self.last_slot[target.key] = slot
+            if first:
+                # A target seen for the first time waits for its own slot: after a restart,
+                # thousands of targets must not all be probed in the same instant.
+                continue
             due_now.append((target, slot, slot * target.interval + shift, first))
         if not due_now:
             return
@@ -321,11 +343,17 @@ class Monitor:
                 expect_status=tuple(spec.get("expect_status") or ()),
                 body_contains=spec.get("body_contains"),
                 json_equals=spec.get("json_equals"),
+                latency_limit_ms=spec.get("latency_limit_ms"),
             )
         if target.kind == "tcp":
             return await probes.tcp_probe("127.0.0.1", int(spec["port"]), timeout=target.timeout)
         if target.kind == "postgres":
             return await probes.postgres_probe(spec["dsn"], timeout=target.timeout)
+        if target.kind == "tls":
+            result = await probes.tls_probe(spec["host"], int(spec["port"]), timeout=target.timeout)
+            if "days_left" in result.extra:
+                result.detail += f"; certificate expires in {result.extra['days_left']} days"
+            return result
         return await probes.redis_probe(spec["url"], timeout=target.timeout)
 
     # -- results ----------------------------------------------------------------------------
@@ -641,13 +669,13 @@ class Monitor:
             )
             messages = []
             for incident in due:
-                last = (
-                    incident.notified_at + every * incident.reminders
-                    if incident.notified_at
-                    else now
-                )
-                if now - last >= every:
-                    incident.reminders += 1
+                if incident.notified_at is None:
+                    continue
+                # Reminder n is due `n` intervals after the alert; after a pause, missed ones
+                # are skipped (one message, not a burst).
+                elapsed = int((now - incident.notified_at) / every)
+                if elapsed > incident.reminders:
+                    incident.reminders = elapsed
                     svc = await session.get(Service, incident.service_id)
                     name = svc.name if svc else str(incident.service_id)
                     messages.append(
