@@ -35,6 +35,8 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
     if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
         return value[:19].replace("T", " ")
     return str(value)
