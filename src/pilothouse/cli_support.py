@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 
-from pilothouse.client import ApiClient
+from pilothouse.client import ApiClient, CliError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 EnvOption = Annotated[
@@ -19,3 +20,16 @@ def api(ctx: typer.Context) -> ApiClient:
     root = ctx.find_root()
     url = root.params.get("url") if root.params else None
     return ApiClient.from_env(url)
+
+
+def json_object(value: str | None, option: str) -> dict[str, Any] | None:
+    """Parse a --OPTION given as a JSON object; a clear one-line error otherwise."""
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise CliError(f"--{option} must be a JSON object, e.g. '{{\"key\": 1}}'") from None
+    if not isinstance(parsed, dict):
+        raise CliError(f"--{option} must be a JSON object")
+    return parsed

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from pilothouse.cli_support import JsonFlag, api
+from pilothouse.cli_support import JsonFlag, api, json_object
 from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_table
 
@@ -37,15 +36,7 @@ def add(
     ] = None,
 ) -> None:
     """Add a channel (admin). Secret values are never shown again."""
-    settings: dict[str, object] = {}
-    if config:
-        try:
-            parsed = json.loads(config)
-        except ValueError:
-            raise CliError("--config must be a JSON object") from None
-        if not isinstance(parsed, dict):
-            raise CliError("--config must be a JSON object")
-        settings.update(parsed)
+    settings: dict[str, object] = dict(json_object(config, "config") or {})
     if url:
         settings["url"] = url
     if secret:

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from pilothouse.cli_support import JsonFlag, api
-from pilothouse.client import CliError
+from pilothouse.cli_support import JsonFlag, api, json_object
 from pilothouse.console import out, print_json, print_record, print_table
 
 app = typer.Typer(
     help="Environments: where services run (admin manages them).", no_args_is_help=True
 )
 COLUMNS = ["name", "type", "driver", "domain", "is_active", "created_at"]
-
-
-def _json_option(value: str | None, name: str) -> dict[str, object] | None:
-    if value is None:
-        return None
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        raise CliError(f"--{name} must be a JSON object, e.g. '{{\"key\": 1}}'") from None
-    if not isinstance(parsed, dict):
-        raise CliError(f"--{name} must be a JSON object")
-    return parsed
 
 
 @app.command("create")
@@ -47,9 +33,9 @@ def create(
     """Create an environment (admin)."""
     body: dict[str, object] = {"name": name, "type": type_, "driver": driver, "domain": domain}
     if config is not None:
-        body["config"] = _json_option(config, "config")
+        body["config"] = json_object(config, "config")
     if limits is not None:
-        body["limits"] = _json_option(limits, "limits")
+        body["limits"] = json_object(limits, "limits")
     env = api(ctx).request("POST", "/environments", json_body=body)
     if as_json:
         print_json(env)
@@ -91,7 +77,7 @@ def update(
     if domain is not None:
         body["domain"] = domain
     if limits is not None:
-        body["limits"] = _json_option(limits, "limits")
+        body["limits"] = json_object(limits, "limits")
     if active is not None:
         body["is_active"] = active
     env = api(ctx).request("PATCH", f"/environments/{name}", json_body=body)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from pilothouse.cli_support import EnvOption, JsonFlag, api
-from pilothouse.client import CliError
+from pilothouse.cli_support import EnvOption, JsonFlag, api, json_object
 from pilothouse.console import out, print_json, print_record, print_table
 
 app = typer.Typer(help="Services: deployable units inside an environment.", no_args_is_help=True)
@@ -46,15 +44,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a service (operator)."""
-    driver_config: dict[str, object] = {}
-    if config:
-        try:
-            parsed = json.loads(config)
-        except ValueError:
-            raise CliError("--config must be a JSON object") from None
-        if not isinstance(parsed, dict):
-            raise CliError("--config must be a JSON object")
-        driver_config.update(parsed)
+    driver_config: dict[str, object] = dict(json_object(config, "config") or {})
     if router_port:
         driver_config.update(router="nginx", router_port=router_port)
     body = {
