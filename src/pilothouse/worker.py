@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pilothouse.alerts.service import broadcast
+from pilothouse.alerts.service import active_channels, broadcast
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
@@ -169,7 +169,7 @@ class Worker:
                 "text": f"{svc.name}: month-to-date uptime {report.uptime_percent:.3f}% is below "
                 f"its SLA target {report.sla_target}%",
             }
-            await broadcast(await health.channels(self.db), message)
+            await broadcast(await active_channels(self.db), message)
 
     async def reconcile(self) -> None:
         for dep_id in await self.engine.reconcile_interrupted():

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.access import Principal, require
 from pilothouse.alerts.notify import DeliveryFailed, deliver
 from pilothouse.audit import service as audit
+from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
 from pilothouse.errors import Conflict, NotFound
 from pilothouse.healthchecks.models import NotificationChannel
@@ -60,8 +61,10 @@ async def delete_channel(session: AsyncSession, actor: Principal, name: str) -> 
     audit.record(session, actor, "delete", "notification_channel", channel.id, {"name": name})
 
 
-async def test_channel(channel: NotificationChannel) -> tuple[bool, str]:
-    """Send a test message; (delivered, detail)."""
+async def test_channel(session: AsyncSession, actor: Principal, name: str) -> tuple[bool, str]:
+    """Send a test message through a channel (admin); (delivered, detail)."""
+    channel = await get_channel(session, actor, name)
+    require(actor, "manage_environments")
     message = {"event": "test", "text": f"pilothouse test message for channel {channel.name}"}
     try:
         await deliver(channel.kind, channel.config, message)
@@ -82,3 +85,10 @@ async def broadcast(channels: Sequence[NotificationChannel], message: dict[str, 
         except DeliveryFailed as exc:
             log.warning("alert not delivered", channel=channel.name, reason=str(exc))
     return delivered
+
+
+async def active_channels(db: Database) -> list[NotificationChannel]:
+    """The channels every alert goes to."""
+    async with db.session(write=False) as session:
+        query = sa.select(NotificationChannel).where(NotificationChannel.is_active)
+        return list(await session.scalars(query))

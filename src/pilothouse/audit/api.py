@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from pilothouse.access import require
 from pilothouse.audit import service
 from pilothouse.deps import Caller, Session
 
@@ -38,8 +37,7 @@ async def list_(
     limit: int = Query(default=100, ge=1, le=1000, description="Page size."),
     before: int | None = Query(default=None, description="Entries with seq below this."),
 ) -> list[AuditRead]:
-    require(caller, "read_audit")
     rows = await service.list_entries(
-        session, entity_type=entity_type, entity_id=entity_id, limit=limit, before=before
+        session, caller, entity_type=entity_type, entity_id=entity_id, limit=limit, before=before
     )
     return [AuditRead.model_validate(r) for r in rows]

@@ -50,13 +50,17 @@ def record(
 
 async def list_entries(
     session: AsyncSession,
+    actor: Principal,
     *,
     entity_type: str | None = None,
     entity_id: str | None = None,
     limit: int = 100,
     before: int | None = None,
 ) -> Sequence[AuditEntry]:
-    """Newest first, optionally for one record; `before` is a seq cursor."""
+    """Newest first, optionally for one record; `before` is a seq cursor (admin)."""
+    from pilothouse.access import require
+
+    require(actor, "read_audit")
     query = sa.select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
     if entity_type:
         query = query.where(AuditEntry.entity_type == entity_type)

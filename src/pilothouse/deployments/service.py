@@ -19,7 +19,8 @@ from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.statemachine import check_transition
-from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment, DeploymentLog
+from pilothouse.deployments.active import check_no_active
+from pilothouse.deployments.models import Deployment, DeploymentLog
 from pilothouse.deployments.transitions import TABLE, TERMINAL
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
@@ -128,21 +129,6 @@ async def _check_frequency(session: AsyncSession, env: Environment, service_id: 
         )
 
 
-async def _check_active(session: AsyncSession, service_id: uuid.UUID, name: str) -> None:
-    """One active deployment per service (the database enforces it; this names the active one)."""
-    active = await session.scalar(
-        sa.select(Deployment).where(
-            Deployment.service_id == service_id, Deployment.status.in_(ACTIVE_STATUSES)
-        )
-    )
-    if active is not None:
-        raise Conflict(
-            f"{name} already has an active deployment {active.id} ({active.version}, "
-            f"{active.status}); wait for it to finish",
-            detail={"active_deployment": str(active.id), "status": active.status},
-        )
-
-
 async def create_deployment(
     session: AsyncSession,
     actor: Principal,
@@ -169,7 +155,7 @@ async def create_deployment(
         origin = await get_deployment(session, actor, rollback_from)
         if origin.service_id != svc.id:
             raise ValidationFailed("rollback_from", "must be a deployment of the same service")
-    await _check_active(session, svc.id, svc.name)
+    await check_no_active(session, svc.id, svc.name)
     previous = await artifacts.get_deployed(session, svc.id)
     if event_type == "deploy" and previous is not None and previous.id == artifact.id:
         raise AlreadyLive(
@@ -199,7 +185,7 @@ async def create_deployment(
             await session.flush()
     except IntegrityError:
         # Another process recorded one between our check and our insert.
-        await _check_active(session, svc.id, svc.name)
+        await check_no_active(session, svc.id, svc.name)
         raise
     history.record_change(
         session, "deployment", deployment.id, None, "pending", actor=actor, reason="recorded"
@@ -436,7 +422,7 @@ async def scale(
     require(actor, "scale")
     live = await artifacts.get_deployed(session, svc.id)
     if live is not None:
-        await _check_active(session, svc.id, svc.name)
+        await check_no_active(session, svc.id, svc.name)
     changed = svc.target_replicas != target_replicas
     svc = await services.scale_service(session, actor, str(svc.id), target_replicas)
     if live is None or not changed:

@@ -12,8 +12,6 @@ import os
 import shutil
 from pathlib import Path
 
-from pilothouse.drivers.process import Router
-
 MAIN_CONF = """\
 worker_processes 1;
 pid {root}/nginx.pid;
@@ -65,7 +63,7 @@ def render_service(key: str, listen_port: int, ports: list[int]) -> str:
     return SERVICE_CONF.format(key=key, name=name, servers=servers, port=listen_port)
 
 
-class NginxRouter(Router):
+class NginxRouter:
     def __init__(self, root: Path, binary: str | None = None) -> None:
         self.root = root
         self.binary = binary or shutil.which("nginx") or "/usr/sbin/nginx"

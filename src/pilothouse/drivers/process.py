@@ -16,10 +16,9 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
@@ -203,11 +202,10 @@ async def _tail(path: Path, events: Events, label: str, stop: asyncio.Event) -> 
             await asyncio.wait_for(stop.wait(), 0.2)
 
 
-class Router:
+class Router(Protocol):
     """What the process driver needs from a router (nginx): the ports serving a service."""
 
-    async def set_backends(self, service_key: str, listen_port: int, ports: list[int]) -> None:
-        raise NotImplementedError
+    async def set_backends(self, service_key: str, listen_port: int, ports: list[int]) -> None: ...
 
 
 class ProcessDriver:
@@ -440,6 +438,3 @@ class ProcessDriver:
         except FileNotFoundError:
             return []
         return lines[-tail:]
-
-
-ReadyCheck = Callable[[], bool]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from pilothouse.healthchecks import probes
+
+SUCCESS = tuple(range(200, 300))
 
 
 class ReadinessSpec(BaseModel):
@@ -32,31 +35,16 @@ class ReadyResult:
 
 
 async def check_once(spec: ReadinessSpec, host: str, port: int) -> tuple[bool, str]:
-    """One probe: TCP connect, or an HTTP GET expecting 2xx."""
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port), spec.request_timeout
+    """One readiness probe: a TCP connect, or an HTTP GET of `path` expecting 2xx."""
+    if spec.type == "tcp":
+        result = await probes.tcp_probe(host, port, timeout=spec.request_timeout)
+    else:
+        result = await probes.http_probe(
+            f"http://{host}:{port}{spec.path}",
+            timeout=spec.request_timeout,
+            expect_status=SUCCESS,
         )
-    except (OSError, TimeoutError) as exc:
-        return False, f"connect: {type(exc).__name__}"
-    try:
-        if spec.type == "tcp":
-            return True, "tcp connect ok"
-        request = f"GET {spec.path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        writer.write(request.encode())
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), spec.request_timeout)
-        parts = line.decode(errors="replace").split()
-        if len(parts) >= 2 and parts[1].isdigit():
-            code = int(parts[1])
-            return 200 <= code < 300, f"HTTP {code}"
-        return False, "no HTTP status line"
-    except (OSError, TimeoutError) as exc:
-        return False, f"http: {type(exc).__name__}"
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+    return result.ok, result.detail
 
 
 async def wait_ready(

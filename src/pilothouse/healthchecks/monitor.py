@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pilothouse.access import Principal
-from pilothouse.alerts.service import broadcast
+from pilothouse.alerts.service import active_channels, broadcast
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger, mask_text
@@ -45,7 +45,6 @@ from pilothouse.healthchecks.models import (
     HealthCheck,
     HealthState,
     Incident,
-    NotificationChannel,
     ProbeClaim,
 )
 from pilothouse.history import service as history
@@ -599,14 +598,6 @@ class Monitor:
 
     # -- incidents and alerts -------------------------------------------------------------
 
-    async def _channels(self) -> list[NotificationChannel]:
-        async with self.db.session(write=False) as session:
-            return list(
-                await session.scalars(
-                    sa.select(NotificationChannel).where(NotificationChannel.is_active)
-                )
-            )
-
     async def _incident(
         self, service_id: uuid.UUID, before: str, after: str, reasons: list[str]
     ) -> None:
@@ -653,7 +644,7 @@ class Monitor:
                     "text": f"{name} recovered after {lasted:.0f}s ({open_incident.cause})",
                 }
         if message is not None:
-            await broadcast(await self._channels(), message)
+            await broadcast(await active_channels(self.db), message)
 
     async def remind(self) -> None:
         """Every reminder_minutes while an incident lasts, say it again."""
@@ -689,6 +680,6 @@ class Monitor:
                         }
                     )
         if messages:
-            channels = await self._channels()
+            channels = await active_channels(self.db)
             for message in messages:
                 await broadcast(channels, message)

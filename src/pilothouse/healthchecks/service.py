@@ -27,7 +27,6 @@ from pilothouse.healthchecks.models import (
     HealthState,
     Incident,
     MaintenanceWindow,
-    NotificationChannel,
     ProbeClaim,
 )
 from pilothouse.replicas.models import Replica
@@ -349,9 +348,8 @@ async def maintain(db: Database, now: datetime | None = None) -> dict[str, int]:
 async def sla_breaches(db: Database, now: datetime) -> list[tuple[Service, uptime.Report]]:
     """Services whose month-to-date uptime fell below their SLA target, once per month each."""
     month = now.strftime("%Y-%m")
-    from pilothouse.access import Principal as _P
+    from pilothouse.access import SYSTEM as system
 
-    system = _P(id=uuid.UUID(int=0), name="monitor", role="admin")
     found = []
     async with db.session() as session:
         live = list(
@@ -377,15 +375,6 @@ async def sla_breaches(db: Database, now: datetime) -> list[tuple[Service, uptim
                 )
                 found.append((svc, report))
     return found
-
-
-async def channels(db: Database) -> list[NotificationChannel]:
-    async with db.session(write=False) as session:
-        return list(
-            await session.scalars(
-                sa.select(NotificationChannel).where(NotificationChannel.is_active)
-            )
-        )
 
 
 STATUS_COLORS = {"healthy": "#4c1", "degraded": "#dfb317", "unhealthy": "#e05d44"}

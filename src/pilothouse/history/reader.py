@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal
 from pilothouse.deployments import service as deployments
+from pilothouse.errors import NotFound
 from pilothouse.history import service as history
 from pilothouse.history.models import StatusHistory
 from pilothouse.replicas import service as replicas
@@ -30,8 +31,6 @@ async def history_of(
 
 
 def _uuid(ref: str) -> uuid.UUID:
-    from pilothouse.errors import NotFound
-
     try:
         return uuid.UUID(ref)
     except ValueError:

@@ -135,7 +135,7 @@ async def transition_service(
     svc = await get_service(session, actor, ref)
     require(actor, "manage_services")
     if to == "deleted":
-        return await delete_service(session, actor, ref, reason=reason)
+        return await _soft_delete(session, actor, svc, reason)
     return await transition(session, svc, to, actor=actor, reason=reason)
 
 
@@ -145,15 +145,15 @@ async def delete_service(
     """Soft delete: status deleted, deleted_at set, the name is free again; the row stays."""
     svc = await get_service(session, actor, ref)
     require(actor, "manage_services")
-    from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
+    return await _soft_delete(session, actor, svc, reason)
 
-    active = await session.scalar(
-        sa.select(Deployment.id).where(
-            Deployment.service_id == svc.id, Deployment.status.in_(ACTIVE_STATUSES)
-        )
-    )
-    if active is not None:
-        raise Conflict(f"service {svc.name!r} has an active deployment {active}; wait for it")
+
+async def _soft_delete(
+    session: AsyncSession, actor: Principal, svc: Service, reason: str | None
+) -> Service:
+    from pilothouse.deployments.active import check_no_active
+
+    await check_no_active(session, svc.id, svc.name)
     await transition(session, svc, "deleted", actor=actor, reason=reason or "deleted")
     svc.deleted_at = utcnow()
     audit.record(session, actor, "delete", "service", svc.id, {"name": svc.name})
