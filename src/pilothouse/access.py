@@ -30,6 +30,8 @@ ACTION_ROLE = {
     "manage_users": "admin",
     "manage_tokens": "admin",
     "read_audit": "admin",
+    "run_backups": "operator",
+    "manage_backups": "admin",
 }
 
 

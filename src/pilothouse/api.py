@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from pilothouse.alerts.api import router as channels
 from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
+from pilothouse.backups.api import router as backups
 from pilothouse.deployments.api import router as deployments
 from pilothouse.environments.api import router as environments
 from pilothouse.healthchecks.api import router as health
@@ -27,5 +28,6 @@ for feature in (
     audit,
     health,
     channels,
+    backups,
 ):
     router.include_router(feature)

@@ -113,11 +113,26 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
                 if settings.health_enabled
                 else None
             )
+            from pilothouse.backups.jobs import BackupContext
+
+            backups = (
+                BackupContext(
+                    app.state.db,
+                    settings.data_dir,
+                    master_key=settings.master_key,
+                    lease_seconds=settings.lease_seconds,
+                    cleanup_schedule=settings.backup_cleanup_schedule,
+                )
+                if settings.backups_enabled
+                else None
+            )
             worker = Worker(
                 app.state.db,
                 settings.data_dir,
                 lease_seconds=settings.lease_seconds,
                 monitor=monitor,
+                backups=backups,
+                backup_concurrency=settings.backup_concurrency,
             )
             await worker.start()
         app.state.worker = worker

@@ -52,6 +52,16 @@ class Settings(BaseSettings):
         description="A deployment whose worker stops renewing its lease this long is reconciled.",
     )
 
+    backups_enabled: bool = Field(
+        default=True, description="Run backup schedules, retries, drills and cleanup in the worker."
+    )
+    backup_cleanup_schedule: str = Field(
+        default="0 3 * * *", description="Cron (UTC) of the backup retention cleanup job."
+    )
+    backup_concurrency: int = Field(
+        default=1, ge=1, le=8, description="Backups one worker runs at the same time."
+    )
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "pilothouse.db"

@@ -2,6 +2,7 @@
 
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
+from pilothouse.backups.models import Backup, BackupTarget, JobSlot
 from pilothouse.core.db import Base
 from pilothouse.deployments.models import Deployment, DeploymentLog
 from pilothouse.environments.models import Environment, EnvironmentGrant
@@ -24,6 +25,8 @@ __all__ = [
     "ApiToken",
     "Artifact",
     "AuditEntry",
+    "Backup",
+    "BackupTarget",
     "Base",
     "Deployment",
     "DeploymentLog",
@@ -34,6 +37,7 @@ __all__ = [
     "HealthRollup",
     "HealthState",
     "Incident",
+    "JobSlot",
     "MaintenanceWindow",
     "Node",
     "NotificationChannel",

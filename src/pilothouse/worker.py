@@ -4,7 +4,9 @@
 - reconciler (every 2 s): deployments whose worker died (lease expired) are failed as
   "interrupted" and their service restored;
 - supervisor (every 1 s): re-adopts live replicas by pid and start time, restarts crashed
-  ones with exponential backoff (counted in restart_count) and refreshes CPU and memory figures.
+  ones with exponential backoff (counted in restart_count) and refreshes CPU and memory figures;
+- backups (every 10 s): reconciles interrupted backups, creates scheduled ones when their cron
+  slot comes, retries failed ones when due, runs waiting ones, and claims drill and cleanup slots.
 All coordination goes through the database, so several workers can share one PostgreSQL.
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pilothouse.alerts.service import active_channels, broadcast
+from pilothouse.backups import jobs as backup_jobs
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
@@ -37,6 +40,7 @@ from pilothouse.drivers.process import (
 )
 from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
 from pilothouse.environments.models import Environment
+from pilothouse.errors import Conflict
 from pilothouse.healthchecks import service as health
 from pilothouse.healthchecks.monitor import Monitor, MonitorSettings
 from pilothouse.replicas import service as replicas
@@ -64,9 +68,17 @@ class Worker:
         *,
         lease_seconds: float = 15.0,
         monitor: MonitorSettings | None = None,
+        backups: backup_jobs.BackupContext | None = None,
+        backup_concurrency: int = 1,
     ) -> None:
         self.db = db
         self.engine = Engine(db, data_dir, lease_seconds=lease_seconds)
+        self.backups = backups
+        self.backup_slots = asyncio.Semaphore(backup_concurrency)
+        self.backup_tasks: dict[uuid.UUID, asyncio.Task[Any]] = {}
+        self.housekeeping: set[asyncio.Task[Any]] = set()
+        if backups is not None:
+            self.engine.pre_deploy_hooks.append(backup_jobs.pre_deploy_hook(backups))
         self.monitor = Monitor(db, monitor) if monitor is not None else None
         self.loops: list[asyncio.Task[None]] = []
         self.running: dict[uuid.UUID, asyncio.Task[str]] = {}
@@ -88,14 +100,22 @@ class Worker:
                 (self.maintain_health, 300.0),
                 (self.check_sla, 3600.0),
             ]
+        if self.backups is not None:
+            loops.append((self.backup_tick, 10.0))
         for loop, every in loops:
             self.loops.append(asyncio.create_task(self._every(loop, every)))
         log.info("worker started", worker=self.engine.worker_id)
 
     async def stop(self) -> None:
-        for task in [*self.loops, *self.running.values()]:
+        tasks = [
+            *self.loops,
+            *self.running.values(),
+            *self.backup_tasks.values(),
+            *self.housekeeping,
+        ]
+        for task in tasks:
             task.cancel()
-        for task in [*self.loops, *self.running.values()]:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
@@ -174,6 +194,57 @@ class Worker:
     async def reconcile(self) -> None:
         for dep_id in await self.engine.reconcile_interrupted():
             log.warning("reconciled interrupted deployment", deployment=str(dep_id))
+
+    # -- backups --------------------------------------------------------------------------
+
+    async def backup_tick(self) -> None:
+        """Reconcile, schedule, retry, then start what waits; drills and cleanup by slot."""
+        ctx = self.backups
+        assert ctx is not None
+        now = utcnow()
+        await backup_jobs.reconcile_interrupted(ctx)
+        await backup_jobs.schedule_due(ctx, now)
+        await backup_jobs.retry_due(ctx, now)
+        for backup_id in await backup_jobs.runnable(ctx):
+            if backup_id in self.backup_tasks or self.backup_slots.locked():
+                continue
+            task = asyncio.create_task(self._run_backup(backup_id))
+            self.backup_tasks[backup_id] = task
+            task.add_done_callback(self._forget_backup(backup_id))
+        for backup_id in await backup_jobs.drills_due(ctx, now):
+            self._housekeep(backup_jobs.drill_backup(ctx, backup_id))
+        if await backup_jobs.cleanup_due(ctx, now):
+            self._housekeep(self._cleanup())
+
+    async def _run_backup(self, backup_id: uuid.UUID) -> None:
+        assert self.backups is not None
+        async with self.backup_slots:
+            with contextlib.suppress(Conflict):  # another worker claimed it first
+                await backup_jobs.run_backup(self.backups, backup_id)
+
+    async def _cleanup(self) -> None:
+        assert self.backups is not None
+        figures = await backup_jobs.cleanup(self.backups)
+        log.info("backup cleanup", **figures)
+
+    def _housekeep(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self.housekeeping.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self.housekeeping.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("backup job failed", exc_info=finished.exception())
+
+        task.add_done_callback(done)
+
+    def _forget_backup(self, backup_id: uuid.UUID) -> Any:
+        def done(task: asyncio.Task[Any]) -> None:
+            self.backup_tasks.pop(backup_id, None)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("backup task failed", backup=str(backup_id), exc_info=task.exception())
+
+        return done
 
     # -- replicas -------------------------------------------------------------------------
 

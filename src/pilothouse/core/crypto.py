@@ -176,3 +176,17 @@ def decrypt_stream(chunks: Iterable[bytes], keyring: Keyring) -> Iterator[bytes]
         if final:
             return
         index += 1
+
+
+def seal_value(value: str, keyring: Keyring) -> str:
+    """Encrypt a short secret (a DSN, a password) for storage: base64 of one encrypted stream."""
+    return base64.b64encode(b"".join(encrypt_stream([value.encode()], keyring))).decode()
+
+
+def open_value(sealed: str, keyring: Keyring) -> str:
+    """The secret behind seal_value's output; CryptoError if it was altered or the key is gone."""
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+    except ValueError:
+        raise CryptoError("a sealed value must be base64") from None
+    return b"".join(decrypt_stream([raw], keyring)).decode()

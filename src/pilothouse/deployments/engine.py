@@ -293,6 +293,16 @@ class Engine:
                 )
             build_ms = int((time.monotonic() - started) * 1000)
             await self._move(dep.id, "deploying", build_time_ms=build_ms)
+            # Before migrations: the backup must hold the data as it was (not for a rollback
+            # or a scale, which change no schema).
+            for hook in self.pre_deploy_hooks if forward else []:
+                backup_id = await hook(dep, svc)
+                if backup_id is not None:
+                    async with self.db.session() as session:
+                        row = await session.get(Deployment, dep.id)
+                        assert row is not None
+                        row.backup_created, row.backup_id = True, backup_id
+                    await events.log(f"pre-deployment backup {backup_id}")
             if forward and config.migration_command:
                 result = await self._command(
                     events, config.migration_command, "migration", config.migration_timeout, loaded
@@ -302,14 +312,6 @@ class Engine:
                     assert row is not None
                     row.migration_applied = True
                     row.migration_version = (result or "")[:200] or None
-            for hook in self.pre_deploy_hooks:
-                backup_id = await hook(dep, svc)
-                if backup_id is not None:
-                    async with self.db.session() as session:
-                        row = await session.get(Deployment, dep.id)
-                        assert row is not None
-                        row.backup_created, row.backup_id = True, backup_id
-                    await events.log(f"pre-deployment backup {backup_id}")
             deploy_started = time.monotonic()
             plan = RolloutPlan(
                 spec=self.spec(loaded, event=dep.event_type),

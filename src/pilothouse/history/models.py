@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from pilothouse.core.db import Base, UUIDPk
 from pilothouse.core.types import str_enum
 
-ENTITY_KINDS = ("deployment", "service", "replica", "service_health", "replica_health")
+ENTITY_KINDS = ("deployment", "service", "replica", "service_health", "replica_health", "backup")
 
 
 class StatusHistory(UUIDPk, Base):

@@ -1,0 +1,1 @@
+"""Backups: streamed, compressed, encrypted, verified database backups, drills and retention."""

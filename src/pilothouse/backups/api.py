@@ -1,0 +1,120 @@
+"""/api/v1/backup-targets and /api/v1/backups: what is backed up, and every backup's record.
+
+Backups themselves run in the worker (scheduled, retried, pre-deployment, or queued here);
+restores and drills on demand run on the host with `pilothouse backup restore|drill`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from pilothouse.access import require
+from pilothouse.backups import service
+from pilothouse.backups.schemas import (
+    BackupRead,
+    BackupRequest,
+    TargetCreate,
+    TargetRead,
+    TargetUpdate,
+)
+from pilothouse.config import Settings
+from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
+from pilothouse.deps import Caller, Session
+from pilothouse.errors import PilothouseError
+
+router = APIRouter(tags=["backups"])
+
+
+class KeyUnavailable(PilothouseError):
+    status = 503
+    code = "key_unavailable"
+
+
+def _keyring(request: Request) -> Keyring:
+    settings: Settings = request.app.state.settings
+    try:
+        return load_keyring(settings.master_key, settings.master_key_path)
+    except CryptoError as exc:
+        raise KeyUnavailable(f"the server's master key is unavailable: {exc}") from None
+
+
+@router.post(
+    "/backup-targets",
+    response_model=TargetRead,
+    status_code=201,
+    summary="Register a database to back up (admin); its DSN is stored encrypted",
+)
+async def create_target(
+    body: TargetCreate, request: Request, session: Session, caller: Caller
+) -> TargetRead:
+    target = await service.create_target(session, caller, _keyring(request), body)
+    return TargetRead.model_validate(target)
+
+
+@router.get("/backup-targets", response_model=list[TargetRead], summary="List backup targets")
+async def list_targets(session: Session, caller: Caller) -> list[TargetRead]:
+    return [TargetRead.model_validate(t) for t in await service.list_targets(session, caller)]
+
+
+@router.get("/backup-targets/{ref}", response_model=TargetRead, summary="One target (id or name)")
+async def get_target(ref: str, session: Session, caller: Caller) -> TargetRead:
+    return TargetRead.model_validate(await service.get_target(session, caller, ref))
+
+
+@router.patch("/backup-targets/{ref}", response_model=TargetRead, summary="Change a target (admin)")
+async def update_target(
+    ref: str, body: TargetUpdate, request: Request, session: Session, caller: Caller
+) -> TargetRead:
+    target = await service.update_target(session, caller, _keyring(request), ref, body)
+    return TargetRead.model_validate(target)
+
+
+@router.delete(
+    "/backup-targets/{ref}",
+    status_code=204,
+    summary="Remove a target (admin); its backups stay until their retention ends",
+)
+async def delete_target(ref: str, session: Session, caller: Caller) -> Response:
+    await service.delete_target(session, caller, ref)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/backup-targets/{ref}/backups",
+    response_model=BackupRead,
+    status_code=202,
+    summary="Queue a manual backup (operator); the worker runs it, poll GET /backups/{id}",
+)
+async def queue_backup(
+    ref: str, body: BackupRequest, request: Request, session: Session, caller: Caller
+) -> BackupRead:
+    require(caller, "run_backups")
+    target = await service.get_target(session, caller, ref)
+    settings: Settings = request.app.state.settings
+    from pilothouse.backups.storage import open_storage
+
+    storage = open_storage(target.storage, settings.data_dir / "backups")
+    backup = await service.new_backup(
+        session, target, storage, trigger="manual", actor=caller, reason=body.reason
+    )
+    return BackupRead.model_validate(backup)
+
+
+@router.get("/backups", response_model=list[BackupRead], summary="List backups, newest first")
+async def list_backups(
+    session: Session,
+    caller: Caller,
+    target: str | None = Query(default=None, description="Target id or name."),
+    status: Literal["in_progress", "completed", "failed"] | None = Query(
+        default=None, description="Only this status."
+    ),
+    limit: int = Query(default=50, ge=1, le=1000, description="At most this many."),
+) -> list[BackupRead]:
+    rows = await service.list_backups(session, caller, target=target, status=status, limit=limit)
+    return [BackupRead.model_validate(b) for b in rows]
+
+
+@router.get("/backups/{ref}", response_model=BackupRead, summary="One backup (id or name)")
+async def get_backup(ref: str, session: Session, caller: Caller) -> BackupRead:
+    return BackupRead.model_validate(await service.get_backup(session, caller, ref))
