@@ -12,6 +12,8 @@ import typer
 from pilothouse import __version__
 from pilothouse.alerts.cli import app as channel_app
 from pilothouse.artifacts.cli import app as artifact_app
+from pilothouse.backups.cli import app as backup_app
+from pilothouse.backups.cli import keys_app
 from pilothouse.client import CliError, save_config
 from pilothouse.console import err, out
 from pilothouse.deployments.cli import app as deployments_app
@@ -28,8 +30,9 @@ app = typer.Typer(
     name="pilothouse",
     help=(
         "pilothouse: a self-hosted deployment control plane.\n\n"
-        "`init` and `serve` run on the server host; every other command talks to a server over "
-        "HTTP (--url or PILOTHOUSE_URL; token from PILOTHOUSE_TOKEN or the file `init` saved)."
+        "`init`, `serve`, `db`, `keys` and `backup run|verify|drill|restore|self|cleanup` run on "
+        "the server host; every other command talks to a server over HTTP (--url or "
+        "PILOTHOUSE_URL; token from PILOTHOUSE_TOKEN or the file `init` saved)."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -231,6 +234,8 @@ app.command("uptime")(uptime)
 app.command("incidents")(incidents)
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(channel_app, name="channel")
+app.add_typer(backup_app, name="backup")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

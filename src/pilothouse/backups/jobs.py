@@ -73,6 +73,7 @@ class BackupContext:
     cleanup_schedule: str = DEFAULT_CLEANUP
     catchup: timedelta = timedelta(hours=24)
     alerts: bool = True
+    store_url: str = ""  # pilothouse's own store (for `backup self`)
 
     def keyring(self) -> Keyring:
         """Read on every job, so `pilothouse keys rotate` takes effect without a restart."""
@@ -245,7 +246,7 @@ async def _record_success(
         row.size_bytes, row.stored_bytes = w.raw_bytes, w.stored_bytes
         row.backup_size_mb = round(w.raw_bytes / MB)
         row.compressed_size_mb = round(w.stored_bytes / MB)
-        row.compression_ratio = round(w.stored_bytes / w.raw_bytes, 4) if w.raw_bytes else None
+        row.compression_ratio = round(w.stored_bytes / w.raw_bytes, 6) if w.raw_bytes else None
         row.checksum_sha256, row.key_id = w.checksum, w.key_id
         row.dump_tool_version = outcome.tool_version[:200]
         row.table_counts = outcome.counts

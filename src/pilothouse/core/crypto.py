@@ -190,3 +190,23 @@ def open_value(sealed: str, keyring: Keyring) -> str:
     except ValueError:
         raise CryptoError("a sealed value must be base64") from None
     return b"".join(decrypt_stream([raw], keyring)).decode()
+
+
+def rotate_key_file(path: Path) -> tuple[str, int]:
+    """Append a new random key (it becomes current); returns its id and the number of keys."""
+    if not path.exists():
+        raise CryptoError(f"no key file at {path} (run `pilothouse init` first)")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise CryptoError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+    keys = [parse_key(line) for line in path.read_text().splitlines() if line.strip()]
+    key = os.urandom(32)
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        for old in [*keys, key]:
+            handle.write(base64.b64encode(old).decode() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return key_id(key).hex(), len(keys) + 1

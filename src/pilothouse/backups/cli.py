@@ -1,0 +1,519 @@
+"""pilothouse backup ... and pilothouse keys ...
+
+Two kinds of commands:
+- over HTTP (like every other command): `backup target ...`, `backup list|show|queue`;
+- on the pilothouse host (they read the store and the master key directly, and work even when
+  the server is down): `backup run|verify|drill|restore|self|cleanup` and `keys rotate|list`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from pilothouse.access import Principal
+from pilothouse.cli_support import JsonFlag, api
+from pilothouse.client import CliError
+from pilothouse.console import err, out, print_json, print_record, print_table
+
+app = typer.Typer(
+    help=(
+        "Database backups: targets, backups, verification, restore drills, restores.\n\n"
+        "`target`, `list`, `show` and `queue` talk to the server. `run`, `verify`, `drill`, "
+        "`restore`, `self` and `cleanup` run here, on the pilothouse host: they need the data "
+        "directory (master key) and the store (PILOTHOUSE_DATA_DIR, PILOTHOUSE_DATABASE_URL)."
+    ),
+    no_args_is_help=True,
+)
+target_app = typer.Typer(help="What to back up, when and where (over HTTP).", no_args_is_help=True)
+keys_app = typer.Typer(help="The master keyring (on the pilothouse host).", no_args_is_help=True)
+app.add_typer(target_app, name="target")
+
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="Data directory (default PILOTHOUSE_DATA_DIR or ~/.local/share/pilothouse)."),
+]
+DbUrl = Annotated[
+    str | None,
+    typer.Option(help="Store URL (default PILOTHOUSE_DATABASE_URL or SQLite in the data dir)."),
+]
+
+TARGET_COLUMNS = ["name", "engine", "database_name", "schedule", "drill_schedule", "enabled"]
+BACKUP_COLUMNS = [
+    "name",
+    "id",
+    "status",
+    "triggered_by",
+    "gfs_class",
+    "backup_size_mb",
+    "compressed_size_mb",
+    "integrity_check_passed",
+    "restore_test_passed",
+    "retention_expires_at",
+]
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+
+
+def _retention(values: list[str] | None) -> dict[str, int] | None:
+    if not values:
+        return None
+    policy = {}
+    for item in values:
+        klass, _, days = item.partition("=")
+        if not days.isdigit():
+            raise CliError(f"--keep {item!r}: use CLASS=DAYS, e.g. --keep daily=14")
+        policy[klass] = int(days)
+    return policy
+
+
+@target_app.command("add")
+def target_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Target name.")],
+    dsn: Annotated[
+        str,
+        typer.Option(
+            envvar="PILOTHOUSE_BACKUP_DSN",
+            prompt="Database URL",
+            hide_input=True,
+            help=(
+                "postgresql://user:pass@host/db, mariadb://user:pass@host/db or "
+                "sqlite:////path.db (or PILOTHOUSE_BACKUP_DSN; prompted, hidden, when absent)."
+            ),
+        ),
+    ],
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Environment.")] = None,
+    schedule: Annotated[str, typer.Option(help="Backup cron (UTC); '' for none.")] = "0 2 * * *",
+    drill_schedule: Annotated[
+        str, typer.Option(help="Drill cron (UTC); default last Sunday 04:00.")
+    ] = "0 4 * * L0",
+    directory: Annotated[
+        str | None, typer.Option("--dir", help="Local directory (default <data_dir>/backups).")
+    ] = None,
+    s3_bucket: Annotated[str | None, typer.Option(help="Store in this S3 bucket.")] = None,
+    s3_prefix: Annotated[str | None, typer.Option(help="S3 key prefix.")] = None,
+    s3_endpoint: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint URL (default AWS).")
+    ] = None,
+    s3_region: Annotated[str | None, typer.Option(help="S3 region.")] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(help="Days kept per class, repeatable: daily=30 weekly=183 monthly=365."),
+    ] = None,
+    retries: Annotated[int, typer.Option(help="Retries of a failed backup.")] = 3,
+    retry_delay: Annotated[int, typer.Option(help="Seconds between retries.")] = 300,
+    before_deploy: Annotated[
+        bool, typer.Option("--before-deploy", help="Back up before each deployment in --env.")
+    ] = False,
+) -> None:
+    """Register a database to back up (admin). The DSN is stored encrypted."""
+    storage: dict[str, Any] = {"kind": "local"}
+    if directory:
+        storage["path"] = str(Path(directory).resolve())
+    if s3_bucket:
+        storage = {
+            "kind": "s3",
+            "bucket": s3_bucket,
+            "prefix": s3_prefix,
+            "endpoint_url": s3_endpoint,
+            "region": s3_region,
+        }
+    body = {
+        "name": name,
+        "dsn": dsn,
+        "environment": env,
+        "schedule": schedule or None,
+        "drill_schedule": drill_schedule or None,
+        "storage": {k: v for k, v in storage.items() if v is not None},
+        "retention": _retention(keep),
+        "max_retries": retries,
+        "retry_delay_seconds": retry_delay,
+        "before_deploy": before_deploy,
+    }
+    target = api(ctx).request("POST", "/backup-targets", json_body=body)
+    out.print(
+        f"added {target['engine']} target {target['name']} ({target['dsn']}), "
+        f"schedule {target['schedule'] or 'none'}",
+        markup=False,
+    )
+
+
+@target_app.command("list")
+def target_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List backup targets."""
+    rows = api(ctx).request("GET", "/backup-targets")
+    print_json(rows) if as_json else print_table(rows, TARGET_COLUMNS, title="backup targets")
+
+
+@target_app.command("show")
+def target_show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Target name or id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One target (its DSN with the password hidden)."""
+    row = api(ctx).request("GET", f"/backup-targets/{ref}")
+    print_json(row) if as_json else print_record(row)
+
+
+@target_app.command("set")
+def target_set(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Target name or id.")],
+    schedule: Annotated[str | None, typer.Option(help="Backup cron; '' for none.")] = None,
+    drill_schedule: Annotated[str | None, typer.Option(help="Drill cron; '' for none.")] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enabled/--disabled", help="Run schedules or not.")
+    ] = None,
+    before_deploy: Annotated[
+        bool | None,
+        typer.Option("--before-deploy/--no-before-deploy", help="Back up before deployments."),
+    ] = None,
+    keep: Annotated[
+        list[str] | None, typer.Option(help="Days kept per class: daily=30 ...")
+    ] = None,
+) -> None:
+    """Change a target's schedules, retention or switches (admin)."""
+    body: dict[str, Any] = {}
+    if schedule is not None:
+        body["schedule"] = schedule or None
+    if drill_schedule is not None:
+        body["drill_schedule"] = drill_schedule or None
+    if enabled is not None:
+        body["enabled"] = enabled
+    if before_deploy is not None:
+        body["before_deploy"] = before_deploy
+    if keep:
+        body["retention"] = _retention(keep)
+    if not body:
+        raise CliError("nothing to change: pass --schedule, --enabled, --keep, ...")
+    row = api(ctx).request("PATCH", f"/backup-targets/{ref}", json_body=body)
+    out.print(f"updated target {row['name']}")
+
+
+@target_app.command("rm")
+def target_rm(
+    ctx: typer.Context, ref: Annotated[str, typer.Argument(help="Target name or id.")]
+) -> None:
+    """Remove a target (admin). Its backups stay until their retention ends."""
+    api(ctx).request("DELETE", f"/backup-targets/{ref}")
+    out.print(f"removed target {ref}")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+    status: Annotated[str | None, typer.Option(help="in_progress, completed or failed.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List backups, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if target:
+        params["target"] = target
+    if status:
+        params["status"] = status
+    rows = api(ctx).request("GET", "/backups", params=params)
+    print_json(rows) if as_json else print_table(rows, BACKUP_COLUMNS, title="backups")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Backup id or name.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Everything recorded about one backup."""
+    row = api(ctx).request("GET", f"/backups/{ref}")
+    print_json(row) if as_json else print_record(row)
+
+
+@app.command("queue")
+def queue(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="Target name or id.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it has finished.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 3600.0,
+) -> None:
+    """Queue a manual backup for the server's worker (operator)."""
+    client = api(ctx)
+    row = client.request("POST", f"/backup-targets/{target}/backups", json_body={})
+    out.print(f"queued {row['name']} ({row['id']})")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    with err.status(f"waiting for {row['name']}..."):
+        while row["status"] == "in_progress" or (
+            row["status"] == "completed" and row["integrity_check_passed"] is None
+        ):
+            if time.monotonic() > deadline:
+                raise CliError(f"{row['name']} is still {row['status']} after {timeout:.0f}s")
+            time.sleep(1.0)
+            row = client.request("GET", f"/backups/{row['id']}")
+    _report(row)
+
+
+def _report(row: dict[str, Any]) -> None:
+    if row["status"] != "completed":
+        retry = f"; retry at {row['next_attempt_at']}" if row.get("next_attempt_at") else ""
+        raise CliError(f"backup {row['name']} failed: {row['error_message']}{retry}")
+    out.print(
+        f"{row['name']} completed: {row['size_bytes']:,} bytes dumped, "
+        f"{row['stored_bytes']:,} stored, {row['duration_seconds']}s",
+        markup=False,
+    )
+    verdict = "passed" if row["integrity_check_passed"] else "FAILED"
+    out.print(f"integrity check {verdict}: {row['integrity_detail']}", markup=False)
+    if not row["integrity_check_passed"]:
+        raise CliError(f"the integrity check of {row['name']} failed")
+
+
+# -- on the host ---------------------------------------------------------------------------------
+
+
+def _local_actor() -> Principal:
+    return Principal(id=uuid.UUID(int=0), name=f"cli:{getpass.getuser()}", role="admin")
+
+
+def _settings(data_dir: Path | None, database_url: str | None) -> Any:
+    from pilothouse.config import Settings
+
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    return Settings(**overrides)
+
+
+def _run_local(
+    data_dir: Path | None, database_url: str | None, work: Callable[[Any], Awaitable[T]]
+) -> T:
+    from pilothouse.backups.jobs import BackupContext
+    from pilothouse.core.db import Database
+
+    settings = _settings(data_dir, database_url)
+
+    async def main() -> T:
+        db = Database(settings.effective_database_url())
+        ctx = BackupContext(
+            db,
+            settings.data_dir,
+            master_key=settings.master_key,
+            lease_seconds=settings.lease_seconds,
+            store_url=settings.effective_database_url(),
+        )
+        try:
+            return await work(ctx)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@contextmanager
+def _bytes_progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+async def _resolve(ctx: Any, ref: str) -> Any:
+    from pilothouse.backups import service
+
+    async with ctx.db.session(write=False) as session:
+        return await service.get_backup(session, _local_actor(), ref)
+
+
+async def _take_local(ctx: Any, target_ref: str | None) -> dict[str, Any]:
+    from pilothouse.backups import jobs, service
+    from pilothouse.backups.schemas import BackupRead
+
+    actor = _local_actor()
+    async with ctx.db.session() as session:
+        if target_ref is None:
+            target = await service.ensure_self_target(session, actor, ctx.keyring(), ctx.store_url)
+        else:
+            target = await service.get_target(session, actor, target_ref)
+        backup = await service.new_backup(
+            session, target, ctx.storage(target), trigger="manual", actor=actor
+        )
+    out.print(f"backing up {target.name} ({target.dsn_display}) as {backup.name}", markup=False)
+    with _bytes_progress(f"dumping {target.database_name}", None) as advance:
+        done = await jobs.run_backup(ctx, backup.id, progress=advance)
+    return BackupRead.model_validate(done).model_dump(mode="json")
+
+
+@app.command("run")
+def run(
+    target: Annotated[str, typer.Argument(help="Target name or id.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Take a manual backup now, here (with progress), then verify it."""
+    _report(_run_local(data_dir, database_url, lambda ctx: _take_local(ctx, target)))
+
+
+@app.command("self")
+def self_(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Back up pilothouse's own store (SQLite online backup API, or pg_dump), then verify it.
+
+    The first run registers a target named `pilothouse` (daily at 02:00 UTC from then on)."""
+    _report(_run_local(data_dir, database_url, lambda ctx: _take_local(ctx, None)))
+
+
+@app.command("verify")
+def verify(
+    ref: Annotated[str, typer.Argument(help="Backup id or name.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Re-run the integrity check: every chunk's tag, the checksum, the engine's own listing."""
+
+    async def work(ctx: Any) -> Any:
+        from pilothouse.backups import jobs
+
+        backup = await _resolve(ctx, ref)
+        with err.status(f"verifying {backup.name}..."):
+            return await jobs.verify_backup(ctx, backup.id)
+
+    row = _run_local(data_dir, database_url, work)
+    if not row.integrity_check_passed:
+        raise CliError(f"{row.name}: integrity check FAILED: {row.integrity_detail}")
+    out.print(f"{row.name}: integrity check passed: {row.integrity_detail}", markup=False)
+
+
+@app.command("drill")
+def drill(
+    ref: Annotated[str, typer.Argument(help="Backup id or name.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Restore drill: restore into a scratch database, compare row counts, drop the scratch."""
+
+    async def work(ctx: Any) -> Any:
+        from pilothouse.backups import jobs
+
+        backup = await _resolve(ctx, ref)
+        with err.status(f"restoring {backup.name} into a scratch database..."):
+            return await jobs.drill_backup(ctx, backup.id)
+
+    row = _run_local(data_dir, database_url, work)
+    if not row.restore_test_passed:
+        raise CliError(f"{row.name}: restore drill FAILED: {row.restore_test_detail}")
+    out.print(f"{row.name}: restore drill passed: {row.restore_test_detail}", markup=False)
+
+
+@app.command("restore")
+def restore(
+    ref: Annotated[str, typer.Argument(help="Backup id or name.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            envvar="PILOTHOUSE_RESTORE_DSN",
+            help="Database URL to restore into (or PILOTHOUSE_RESTORE_DSN).",
+        ),
+    ],
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Replace what the target database holds.")
+    ] = False,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Restore a backup into a database. Refuses a database that is not empty unless --clean.
+
+    PostgreSQL restores in one transaction and SQLite replaces the file only when complete, so
+    a damaged backup or a wrong key leaves the target as it was."""
+
+    async def work(ctx: Any) -> str:
+        from pilothouse.backups import jobs
+
+        backup = await _resolve(ctx, ref)
+        with _bytes_progress(f"restoring {backup.name}", backup.stored_bytes) as advance:
+            return await jobs.restore_backup(
+                ctx, backup.id, to, actor=_local_actor(), clean=clean, progress=advance
+            )
+
+    out.print(_run_local(data_dir, database_url, work), markup=False)
+
+
+@app.command("cleanup")
+def cleanup(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Delete backups whose retention ended (objects first, then records) and orphaned uploads.
+    The worker runs this daily at 03:00 UTC."""
+
+    async def work(ctx: Any) -> dict[str, int]:
+        from pilothouse.backups import jobs
+
+        return await jobs.cleanup(ctx)
+
+    figures = _run_local(data_dir, database_url, work)
+    out.print(
+        f"expired {figures['expired']} backup(s), removed {figures['orphans']} orphan(s), "
+        f"{figures['errors']} error(s)"
+    )
+    if figures["errors"]:
+        raise CliError("cleanup met errors; see the log")
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@keys_app.command("rotate")
+def keys_rotate(data_dir: DataDir = None) -> None:
+    """Add a new master key: new backups and secrets use it; older ones stay readable."""
+    from pilothouse.core.crypto import rotate_key_file
+
+    settings = _settings(data_dir, None)
+    if settings.master_key:
+        raise CliError(
+            "the master key comes from PILOTHOUSE_MASTER_KEY: rotate by moving to the key file "
+            "(unset it and put the key in <data_dir>/master.key), then run this again"
+        )
+    kid, count = rotate_key_file(settings.master_key_path)
+    out.print(f"new current key {kid} ({count} keys in {settings.master_key_path})")
+    out.print("restart `pilothouse serve` if it runs with role api, so the API seals new secrets")
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """Key ids in the keyring (never the keys), the current one marked."""
+    from pilothouse.core.crypto import CryptoError, load_keyring
+
+    settings = _settings(data_dir, None)
+    try:
+        ring = load_keyring(settings.master_key, settings.master_key_path)
+    except CryptoError as exc:
+        raise CliError(str(exc)) from None
+    for kid in ring.keys:
+        out.print(f"{kid.hex()}{'  (current)' if kid == ring.current else ''}")
