@@ -516,8 +516,8 @@ async def cleanup(ctx: BackupContext, *, now: datetime | None = None) -> dict[st
                     Backup.deleted_at.is_(None),
                 )
             )
-        ).tuples()
-        expired = list(rows)
+        ).all()
+        expired = [(row[0], row[1]) for row in rows]
         targets = list(await session.scalars(sa.select(BackupTarget)))
         running = set(
             await session.scalars(
