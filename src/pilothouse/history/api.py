@@ -14,7 +14,7 @@ router = APIRouter(tags=["history"])
 @router.get(
     "/history/{entity_type}/{ref}",
     response_model=list[StatusChange],
-    summary="Every status change of a deployment, service or replica, oldest first",
+    summary="Every status change of a deployment, service, replica or backup, oldest first",
 )
 async def history(
     entity_type: EntityKind, ref: str, session: Session, caller: Caller

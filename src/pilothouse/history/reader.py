@@ -25,6 +25,10 @@ async def history_of(
         entity_id = (await deployments.get_deployment(session, actor, _uuid(ref))).id
     elif entity_type == "service":
         entity_id = (await services.get_service(session, actor, ref)).id
+    elif entity_type == "backup":
+        from pilothouse.backups import service as backups
+
+        entity_id = (await backups.get_backup(session, actor, ref)).id
     else:
         entity_id = (await replicas.get_replica(session, actor, _uuid(ref))).id
     return await history.list_for(session, entity_type, entity_id)

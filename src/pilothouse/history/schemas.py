@@ -8,13 +8,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-EntityKind = Literal["deployment", "service", "replica"]
+EntityKind = Literal["deployment", "service", "replica", "backup"]
 
 
 class StatusChange(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    entity_type: EntityKind = Field(description="deployment, service or replica.")
+    entity_type: EntityKind = Field(description="deployment, service, replica or backup.")
     entity_id: uuid.UUID = Field(description="The record.")
     from_status: str | None = Field(description="Status before (null when created).")
     to_status: str = Field(description="Status after.")
