@@ -15,6 +15,7 @@ from pilothouse.backups.storage import Writer
 from pilothouse.core.crypto import CryptoError, Keyring, decrypt_stream, encrypt_stream
 
 READ_SIZE = 1024 * 1024
+JOB_SIZE = 2 * 1024 * 1024
 ALGORITHM = "AES-256-GCM"
 
 Progress = Callable[[int], None]
@@ -35,7 +36,12 @@ class Written:
 def _compressed(
     source: IO[bytes], level: int, threads: int, counter: list[int], progress: Progress | None
 ) -> Iterator[bytes]:
-    compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
+    # A 2 MiB job size keeps zstd's multi-threaded buffers small (the default, 4x the window,
+    # held ~60 MB more on incompressible data) at a negligible cost in ratio.
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, threads=threads, job_size=JOB_SIZE, write_checksum=True
+    )
+    compressor = zstandard.ZstdCompressor(compression_params=params)
     stream = compressor.compressobj()
     while piece := source.read(READ_SIZE):
         counter[0] += len(piece)
