@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.progress import (
@@ -27,10 +27,12 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from pilothouse.access import Principal
 from pilothouse.cli_support import JsonFlag, api
 from pilothouse.client import CliError
 from pilothouse.console import err, out, print_json, print_record, print_table
+
+if TYPE_CHECKING:
+    from pilothouse.access import Principal
 
 app = typer.Typer(
     help=(
@@ -293,6 +295,8 @@ def _report(row: dict[str, Any]) -> None:
 
 
 def _local_actor() -> Principal:
+    from pilothouse.access import Principal
+
     return Principal(id=uuid.UUID(int=0), name=f"cli:{getpass.getuser()}", role="admin")
 
 
