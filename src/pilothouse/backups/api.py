@@ -66,7 +66,8 @@ async def get_target(ref: str, session: Session, caller: Caller) -> TargetRead:
 async def update_target(
     ref: str, body: TargetUpdate, request: Request, session: Session, caller: Caller
 ) -> TargetRead:
-    target = await service.update_target(session, caller, _keyring(request), ref, body)
+    keyring = _keyring(request) if body.dsn is not None else None
+    target = await service.update_target(session, caller, keyring, ref, body)
     return TargetRead.model_validate(target)
 
 

@@ -111,13 +111,21 @@ async def create_target(
 
 
 async def update_target(
-    session: AsyncSession, actor: Principal, keyring: Keyring, ref: str, data: TargetUpdate
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring | None,
+    ref: str,
+    data: TargetUpdate,
 ) -> BackupTarget:
     require(actor, "manage_backups")
     target = await get_target(session, actor, ref)
     changes = data.model_dump(exclude_unset=True)
     if "dsn" in changes:
-        dsn = data.dsn.get_secret_value() if data.dsn else ""
+        if data.dsn is None:
+            raise ValidationFailed("dsn", "must be a database URL, not null")
+        if keyring is None:
+            raise ValidationFailed("dsn", "cannot be changed without the master key")
+        dsn = data.dsn.get_secret_value()
         engine, database, display = _parse(dsn)
         target.engine, target.database_name, target.dsn_display = engine, database, display
         target.dsn_encrypted = seal_value(dsn, keyring)
