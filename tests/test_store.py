@@ -38,6 +38,9 @@ TABLES = {
     "replicas",
     "status_history",
     "audit_log",
+    "backup_targets",
+    "backups",
+    "job_slots",
     # health monitoring (0003)
     "health_checks",
     "probe_claims",

@@ -35,7 +35,9 @@ async def list_(
     entity_type: str | None = Query(default=None, description="Only this kind of record."),
     entity_id: str | None = Query(default=None, description="Only this record."),
     limit: int = Query(default=100, ge=1, le=1000, description="Page size."),
-    before: int | None = Query(default=None, description="Entries with seq below this."),
+    before: int | None = Query(
+        default=None, ge=1, le=2**63 - 1, description="Entries with seq below this."
+    ),
 ) -> list[AuditRead]:
     rows = await service.list_entries(
         session, caller, entity_type=entity_type, entity_id=entity_id, limit=limit, before=before

@@ -121,7 +121,9 @@ async def read_logs(
     deployment_id: uuid.UUID,
     session: Session,
     caller: Caller,
-    after: int = Query(default=0, ge=0, description="Return lines with seq greater than this."),
+    after: int = Query(
+        default=0, ge=0, le=2**63 - 1, description="Return lines with seq greater than this."
+    ),
     limit: int = Query(default=1000, ge=1, le=10000, description="Most lines to return."),
     level: LogLevel | None = Query(default=None, description="Only this level."),
 ) -> LogPage:
@@ -145,7 +147,7 @@ async def events(
     deployment_id: uuid.UUID,
     request: Request,
     caller: Caller,
-    after: int = Query(default=0, ge=0, description="Start after this log seq."),
+    after: int = Query(default=0, ge=0, le=2**63 - 1, description="Start after this log seq."),
 ) -> StreamingResponse:
     db = get_db(request)
     async with db.session(write=False) as session:
