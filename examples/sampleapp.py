@@ -17,6 +17,7 @@ SIGTERM stops accepting new connections, finishes requests in flight, and exits 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -69,6 +70,12 @@ def main() -> None:
                     200 if ready else 503,
                     {"status": "ok" if ready else "starting", "version": version},
                 )
+            elif url.path.startswith("/env/"):
+                # A digest, not the value: tests check what the app received without the
+                # value leaving the process.
+                value = os.environ.get(url.path[5:])
+                digest = hashlib.sha256(value.encode()).hexdigest() if value is not None else None
+                self._send(200, {"key": url.path[5:], "sha256": digest})
             elif url.path == "/version":
                 self._send(200, {"version": version})
             elif url.path == "/burn":
@@ -103,6 +110,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if _flag("SAMPLE_PRINT_ENV"):  # a careless app: pilothouse must scrub its output
+        for key, value in sorted(os.environ.items()):
+            print(f"env {key}={value}", flush=True)
     print(
         f"sampleapp {version} listening on {args.host}:{args.port} (ready in {delay:g}s)",
         flush=True,

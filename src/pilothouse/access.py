@@ -32,6 +32,8 @@ ACTION_ROLE = {
     "read_audit": "admin",
     "run_backups": "operator",
     "manage_backups": "admin",
+    "manage_vars": "operator",
+    "reveal_secrets": "admin",
 }
 
 

@@ -15,6 +15,7 @@ from pilothouse.history.api import router as history
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
 from pilothouse.users.api import router as users
+from pilothouse.variables.api import router as variables
 
 router = APIRouter(prefix="/api/v1")
 for feature in (
@@ -29,5 +30,6 @@ for feature in (
     health,
     channels,
     backups,
+    variables,
 ):
     router.include_router(feature)

@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
                 monitor=monitor,
                 backups=backups,
                 backup_concurrency=settings.backup_concurrency,
+                master_key=settings.master_key,
             )
             await worker.start()
         app.state.worker = worker

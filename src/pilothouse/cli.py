@@ -25,6 +25,7 @@ from pilothouse.healthchecks.cli import health, incidents, maintenance_app, upti
 from pilothouse.history.cli import history
 from pilothouse.services.cli import app as service_app
 from pilothouse.users.cli import tokens_app, users_app
+from pilothouse.variables.cli import app as vars_app
 
 app = typer.Typer(
     name="pilothouse",
@@ -236,6 +237,7 @@ app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(channel_app, name="channel")
 app.add_typer(backup_app, name="backup")
 app.add_typer(keys_app, name="keys")
+app.add_typer(vars_app, name="vars")
 
 
 def main() -> None:

@@ -10,8 +10,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal
+from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
-from pilothouse.errors import Unauthorized
+from pilothouse.errors import PilothouseError, Unauthorized
 from pilothouse.users import service as users
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -49,3 +50,20 @@ async def _principal(
 
 
 Caller = Annotated[Principal, Depends(_principal)]
+
+
+class KeyUnavailable(PilothouseError):
+    status = 503
+    code = "key_unavailable"
+
+
+def _keyring(request: Request) -> Keyring:
+    """The master keyring, read per request (so `pilothouse keys rotate` needs no restart)."""
+    settings = request.app.state.settings
+    try:
+        return load_keyring(settings.master_key, settings.master_key_path)
+    except CryptoError as exc:
+        raise KeyUnavailable(f"the server's master key is unavailable: {exc}") from None
+
+
+Keys = Annotated[Keyring, Depends(_keyring)]

@@ -20,6 +20,7 @@ from pilothouse.history.models import StatusHistory
 from pilothouse.replicas.models import Node, Replica
 from pilothouse.services.models import Service
 from pilothouse.users.models import ApiToken, User
+from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
 
 __all__ = [
     "ApiToken",
@@ -31,6 +32,8 @@ __all__ = [
     "Deployment",
     "DeploymentLog",
     "Downtime",
+    "EnvVar",
+    "EnvVarVersion",
     "Environment",
     "EnvironmentGrant",
     "HealthCheck",
@@ -46,4 +49,5 @@ __all__ = [
     "Service",
     "StatusHistory",
     "User",
+    "VarRequirement",
 ]

@@ -46,6 +46,7 @@ from pilothouse.healthchecks.monitor import Monitor, MonitorSettings
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
 from pilothouse.services.models import Service
+from pilothouse.variables import service as variables
 
 log = get_logger("pilothouse.worker")
 
@@ -70,9 +71,10 @@ class Worker:
         monitor: MonitorSettings | None = None,
         backups: backup_jobs.BackupContext | None = None,
         backup_concurrency: int = 1,
+        master_key: str | None = None,
     ) -> None:
         self.db = db
-        self.engine = Engine(db, data_dir, lease_seconds=lease_seconds)
+        self.engine = Engine(db, data_dir, lease_seconds=lease_seconds, master_key=master_key)
         self.backups = backups
         self.backup_slots = asyncio.Semaphore(backup_concurrency)
         self.backup_tasks: dict[uuid.UUID, asyncio.Task[Any]] = {}
@@ -410,11 +412,17 @@ class Worker:
             if info.log_path
             else self.engine.data_dir / "replicas" / service.name / f"{replica_id}.log"
         )
+        async with self.db.session(write=False) as session:
+            env_row = await session.get(Environment, service.environment_id)
+            assert env_row is not None
+            delivery = await variables.for_deployment(
+                session, self.engine.keyring(), env_row, service.id
+            )
         spawned = spawn(
             service.command,
             port=port,
             version=info.version or "",
-            env=dict(cfg.env),
+            env={**delivery.values, **cfg.env},
             log_path=log_path,
             cwd=cfg.cwd,
         )

@@ -19,24 +19,15 @@ from pilothouse.backups.schemas import (
     TargetUpdate,
 )
 from pilothouse.config import Settings
-from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
+from pilothouse.core.crypto import Keyring
 from pilothouse.deps import Caller, Session
-from pilothouse.errors import PilothouseError
+from pilothouse.deps import _keyring as keyring_from
 
 router = APIRouter(tags=["backups"])
 
 
-class KeyUnavailable(PilothouseError):
-    status = 503
-    code = "key_unavailable"
-
-
 def _keyring(request: Request) -> Keyring:
-    settings: Settings = request.app.state.settings
-    try:
-        return load_keyring(settings.master_key, settings.master_key_path)
-    except CryptoError as exc:
-        raise KeyUnavailable(f"the server's master key is unavailable: {exc}") from None
+    return keyring_from(request)
 
 
 @router.post(

@@ -494,11 +494,14 @@ def cleanup(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate(data_dir: DataDir = None) -> None:
-    """Add a new master key: new backups and secrets use it; older ones stay readable."""
-    from pilothouse.core.crypto import rotate_key_file
+def keys_rotate(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Add a new master key and re-encrypt every stored variable and DSN with it (in batches,
+    one transaction each). Backups keep the key they were written with: old keys stay in the
+    key file, so older backups stay restorable."""
+    from pilothouse.core.crypto import load_keyring, rotate_key_file
+    from pilothouse.rotation import reseal_all
 
-    settings = _settings(data_dir, None)
+    settings = _settings(data_dir, database_url)
     if settings.master_key:
         raise CliError(
             "the master key comes from PILOTHOUSE_MASTER_KEY: rotate by moving to the key file "
@@ -506,7 +509,21 @@ def keys_rotate(data_dir: DataDir = None) -> None:
         )
     kid, count = rotate_key_file(settings.master_key_path)
     out.print(f"new current key {kid} ({count} keys in {settings.master_key_path})")
-    out.print("restart `pilothouse serve` if it runs with role api, so the API seals new secrets")
+
+    async def reseal(_ctx: Any) -> int:
+        from pilothouse.core.db import Database
+
+        db = Database(settings.effective_database_url())
+        try:
+            ring = load_keyring(None, settings.master_key_path)
+            with err.status("re-encrypting stored values..."):
+                return await reseal_all(db, ring)
+        finally:
+            await db.dispose()
+
+    rewritten = asyncio.run(reseal(None))
+    out.print(f"re-encrypted {rewritten} stored value(s) with key {kid}")
+    out.print(f"back up {settings.master_key_path} now: without it the data cannot be read")
 
 
 @keys_app.command("list")

@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pilothouse.access import Principal
 from pilothouse.artifacts.models import Artifact
 from pilothouse.core.clock import utcnow
+from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
 from pilothouse.deployments import service as deployments
@@ -48,6 +49,7 @@ from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 from pilothouse.services.transitions import TABLE as SERVICE_TABLE
+from pilothouse.variables import service as variables
 
 log = get_logger("pilothouse.engine")
 
@@ -68,13 +70,33 @@ class Loaded:
     service: Service
     environment: Environment
     artifact: Artifact
+    variables: dict[str, str] = field(default_factory=dict)  # decrypted: never log or store
+    secrets: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """`text` with every known secret value replaced by ********."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "********")
+    return text
 
 
 class DbEvents:
     """Persists what a driver reports: log lines, replicas and their transitions."""
 
-    def __init__(self, db: Database, deployment: Deployment, artifact_id: uuid.UUID | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        deployment: Deployment,
+        artifact_id: uuid.UUID | None,
+        secrets: list[str] | None = None,
+    ) -> None:
         self.db = db
+        # Values of the secrets this deployment's processes receive: scrubbed from every line
+        # (build and migration output, replica output, errors) before it is stored.
+        self.secrets = sorted(secrets or [], key=len, reverse=True)
         self.deployment_id = deployment.id
         self.service_id = deployment.service_id
         self.artifact_id = artifact_id
@@ -84,7 +106,7 @@ class DbEvents:
             await deployments.write_logs(
                 session,
                 self.deployment_id,
-                [{"message": message, "level": level, "source": source}],
+                [{"message": scrub(message, self.secrets), "level": level, "source": source}],
             )
 
     async def log_many(self, messages: list[str], *, source: str) -> None:
@@ -95,7 +117,10 @@ class DbEvents:
             await deployments.write_logs(
                 session,
                 self.deployment_id,
-                [{"message": m, "level": "info", "source": source} for m in messages],
+                [
+                    {"message": scrub(m, self.secrets), "level": "info", "source": source}
+                    for m in messages
+                ],
             )
 
     async def replica_created(
@@ -148,9 +173,11 @@ class Engine:
         *,
         worker_id: str | None = None,
         lease_seconds: float = 15.0,
+        master_key: str | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
+        self.master_key = master_key
         self.worker_id = worker_id or new_worker_id()
         self.lease_seconds = lease_seconds
         self.router = NginxRouter(data_dir / "nginx")
@@ -202,7 +229,16 @@ class Engine:
             env = await session.get(Environment, dep.environment_id)
             art = await session.get(Artifact, dep.artifact_id) if dep.artifact_id else None
             assert svc is not None and env is not None and art is not None
-            return Loaded(dep, svc, env, art)
+            delivery = await variables.for_deployment(session, self.keyring(), env, svc.id)
+            return Loaded(dep, svc, env, art, delivery.values, delivery.secrets, delivery.problems)
+
+    def keyring(self) -> Keyring:
+        """The master keyring; an empty one when there is none (every sealed value then fails
+        with a message naming its variable and key id)."""
+        try:
+            return load_keyring(self.master_key, self.data_dir / "master.key")
+        except CryptoError:
+            return Keyring(current=b"", keys={})
 
     async def _move(
         self, deployment_id: uuid.UUID, to: str, *, reason: str | None = None, **outcome: Any
@@ -240,6 +276,7 @@ class Engine:
         env = loaded.environment
         svc = loaded.service
         variables = {str(k): str(v) for k, v in ((env.config or {}).get("env") or {}).items()}
+        variables.update(loaded.variables)
         config = dict(svc.driver_config or {})
         config["_event"] = event
         return ServiceSpec(
@@ -271,7 +308,13 @@ class Engine:
     async def _run(self, deployment_id: uuid.UUID) -> str:
         loaded = await self._load(deployment_id)
         dep, svc = loaded.deployment, loaded.service
-        events = DbEvents(self.db, dep, loaded.artifact.id)
+        events = DbEvents(self.db, dep, loaded.artifact.id, loaded.secrets)
+        if loaded.problems:
+            # Refused before anything starts: nothing changed, so there is nothing to roll back.
+            reason = "environment variables: " + "; ".join(loaded.problems)
+            await events.log(f"deployment refused: {reason}", level="error")
+            await self._move(dep.id, "failed", reason="variables", error_message=reason[:4000])
+            return "failed"
         driver = self.driver_for(loaded.environment)
         started = time.monotonic()
         await self._move(dep.id, "building", reason=f"{driver.name} driver")
@@ -366,6 +409,7 @@ class Engine:
             "PILOTHOUSE_VERSION": loaded.artifact.version,
             "PILOTHOUSE_COMMIT_SHA": loaded.artifact.commit_sha,
             "PILOTHOUSE_ENVIRONMENT": loaded.environment.name,
+            **loaded.variables,
         }
         cwd = (loaded.service.driver_config or {}).get("cwd")
         result = await run_command(
@@ -381,6 +425,7 @@ class Engine:
         """Mark the deployment failed and, in the same transaction, record the automatic
         rollback (if there is a live artifact to go back to); then carry the rollback out."""
         dep, svc = loaded.deployment, loaded.service
+        reason = scrub(reason, loaded.secrets)
         await events.log(f"deployment failed: {reason}", level="error")
         rollback_id: uuid.UUID | None = None
         previous_version: str | None = None

@@ -110,3 +110,20 @@ class Driver(Protocol):
     async def status(self, replicas: list[ReplicaInfo]) -> dict[uuid.UUID, dict[str, Any]]: ...
 
     async def logs(self, replica: ReplicaInfo, tail: int = 100) -> list[str]: ...
+
+
+#: pilothouse's own secrets and settings in its environment: never handed to child processes.
+PRIVATE_ENV = (
+    "PILOTHOUSE_MASTER_KEY",
+    "PILOTHOUSE_DATABASE_URL",
+    "PILOTHOUSE_TOKEN",
+    "PILOTHOUSE_BACKUP_DSN",
+    "PILOTHOUSE_RESTORE_DSN",
+)
+
+
+def child_environ() -> dict[str, str]:
+    """The environment a replica or a command starts from: pilothouse's, minus its secrets."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}

@@ -26,6 +26,7 @@ from pilothouse.drivers.base import (
     RolloutFailed,
     RolloutOutcome,
     RolloutPlan,
+    child_environ,
 )
 
 
@@ -69,7 +70,7 @@ async def run_command(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **env},
+        env={**child_environ(), **env},
         cwd=cwd,
         start_new_session=True,
     )

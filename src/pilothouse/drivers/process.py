@@ -31,6 +31,7 @@ from pilothouse.drivers.base import (
     RolloutOutcome,
     RolloutPlan,
     ServiceSpec,
+    child_environ,
 )
 from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
 
@@ -86,7 +87,7 @@ def spawn(
 ) -> Spawned:
     """Start one replica detached (own session), output appended to log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **env, "PILOTHOUSE_VERSION": version, "PORT": str(port)}
+    full_env = {**child_environ(), **env, "PILOTHOUSE_VERSION": version, "PORT": str(port)}
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
             ["/bin/sh", "-c", "exec " + render_command(command, port=port, version=version)],

@@ -1,0 +1,1 @@
+"""Environment variables: encrypted at rest, versioned, masked, validated, injected at deploy."""

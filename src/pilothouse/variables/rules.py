@@ -1,0 +1,129 @@
+"""Format rules for variable values and the check run before every deployment (pure).
+
+Messages name the key and the rule, never the value."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+RULES = (
+    "url",
+    "https_url",
+    "postgres_dsn",
+    "redis_url",
+    "one_of",
+    "semver_or_sha",
+    "integer",
+    "regex",
+)
+KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+SEMVER = re.compile(
+    r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
+SHA = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+def check_key(key: str) -> str | None:
+    """None when `key` is a valid variable name."""
+    if not KEY_PATTERN.match(key):
+        return "must start with a letter or _ and hold only A-Z a-z 0-9 _ (at most 255)"
+    return None
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname) and " " not in value
+
+
+def check_args(rule: str, args: Mapping[str, Any]) -> str | None:
+    """None when `args` suit `rule` (declared on the environment, checked once)."""
+    if rule not in RULES:
+        return f"unknown rule {rule!r}: use one of {', '.join(RULES)}"
+    if rule == "one_of":
+        values = args.get("values")
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) for v in values)
+        ):
+            return "one_of needs args.values: a non-empty list of strings"
+    if rule == "integer":
+        for bound in ("min", "max"):
+            if bound in args and not isinstance(args[bound], int):
+                return f"integer args.{bound} must be an integer"
+        if "min" in args and "max" in args and args["min"] > args["max"]:
+            return "integer args.min must not exceed args.max"
+    if rule == "regex":
+        pattern = args.get("pattern")
+        if not isinstance(pattern, str):
+            return "regex needs args.pattern"
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return f"args.pattern is not a valid regular expression: {exc}"
+    return None
+
+
+def check_value(rule: str, args: Mapping[str, Any], value: str) -> str | None:
+    """None when `value` satisfies `rule`; otherwise the rule in words (never the value)."""
+    if rule == "url":
+        return None if _url(value, ("http", "https")) else "must be an http(s) URL"
+    if rule == "https_url":
+        return None if _url(value, ("https",)) else "must be an https:// URL"
+    if rule == "postgres_dsn":
+        ok = _url(value, ("postgres", "postgresql")) and bool(urlsplit(value).path.strip("/"))
+        return None if ok else "must be a postgresql://user@host/dbname URL"
+    if rule == "redis_url":
+        ok = _url(value, ("redis", "rediss"))
+        return None if ok else "must be a redis:// or rediss:// URL"
+    if rule == "one_of":
+        allowed = [str(v) for v in args.get("values", [])]
+        return None if value in allowed else f"must be one of {' | '.join(allowed)}"
+    if rule == "semver_or_sha":
+        ok = bool(SEMVER.match(value) or SHA.match(value))
+        return None if ok else "must be a semantic version or a git SHA"
+    if rule == "integer":
+        low, high = args.get("min"), args.get("max")
+        span = f" between {low} and {high}" if low is not None and high is not None else ""
+        if not re.fullmatch(r"[+-]?\d{1,18}", value.strip()):
+            return f"must be an integer{span}"
+        number = int(value)
+        if (low is not None and number < low) or (high is not None and number > high):
+            return f"must be an integer{span or ' in range'}"
+        return None
+    if rule == "regex":
+        pattern = str(args.get("pattern", ""))
+        return None if re.fullmatch(pattern, value) else f"must match {pattern}"
+    return f"unknown rule {rule}"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    required: bool = True
+    rule: str | None = None
+    args: Mapping[str, Any] | None = None
+
+
+def check_all(requirements: list[Requirement], values: Mapping[str, str]) -> list[str]:
+    """Every problem at once, sorted by key: `KEY: is required` or `KEY: <rule>`."""
+    problems = []
+    for req in sorted(requirements, key=lambda r: r.key):
+        value = values.get(req.key)
+        if value is None or value == "":
+            if req.required:
+                problems.append(f"{req.key}: is required")
+            continue
+        if req.rule:
+            problem = check_value(req.rule, req.args or {}, value)
+            if problem:
+                problems.append(f"{req.key}: {problem}")
+    return problems

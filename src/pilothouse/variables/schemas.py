@@ -1,0 +1,94 @@
+"""Request and response bodies for environment variables and requirements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class VarSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: SecretStr = Field(description="The value (stored encrypted; up to 65,536 characters).")
+    is_secret: bool = Field(default=False, description="Masked everywhere unless revealed.")
+    service: str | None = Field(default=None, description="Set it for this service only.")
+
+
+class VarRead(BaseModel):
+    key: str = Field(description="Variable name.")
+    value: str = Field(description="The value, or ******** for a secret that was not revealed.")
+    is_secret: bool = Field(description="Whether it is masked.")
+    version: int = Field(description="Version (every change is a new one).")
+    scope: str = Field(description="`environment` or the service that overrides it.")
+    platform_synced: bool = Field(description="Pushed to an external platform (seed 003).")
+    updated_at: datetime = Field(description="Last change (UTC).")
+    updated_by: str = Field(description="Who changed it.")
+
+
+class VarChange(BaseModel):
+    key: str = Field(description="Variable name.")
+    version: int = Field(description="Its version now.")
+    changed: bool = Field(description="False when the value was already that.")
+
+
+class VersionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int = Field(description="Version number.")
+    action: str = Field(description="set, unset or revert.")
+    is_secret: bool = Field(description="Whether it was a secret.")
+    actor: str = Field(description="Who.")
+    created_at: datetime = Field(description="When (UTC).")
+
+
+class RevertRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: int = Field(ge=1, description="Version whose value to restore.")
+    service: str | None = Field(default=None, description="Service scope.")
+
+
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[str, SecretStr] = Field(description="KEY -> value.")
+    secret_keys: list[str] = Field(default_factory=list, description="Which keys are secrets.")
+    service: str | None = Field(default=None, description="Service scope.")
+    dry_run: bool = Field(default=False, description="Only report what would change.")
+
+
+class ImportResult(BaseModel):
+    added: list[str] = Field(description="New keys.")
+    changed: list[str] = Field(description="Keys whose value or secrecy changes.")
+    unchanged: list[str] = Field(description="Keys already so.")
+    applied: bool = Field(description="False for a dry run.")
+
+
+class RequirementSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    required: bool = Field(default=True, description="Deployments are refused without it.")
+    rule: str | None = Field(
+        default=None,
+        description=(
+            "Format: url, https_url, postgres_dsn, redis_url, one_of (args.values), "
+            "semver_or_sha, integer (args.min, args.max), regex (args.pattern)."
+        ),
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="Arguments of the rule.")
+
+
+class RequirementRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str = Field(description="Variable name.")
+    required: bool = Field(description="Whether it must be set.")
+    rule: str | None = Field(description="Format rule.")
+    args: dict[str, Any] = Field(description="Arguments of the rule.")
+
+
+class CheckResult(BaseModel):
+    ok: bool = Field(description="True when a deployment would be allowed.")
+    problems: list[str] = Field(description="`KEY: rule` for each problem (never values).")

@@ -1,0 +1,535 @@
+"""Variables: set, unset, list (masked), reveal (admin, audited), history, revert, import,
+requirements, the pre-deployment check and the values a deployment receives.
+
+Values are sealed with the master key (core.crypto.seal_value) before they reach the session and
+opened only to hand them to a child process, to compare them, or for an admin's reveal. No
+function here puts a value into an exception, a log line or an audit entry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import Principal, require
+from pilothouse.audit import service as audit
+from pilothouse.core.clock import utcnow
+from pilothouse.core.crypto import CryptoError, Keyring, open_value, seal_value
+from pilothouse.environments import service as environments
+from pilothouse.environments.models import Environment
+from pilothouse.errors import NotFound, PilothouseError, ValidationFailed
+from pilothouse.services import service as services
+from pilothouse.services.models import Service
+from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
+from pilothouse.variables.rules import Requirement, check_all, check_args, check_key
+
+MASK = "********"
+MAX_VALUE = 65536
+
+
+class KeyMissing(PilothouseError):
+    """A stored value was sealed with a key that is not in the keyring."""
+
+    status = 500
+    code = "key_missing"
+
+
+def _open(var_key: str, sealed: str, keyring: Keyring) -> str:
+    try:
+        return open_value(sealed, keyring)
+    except CryptoError as exc:
+        raise KeyMissing(f"variable {var_key}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class VarView:
+    key: str
+    value: str  # MASK for a secret unless revealed
+    is_secret: bool
+    version: int
+    scope: str  # "environment" or the service name
+    platform_synced: bool
+    updated_at: datetime
+    updated_by: str
+
+
+async def _scope(
+    session: AsyncSession, actor: Principal, env: Environment, service: str | None
+) -> tuple[str, Service | None]:
+    if not service:
+        return "", None
+    svc = await services.get_service(session, actor, service, environment=env.name)
+    if svc.environment_id != env.id:
+        raise NotFound(f"service {service!r} not found in environment {env.name!r}")
+    return str(svc.id), svc
+
+
+async def _current(session: AsyncSession, env_id: uuid.UUID, scope: str, key: str) -> EnvVar | None:
+    return await session.scalar(
+        sa.select(EnvVar).where(
+            EnvVar.environment_id == env_id,
+            EnvVar.scope == scope,
+            EnvVar.key == key,
+            EnvVar.deleted_at.is_(None),
+        )
+    )
+
+
+def _check_key_value(key: str, value: str | None) -> None:
+    problem = check_key(key)
+    if problem:
+        raise ValidationFailed("key", problem)
+    if value is not None and len(value) > MAX_VALUE:
+        raise ValidationFailed("value", f"at most {MAX_VALUE} characters")
+    if value is not None and "\x00" in value:
+        raise ValidationFailed("value", "must not contain NUL characters")
+
+
+async def set_var(
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    env_ref: str,
+    key: str,
+    value: str,
+    *,
+    is_secret: bool = False,
+    service: str | None = None,
+    action: str = "set",
+) -> tuple[EnvVar, bool]:
+    """Create or change a variable; returns it and whether anything changed (a new version)."""
+    require(actor, "manage_vars")
+    _check_key_value(key, value)
+    env = await environments.get_environment(session, actor, env_ref)
+    scope, svc = await _scope(session, actor, env, service)
+    var = await _current(session, env.id, scope, key)
+    if var is not None:
+        same = var.is_secret == is_secret and _open(key, var.value_encrypted, keyring) == value
+        if same:
+            return var, False
+        var.version += 1
+    else:
+        var = EnvVar(
+            environment_id=env.id,
+            service_id=svc.id if svc else None,
+            scope=scope,
+            key=key,
+            version=1,
+        )
+        session.add(var)
+    var.value_encrypted = seal_value(value, keyring)
+    var.key_id = keyring.current.hex()
+    var.is_secret = is_secret
+    var.updated_by = actor.name
+    var.updated_at = utcnow()
+    await session.flush()
+    session.add(
+        EnvVarVersion(
+            var_id=var.id,
+            version=var.version,
+            action=action,
+            value_encrypted=var.value_encrypted,
+            key_id=var.key_id,
+            is_secret=is_secret,
+            actor=actor.name,
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        f"var_{action}",
+        "env_var",
+        var.id,
+        {
+            "environment": env.name,
+            "scope": svc.name if svc else None,
+            "key": key,
+            "version": var.version,
+            "is_secret": is_secret,
+        },
+    )
+    return var, True
+
+
+async def unset_var(
+    session: AsyncSession, actor: Principal, env_ref: str, key: str, *, service: str | None = None
+) -> EnvVar:
+    require(actor, "manage_vars")
+    env = await environments.get_environment(session, actor, env_ref)
+    scope, svc = await _scope(session, actor, env, service)
+    var = await _current(session, env.id, scope, key)
+    if var is None:
+        raise NotFound(f"variable {key!r} not found in {env.name}{f'/{svc.name}' if svc else ''}")
+    var.version += 1
+    var.deleted_at = utcnow()
+    session.add(
+        EnvVarVersion(
+            var_id=var.id,
+            version=var.version,
+            action="unset",
+            is_secret=var.is_secret,
+            actor=actor.name,
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        "var_unset",
+        "env_var",
+        var.id,
+        {"environment": env.name, "key": key, "version": var.version},
+    )
+    return var
+
+
+async def list_vars(
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    env_ref: str,
+    *,
+    service: str | None = None,
+    reveal: bool = False,
+) -> list[VarView]:
+    """The variables of an environment (or the effective set of a service: the environment's,
+    overridden by the service's). Secrets are masked unless an admin asks (audited)."""
+    env = await environments.get_environment(session, actor, env_ref)
+    scope, svc = await _scope(session, actor, env, service)
+    if reveal:
+        require(actor, "reveal_secrets")
+    rows = await _live_rows(session, env.id, scope)
+    views = []
+    for var in rows:
+        shown = (
+            MASK if var.is_secret and not reveal else _open(var.key, var.value_encrypted, keyring)
+        )
+        views.append(
+            VarView(
+                key=var.key,
+                value=shown,
+                is_secret=var.is_secret,
+                version=var.version,
+                scope=svc.name if (svc and var.scope) else "environment",
+                platform_synced=var.platform_synced,
+                updated_at=var.updated_at,
+                updated_by=var.updated_by,
+            )
+        )
+    if reveal:
+        secret_keys = sorted(v.key for v in views if v.is_secret)
+        audit.record(
+            session,
+            actor,
+            "var_reveal",
+            "environment",
+            env.id,
+            {"environment": env.name, "scope": svc.name if svc else None, "keys": secret_keys},
+        )
+    return views
+
+
+async def _live_rows(session: AsyncSession, env_id: uuid.UUID, scope: str) -> list[EnvVar]:
+    scopes = [""] if not scope else ["", scope]
+    rows = list(
+        await session.scalars(
+            sa.select(EnvVar).where(
+                EnvVar.environment_id == env_id,
+                EnvVar.scope.in_(scopes),
+                EnvVar.deleted_at.is_(None),
+            )
+        )
+    )
+    merged: dict[str, EnvVar] = {}
+    for var in sorted(rows, key=lambda v: v.scope != ""):  # service rows override
+        merged[var.key] = var
+    return [merged[k] for k in sorted(merged)]
+
+
+async def history(
+    session: AsyncSession, actor: Principal, env_ref: str, key: str, *, service: str | None = None
+) -> Sequence[EnvVarVersion]:
+    """Every version of a variable (including unset ones), oldest first."""
+    env = await environments.get_environment(session, actor, env_ref)
+    scope, _ = await _scope(session, actor, env, service)
+    ids = sa.select(EnvVar.id).where(
+        EnvVar.environment_id == env.id, EnvVar.scope == scope, EnvVar.key == key
+    )
+    rows = (
+        await session.scalars(
+            sa.select(EnvVarVersion)
+            .where(EnvVarVersion.var_id.in_(ids))
+            .order_by(EnvVarVersion.created_at, EnvVarVersion.version)
+        )
+    ).all()
+    if not rows:
+        raise NotFound(f"variable {key!r} has no history in {env.name}")
+    return rows
+
+
+async def revert(
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    env_ref: str,
+    key: str,
+    to_version: int,
+    *,
+    service: str | None = None,
+) -> EnvVar:
+    """Set the variable back to the value it had at `to_version` (a new version)."""
+    versions = await history(session, actor, env_ref, key, service=service)
+    match = [v for v in versions if v.version == to_version]
+    if not match or match[-1].value_encrypted is None:
+        raise NotFound(f"variable {key!r} has no value at version {to_version}")
+    old = match[-1]
+    value = _open(key, old.value_encrypted, keyring)  # type: ignore[arg-type]
+    var, _ = await set_var(
+        session,
+        actor,
+        keyring,
+        env_ref,
+        key,
+        value,
+        is_secret=old.is_secret,
+        service=service,
+        action="revert",
+    )
+    return var
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    added: list[str]
+    changed: list[str]
+    unchanged: list[str]
+
+
+async def import_vars(
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    env_ref: str,
+    values: Mapping[str, str],
+    *,
+    secret_keys: set[str],
+    service: str | None = None,
+    dry_run: bool = False,
+) -> ImportPlan:
+    """Apply many variables in one transaction (or only report what would change)."""
+    require(actor, "manage_vars")
+    for key, value in values.items():
+        _check_key_value(key, value)
+    env = await environments.get_environment(session, actor, env_ref)
+    scope, _ = await _scope(session, actor, env, service)
+    existing = {v.key: v for v in await _live_rows(session, env.id, scope) if v.scope == scope}
+    added, changed, unchanged = [], [], []
+    for key in sorted(values):
+        current = existing.get(key)
+        secret = key in secret_keys
+        if current is None:
+            added.append(key)
+        elif (
+            current.is_secret == secret
+            and _open(key, current.value_encrypted, keyring) == values[key]
+        ):
+            unchanged.append(key)
+        else:
+            changed.append(key)
+    if not dry_run:
+        for key in [*added, *changed]:
+            await set_var(
+                session,
+                actor,
+                keyring,
+                env_ref,
+                key,
+                values[key],
+                is_secret=key in secret_keys,
+                service=service,
+            )
+    return ImportPlan(added, changed, unchanged)
+
+
+# -- requirements and the pre-deployment check ---------------------------------------------------
+
+
+async def set_requirement(
+    session: AsyncSession,
+    actor: Principal,
+    env_ref: str,
+    key: str,
+    *,
+    required: bool = True,
+    rule: str | None = None,
+    args: dict[str, Any] | None = None,
+) -> VarRequirement:
+    """Declare that deployments in the environment need `key` (and its format)."""
+    require(actor, "manage_environments")
+    _check_key_value(key, None)
+    if rule is not None:
+        problem = check_args(rule, args or {})
+        if problem:
+            raise ValidationFailed("rule", problem)
+    env = await environments.get_environment(session, actor, env_ref)
+    row = await session.scalar(
+        sa.select(VarRequirement).where(
+            VarRequirement.environment_id == env.id, VarRequirement.key == key
+        )
+    )
+    if row is None:
+        row = VarRequirement(environment_id=env.id, key=key)
+        session.add(row)
+    row.required, row.rule, row.args = required, rule, dict(args or {})
+    await session.flush()
+    audit.record(
+        session,
+        actor,
+        "requirement_set",
+        "environment",
+        env.id,
+        {"key": key, "required": required, "rule": rule, "args": args or {}},
+    )
+    return row
+
+
+async def list_requirements(
+    session: AsyncSession, actor: Principal, env_ref: str
+) -> Sequence[VarRequirement]:
+    env = await environments.get_environment(session, actor, env_ref)
+    return (
+        await session.scalars(
+            sa.select(VarRequirement)
+            .where(VarRequirement.environment_id == env.id)
+            .order_by(VarRequirement.key)
+        )
+    ).all()
+
+
+async def delete_requirement(
+    session: AsyncSession, actor: Principal, env_ref: str, key: str
+) -> None:
+    require(actor, "manage_environments")
+    env = await environments.get_environment(session, actor, env_ref)
+    row = await session.scalar(
+        sa.select(VarRequirement).where(
+            VarRequirement.environment_id == env.id, VarRequirement.key == key
+        )
+    )
+    if row is None:
+        raise NotFound(f"no requirement for {key!r} in {env.name}")
+    await session.delete(row)
+    audit.record(session, actor, "requirement_delete", "environment", env.id, {"key": key})
+
+
+def feature_variables(env: Environment) -> dict[str, str]:
+    """Feature flags as variables: FEATURE_<NAME>=true|false (seed 002)."""
+    out = {}
+    for name, enabled in sorted((env.features or {}).items()):
+        key = "FEATURE_" + "".join(c if c.isalnum() else "_" for c in name).upper()
+        out[key] = "true" if enabled else "false"
+    return out
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a deployment's processes receive, and what must be scrubbed from their output."""
+
+    values: dict[str, str]
+    secrets: list[str]
+    problems: list[str]
+
+
+async def for_deployment(
+    session: AsyncSession, keyring: Keyring, env: Environment, service_id: uuid.UUID | None
+) -> Delivery:
+    """The effective variables of a service (features, the environment's, the service's) and
+    the requirement check on them."""
+    rows = await _live_rows(session, env.id, str(service_id) if service_id else "")
+    values = feature_variables(env)
+    secrets = []
+    problems = []
+    for var in rows:
+        try:
+            plain = _open(var.key, var.value_encrypted, keyring)
+        except KeyMissing as exc:
+            problems.append(exc.message)
+            continue
+        values[var.key] = plain
+        if var.is_secret and plain:
+            secrets.append(plain)
+    requirements = [
+        Requirement(r.key, r.required, r.rule, r.args)
+        for r in await session.scalars(
+            sa.select(VarRequirement).where(VarRequirement.environment_id == env.id)
+        )
+    ]
+    problems += check_all(requirements, values)
+    return Delivery(values, secrets, problems)
+
+
+async def check(
+    session: AsyncSession, actor: Principal, keyring: Keyring, env_ref: str, service: str | None
+) -> list[str]:
+    """`pilothouse vars check`: the problems a deployment would be refused for."""
+    env = await environments.get_environment(session, actor, env_ref)
+    _, svc = await _scope(session, actor, env, service)
+    return (await for_deployment(session, keyring, env, svc.id if svc else None)).problems
+
+
+async def diff(
+    session: AsyncSession, actor: Principal, keyring: Keyring, left: str, right: str
+) -> dict[str, list[str]]:
+    """Keys only in one environment, and keys whose values differ (never the values)."""
+    a = await environments.get_environment(session, actor, left)
+    b = await environments.get_environment(session, actor, right)
+    va = {v.key: v for v in await _live_rows(session, a.id, "")}
+    vb = {v.key: v for v in await _live_rows(session, b.id, "")}
+    differ = [
+        k
+        for k in sorted(set(va) & set(vb))
+        if _open(k, va[k].value_encrypted, keyring) != _open(k, vb[k].value_encrypted, keyring)
+    ]
+    return {
+        "only_in_" + a.name: sorted(set(va) - set(vb)),
+        "only_in_" + b.name: sorted(set(vb) - set(va)),
+        "different": differ,
+    }
+
+
+async def reseal_batch(session: AsyncSession, keyring: Keyring, *, batch: int = 500) -> int:
+    """Re-encrypt up to `batch` stored values (current and history) still sealed with an older
+    key; returns how many. `pilothouse keys rotate` calls it, one transaction per batch, until
+    it returns 0."""
+    current = keyring.current.hex()
+    done = 0
+    stale_vars = list(
+        await session.scalars(
+            sa.select(EnvVar).where(EnvVar.key_id != current).limit(batch).with_for_update()
+        )
+    )
+    for var in stale_vars:
+        var.value_encrypted = seal_value(_open(var.key, var.value_encrypted, keyring), keyring)
+        var.key_id = current
+    done += len(stale_vars)
+    if done < batch:
+        stale_versions = list(
+            await session.scalars(
+                sa.select(EnvVarVersion)
+                .where(EnvVarVersion.key_id != current, EnvVarVersion.value_encrypted.is_not(None))
+                .limit(batch - done)
+                .with_for_update()
+            )
+        )
+        for old in stale_versions:
+            sealed = str(old.value_encrypted)
+            old.value_encrypted = seal_value(
+                _open(f"version {old.version}", sealed, keyring), keyring
+            )
+            old.key_id = current
+        done += len(stale_versions)
+    return done
