@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from pilothouse.deps import Caller, Keys, Session
+from pilothouse.deps import Caller, Keys, Session, get_db
 from pilothouse.variables import service
 from pilothouse.variables.schemas import (
     CheckResult,
@@ -31,13 +31,22 @@ router = APIRouter(tags=["variables"])
 )
 async def list_vars(
     env: str,
+    request: Request,
     session: Session,
     caller: Caller,
     keys: Keys,
     service_ref: str | None = Query(default=None, alias="service", description="A service."),
     reveal: bool = Query(default=False, description="Show secret values (admin; audited)."),
 ) -> list[VarRead]:
-    views = await service.list_vars(session, caller, keys, env, service=service_ref, reveal=reveal)
+    if reveal:
+        # A GET runs read-only; a reveal must leave its audit row, committed before the values
+        # are sent.
+        async with get_db(request).session(write=True) as audited:
+            views = await service.list_vars(
+                audited, caller, keys, env, service=service_ref, reveal=True
+            )
+    else:
+        views = await service.list_vars(session, caller, keys, env, service=service_ref)
     return [VarRead(**asdict(v)) for v in views]
 
 

@@ -148,7 +148,7 @@ async def set_var(
         {
             "environment": env.name,
             "scope": svc.name if svc else None,
-            "key": key,
+            "variable": key,
             "version": var.version,
             "is_secret": is_secret,
         },
@@ -182,7 +182,7 @@ async def unset_var(
         "var_unset",
         "env_var",
         var.id,
-        {"environment": env.name, "key": key, "version": var.version},
+        {"environment": env.name, "variable": key, "version": var.version},
     )
     return var
 
@@ -228,7 +228,7 @@ async def list_vars(
             "var_reveal",
             "environment",
             env.id,
-            {"environment": env.name, "scope": svc.name if svc else None, "keys": secret_keys},
+            {"environment": env.name, "scope": svc.name if svc else None, "variables": secret_keys},
         )
     return views
 
@@ -392,7 +392,7 @@ async def set_requirement(
         "requirement_set",
         "environment",
         env.id,
-        {"key": key, "required": required, "rule": rule, "args": args or {}},
+        {"variable": key, "required": required, "rule": rule, "args": args or {}},
     )
     return row
 
@@ -423,7 +423,7 @@ async def delete_requirement(
     if row is None:
         raise NotFound(f"no requirement for {key!r} in {env.name}")
     await session.delete(row)
-    audit.record(session, actor, "requirement_delete", "environment", env.id, {"key": key})
+    audit.record(session, actor, "requirement_delete", "environment", env.id, {"variable": key})
 
 
 def feature_variables(env: Environment) -> dict[str, str]:
