@@ -423,6 +423,7 @@ class Worker:
             port=port,
             version=info.version or "",
             env={**delivery.values, **cfg.env},
+            secrets=delivery.secrets,
             log_path=log_path,
             cwd=cfg.cwd,
         )

@@ -291,6 +291,7 @@ class Engine:
             env=variables,
             config=config,
             health_check=dict(svc.health_check or {}),
+            secrets=list(loaded.secrets),
         )
 
     # -- carrying out -----------------------------------------------------------------------

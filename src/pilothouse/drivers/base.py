@@ -65,6 +65,7 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     health_check: dict[str, Any] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)  # values to scrub from any output
 
 
 @dataclass(frozen=True)

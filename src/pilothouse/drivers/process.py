@@ -9,11 +9,14 @@ again by (pid, process start time) when pilothouse comes back.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -82,22 +85,63 @@ class Spawned:
     popen: subprocess.Popen[bytes] | None = None
 
 
+def _scrubbed_output(log_path: Path, secrets: list[str]) -> int:
+    """A pipe whose other end is the scrubbing relay appending to log_path; returns the write
+    end for the replica's stdout (the caller closes it once the replica has it)."""
+    read_end, write_end = os.pipe()
+    secret_read, secret_write = os.pipe()
+    subprocess.Popen(
+        [sys.executable, "-m", "pilothouse.drivers.scrubber", str(log_path)],
+        stdin=read_end,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        pass_fds=(secret_read,),
+        env={**child_environ(), "PILOTHOUSE_SCRUB_FD": str(secret_read)},
+        start_new_session=True,
+    )
+    os.close(read_end)
+    os.close(secret_read)
+    payload = b"".join(base64.b64encode(s.encode()) + b"\n" for s in secrets)
+
+    def feed() -> None:
+        with os.fdopen(secret_write, "wb") as handle:
+            handle.write(payload)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return write_end
+
+
 def spawn(
-    command: str, *, port: int, version: str, env: dict[str, str], log_path: Path, cwd: str | None
+    command: str,
+    *,
+    port: int,
+    version: str,
+    env: dict[str, str],
+    log_path: Path,
+    cwd: str | None,
+    secrets: list[str] | None = None,
 ) -> Spawned:
-    """Start one replica detached (own session), output appended to log_path."""
+    """Start one replica detached (own session), output appended to log_path. With secrets,
+    the output goes through the scrubbing relay, so no secret value reaches the file."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**child_environ(), **env, "PILOTHOUSE_VERSION": version, "PORT": str(port)}
-    with open(log_path, "ab") as log:
+    out_fd = (
+        _scrubbed_output(log_path, secrets)
+        if secrets
+        else os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    )
+    try:
         popen = subprocess.Popen(
             ["/bin/sh", "-c", "exec " + render_command(command, port=port, version=version)],
-            stdout=log,
+            stdout=out_fd,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=full_env,
             cwd=cwd,
             start_new_session=True,
         )
+    finally:
+        os.close(out_fd)
     try:
         started_at = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:
@@ -242,6 +286,7 @@ class ProcessDriver:
                 env={**spec.env, **cfg.env},
                 log_path=log_path,
                 cwd=cfg.cwd,
+                secrets=spec.secrets,
             )
         except OSError as exc:
             await events.replica_changed(replica_id, "failed", log_path=str(log_path))

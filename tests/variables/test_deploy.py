@@ -1,0 +1,142 @@
+"""A deployment is refused while required variables are missing or malformed (every problem at
+once), then the sample app receives its secrets; and the leak test: the sentinel values appear
+nowhere outside the child process (API responses, CLI output, server and replica logs, the
+database, a backup of pilothouse's own database)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from pilothouse.setup import ensure_master_key
+from tests.engine_support import Client
+
+SECRET_TOKEN = "424242:sntl-BOT-7c1e9a"
+SECRET_PASSWORD = "sntl-PW-e5d1-multi\nline-part-sntl-2"
+SENTINELS = ("sntl-BOT-7c1e9a", "sntl-PW-e5d1", "line-part-sntl-2")
+
+
+def put(client: Client, path: str, body: dict[str, Any]) -> Any:
+    return client.ok("PUT", path, json=body)
+
+
+def cli(stack: dict[str, Any], *args: str) -> str:
+    env = {
+        **stack["env"],
+        "PILOTHOUSE_URL": stack["server"].url,
+        "PILOTHOUSE_TOKEN": stack["token"],
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pilothouse", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.stdout + proc.stderr
+
+
+def test_refused_then_delivered_and_nothing_leaks(stack: dict[str, Any], db_url: str) -> None:
+    ensure_master_key(stack["data_dir"] / "master.key")
+    client: Client = stack["client"]
+    client.setup_service(versions=("v1.0.0",), replicas=1)
+    put(
+        client,
+        "/environments/dev/requirements/BOT_TOKEN",
+        {"rule": "regex", "args": {"pattern": r"\d+:[A-Za-z0-9_-]+"}},
+    )
+    put(client, "/environments/dev/requirements/WEBHOOK_URL", {"rule": "https_url"})
+    put(
+        client,
+        "/environments/dev/requirements/LOG_LEVEL",
+        {"rule": "one_of", "args": {"values": ["DEBUG", "INFO", "WARNING", "ERROR"]}},
+    )
+    put(client, "/environments/dev/vars/WEBHOOK_URL", {"value": "http://plain.example"})
+
+    refused = client.wait(client.deploy("web", "v1.0.0")["id"])
+    assert refused["status"] == "failed"
+    assert refused["error_message"] == (
+        "environment variables: BOT_TOKEN: is required; LOG_LEVEL: is required; "
+        "WEBHOOK_URL: must be an https:// URL"
+    )
+    assert client.replicas("web", None) == []
+    history = [h["to_status"] for h in client.ok("GET", f"/history/deployment/{refused['id']}")]
+    assert history == ["pending", "failed"]
+
+    put(client, "/environments/dev/vars/BOT_TOKEN", {"value": SECRET_TOKEN, "is_secret": True})
+    put(client, "/environments/dev/vars/DB_PASSWORD", {"value": SECRET_PASSWORD, "is_secret": True})
+    put(client, "/environments/dev/vars/WEBHOOK_URL", {"value": "https://hooks.example.com/x"})
+    put(client, "/environments/dev/vars/LOG_LEVEL", {"value": "INFO"})
+    put(client, "/environments/dev/vars/SAMPLE_PRINT_ENV", {"value": "1"})  # prints its env
+    dep = client.wait(client.deploy("web", "v1.0.0")["id"])
+    assert dep["status"] == "success", dep
+    replica = client.replicas("web")[0]
+    port = replica["ports"]["http"]
+    for key, value in (
+        ("BOT_TOKEN", SECRET_TOKEN),
+        ("DB_PASSWORD", SECRET_PASSWORD),
+        ("LOG_LEVEL", "INFO"),
+    ):
+        got = httpx.get(f"http://127.0.0.1:{port}/env/{key}").json()["sha256"]
+        assert got == hashlib.sha256(value.encode()).hexdigest(), key
+    # pilothouse's own secrets are not handed down
+    assert (
+        httpx.get(f"http://127.0.0.1:{port}/env/PILOTHOUSE_DATABASE_URL").json()["sha256"] is None
+    )
+    logs = client.ok("GET", f"/deployments/{dep['id']}/logs", params={"limit": 1000})["items"]
+    assert any("env BOT_TOKEN=********" in line["message"] for line in logs), logs
+
+    # -- every place a value could leak ----------------------------------------------------
+    seen: list[str] = []
+    for path in (
+        "/environments/dev/vars",
+        "/environments/dev/vars/BOT_TOKEN/history",
+        f"/deployments/{dep['id']}",
+        f"/deployments/{dep['id']}/logs?limit=1000",
+        f"/deployments/{refused['id']}/logs?limit=1000",
+        "/deployments",
+        "/services/web/replicas",
+        "/audit?limit=1000",
+        "/environments/dev",
+        "/environments/dev/vars-check",
+        "/vars-diff?left=dev&right=dev",
+    ):
+        seen.append(client.http.get(path).text)
+    for args in (
+        ("vars", "list", "--env", "dev"),
+        ("vars", "export", "--env", "dev"),
+        ("vars", "history", "BOT_TOKEN", "--env", "dev"),
+        ("vars", "check", "dev"),
+        ("vars", "template", "--env", "dev", "-o", str(stack["data_dir"] / "t.env")),
+        ("logs", dep["id"]),
+        ("deployments", "show", dep["id"]),
+        ("replicas", "web"),
+        ("backup", "self"),
+    ):
+        seen.append(cli(stack, *args))
+    for file in Path(stack["data_dir"]).rglob("*"):
+        if file.is_file() and file.name != "master.key":
+            seen.append(file.read_bytes().decode("latin-1"))
+    if db_url.startswith("postgresql"):
+        dump = subprocess.run(
+            ["pg_dump", "--data-only", str(sa.engine.make_url(db_url))],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seen.append(dump.stdout)
+    else:
+        store = Path(str(sa.engine.make_url(db_url).database))
+        for file in (store, Path(f"{store}-wal")):
+            if file.exists():
+                seen.append(file.read_bytes().decode("latin-1"))
+    for sentinel in SENTINELS:
+        hits = [i for i, text in enumerate(seen) if sentinel in text]
+        assert hits == [], f"{sentinel!r} leaked into {[seen[i][:200] for i in hits]}"
+    assert any("backups" in str(p) for p in Path(stack["data_dir"]).rglob("*.enc"))
