@@ -165,3 +165,17 @@ values = st.text(
 @given(st.dictionaries(keys, values, max_size=12))
 def test_dotenv_round_trip(mapping: dict[str, str]) -> None:
     assert parse(render(mapping)) == mapping
+
+
+def test_known_secret_values_never_reach_a_log_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from pilothouse.core.logging import configure, get_logger, register_secrets
+
+    configure("info")
+    register_secrets(["sntl-log-5e2f"])
+    log = get_logger("test")
+    try:
+        raise RuntimeError("connect failed with password sntl-log-5e2f")
+    except RuntimeError as exc:
+        log.error("boom sntl-log-5e2f", detail={"x": "a sntl-log-5e2f b"}, exc_info=exc)
+    err = capsys.readouterr().err
+    assert "boom ***" in err and "sntl-log-5e2f" not in err

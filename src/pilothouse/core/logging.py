@@ -19,8 +19,21 @@ TOKEN_SHAPE = re.compile(r"ph_[A-Za-z0-9_-]{16,}")
 URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 
+#: Secret values this process has opened (environment variables handed to a deployment): every
+#: log line is scrubbed of them, wherever they appear (messages, exception text, fields).
+_KNOWN: set[str] = set()
+
+
+def register_secrets(values: list[str]) -> None:
+    """Remember secret values so that no log line of this process can carry them."""
+    _KNOWN.update(v for v in values if len(v) >= 4)
+
+
 def mask_text(text: str) -> str:
-    """Hide tokens and passwords inside URLs in free text."""
+    """Hide known secret values, tokens and passwords inside URLs in free text."""
+    for secret in sorted(_KNOWN, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
     return URL_PASSWORD.sub(r"\1***@", TOKEN_SHAPE.sub("ph_***", text))
 
 

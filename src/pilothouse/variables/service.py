@@ -20,6 +20,7 @@ from pilothouse.access import Principal, require
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, open_value, seal_value
+from pilothouse.core.logging import register_secrets
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import NotFound, PilothouseError, ValidationFailed
@@ -105,6 +106,8 @@ async def set_var(
     """Create or change a variable; returns it and whether anything changed (a new version)."""
     require(actor, "manage_vars")
     _check_key_value(key, value)
+    if is_secret:
+        register_secrets([value])
     env = await environments.get_environment(session, actor, env_ref)
     scope, svc = await _scope(session, actor, env, service)
     var = await _current(session, env.id, scope, key)
@@ -469,6 +472,7 @@ async def for_deployment(
         )
     ]
     problems += check_all(requirements, values)
+    register_secrets(secrets)  # this process now holds them: its logs must never show them
     return Delivery(values, secrets, problems)
 
 
