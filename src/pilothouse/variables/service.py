@@ -36,7 +36,7 @@ MAX_VALUE = 65536
 class KeyMissing(PilothouseError):
     """A stored value was sealed with a key that is not in the keyring."""
 
-    status = 500
+    status = 503
     code = "key_missing"
 
 
