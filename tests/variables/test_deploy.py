@@ -74,6 +74,7 @@ def test_refused_then_delivered_and_nothing_leaks(stack: dict[str, Any], db_url:
     put(client, "/environments/dev/vars/WEBHOOK_URL", {"value": "https://hooks.example.com/x"})
     put(client, "/environments/dev/vars/LOG_LEVEL", {"value": "INFO"})
     put(client, "/environments/dev/vars/SAMPLE_PRINT_ENV", {"value": "1"})  # prints its env
+    client.ok("PATCH", "/environments/dev", json={"features": {"new-ui": True, "beta": False}})
     dep = client.wait(client.deploy("web", "v1.0.0")["id"])
     assert dep["status"] == "success", dep
     replica = client.replicas("web")[0]
@@ -82,6 +83,8 @@ def test_refused_then_delivered_and_nothing_leaks(stack: dict[str, Any], db_url:
         ("BOT_TOKEN", SECRET_TOKEN),
         ("DB_PASSWORD", SECRET_PASSWORD),
         ("LOG_LEVEL", "INFO"),
+        ("FEATURE_NEW_UI", "true"),  # feature flags arrive as variables (seed 002)
+        ("FEATURE_BETA", "false"),
     ):
         got = httpx.get(f"http://127.0.0.1:{port}/env/{key}").json()["sha256"]
         assert got == hashlib.sha256(value.encode()).hexdigest(), key
