@@ -236,18 +236,32 @@ async def list_vars(
     return views
 
 
-async def _live_rows(session: AsyncSession, env_id: uuid.UUID, scope: str) -> list[EnvVar]:
+LIVE_COLUMNS = (
+    EnvVar.key,
+    EnvVar.scope,
+    EnvVar.value_encrypted,
+    EnvVar.is_secret,
+    EnvVar.version,
+    EnvVar.platform_synced,
+    EnvVar.updated_at,
+    EnvVar.updated_by,
+)
+
+
+async def _live_rows(session: AsyncSession, env_id: uuid.UUID, scope: str) -> list[Any]:
+    """The live variables of an environment, a service's overriding the environment's, sorted
+    by key. Plain rows (no ORM objects): this runs before every deployment and every read."""
     scopes = [""] if not scope else ["", scope]
-    rows = list(
-        await session.scalars(
-            sa.select(EnvVar).where(
+    rows = (
+        await session.execute(
+            sa.select(*LIVE_COLUMNS).where(
                 EnvVar.environment_id == env_id,
                 EnvVar.scope.in_(scopes),
                 EnvVar.deleted_at.is_(None),
             )
         )
-    )
-    merged: dict[str, EnvVar] = {}
+    ).all()
+    merged: dict[str, Any] = {}
     for var in sorted(rows, key=lambda v: v.scope != ""):  # service rows override
         merged[var.key] = var
     return [merged[k] for k in sorted(merged)]
