@@ -395,6 +395,38 @@ def self_(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     _report(_run_local(data_dir, database_url, lambda ctx: _take_local(ctx, None)))
 
 
+def _check(data_dir: Path | None, database_url: str | None, ref: str, kind: str) -> None:
+    """Run the integrity check or the restore drill on one backup and report it in one line."""
+    from pilothouse.backups import jobs
+
+    job, doing, label, passed, detail = {
+        "verify": (
+            jobs.verify_backup,
+            "verifying",
+            "integrity check",
+            "integrity_check_passed",
+            "integrity_detail",
+        ),
+        "drill": (
+            jobs.drill_backup,
+            "restoring into a scratch database:",
+            "restore drill",
+            "restore_test_passed",
+            "restore_test_detail",
+        ),
+    }[kind]
+
+    async def work(ctx: Any) -> Any:
+        backup = await _resolve(ctx, ref)
+        with err.status(f"{doing} {backup.name}..."):
+            return await job(ctx, backup.id)
+
+    row = _run_local(data_dir, database_url, work)
+    if not getattr(row, passed):
+        raise CliError(f"{row.name}: {label} FAILED: {getattr(row, detail)}")
+    out.print(f"{row.name}: {label} passed: {getattr(row, detail)}", markup=False)
+
+
 @app.command("verify")
 def verify(
     ref: Annotated[str, typer.Argument(help="Backup id or name.")],
@@ -402,18 +434,7 @@ def verify(
     database_url: DbUrl = None,
 ) -> None:
     """Re-run the integrity check: every chunk's tag, the checksum, the engine's own listing."""
-
-    async def work(ctx: Any) -> Any:
-        from pilothouse.backups import jobs
-
-        backup = await _resolve(ctx, ref)
-        with err.status(f"verifying {backup.name}..."):
-            return await jobs.verify_backup(ctx, backup.id)
-
-    row = _run_local(data_dir, database_url, work)
-    if not row.integrity_check_passed:
-        raise CliError(f"{row.name}: integrity check FAILED: {row.integrity_detail}")
-    out.print(f"{row.name}: integrity check passed: {row.integrity_detail}", markup=False)
+    _check(data_dir, database_url, ref, "verify")
 
 
 @app.command("drill")
@@ -423,18 +444,7 @@ def drill(
     database_url: DbUrl = None,
 ) -> None:
     """Restore drill: restore into a scratch database, compare row counts, drop the scratch."""
-
-    async def work(ctx: Any) -> Any:
-        from pilothouse.backups import jobs
-
-        backup = await _resolve(ctx, ref)
-        with err.status(f"restoring {backup.name} into a scratch database..."):
-            return await jobs.drill_backup(ctx, backup.id)
-
-    row = _run_local(data_dir, database_url, work)
-    if not row.restore_test_passed:
-        raise CliError(f"{row.name}: restore drill FAILED: {row.restore_test_detail}")
-    out.print(f"{row.name}: restore drill passed: {row.restore_test_detail}", markup=False)
+    _check(data_dir, database_url, ref, "drill")
 
 
 @app.command("restore")
