@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,52 @@ def test_pg_dump_of_a_missing_database_fails_cleanly(harness: Harness, pg_source
     assert backup.status == "failed"
     assert "no_such_db_xyz" in (backup.error_message or "")
     assert not list((harness.data_dir / "backups").rglob("*.enc"))
+
+
+def test_a_final_failure_and_a_failed_check_are_alerted(
+    harness: Harness, sqlite_source: Path, tmp_path: Path
+) -> None:
+    """The real webhook channel receives a signed message for each."""
+    from pilothouse.alerts import service as alerts
+    from tests.healthchecks.test_monitor import SECRET, Receiver
+
+    receiver = Receiver()
+
+    async def add(ctx: jobs.BackupContext) -> None:
+        async with ctx.db.session() as session:
+            admin = await _admin(session)
+            await alerts.add_channel(
+                session,
+                admin,
+                name="ops",
+                kind="webhook",
+                config={"url": receiver.url, "secret": SECRET},
+            )
+
+    harness.call(add)
+    gone = harness.target("gone", f"sqlite:///{tmp_path}/missing.db", max_retries=0)
+    failed = harness.backup(gone)
+    assert failed.status == "failed" and failed.next_attempt_at is None
+    good = harness.target("lite", f"sqlite:///{sqlite_source}")
+    backup = harness.backup(good)
+    path = harness.object_path(backup)
+    data = path.read_bytes()
+    path.write_bytes(data[:-10] + bytes(b ^ 1 for b in data[-10:]))
+    harness.call(jobs.verify_backup, backup.id)
+    events = [m["event"] for m in receiver.messages]
+    assert events == ["backup_failed", "backup_integrity_failed"], receiver.messages
+    assert "backup of gone failed after 1 attempt(s)" in receiver.messages[0]["text"]
+    assert receiver.bad_signatures == 0
+
+
+async def _admin(session: Any) -> Any:
+    import sqlalchemy as sa
+
+    from pilothouse.access import Principal
+    from pilothouse.users import service as users
+    from pilothouse.users.models import User
+
+    user = await session.scalar(sa.select(User).where(User.role == "admin").limit(1))
+    if user is None:
+        user, _ = await users.bootstrap_admin(session, "ops-admin")
+    return Principal(id=user.id, name=user.name, role="admin")
