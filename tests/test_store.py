@@ -41,6 +41,9 @@ TABLES = {
     "backup_targets",
     "backups",
     "job_slots",
+    "env_vars",
+    "env_var_versions",
+    "var_requirements",
     # health monitoring (0003)
     "health_checks",
     "probe_claims",
