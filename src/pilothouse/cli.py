@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +12,7 @@ from pilothouse import __version__
 from pilothouse.alerts.cli import app as channel_app
 from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.backups.cli import app as backup_app
-from pilothouse.backups.cli import keys_app
+from pilothouse.cli_support import DataDir, DbUrl, local_settings
 from pilothouse.client import CliError, save_config
 from pilothouse.console import err, out
 from pilothouse.deployments.cli import app as deployments_app
@@ -42,6 +41,7 @@ app = typer.Typer(
 db_app = typer.Typer(
     help="Database schema (runs locally against PILOTHOUSE_DATABASE_URL).", no_args_is_help=True
 )
+keys_app = typer.Typer(help="The master keyring (on the pilothouse host).", no_args_is_help=True)
 
 
 def _version(value: bool) -> None:
@@ -65,29 +65,6 @@ def root(
     """pilothouse: a self-hosted deployment control plane."""
 
 
-def _settings(data_dir: Path | None, database_url: str | None):  # type: ignore[no-untyped-def]
-    from pilothouse.config import Settings
-
-    overrides: dict[str, object] = {}
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    if database_url is not None:
-        overrides["database_url"] = database_url
-    return Settings(**overrides)  # type: ignore[arg-type]
-
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(help="Data directory (default PILOTHOUSE_DATA_DIR or ~/.local/share/pilothouse)."),
-]
-DbUrl = Annotated[
-    str | None,
-    typer.Option(
-        help="Database URL (default PILOTHOUSE_DATABASE_URL or SQLite in the data directory)."
-    ),
-]
-
-
 @app.command()
 def init(
     data_dir: DataDir = None,
@@ -103,7 +80,7 @@ def init(
     """Create the data directory, master key (0600), database and the first admin token."""
     from pilothouse.setup import initialise
 
-    settings = _settings(data_dir, database_url)
+    settings = local_settings(data_dir, database_url)
     result = initialise(settings, admin_name=admin)
     url = server_url or f"http://{settings.host}:{settings.port}"
     out.print(f"data directory  {result.data_dir}")
@@ -154,7 +131,7 @@ def serve(
 
     from pilothouse.app import create_app
 
-    settings = _settings(data_dir, database_url)
+    settings = local_settings(data_dir, database_url)
     if host:
         settings.host = host
     if port:
@@ -185,7 +162,7 @@ def db_upgrade(
     """Upgrade the schema (to the newest revision by default)."""
     from pilothouse import migrations
 
-    settings = _settings(data_dir, database_url)
+    settings = local_settings(data_dir, database_url)
     url = settings.effective_database_url()
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +179,7 @@ def db_downgrade(
     """Downgrade the schema (destructive: tables of later revisions are dropped)."""
     from pilothouse import migrations
 
-    url = _settings(data_dir, database_url).effective_database_url()
+    url = local_settings(data_dir, database_url).effective_database_url()
     migrations.downgrade(url, revision)
     out.print(f"database at revision {migrations.current_revision(url) or 'base'}")
 
@@ -212,10 +189,57 @@ def db_current(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Print the schema revision and the newest one this version ships."""
     from pilothouse import migrations
 
-    url = _settings(data_dir, database_url).effective_database_url()
+    url = local_settings(data_dir, database_url).effective_database_url()
     out.print(
         f"current {migrations.current_revision(url) or 'none'}, head {migrations.head_revision()}"
     )
+
+
+@keys_app.command("rotate")
+def keys_rotate(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Add a new master key and re-encrypt every stored variable and DSN with it (in batches,
+    one transaction each). Backups keep the key they were written with: old keys stay in the
+    key file, so older backups stay restorable."""
+    import asyncio
+
+    from pilothouse.core.crypto import load_keyring, rotate_key_file
+    from pilothouse.core.db import Database
+    from pilothouse.rotation import reseal_all
+
+    settings = local_settings(data_dir, database_url)
+    if settings.master_key:
+        raise CliError(
+            "the master key comes from PILOTHOUSE_MASTER_KEY: rotate by moving to the key file "
+            "(unset it and put the key in <data_dir>/master.key), then run this again"
+        )
+    kid, count = rotate_key_file(settings.master_key_path)
+    out.print(f"new current key {kid} ({count} keys in {settings.master_key_path})")
+
+    async def reseal() -> int:
+        db = Database(settings.effective_database_url())
+        try:
+            return await reseal_all(db, load_keyring(None, settings.master_key_path))
+        finally:
+            await db.dispose()
+
+    with err.status("re-encrypting stored values..."):
+        rewritten = asyncio.run(reseal())
+    out.print(f"re-encrypted {rewritten} stored value(s) with key {kid}")
+    out.print(f"back up {settings.master_key_path} now: without it the data cannot be read")
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """Key ids in the keyring (never the keys), the current one marked."""
+    from pilothouse.core.crypto import CryptoError, load_keyring
+
+    settings = local_settings(data_dir, None)
+    try:
+        ring = load_keyring(settings.master_key, settings.master_key_path)
+    except CryptoError as exc:
+        raise CliError(str(exc)) from None
+    for kid in ring.keys:
+        out.print(f"{kid.hex()}{'  (current)' if kid == ring.current else ''}")
 
 
 app.add_typer(db_app, name="db")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pilothouse.client import ApiClient, CliError
+
+if TYPE_CHECKING:
+    from pilothouse.config import Settings
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 EnvOption = Annotated[
@@ -33,3 +37,29 @@ def json_object(value: str | None, option: str) -> dict[str, Any] | None:
     if not isinstance(parsed, dict):
         raise CliError(f"--{option} must be a JSON object")
     return parsed
+
+
+# -- commands that run on the pilothouse host (init, serve, db, keys, backup run...) ------------
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="Data directory (default PILOTHOUSE_DATA_DIR or ~/.local/share/pilothouse)."),
+]
+DbUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="Database URL (default PILOTHOUSE_DATABASE_URL or SQLite in the data directory)."
+    ),
+]
+
+
+def local_settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    """The server's settings (PILOTHOUSE_*), with --data-dir / --database-url applied."""
+    from pilothouse.config import Settings
+
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    return Settings(**overrides)

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MASTER_KEY_FILE = "master.key"  # in the data directory: one base64 key per line, mode 0600
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "pilothouse"
@@ -68,7 +70,7 @@ class Settings(BaseSettings):
 
     @property
     def master_key_path(self) -> Path:
-        return self.data_dir / "master.key"
+        return self.data_dir / MASTER_KEY_FILE
 
     def effective_database_url(self) -> str:
         """The configured URL, or the embedded SQLite default."""

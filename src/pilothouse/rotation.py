@@ -5,12 +5,10 @@ value readable (each row names the key that sealed it, and old keys stay in the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import sqlalchemy as sa
 
 from pilothouse.backups.models import BackupTarget
-from pilothouse.core.crypto import Keyring, open_value, seal_value
+from pilothouse.core.crypto import Keyring, open_value, seal_value, sealed_key_id
 from pilothouse.core.db import Database
 from pilothouse.variables import service as variables
 
@@ -20,7 +18,6 @@ async def reseal_all(
     keyring: Keyring,
     *,
     batch: int = 500,
-    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Rewrite every variable (and its history) and every backup target DSN still sealed with an
     older key; returns how many values were rewritten."""
@@ -29,24 +26,13 @@ async def reseal_all(
         async with db.session() as session:
             done = await variables.reseal_batch(session, keyring, batch=batch)
         total += done
-        if progress is not None and done:
-            progress(done)
         if done == 0:
             break
     async with db.session() as session:
         for target in await session.scalars(sa.select(BackupTarget).with_for_update()):
-            if _sealed_with(target.dsn_encrypted) != keyring.current:
+            if sealed_key_id(target.dsn_encrypted) != keyring.current:
                 target.dsn_encrypted = seal_value(
                     open_value(target.dsn_encrypted, keyring), keyring
                 )
                 total += 1
     return total
-
-
-def _sealed_with(sealed: str) -> bytes:
-    import base64
-
-    from pilothouse.core.crypto import HEADER
-
-    raw = base64.b64decode(sealed)[: HEADER.size]
-    return bytes(HEADER.unpack(raw)[2]) if len(raw) == HEADER.size else b""

@@ -205,7 +205,8 @@ class Worker:
         assert ctx is not None
         now = utcnow()
         await backup_jobs.reconcile_interrupted(ctx)
-        await backup_jobs.schedule_due(ctx, now)
+        targets = await backup_jobs.enabled_targets(ctx)
+        await backup_jobs.schedule_due(ctx, now, targets)
         await backup_jobs.retry_due(ctx, now)
         for backup_id in await backup_jobs.runnable(ctx):
             if backup_id in self.backup_tasks or self.backup_slots.locked():
@@ -213,7 +214,7 @@ class Worker:
             task = asyncio.create_task(self._run_backup(backup_id))
             self.backup_tasks[backup_id] = task
             task.add_done_callback(self._forget_backup(backup_id))
-        for backup_id in await backup_jobs.drills_due(ctx, now):
+        for backup_id in await backup_jobs.drills_due(ctx, now, targets):
             self._housekeep(backup_jobs.drill_backup(ctx, backup_id))
         if await backup_jobs.cleanup_due(ctx, now):
             self._housekeep(self._cleanup())

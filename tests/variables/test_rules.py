@@ -179,3 +179,23 @@ def test_known_secret_values_never_reach_a_log_line(capsys: pytest.CaptureFixtur
         log.error("boom sntl-log-5e2f", detail={"x": "a sntl-log-5e2f b"}, exc_info=exc)
     err = capsys.readouterr().err
     assert "boom ***" in err and "sntl-log-5e2f" not in err
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("API_TOKEN", True),
+        ("DB_PASSWORD", True),
+        ("stripe_api_key", True),
+        ("DATABASE_DSN", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("PRIVATE_PEM", True),
+        ("LOG_LEVEL", False),
+        ("PORT", False),
+        ("KEYBOARD_LAYOUT", False),
+    ],
+)
+def test_which_names_look_secret(key: str, secret: bool) -> None:
+    from pilothouse.variables.rules import looks_secret
+
+    assert looks_secret(key) is secret

@@ -18,16 +18,11 @@ from pilothouse.backups.schemas import (
     TargetRead,
     TargetUpdate,
 )
+from pilothouse.backups.storage import open_storage
 from pilothouse.config import Settings
-from pilothouse.core.crypto import Keyring
-from pilothouse.deps import Caller, Session
-from pilothouse.deps import _keyring as keyring_from
+from pilothouse.deps import Caller, Keys, Session
 
 router = APIRouter(tags=["backups"])
-
-
-def _keyring(request: Request) -> Keyring:
-    return keyring_from(request)
 
 
 @router.post(
@@ -37,9 +32,9 @@ def _keyring(request: Request) -> Keyring:
     summary="Register a database to back up (admin); its DSN is stored encrypted",
 )
 async def create_target(
-    body: TargetCreate, request: Request, session: Session, caller: Caller
+    body: TargetCreate, session: Session, caller: Caller, keys: Keys
 ) -> TargetRead:
-    target = await service.create_target(session, caller, _keyring(request), body)
+    target = await service.create_target(session, caller, keys, body)
     return TargetRead.model_validate(target)
 
 
@@ -55,10 +50,9 @@ async def get_target(ref: str, session: Session, caller: Caller) -> TargetRead:
 
 @router.patch("/backup-targets/{ref}", response_model=TargetRead, summary="Change a target (admin)")
 async def update_target(
-    ref: str, body: TargetUpdate, request: Request, session: Session, caller: Caller
+    ref: str, body: TargetUpdate, session: Session, caller: Caller, keys: Keys
 ) -> TargetRead:
-    keyring = _keyring(request) if body.dsn is not None else None
-    target = await service.update_target(session, caller, keyring, ref, body)
+    target = await service.update_target(session, caller, keys, ref, body)
     return TargetRead.model_validate(target)
 
 
@@ -84,9 +78,7 @@ async def queue_backup(
     require(caller, "run_backups")
     target = await service.get_target(session, caller, ref)
     settings: Settings = request.app.state.settings
-    from pilothouse.backups.storage import open_storage
-
-    storage = open_storage(target.storage, settings.data_dir / "backups")
+    storage = open_storage(target.storage, settings.data_dir)
     backup = await service.new_backup(
         session, target, storage, trigger="manual", actor=caller, reason=body.reason
     )

@@ -27,7 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from pilothouse.cli_support import JsonFlag, api
+from pilothouse.cli_support import DataDir, DbUrl, JsonFlag, api, local_settings
 from pilothouse.client import CliError
 from pilothouse.console import err, out, print_json, print_record, print_table
 
@@ -44,19 +44,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 target_app = typer.Typer(help="What to back up, when and where (over HTTP).", no_args_is_help=True)
-keys_app = typer.Typer(help="The master keyring (on the pilothouse host).", no_args_is_help=True)
 app.add_typer(target_app, name="target")
 
 T = TypeVar("T")
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(help="Data directory (default PILOTHOUSE_DATA_DIR or ~/.local/share/pilothouse)."),
-]
-DbUrl = Annotated[
-    str | None,
-    typer.Option(help="Store URL (default PILOTHOUSE_DATABASE_URL or SQLite in the data dir)."),
-]
 
 TARGET_COLUMNS = ["name", "engine", "database_name", "schedule", "drill_schedule", "enabled"]
 BACKUP_COLUMNS = [
@@ -300,24 +290,13 @@ def _local_actor() -> Principal:
     return Principal(id=uuid.UUID(int=0), name=f"cli:{getpass.getuser()}", role="admin")
 
 
-def _settings(data_dir: Path | None, database_url: str | None) -> Any:
-    from pilothouse.config import Settings
-
-    overrides: dict[str, Any] = {}
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    if database_url is not None:
-        overrides["database_url"] = database_url
-    return Settings(**overrides)
-
-
 def _run_local(
     data_dir: Path | None, database_url: str | None, work: Callable[[Any], Awaitable[T]]
 ) -> T:
     from pilothouse.backups.jobs import BackupContext
     from pilothouse.core.db import Database
 
-    settings = _settings(data_dir, database_url)
+    settings = local_settings(data_dir, database_url)
 
     async def main() -> T:
         db = Database(settings.effective_database_url())
@@ -498,53 +477,3 @@ def cleanup(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     )
     if figures["errors"]:
         raise CliError("cleanup met errors; see the log")
-
-
-# -- keys ------------------------------------------------------------------------------------------
-
-
-@keys_app.command("rotate")
-def keys_rotate(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
-    """Add a new master key and re-encrypt every stored variable and DSN with it (in batches,
-    one transaction each). Backups keep the key they were written with: old keys stay in the
-    key file, so older backups stay restorable."""
-    from pilothouse.core.crypto import load_keyring, rotate_key_file
-    from pilothouse.rotation import reseal_all
-
-    settings = _settings(data_dir, database_url)
-    if settings.master_key:
-        raise CliError(
-            "the master key comes from PILOTHOUSE_MASTER_KEY: rotate by moving to the key file "
-            "(unset it and put the key in <data_dir>/master.key), then run this again"
-        )
-    kid, count = rotate_key_file(settings.master_key_path)
-    out.print(f"new current key {kid} ({count} keys in {settings.master_key_path})")
-
-    async def reseal(_ctx: Any) -> int:
-        from pilothouse.core.db import Database
-
-        db = Database(settings.effective_database_url())
-        try:
-            ring = load_keyring(None, settings.master_key_path)
-            with err.status("re-encrypting stored values..."):
-                return await reseal_all(db, ring)
-        finally:
-            await db.dispose()
-
-    rewritten = asyncio.run(reseal(None))
-    out.print(f"re-encrypted {rewritten} stored value(s) with key {kid}")
-    out.print(f"back up {settings.master_key_path} now: without it the data cannot be read")
-
-
-@keys_app.command("list")
-def keys_list(data_dir: DataDir = None) -> None:
-    """Key ids in the keyring (never the keys), the current one marked."""
-    from pilothouse.core.crypto import CryptoError, load_keyring
-
-    settings = _settings(data_dir, None)
-    try:
-        ring = load_keyring(settings.master_key, settings.master_key_path)
-    except CryptoError as exc:
-        raise CliError(str(exc)) from None
-    for kid in ring.keys:
-        out.print(f"{kid.hex()}{'  (current)' if kid == ring.current else ''}")

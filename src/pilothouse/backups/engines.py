@@ -87,8 +87,6 @@ class Dump:
     stderr: IO[bytes] | None = None
     counts: dict[str, int] = field(default_factory=dict)
     _after: list[Any] = field(default_factory=list)
-    _check_tail: bool = False
-    tail: bytes = b""
 
     def finish(self) -> None:
         """Wait for the tool; raise EngineError if it failed. Row counts are final after this."""
@@ -412,7 +410,7 @@ def _sqlite_is_empty(url: URL) -> bool:
     path = Path(str(url.database))
     if not path.exists() or path.stat().st_size == 0:
         return True
-    return not _sqlite_counts(str(path)) and not _sqlite_has_objects(str(path))
+    return not _sqlite_has_objects(str(path))
 
 
 def _sqlite_has_objects(path: str) -> bool:
@@ -577,10 +575,7 @@ def check_structure(engine: str, data: Iterable[bytes], *, server_url: URL | Non
         return f"pg_restore --list: {entries} entries"
     if engine == "mariadb":
         tail = b""
-        head = b""
         for piece in data:
-            if len(head) < 200:
-                head += piece[:200]
             tail = (tail + piece)[-4096:]
         if b"-- Dump completed" not in tail:
             raise EngineError("the SQL dump has no completion marker: it was cut short")

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
@@ -44,6 +43,7 @@ from pilothouse.backups.pipeline import BackupDamaged, Progress, Written, read_b
 from pilothouse.backups.retention import expires_at, gfs_class, merged_policy
 from pilothouse.backups.schedule import DEFAULT_CLEANUP, due_slot
 from pilothouse.backups.storage import Storage, StorageError, open_storage
+from pilothouse.config import MASTER_KEY_FILE
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
@@ -77,10 +77,10 @@ class BackupContext:
 
     def keyring(self) -> Keyring:
         """Read on every job, so `pilothouse keys rotate` takes effect without a restart."""
-        return load_keyring(self.master_key, self.data_dir / "master.key")
+        return load_keyring(self.master_key, self.data_dir / MASTER_KEY_FILE)
 
     def storage(self, target: BackupTarget) -> Storage:
-        return open_storage(target.storage, self.data_dir / "backups")
+        return open_storage(target.storage, self.data_dir)
 
 
 def describe(exc: BaseException) -> str:
@@ -265,13 +265,11 @@ async def _record_success(
         return row
 
 
-async def _record_failure(
-    ctx: BackupContext, backup_id: uuid.UUID, message: str, *, owned: bool = True
-) -> Backup:
+async def _record_failure(ctx: BackupContext, backup_id: uuid.UUID, message: str) -> Backup:
     async with ctx.db.session() as session:
         row = await session.get(Backup, backup_id, with_for_update=True)
         assert row is not None
-        if row.status != "in_progress" or (owned and row.lease_owner != ctx.worker_id):
+        if row.status != "in_progress" or row.lease_owner != ctx.worker_id:
             return row
         target = await session.get(BackupTarget, row.target_id)
         assert target is not None
@@ -566,9 +564,9 @@ async def cleanup(ctx: BackupContext, *, now: datetime | None = None) -> dict[st
 
 async def claim_slot(ctx: BackupContext, job: str, key: str, slot: datetime) -> bool:
     """Whoever inserts (job, key, slot) first runs it; True for the winner."""
-    insert = (postgresql.insert if ctx.db.dialect == "postgresql" else sqlite.insert)(JobSlot)
     statement = (
-        insert.values(job=job, key=key, slot=slot, worker=ctx.worker_id, claimed_at=utcnow())
+        ctx.db.insert(JobSlot)
+        .values(job=job, key=key, slot=slot, worker=ctx.worker_id, claimed_at=utcnow())
         .on_conflict_do_nothing()
         .returning(JobSlot.job)
     )
@@ -576,21 +574,26 @@ async def claim_slot(ctx: BackupContext, job: str, key: str, slot: datetime) -> 
         return (await session.execute(statement)).first() is not None
 
 
-async def schedule_due(ctx: BackupContext, now: datetime) -> list[uuid.UUID]:
-    """Create the scheduled backups whose slot has come (once per target and slot)."""
+async def enabled_targets(ctx: BackupContext) -> list[BackupTarget]:
+    """Live targets whose schedules run (one query per worker tick, for backups and drills)."""
     async with ctx.db.session(write=False) as session:
-        targets = list(
+        return list(
             await session.scalars(
                 sa.select(BackupTarget).where(
-                    BackupTarget.deleted_at.is_(None),
-                    BackupTarget.enabled.is_(True),
-                    BackupTarget.schedule.is_not(None),
+                    BackupTarget.deleted_at.is_(None), BackupTarget.enabled.is_(True)
                 )
             )
         )
+
+
+async def schedule_due(
+    ctx: BackupContext, now: datetime, targets: list[BackupTarget]
+) -> list[uuid.UUID]:
+    """Create the scheduled backups whose slot has come (once per target and slot)."""
     created = []
     for target in targets:
-        assert target.schedule is not None
+        if target.schedule is None:
+            continue
         slot = due_slot(target.schedule, now, since=target.created_at, window=ctx.catchup)
         if slot is None:
             continue
@@ -659,22 +662,15 @@ async def runnable(ctx: BackupContext) -> list[uuid.UUID]:
         )
 
 
-async def drills_due(ctx: BackupContext, now: datetime) -> list[uuid.UUID]:
+async def drills_due(
+    ctx: BackupContext, now: datetime, targets: list[BackupTarget]
+) -> list[uuid.UUID]:
     """For each target whose drill slot has come (and this worker won it): its newest completed,
     verified backup."""
-    async with ctx.db.session(write=False) as session:
-        targets = list(
-            await session.scalars(
-                sa.select(BackupTarget).where(
-                    BackupTarget.deleted_at.is_(None),
-                    BackupTarget.enabled.is_(True),
-                    BackupTarget.drill_schedule.is_not(None),
-                )
-            )
-        )
     chosen = []
     for target in targets:
-        assert target.drill_schedule is not None
+        if target.drill_schedule is None:
+            continue
         slot = due_slot(target.drill_schedule, now, since=target.created_at, window=ctx.catchup)
         if slot is None:
             continue

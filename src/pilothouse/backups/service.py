@@ -113,7 +113,7 @@ async def create_target(
 async def update_target(
     session: AsyncSession,
     actor: Principal,
-    keyring: Keyring | None,
+    keyring: Keyring,
     ref: str,
     data: TargetUpdate,
 ) -> BackupTarget:
@@ -123,8 +123,6 @@ async def update_target(
     if "dsn" in changes:
         if data.dsn is None:
             raise ValidationFailed("dsn", "must be a database URL, not null")
-        if keyring is None:
-            raise ValidationFailed("dsn", "cannot be changed without the master key")
         dsn = data.dsn.get_secret_value()
         engine, database, display = _parse(dsn)
         target.engine, target.database_name, target.dsn_display = engine, database, display
@@ -132,14 +130,13 @@ async def update_target(
         changes["dsn"] = display
     if data.storage is not None:
         target.storage = data.storage.model_dump(exclude_none=True)
-    for key in ("schedule", "drill_schedule", "retention", "max_retries"):
-        if key in changes and key != "retention":
-            setattr(target, key, changes[key])
-    if "retention" in changes:
-        target.retention = changes["retention"] or {}
-    for key in ("retry_delay_seconds", "before_deploy", "enabled"):
-        if key in changes and changes[key] is not None:
-            setattr(target, key, changes[key])
+    for key, value in changes.items():
+        if key in ("dsn", "storage"):
+            continue
+        if key == "retention":
+            target.retention = value or {}
+        elif value is not None or key in ("schedule", "drill_schedule"):  # null: no schedule
+            setattr(target, key, value)
     target.updated_at = utcnow()
     audit.record(session, actor, "update", "backup_target", target.id, changes)
     return target

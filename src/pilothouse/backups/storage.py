@@ -267,9 +267,10 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def open_storage(config: dict[str, Any], default_root: Path) -> Storage:
-    """The storage a target's config names (`{"kind": "local", "path": ...}` or `{"kind": "s3",
-    "bucket": ..., "prefix": ..., "endpoint_url": ..., "region": ...}`)."""
+def open_storage(config: dict[str, Any], data_dir: Path) -> Storage:
+    """The storage a target's config names (`{"kind": "local", "path": ...}`, default
+    `<data_dir>/backups`, or `{"kind": "s3", "bucket": ..., "prefix": ..., "endpoint_url": ...,
+    "region": ...}`)."""
     kind = config.get("kind", "local")
     if kind == "s3":
         return S3Storage(
@@ -278,4 +279,4 @@ def open_storage(config: dict[str, Any], default_root: Path) -> Storage:
             endpoint_url=config.get("endpoint_url"),
             region=config.get("region"),
         )
-    return LocalStorage(Path(config.get("path") or default_root))
+    return LocalStorage(Path(config.get("path") or data_dir / "backups"))

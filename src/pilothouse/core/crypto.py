@@ -192,6 +192,14 @@ def open_value(sealed: str, keyring: Keyring) -> str:
     return b"".join(decrypt_stream([raw], keyring)).decode()
 
 
+def sealed_key_id(sealed: str) -> bytes:
+    """The id of the key a seal_value output was encrypted with (read from its header)."""
+    raw = base64.b64decode(sealed)[: HEADER.size]
+    if len(raw) < HEADER.size or raw[:4] != MAGIC:
+        raise CryptoError("not a sealed value")
+    return bytes(HEADER.unpack(raw)[2])
+
+
 def rotate_key_file(path: Path) -> tuple[str, int]:
     """Append a new random key (it becomes current); returns its id and the number of keys."""
     if not path.exists():

@@ -147,6 +147,12 @@ class Database:
                 await session.rollback()
                 raise
 
+    def insert(self, table: Any) -> Any:
+        """An INSERT of this database's dialect (so `.on_conflict_do_nothing()` works on both)."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
     async def dispose(self) -> None:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:

@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 
+from pilothouse.core import redact
+
 SECRET_KEYS = re.compile(r"(token|secret|password|passwd|api_key|private|credential)", re.I)
 TOKEN_SHAPE = re.compile(r"ph_[A-Za-z0-9_-]{16,}")
 URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
@@ -22,18 +24,20 @@ URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 #: Secret values this process has opened (environment variables handed to a deployment): every
 #: log line is scrubbed of them, wherever they appear (messages, exception text, fields).
 _KNOWN: set[str] = set()
+_PATTERNS: list[str] = []
 
 
 def register_secrets(values: list[str]) -> None:
     """Remember secret values so that no log line of this process can carry them."""
-    _KNOWN.update(v for v in values if len(v) >= 4)
+    fresh = {v for v in values if len(v) >= 4} - _KNOWN
+    if fresh:
+        _KNOWN.update(fresh)
+        _PATTERNS[:] = redact.patterns(_KNOWN)  # computed here, not on every log line
 
 
 def mask_text(text: str) -> str:
     """Hide known secret values, tokens and passwords inside URLs in free text."""
-    for secret in sorted(_KNOWN, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
+    text = redact.scrub(text, _PATTERNS, "***")
     return URL_PASSWORD.sub(r"\1***@", TOKEN_SHAPE.sub("ph_***", text))
 
 

@@ -25,6 +25,8 @@ from pydantic import ValidationError
 
 from pilothouse.access import Principal
 from pilothouse.artifacts.models import Artifact
+from pilothouse.config import MASTER_KEY_FILE
+from pilothouse.core import redact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
@@ -75,14 +77,6 @@ class Loaded:
     problems: list[str] = field(default_factory=list)
 
 
-def scrub(text: str, secrets: list[str]) -> str:
-    """`text` with every known secret value replaced by ********."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, "********")
-    return text
-
-
 class DbEvents:
     """Persists what a driver reports: log lines, replicas and their transitions."""
 
@@ -96,7 +90,7 @@ class DbEvents:
         self.db = db
         # Values of the secrets this deployment's processes receive: scrubbed from every line
         # (build and migration output, replica output, errors) before it is stored.
-        self.secrets = sorted(secrets or [], key=len, reverse=True)
+        self.secrets = redact.patterns(secrets or [])
         self.deployment_id = deployment.id
         self.service_id = deployment.service_id
         self.artifact_id = artifact_id
@@ -106,7 +100,13 @@ class DbEvents:
             await deployments.write_logs(
                 session,
                 self.deployment_id,
-                [{"message": scrub(message, self.secrets), "level": level, "source": source}],
+                [
+                    {
+                        "message": redact.scrub(message, self.secrets),
+                        "level": level,
+                        "source": source,
+                    }
+                ],
             )
 
     async def log_many(self, messages: list[str], *, source: str) -> None:
@@ -118,7 +118,7 @@ class DbEvents:
                 session,
                 self.deployment_id,
                 [
-                    {"message": scrub(m, self.secrets), "level": "info", "source": source}
+                    {"message": redact.scrub(m, self.secrets), "level": "info", "source": source}
                     for m in messages
                 ],
             )
@@ -236,7 +236,7 @@ class Engine:
         """The master keyring; an empty one when there is none (every sealed value then fails
         with a message naming its variable and key id)."""
         try:
-            return load_keyring(self.master_key, self.data_dir / "master.key")
+            return load_keyring(self.master_key, self.data_dir / MASTER_KEY_FILE)
         except CryptoError:
             return Keyring(current=b"", keys={})
 
@@ -275,8 +275,7 @@ class Engine:
     def spec(self, loaded: Loaded, *, event: str = "deploy") -> ServiceSpec:
         env = loaded.environment
         svc = loaded.service
-        variables = {str(k): str(v) for k, v in ((env.config or {}).get("env") or {}).items()}
-        variables.update(loaded.variables)
+        variables = dict(loaded.variables)
         config = dict(svc.driver_config or {})
         config["_event"] = event
         return ServiceSpec(
@@ -426,7 +425,7 @@ class Engine:
         """Mark the deployment failed and, in the same transaction, record the automatic
         rollback (if there is a live artifact to go back to); then carry the rollback out."""
         dep, svc = loaded.deployment, loaded.service
-        reason = scrub(reason, loaded.secrets)
+        reason = redact.scrub(reason, redact.patterns(loaded.secrets))
         await events.log(f"deployment failed: {reason}", level="error")
         rollback_id: uuid.UUID | None = None
         previous_version: str | None = None

@@ -14,26 +14,7 @@ import base64
 import os
 import sys
 
-MASK = b"********"
-
-
-def patterns(secrets: list[bytes]) -> list[bytes]:
-    """The byte strings to replace: each secret, and each long line of a multi-line secret,
-    longest first."""
-    found = set()
-    for secret in secrets:
-        if secret:
-            found.add(secret)
-        if b"\n" in secret:
-            found.update(part.strip() for part in secret.splitlines() if len(part.strip()) >= 8)
-    return sorted(found, key=len, reverse=True)
-
-
-def scrub_line(line: bytes, pats: list[bytes]) -> bytes:
-    for pat in pats:
-        if pat in line:
-            line = line.replace(pat, MASK)
-    return line
+from pilothouse.core import redact
 
 
 def main() -> None:
@@ -43,10 +24,14 @@ def main() -> None:
     if fd >= 0:
         with os.fdopen(fd, "rb") as source:
             secrets = [base64.b64decode(line) for line in source.read().split() if line]
-    pats = patterns(secrets)
+    pats = [p.encode() for p in redact.patterns(s.decode() for s in secrets)]
+    mask = redact.MASK.encode()
     with open(log_path, "ab", buffering=0) as log:
         for line in sys.stdin.buffer:
-            log.write(scrub_line(line, pats))
+            for pat in pats:
+                if pat in line:
+                    line = line.replace(pat, mask)
+            log.write(line)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pilothouse.access import Principal
 from pilothouse.alerts.service import active_channels, broadcast
@@ -293,9 +292,7 @@ class Monitor:
 
         RETURNING tells which rows went in; rowcount is not reliable for
         INSERT .. ON CONFLICT DO NOTHING on every driver (psycopg reported -1)."""
-        insert = (postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert)(
-            ProbeClaim
-        )
+        insert = self.db.insert(ProbeClaim)
         now = utcnow()
         won: set[tuple[str, int]] = set()
         async with self.db.session() as session:

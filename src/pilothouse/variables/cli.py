@@ -3,7 +3,6 @@ an admin passes --reveal (and each reveal is audited)."""
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +22,6 @@ EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name or id
 ServiceOpt = Annotated[
     str | None, typer.Option("--service", "-s", help="A service: its own (overriding) scope.")
 ]
-SECRET_HINT = re.compile(r"SECRET|TOKEN|PASSW|PRIVATE|API_?KEY|DSN|CREDENTIAL", re.IGNORECASE)
 
 
 def _params(service: str | None, **extra: Any) -> dict[str, Any]:
@@ -130,13 +128,14 @@ def import_(
     """Import a .env file: shows which keys are added or changed, then applies them in one
     transaction. Keys that look secret (TOKEN, SECRET, PASSWORD, DSN, API_KEY...) are secrets."""
     from pilothouse.variables.dotenv import DotenvError, parse
+    from pilothouse.variables.rules import looks_secret
 
     text = sys.stdin.read() if str(file) == "-" else _read(file)
     try:
         values = parse(text)
     except DotenvError as exc:
         raise CliError(f"{file}: {exc}") from None
-    secrets = {k for k in values if SECRET_HINT.search(k)} | set(secret or [])
+    secrets = {k for k in values if looks_secret(k)} | set(secret or [])
     secrets -= set(plain or [])
     body = {
         "values": values,

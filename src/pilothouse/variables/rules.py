@@ -26,6 +26,12 @@ SEMVER = re.compile(
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
+SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|PRIVATE|API_?KEY|DSN|CREDENTIAL", re.IGNORECASE)
+
+
+def looks_secret(key: str) -> bool:
+    """Whether a variable's name suggests a secret (how `vars import` classifies keys)."""
+    return bool(SECRET_NAME.search(key))
 
 
 def check_key(key: str) -> str | None:

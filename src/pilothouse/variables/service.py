@@ -111,10 +111,35 @@ async def set_var(
     env = await environments.get_environment(session, actor, env_ref)
     scope, svc = await _scope(session, actor, env, service)
     var = await _current(session, env.id, scope, key)
+    if var is not None and _unchanged(var, value, is_secret, keyring):
+        return var, False
+    written = await _write(
+        session, actor, keyring, env, svc, scope, var, key, value, is_secret, action
+    )
+    return written, True
+
+
+def _unchanged(var: Any, value: str, is_secret: bool, keyring: Keyring) -> bool:
+    return bool(
+        var.is_secret == is_secret and _open(var.key, var.value_encrypted, keyring) == value
+    )
+
+
+async def _write(
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    env: Environment,
+    svc: Service | None,
+    scope: str,
+    var: EnvVar | None,
+    key: str,
+    value: str,
+    is_secret: bool,
+    action: str,
+) -> EnvVar:
+    """Store a new version of a variable (the caller knows it changed), with its audit entry."""
     if var is not None:
-        same = var.is_secret == is_secret and _open(key, var.value_encrypted, keyring) == value
-        if same:
-            return var, False
         var.version += 1
     else:
         var = EnvVar(
@@ -156,7 +181,7 @@ async def set_var(
             "is_secret": is_secret,
         },
     )
-    return var, True
+    return var
 
 
 async def unset_var(
@@ -342,32 +367,41 @@ async def import_vars(
     for key, value in values.items():
         _check_key_value(key, value)
     env = await environments.get_environment(session, actor, env_ref)
-    scope, _ = await _scope(session, actor, env, service)
-    existing = {v.key: v for v in await _live_rows(session, env.id, scope) if v.scope == scope}
+    scope, svc = await _scope(session, actor, env, service)
+    existing = {
+        v.key: v
+        for v in await session.scalars(
+            sa.select(EnvVar).where(
+                EnvVar.environment_id == env.id,
+                EnvVar.scope == scope,
+                EnvVar.deleted_at.is_(None),
+            )
+        )
+    }
     added, changed, unchanged = [], [], []
     for key in sorted(values):
         current = existing.get(key)
-        secret = key in secret_keys
         if current is None:
             added.append(key)
-        elif (
-            current.is_secret == secret
-            and _open(key, current.value_encrypted, keyring) == values[key]
-        ):
+        elif _unchanged(current, values[key], key in secret_keys, keyring):
             unchanged.append(key)
         else:
             changed.append(key)
     if not dry_run:
+        register_secrets([values[k] for k in secret_keys if k in values])
         for key in [*added, *changed]:
-            await set_var(
+            await _write(
                 session,
                 actor,
                 keyring,
-                env_ref,
+                env,
+                svc,
+                scope,
+                existing.get(key),
                 key,
                 values[key],
-                is_secret=key in secret_keys,
-                service=service,
+                key in secret_keys,
+                "set",
             )
     return ImportPlan(added, changed, unchanged)
 
@@ -464,10 +498,13 @@ class Delivery:
 async def for_deployment(
     session: AsyncSession, keyring: Keyring, env: Environment, service_id: uuid.UUID | None
 ) -> Delivery:
-    """The effective variables of a service (features, the environment's, the service's) and
-    the requirement check on them."""
+    """What a service's processes receive, in increasing precedence: the environment's plain
+    `config.env`, its feature flags, its variables, the service's variables; and the
+    requirement check on them. Deployments and crash restarts both start from this."""
     rows = await _live_rows(session, env.id, str(service_id) if service_id else "")
-    values = feature_variables(env)
+    config_env = (env.config or {}).get("env") or {}
+    values = {str(k): str(v) for k, v in config_env.items()}
+    values.update(feature_variables(env))
     secrets = []
     problems = []
     for var in rows:

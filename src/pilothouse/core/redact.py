@@ -1,0 +1,31 @@
+"""Replacing known secret values in text: one rule for deployment logs, replica log files (the
+scrubbing relay) and pilothouse's own logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MASK = "********"
+MIN_LINE = 8  # lines of a multi-line secret shorter than this are not masked on their own
+
+
+def patterns(secrets: Iterable[str]) -> list[str]:
+    """What to replace for these secrets: each value, and each long line of a multi-line value
+    (output often prints them line by line); longest first, so no shorter match splits one."""
+    found: set[str] = set()
+    for secret in secrets:
+        if secret:
+            found.add(secret)
+        if "\n" in secret:
+            found.update(
+                part.strip() for part in secret.splitlines() if len(part.strip()) >= MIN_LINE
+            )
+    return sorted(found, key=len, reverse=True)
+
+
+def scrub(text: str, pats: list[str], mask: str = MASK) -> str:
+    """`text` with every pattern replaced by `mask`."""
+    for pat in pats:
+        if pat in text:
+            text = text.replace(pat, mask)
+    return text
