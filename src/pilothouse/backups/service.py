@@ -19,6 +19,7 @@ from pilothouse.backups.storage import Storage
 from pilothouse.backups.transitions import TABLE
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring, open_value, seal_value
+from pilothouse.core.db import id_or_name
 from pilothouse.core.statemachine import check_transition
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
@@ -47,12 +48,10 @@ def _parse(dsn: str) -> tuple[str, str, str]:
 async def get_target(session: AsyncSession, actor: Principal, ref: str) -> BackupTarget:
     """A live target the actor can see, by id or name; otherwise NotFound."""
     query = sa.select(BackupTarget).where(
-        BackupTarget.deleted_at.is_(None), _visible_targets(actor)
+        BackupTarget.deleted_at.is_(None),
+        _visible_targets(actor),
+        id_or_name(BackupTarget.id, BackupTarget.name, ref),
     )
-    try:
-        query = query.where(BackupTarget.id == uuid.UUID(ref))
-    except ValueError:
-        query = query.where(BackupTarget.name == ref)
     target = await session.scalar(query)
     if target is None:
         raise NotFound(f"backup target {ref!r} not found")
@@ -184,12 +183,12 @@ def _visible_backups(actor: Principal) -> sa.ColumnElement[bool]:
 
 
 async def get_backup(session: AsyncSession, actor: Principal, ref: str) -> Backup:
-    """A backup the actor can see, by id, id prefix (8+ hex) or name; soft-deleted is 404."""
-    query = sa.select(Backup).where(Backup.deleted_at.is_(None), _visible_backups(actor))
-    try:
-        query = query.where(Backup.id == uuid.UUID(ref))
-    except ValueError:
-        query = query.where(Backup.name == ref)
+    """A backup the actor can see, by id or name; soft-deleted is 404."""
+    query = sa.select(Backup).where(
+        Backup.deleted_at.is_(None),
+        _visible_backups(actor),
+        id_or_name(Backup.id, Backup.name, ref),
+    )
     found = (await session.scalars(query.limit(2))).all()
     if len(found) > 1:
         raise Conflict(f"several backups are named {ref!r}; use the id")

@@ -159,6 +159,14 @@ class Database:
             await self.read_engine.dispose()
 
 
+def id_or_name(id_column: Any, name_column: Any, ref: str) -> sa.ColumnElement[bool]:
+    """WHERE clause for a user's reference: the id when `ref` is a UUID, else the name."""
+    try:
+        return id_column == uuid.UUID(ref)  # type: ignore[no-any-return]
+    except ValueError:
+        return name_column == ref  # type: ignore[no-any-return]
+
+
 def live_unique(name: str, *columns: str) -> sa.Index:
     """A unique index over rows that are not soft-deleted (so a deleted name can be reused)."""
     where = sa.text("deleted_at IS NULL")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.access import Principal, granted_environment_ids, require, visible
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
+from pilothouse.core.db import id_or_name
 from pilothouse.environments.models import Environment, EnvironmentGrant
 from pilothouse.errors import Conflict, NotFound
 from pilothouse.services.models import Service
@@ -28,11 +28,11 @@ def _visible(actor: Principal) -> sa.ColumnElement[bool]:
 
 async def get_environment(session: AsyncSession, actor: Principal, ref: str) -> Environment:
     """A live environment the actor can see, by id or name; otherwise NotFound."""
-    query = sa.select(Environment).where(Environment.deleted_at.is_(None), _visible(actor))
-    try:
-        query = query.where(Environment.id == uuid.UUID(ref))
-    except ValueError:
-        query = query.where(Environment.name == ref)
+    query = sa.select(Environment).where(
+        Environment.deleted_at.is_(None),
+        _visible(actor),
+        id_or_name(Environment.id, Environment.name, ref),
+    )
     env = await session.scalar(query)
     if env is None:
         raise NotFound(f"environment {ref!r} not found")
