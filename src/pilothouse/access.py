@@ -37,6 +37,10 @@ ACTION_ROLE = {
 }
 
 
+#: The id every system actor carries; no user row has it.
+SYSTEM_ID = uuid.UUID(int=0)
+
+
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller."""
@@ -49,8 +53,25 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def is_system(self) -> bool:
+        """True for pilothouse itself (see system_actor), never for a user."""
+        return self.id == SYSTEM_ID
 
-SYSTEM = Principal(id=uuid.UUID(int=0), name="system", role="admin")
+    @property
+    def user_id(self) -> uuid.UUID | None:
+        """The user row behind this principal, for owner and `changed_by` columns; None for
+        pilothouse itself."""
+        return None if self.is_system else self.id
+
+
+def system_actor(name: str = "system") -> Principal:
+    """pilothouse acting on its own (the release engine, the health monitor, backups, a command
+    run on the host): admin rights, no user row. `name` is what history and audit record."""
+    return Principal(id=SYSTEM_ID, name=name, role="admin")
+
+
+SYSTEM = system_actor()
 
 
 def may(principal: Principal, action: str) -> bool:

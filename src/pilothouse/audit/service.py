@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import Principal
+from pilothouse.access import Principal, require
 from pilothouse.audit.models import AuditEntry
 from pilothouse.core.clock import utcnow
 
@@ -37,7 +37,7 @@ def record(
     """Append one audit row (create, update, delete, transition, grant, revoke...)."""
     entry = AuditEntry(
         at=utcnow(),
-        actor_id=None if actor.id.int == 0 else actor.id,
+        actor_id=actor.user_id,
         actor=actor.name,
         action=action,
         entity_type=entity_type,
@@ -58,8 +58,6 @@ async def list_entries(
     before: int | None = None,
 ) -> Sequence[AuditEntry]:
     """Newest first, optionally for one record; `before` is a seq cursor (admin)."""
-    from pilothouse.access import require
-
     require(actor, "read_audit")
     query = sa.select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
     if entity_type:

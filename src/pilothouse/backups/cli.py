@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -285,9 +284,9 @@ def _report(row: dict[str, Any]) -> None:
 
 
 def _local_actor() -> Principal:
-    from pilothouse.access import Principal
+    from pilothouse.access import system_actor
 
-    return Principal(id=uuid.UUID(int=0), name=f"cli:{getpass.getuser()}", role="admin")
+    return system_actor(f"cli:{getpass.getuser()}")
 
 
 def _run_local(

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
-from pilothouse.access import Principal
+from pilothouse.access import Principal, system_actor
 from pilothouse.alerts.service import active_channels, broadcast
 from pilothouse.audit import service as audit
 from pilothouse.backups import service
@@ -48,11 +48,12 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
+from pilothouse.drivers.base import RolloutFailed
 from pilothouse.errors import Conflict, PilothouseError
 
 log = get_logger("pilothouse.backups")
 
-BACKUP_ACTOR = Principal(id=uuid.UUID(int=0), name="backups", role="admin")
+BACKUP_ACTOR = system_actor("backups")
 MB = 1024 * 1024
 
 
@@ -704,7 +705,6 @@ async def cleanup_due(ctx: BackupContext, now: datetime) -> bool:
 def pre_deploy_hook(ctx: BackupContext) -> Callable[[Any, Any], Any]:
     """The release engine's pre-deployment hook: back up every target of the deployment's
     environment marked before_deploy, and fail the deployment if one cannot be taken."""
-    from pilothouse.drivers.base import RolloutFailed
 
     async def hook(deployment: Any, svc: Any) -> uuid.UUID | None:
         async with ctx.db.session(write=False) as session:

@@ -85,7 +85,7 @@ async def create_target(
     if taken is not None:
         raise Conflict(f"backup target {data.name!r} already exists")
     target = BackupTarget(
-        owner_id=None if actor.id.int == 0 else actor.id,
+        owner_id=actor.user_id,
         environment_id=env_id,
         name=data.name,
         engine=engine,

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from pilothouse.access import Principal
+from pilothouse.access import system_actor
 from pilothouse.artifacts.models import Artifact
 from pilothouse.config import MASTER_KEY_FILE
 from pilothouse.core import redact
@@ -55,7 +55,7 @@ from pilothouse.variables import service as variables
 
 log = get_logger("pilothouse.engine")
 
-ENGINE = Principal(id=uuid.UUID(int=0), name="engine", role="admin")
+ENGINE = system_actor("engine")
 LIVE_REPLICA_STATUSES = ("starting", "running")
 
 #: Pre-deployment hooks (the backups capability registers one): return a backup id or None.

@@ -26,6 +26,7 @@ from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import AlreadyLive, Conflict, NotFound, ValidationFailed
 from pilothouse.history import service as history
+from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 
 
@@ -323,7 +324,7 @@ class Progress:
 
     deployment: Deployment
     logs: Sequence[DeploymentLog]
-    replicas: Sequence[Any]
+    replicas: Sequence[Replica]
     rollback: Deployment | None
 
 
@@ -331,8 +332,6 @@ async def progress(
     session: AsyncSession, actor: Principal, deployment_id: uuid.UUID, *, after: int
 ) -> Progress:
     """The deployment, its new log lines, its replicas, and its automatic rollback (if any)."""
-    from pilothouse.replicas.models import Replica
-
     deployment = await get_deployment(session, actor, deployment_id)
     logs = (
         await session.scalars(

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from pilothouse.access import Principal
+from pilothouse.access import system_actor
 from pilothouse.alerts.service import active_channels, broadcast
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
@@ -51,7 +51,7 @@ from pilothouse.replicas.models import Replica
 from pilothouse.services.models import Service
 
 log = get_logger("pilothouse.monitor")
-MONITOR = Principal(id=uuid.UUID(int=0), name="monitor", role="admin")
+MONITOR = system_actor("monitor")
 
 
 @dataclass(frozen=True)

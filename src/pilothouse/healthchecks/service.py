@@ -13,12 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import Principal, require, visible
+from pilothouse.access import SYSTEM, Principal, require, visible
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.deployments.models import Deployment
-from pilothouse.errors import ValidationFailed
+from pilothouse.errors import NotFound, PilothouseError, ValidationFailed
 from pilothouse.healthchecks import uptime
 from pilothouse.healthchecks.models import (
     Downtime,
@@ -348,8 +348,6 @@ async def maintain(db: Database, now: datetime | None = None) -> dict[str, int]:
 async def sla_breaches(db: Database, now: datetime) -> list[tuple[Service, uptime.Report]]:
     """Services whose month-to-date uptime fell below their SLA target, once per month each."""
     month = now.strftime("%Y-%m")
-    from pilothouse.access import SYSTEM as system
-
     found = []
     async with db.session() as session:
         live = list(
@@ -361,7 +359,7 @@ async def sla_breaches(db: Database, now: datetime) -> list[tuple[Service, uptim
             marker = f"sla:{svc.id}:{month}"
             if await session.get(HealthState, marker):
                 continue
-            report, _, _ = await uptime_of(session, system, str(svc.id), month)
+            report, _, _ = await uptime_of(session, SYSTEM, str(svc.id), month)
             if not report.sla_met and report.checks:
                 session.add(
                     HealthState(
@@ -384,9 +382,6 @@ async def badge_values(
     session: AsyncSession, name: str, kind: str, month: str
 ) -> tuple[str, str, str]:
     """(label, value, color) of a public badge; NotFound unless the service opted in."""
-    from pilothouse.access import SYSTEM
-    from pilothouse.errors import NotFound, PilothouseError
-
     if kind not in ("uptime", "status"):
         raise NotFound("badge not found")
     try:

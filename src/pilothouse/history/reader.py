@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal
+from pilothouse.backups import service as backups
 from pilothouse.deployments import service as deployments
 from pilothouse.errors import NotFound
 from pilothouse.history import service as history
@@ -26,8 +27,6 @@ async def history_of(
     elif entity_type == "service":
         entity_id = (await services.get_service(session, actor, ref)).id
     elif entity_type == "backup":
-        from pilothouse.backups import service as backups
-
         entity_id = (await backups.get_backup(session, actor, ref)).id
     else:
         entity_id = (await replicas.get_replica(session, actor, _uuid(ref))).id

@@ -30,7 +30,7 @@ def record_change(
         entity_id=entity_id,
         from_status=from_status,
         to_status=to_status,
-        changed_by=None if actor.id.int == 0 else actor.id,
+        changed_by=actor.user_id,
         actor=actor.name,
         reason=reason,
         changed_at=utcnow(),

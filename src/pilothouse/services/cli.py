@@ -8,6 +8,7 @@ import typer
 
 from pilothouse.cli_support import EnvOption, JsonFlag, api, json_object
 from pilothouse.console import out, print_json, print_record, print_table
+from pilothouse.deployments.follow import follow_to_outcome
 
 app = typer.Typer(help="Services: deployable units inside an environment.", no_args_is_help=True)
 COLUMNS = ["name", "status", "target_replicas", "cpu_cores", "memory_mb", "image", "command"]
@@ -105,8 +106,6 @@ def scale(
     if svc.get("deployment_id"):
         out.print(f"scaling: deployment {svc['deployment_id']}")
         if wait:
-            from pilothouse.deployments.follow import follow_to_outcome
-
             follow_to_outcome(client, svc["deployment_id"])
 
 

@@ -13,6 +13,7 @@ from pilothouse.access import Principal, require, visible
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.statemachine import check_transition
+from pilothouse.deployments.active import check_no_active
 from pilothouse.environments import service as environments
 from pilothouse.errors import Conflict, NotFound
 from pilothouse.history import service as history
@@ -151,8 +152,6 @@ async def delete_service(
 async def _soft_delete(
     session: AsyncSession, actor: Principal, svc: Service, reason: str | None
 ) -> Service:
-    from pilothouse.deployments.active import check_no_active
-
     await check_no_active(session, svc.id, svc.name)
     await transition(session, svc, "deleted", actor=actor, reason=reason or "deleted")
     svc.deleted_at = utcnow()
