@@ -240,3 +240,24 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
         [*run, "downgrade", "base"], env=env, capture_output=True, text=True, timeout=120
     )
     assert down.returncode == 0 and "base" in down.stdout
+
+
+# (typer itself loads pydantic to render a sub-command's help, so pydantic is not listed.)
+HEAVY_MODULES = ("sqlalchemy", "fastapi", "psycopg", "boto3", "uvicorn", "alembic")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["replicas", "--help"], ["service", "--help"]])
+def test_help_loads_no_database_or_web_stack(args: list[str]) -> None:
+    """`pilothouse --help` and the HTTP commands stay fast: none of them imports the store,
+    the web framework or the cloud SDK (those load inside the commands that need them)."""
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['pilothouse', *{args!r}]\n"
+        "from pilothouse.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout

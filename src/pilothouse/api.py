@@ -9,6 +9,7 @@ from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
 from pilothouse.backups.api import router as backups
 from pilothouse.deployments.api import router as deployments
+from pilothouse.deployments.api import service_actions
 from pilothouse.environments.api import router as environments
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
@@ -22,6 +23,7 @@ for feature in (
     users,
     environments,
     services,
+    service_actions,
     replicas,
     artifacts,
     deployments,

@@ -16,12 +16,13 @@ from pilothouse.cli_support import DataDir, DbUrl, local_settings
 from pilothouse.client import CliError, save_config
 from pilothouse.console import err, out
 from pilothouse.deployments.cli import app as deployments_app
-from pilothouse.deployments.cli import deploy, replicas, rollback
+from pilothouse.deployments.cli import deploy, rollback
 from pilothouse.deployments.cli import logs as deployment_logs
 from pilothouse.environments.cli import app as env_app
 from pilothouse.errors import PilothouseError
 from pilothouse.healthchecks.cli import health, incidents, maintenance_app, uptime
 from pilothouse.history.cli import history
+from pilothouse.replicas.cli import replicas
 from pilothouse.services.cli import app as service_app
 from pilothouse.users.cli import tokens_app, users_app
 from pilothouse.variables.cli import app as vars_app

@@ -1,4 +1,5 @@
-"""/api/v1/deployments: record, list, get, transition, logs."""
+"""/api/v1/deployments: record, list, get, transition, logs; and the two service actions that
+record a deployment, /api/v1/services/{ref}/scale and /api/v1/services/{ref}/rollback."""
 
 from __future__ import annotations
 
@@ -25,12 +26,17 @@ from pilothouse.deployments.schemas import (
     LogLine,
     LogPage,
     LogRead,
+    RollbackRequest,
+    ScaleRequest,
+    ScaleResult,
 )
 from pilothouse.deployments.transitions import TERMINAL
 from pilothouse.deps import Caller, Session, get_db
 from pilothouse.replicas.schemas import ReplicaRead
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
+#: Actions on a service that start a deployment (listed with the services in the API docs).
+service_actions = APIRouter(prefix="/services", tags=["services"])
 
 
 @router.post(
@@ -189,3 +195,36 @@ async def events(
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
+
+
+@service_actions.post(
+    "/{ref}/scale",
+    response_model=ScaleResult,
+    summary="Set target replicas (operator); a live service gets a scale deployment",
+)
+async def scale(ref: str, body: ScaleRequest, session: Session, caller: Caller) -> ScaleResult:
+    svc, deployment = await service.scale(session, caller, ref, body.target_replicas)
+    result = ScaleResult.model_validate(svc, from_attributes=True)
+    result.deployment_id = deployment.id if deployment else None
+    return result
+
+
+@service_actions.post(
+    "/{ref}/rollback",
+    response_model=DeploymentRead,
+    status_code=201,
+    summary="Roll back by hand (operator): to `to`, or the last successful earlier artifact",
+)
+async def rollback(
+    ref: str,
+    body: RollbackRequest,
+    session: Session,
+    caller: Caller,
+    environment: str | None = Query(
+        default=None, description="Environment name or id, when the name is ambiguous."
+    ),
+) -> DeploymentRead:
+    deployment = await service.create_rollback(
+        session, caller, ref, environment=environment, to_version=body.to
+    )
+    return DeploymentRead.model_validate(deployment)

@@ -1,4 +1,4 @@
-"""pilothouse deploy, and pilothouse deployments list|show|logs."""
+"""pilothouse deploy, pilothouse rollback, and pilothouse deployments list|show|logs."""
 
 from __future__ import annotations
 
@@ -91,36 +91,6 @@ def rollback(
     out.print(f"rollback {deployment['id']} of {service} to {deployment['version']} recorded")
     if wait:
         follow_to_outcome(client, deployment["id"])
-
-
-def replicas(
-    ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="Service name or id.")],
-    env: EnvOption = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """List a service's replicas: status, pid, port, restarts, CPU, memory."""
-    rows = api(ctx).request("GET", f"/services/{service}/replicas", params={"environment": env})
-    if as_json:
-        print_json(rows)
-        return
-    live = [r for r in rows if r["status"] not in ("stopped",)] or rows
-    table = [
-        {
-            "id": r["id"][:8],
-            "version": r.get("version"),
-            "status": r["status"],
-            "health": r["health"],
-            "pid": r["pid"],
-            "port": (r.get("ports") or {}).get("http"),
-            "restarts": r["restart_count"],
-            "cpu %": None if r["cpu_percent"] is None else f"{r['cpu_percent']:.1f}",
-            "memory MB": None if r["memory_mb"] is None else f"{r['memory_mb']:.1f}",
-        }
-        for r in live
-    ]
-    cols = ["id", "version", "status", "health", "pid", "port", "restarts", "cpu %", "memory MB"]
-    print_table(table, cols, title="replicas")
 
 
 @app.command("list")

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pilothouse.core.rules import keep_commit_message
+from pilothouse.services.schemas import Replicas, ServiceRead
 
 DeploymentStatus = Literal["pending", "building", "deploying", "success", "failed", "rolled_back"]
 EventType = Literal["deploy", "rollback", "restart", "config_update", "scale"]
@@ -140,3 +141,24 @@ class LogPage(BaseModel):
 
 class Accepted(BaseModel):
     accepted: int = Field(description="Lines stored.")
+
+
+class ScaleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_replicas: Replicas = Field(description="Desired replicas, 1-100.")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str | None = Field(
+        default=None, description="Version to roll back to; default: the last earlier success."
+    )
+
+
+class ScaleResult(ServiceRead):
+    deployment_id: uuid.UUID | None = Field(
+        default=None,
+        description="The scale deployment bringing the replicas to the new count (live services).",
+    )

@@ -1,16 +1,12 @@
-"""/api/v1/services."""
+"""/api/v1/services (scaling and rolling back a service record deployments: deployments/api.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
-from pilothouse.deployments.schemas import DeploymentRead
 from pilothouse.deps import Caller, Session
 from pilothouse.services import service
 from pilothouse.services.schemas import (
-    RollbackRequest,
-    ScaleRequest,
-    ScaleResult,
     ServiceCreate,
     ServiceRead,
     ServiceTransition,
@@ -55,20 +51,6 @@ async def update(ref: str, body: ServiceUpdate, session: Session, caller: Caller
 
 
 @router.post(
-    "/{ref}/scale",
-    response_model=ScaleResult,
-    summary="Set target replicas (operator); a live service gets a scale deployment",
-)
-async def scale(ref: str, body: ScaleRequest, session: Session, caller: Caller) -> ScaleResult:
-    from pilothouse.deployments import service as deployments
-
-    svc, deployment = await deployments.scale(session, caller, ref, body.target_replicas)
-    result = ScaleResult.model_validate(svc, from_attributes=True)
-    result.deployment_id = deployment.id if deployment else None
-    return result
-
-
-@router.post(
     "/{ref}/transition",
     response_model=ServiceRead,
     summary="Change status (operator; 409 if illegal)",
@@ -78,27 +60,6 @@ async def transition(
 ) -> ServiceRead:
     svc = await service.transition_service(session, caller, ref, body.to, body.reason)
     return ServiceRead.model_validate(svc)
-
-
-@router.post(
-    "/{ref}/rollback",
-    response_model=DeploymentRead,
-    status_code=201,
-    summary="Roll back by hand (operator): to `to`, or the last successful earlier artifact",
-)
-async def rollback(
-    ref: str,
-    body: RollbackRequest,
-    session: Session,
-    caller: Caller,
-    environment: str | None = EnvQuery,
-) -> DeploymentRead:
-    from pilothouse.deployments import service as deployments
-
-    deployment = await deployments.create_rollback(
-        session, caller, ref, environment=environment, to_version=body.to
-    )
-    return DeploymentRead.model_validate(deployment)
 
 
 @router.delete("/{ref}", status_code=204, summary="Soft delete (operator); frees the name")

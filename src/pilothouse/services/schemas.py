@@ -75,12 +75,6 @@ class ServiceUpdate(BaseModel):
     health_check: dict[str, Any] | None = Field(default=None, description="Health check spec.")
 
 
-class ScaleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    target_replicas: Replicas = Field(description="Desired replicas, 1-100.")
-
-
 class ServiceTransition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -108,18 +102,3 @@ class ServiceRead(BaseModel):
     owner_id: uuid.UUID = Field(description="Owner.")
     created_at: datetime = Field(description="Created (UTC).")
     updated_at: datetime = Field(description="Last changed (UTC).")
-
-
-class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    to: str | None = Field(
-        default=None, description="Version to roll back to; default: the last earlier success."
-    )
-
-
-class ScaleResult(ServiceRead):
-    deployment_id: uuid.UUID | None = Field(
-        default=None,
-        description="The scale deployment bringing the replicas to the new count (live services).",
-    )
