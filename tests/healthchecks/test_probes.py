@@ -7,6 +7,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from pilothouse.healthchecks.probes import (
+from pilothouse.core.probes import (
     http_probe,
     json_path,
     postgres_probe,
@@ -208,3 +209,17 @@ def test_monitor_adds_a_tls_target_for_https_public_urls(db_url: str) -> None:
             await db.dispose()
 
     assert asyncio.run(scenario()) == [("http", "url"), ("tls", "tls")]
+
+
+def test_probes_are_a_leaf_that_imports_no_feature() -> None:
+    """The monitor and the drivers' readiness gate share the probes; the probes depend on
+    neither (nor on any other capability)."""
+    probe = (
+        "import sys, pilothouse.core.probes\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pilothouse.')"
+        " and not m.startswith('pilothouse.core')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == "[]", proc.stdout

@@ -1,1 +1,1 @@
-"""Shared toolkit: database, types, clock, crypto. Imports no feature package."""
+"""Shared toolkit: database, types, clock, crypto, network probes. Imports no feature."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pilothouse.healthchecks import probes
+from pilothouse.core import probes
 
 SUCCESS = tuple(range(200, 300))
 

@@ -25,11 +25,11 @@ import sqlalchemy as sa
 
 from pilothouse.access import system_actor
 from pilothouse.alerts.service import active_channels, broadcast
+from pilothouse.core import probes
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger, mask_text
 from pilothouse.environments.models import Environment
-from pilothouse.healthchecks import probes
 from pilothouse.healthchecks.derive import (
     Damper,
     Dependency,

@@ -1,4 +1,6 @@
-"""Probes: one network check each, with a timeout. Pure I/O; the rules are in derive.py.
+"""Network probes: one check each, with a timeout. Pure I/O, no feature imported: the health
+monitor (healthchecks/monitor.py) and the drivers' readiness gate (drivers/readiness.py) both use
+them; the rules that judge the results are in healthchecks/derive.py.
 
 HTTP(S) uses a small asyncio HTTP/1.1 client instead of httpx: on these machines httpx's async
 client managed ~160 requests/s at full CPU, far below what a probe loop needs (see
