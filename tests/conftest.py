@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,12 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from pilothouse import migrations
+from pilothouse.access import Principal
 from pilothouse.app import create_app
 from pilothouse.config import Settings
+from pilothouse.core.db import Database
 from pilothouse.setup import _bootstrap
+from pilothouse.users import service as users
 
 PG_ADMIN_URL = os.environ.get("PILOTHOUSE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("PILOTHOUSE_REQUIRE_POSTGRES") == "1"
@@ -92,6 +95,25 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("pg_database")
     _truncate_pg(url)
     return url
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """The test database opened as the application opens it, for `async def` tests that call
+    services directly (the one way to do async setup: no asyncio.run inside tests)."""
+    database = Database(db_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def admin(db: Database) -> Principal:
+    """A bootstrapped admin user, as the principal service calls take."""
+    async with db.session() as session:
+        user, _ = await users.bootstrap_admin(session, "admin")
+        return Principal(id=user.id, name=user.name, role="admin")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,18 +11,10 @@ import sqlalchemy as sa
 from pilothouse import migrations
 from pilothouse.access import Principal
 from pilothouse.core.db import Database, make_sync_engine
+from pilothouse.environments import service as environments
 from pilothouse.errors import InvalidTransition
 from pilothouse.models import Base
 from pilothouse.services import service as services
-
-
-async def _admin(db: Database) -> Principal:
-    from pilothouse.users import service as users
-
-    async with db.session() as session:
-        user, _ = await users.bootstrap_admin(session, f"admin-{uuid.uuid4().hex[:6]}")
-        return Principal(id=user.id, name=user.name, role="admin")
-
 
 TABLES = {
     "users",
@@ -86,89 +77,58 @@ def test_migrated_schema_matches_the_models(db_url: str) -> None:
 
 
 @pytest.mark.parametrize("table", ["status_history", "audit_log"])
-def test_history_and_audit_are_append_only(db_url: str, table: str) -> None:
-    async def scenario() -> None:
-        db = Database(db_url)
-        SYSTEM = await _admin(db)
-        try:
+async def test_history_and_audit_are_append_only(
+    db: Database, admin: Principal, table: str
+) -> None:
+    async with db.session() as session:
+        await environments.create_environment(session, admin, name="e", type="staging")
+        await services.create_service(session, admin, environment="e", name="s", resources={})
+    for statement in (f"UPDATE {table} SET actor = 'forged'", f"DELETE FROM {table}"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
             async with db.session() as session:
-                from pilothouse.environments import service as environments
-
-                await environments.create_environment(session, SYSTEM, name="e", type="staging")
-                await services.create_service(
-                    session, SYSTEM, environment="e", name="s", resources={}
-                )
-            for statement in (f"UPDATE {table} SET actor = 'forged'", f"DELETE FROM {table}"):
-                with pytest.raises(sa.exc.DBAPIError, match="append-only"):
-                    async with db.session() as session:
-                        await session.execute(sa.text(statement))
-            async with db.session(write=False) as session:
-                count = await session.scalar(sa.text(f"SELECT count(*) FROM {table}"))
-                assert count and count > 0
-        finally:
-            await db.dispose()
-
-    asyncio.run(scenario())
+                await session.execute(sa.text(statement))
+    async with db.session(write=False) as session:
+        count = await session.scalar(sa.text(f"SELECT count(*) FROM {table}"))
+        assert count and count > 0
 
 
-def test_failure_half_way_leaves_nothing_behind(db_url: str) -> None:
+async def test_failure_half_way_leaves_nothing_behind(db: Database, admin: Principal) -> None:
     """A transaction that dies after writing the service leaves no service, history or audit."""
-
-    async def scenario() -> None:
-        db = Database(db_url)
-        SYSTEM = await _admin(db)
-        try:
-            async with db.session() as session:
-                from pilothouse.environments import service as environments
-
-                await environments.create_environment(session, SYSTEM, name="e", type="staging")
-            with pytest.raises(RuntimeError):
-                async with db.session() as session:
-                    svc = await services.create_service(
-                        session, SYSTEM, environment="e", name="s", resources={}
-                    )
-                    await services.transition(session, svc, "scheduled", actor=SYSTEM)
-                    raise RuntimeError("process killed here")
-            async with db.session(write=False) as session:
-                for table in ("services", "status_history"):
-                    assert await session.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0
-                audited = await session.scalar(
-                    sa.text("SELECT count(*) FROM audit_log WHERE entity_type = 'service'")
-                )
-                assert audited == 0
-            with pytest.raises(InvalidTransition):
-                async with db.session() as session:
-                    svc = await services.create_service(
-                        session, SYSTEM, environment="e", name="s", resources={}
-                    )
-                    await services.transition(session, svc, "running", actor=SYSTEM)
-            async with db.session(write=False) as session:
-                assert await session.scalar(sa.text("SELECT count(*) FROM services")) == 0
-        finally:
-            await db.dispose()
-
-    asyncio.run(scenario())
+    async with db.session() as session:
+        await environments.create_environment(session, admin, name="e", type="staging")
+    with pytest.raises(RuntimeError):
+        async with db.session() as session:
+            svc = await services.create_service(
+                session, admin, environment="e", name="s", resources={}
+            )
+            await services.transition(session, svc, "scheduled", actor=admin)
+            raise RuntimeError("process killed here")
+    async with db.session(write=False) as session:
+        for table in ("services", "status_history"):
+            assert await session.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0
+        audited = await session.scalar(
+            sa.text("SELECT count(*) FROM audit_log WHERE entity_type = 'service'")
+        )
+        assert audited == 0
+    with pytest.raises(InvalidTransition):
+        async with db.session() as session:
+            svc = await services.create_service(
+                session, admin, environment="e", name="s", resources={}
+            )
+            await services.transition(session, svc, "running", actor=admin)
+    async with db.session(write=False) as session:
+        assert await session.scalar(sa.text("SELECT count(*) FROM services")) == 0
 
 
-def test_timestamps_are_utc_aware_and_round_trip(db_url: str) -> None:
-    async def scenario() -> None:
-        db = Database(db_url)
-        SYSTEM = await _admin(db)
-        try:
-            from pilothouse.environments import service as environments
-
-            async with db.session() as session:
-                env = await environments.create_environment(session, SYSTEM, name="e")
-                env_id = env.id
-            async with db.session(write=False) as session:
-                env = await environments.get_environment(session, SYSTEM, str(env_id))
-                assert env.created_at.tzinfo is not None
-                assert env.created_at.utcoffset() == timedelta(0)
-                assert abs(datetime.now(UTC) - env.created_at) < timedelta(minutes=1)
-        finally:
-            await db.dispose()
-
-    asyncio.run(scenario())
+async def test_timestamps_are_utc_aware_and_round_trip(db: Database, admin: Principal) -> None:
+    async with db.session() as session:
+        env = await environments.create_environment(session, admin, name="e")
+        env_id = env.id
+    async with db.session(write=False) as session:
+        env = await environments.get_environment(session, admin, str(env_id))
+        assert env.created_at.tzinfo is not None
+        assert env.created_at.utcoffset() == timedelta(0)
+        assert abs(datetime.now(UTC) - env.created_at) < timedelta(minutes=1)
 
 
 def test_database_refuses_out_of_range_rows_and_two_deployed_artifacts(db_url: str) -> None:

@@ -8,20 +8,10 @@ from pilothouse.core.db import Database
 from pilothouse.healthchecks.monitor import Monitor, MonitorSettings, offset
 
 
-def test_one_claim_per_target_and_slot(db_url: str) -> None:
-    async def scenario() -> list[list[bool]]:
-        db = Database(db_url)
-        try:
-            workers = [Monitor(db, MonitorSettings(worker=f"w{i}")) for i in range(3)]
-            results = []
-            for slot in range(5):
-                won = await asyncio.gather(*(w._claim("replica:x", slot) for w in workers))
-                results.append(list(won))
-            return results
-        finally:
-            await db.dispose()
-
-    for won in asyncio.run(scenario()):
+async def test_one_claim_per_target_and_slot(db: Database) -> None:
+    workers = [Monitor(db, MonitorSettings(worker=f"w{i}")) for i in range(3)]
+    for slot in range(5):
+        won = await asyncio.gather(*(w._claim("replica:x", slot) for w in workers))
         assert sorted(won) == [False, False, True]
 
 

@@ -8,6 +8,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,6 @@ from pilothouse.environments import service as environments
 from pilothouse.healthchecks.models import HealthCheck, HealthState, Incident, NotificationChannel
 from pilothouse.healthchecks.monitor import Monitor, MonitorSettings
 from pilothouse.services import service as services
-from pilothouse.users import service as users
 
 
 class Flapping(BaseHTTPRequestHandler):
@@ -66,10 +66,8 @@ def server() -> Iterator[Any]:
         srv.server_close()
 
 
-async def _setup(db: Database, url: str) -> Any:
+async def _setup(db: Database, admin: Principal, url: str) -> uuid.UUID:
     async with db.session() as session:
-        user, _ = await users.bootstrap_admin(session, "a")
-        admin = Principal(user.id, "a", "admin")
         await environments.create_environment(session, admin, name="e")
         svc = await services.create_service(
             session,
@@ -81,76 +79,59 @@ async def _setup(db: Database, url: str) -> Any:
             health_check={"interval": 0.2},
         )
         svc.status = "running"
-        return svc.id, user.id
+        return svc.id
 
 
-def test_flapping_target_never_publishes_unhealthy(db_url: str, server: Any) -> None:
+async def test_flapping_target_never_publishes_unhealthy(
+    db: Database, admin: Principal, server: Any
+) -> None:
     srv = server(Flapping)
-
-    async def scenario() -> tuple[int, str]:
-        db = Database(db_url)
-        try:
-            service_id, _ = await _setup(db, f"http://127.0.0.1:{srv.server_address[1]}/")
-            monitor = Monitor(db, MonitorSettings(tick=0.05, flush=0.1))
-            deadline = time.monotonic() + 6
-            while time.monotonic() < deadline:
-                await monitor.tick(time.time())
-                await asyncio.sleep(0.05)
-            await asyncio.gather(*monitor.tasks)
-            await monitor.flush()
-            async with db.session(write=False) as session:
-                checks = await session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(HealthCheck)
-                    .where(HealthCheck.kind == "http")
-                )
-                state = await session.get(HealthState, f"service:{service_id}")
-                assert state is not None
-                return int(checks or 0), state.status
-        finally:
-            await db.dispose()
-
-    checks, status = asyncio.run(scenario())
-    assert checks >= 10, "the target was probed every slot"
-    assert status == "healthy", "alternating results never reach 3 failures in a row"
+    service_id = await _setup(db, admin, f"http://127.0.0.1:{srv.server_address[1]}/")
+    monitor = Monitor(db, MonitorSettings(tick=0.05, flush=0.1))
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        await monitor.tick(time.time())
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*monitor.tasks)
+    await monitor.flush()
+    async with db.session(write=False) as session:
+        checks = await session.scalar(
+            sa.select(sa.func.count()).select_from(HealthCheck).where(HealthCheck.kind == "http")
+        )
+        state = await session.get(HealthState, f"service:{service_id}")
+        assert state is not None
+    assert int(checks or 0) >= 10, "the target was probed every slot"
+    assert state.status == "healthy", "alternating results never reach 3 failures in a row"
 
 
-def test_open_incident_sends_reminders(db_url: str, server: Any) -> None:
+async def test_open_incident_sends_reminders(db: Database, admin: Principal, server: Any) -> None:
     Collector.received = []
     hook = server(Collector)
-
-    async def scenario() -> int:
-        db = Database(db_url)
-        try:
-            service_id, owner = await _setup(db, "http://127.0.0.1:9/")
-            async with db.session() as session:
-                session.add(
-                    NotificationChannel(
-                        owner_id=owner,
-                        name="hook",
-                        kind="webhook",
-                        config={"url": f"http://127.0.0.1:{hook.server_address[1]}/"},
-                    )
-                )
-                session.add(
-                    Incident(
-                        service_id=service_id,
-                        status="unhealthy",
-                        cause="redis disconnected",
-                        started_at=utcnow() - timedelta(minutes=3),
-                        notified_at=utcnow() - timedelta(minutes=3),
-                    )
-                )
-            monitor = Monitor(db, MonitorSettings(reminder_minutes=1))
-            await monitor.remind()  # 3 minutes open, reminders every minute: one message now
-            await monitor.remind()  # the next one is due at 4 minutes, not yet
-            async with db.session(write=False) as session:
-                incident = await session.scalar(sa.select(Incident))
-                assert incident is not None
-                return incident.reminders
-        finally:
-            await db.dispose()
-
-    assert asyncio.run(scenario()) == 3  # counted up to the intervals elapsed, missed ones skipped
+    service_id = await _setup(db, admin, "http://127.0.0.1:9/")
+    async with db.session() as session:
+        session.add(
+            NotificationChannel(
+                owner_id=admin.id,
+                name="hook",
+                kind="webhook",
+                config={"url": f"http://127.0.0.1:{hook.server_address[1]}/"},
+            )
+        )
+        session.add(
+            Incident(
+                service_id=service_id,
+                status="unhealthy",
+                cause="redis disconnected",
+                started_at=utcnow() - timedelta(minutes=3),
+                notified_at=utcnow() - timedelta(minutes=3),
+            )
+        )
+    monitor = Monitor(db, MonitorSettings(reminder_minutes=1))
+    await monitor.remind()  # 3 minutes open, reminders every minute: one message now
+    await monitor.remind()  # the next one is due at 4 minutes, not yet
+    async with db.session(write=False) as session:
+        incident = await session.scalar(sa.select(Incident))
+        assert incident is not None
+    assert incident.reminders == 3  # counted up to the intervals elapsed, missed ones skipped
     assert [m["event"] for m in Collector.received] == ["reminder"]
     assert "redis disconnected" in Collector.received[0]["text"]

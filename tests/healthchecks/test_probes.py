@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from pilothouse.access import Principal
+from pilothouse.core.db import Database
 from pilothouse.core.probes import (
     http_probe,
     json_path,
@@ -25,6 +27,9 @@ from pilothouse.core.probes import (
     tcp_probe,
     tls_probe,
 )
+from pilothouse.environments import service as environments
+from pilothouse.healthchecks.monitor import Monitor
+from pilothouse.services import service as services
 from tests.conftest import PG_ADMIN_URL, free_port
 
 
@@ -82,57 +87,55 @@ def https_port(certs: trustme.CA) -> Iterator[int]:
     yield from _serve(server)
 
 
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(coro)
-
-
-def test_http_probe_conditions(http_port: int) -> None:
+async def test_http_probe_conditions(http_port: int) -> None:
     base = f"http://127.0.0.1:{http_port}"
-    ok = run(http_probe(f"{base}/health"))
+    ok = await http_probe(f"{base}/health")
     assert ok.ok and ok.status_code == 200 and ok.latency_ms is not None
-    assert not run(http_probe(f"{base}/fail")).ok
-    assert run(http_probe(f"{base}/fail", expect_status=(500,))).ok
-    slow = run(http_probe(f"{base}/slow", latency_limit_ms=100))
+    assert not (await http_probe(f"{base}/fail")).ok
+    assert (await http_probe(f"{base}/fail", expect_status=(500,))).ok
+    slow = await http_probe(f"{base}/slow", latency_limit_ms=100)
     assert not slow.ok and slow.detail.startswith("slow")
-    timeout = run(http_probe(f"{base}/slow", timeout=0.1))
+    timeout = await http_probe(f"{base}/slow", timeout=0.1)
     assert not timeout.ok and "timeout" in timeout.detail
-    assert run(http_probe(f"{base}/", body_contains='"ok"')).ok
-    assert not run(http_probe(f"{base}/", body_contains="nope")).ok
-    assert run(http_probe(f"{base}/", json_equals={"checks.db.status": "up", "items.1": 2})).ok
-    wrong = run(http_probe(f"{base}/", json_equals={"checks.db.status": "down"}))
+    assert (await http_probe(f"{base}/", body_contains='"ok"')).ok
+    assert not (await http_probe(f"{base}/", body_contains="nope")).ok
+    assert (await http_probe(f"{base}/", json_equals={"checks.db.status": "up", "items.1": 2})).ok
+    wrong = await http_probe(f"{base}/", json_equals={"checks.db.status": "down"})
     assert not wrong.ok and "not 'down'" in wrong.detail
-    assert run(http_probe(f"{base}/chunked", json_equals={"status": "ok"})).ok
-    refused = run(http_probe(f"http://127.0.0.1:{free_port()}/"))
+    assert (await http_probe(f"{base}/chunked", json_equals={"status": "ok"})).ok
+    refused = await http_probe(f"http://127.0.0.1:{free_port()}/")
     assert not refused.ok and "connect failed" in refused.detail
 
 
-def test_https_and_tls_probes(https_port: int, certs: trustme.CA) -> None:
+async def test_https_and_tls_probes(https_port: int, certs: trustme.CA) -> None:
     trusted = ssl.create_default_context()
     certs.configure_trust(trusted)
     url = f"https://localhost:{https_port}/health"
-    assert run(http_probe(url, ssl_context=trusted)).ok
-    assert not run(http_probe(url)).ok  # the system store does not trust our CA
-    tls = run(tls_probe("127.0.0.1", https_port, server_name="localhost", ssl_context=trusted))
+    assert (await http_probe(url, ssl_context=trusted)).ok
+    assert not (await http_probe(url)).ok  # the system store does not trust our CA
+    tls = await tls_probe("127.0.0.1", https_port, server_name="localhost", ssl_context=trusted)
     assert tls.ok and tls.extra["days_left"] > 300
-    untrusted = run(tls_probe("127.0.0.1", https_port, server_name="localhost"))
+    untrusted = await tls_probe("127.0.0.1", https_port, server_name="localhost")
     assert not untrusted.ok and "not trusted" in untrusted.detail
 
 
-def test_tcp_and_postgres_probes(http_port: int) -> None:
-    assert run(tcp_probe("127.0.0.1", http_port)).ok
-    assert not run(tcp_probe("127.0.0.1", free_port(), timeout=1)).ok
-    result = run(postgres_probe(PG_ADMIN_URL))
+async def test_tcp_and_postgres_probes(http_port: int) -> None:
+    assert (await tcp_probe("127.0.0.1", http_port)).ok
+    assert not (await tcp_probe("127.0.0.1", free_port(), timeout=1)).ok
+    result = await postgres_probe(PG_ADMIN_URL)
     if not result.ok:
         pytest.skip(f"PostgreSQL not reachable: {result.detail}")
     assert result.detail == "SELECT 1 ok"
-    assert not run(postgres_probe(f"postgresql://nobody@127.0.0.1:{free_port()}/x", timeout=2)).ok
+    assert not (
+        await postgres_probe(f"postgresql://nobody@127.0.0.1:{free_port()}/x", timeout=2)
+    ).ok
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
-def test_redis_probe_sees_disconnection_and_recovery(tmp_path: Path) -> None:
+async def test_redis_probe_sees_disconnection_and_recovery(tmp_path: Path) -> None:
     port = free_port()
 
-    def start() -> subprocess.Popen[bytes]:
+    async def start() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [
                 "redis-server",
@@ -151,21 +154,21 @@ def test_redis_probe_sees_disconnection_and_recovery(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while not run(tcp_probe("127.0.0.1", port, timeout=0.5)).ok:
+        while not (await tcp_probe("127.0.0.1", port, timeout=0.5)).ok:
             assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+            await asyncio.sleep(0.05)
         return proc
 
-    proc = start()
+    proc = await start()
     try:
         url = f"redis://127.0.0.1:{port}/0"
-        assert run(redis_probe(url)).ok
+        assert (await redis_probe(url)).ok
         proc.terminate()
         proc.wait(10)
-        down = run(redis_probe(url, timeout=1))
+        down = await redis_probe(url, timeout=1)
         assert not down.ok and "connect failed" in down.detail
-        proc = start()
-        assert run(redis_probe(url)).ok
+        proc = await start()
+        assert (await redis_probe(url)).ok
     finally:
         proc.kill()
         proc.wait(10)
@@ -178,37 +181,26 @@ def test_json_path() -> None:
         json_path(doc, "a.z")
 
 
-def test_monitor_adds_a_tls_target_for_https_public_urls(db_url: str) -> None:
+async def test_monitor_adds_a_tls_target_for_https_public_urls(
+    db: Database, admin: Principal
+) -> None:
     """An https public URL gets an HTTP(S) target and a TLS handshake target."""
-    from pilothouse.access import Principal
-    from pilothouse.core.db import Database
-    from pilothouse.environments import service as environments
-    from pilothouse.healthchecks.monitor import Monitor
-    from pilothouse.services import service as services
-    from pilothouse.users import service as users
-
-    async def scenario() -> list[tuple[str, str]]:
-        db = Database(db_url)
-        try:
-            async with db.session() as session:
-                user, _ = await users.bootstrap_admin(session, "a")
-                admin = Principal(user.id, "a", "admin")
-                await environments.create_environment(session, admin, name="e")
-                svc = await services.create_service(
-                    session,
-                    admin,
-                    environment="e",
-                    name="s",
-                    resources={},
-                    public_url="https://example.org:8443/health",
-                )
-                svc.status = "running"
-            targets = await Monitor(db).collect_targets()
-            return sorted((t.kind, t.key.split(":")[0]) for t in targets)
-        finally:
-            await db.dispose()
-
-    assert asyncio.run(scenario()) == [("http", "url"), ("tls", "tls")]
+    async with db.session() as session:
+        await environments.create_environment(session, admin, name="e")
+        svc = await services.create_service(
+            session,
+            admin,
+            environment="e",
+            name="s",
+            resources={},
+            public_url="https://example.org:8443/health",
+        )
+        svc.status = "running"
+    targets = await Monitor(db).collect_targets()
+    assert sorted((t.kind, t.key.split(":")[0]) for t in targets) == [
+        ("http", "url"),
+        ("tls", "tls"),
+    ]
 
 
 def test_probes_are_a_leaf_that_imports_no_feature() -> None:

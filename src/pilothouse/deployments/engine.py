@@ -45,7 +45,6 @@ from pilothouse.drivers.command import CommandConfig, CommandDriver, run_command
 from pilothouse.drivers.nginx import NginxRouter
 from pilothouse.drivers.process import ProcessConfig, ProcessDriver
 from pilothouse.environments.models import Environment
-from pilothouse.history import service as history
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
@@ -443,38 +442,17 @@ class Engine:
                     lease_owner=None,
                     lease_expires_at=None,
                 )
-            previous = None
-            if current.event_type not in ("rollback", "scale") and current.previous_artifact_id:
-                previous = await session.get(Artifact, current.previous_artifact_id)
-            if previous is not None and previous.deleted_at is None:
-                rollback = Deployment(
-                    owner_id=current.owner_id,
-                    service_id=current.service_id,
-                    environment_id=current.environment_id,
-                    artifact_id=previous.id,
-                    previous_artifact_id=current.artifact_id,
-                    rollback_from=current.id,
-                    version=previous.version,
-                    commit_sha=previous.commit_sha,
-                    event_type="rollback",
-                    triggered_by="automated",
-                    operator="engine",
-                    status="pending",
-                    lease_owner=self.worker_id,
-                    lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds),
-                )
-                session.add(rollback)
-                await session.flush()
-                history.record_change(
-                    session,
-                    "deployment",
-                    rollback.id,
-                    None,
-                    "pending",
-                    actor=ENGINE,
-                    reason=f"automatic rollback: {reason}",
-                )
-                rollback_id, previous_version = rollback.id, previous.version
+            rollback = await deployments.record_automatic_rollback(
+                session,
+                ENGINE,
+                current,
+                service_name=svc.name,
+                reason=reason,
+                lease_owner=self.worker_id,
+                lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds),
+            )
+            if rollback is not None:
+                rollback_id, previous_version = rollback.id, rollback.version
         live = await self._current_replicas(svc.id)
         await self._service_status(svc.id, "running" if live else "failed", reason)
         if rollback_id is not None:

@@ -180,16 +180,29 @@ async def create_deployment(
         status="pending",
         **fields,
     )
+    return await _insert(session, actor, deployment, service_name=svc.name, reason="recorded")
+
+
+async def _insert(
+    session: AsyncSession,
+    actor: Principal,
+    deployment: Deployment,
+    *,
+    service_name: str,
+    reason: str,
+) -> Deployment:
+    """The one road a new deployment takes into the store: the row (pending), its first
+    status_history row and its audit entry, in the caller's transaction."""
     try:
         async with session.begin_nested():
             session.add(deployment)
             await session.flush()
     except IntegrityError:
         # Another process recorded one between our check and our insert.
-        await check_no_active(session, svc.id, svc.name)
+        await check_no_active(session, deployment.service_id, service_name)
         raise
     history.record_change(
-        session, "deployment", deployment.id, None, "pending", actor=actor, reason="recorded"
+        session, "deployment", deployment.id, None, "pending", actor=actor, reason=reason
     )
     audit.record(
         session,
@@ -197,9 +210,53 @@ async def create_deployment(
         "create",
         "deployment",
         deployment.id,
-        {"service": svc.name, "version": version, "event_type": event_type},
+        {
+            "service": service_name,
+            "version": deployment.version,
+            "event_type": deployment.event_type,
+        },
     )
     return deployment
+
+
+async def record_automatic_rollback(
+    session: AsyncSession,
+    actor: Principal,
+    failed: Deployment,
+    *,
+    service_name: str,
+    reason: str,
+    lease_owner: str,
+    lease_expires_at: datetime,
+) -> Deployment | None:
+    """Record the automatic rollback of a failed deployment to the artifact that was live
+    before it, already leased to the worker that carries it out. None when there is nothing to
+    go back to: the failed one was itself a rollback or a scale, there was no live artifact, or
+    that artifact was deleted."""
+    if failed.event_type in ("rollback", "scale") or failed.previous_artifact_id is None:
+        return None
+    previous = await session.get(Artifact, failed.previous_artifact_id)
+    if previous is None or previous.deleted_at is not None:
+        return None
+    rollback = Deployment(
+        owner_id=failed.owner_id,
+        service_id=failed.service_id,
+        environment_id=failed.environment_id,
+        artifact_id=previous.id,
+        previous_artifact_id=failed.artifact_id,
+        rollback_from=failed.id,
+        version=previous.version,
+        commit_sha=previous.commit_sha,
+        event_type="rollback",
+        triggered_by="automated",
+        operator=actor.name,
+        status="pending",
+        lease_owner=lease_owner,
+        lease_expires_at=lease_expires_at,
+    )
+    return await _insert(
+        session, actor, rollback, service_name=service_name, reason=f"automatic rollback: {reason}"
+    )
 
 
 async def transition(
