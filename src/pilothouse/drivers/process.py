@@ -37,6 +37,7 @@ from pilothouse.drivers.base import (
     child_environ,
 )
 from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
+from pilothouse.drivers.rolling import plan_rolling_update
 
 
 class VerifySpec(BaseModel):
@@ -373,15 +374,20 @@ class ProcessDriver:
                 f"rolling {spec.service_name} to {spec.version}: {missing} new replica(s), "
                 f"{len(old)} to retire (surge {cfg.max_surge}, unavailable {cfg.max_unavailable})"
             )
+        rolling = plan_rolling_update(
+            keep=len(keep),
+            old=len(old),
+            target=spec.target_replicas,
+            max_surge=cfg.max_surge,
+            max_unavailable=cfg.max_unavailable,
+        )
         try:
-            while len(new) < missing:
-                if cfg.max_unavailable and old:
-                    ahead = old[: cfg.max_unavailable]
-                    old = old[cfg.max_unavailable :]
+            for step in rolling.steps:
+                if step.retire_first:
+                    ahead, old = old[: step.retire_first], old[step.retire_first :]
                     retire(ahead)
-                batch = min(max(cfg.max_surge, 1), missing - len(new))
                 started = await asyncio.gather(
-                    *(self._start_one(spec, cfg, ready, events) for _ in range(batch)),
+                    *(self._start_one(spec, cfg, ready, events) for _ in range(step.start)),
                     return_exceptions=True,
                 )
                 ok = [r for r in started if isinstance(r, ReplicaInfo)]
@@ -392,11 +398,11 @@ class ProcessDriver:
                 if errors:
                     raise errors[0]
                 # One router change per step: the new replicas in, as many old ones out.
-                victims, old = old[: len(ok)], old[len(ok) :]
+                victims, old = old[: step.retire_after], old[step.retire_after :]
                 retire(victims)
-            extra = old + [r for r in same if r not in keep]
-            if extra or not routing:
-                retire(extra)
+            # What is left of the old set (surplus replicas of the version included).
+            if old or not routing:
+                retire(old)
             await asyncio.gather(*routing)
             await self._verify(spec, cfg, ready, list(serving.values()), events)
         except RolloutFailed:
