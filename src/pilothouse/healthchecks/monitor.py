@@ -40,6 +40,7 @@ from pilothouse.healthchecks.derive import (
     dependency_status,
     derive,
 )
+from pilothouse.healthchecks.incidents import incident_action, reminder_due
 from pilothouse.healthchecks.models import (
     HealthCheck,
     HealthState,
@@ -607,7 +608,8 @@ class Monitor:
                 )
             )
             message: dict[str, Any] | None = None
-            if after != "healthy" and open_incident is None:
+            action = incident_action(after, open_incident.status if open_incident else None)
+            if action == "open":
                 incident = Incident(
                     service_id=service_id,
                     status=after,
@@ -625,9 +627,9 @@ class Monitor:
                     "incident": str(incident.id),
                     "text": f"{name} is {after}: {incident.cause}",
                 }
-            elif after != "healthy" and open_incident is not None:
-                open_incident.status = after  # escalation or easing inside one incident: no message
-            elif after == "healthy" and open_incident is not None:
+            elif action in ("escalate", "ease") and open_incident is not None:
+                open_incident.status = after  # inside one incident: no message
+            elif action == "recover" and open_incident is not None:
                 open_incident.ended_at = utcnow()
                 open_incident.recovery_notified_at = utcnow()
                 lasted = (open_incident.ended_at - open_incident.started_at).total_seconds()
@@ -659,11 +661,9 @@ class Monitor:
             for incident in due:
                 if incident.notified_at is None:
                     continue
-                # Reminder n is due `n` intervals after the alert; after a pause, missed ones
-                # are skipped (one message, not a burst).
-                elapsed = int((now - incident.notified_at) / every)
-                if elapsed > incident.reminders:
-                    incident.reminders = elapsed
+                count = reminder_due(incident.notified_at, now, every, incident.reminders)
+                if count is not None:
+                    incident.reminders = count
                     svc = await session.get(Service, incident.service_id)
                     name = svc.name if svc else str(incident.service_id)
                     messages.append(
