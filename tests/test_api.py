@@ -294,6 +294,7 @@ def test_revoked_and_listed_tokens(api: Api) -> None:
     issued = api.ok(api.post("/tokens", {"name": "ci", "expires_in_days": 30}), 201)
     assert issued["token"].startswith("ph_") and issued["expires_at"]
     listed = api.ok(api.get("/tokens"))
+    assert issued["id"] in {t["id"] for t in listed}, "the new token must be listed"
     assert all("token" not in t and "token_hash" not in t for t in listed)
     assert issued["token"] not in str(listed)
     assert api.as_(issued["token"]).get("/users/me").status_code == 200

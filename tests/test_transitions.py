@@ -1,4 +1,4 @@
-"""Every allowed and every refused transition of the three status machines."""
+"""Every allowed and every refused transition of the four status machines."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from pilothouse.backups.transitions import TABLE as BACKUP
 from pilothouse.core.statemachine import check_transition
 from pilothouse.deployments.transitions import TABLE as DEPLOYMENT
 from pilothouse.errors import InvalidTransition
@@ -63,6 +64,17 @@ REPLICA_EDGES = {
 }
 REPLICA_STATES = ["pending", "starting", "running", "stopping", "stopped", "failed"]
 
+# Seed 000 BackupJob / seed 003 Backup Records: a failed backup is retried while it has retries
+# left; completed and failed backups expire with their retention; expired is final.
+BACKUP_EDGES = {
+    ("in_progress", "completed"),
+    ("in_progress", "failed"),
+    ("failed", "in_progress"),
+    ("completed", "expired"),
+    ("failed", "expired"),
+}
+BACKUP_STATES = ["in_progress", "completed", "failed", "expired"]
+
 
 def _cases(table, states, edges, entity):  # type: ignore[no-untyped-def]
     return [
@@ -75,6 +87,7 @@ CASES = (
     _cases(DEPLOYMENT, DEPLOYMENT_STATES, DEPLOYMENT_EDGES, "deployment")
     + _cases(SERVICE, SERVICE_STATES, SERVICE_EDGES, "service")
     + _cases(REPLICA, REPLICA_STATES, REPLICA_EDGES, "replica")
+    + _cases(BACKUP, BACKUP_STATES, BACKUP_EDGES, "backup")
 )
 
 
@@ -99,3 +112,4 @@ def test_tables_cover_exactly_the_seed_states() -> None:
     assert set(DEPLOYMENT) == set(DEPLOYMENT_STATES)
     assert set(SERVICE) == set(SERVICE_STATES)
     assert set(REPLICA) == set(REPLICA_STATES)
+    assert set(BACKUP) == set(BACKUP_STATES)
