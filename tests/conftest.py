@@ -85,6 +85,12 @@ def _truncate_pg(url: str) -> None:
         conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
+#: For end-to-end scenarios whose outcome does not depend on the store (a driver, the CLI, the
+#: supervisor): they run on SQLite only. Every store guarantee (constraints, leases, claims,
+#: concurrency, what is written where) keeps its own test on both databases.
+one_store = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of each kind."""

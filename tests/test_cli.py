@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pilothouse import migrations
-from tests.conftest import SHA, LiveServer, free_port
+from tests.conftest import SHA, LiveServer, free_port, one_store
 
 
 class Cli:
@@ -57,6 +57,7 @@ def cli(live_server: LiveServer, admin_token: str, tmp_path: Path) -> Cli:
     return Cli(live_server.url, admin_token, tmp_path)
 
 
+@one_store
 def test_cli_walkthrough(cli: Cli) -> None:
     cli.run(
         "env",
@@ -132,6 +133,7 @@ def test_cli_walkthrough(cli: Cli) -> None:
     assert cli.json("env", "list") == []
 
 
+@one_store
 def test_cli_errors_are_one_line(cli: Cli, tmp_path: Path, live_server: LiveServer) -> None:
     cli.run("env", "create", "prod")
     bad = cli.run("service", "create", "web", "--env", "prod", "--replicas", "101", ok=False)

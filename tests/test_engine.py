@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, one_store
 from tests.engine_support import Client, Load, alive
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
@@ -23,6 +23,7 @@ def history(client: Client, dep_id: str) -> list[str]:
     return [h["to_status"] for h in client.ok("GET", f"/history/deployment/{dep_id}")]
 
 
+@one_store
 def test_rolling_update_under_load_and_automatic_rollback(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     port = free_port()
@@ -83,6 +84,7 @@ def test_rolling_update_under_load_and_automatic_rollback(stack: dict[str, Any])
     assert again.status_code == 409 and again.json()["error"] == "already_live"
 
 
+@one_store
 def test_crashed_replica_is_restarted_with_backoff(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     client.setup_service(replicas=2)
@@ -162,6 +164,7 @@ def test_two_processes_two_deploys_exactly_one_proceeds(stack: dict[str, Any]) -
     assert client.wait(winner["id"])["status"] == "success"
 
 
+@one_store
 def test_command_driver_deploys_and_rolls_back_by_exit_code(
     stack: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -193,6 +196,7 @@ def test_command_driver_deploys_and_rolls_back_by_exit_code(
     assert any(line["message"] == "shipping v1.0.0" for line in logs)
 
 
+@one_store
 def test_build_and_migration_hooks(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     client.setup_service(
@@ -217,6 +221,7 @@ def test_build_and_migration_hooks(stack: dict[str, Any]) -> None:
     assert {r["version"] for r in client.replicas("web")} == {"v1.0.0"}
 
 
+@one_store
 def test_cli_deploy_follows_rollback_replicas_and_logs(
     stack: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -280,6 +285,7 @@ def test_cli_deploy_follows_rollback_replicas_and_logs(
     assert none.returncode == 0 and "nothing to do" in none.stdout
 
 
+@one_store
 def test_scale_up_and_down_through_the_engine(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     client.setup_service(replicas=2)
@@ -304,6 +310,7 @@ def test_scale_up_and_down_through_the_engine(stack: dict[str, Any]) -> None:
     assert artifacts["v1.0.0"] is True
 
 
+@one_store
 def test_crash_on_start_and_failed_verification_are_rolled_back(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     client.setup_service(
@@ -330,6 +337,7 @@ def test_crash_on_start_and_failed_verification_are_rolled_back(stack: dict[str,
     assert len(restored) == 2 and {r["version"] for r in restored} == {"v1.0.0"}
 
 
+@one_store
 def test_command_driver_scale_and_status_commands(stack: dict[str, Any], tmp_path: Path) -> None:
     client: Client = stack["client"]
     record = tmp_path / "calls.txt"
@@ -356,6 +364,7 @@ def test_command_driver_scale_and_status_commands(stack: dict[str, Any], tmp_pat
     assert failed["error_message"] == "status command exited with status 1"
 
 
+@one_store
 def test_deleting_a_service_stops_its_replicas_and_route(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     port = free_port()

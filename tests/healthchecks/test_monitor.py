@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import free_port
+from tests.conftest import free_port, one_store
 from tests.engine_support import Client
 
 pytestmark = pytest.mark.skipif(
@@ -109,6 +109,7 @@ def wait_for(
         time.sleep(0.2)
 
 
+@one_store
 def test_dependency_outage_gives_one_alert_and_one_recovery(
     stack: dict[str, Any], redis: dict[str, Any]
 ) -> None:
