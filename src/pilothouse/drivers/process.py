@@ -36,7 +36,7 @@ from pilothouse.drivers.base import (
     ServiceSpec,
     child_environ,
 )
-from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
+from pilothouse.drivers.readiness import ReadinessSpec, check_once, wait_ready
 from pilothouse.drivers.rolling import plan_rolling_update
 
 
@@ -443,8 +443,6 @@ class ProcessDriver:
         verify = cfg.verify
         if verify.checks == 0 or not replicas:
             return
-        from pilothouse.drivers.readiness import check_once
-
         passed = 0
         pause = verify.window / max(verify.checks - 1, 1)
         for i in range(verify.checks):
