@@ -1,5 +1,5 @@
 """The monitor against real local servers without the rest of pilothouse: a flapping target never
-publishes unhealthy; an open incident sends reminders."""
+publishes unhealthy; an open incident sends reminders; an https URL gets a TLS target."""
 
 from __future__ import annotations
 
@@ -135,3 +135,25 @@ async def test_open_incident_sends_reminders(db: Database, admin: Principal, ser
     assert incident.reminders == 3  # counted up to the intervals elapsed, missed ones skipped
     assert [m["event"] for m in Collector.received] == ["reminder"]
     assert "redis disconnected" in Collector.received[0]["text"]
+
+
+async def test_monitor_adds_a_tls_target_for_https_public_urls(
+    db: Database, admin: Principal
+) -> None:
+    """An https public URL gets an HTTP(S) target and a TLS handshake target."""
+    async with db.session() as session:
+        await environments.create_environment(session, admin, name="e")
+        svc = await services.create_service(
+            session,
+            admin,
+            environment="e",
+            name="s",
+            resources={},
+            public_url="https://example.org:8443/health",
+        )
+        svc.status = "running"
+    targets = await Monitor(db).collect_targets()
+    assert sorted((t.kind, t.key.split(":")[0]) for t in targets) == [
+        ("http", "url"),
+        ("tls", "tls"),
+    ]

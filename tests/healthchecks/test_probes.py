@@ -1,4 +1,5 @@
-"""Probes against real local servers: HTTP(S), TCP, PostgreSQL, a dedicated redis-server, TLS."""
+"""Network probes (core/probes.py) against real local servers: HTTP(S), TCP, PostgreSQL, a
+dedicated redis-server, TLS."""
 
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ from pathlib import Path
 import pytest
 import trustme
 
-from pilothouse.access import Principal
-from pilothouse.core.db import Database
 from pilothouse.core.probes import (
     http_probe,
     json_path,
@@ -27,9 +26,6 @@ from pilothouse.core.probes import (
     tcp_probe,
     tls_probe,
 )
-from pilothouse.environments import service as environments
-from pilothouse.healthchecks.monitor import Monitor
-from pilothouse.services import service as services
 from tests.conftest import PG_ADMIN_URL, free_port
 
 
@@ -179,28 +175,6 @@ def test_json_path() -> None:
     assert json_path(doc, "a.b.1.c") == "x"
     with pytest.raises(KeyError):
         json_path(doc, "a.z")
-
-
-async def test_monitor_adds_a_tls_target_for_https_public_urls(
-    db: Database, admin: Principal
-) -> None:
-    """An https public URL gets an HTTP(S) target and a TLS handshake target."""
-    async with db.session() as session:
-        await environments.create_environment(session, admin, name="e")
-        svc = await services.create_service(
-            session,
-            admin,
-            environment="e",
-            name="s",
-            resources={},
-            public_url="https://example.org:8443/health",
-        )
-        svc.status = "running"
-    targets = await Monitor(db).collect_targets()
-    assert sorted((t.kind, t.key.split(":")[0]) for t in targets) == [
-        ("http", "url"),
-        ("tls", "tls"),
-    ]
 
 
 def test_probes_are_a_leaf_that_imports_no_feature() -> None:
