@@ -1,0 +1,96 @@
+"""The process driver's rolling update with real replica processes (no store, no router):
+max_surge and max_unavailable bound what serves and what starts, as drivers/rolling.py plans."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pilothouse.drivers.base import ReplicaInfo, RolloutPlan, ServiceSpec
+from pilothouse.drivers.process import ProcessDriver, is_alive
+from tests.engine_support import SAMPLE_COMMAND
+
+
+class Recorder:
+    """The Events a driver reports to, kept in memory: every replica's state and process, and
+    after each change how many replicas serve and how many serve or start."""
+
+    def __init__(self, known: dict[uuid.UUID, dict[str, Any]] | None = None) -> None:
+        self.replicas: dict[uuid.UUID, dict[str, Any]] = dict(known or {})
+        self.serving: list[int] = []
+        self.in_flight: list[int] = []
+
+    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+        pass
+
+    async def log_many(self, messages: list[str], *, source: str) -> None:
+        pass
+
+    async def replica_created(
+        self, version: str, *, port: int | None, log_path: str | None
+    ) -> uuid.UUID:
+        replica_id = uuid.uuid4()
+        self.replicas[replica_id] = {"status": "pending", "version": version, "port": port}
+        return replica_id
+
+    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None:
+        self.replicas[replica_id].update(fields, status=to)
+        statuses = [r["status"] for r in self.replicas.values()]
+        self.serving.append(statuses.count("running"))
+        self.in_flight.append(statuses.count("running") + statuses.count("starting"))
+
+    def info(self, replica_id: uuid.UUID) -> ReplicaInfo:
+        r = self.replicas[replica_id]
+        return ReplicaInfo(replica_id, r["version"], r["pid"], r["process_started_at"], r["port"])
+
+
+def spec(version: str, replicas: int, **config: Any) -> ServiceSpec:
+    return ServiceSpec(
+        service_id=uuid.UUID(int=7),
+        service_name="web",
+        environment_name="test",
+        command=SAMPLE_COMMAND,
+        image=None,
+        version=version,
+        commit_sha=None,
+        target_replicas=replicas,
+        config={"drain_seconds": 0, "grace_seconds": 5, **config},
+        health_check={"timeout": 20, "interval": 0.05},
+    )
+
+
+@pytest.mark.parametrize(("surge", "unavailable"), [(1, 0), (2, 0), (1, 1), (0, 2)])
+async def test_rolling_update_respects_surge_and_unavailable(
+    tmp_path: Path, surge: int, unavailable: int
+) -> None:
+    driver = ProcessDriver(tmp_path)
+    first = Recorder()
+    second = Recorder()
+    try:
+        out = await driver.rollout(RolloutPlan(spec("v1.0.0", 4), [], uuid.uuid4()), first)
+        assert out.instances == 4
+        assert max(first.in_flight) <= 1 + len(out.replicas)
+        v1 = [first.info(r) for r in out.replicas]
+        second.replicas = {r: dict(first.replicas[r]) for r in out.replicas}
+        limits = {"max_surge": surge, "max_unavailable": unavailable}
+        plan = RolloutPlan(spec("v2.0.0", 4, **limits), v1, uuid.uuid4())
+        out2 = await driver.rollout(plan, second)
+        if out2.cleanup is not None:
+            await out2.cleanup
+        assert out2.instances == 4
+        assert min(second.serving) >= 4 - unavailable, second.serving
+        assert max(second.in_flight) <= 4 + max(surge, 1), second.in_flight
+        assert {second.replicas[r.id]["status"] for r in v1} == {"stopped"}
+        assert not any(is_alive(r.pid, r.process_started_at) for r in v1)
+        assert {second.replicas[r]["version"] for r in out2.replicas} == {"v2.0.0"}
+    finally:
+        for replica in [*first.replicas.values(), *second.replicas.values()]:
+            if is_alive(replica.get("pid"), replica.get("process_started_at")):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(replica["pid"], signal.SIGKILL)
