@@ -8,6 +8,7 @@ or a SQLite file whose directory is moved away (SQLite's own way of being unreac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 import psycopg.errors
-import psutil
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -258,8 +259,7 @@ def test_nothing_that_answered_2xx_is_lost(
 
         with LiveServer(settings) as server:
             threads = [
-                threading.Thread(target=writer, args=(n, server.url), daemon=True)
-                for n in range(4)
+                threading.Thread(target=writer, args=(n, server.url), daemon=True) for n in range(4)
             ]
             for thread in threads:
                 thread.start()
@@ -365,7 +365,9 @@ def test_a_rollout_cut_by_the_outage_names_the_store(
                 second = deploy("v2.0.0-slow")
                 wait(second, {"deploying"})
                 deadline = time.monotonic() + 30
-                while not [r for r in ok("GET", "/services/web/replicas") if r["status"] == "starting"]:
+                while not [
+                    r for r in ok("GET", "/services/web/replicas") if r["status"] == "starting"
+                ]:
                     assert time.monotonic() < deadline, "the slow replica never started"
                     time.sleep(0.1)
                 capsys.readouterr()
@@ -391,10 +393,8 @@ def test_a_rollout_cut_by_the_outage_names_the_store(
             log = capsys.readouterr().err
         finally:
             for pid in pids:
-                try:
+                with contextlib.suppress(psutil.Error):
                     psutil.Process(pid).kill()
-                except psutil.Error:
-                    pass
             cleanup(data_dir)
 
     text = "\n".join(logs)

@@ -10,9 +10,9 @@ step), the probes are real."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -135,11 +135,11 @@ async def _setup(db: Database, app_url: str, hook_url: str, dependency: str) -> 
         )
         svc.status = "running"
         session.add(
-            NotificationChannel(owner_id=user.id, name="hook", kind="webhook", config={"url": hook_url})
+            NotificationChannel(
+                owner_id=user.id, name="hook", kind="webhook", config={"url": hook_url}
+            )
         )
         return svc.id
-
-
 
 
 async def _step(monitor: Monitor, clock: Clock, seconds: float = 5) -> None:
