@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import psutil
@@ -28,11 +29,21 @@ from fastapi.testclient import TestClient
 from pilothouse import migrations
 from pilothouse.app import create_app
 from pilothouse.config import Settings
+from pilothouse.core.logging import configure
 from pilothouse.core.store import unreachable
 from pilothouse.setup import _bootstrap
 from tests.conftest import LiveServer
 from tests.engine_support import SAMPLE_COMMAND, SHA, TERMINAL, cleanup
 from tests.pg_cluster import Cluster, throwaway_cluster
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr_afterwards() -> Iterator[None]:
+    """Tests here read the log through capsys, whose stream is closed after the test: point
+    the logger back at the real stderr (autouse: torn down after capsys)."""
+    yield
+    configure("info")
+
 
 # -- which errors mean "the store is unreachable" (one place: core/store.py) --------------------
 
@@ -404,3 +415,56 @@ def test_a_rollout_cut_by_the_outage_names_the_store(
     assert "Traceback" not in log
     assert _count(log, "store unreachable") == 1, log
     assert _count(log, "store reachable again") == 1, log
+
+
+# -- the store's state and what reconciliation blames ------------------------------------------
+
+
+def test_store_health_logs_each_change_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from pilothouse.core.store import StoreHealth
+
+    configure("info")
+    health = StoreHealth()
+    assert health.mark_up() is False  # already up: nothing to say
+    assert health.mark_down("connection refused") is True
+    assert health.mark_down("connection refused") is False
+    assert health.is_down and health.current() is not None
+    assert health.mark_up() is True
+    assert health.mark_up() is False
+    log = capsys.readouterr().err
+    assert _count(log, "store unreachable") == 1 and _count(log, "store reachable again") == 1
+    [outage] = health.outages
+    assert outage.reason == "connection refused" and outage.ended_at is not None
+    assert health.outage_between(outage.started_at, outage.ended_at) == outage
+    assert health.recovered_within(60)
+
+
+def test_reconciliation_names_the_outage_that_let_a_lease_expire(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from pilothouse.core.clock import utcnow
+    from pilothouse.core.db import Database
+    from pilothouse.deployments.engine import Engine
+
+    async def scenario() -> list[tuple[str, str]]:
+        db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+        try:
+            engine = Engine(db, tmp_path, lease_seconds=15)
+            quiet = engine._interruption(uuid4(), utcnow())
+            db.health.mark_down("connection refused")
+            db.health.mark_up()
+            away = engine._interruption(uuid4(), utcnow())
+            long_before = engine._interruption(uuid4(), utcnow() - timedelta(minutes=5))
+            lost = uuid4()
+            engine.lost[lost] = "connection lost"
+            own = engine._interruption(lost, utcnow())
+            return [quiet, away, long_before, own]
+        finally:
+            await db.dispose()
+
+    quiet, away, long_before, own = asyncio.run(scenario())
+    assert quiet == ("the worker carrying this deployment died; reconciling", "interrupted")
+    assert "store was unreachable" in away[0] and "connection refused" in away[0]
+    assert away[1] == "interrupted: the store was unreachable (connection refused)"
+    assert long_before[1] == "interrupted"
+    assert own[1] == "interrupted: the store was unreachable (connection lost)"

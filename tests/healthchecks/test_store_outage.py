@@ -37,6 +37,14 @@ from pilothouse.users import service as users
 from tests.pg_cluster import Cluster, throwaway_cluster
 
 
+@pytest.fixture(autouse=True)
+def _logs_to_stderr_afterwards() -> Iterator[None]:
+    """Tests here read the log through capsys, whose stream is closed after the test: point
+    the logger back at the real stderr (autouse: torn down after capsys)."""
+    yield
+    configure("info")
+
+
 class Answering(BaseHTTPRequestHandler):
     """The service itself: it answers 200 all along (its database is what goes away)."""
 
@@ -293,3 +301,24 @@ def test_buffer_is_bounded(
     assert stored > 0
     events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert sum(1 for e in events if e["event"] == "health results dropped") == 1, log
+
+
+@pytest.mark.parametrize(
+    ("kind", "ok", "status", "http", "expected"),
+    [
+        ("service", True, "healthy", 200, "up"),
+        ("service", True, "degraded", 200, "up"),
+        # Answering while unhealthy (its declared database disconnected) is not being up.
+        ("service", True, "unhealthy", 200, "error"),
+        ("service", False, "unhealthy", 503, "error"),
+        ("service", False, "unhealthy", None, "down"),
+        ("http", True, "healthy", 200, "up"),
+        ("http", False, "unhealthy", 500, "error"),
+        ("http", False, "unhealthy", None, "down"),
+    ],
+)
+def test_outcome_for_uptime(
+    kind: str, ok: bool, status: str, http: int | None, expected: str
+) -> None:
+    check = HealthCheck(kind=kind, ok=ok, overall_status=status, http_status=http)
+    assert health.outcome(check) == expected
