@@ -176,7 +176,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             from pilothouse.healthchecks.monitor import MonitorSettings
 
             monitor = (
-                MonitorSettings(reminder_minutes=settings.reminder_minutes)
+                MonitorSettings(
+                    reminder_minutes=settings.reminder_minutes, buffer=settings.health_buffer
+                )
                 if settings.health_enabled
                 else None
             )
