@@ -374,6 +374,18 @@ def test_a_rollout_cut_by_the_outage_names_the_store(
                 first = deploy("v1.0.0")
                 assert wait(first, TERMINAL)["status"] == "success"
                 second = deploy("v2.0.0-slow")
+                # A follower of the deployment's live events (as `pilothouse deploy` is).
+                followed: list[str] = []
+
+                def follow() -> None:
+                    with client.stream("GET", f"/deployments/{second}/events") as stream:
+                        for line in stream.iter_lines():
+                            followed.append(line)
+                            if line == "event: end":
+                                return
+
+                follower = threading.Thread(target=follow, daemon=True)
+                follower.start()
                 wait(second, {"deploying"})
                 deadline = time.monotonic() + 30
                 while not [
@@ -398,6 +410,7 @@ def test_a_rollout_cut_by_the_outage_names_the_store(
                     if any("store" in m for m in logs) or time.monotonic() > deadline:
                         break
                     time.sleep(0.2)
+                follower.join(60)
                 for replica in ok("GET", "/services/web/replicas"):
                     if replica.get("pid"):
                         pids.add(int(replica["pid"]))
@@ -412,6 +425,9 @@ def test_a_rollout_cut_by_the_outage_names_the_store(
     assert "the worker carrying this deployment died" not in text, text
     assert "store" in text and "unreachable" in text, text
     assert "store" in (outcome["error_message"] or ""), outcome
+    # The event stream waited through the outage (saying why) and ended normally.
+    assert any(line.startswith(": the store is unreachable") for line in followed), followed
+    assert "event: end" in followed
     assert "Traceback" not in log
     assert _count(log, "store unreachable") == 1, log
     assert _count(log, "store reachable again") == 1, log
