@@ -4,7 +4,8 @@ initdb and postgres refuse to run as root, so under root the cluster belongs to 
 system user (created once with useradd) and lives in a private temporary directory owned by it;
 its Unix socket goes there too (-k). The cluster listens on 127.0.0.1 on a free port, with trust
 authentication. `close()` always stops the server (fast, then immediate, then SIGKILL of the
-postmaster) and removes the directory, whatever state the test left it in.
+postmaster) and removes the directory, whatever state the test left it in; clusters older than two
+hours (left by a killed test run) are swept when the next one is made.
 """
 
 from __future__ import annotations
@@ -56,6 +57,23 @@ def _ensure_user() -> None:
         pwd.getpwnam(USER)
 
 
+PREFIX = "ph-pgcluster-"
+STALE_AFTER = 2 * 3600.0
+
+
+def _sweep(bin_dir: Path, as_root: bool) -> None:
+    """Stop and remove clusters left by a test run that was killed (older than two hours)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime < STALE_AFTER:
+                continue
+            argv = [str(bin_dir / "pg_ctl"), "-D", str(path / "data"), "-m", "immediate", "stop"]
+            if as_root:
+                argv = ["runuser", "-u", USER, "--", *argv]
+            subprocess.run(argv, capture_output=True, timeout=60)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class Cluster:
     """One PostgreSQL cluster in a temporary directory: start(), stop(), close()."""
 
@@ -67,7 +85,8 @@ class Cluster:
         self.as_root = os.geteuid() == 0
         if self.as_root:
             _ensure_user()
-        self.dir = Path(tempfile.mkdtemp(prefix="ph-pgcluster-"))
+        _sweep(bin_dir, self.as_root)
+        self.dir = Path(tempfile.mkdtemp(prefix=PREFIX))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
         self.port = _free_port()

@@ -33,7 +33,7 @@ from pilothouse.core.logging import configure
 from pilothouse.core.store import unreachable
 from pilothouse.setup import _bootstrap
 from tests.conftest import LiveServer
-from tests.engine_support import SAMPLE_COMMAND, SHA, TERMINAL, cleanup
+from tests.engine_support import SAMPLE_APP, SAMPLE_COMMAND, SHA, TERMINAL, cleanup
 from tests.pg_cluster import Cluster, throwaway_cluster
 
 
@@ -321,7 +321,7 @@ def test_a_rollout_cut_by_the_outage_names_the_store(
             backups_enabled=False,
             health_enabled=False,
         )
-        pids: set[int] = set()
+        started = time.time() - 1
         try:
             with (
                 LiveServer(settings) as server,
@@ -411,14 +411,14 @@ def test_a_rollout_cut_by_the_outage_names_the_store(
                         break
                     time.sleep(0.2)
                 follower.join(60)
-                for replica in ok("GET", "/services/web/replicas"):
-                    if replica.get("pid"):
-                        pids.add(int(replica["pid"]))
             log = capsys.readouterr().err
         finally:
-            for pid in pids:
+            # The replicas are detached processes: stop every sample app this test started.
+            for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
                 with contextlib.suppress(psutil.Error):
-                    psutil.Process(pid).kill()
+                    cmdline = " ".join(proc.info["cmdline"] or [])
+                    if str(SAMPLE_APP) in cmdline and proc.info["create_time"] >= started:
+                        proc.kill()
             cleanup(data_dir)
 
     text = "\n".join(logs)
