@@ -175,7 +175,7 @@ def test_outage_is_probed_alerted_buffered_and_written_back(
         db = Database(outage.url)
         try:
             service_id = await _setup(db, app_url, hook_url, outage.cluster.url())
-            monitor = Monitor(db, MonitorSettings(refresh=5, flush=0))
+            monitor = Monitor(db, MonitorSettings(refresh=5, flush=0, store_retry=0))
             for _ in range(8):
                 await _step(monitor, clock)
             assert not Collector.received, "healthy so far"
@@ -277,7 +277,7 @@ def test_buffer_is_bounded(
         db = Database(outage.url)
         try:
             await _setup(db, app_url, hook_url, outage.cluster.url())
-            monitor = Monitor(db, MonitorSettings(refresh=5, flush=0, buffer=12))
+            monitor = Monitor(db, MonitorSettings(refresh=5, flush=0, buffer=12, store_retry=0))
             for _ in range(4):
                 await _step(monitor, clock)
             await outage.begin(db)
@@ -322,3 +322,45 @@ def test_outcome_for_uptime(
 ) -> None:
     check = HealthCheck(kind=kind, ok=ok, overall_status=status, http_status=http)
     assert health.outcome(check) == expected
+
+
+def test_while_the_store_is_away_it_is_tried_once_per_store_retry(
+    tmp_path: Path, http_servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network cut costs a connect timeout per attempt: the monitor keeps probing without
+    touching the store in between (SQLite store, its file moved away)."""
+    app_url, hook_url = http_servers
+    home = tmp_path / "store"
+    home.mkdir()
+    url = f"sqlite:///{home / 'store.db'}"
+    migrations.upgrade(url)
+    clock = Clock(utcnow() - timedelta(minutes=12))
+    monkeypatch.setattr(monitor_module, "utcnow", clock)
+
+    async def scenario() -> tuple[int, int]:
+        db = Database(url)
+        try:
+            await _setup(db, app_url, hook_url, "postgresql://postgres@127.0.0.1:9/none")
+            monitor = Monitor(db, MonitorSettings(refresh=5, flush=0, store_retry=3600))
+            for _ in range(4):
+                await _step(monitor, clock)
+            home.rename(tmp_path / "away")
+            await db.dispose()
+            attempts = 0
+            real_session = db.session
+
+            def counting(*args: Any, **kwargs: Any) -> Any:
+                nonlocal attempts
+                attempts += 1
+                return real_session(*args, **kwargs)
+
+            monkeypatch.setattr(db, "session", counting)
+            for _ in range(10):
+                await _step(monitor, clock)
+            return attempts, monitor.buffered
+        finally:
+            await db.dispose()
+
+    attempts, buffered = asyncio.run(scenario())
+    assert attempts == 1, "one failed attempt, then none until store_retry has passed"
+    assert buffered >= 10 * 2, "the probes went on and their results were kept"

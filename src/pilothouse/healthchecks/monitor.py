@@ -95,6 +95,7 @@ class Latest:
 
 
 Raw = tuple[str, uuid.UUID, uuid.UUID, Status, list[str], Thresholds]
+Change = tuple[str, uuid.UUID, uuid.UUID, str, str, list[str]]
 
 
 @dataclass
@@ -114,6 +115,7 @@ class MonitorSettings:
     concurrency: int = 200
     reminder_minutes: float = 30.0
     buffer: int = 10_000  # results kept in memory while the store is unreachable
+    store_retry: float = 5.0  # seconds between attempts to reach the store while it is away
     worker: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
 
@@ -155,6 +157,7 @@ class Monitor:
         self.buffered = 0
         self.dropped = 0
         self._away = False
+        self._retry_at = 0.0
         self.dampers: dict[str, Damper] = {}
         self.channels: list[NotificationChannel] = []
         self.sent_away: dict[uuid.UUID, deque[str]] = {}
@@ -295,13 +298,12 @@ class Monitor:
         if (self.pending or self.backlog) and now - self._flushed >= self.settings.flush:
             self._flushed = now
             await self.flush()
-        if now - self._refreshed >= self.settings.refresh:
+        if now - self._refreshed >= self.settings.refresh and not self._paused():
             try:
                 self.targets = await self.collect_targets()
                 self.channels = await active_channels(self.db)
             except Exception as exc:
-                if unreachable(exc) is None:
-                    raise  # else: the store is away, probe the targets of the last good read
+                self._pause(exc)  # the store is away: probe the targets of the last good read
             self._refreshed = now
         due_now: list[tuple[Target, int, float, bool]] = []
         for target in self.targets:
@@ -318,12 +320,13 @@ class Monitor:
             due_now.append((target, slot, slot * target.interval + shift, first))
         if not due_now:
             return
-        try:
-            won = await self.claim_many([(t.key, slot) for t, slot, _, _ in due_now])
-        except Exception as exc:
-            if unreachable(exc) is None:
-                raise
-            won = {(t.key, slot) for t, slot, _, _ in due_now}  # nobody can arbitrate: probe
+        # While the store is away nobody can arbitrate: probe them all.
+        won = {(t.key, slot) for t, slot, _, _ in due_now}
+        if not self._paused():
+            try:
+                won = await self.claim_many([(t.key, slot) for t, slot, _, _ in due_now])
+            except Exception as exc:
+                self._pause(exc)
         for target, slot, due, first in due_now:
             if (target.key, slot) in won:
                 task = asyncio.create_task(self._run(target, due, probe_now=first))
@@ -412,33 +415,116 @@ class Monitor:
         While the store is away, keep them (bounded) and alert from memory."""
         async with self._flush_lock:
             batch, self.pending = self.pending, []
-            fresh = await self._evaluate_batch(batch) if batch else None
-            if fresh is not None:
-                self._keep(fresh)
-            written = 0
-            while self.backlog:
-                unit = self.backlog[0]
+            if not batch and not self.backlog:
+                return
+            rows: list[dict[str, Any]] = []
+            raws: dict[str, Raw] = {}
+            affected: set[uuid.UUID] = set()
+            for target, result, at in batch:
+                rows.append(self._check_row(target, result, at))
+                if target.replica_id is not None:
+                    observation = Observation(
+                        responded=result.ok,
+                        response_ms=result.latency_ms,
+                        timed_out="timeout" in result.detail,
+                    )
+                    raw, reasons = derive(observation)
+                    raws[f"replica:{target.replica_id}"] = (
+                        "replica_health",
+                        target.replica_id,
+                        target.service_ids[0],
+                        raw,
+                        reasons,
+                        Thresholds(),
+                    )
+                affected.update(target.service_ids)
+            if not self._paused():
                 try:
-                    changes = await self._store(unit.rows, unit.raws, unit.at)
+                    await self._fill_latest(affected)
                 except Exception as exc:
-                    if unreachable(exc) is None:
-                        self._forget_oldest()
-                        raise
-                    self._away = True
-                    if fresh is not None:
-                        await self._alert_away(fresh)
-                    return
-                self._forget_oldest()
-                written += len(unit.rows)
-                for kind, _entity_id, service_id, before, after, reasons in changes:
-                    if kind == "service_health":
-                        await self._incident(service_id, before, after, reasons, at=unit.at)
-            if self._away:
-                self._away = False
-                log.warning(
-                    "buffered health results written", results=written, dropped=self.dropped
+                    self._pause(exc)  # the store is away: evaluate with what is in memory
+            now = utcnow()
+            for service_id in affected:
+                evaluated = self._evaluate(service_id)
+                if evaluated is None:
+                    continue
+                raw, reasons, responded, latency, code = evaluated
+                info = self.service_info[service_id]
+                rows.append(
+                    {
+                        "id": uuid.uuid4(),
+                        "service_id": service_id,
+                        "environment_id": info.environment_id,
+                        "target": f"service:{service_id}",
+                        "kind": "service",
+                        "instance_id": None,
+                        "timestamp": now,
+                        "ok": responded,
+                        "overall_status": raw,
+                        "response_time_ms": latency,
+                        "http_status": code,
+                        "detail": "; ".join(reasons)[:500] or None,
+                        "replica_id": None,
+                        "created_at": now,
+                    }
                 )
-                self.dropped = 0
+                raws[f"service:{service_id}"] = (
+                    "service_health",
+                    service_id,
+                    service_id,
+                    raw,
+                    reasons,
+                    info.thresholds,
+                )
+            stored, back = await self._write(Evaluated(rows, raws, now) if batch else None)
+        for at, (kind, _entity_id, service_id, before, after, reasons) in stored:
+            if kind == "service_health":
+                await self._incident(service_id, before, after, reasons, at=at)
+        if back:
+            self.sent_away.clear()  # every alert sent from memory has met its incident by now
+
+    async def _write(self, fresh: Evaluated | None) -> tuple[list[tuple[datetime, Change]], bool]:
+        """Queue `fresh` and store the queue, oldest first. Returns the published changes with
+        their times, and whether the store just came back. When the store is away the queue is
+        kept (bounded) and `fresh` is judged in memory."""
+        if fresh is not None:
+            self._keep(fresh)
+        stored: list[tuple[datetime, Change]] = []
+        written = 0
+        while self.backlog and not self._paused():
+            unit = self.backlog[0]
+            try:
+                changes = await self._store(unit.rows, unit.raws, unit.at)
+            except Exception as exc:
+                if unreachable(exc) is None:
+                    self._forget_oldest()  # a bad batch must not block the ones after it
+                    raise
+                self._pause(exc)
+                break
+            self._forget_oldest()
+            written += len(unit.rows)
+            stored += [(unit.at, change) for change in changes]
+        if self.backlog:
+            if fresh is not None:
+                await self._alert_away(fresh)
+            return stored, False
+        back, self._away = self._away, False
+        if back:
+            log.warning("buffered health results written", results=written, dropped=self.dropped)
+            self.dropped = 0
+        return stored, back
+
+    def _paused(self) -> bool:
+        """Whether the store was found unreachable less than `store_retry` seconds ago (a
+        network cut would otherwise cost a connect timeout on every tick)."""
+        return self._away and time.monotonic() < self._retry_at
+
+    def _pause(self, exc: Exception) -> None:
+        """Note that the store is away (re-raise anything else)."""
+        if unreachable(exc) is None:
+            raise exc
+        self._away = True
+        self._retry_at = time.monotonic() + self.settings.store_retry
 
     def _keep(self, unit: Evaluated) -> None:
         """Queue an evaluated flush; beyond `buffer` results the oldest are dropped."""
@@ -452,71 +538,6 @@ class Monitor:
 
     def _forget_oldest(self) -> None:
         self.buffered -= len(self.backlog.popleft().rows)
-
-    async def _evaluate_batch(
-        self, batch: list[tuple[Target, probes.ProbeResult, datetime]]
-    ) -> Evaluated:
-        """The check rows of a batch, the services' rows and the damping inputs."""
-        rows: list[dict[str, Any]] = []
-        raws: dict[str, Raw] = {}
-        affected: set[uuid.UUID] = set()
-        for target, result, at in batch:
-            rows.append(self._check_row(target, result, at))
-            if target.replica_id is not None:
-                observation = Observation(
-                    responded=result.ok,
-                    response_ms=result.latency_ms,
-                    timed_out="timeout" in result.detail,
-                )
-                raw, reasons = derive(observation)
-                raws[f"replica:{target.replica_id}"] = (
-                    "replica_health",
-                    target.replica_id,
-                    target.service_ids[0],
-                    raw,
-                    reasons,
-                    Thresholds(),
-                )
-            affected.update(target.service_ids)
-        try:
-            await self._fill_latest(affected)
-        except Exception as exc:
-            if unreachable(exc) is None:
-                raise  # else: evaluate with what this worker holds in memory
-        now = utcnow()
-        for service_id in affected:
-            evaluated = self._evaluate(service_id)
-            if evaluated is None:
-                continue
-            raw, reasons, responded, latency, code = evaluated
-            info = self.service_info[service_id]
-            rows.append(
-                {
-                    "id": uuid.uuid4(),
-                    "service_id": service_id,
-                    "environment_id": info.environment_id,
-                    "target": f"service:{service_id}",
-                    "kind": "service",
-                    "instance_id": None,
-                    "timestamp": now,
-                    "ok": responded,
-                    "overall_status": raw,
-                    "response_time_ms": latency,
-                    "http_status": code,
-                    "detail": "; ".join(reasons)[:500] or None,
-                    "replica_id": None,
-                    "created_at": now,
-                }
-            )
-            raws[f"service:{service_id}"] = (
-                "service_health",
-                service_id,
-                service_id,
-                raw,
-                reasons,
-                info.thresholds,
-            )
-        return Evaluated(rows, raws, now)
 
     async def _alert_away(self, unit: Evaluated) -> None:
         """While the store is away: damp in memory and alert a service leaving (or getting
@@ -663,10 +684,10 @@ class Monitor:
 
     async def _store(
         self, rows: list[dict[str, Any]], raws: dict[str, Raw], now: datetime
-    ) -> list[tuple[str, uuid.UUID, uuid.UUID, str, str, list[str]]]:
+    ) -> list[Change]:
         """One transaction: the check rows, the damped states, history for published changes
         (dated `now`, when the results were evaluated)."""
-        changes: list[tuple[str, uuid.UUID, uuid.UUID, str, str, list[str]]] = []
+        changes: list[Change] = []
         async with self.db.session() as session:
             await session.execute(sa.insert(HealthCheck), rows)
             states = {
