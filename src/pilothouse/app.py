@@ -81,10 +81,7 @@ def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResp
 def store_unavailable(request: Request, reason: str) -> JSONResponse:
     """503 with the reason and Retry-After (the outage itself is logged once, by the store)."""
     db: Database | None = getattr(request.app.state, "db", None)
-    since = None
-    if db is not None:
-        db.health.mark_down(reason)
-        since = db.health.down_since
+    since = db.health.down_since if db is not None else None
     response = _error(
         503,
         "store_unavailable",

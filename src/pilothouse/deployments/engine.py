@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -422,7 +422,7 @@ class Engine:
             )
         return "interrupted"
 
-    def _interruption(self, deployment_id: uuid.UUID, expired_at: Any) -> tuple[str, str]:
+    def _interruption(self, deployment_id: uuid.UUID, expired_at: datetime) -> tuple[str, str]:
         """(log line, failure reason) for a deployment whose lease ran out: the store going
         away when it did, else the worker's death."""
         lost = self.lost.pop(deployment_id, None)
@@ -586,7 +586,7 @@ class Engine:
                     continue
             loaded = await self._load(dep_id)
             events = DbEvents(self.db, loaded.deployment, loaded.artifact.id)
-            cause, reason = self._interruption(dep_id, expired_at)
+            cause, reason = self._interruption(dep_id, expired_at or now)
             await events.log(cause, level="warn")
             await self._cleanup_dead_replicas(loaded.service.id)
             await self._fail(loaded, events, reason)
