@@ -80,7 +80,10 @@ class Cluster:
     def __init__(self) -> None:
         bin_dir = _bin_dir()
         if bin_dir is None:
-            pytest.skip("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed")
+            reason = "PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed"
+            if os.environ.get("PILOTHOUSE_REQUIRE_POSTGRES") == "1":
+                pytest.fail(f"PILOTHOUSE_REQUIRE_POSTGRES=1 but {reason}")
+            pytest.skip(reason)
         self.bin = bin_dir
         self.as_root = os.geteuid() == 0
         if self.as_root:
