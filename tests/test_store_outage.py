@@ -484,3 +484,24 @@ def test_reconciliation_names_the_outage_that_let_a_lease_expire(tmp_path: Path)
     assert away[1] == "interrupted: the store was unreachable (connection refused)"
     assert long_before[1] == "interrupted"
     assert own[1] == "interrupted: the store was unreachable (connection lost)"
+
+
+def test_cli_on_the_host_says_the_store_is_unreachable(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PILOTHOUSE_DATA_DIR": str(tmp_path),
+        "PILOTHOUSE_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pilothouse", "db", "current"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: the store is unreachable (connection refused)"
