@@ -236,8 +236,7 @@ def live_server(settings: Settings, admin_token: str) -> Iterator[LiveServer]:
 @pytest.fixture
 def stack(db_url: str, admin_token: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """pilothouse serve as a subprocess (API and worker) on the test database; cleaned up after."""
-    import os
-
+    # engine_support imports this module (free_port): a real cycle, so imported here.
     from tests.engine_support import Client, ServerProcess, cleanup
 
     data_dir = tmp_path / "data"
