@@ -21,6 +21,7 @@ from pilothouse.core.logging import configure as configure_logging
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import RETRY_AFTER_SECONDS, unreachable
 from pilothouse.errors import PilothouseError
+from pilothouse.healthchecks.api import badges
 
 log = get_logger("pilothouse.api")
 
@@ -220,8 +221,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router, responses=STORE_UNAVAILABLE)
-    from pilothouse.healthchecks.api import badges
-
     app.include_router(badges, responses=STORE_UNAVAILABLE)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: answers without touching the database")
