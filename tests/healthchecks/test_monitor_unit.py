@@ -20,7 +20,8 @@ from pilothouse.access import Principal
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
-from pilothouse.healthchecks.models import HealthCheck, HealthState, Incident, NotificationChannel
+from pilothouse.alerts.models import NotificationChannel
+from pilothouse.healthchecks.models import HealthCheck, HealthState, Incident
 from pilothouse.healthchecks.monitor import Monitor, MonitorSettings
 from pilothouse.services import service as services
 from pilothouse.users import service as users

@@ -14,7 +14,7 @@ from pilothouse.audit import service as audit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
 from pilothouse.errors import Conflict, NotFound
-from pilothouse.healthchecks.models import NotificationChannel
+from pilothouse.alerts.models import NotificationChannel
 
 log = get_logger("pilothouse.alerts")
 

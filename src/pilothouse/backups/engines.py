@@ -26,6 +26,8 @@ from typing import IO, Any
 
 from sqlalchemy.engine import URL, make_url
 
+from pilothouse.core.urls import mask_url
+
 ENGINES = ("postgresql", "mariadb", "sqlite")
 STDERR_TAIL = 2000
 PIPE_SIZE = 1024 * 1024
@@ -56,8 +58,8 @@ def parse_dsn(dsn: str) -> tuple[str, URL]:
 
 
 def safe_dsn(url: URL) -> str:
-    """The URL with its password replaced by ***."""
-    return url.render_as_string(hide_password=True)
+    """The URL with its credentials (password, libpq `?password=`) replaced by ***."""
+    return mask_url(url.render_as_string(hide_password=False))
 
 
 def _stderr_tail(handle: IO[bytes] | None) -> str:
