@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require
+from pilothouse.alerts.models import NotificationChannel
 from pilothouse.alerts.notify import DeliveryFailed, deliver
 from pilothouse.audit import service as audit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
 from pilothouse.errors import Conflict, NotFound
-from pilothouse.alerts.models import NotificationChannel
 
 log = get_logger("pilothouse.alerts")
 
