@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -193,9 +195,73 @@ def test_known_secret_values_never_reach_a_log_line(capsys: pytest.CaptureFixtur
         ("LOG_LEVEL", False),
         ("PORT", False),
         ("KEYBOARD_LAYOUT", False),
+        ("SIGNING_KEY", True),
+        ("SMTP_PASS", True),
+        ("GPG_PASSPHRASE", True),
+        ("PASSPHRASE", True),
+        ("GITHUB_TOKEN", True),
+        ("CLIENT_SECRET", True),
+        ("AUTH_HEADER", True),
+        ("AUTHORIZATION", True),
+        ("JWT_ISSUER_PRIVATE", True),
+        ("JWT_ALG", True),
+        ("SESSION_COOKIE_KEY", True),
+        ("SESSIONSTORE", True),
+        ("STRIPE_PUBLISHABLE", True),
+        ("DJANGO_SECRET_KEY", True),
+        ("KEY", True),
+        ("HMAC", True),
+        ("PWD", True),
+        ("WEBHOOK_URL", False),  # a URL is secret only when it carries a credential
+        ("AUTHOR", False),
+        ("MONKEY_COUNT", False),
+        ("TOKENIZER_MODEL", False),
     ],
 )
 def test_which_names_look_secret(key: str, secret: bool) -> None:
     from pilothouse.variables.rules import looks_secret
 
     assert looks_secret(key) is secret
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "secret"),
+    [
+        ("DATABASE_URL", "postgresql://app:pw@db/app", True),
+        ("CACHE", "redis://:pw@cache:6379/0", True),
+        ("PG", "host=db user=app password=pw", True),
+        ("UPSTREAM", "https://tok@api.example.com", True),
+        ("DATABASE_URL", "postgresql://app@db/app", False),
+        ("HOME_URL", "https://example.com/?q=1", False),
+        ("LOG_LEVEL", "INFO", False),
+    ],
+)
+def test_values_that_carry_credentials_look_secret(key: str, value: str, secret: bool) -> None:
+    from pilothouse.variables.rules import looks_secret
+
+    assert looks_secret(key, value) is secret
+
+
+def _bounded(fn: Any, *args: Any) -> Any:
+    """Run fn in a thread; fail (instead of hanging the suite) if it never returns."""
+    import threading
+
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(fn(*args)), daemon=True)
+    thread.start()
+    thread.join(20)  # a liveness bound, far above what a bounded check needs
+    assert box, "the check never returned"
+    return box[0]
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+b", r"(a|a)+b", r"(a|aa)+b"])
+def test_a_catastrophic_pattern_is_a_failed_check_naming_the_rule(pattern: str) -> None:
+    from pilothouse.variables.rules import Requirement, check_all
+
+    problems = _bounded(
+        check_all,
+        [Requirement("BOT_TOKEN", True, "regex", {"pattern": pattern})],
+        {"BOT_TOKEN": "a" * 30},
+    )
+    assert len(problems) == 1 and problems[0].startswith("BOT_TOKEN: ")
+    assert "regex" in problems[0] or pattern in problems[0]
