@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from pilothouse.alerts import service as alerts
 from pilothouse.backups.models import BackupTarget
 from pilothouse.core.crypto import Keyring, open_value, seal_value, sealed_key_id
 from pilothouse.core.db import Database
@@ -19,15 +20,16 @@ async def reseal_all(
     *,
     batch: int = 500,
 ) -> int:
-    """Rewrite every variable (and its history) and every backup target DSN still sealed with an
-    older key; returns how many values were rewritten."""
+    """Rewrite every variable (and its history), every channel's credentials and every backup
+    target DSN still sealed with an older key; returns how many values were rewritten."""
     total = 0
-    while True:
-        async with db.session() as session:
-            done = await variables.reseal_batch(session, keyring, batch=batch)
-        total += done
-        if done == 0:
-            break
+    for reseal in (variables.reseal_batch, alerts.reseal_batch):
+        while True:
+            async with db.session() as session:
+                done = await reseal(session, keyring, batch=batch)
+            total += done
+            if done == 0:
+                break
     async with db.session() as session:
         for target in await session.scalars(sa.select(BackupTarget).with_for_update()):
             if sealed_key_id(target.dsn_encrypted) != keyring.current:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from pilothouse.access import Principal
-from pilothouse.alerts.service import active_channels, broadcast
+from pilothouse.alerts.service import notify
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger, mask_text
@@ -641,7 +641,7 @@ class Monitor:
                     "text": f"{name} recovered after {lasted:.0f}s ({open_incident.cause})",
                 }
         if message is not None:
-            await broadcast(await active_channels(self.db), message)
+            await notify(self.db, message)
 
     async def remind(self) -> None:
         """Every reminder_minutes while an incident lasts, say it again."""
@@ -677,6 +677,5 @@ class Monitor:
                         }
                     )
         if messages:
-            channels = await active_channels(self.db)
             for message in messages:
-                await broadcast(channels, message)
+                await notify(self.db, message)
