@@ -49,6 +49,7 @@ from pilothouse.healthchecks.models import (
 from pilothouse.history import service as history
 from pilothouse.replicas.models import Replica
 from pilothouse.services.models import Service
+from pilothouse.variables.service import dependency_config
 
 log = get_logger("pilothouse.monitor")
 MONITOR = Principal(id=uuid.UUID(int=0), name="monitor", role="admin")
@@ -225,7 +226,7 @@ class Monitor:
                     )
         for env_id, env in envs.items():
             members = tuple(s.id for s in services if s.environment_id == env_id)
-            config = env.config or {}
+            config = await dependency_config(self.db, env)  # sealed credentials, ${VAR}s
             interval = float(config.get("dependency_interval", 60))
             if config.get("database_url"):
                 targets.append(

@@ -8,6 +8,7 @@ function here puts a value into an exception, a log line or an audit entry."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pilothouse.access import Principal, may, require
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, open_value, seal_value
+from pilothouse.core.db import Database
+from pilothouse.core.keys import process_keyring
 from pilothouse.core.logging import register_secrets
 from pilothouse.core.urls import has_credentials
 from pilothouse.environments import service as environments
@@ -581,10 +584,10 @@ async def for_deployment(
     `config.env`, its feature flags, its variables, the service's variables; and the
     requirement check on them. Deployments and crash restarts both start from this."""
     rows = await _live_rows(session, env.id, str(service_id) if service_id else "")
-    config_env = (env.config or {}).get("env") or {}
+    config_env = environments.open_config(env, keyring).get("env") or {}
     values = {str(k): str(v) for k, v in config_env.items()}
     values.update(feature_variables(env))
-    secrets = []
+    secrets = [v for v in values.values() if has_credentials(v)]  # sealed in config.env
     problems = []
     for var in rows:
         try:
@@ -605,6 +608,39 @@ async def for_deployment(
     problems += await asyncio.to_thread(check_all, requirements, values)
     register_secrets(secrets)  # this process now holds them: its logs must never show them
     return Delivery(values, secrets, problems)
+
+
+REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]{0,254})\}$")
+
+
+async def dependency_config(
+    db: Database, env: Environment, keyring: Keyring | None = None
+) -> dict[str, Any]:
+    """The environment's config for its dependency probes: credentials opened, and every
+    top-level value written as `${NAME}` replaced by the environment's variable NAME (so a
+    `database_url` can live in a secret variable instead of the config). An unknown name stays
+    as written (the probe then fails, naming it)."""
+    try:
+        ring = keyring or process_keyring()
+    except CryptoError:
+        ring = Keyring(current=b"", keys={})
+    config = environments.open_config(env, ring)
+    wanted = {
+        k: m.group(1)
+        for k, v in config.items()
+        if isinstance(v, str) and (m := REFERENCE.match(v)) is not None
+    }
+    if not wanted:
+        return config
+    async with db.session(write=False) as session:
+        rows = {r.key: r for r in await _live_rows(session, env.id, "")}
+    for field, name in wanted.items():
+        if name in rows:
+            try:
+                config[field] = _open(name, rows[name].value_encrypted, ring)
+            except KeyMissing:
+                continue
+    return config
 
 
 async def check(
