@@ -11,6 +11,7 @@ from pilothouse.alerts import service as alerts
 from pilothouse.backups.models import BackupTarget
 from pilothouse.core.crypto import Keyring, open_value, seal_value, sealed_key_id
 from pilothouse.core.db import Database
+from pilothouse.environments import service as environments
 from pilothouse.variables import service as variables
 
 
@@ -20,10 +21,11 @@ async def reseal_all(
     *,
     batch: int = 500,
 ) -> int:
-    """Rewrite every variable (and its history), every channel's credentials and every backup
-    target DSN still sealed with an older key; returns how many values were rewritten."""
+    """Rewrite every variable (and its history), every channel's credentials, every
+    environment's config credentials and every backup target DSN still sealed with an older
+    key; returns how many values were rewritten."""
     total = 0
-    for reseal in (variables.reseal_batch, alerts.reseal_batch):
+    for reseal in (variables.reseal_batch, alerts.reseal_batch, environments.reseal_batch):
         while True:
             async with db.session() as session:
                 done = await reseal(session, keyring, batch=batch)

@@ -22,13 +22,18 @@ from tests.conftest import Api
 PG_PW = "sntl-pgpw-41ab"
 REDIS_PW = "sntl-redispw-99"
 UPSTREAM_PW = "sntl-upstream-7f"
+API_KEY = "sntl-apikey-0d"
 CONFIG = {
     "database_url": f"postgresql://app:{PG_PW}@127.0.0.1:5432/app",
     "redis_url": f"redis://:{REDIS_PW}@127.0.0.1:6379/0",
     "dependency_interval": 30,
-    "env": {"UPSTREAM": f"https://svc:{UPSTREAM_PW}@api.example.com/v1", "MODE": "fast"},
+    "env": {
+        "UPSTREAM": f"https://svc:{UPSTREAM_PW}@api.example.com/v1",
+        "PAYMENTS_API_KEY": API_KEY,
+        "MODE": "fast",
+    },
 }
-SECRETS = (PG_PW, REDIS_PW, UPSTREAM_PW)
+SECRETS = (PG_PW, REDIS_PW, UPSTREAM_PW, API_KEY)
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +59,7 @@ def test_config_credentials_sealed_masked_and_opened(
     assert created["config"]["database_url"] == "postgresql://app:***@127.0.0.1:5432/app"
     assert created["config"]["redis_url"] == "redis://:***@127.0.0.1:6379/0"
     assert created["config"]["env"]["MODE"] == "fast"
+    assert created["config"]["env"]["PAYMENTS_API_KEY"] == "***"
     shown = " ".join(
         api.get(p).text for p in ("/environments", "/environments/prod", "/audit?limit=100")
     )
@@ -102,6 +108,7 @@ def test_deployments_receive_config_env_in_clear_and_scrub_it(
     got = asyncio.run(delivery())
     assert got.values["UPSTREAM"] == CONFIG["env"]["UPSTREAM"]
     assert CONFIG["env"]["UPSTREAM"] in got.secrets
+    assert got.values["PAYMENTS_API_KEY"] == API_KEY and API_KEY in got.secrets
 
 
 def test_a_dependency_can_reference_a_secret_variable(

@@ -1,5 +1,6 @@
 """Credentials inside an environment's `config` (a `database_url` or `redis_url` with a
-password, a URL with a token in `config.env`...): sealed when written, masked when shown.
+password, a URL with a token in `config.env`, any value under a key that looks secret such as
+`config.env.API_KEY`, by variables.rules.looks_secret): sealed when written, masked when shown.
 
 `config` keeps the masked form (what the API, the CLI and audit entries show); the clear
 values are sealed together in `config_sealed` as JSON `[[path, value], ...]`, where a path is
@@ -12,7 +13,8 @@ import json
 from typing import Any
 
 from pilothouse.core.crypto import Keyring, open_value, seal_value
-from pilothouse.core.urls import has_credentials, mask_url
+from pilothouse.core.urls import MASK, has_credentials, mask_url
+from pilothouse.variables.rules import looks_secret
 
 Path = tuple[str, ...]
 
@@ -20,9 +22,14 @@ Path = tuple[str, ...]
 def _walk(config: Any, path: Path = ()) -> list[tuple[Path, str]]:
     if isinstance(config, dict):
         return [pair for k, v in config.items() for pair in _walk(v, (*path, str(k)))]
-    if isinstance(config, str) and has_credentials(config):
+    if isinstance(config, str) and config and path and looks_secret(path[-1], config):
         return [(path, config)]
     return []
+
+
+def mask(value: str) -> str:
+    """How a sealed config value is shown: a URL keeps its shape, anything else is ***."""
+    return mask_url(value) if has_credentials(value) else MASK
 
 
 def credentials(config: dict[str, Any]) -> bool:
@@ -61,11 +68,16 @@ def seal_config(
     clear: dict[Path, str] = {}
     for path, value in _walk(config):
         old = (previous or {}).get(path)
-        clear[path] = old if old is not None and mask_url(old) == value else value
-        _set(shown, path, mask_url(value))
+        clear[path] = old if old is not None and mask(old) == value else value
+        _set(shown, path, mask(value))
+    return shown, reseal(clear, keyring)
+
+
+def reseal(clear: dict[Path, str], keyring: Keyring) -> str | None:
+    """The sealed form of credentials by path (None when there are none)."""
     if not clear:
-        return shown, None
-    return shown, seal_value(json.dumps([[list(p), v] for p, v in clear.items()]), keyring)
+        return None
+    return seal_value(json.dumps([[list(p), v] for p, v in clear.items()]), keyring)
 
 
 def open_config(config: dict[str, Any], sealed: str | None, keyring: Keyring) -> dict[str, Any]:

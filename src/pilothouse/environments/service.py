@@ -95,6 +95,25 @@ def open_config(env: Environment, keyring: Keyring | None = None) -> dict[str, A
         return dict(env.config or {})
 
 
+async def reseal_batch(session: AsyncSession, keyring: Keyring, *, batch: int = 500) -> int:
+    """Re-seal up to `batch` environments' config credentials still sealed with an older key;
+    returns how many. `pilothouse keys rotate` calls it until it returns 0."""
+    current = keyring.current.hex()
+    stale = list(
+        await session.scalars(
+            sa.select(Environment)
+            .where(Environment.config_key_id.is_not(None), Environment.config_key_id != current)
+            .limit(batch)
+            .with_for_update()
+        )
+    )
+    for env in stale:
+        clear = sealing.opened_values(env.config_sealed, keyring)
+        env.config_sealed = sealing.reseal(clear, keyring)
+        env.config_key_id = current
+    return len(stale)
+
+
 async def create_environment(
     session: AsyncSession,
     actor: Principal,

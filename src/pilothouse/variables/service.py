@@ -587,7 +587,7 @@ async def for_deployment(
     config_env = environments.open_config(env, keyring).get("env") or {}
     values = {str(k): str(v) for k, v in config_env.items()}
     values.update(feature_variables(env))
-    secrets = [v for v in values.values() if has_credentials(v)]  # sealed in config.env
+    secrets = [v for k, v in values.items() if v and looks_secret(k, v)]  # sealed in config.env
     problems = []
     for var in rows:
         try:
