@@ -253,3 +253,40 @@ def test_one_bad_channel_never_silences_the_others(api: Api, db_url: str) -> Non
 def api_settings_key(db_url: str, api: Api) -> Any:
     settings: Settings = api.client.app.state.settings  # type: ignore[attr-defined]
     return settings.master_key_path
+
+
+def test_cli_shows_masked_settings_and_last_failure(
+    settings: Settings, admin_token: str, db_url: str
+) -> None:
+    from tests.conftest import LiveServer
+    from tests.variables.test_cli_and_rotation import run_cli
+
+    broken = Receiver(500)
+    try:
+        with LiveServer(settings) as server:
+
+            def cli(*args: str) -> Any:
+                return run_cli(server, admin_token, *args)
+
+            added = cli(
+                "channel", "add", "hook", "--kind", "webhook",
+                "--url", broken.url + f"?token={URL_TOKEN}", "--secret", HMAC_KEY,
+            )  # fmt: skip
+            assert added.returncode == 0, added.stderr
+            bad = cli(
+                "channel", "add", "mail", "--kind", "email",
+                "--config", '{"host": "smtp", "port": "x25", "to": ["a@example.org"]}',
+            )  # fmt: skip
+            assert bad.returncode != 0 and "config.port" in bad.stderr
+            assert "Traceback" not in bad.stderr
+            tested = cli("channel", "test", "hook")
+            assert tested.returncode == 1
+            assert tested.stderr.strip() == "error: channel hook: receiver answered HTTP 500"
+            listed = cli("channel", "list")
+            assert "receiver answered HTTP 500" in listed.stdout
+            as_json = cli("channel", "list", "--json")
+            for out in (added.stdout, listed.stdout, as_json.stdout, tested.stderr):
+                assert HMAC_KEY not in out and URL_TOKEN not in out
+            assert json.loads(as_json.stdout)[0]["consecutive_failures"] == 1
+    finally:
+        broken.close()
