@@ -233,13 +233,9 @@ def _apply(channel: NotificationChannel, outcome: Outcome) -> None:
         channel.consecutive_failures = (channel.consecutive_failures or 0) + 1
 
 
-async def broadcast(
-    channels: Sequence[Endpoint], message: dict[str, Any], *, db: Database | None = None
-) -> int:
-    """Send to every channel at once, each isolated from the others and retried (3 tries,
-    with backoff); returns how many accepted it. With `db`, each outcome is recorded on its
-    channel (last success, last failure and its reason), best effort."""
-    outcomes = await asyncio.gather(*(_deliver(c, message, delays=RETRY_DELAYS) for c in channels))
+async def _record(db: Database | None, outcomes: Sequence[Outcome]) -> None:
+    """Log failures and record each outcome on its channel (best effort: the store may be
+    down, and delivery mattered more)."""
     for outcome in outcomes:
         if outcome.error:
             log.warning(
@@ -248,27 +244,83 @@ async def broadcast(
                 tries=outcome.tries,
                 reason=outcome.error,
             )
-    if db is not None and outcomes:
-        try:
-            async with db.session() as session:
-                rows = await session.scalars(
-                    sa.select(NotificationChannel).where(
-                        NotificationChannel.id.in_([o.channel_id for o in outcomes])
-                    )
+    if db is None or not outcomes:
+        return
+    try:
+        async with db.session() as session:
+            rows = await session.scalars(
+                sa.select(NotificationChannel).where(
+                    NotificationChannel.id.in_([o.channel_id for o in outcomes])
                 )
-                by_id = {row.id: row for row in rows}
-                for outcome in outcomes:
-                    if outcome.channel_id in by_id:
-                        _apply(by_id[outcome.channel_id], outcome)
-        except Exception as exc:  # the store may be down: delivery mattered more
-            log.warning("channel outcomes not recorded", reason=type(exc).__name__)
-    return sum(1 for o in outcomes if o.error is None)
+            )
+            by_id = {row.id: row for row in rows}
+            for outcome in outcomes:
+                if outcome.channel_id in by_id:
+                    _apply(by_id[outcome.channel_id], outcome)
+    except Exception as exc:
+        log.warning("channel outcomes not recorded", reason=type(exc).__name__)
 
 
-async def notify(db: Database, message: dict[str, Any], *, keyring: Keyring | None = None) -> int:
-    """Send an alert to every active channel and record each outcome; returns how many
-    accepted it."""
-    return await broadcast(await active_channels(db, keyring), message, db=db)
+async def _retry(
+    channels: Sequence[Endpoint], message: dict[str, Any], db: Database | None
+) -> list[Outcome]:
+    """The 2nd and 3rd tries of the channels whose first try failed."""
+    await asyncio.sleep(RETRY_DELAYS[0])
+    later = await asyncio.gather(*(_deliver(c, message, delays=RETRY_DELAYS[1:]) for c in channels))
+    outcomes = [Outcome(o.channel_id, o.name, o.error, o.tries + 1) for o in later]
+    await _record(db, outcomes)
+    return outcomes
+
+
+#: Retries running in the background (kept referenced until they end).
+_retrying: set[asyncio.Task[list[Outcome]]] = set()
+
+
+async def settle() -> None:
+    """Wait for the retries still running in the background."""
+    while _retrying:
+        await asyncio.gather(*list(_retrying), return_exceptions=True)
+
+
+async def broadcast(
+    channels: Sequence[Endpoint],
+    message: dict[str, Any],
+    *,
+    db: Database | None = None,
+    wait: bool = False,
+) -> int:
+    """Send to every channel at once, each isolated from the others; a channel whose first
+    try fails is tried twice more with backoff (3 tries). The first tries are awaited (each
+    bounded by the delivery timeout); the retries run in the background unless `wait`, so a
+    dead channel does not hold up the caller (the health monitor). With `db`, each channel's
+    final outcome is recorded on it (last success, last failure and its reason). Returns how
+    many channels accepted the message (so far)."""
+    first = await asyncio.gather(*(_deliver(c, message, delays=()) for c in channels))
+    again = [c for c, o in zip(channels, first, strict=True) if o.error and not c.problem]
+    retrying = {c.id for c in again} if RETRY_DELAYS else set()
+    await _record(db, [o for o in first if o.channel_id not in retrying])
+    delivered = sum(1 for o in first if o.error is None)
+    if retrying:
+        job = _retry(again, message, db)
+        if wait:
+            delivered += sum(1 for o in await job if o.error is None)
+        else:
+            task = asyncio.create_task(job)
+            _retrying.add(task)
+            task.add_done_callback(_retrying.discard)
+    return delivered
+
+
+async def notify(
+    db: Database,
+    message: dict[str, Any],
+    *,
+    keyring: Keyring | None = None,
+    wait: bool = False,
+) -> int:
+    """Send an alert to every active channel and record each outcome (see broadcast);
+    returns how many accepted it."""
+    return await broadcast(await active_channels(db, keyring), message, db=db, wait=wait)
 
 
 async def reseal_batch(session: AsyncSession, keyring: Keyring, *, batch: int = 500) -> int:

@@ -94,7 +94,8 @@ async def _alert(ctx: BackupContext, event: str, text: str, **extra: Any) -> Non
     if not ctx.alerts:
         return
     try:
-        await notify(ctx.db, {"event": event, "text": text, **extra}, keyring=ctx.keyring())
+        message = {"event": event, "text": text, **extra}
+        await notify(ctx.db, message, keyring=ctx.keyring(), wait=True)  # may be a one-shot CLI
     except Exception as exc:  # an alert that cannot be sent must not fail the job
         log.error("backup alert failed", exc_info=exc)
 
