@@ -265,3 +265,40 @@ def test_a_catastrophic_pattern_is_a_failed_check_naming_the_rule(pattern: str) 
     )
     assert len(problems) == 1 and problems[0].startswith("BOT_TOKEN: ")
     assert "regex" in problems[0] or pattern in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("current", "key", "value", "is_secret", "plain", "expected"),
+    [
+        (None, "LOG_LEVEL", "INFO", None, False, False),  # new, plain-looking
+        (None, "API_TOKEN", "x", None, False, True),  # new, name looks secret
+        (None, "DB", "postgresql://u:pw@h/d", None, False, True),  # new, value carries one
+        (None, "LOG_LEVEL", "INFO", True, False, True),  # asked
+        (None, "API_TOKEN", "x", None, True, False),  # plain asked
+        (True, "LOG_LEVEL", "INFO", None, False, True),  # sticky
+        (True, "LOG_LEVEL", "INFO", False, False, True),  # sticky even against is_secret=false
+        (True, "API_TOKEN", "x", None, True, False),  # only plain unmarks
+        (False, "API_TOKEN", "x", None, False, False),  # made plain earlier: the name alone
+        (False, "DB", "postgresql://u:pw@h/d", None, False, True),  # ...but a credential
+        (False, "X", "1", True, False, True),
+    ],
+)
+def test_secrecy(
+    current: bool | None,
+    key: str,
+    value: str,
+    is_secret: bool | None,
+    plain: bool,
+    expected: bool,
+) -> None:
+    from pilothouse.variables.rules import secrecy
+
+    assert secrecy(current, key, value, is_secret=is_secret, plain=plain) is expected
+
+
+@given(key=keys, value=st.text(max_size=40), is_secret=st.sampled_from([None, False, True]))
+def test_a_secret_stays_one_unless_made_plain(key: str, value: str, is_secret: bool | None) -> None:
+    from pilothouse.variables.rules import secrecy
+
+    assert secrecy(True, key, value, is_secret=is_secret, plain=False) is True
+    assert secrecy(True, key, value, is_secret=None, plain=True) is False

@@ -56,6 +56,22 @@ def looks_secret(key: str, value: str | None = None) -> bool:
     return bool(value) and has_credentials(str(value))
 
 
+def secrecy(
+    current: bool | None, key: str, value: str, *, is_secret: bool | None, plain: bool
+) -> bool:
+    """Whether a variable is stored as a secret (pure). Secrecy is sticky: a secret stays one
+    unless `plain` is asked for explicitly. A new variable is a secret when asked, or when its
+    name or value looks secret (rules.looks_secret); a plain one becomes a secret when asked,
+    or when its new value carries a credential."""
+    if plain:
+        return False
+    if is_secret or current:
+        return True
+    if current is None:
+        return looks_secret(key, value)
+    return has_credentials(value)
+
+
 def check_key(key: str) -> str | None:
     """None when `key` is a valid variable name."""
     if not KEY_PATTERN.match(key):

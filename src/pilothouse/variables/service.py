@@ -25,7 +25,6 @@ from pilothouse.core.crypto import CryptoError, Keyring, open_value, seal_value
 from pilothouse.core.db import Database
 from pilothouse.core.keys import process_keyring
 from pilothouse.core.logging import register_secrets
-from pilothouse.core.urls import has_credentials
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import NotFound, PilothouseError, ValidationFailed
@@ -38,6 +37,7 @@ from pilothouse.variables.rules import (
     check_args,
     check_key,
     looks_secret,
+    secrecy,
 )
 
 MASK = "********"
@@ -100,22 +100,6 @@ def _check_key_value(key: str, value: str | None) -> None:
         raise ValidationFailed("value", f"at most {MAX_VALUE} characters")
     if value is not None and "\x00" in value:
         raise ValidationFailed("value", "must not contain NUL characters")
-
-
-def secrecy(
-    current: bool | None, key: str, value: str, *, is_secret: bool | None, plain: bool
-) -> bool:
-    """Whether a variable is stored as a secret (pure). Secrecy is sticky: a secret stays one
-    unless `plain` is asked for explicitly. A new variable is a secret when asked, or when its
-    name or value looks secret (rules.looks_secret); a plain one becomes a secret when asked,
-    or when its new value carries a credential."""
-    if plain:
-        return False
-    if is_secret or current:
-        return True
-    if current is None:
-        return looks_secret(key, value)
-    return has_credentials(value)
 
 
 def _check_secrecy(is_secret: bool | None, plain: bool) -> None:
