@@ -11,7 +11,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -166,7 +166,7 @@ class Endpoint:
     id: uuid.UUID
     name: str
     kind: str
-    config: dict[str, Any]
+    config: dict[str, Any] = field(repr=False)  # credentials in clear: never printed
     problem: str | None = None
 
 
