@@ -82,6 +82,15 @@ def test_rolling_update_under_load_and_automatic_rollback(stack: dict[str, Any])
     again = client.http.post("/deployments", json={"service": "web", "version": "v2.0.0"})
     assert again.status_code == 409 and again.json()["error"] == "already_live"
 
+    # Issue 12.1: a rollback returns to the last release that went live before v2 (v1), never
+    # to v3.0.0-broken, which failed and was rolled back automatically.
+    refused = client.http.post("/services/web/rollback", json={"to": "v3.0.0-broken"})
+    assert refused.status_code == 409 and "never went live" in refused.json()["message"]
+    back = client.ok("POST", "/services/web/rollback", 201, json={})
+    assert back["version"] == "v1.0.0", back
+    assert client.wait(back["id"])["status"] == "success"
+    assert {r["version"] for r in client.replicas("web")} == {"v1.0.0"}
+
 
 def test_crashed_replica_is_restarted_with_backoff(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
