@@ -148,6 +148,47 @@ def test_killed_pilothouse_mid_rollout_is_reconciled_and_replicas_readopted(
     assert client.ok("GET", "/services/web")["status"] == "running"
 
 
+def test_killed_worker_during_a_first_deployment_leaves_the_service_failed(
+    stack: dict[str, Any],
+) -> None:
+    """Issue 12.3: nothing was live before, so nothing can be rolled back to. Reconciliation
+    stops what the interrupted rollout started and says so: the service ends `failed` with the
+    reason, and is never `running` on the way."""
+    client: Client = stack["client"]
+    svc = client.setup_service(
+        replicas=2,
+        versions=("v1.0.0",),
+        timeout=30,
+        driver_config={"env": {"SAMPLE_READY_DELAY": "2"}},
+    )
+    first = client.deploy("web", "v1.0.0")
+    deadline = time.monotonic() + 30
+    while not (client.replicas("web", "running") and client.replicas("web", "starting")):
+        assert time.monotonic() < deadline, client.replicas("web", None)
+        time.sleep(0.05)
+    started = client.replicas("web", None)
+    stack["server"].kill()  # the worker dies between the first and the second replica
+
+    restarted = stack["spawn"]()
+    client = Client(restarted.url, stack["token"])
+    dep = client.wait(first["id"], {"failed", "rolled_back"}, timeout=60)
+    assert dep["status"] == "failed" and dep["error_message"] == "interrupted"
+    deadline = time.monotonic() + 20
+    while any(alive(r["pid"]) for r in started):
+        assert time.monotonic() < deadline, "the interrupted rollout's replicas must be stopped"
+        time.sleep(0.2)
+    assert client.replicas("web") == [] and client.replicas("web", "starting") == []
+    service = client.ok("GET", "/services/web")
+    assert service["status"] == "failed", service
+    changes = client.ok("GET", f"/history/service/{svc['id']}")
+    assert "running" not in [h["to_status"] for h in changes], changes
+    assert "interrupted" in changes[-1]["reason"] and "nothing is live" in changes[-1]["reason"]
+    deployed = [
+        a for a in client.ok("GET", "/artifacts", params={"service": "web"}) if a["deployed"]
+    ]
+    assert deployed == []
+
+
 def test_two_processes_two_deploys_exactly_one_proceeds(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     client.setup_service(replicas=1, versions=("v1.0.0", "v2.0.0"), timeout=10)

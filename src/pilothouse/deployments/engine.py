@@ -476,7 +476,12 @@ class Engine:
                 )
                 rollback_id, previous_version = rollback.id, previous.version
         live = await self._current_replicas(svc.id)
-        await self._service_status(svc.id, "running" if live else "failed", reason)
+        if live:
+            await self._service_status(svc.id, "running", reason)
+        else:
+            await self._service_status(
+                svc.id, "failed", f"deployment of {dep.version} failed: {reason}; nothing is live"
+            )
         if rollback_id is not None:
             await events.log(
                 f"automatic rollback to {previous_version}: deployment {rollback_id}", level="warn"
@@ -531,11 +536,13 @@ class Engine:
             events = DbEvents(self.db, loaded.deployment, loaded.artifact.id)
             await events.log("the worker carrying this deployment died; reconciling", level="warn")
             await self._cleanup_dead_replicas(loaded.service.id)
-            await self._fail(loaded, events, "interrupted")
             if loaded.deployment.previous_artifact_id is None:
-                # Nothing to go back to: stop what the interrupted rollout started.
+                # Nothing to go back to: stop what the interrupted rollout started before the
+                # outcome is recorded, so the service is never `running` on replicas that are
+                # being stopped; with none left, _fail marks it `failed`.
                 stale = await self._current_replicas(loaded.service.id)
                 await self.driver_for(loaded.environment).stop(stale, events)
+            await self._fail(loaded, events, "interrupted")
             done.append(dep_id)
         return done
 
