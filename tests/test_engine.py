@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import free_port
@@ -187,6 +189,43 @@ def test_killed_worker_during_a_first_deployment_leaves_the_service_failed(
         a for a in client.ok("GET", "/artifacts", params={"service": "web"}) if a["deployed"]
     ]
     assert deployed == []
+
+
+def test_router_port_is_rechecked_before_a_rollout(stack: dict[str, Any]) -> None:
+    """Issue 12.2: a port taken by another process after the service was created fails the
+    deployment before anything starts, naming the holder; pilothouse's own router holding the
+    service's port is not a conflict; a second service cannot take the port."""
+    client: Client = stack["client"]
+    port = free_port()
+    client.setup_service(replicas=1, router_port=port)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        refused = client.wait(client.deploy("web", "v1.0.0")["id"])
+    name = psutil.Process(os.getpid()).name()
+    assert refused["status"] == "failed"
+    assert refused["error_message"] == (
+        f"router port {port} is in use on this host by {name} (pid {os.getpid()})"
+    )
+    assert client.replicas("web", None) == [], "nothing was started"
+
+    assert client.wait(client.deploy("web", "v1.0.0")["id"])["status"] == "success"
+    assert client.wait(client.deploy("web", "v2.0.0")["id"])["status"] == "success"
+    assert httpx.get(f"http://127.0.0.1:{port}/").json()["version"] == "v2.0.0"
+    client.ok("POST", "/environments", 201, json={"name": "other"})
+    taken = client.http.post(
+        "/services",
+        json={
+            "environment": "other",
+            "name": "blog",
+            "command": "run {port}",
+            "driver_config": {"router": "nginx", "router_port": port},
+        },
+    )
+    assert taken.status_code == 409
+    assert taken.json()["message"] == (
+        f"router port {port} is already used by service 'web' in environment 'dev'"
+    )
 
 
 def test_two_processes_two_deploys_exactly_one_proceeds(stack: dict[str, Any]) -> None:

@@ -51,6 +51,7 @@ from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 from pilothouse.services.transitions import TABLE as SERVICE_TABLE
+from pilothouse.users.models import User
 from pilothouse.variables import service as variables
 
 log = get_logger("pilothouse.engine")
@@ -315,6 +316,11 @@ class Engine:
             await events.log(f"deployment refused: {reason}", level="error")
             await self._move(dep.id, "failed", reason="variables", error_message=reason[:4000])
             return "failed"
+        conflict = await self._router_conflict(loaded)
+        if conflict is not None:  # refused before anything starts, like the variables above
+            await events.log(f"deployment refused: {conflict}", level="error")
+            await self._move(dep.id, "failed", reason="router port", error_message=conflict)
+            return "failed"
         driver = self.driver_for(loaded.environment)
         started = time.monotonic()
         await self._move(dep.id, "building", reason=f"{driver.name} driver")
@@ -389,6 +395,23 @@ class Engine:
             await outcome.cleanup
             await events.log("old replicas stopped")
         return "success"
+
+    async def _router_conflict(self, loaded: Loaded) -> str | None:
+        """The router port re-checked before a rollout (issue 12.2): another live service's
+        (any environment), or held on this host by anything but this service's router."""
+        svc = loaded.service
+        port = services.router_port(svc.driver_config)
+        if port is None or loaded.environment.driver != "process":
+            return None
+        async with self.db.session(write=False) as session:
+            other = await services.router_port_user(session, port, exclude=svc.id)
+            if other is not None:
+                owner = await session.get(User, loaded.deployment.owner_id)
+                reader = Principal(owner.id, owner.name, owner.role) if owner else ENGINE
+                who = await services.describe_port_user(session, reader, other)
+                return f"router port {port} is already used by {who}"
+        holder = self.router.port_holder(str(svc.id), port)
+        return None if holder is None else f"router port {port} is in use on this host by {holder}"
 
     def _config(self, loaded: Loaded) -> HookConfig:
         """The service's driver_config, validated by its driver's model (422-style reason)."""
