@@ -65,7 +65,9 @@ def router_port(driver_config: dict[str, Any] | None) -> int | None:
     """The stable port a service's router listens on, when it has a router."""
     config = driver_config or {}
     port = config.get("router_port")
-    return port if config.get("router") and isinstance(port, int) else None
+    if not config.get("router") or isinstance(port, bool) or not isinstance(port, int):
+        return None
+    return port if 1 <= port <= 65535 else None  # out of range: the driver's 422 says so
 
 
 async def router_port_user(
