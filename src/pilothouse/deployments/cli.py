@@ -81,11 +81,13 @@ def rollback(
 ) -> None:
     """Roll SERVICE back by hand (operator) to the release live before the current one.
 
-    The target is the last release that went live (a deployment of it succeeded) before the
-    current one and was not rolled back since; a release that never went live (a failed
-    deployment, even one rolled back automatically) is never a target. Rolling back again goes
-    further back. --to VERSION picks the target; a version that never went live is refused
-    (deploy it instead). Exits 0 when the rollback succeeds or the version is already live."""
+    The target is the last release that went live before the current one, not rolled back since.
+
+    A release that never went live (a failed deployment, even rolled back) is never a target.
+
+    Rolling back again goes further back. --to VERSION must have gone live once; else deploy it.
+
+    Exits 0 when the rollback succeeds or the version is already live."""
     client = api(ctx)
     try:
         deployment = client.request(
