@@ -110,6 +110,12 @@ def back(version: str) -> Step:
             [ok("v1"), ok("v2"), ok("v1")], "v1", "v2", id="an older release deployed forward"
         ),
         pytest.param(
+            [ok("v2"), ok("v1"), ok("v2"), back("v1")],
+            "v1",
+            None,
+            id="a release rolled back is off the stack wherever it stood",
+        ),
+        pytest.param(
             [ok("v1"), ok("v2"), back("v1"), back("v2")],
             "v2",
             None,
@@ -154,3 +160,15 @@ def test_a_target_went_live_and_is_not_the_live_release(history: list[Step]) -> 
     if target is not None:
         assert target != live
         assert went_live(history, target), "a release that never went live is never a target"
+
+
+@given(st.lists(steps, max_size=12))
+def test_rolling_back_twice_never_bounces(history: list[Step]) -> None:
+    """After a rollback from A to B, the next rollback never returns to A."""
+    live = live_release(history)
+    target = rollback_target(history, live)
+    if target is None:
+        return
+    after = [*history, back(target)]
+    assert live_release(after) == target
+    assert rollback_target(after, target) != live

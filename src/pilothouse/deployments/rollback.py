@@ -6,9 +6,10 @@ failed deployment, even one that was rolled back automatically) is never a rollb
 The releases that went live form a stack, in the order they went live:
 - a deployment that goes live pushes its release, unless that release is already on top
   (a restart, a scale or a config update keeps the live release);
-- a rollback that goes live pops every release above its target: those were rolled back. A
-  rollback to a release no longer on the stack pops the one it rolled back from, then pushes
-  its target. An automatic rollback returns to the release on top, so it changes nothing.
+- a rollback that goes live pops every release above its target: those were rolled back, and
+  leave the stack wherever they stood (until deployed again). A rollback to a release no longer
+  on the stack pops the one it rolled back from, then pushes its target. An automatic rollback
+  returns to the release on top, so it changes nothing.
 
 The target of `pilothouse rollback` is the release under the live one: the last release that
 went live before the current one and was not rolled back since. Repeated rollbacks go further
@@ -38,11 +39,14 @@ def stack(history: Sequence[Step]) -> list[str]:
         if not step.went_live:
             continue
         if step.event == "rollback":
+            # Rolled back: everything above the target, or the live release when the target is
+            # no longer standing; each is off the stack wherever it stood.
             if step.release in standing:
-                del standing[len(standing) - standing[::-1].index(step.release) :]
-                continue
-            if standing:
-                standing.pop()
+                cut = len(standing) - standing[::-1].index(step.release)
+            else:
+                cut = max(len(standing) - 1, 0)
+            rolled = set(standing[cut:])
+            standing = [r for r in standing[:cut] if r not in rolled]
         if not standing or standing[-1] != step.release:
             standing.append(step.release)
     return standing
