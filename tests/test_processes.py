@@ -97,6 +97,9 @@ def test_a_killed_nginx_master_leaves_no_orphaned_worker(tmp_path: Path) -> None
         os.kill(master, signal.SIGKILL)
         orphans = _settled(tmp_path, _pids(started_by(tmp_path)) - {master})
         names = _names(_nginx(orphans))
+        # Orphaned workers are still this router's: not a conflict for the service they serve.
+        assert router.port_holder("svc", port) is None
+        assert router.port_holder("other", port) == "pilothouse's router (svc)"
         await router.set_backends("svc", port, [free_port()])  # comes back on the same port
         restarted = _pids(started_by(tmp_path))
         await router.stop()

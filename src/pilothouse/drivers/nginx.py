@@ -180,25 +180,14 @@ class NginxRouter:
                 return path.stem
         return None
 
-    def _is_ours(self, pid: int | None, master: int) -> bool:
-        if pid is None:
-            return False
-        try:
-            return pid == master or psutil.Process(pid).ppid() == master
-        except psutil.Error:
-            return False
-
     def port_holder(self, service_key: str, port: int) -> str | None:
         """Who holds `port`, unless it is free or this router (serving `service_key`, or a
-        service it is letting go of): then None."""
+        service it is letting go of; orphaned workers included, the next start takes them)."""
         found = ports.holder(port)
         if found is None:
             return None
-        master = self.pid()
-        if master is not None and (
-            self._is_ours(found.pid, master)
-            or (found.pid is None and self._serving(port) == service_key)
-        ):
+        ours = {p.pid for p in self.processes()}
+        if found.pid in ours or (found.pid is None and ours and self._serving(port) == service_key):
             owner = self._serving(port)
             return None if owner in (None, service_key) else f"pilothouse's router ({owner})"
         return str(found)
