@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pilothouse.backups import jobs
-from tests.backups.conftest import MARIADB_URL, Harness, mariadb
+from tests.backups.conftest import MARIADB_URL, Harness
 
 
 def _maria_utf8(sql: str, database: str) -> None:
@@ -73,16 +73,12 @@ def test_postgres_checksums_in_the_dump_snapshot(harness: Harness, pg_source: st
     assert "content matches" in (drilled.restore_test_detail or "")
 
 
-def test_sqlite_checksums_and_a_target_without_them(
-    harness: Harness, sqlite_source: Path
-) -> None:
+def test_sqlite_checksums_and_a_target_without_them(harness: Harness, sqlite_source: Path) -> None:
     target = harness.target("lite", f"sqlite:///{sqlite_source}")
     backup = harness.backup(target)
     assert set(backup.table_checksums or {}) == {"empty_one", "notes"}
     drilled = harness.call(jobs.drill_backup, backup.id)
-    assert drilled.restore_test_passed and "content matches" in (
-        drilled.restore_test_detail or ""
-    )
+    assert drilled.restore_test_passed and "content matches" in (drilled.restore_test_detail or "")
     plain = harness.target("plain", f"sqlite:///{sqlite_source}", content_checksums=False)
     counted = harness.backup(plain)
     assert counted.table_checksums is None and counted.table_counts

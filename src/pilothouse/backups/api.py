@@ -30,11 +30,22 @@ router = APIRouter(tags=["backups"])
     response_model=TargetRead,
     status_code=201,
     summary="Register a database to back up (admin); its DSN is stored encrypted",
+    description=(
+        "Before saving, pilothouse connects to the database and checks its dump tool against "
+        "the server (pg_dump's major version, mariadb-dump's release, an SQLite file's "
+        "integrity); a failure is a 422 on `dsn` and saves nothing. `?check=false` skips it."
+    ),
 )
 async def create_target(
-    body: TargetCreate, session: Session, caller: Caller, keys: Keys
+    body: TargetCreate,
+    session: Session,
+    caller: Caller,
+    keys: Keys,
+    check: bool = Query(
+        default=True, description="Test the connection and the dump tool before saving."
+    ),
 ) -> TargetRead:
-    target = await service.create_target(session, caller, keys, body)
+    target = await service.create_target(session, caller, keys, body, check=check)
     return TargetRead.model_validate(target)
 
 

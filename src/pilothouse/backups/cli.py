@@ -95,9 +95,12 @@ def target_add(
         ),
     ],
     env: Annotated[str | None, typer.Option("--env", "-e", help="Environment.")] = None,
-    schedule: Annotated[str, typer.Option(help="Backup cron (UTC); '' for none.")] = "0 2 * * *",
+    schedule: Annotated[
+        str, typer.Option(help="Backup cron (UTC); '' for no scheduled backups.")
+    ] = "0 2 * * *",
     drill_schedule: Annotated[
-        str, typer.Option(help="Drill cron (UTC); default last Sunday 04:00.")
+        str,
+        typer.Option(help="Drill cron (UTC), default the last Sunday 04:00; '' for no drills."),
     ] = "0 4 * * L0",
     directory: Annotated[
         str | None, typer.Option("--dir", help="Local directory (default <data_dir>/backups).")
@@ -117,8 +120,25 @@ def target_add(
     before_deploy: Annotated[
         bool, typer.Option("--before-deploy", help="Back up before each deployment in --env.")
     ] = False,
+    content_checksums: Annotated[
+        bool,
+        typer.Option(
+            "--content-checksums/--no-content-checksums",
+            help="Record per-table content checksums that drills compare (default on).",
+        ),
+    ] = True,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Test the connection and the dump tool's version before saving (default on).",
+        ),
+    ] = True,
 ) -> None:
-    """Register a database to back up (admin). The DSN is stored encrypted."""
+    """Register a database to back up (admin). The DSN is stored encrypted.
+
+    The server first connects to the database and checks its dump tool against it; a failure
+    saves nothing (--no-check skips the test)."""
     storage: dict[str, Any] = {"kind": "local"}
     if directory:
         storage["path"] = str(Path(directory).resolve())
@@ -141,11 +161,14 @@ def target_add(
         "max_retries": retries,
         "retry_delay_seconds": retry_delay,
         "before_deploy": before_deploy,
+        "content_checksums": content_checksums,
     }
-    target = api(ctx).request("POST", "/backup-targets", json_body=body)
+    target = api(ctx).request(
+        "POST", "/backup-targets", json_body=body, params={"check": str(check).lower()}
+    )
     out.print(
         f"added {target['engine']} target {target['name']} ({target['dsn']}), "
-        f"schedule {target['schedule'] or 'none'}",
+        f"schedule {target['schedule'] or 'none'}, drill {target['drill_schedule'] or 'none'}",
         markup=False,
     )
 
@@ -184,6 +207,13 @@ def target_set(
     keep: Annotated[
         list[str] | None, typer.Option(help="Days kept per class: daily=30 ...")
     ] = None,
+    content_checksums: Annotated[
+        bool | None,
+        typer.Option(
+            "--content-checksums/--no-content-checksums",
+            help="Record per-table content checksums that drills compare.",
+        ),
+    ] = None,
 ) -> None:
     """Change a target's schedules, retention or switches (admin)."""
     body: dict[str, Any] = {}
@@ -197,6 +227,8 @@ def target_set(
         body["before_deploy"] = before_deploy
     if keep:
         body["retention"] = _retention(keep)
+    if content_checksums is not None:
+        body["content_checksums"] = content_checksums
     if not body:
         raise CliError("nothing to change: pass --schedule, --enabled, --keep, ...")
     row = api(ctx).request("PATCH", f"/backup-targets/{ref}", json_body=body)
