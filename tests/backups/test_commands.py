@@ -103,6 +103,8 @@ def test_recognise_dumps() -> None:
     assert recognise(b"PGDMP\x01\x0e\x00") == "postgresql"
     assert recognise(b"-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB") == "mariadb"
     assert recognise(b"-- MySQL dump 10.13") == "mariadb"
+    sandbox = b"/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19-11.4.5-MariaDB"
+    assert recognise(sandbox) == "mariadb"
     assert recognise(b"SQLite format 3\x00....") == "sqlite"
     assert recognise(b"hello") is None
 

@@ -460,25 +460,73 @@ def drill(
 
 @app.command("restore")
 def restore(
-    ref: Annotated[str, typer.Argument(help="Backup id or name.")],
+    ref: Annotated[
+        str | None, typer.Argument(help="Backup id or name (not with --from-file).")
+    ] = None,
     to: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--to",
             envvar="PILOTHOUSE_RESTORE_DSN",
             help="Database URL to restore into (or PILOTHOUSE_RESTORE_DSN).",
         ),
-    ],
+    ] = None,
+    to_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-file",
+            help="With --from-file: write the plain dump here (mode 0600) instead of restoring.",
+        ),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file",
+            help=(
+                "A backup object (.dump.zst.enc) copied off its storage: restore it with no "
+                "server, no store and no data directory (disaster recovery)."
+            ),
+        ),
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="With --from-file: the master key file (default: PILOTHOUSE_MASTER_KEY).",
+        ),
+    ] = None,
+    checksum: Annotated[
+        str | None,
+        typer.Option(help="With --from-file: the object's recorded SHA-256, checked too."),
+    ] = None,
     clean: Annotated[
-        bool, typer.Option("--clean", help="Replace what the target database holds.")
+        bool, typer.Option("--clean", help="Replace what the target database (or file) holds.")
     ] = False,
     data_dir: DataDir = None,
     database_url: DbUrl = None,
 ) -> None:
     """Restore a backup into a database. Refuses a database that is not empty unless --clean.
 
-    PostgreSQL restores in one transaction and SQLite replaces the file only when complete, so
-    a damaged backup or a wrong key leaves the target as it was."""
+    The whole object is checked (every chunk's tag, the final chunk, the checksum) before the
+    target can keep anything: PostgreSQL restores in one transaction, SQLite replaces the file
+    only when complete, and MariaDB's dump is verified into a private temporary file ($TMPDIR)
+    before the `mariadb` client reads it. An error says whether the target was touched.
+
+    Disaster recovery, with nothing but the object and the key file:
+    `pilothouse backup restore --from-file OBJECT --key-file master.key --to DSN`
+    (or `--to-file dump` for the plain pg_dump/mariadb-dump/SQLite file)."""
+    if from_file is not None:
+        if ref is not None:
+            raise CliError("give a backup name or --from-file, not both")
+        out.print(_restore_file(from_file, key_file, to, to_file, clean, checksum), markup=False)
+        return
+    if ref is None:
+        raise CliError("name the backup to restore (or restore an object with --from-file)")
+    if to_file is not None or key_file is not None or checksum is not None:
+        raise CliError("--to-file, --key-file and --checksum go with --from-file")
+    if to is None:
+        raise CliError("--to DSN is needed: the database to restore into")
+    dsn = to
 
     async def work(ctx: Any) -> str:
         from pilothouse.backups import jobs
@@ -486,10 +534,45 @@ def restore(
         backup = await _resolve(ctx, ref)
         with _bytes_progress(f"restoring {backup.name}", backup.stored_bytes) as advance:
             return await jobs.restore_backup(
-                ctx, backup.id, to, actor=_local_actor(), clean=clean, progress=advance
+                ctx, backup.id, dsn, actor=_local_actor(), clean=clean, progress=advance
             )
 
     out.print(_run_local(data_dir, database_url, work), markup=False)
+
+
+def _restore_file(
+    obj: Path,
+    key_file: Path | None,
+    to: str | None,
+    to_file: Path | None,
+    clean: bool,
+    checksum: str | None,
+) -> str:
+    """Disaster recovery: restore an object with the key file alone (no server, no store)."""
+    import os
+
+    from pilothouse.backups.recovery import restore_object
+    from pilothouse.core.crypto import CryptoError, load_keyring
+
+    master_key = None if key_file is not None else os.environ.get("PILOTHOUSE_MASTER_KEY")
+    if key_file is None and not master_key:
+        raise CliError("--from-file needs --key-file FILE (or PILOTHOUSE_MASTER_KEY)")
+    if not obj.is_file():
+        raise CliError(f"{obj} is not a file")
+    try:
+        keyring = load_keyring(master_key, key_file or Path("/nonexistent"))
+    except (CryptoError, OSError, ValueError) as exc:
+        raise CliError(f"--key-file: {exc}") from None
+    with _bytes_progress(f"restoring {obj.name}", obj.stat().st_size) as advance:
+        return restore_object(
+            obj,
+            keyring,
+            to=to,
+            to_file=to_file,
+            clean=clean,
+            checksum=checksum.lower() if checksum else None,
+            progress=advance,
+        )
 
 
 @app.command("cleanup")

@@ -28,22 +28,16 @@ from pilothouse.access import Principal
 from pilothouse.alerts.service import active_channels, broadcast
 from pilothouse.audit import service as audit
 from pilothouse.backups import service
-from pilothouse.backups.databases import (
-    Contents,
-    DatabaseError,
-    PartialRestore,
-    database,
-    parse_dsn,
-    safe_dsn,
-)
+from pilothouse.backups.databases import Contents, DatabaseError, database, parse_dsn, safe_dsn
 from pilothouse.backups.models import Backup, BackupTarget, JobSlot
-from pilothouse.backups.pipeline import BackupDamaged, Progress, Written, read_backup, write_backup
+from pilothouse.backups.pipeline import Progress, Written, read_backup, write_backup
+from pilothouse.backups.recovery import BackupFailed, describe, restore_failure, restore_into
 from pilothouse.backups.retention import expires_at, gfs_class, merged_policy
 from pilothouse.backups.schedule import DEFAULT_CLEANUP, due_slot
-from pilothouse.backups.storage import Storage, StorageError, open_storage
+from pilothouse.backups.storage import Storage, open_storage
 from pilothouse.config import MASTER_KEY_FILE
 from pilothouse.core.clock import utcnow
-from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
+from pilothouse.core.crypto import Keyring, load_keyring
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
 from pilothouse.errors import Conflict, PilothouseError
@@ -52,11 +46,6 @@ log = get_logger("pilothouse.backups")
 
 BACKUP_ACTOR = Principal(id=uuid.UUID(int=0), name="backups", role="admin")
 MB = 1024 * 1024
-
-
-class BackupFailed(PilothouseError):
-    status = 409
-    code = "backup_failed"
 
 
 @dataclass
@@ -79,13 +68,6 @@ class BackupContext:
 
     def storage(self, target: BackupTarget) -> Storage:
         return open_storage(target.storage, self.data_dir)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an error, safe to store and show (no DSN password ever reaches here)."""
-    if isinstance(exc, (DatabaseError, BackupDamaged, StorageError, CryptoError, PilothouseError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 async def _alert(ctx: BackupContext, event: str, text: str, **extra: Any) -> None:
@@ -473,21 +455,6 @@ async def restore_backup(
             session, actor, "restore", "backup", backup.id, {"to": safe_dsn(url), "clean": clean}
         )
     return summary
-
-
-def restore_into(kind: str, url: URL, data: Any, *, clean: bool, size: int | None) -> None:
-    """Refuse a target that holds tables (unless `clean`), then restore `data` into it."""
-    db = database(kind)
-    if not clean and not db.is_empty(url):
-        raise BackupFailed(f"{safe_dsn(url)} is not empty: pass --clean to replace what it holds")
-    db.restore(url, data, clean=clean, size=size)
-
-
-def restore_failure(exc: BaseException) -> str:
-    """Why a restore failed, and whether its target was touched."""
-    if isinstance(exc, PartialRestore):
-        return f"{exc}; the target was changed and may hold part of the backup"
-    return f"{describe(exc)}; the target was not touched"
 
 
 # -- housekeeping -------------------------------------------------------------------------------

@@ -324,4 +324,6 @@ class MariaDB:
             conn.close()
 
     def recognises(self, head: bytes) -> bool:
-        return head.startswith((b"-- MariaDB dump", b"-- MySQL dump"))
+        # recent mariadb-dump versions put a `/*M!999999\- enable the sandbox mode */` first
+        start = head[:512]
+        return b"-- MariaDB dump" in start or start.startswith(b"-- MySQL dump")

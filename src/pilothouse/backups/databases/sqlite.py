@@ -169,3 +169,5 @@ def write_beside(
         os.replace(side, target)
     finally:
         side.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):  # left by reading a WAL-mode copy (empty: read-only)
+            Path(f"{side}{suffix}").unlink(missing_ok=True)
