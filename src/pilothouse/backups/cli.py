@@ -3,7 +3,8 @@
 Two kinds of commands:
 - over HTTP (like every other command): `backup target ...`, `backup list|show|queue`;
 - on the pilothouse host (they read the store and the master key directly, and work even when
-  the server is down): `backup run|verify|drill|restore|self|cleanup` and `keys rotate|list`.
+  the server is down): `backup run|verify|drill|restore|self|cleanup` and `keys rotate|list`;
+- anywhere, with no server and no store: `backup restore --from-file OBJECT --key-file FILE`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ app = typer.Typer(
         "Database backups: targets, backups, verification, restore drills, restores.\n\n"
         "`target`, `list`, `show` and `queue` talk to the server. `run`, `verify`, `drill`, "
         "`restore`, `self` and `cleanup` run here, on the pilothouse host: they need the data "
-        "directory (master key) and the store (PILOTHOUSE_DATA_DIR, PILOTHOUSE_DATABASE_URL)."
+        "directory (master key) and the store (PILOTHOUSE_DATA_DIR, PILOTHOUSE_DATABASE_URL). "
+        "`restore --from-file OBJECT --key-file FILE` needs neither: disaster recovery from a "
+        "backup object and the key file alone."
     ),
     no_args_is_help=True,
 )
@@ -454,7 +457,8 @@ def drill(
     data_dir: DataDir = None,
     database_url: DbUrl = None,
 ) -> None:
-    """Restore drill: restore into a scratch database, compare row counts, drop the scratch."""
+    """Restore drill: restore into a scratch database, compare each table's row count and
+    content checksum with those recorded, drop the scratch."""
     _check(data_dir, database_url, ref, "drill")
 
 
