@@ -17,7 +17,7 @@ from pilothouse.backups.databases.commands import (
     pg_restore_argv,
     tool_major,
 )
-from pilothouse.backups.jobs import drill_verdict
+from pilothouse.backups.drill import drill_verdict
 
 
 def test_pg_dump() -> None:

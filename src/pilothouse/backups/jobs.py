@@ -29,6 +29,7 @@ from pilothouse.alerts.service import active_channels, broadcast
 from pilothouse.audit import service as audit
 from pilothouse.backups import service
 from pilothouse.backups.databases import Contents, DatabaseError, database, parse_dsn, safe_dsn
+from pilothouse.backups.drill import drill_verdict
 from pilothouse.backups.models import Backup, BackupTarget, JobSlot
 from pilothouse.backups.pipeline import Progress, Written, read_backup, write_backup
 from pilothouse.backups.recovery import BackupFailed, describe, restore_failure, restore_into
@@ -340,37 +341,6 @@ async def verify_backup(ctx: BackupContext, backup_id: uuid.UUID) -> Backup:
             backup=str(backup_id),
         )
     return row
-
-
-def compare_counts(recorded: dict[str, Any], restored: dict[str, Any]) -> list[str]:
-    """Differences between the values recorded at backup time and a restore's, per table."""
-    problems = []
-    for table in sorted(set(recorded) | set(restored)):
-        want, got = recorded.get(table), restored.get(table)
-        if want != got:
-            problems.append(f"{table}: recorded {want}, restored {got}")
-    return problems
-
-
-def drill_verdict(
-    recorded_counts: dict[str, Any],
-    recorded_sums: dict[str, Any] | None,
-    restored: Contents,
-) -> tuple[bool, str]:
-    """Pass or fail, and what a drill found: counts first, then content checksums (when the
-    backup recorded them), naming every table that differs."""
-    counts = restored.counts
-    problems = compare_counts(recorded_counts, counts)
-    if problems:
-        return False, "row counts differ: " + "; ".join(problems[:20])
-    found = f"restored {len(counts)} tables, {sum(counts.values())} rows"
-    if recorded_sums is None or restored.checksums is None:
-        return True, f"{found}: counts match (content checksums off for this target)"
-    differ = compare_counts(recorded_sums, restored.checksums)
-    if differ:
-        tables = ", ".join(d.split(":", 1)[0] for d in differ[:20])
-        return False, f"{found}: counts match but content differs in {tables}"
-    return True, f"{found}: counts match, content matches"
 
 
 async def drill_backup(ctx: BackupContext, backup_id: uuid.UUID) -> Backup:
