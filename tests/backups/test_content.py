@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pilothouse.backups import jobs
-from tests.backups.conftest import MARIADB_URL, Harness
+from tests.backups.conftest import MARIADB_URL, Harness, mariadb
 
 
 def _maria_utf8(sql: str, database: str) -> None:
@@ -84,6 +84,67 @@ def test_sqlite_checksums_and_a_target_without_them(harness: Harness, sqlite_sou
     assert counted.table_checksums is None and counted.table_counts
     drilled = harness.call(jobs.drill_backup, counted.id)
     assert drilled.restore_test_passed
-    assert "counts match (content checksums off for this target)" in (
+    assert "counts match (no content checksums were recorded)" in (
         drilled.restore_test_detail or ""
     )
+
+
+def test_mariadb_figures_come_from_the_dump_snapshot_while_rows_are_written(
+    harness: Harness, maria_source: str
+) -> None:
+    """A writer commits rows all through the backup: the counts and checksums recorded must be
+    those of the dump's own snapshot, or the drill would see a difference."""
+    import threading
+
+    import pymysql
+
+    url = sa.engine.make_url(maria_source)
+    stop = threading.Event()
+    written = [0]
+
+    def write() -> None:
+        conn = pymysql.connect(
+            host=url.host,
+            port=url.port or 3306,
+            user=url.username,
+            database=url.database,
+            autocommit=True,
+        )
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute("INSERT INTO items (body) VALUES ('written during the backup')")
+                written[0] += 1
+        conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        target = harness.target("maria", maria_source)
+        backup = harness.backup(target)
+    finally:
+        stop.set()
+        writer.join()
+    assert backup.status == "completed", backup.error_message
+    assert written[0] > 0 and backup.table_checksums
+    drilled = harness.call(jobs.drill_backup, backup.id)
+    assert drilled.restore_test_passed, drilled.restore_test_detail
+
+
+def test_mariadb_without_the_reload_privilege_records_counts_only(
+    harness: Harness, maria_source: str
+) -> None:
+    database = maria_source.rsplit("/", 1)[1]
+    user = f"ph_{database[-8:]}"
+    mariadb(
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-norel'; "
+        f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON {database}.* TO '{user}'@'%';"
+    )
+    try:
+        url = sa.engine.make_url(maria_source).set(username=user, password="pw-norel")
+        target = harness.target("maria", url.render_as_string(hide_password=False))
+        backup = harness.backup(target)
+        assert backup.status == "completed", backup.error_message
+        assert backup.table_counts == {"empty_one": 0, "items": 2000}
+        assert backup.table_checksums is None
+    finally:
+        mariadb(f"DROP USER IF EXISTS '{user}'@'%'")

@@ -1,11 +1,12 @@
 """MariaDB (and MySQL): `mariadb-dump --single-transaction`, restored with the `mariadb` client.
 
-Same snapshot: with content checksums on, pilothouse takes a global read lock (FLUSH TABLES
-WITH READ LOCK, which needs the RELOAD privilege), opens its own consistent-snapshot
-transaction, starts mariadb-dump, and releases the lock as soon as the dump's output shows it
-has opened its own: no write commits in between, so the counts and checksums describe exactly
-what the dump holds. Writers wait for that instant only. Without the privilege the counts come
-from a snapshot taken just before the dump, and no checksums are recorded.
+Same snapshot: with content checksums on, pilothouse blocks commits (`BACKUP STAGE
+BLOCK_COMMIT` on MariaDB 10.4+, `FLUSH TABLES WITH READ LOCK` on MySQL; both need the RELOAD
+privilege), opens its own consistent-snapshot transaction, starts mariadb-dump, and lets commits
+through again as soon as the dump's output shows it has opened its own: nothing commits in
+between, so the counts and checksums describe exactly what the dump holds. Commits wait for that
+instant only. Without the privilege the counts come from a snapshot taken just before the dump,
+and no checksums are recorded.
 
 Restore: the `mariadb` client is not transactional (DDL commits), so the whole object is
 verified into a private temporary file before the client reads a byte of it.
@@ -147,19 +148,28 @@ def _snapshot(conn: Any) -> None:
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
 
 
-def _global_read_lock(url: URL) -> Any | None:
-    """A connection holding FLUSH TABLES WITH READ LOCK, or None without the privilege."""
+def _block_commits(url: URL) -> Any | None:
+    """A connection that keeps commits from happening (closing it lets them through), or None
+    without the privilege. MariaDB 10.4+: `BACKUP STAGE BLOCK_COMMIT`, which waits for commits in
+    flight only, not for long queries; MySQL: FLUSH TABLES WITH READ LOCK."""
     import pymysql
 
     conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION lock_wait_timeout = 30")
-            cur.execute("FLUSH TABLES WITH READ LOCK")
-    except pymysql.err.MySQLError:
-        conn.close()
-        return None
-    return conn
+    for statements in (
+        ("BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"),
+        ("FLUSH TABLES WITH READ LOCK",),
+    ):
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION lock_wait_timeout = 10")
+                for statement in statements:
+                    cur.execute(statement)
+            return conn
+        except pymysql.err.MySQLError:
+            with contextlib.suppress(pymysql.err.MySQLError), conn.cursor() as cur:
+                cur.execute("BACKUP STAGE END")
+    conn.close()
+    return None
 
 
 class _Tap(io.RawIOBase):
@@ -210,7 +220,7 @@ class MariaDB:
         database = check_identifier(url.database or "")
         tool = _tool("mariadb-dump", "mysqldump")
         version = tool_version(tool)
-        lock = _global_read_lock(url) if checksums else None
+        lock = _block_commits(url) if checksums else None
         release_lock = threading.Lock()
 
         def release() -> None:
@@ -218,7 +228,7 @@ class MariaDB:
             with release_lock:
                 if lock is not None:
                     with contextlib.suppress(Exception):
-                        lock.close()  # closing the session releases its global read lock
+                        lock.close()  # closing the session lets commits through again
                     lock = None
 
         snap = None
