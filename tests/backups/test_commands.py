@@ -3,6 +3,8 @@ rules around them: tool versions and the drill's verdict."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from pilothouse.backups.databases import Contents, recognise
@@ -142,3 +144,27 @@ def test_drill_verdict(
 ) -> None:
     ok, detail = drill_verdict(counts, sums, restored)
     assert ok is passed and says in detail, detail
+
+
+def test_spooled_is_private_removed_and_bounded_by_disk() -> None:
+    import stat
+
+    from pilothouse.backups.databases import DatabaseError
+    from pilothouse.backups.databases.base import spooled
+
+    with spooled(iter([b"a" * 10, b"b"]), size=11) as path:
+        assert path.read_bytes() == b"a" * 10 + b"b"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not path.exists()
+    with (
+        pytest.raises(DatabaseError, match="set TMPDIR to a larger disk"),
+        spooled(iter([b"x"]), size=10**18),
+    ):
+        pass
+
+    def damaged() -> Iterator[bytes]:
+        yield b"part"
+        raise ValueError("chunk 1 failed authentication")
+
+    with pytest.raises(ValueError, match="chunk 1"), spooled(damaged(), size=None) as never:
+        raise AssertionError(f"the caller saw {never}")
