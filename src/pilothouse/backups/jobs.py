@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import socket
 import time
 import uuid
@@ -158,7 +157,6 @@ def _take(
     key: str,
     keyring: Keyring,
     progress: Progress | None,
-    *,
     checksums: bool = True,
 ) -> _Outcome:
     dump = database(kind).dump(url, checksums=checksums)
@@ -184,23 +182,15 @@ async def run_backup(
     if not await claim(ctx, backup_id):
         raise Conflict(f"backup {backup_id} is not waiting to run (another worker has it?)")
     backup, target = await _load(ctx, backup_id)
+    checks = target.content_checksums
     started = time.monotonic()
     try:
         keyring = ctx.keyring()
-        kind, url = _source(target, keyring)
+        engine, url = _source(target, keyring)
         storage = ctx.storage(target)
         async with _leased(ctx, backup_id):
             outcome = await asyncio.to_thread(
-                functools.partial(
-                    _take,
-                    kind,
-                    url,
-                    storage,
-                    backup.object_key,
-                    keyring,
-                    progress,
-                    checksums=target.content_checksums,
-                )
+                _take, engine, url, storage, backup.object_key, keyring, progress, checks
             )
     except Exception as exc:
         log.warning("backup failed", backup=str(backup_id), target=target.name, error=describe(exc))
