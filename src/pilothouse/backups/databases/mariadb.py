@@ -144,6 +144,7 @@ def _contents(conn: Any, database: str, *, checksums: bool) -> Contents:
 
 def _snapshot(conn: Any) -> None:
     with conn.cursor() as cur:
+        cur.execute("SET SESSION time_zone = '+00:00'")  # TIMESTAMP text, alike everywhere
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
 
