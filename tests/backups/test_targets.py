@@ -88,6 +88,11 @@ def test_the_connection_is_checked_before_saving(api: Api, tmp_path: Path) -> No
     # ?check=false saves it anyway
     saved = api.ok(api.post("/backup-targets", missing, params={"check": "false"}), 201)
     assert saved["name"] == "gone"
+    # a new DSN is checked the same way
+    moved = {"dsn": f"sqlite:///{tmp_path}/elsewhere.db"}
+    refused = api.patch("/backup-targets/gone", moved)
+    assert refused.status_code == 422 and "does not exist" in refused.text
+    api.ok(api.patch("/backup-targets/gone", moved, params={"check": "false"}))
 
 
 def test_postgres_and_mariadb_targets_pass_the_check(

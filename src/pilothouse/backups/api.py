@@ -59,11 +59,22 @@ async def get_target(ref: str, session: Session, caller: Caller) -> TargetRead:
     return TargetRead.model_validate(await service.get_target(session, caller, ref))
 
 
-@router.patch("/backup-targets/{ref}", response_model=TargetRead, summary="Change a target (admin)")
+@router.patch(
+    "/backup-targets/{ref}",
+    response_model=TargetRead,
+    summary="Change a target (admin); a new DSN is checked like a new target's",
+)
 async def update_target(
-    ref: str, body: TargetUpdate, session: Session, caller: Caller, keys: Keys
+    ref: str,
+    body: TargetUpdate,
+    session: Session,
+    caller: Caller,
+    keys: Keys,
+    check: bool = Query(
+        default=True, description="Test a new DSN's connection and dump tool before saving."
+    ),
 ) -> TargetRead:
-    target = await service.update_target(session, caller, keys, ref, body)
+    target = await service.update_target(session, caller, keys, ref, body, check=check)
     return TargetRead.model_validate(target)
 
 

@@ -137,7 +137,10 @@ async def update_target(
     keyring: Keyring,
     ref: str,
     data: TargetUpdate,
+    *,
+    check: bool = False,
 ) -> BackupTarget:
+    """Change a target (admin); a new DSN is checked first when `check`, like a new target's."""
     require(actor, "manage_backups")
     target = await get_target(session, actor, ref)
     changes = data.model_dump(exclude_unset=True)
@@ -146,6 +149,8 @@ async def update_target(
             raise ValidationFailed("dsn", "must be a database URL, not null")
         dsn = data.dsn.get_secret_value()
         engine, database, display = _parse(dsn)
+        if check:
+            await check_connection(dsn)
         target.engine, target.database_name, target.dsn_display = engine, database, display
         target.dsn_encrypted = seal_value(dsn, keyring)
         changes["dsn"] = display
