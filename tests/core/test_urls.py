@@ -82,7 +82,7 @@ def test_no_password_survives(password: str, scheme: str, user: str) -> None:
     ],
 )
 def test_backup_target_display_uses_the_helper(dsn: str) -> None:
-    from pilothouse.backups.engines import parse_dsn, safe_dsn
+    from pilothouse.backups.databases import parse_dsn, safe_dsn
 
     shown = safe_dsn(parse_dsn(dsn)[1])
     assert "-pw-" not in shown and "***" in shown
