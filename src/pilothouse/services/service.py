@@ -16,6 +16,7 @@ from pilothouse.core.statemachine import check_transition
 from pilothouse.environments import service as environments
 from pilothouse.errors import Conflict, NotFound
 from pilothouse.history import service as history
+from pilothouse.services.hostfields import host_changes
 from pilothouse.services.models import Service
 from pilothouse.services.transitions import TABLE
 
@@ -71,6 +72,7 @@ async def create_service(
     """Create a service in an environment the actor can see; names are unique per environment."""
     env = await environments.get_environment(session, actor, environment)
     require(actor, "manage_services")
+    _require_host_changes(actor, {}, fields)
     taken = await session.scalar(
         sa.select(Service.id).where(
             Service.environment_id == env.id, Service.name == name, Service.deleted_at.is_(None)
@@ -93,6 +95,9 @@ async def update_service(
 ) -> Service:
     svc = await get_service(session, actor, ref)
     require(actor, "manage_services")
+    _require_host_changes(
+        actor, {"command": svc.command, "driver_config": svc.driver_config}, changes
+    )
     flat = dict(changes)
     flat.update(flat.pop("resources", None) or {})
     for key, value in flat.items():
@@ -100,6 +105,13 @@ async def update_service(
     svc.updated_at = utcnow()
     audit.record(session, actor, "update", "service", svc.id, flat)
     return svc
+
+
+def _require_host_changes(actor: Principal, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Defining what runs on the host is an admin action (403 naming the fields)."""
+    changed = host_changes(before, after)
+    if changed:
+        require(actor, "define_commands", what=", ".join(changed))
 
 
 async def scale_service(
