@@ -101,12 +101,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
             migrations.upgrade(url)
         app.state.db = Database(url, pool_size=settings.db_pool_size)
-        if not settings.master_key:
-            from pilothouse.setup import ensure_master_key
+        from pilothouse.setup import ensure_master_key, secure_data_dir
 
-            # Backups and stored DSNs are sealed with it; `init` normally made it already.
-            if ensure_master_key(settings.master_key_path):
-                log.warning("created a master key", path=str(settings.master_key_path))
+        secure_data_dir(settings.data_dir)
+        # Backups and stored DSNs are sealed with it; `init` normally made it already.
+        if not settings.master_key and ensure_master_key(settings.master_key_path):
+            log.warning("created a master key", path=str(settings.master_key_path))
         worker = None
         if settings.role in ("all", "worker"):
             from pilothouse.worker import Worker

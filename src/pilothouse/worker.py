@@ -27,7 +27,7 @@ from pilothouse.backups import jobs as backup_jobs
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
-from pilothouse.deployments.engine import ENGINE, Engine, replica_info
+from pilothouse.deployments.engine import ENGINE, Engine, replica_info, run_as_of
 from pilothouse.deployments.models import Deployment
 from pilothouse.drivers.process import (
     ProcessConfig,
@@ -427,6 +427,7 @@ class Worker:
             secrets=delivery.secrets,
             log_path=log_path,
             cwd=cfg.cwd,
+            run_as=run_as_of(env_row),
         )
         register_child(spawned)
         async with self.db.session() as session:

@@ -4,6 +4,9 @@ scrubbing relay) and pilothouse's own logs."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 MASK = "********"
 MIN_LINE = 8  # lines of a multi-line secret shorter than this are not masked on their own
@@ -29,3 +32,15 @@ def scrub(text: str, pats: list[str], mask: str = MASK) -> str:
         if pat in text:
             text = text.replace(pat, mask)
     return text
+
+
+def scrub_value(value: T, pats: list[str], mask: str = MASK) -> T:
+    """`value` with every string inside it (dict values and keys, list items) scrubbed."""
+    found: Any = value
+    if isinstance(value, str):
+        found = scrub(value, pats, mask)
+    elif isinstance(value, dict):
+        found = {scrub_value(k, pats, mask): scrub_value(v, pats, mask) for k, v in value.items()}
+    elif isinstance(value, (list, tuple)):
+        found = type(value)(scrub_value(v, pats, mask) for v in value)
+    return found  # type: ignore[no-any-return]
