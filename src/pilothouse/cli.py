@@ -153,6 +153,9 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         access_log=access_log,
+        # pilothouse's logging (core/logging.py) masks every line, tracebacks included;
+        # uvicorn's own configuration would print them raw.
+        log_config=None,
         # Followers of a live deployment hold a stream open; do not wait on them forever.
         timeout_graceful_shutdown=5,
     )

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require
 from pilothouse.audit import service as audit
+from pilothouse.core import redact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, open_value, seal_value
 from pilothouse.core.logging import register_secrets
@@ -81,6 +82,13 @@ async def _current(session: AsyncSession, env_id: uuid.UUID, scope: str, key: st
     )
 
 
+def _check_maskable(field: str, value: str) -> None:
+    """A secret must be maskable in output (core/redact.py's rule): refused, never leaked."""
+    problem = redact.unmaskable(value)
+    if problem:
+        raise ValidationFailed(field, problem)
+
+
 def _check_key_value(key: str, value: str | None) -> None:
     problem = check_key(key)
     if problem:
@@ -107,6 +115,7 @@ async def set_var(
     require(actor, "manage_vars")
     _check_key_value(key, value)
     if is_secret:
+        _check_maskable("value", value)
         register_secrets([value])
     env = await environments.get_environment(session, actor, env_ref)
     scope, svc = await _scope(session, actor, env, service)
@@ -366,6 +375,8 @@ async def import_vars(
     require(actor, "manage_vars")
     for key, value in values.items():
         _check_key_value(key, value)
+        if key in secret_keys:
+            _check_maskable(f"values.{key}", value)
     env = await environments.get_environment(session, actor, env_ref)
     scope, svc = await _scope(session, actor, env, service)
     existing = {
