@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,26 @@ def _width() -> int | None:
         return int(os.environ.get("COLUMNS", "160"))
     except ValueError:
         return 160
+
+
+#: Terminal escape sequences: CSI (colours, cursor moves, erase), OSC (titles, links) and the
+#: other ESC forms, 7-bit and 8-bit.
+ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x1b[ -/]*[0-~]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]"
+    r"|\x9d[^\x07\x1b]*(?:\x07|\x1b\\)?"
+)
+CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: escape sequences removed, other control characters (new
+    lines, carriage returns, backspaces) shown as \\xNN, so a line cannot erase, overwrite,
+    hide or forge other lines."""
+    return CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", ESCAPES.sub("", text))
 
 
 out = Console(highlight=False, soft_wrap=True, width=_width())
