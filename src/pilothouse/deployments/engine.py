@@ -324,6 +324,14 @@ class Engine:
             await events.log(f"deployment refused: {reason}", level="error")
             await self._move(dep.id, "failed", reason="variables", error_message=reason[:4000])
             return "failed"
+        weak = sum(1 for secret in loaded.secrets if redact.unmaskable(secret))
+        if weak:
+            # stored before the masking rule: they cannot be masked, say so rather than leak
+            await events.log(
+                f"{weak} secret variable(s) are too short to be masked in output; "
+                "set longer values (docs/security.md)",
+                level="warn",
+            )
         driver = self.driver_for(loaded.environment)
         started = time.monotonic()
         await self._move(dep.id, "building", reason=f"{driver.name} driver")

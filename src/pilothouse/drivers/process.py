@@ -97,7 +97,7 @@ def _scrubbed_output(log_path: Path, secrets: list[str]) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         pass_fds=(secret_read,),
-        env={**sandbox.child_environ(), "PILOTHOUSE_SCRUB_FD": str(secret_read)},
+        env={**sandbox.base_environ(), "PILOTHOUSE_SCRUB_FD": str(secret_read)},
         start_new_session=True,
     )
     os.close(read_end)

@@ -50,14 +50,21 @@ def passed_names(listed: str) -> list[str]:
     return [n for n in names if n not in NEVER]
 
 
-def child_environ(run_as: str | None = None) -> dict[str, str]:
-    """The environment a replica or command starts from (the caller adds its variables)."""
+def base_environ() -> dict[str, str]:
+    """The allowlisted part of pilothouse's environment (also what its own helpers get)."""
     source = os.environ
     names = {*BASE_ENV, *passed_names(source.get("PILOTHOUSE_CHILD_ENV", ""))}
     env = {
         k: v for k, v in source.items() if (k in names or k.startswith("LC_")) and k not in NEVER
     }
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
+
+
+def child_environ(run_as: str | None = None) -> dict[str, str]:
+    """The environment a replica or command starts from (the caller adds its variables)."""
+    source = os.environ
+    env = base_environ()
     user = identity(run_as)
     if user is not None:
         env.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)

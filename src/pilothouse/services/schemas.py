@@ -55,12 +55,17 @@ class ServiceCreate(BaseModel):
     command: str | None = Field(
         default=None,
         max_length=4000,
-        description="Command that starts one replica ({port} and {version} are substituted).",
+        description=(
+            "Command that starts one replica ({port} and {version} are substituted); admin only."
+        ),
     )
     target_replicas: Replicas = Field(default=1, description="Desired replicas, 1-100.")
     resources: Resources = Field(default_factory=Resources, description="Resource allocation.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
-    driver_config: dict[str, Any] = Field(default_factory=dict, description="Driver settings.")
+    driver_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Driver settings; keys other than rollout tuning define programs: admin only.",
+    )
     health_check: dict[str, Any] = Field(default_factory=dict, description="Health check spec.")
 
 
@@ -68,10 +73,15 @@ class ServiceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: Image | None = Field(default=None, description="New image.")
-    command: str | None = Field(default=None, max_length=4000, description="New command.")
+    command: str | None = Field(
+        default=None, max_length=4000, description="New command (admin only)."
+    )
     resources: ResourcesUpdate | None = Field(default=None, description="Changed resources.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
-    driver_config: dict[str, Any] | None = Field(default=None, description="Driver settings.")
+    driver_config: dict[str, Any] | None = Field(
+        default=None,
+        description="Driver settings; changing keys other than rollout tuning is admin only.",
+    )
     health_check: dict[str, Any] | None = Field(default=None, description="Health check spec.")
 
 
