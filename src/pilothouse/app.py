@@ -95,15 +95,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from pilothouse.setup import ensure_master_key, secure_data_dir
+
+        secure_data_dir(settings.data_dir)  # before the SQLite store is opened in it
         url = settings.effective_database_url()
         if migrate:
             from pilothouse import migrations
 
             migrations.upgrade(url)
         app.state.db = Database(url, pool_size=settings.db_pool_size)
-        from pilothouse.setup import ensure_master_key, secure_data_dir
-
-        secure_data_dir(settings.data_dir)
         # Backups and stored DSNs are sealed with it; `init` normally made it already.
         if not settings.master_key and ensure_master_key(settings.master_key_path):
             log.warning("created a master key", path=str(settings.master_key_path))

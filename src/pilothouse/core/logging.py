@@ -130,6 +130,7 @@ def configure(level: str = "info") -> None:
         named = logging.getLogger(name)
         named.handlers = []
         named.propagate = True
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))  # plugin chatter
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_thread
 
