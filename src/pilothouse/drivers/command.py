@@ -58,6 +58,13 @@ class CommandResult:
 MAX_LINE = 64 * 1024
 
 
+def _cut(line: bytes) -> str:
+    """One line as text, cut to MAX_LINE bytes with a marker when longer."""
+    if len(line) <= MAX_LINE:
+        return line.decode(errors="replace").rstrip()
+    return f"{line[:MAX_LINE].decode(errors='replace')} [line cut at {MAX_LINE // 1024} KiB]"
+
+
 async def read_lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
     """Lines of `stream` without their newline; a line over MAX_LINE bytes comes out cut to
     MAX_LINE with a marker, and the rest of it is skipped (never an error)."""
@@ -70,17 +77,16 @@ async def read_lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
             if cut < 0:
                 if len(pending) > MAX_LINE:
                     if not skipping:
-                        head = pending[:MAX_LINE].decode(errors="replace")
-                        yield f"{head} [line cut at {MAX_LINE // 1024} KiB]"
+                        yield _cut(pending)
                     skipping, pending = True, b""
                 break
             line, pending = pending[:cut], pending[cut + 1 :]
             if skipping:
                 skipping = False  # the end of a cut line
                 continue
-            yield line.decode(errors="replace").rstrip()
+            yield _cut(line)
     if pending and not skipping:
-        yield pending.decode(errors="replace").rstrip()
+        yield _cut(pending)
 
 
 def kill_group(pid: int) -> None:
