@@ -89,6 +89,34 @@ async def read_lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
         yield _cut(pending)
 
 
+async def exited(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for `proc` without holding a thread: its pidfd becomes readable when it exits
+    (polling where pidfds are missing). Reaps it and returns its exit code."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        while proc.poll() is None:
+            await asyncio.sleep(0.05)
+        return proc.returncode
+    try:
+        done: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(pidfd, readable)
+        try:
+            if proc.poll() is None:
+                await done
+        finally:
+            loop.remove_reader(pidfd)
+    finally:
+        os.close(pidfd)
+    return proc.wait()
+
+
 def kill_group(pid: int) -> None:
     """SIGKILL a command's whole process group (what it started in the background too)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -140,7 +168,7 @@ async def run_command(
                     await events.log(line, source=source)
 
     async def finish() -> None:
-        await asyncio.to_thread(proc.wait)
+        await exited(proc)
         if proc.returncode != 0:
             kill_group(proc.pid)  # a failed command leaves nothing running behind it
         await pumper  # the rest of its output (EOF once every writer is gone)
@@ -152,7 +180,7 @@ async def run_command(
     except TimeoutError:
         timed_out = True
         kill_group(proc.pid)
-        await asyncio.to_thread(proc.wait)
+        await exited(proc)
     except BaseException:
         kill_group(proc.pid)
         raise
