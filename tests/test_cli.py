@@ -191,6 +191,9 @@ def test_init_then_serve_then_cli(db_url: str, tmp_path: Path) -> None:
     token = first.stdout.split("admin token")[1].split()[0]
     assert token.startswith("ph_")
     assert stat.S_IMODE((data / "master.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700 and data.stat().st_uid == os.geteuid()
+    if os.geteuid() == 0:  # replicas and commands will run as the unprivileged user
+        assert "replicas run as pilothouse-run" in first.stdout, first.stdout
     assert stat.S_IMODE((tmp_path / "cli.json").stat().st_mode) == 0o600
     if not db_url.startswith("postgresql"):
         assert (data / "pilothouse.db").exists()
@@ -256,7 +259,11 @@ def test_logs_never_print_terminal_control_sequences(cli: Cli, live_server: Live
     cli.run("env", "create", "prod")
     cli.run("service", "create", "web", "--env", "prod")
     cli.run("artifact", "register", "web", "--version", "v1.0.0", "--commit", "a" * 40)
-    dep = cli.json("deploy", "web", "--version", "v1.0.0", "--no-wait")
+    dep = cli.json(
+        "deploy", "web", "--version", "v1.0.0", "--no-wait", "-m", "[red]styled[/red] \x1b[2Jx"
+    )
+    shown = cli.run("deployments", "show", dep["id"]).stdout
+    assert "[red]styled[/red]" in shown and "\x1b" not in shown, repr(shown)
     posted = httpx.post(
         f"{cli.env['PILOTHOUSE_URL']}/api/v1/deployments/{dep['id']}/logs",
         json={"message": FORGED},

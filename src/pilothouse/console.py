@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def _width() -> int | None:
@@ -59,8 +60,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}".rstrip("0").rstrip(".")
     if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
-        return value[:19].replace("T", " ")
-    return str(value)
+        return printable(value[:19].replace("T", " "))
+    return printable(str(value))
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str = "") -> None:
@@ -72,7 +73,8 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        # Text, not markup: a stored value cannot style, link or forge what is shown
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
     out.print(table)
 
 
@@ -81,4 +83,4 @@ def print_record(record: dict[str, Any]) -> None:
     width = max((len(k) for k in record), default=0)
     for key, value in record.items():
         shown = json.dumps(value) if isinstance(value, (dict, list)) else _cell(value)
-        out.print(f"{key.ljust(width)}  {shown}")
+        out.print(f"{printable(key).ljust(width)}  {shown}", markup=False)
