@@ -172,6 +172,13 @@ def test_refused_then_delivered_and_nothing_leaks(stack: dict[str, Any], db_url:
         ("deployments", "show", dep["id"]),
         ("replicas", "web"),
         ("backup", "self"),
+        ("deployments", "list"),
+        ("deployments", "logs", dep["id"]),
+        ("service", "show", "web"),
+        ("env", "show", "dev"),
+        ("history", "deployment", dep["id"]),
+        ("channel", "list"),
+        ("vars", "diff", "dev", "dev"),
         # error paths
         ("vars", "set", "CLI_SECRET=x", "--secret", "--env", "dev"),
         ("vars", "set", f"CLI_SECRET={CLI_SECRET}", "--env", "nope"),
