@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,32 @@ def lines_of(*chunks: bytes) -> list[str]:
 )
 def test_read_lines(chunks: tuple[bytes, ...], expected: list[str]) -> None:
     assert lines_of(*chunks) == expected
+
+
+def test_replica_log_tail_takes_a_huge_line_without_stalling(tmp_path: Path) -> None:
+    """The process driver's tail of a replica log: lines in order, a 300 KB line without a
+    newline is forwarded cut (it does not wait for the newline), the lines after it follow."""
+    from pilothouse.drivers.process import _tail
+
+    log = tmp_path / "replica.log"
+    log.write_bytes(b"first\n" + b"h" * 300_000)
+    got: list[str] = []
+
+    class Events:
+        async def log_many(self, messages: list[str], *, source: str) -> None:
+            got.extend(messages)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(_tail(log, Events(), "replica:x", stop))  # type: ignore[arg-type]
+        while not any(line.startswith("hhh") for line in got):
+            await asyncio.sleep(0.01)
+        with open(log, "ab") as handle:
+            handle.write(b"\nlast\n")
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+
+    asyncio.run(asyncio.wait_for(run(), 20))
+    assert got[0] == "first" and got[-1] == "last"
+    assert all(len(line) <= MAX_LINE for line in got)

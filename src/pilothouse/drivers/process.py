@@ -236,21 +236,22 @@ async def _tail(path: Path, events: Events, label: str, stop: asyncio.Event) -> 
         try:
             with open(path, "rb") as handle:
                 handle.seek(position)
-                chunk = handle.read()
+                chunk = handle.read(4 * MAX_LINE)  # bounded: a huge line never stalls this
         except FileNotFoundError:
             chunk = b""
-        if done:
-            consumed = chunk
+        cut = chunk.rfind(b"\n")
+        if done or len(chunk) - (cut + 1) >= MAX_LINE:
+            consumed = chunk  # the end, or a line too long to wait for: taken as it is
         else:
-            cut = chunk.rfind(b"\n")
             consumed = chunk[: cut + 1] if cut >= 0 else b""
         position += len(consumed)
         lines = [line[:MAX_LINE] for line in consumed.decode(errors="replace").splitlines()]
         await events.log_many([line for line in lines if line.strip()], source=label)
-        if done:
+        if done and len(chunk) < 4 * MAX_LINE:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.2)
+        if len(chunk) < 4 * MAX_LINE:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
 
 
 class Router(Protocol):
