@@ -99,6 +99,13 @@ class TargetCreate(BaseModel):
         default=False, description="Back up before each deployment in its environment."
     )
     enabled: bool = Field(default=True, description="Whether schedules run.")
+    content_checksums: bool = Field(
+        default=True,
+        description=(
+            "Record a content checksum per table in the dump's own snapshot, which restore "
+            "drills compare (not only row counts)."
+        ),
+    )
 
 
 class TargetUpdate(BaseModel):
@@ -115,6 +122,9 @@ class TargetUpdate(BaseModel):
     )
     before_deploy: bool | None = Field(default=None, description="Back up before deployments.")
     enabled: bool | None = Field(default=None, description="Whether schedules run.")
+    content_checksums: bool | None = Field(
+        default=None, description="Record per-table content checksums (compared by drills)."
+    )
 
 
 class TargetRead(BaseModel):
@@ -134,6 +144,7 @@ class TargetRead(BaseModel):
     retry_delay_seconds: int = Field(description="Seconds between retries.")
     before_deploy: bool = Field(description="Backed up before deployments.")
     enabled: bool = Field(description="Whether schedules run.")
+    content_checksums: bool = Field(description="Records per-table content checksums.")
     created_at: datetime = Field(description="Created (UTC).")
 
 
@@ -173,6 +184,9 @@ class BackupRead(BaseModel):
     storage_location: str = Field(description="Directory or s3://bucket/prefix.")
     storage_url: str = Field(description="Full URL of the object.")
     table_counts: dict[str, Any] | None = Field(description="Rows per table at backup time.")
+    table_checksums: dict[str, Any] | None = Field(
+        description="Content checksum per table, taken in the dump's snapshot (16 hex digits)."
+    )
     integrity_check_passed: bool | None = Field(description="Integrity check result.")
     integrity_check_at: datetime | None = Field(description="When it ran.")
     integrity_detail: str | None = Field(description="What it found.")
