@@ -129,7 +129,9 @@ def configure(level: str = "info") -> None:
         named = logging.getLogger(name)
         named.handlers = []
         named.propagate = True
-    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))  # plugin chatter
+    # chatter, and httpx's request lines carry URLs (a Slack webhook's path is its token)
+    for name in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_thread
 
