@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import os
@@ -28,6 +29,7 @@ def _readable_copy(source: Path) -> Path:
     """A copy of `source` the unprivileged run-as user can read: replicas run as that user
     when the tests run as root, and neither the checkout nor pytest's tmp_path may be open."""
     folder = Path(tempfile.mkdtemp(prefix="pilothouse-sample-"))
+    atexit.register(shutil.rmtree, folder, True)
     folder.chmod(0o755)
     target = folder / source.name
     shutil.copy(source, target)
