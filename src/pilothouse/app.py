@@ -7,17 +7,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError
+from starlette.exceptions import HTTPException
 
 from pilothouse import __version__
 from pilothouse.api import router as api_router
 from pilothouse.config import Settings, get_settings
+from pilothouse.core.asgi import BodyLimit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import configure as configure_logging
 from pilothouse.core.logging import get_logger
+from pilothouse.deps import refuse_bad_text
 from pilothouse.errors import PilothouseError
 
 log = get_logger("pilothouse.api")
@@ -59,6 +62,22 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = [{"field": _field(e["loc"]), "rule": _rule(e["msg"])} for e in exc.errors()]
         message = "; ".join(f"{d['field']}: {d['rule']}" for d in detail)
         return _error(422, "validation_failed", message, detail)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        # Raised by the framework itself: unknown route, method not allowed, body over the limit,
+        # a body it could not decode. All get the same JSON error body as ours.
+        if exc.status_code == 400:  # the body could not be decoded (not UTF-8, not JSON)
+            rule = "must be a JSON document encoded as UTF-8"
+            return _error(
+                422, "validation_failed", f"body: {rule}", [{"field": "body", "rule": rule}]
+            )
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(exc.status_code, "error")
+        response = _error(exc.status_code, code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -156,7 +175,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_bad_text)],
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router)

@@ -9,11 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require
-from pilothouse.alerts.notify import DeliveryFailed, deliver
+from pilothouse.alerts.notify import DeliveryFailed, config_problem, deliver
 from pilothouse.audit import service as audit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
-from pilothouse.errors import Conflict, NotFound
+from pilothouse.errors import Conflict, NotFound, ValidationFailed
 from pilothouse.healthchecks.models import NotificationChannel
 
 log = get_logger("pilothouse.alerts")
@@ -65,6 +65,9 @@ async def test_channel(session: AsyncSession, actor: Principal, name: str) -> tu
     """Send a test message through a channel (admin); (delivered, detail)."""
     channel = await get_channel(session, actor, name)
     require(actor, "manage_environments")
+    problem = config_problem(channel.kind, channel.config)
+    if problem:  # stored before settings were checked on write: say what to fix
+        raise ValidationFailed(*problem)
     message = {"event": "test", "text": f"pilothouse test message for channel {channel.name}"}
     try:
         await deliver(channel.kind, channel.config, message)

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, mo
 
 from pilothouse.backups.retention import GFS_CLASSES
 from pilothouse.backups.schedule import check_cron
+from pilothouse.core.inputs import NotNull
 from pilothouse.core.rules import as_validator, check_name
 
 Name = Annotated[str, AfterValidator(as_validator(check_name))]
@@ -104,17 +105,19 @@ class TargetCreate(BaseModel):
 class TargetUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dsn: SecretStr | None = Field(default=None, description="New database URL.")
+    dsn: NotNull[SecretStr] = Field(default=None, description="New database URL.")
     schedule: Cron = Field(default=None, description="Cron (UTC); empty string for none.")
     drill_schedule: Cron = Field(default=None, description="Cron (UTC); empty for none.")
-    storage: StorageConfig | None = Field(default=None, description="Storage.")
+    storage: NotNull[StorageConfig] = Field(default=None, description="Storage.")
     retention: Retention = Field(default=None, description="Days kept per class.")
-    max_retries: int | None = Field(default=None, ge=0, le=10, description="Retries.")
-    retry_delay_seconds: int | None = Field(
-        default=None, ge=1, le=86400, description="Seconds between retries."
+    max_retries: NotNull[Annotated[int, Field(ge=0, le=10)]] = Field(
+        default=None, description="Retries."
     )
-    before_deploy: bool | None = Field(default=None, description="Back up before deployments.")
-    enabled: bool | None = Field(default=None, description="Whether schedules run.")
+    retry_delay_seconds: NotNull[Annotated[int, Field(ge=1, le=86400)]] = Field(
+        default=None, description="Seconds between retries."
+    )
+    before_deploy: NotNull[bool] = Field(default=None, description="Back up before deployments.")
+    enabled: NotNull[bool] = Field(default=None, description="Whether schedules run.")
 
 
 class TargetRead(BaseModel):

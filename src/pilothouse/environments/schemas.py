@@ -8,11 +8,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from pilothouse.core.inputs import JsonSettings, NotNull
 from pilothouse.core.rules import as_validator, check_name
 
 EnvType = Literal["development", "staging", "production"]
 Driver = Literal["process", "command"]
 Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Settings = Annotated[dict[str, Any], JsonSettings]
+Features = Annotated[dict[str, bool], JsonSettings]
 
 
 class Limits(BaseModel):
@@ -36,24 +39,24 @@ class EnvironmentCreate(BaseModel):
     type: EnvType = Field(default="development", description="development, staging, production.")
     domain: str | None = Field(default=None, max_length=253, description="Base domain.")
     driver: Driver = Field(default="process", description="Deployment driver for its services.")
-    config: dict[str, Any] = Field(
+    config: Settings = Field(
         default_factory=dict,
         description="Non-secret settings (secrets belong in encrypted environment variables).",
     )
-    features: dict[str, bool] = Field(default_factory=dict, description="Feature flags.")
+    features: Features = Field(default_factory=dict, description="Feature flags.")
     limits: Limits = Field(default_factory=Limits, description="Operational limits.")
 
 
 class EnvironmentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: EnvType | None = Field(default=None, description="New type.")
-    domain: str | None = Field(default=None, max_length=253, description="New domain.")
-    driver: Driver | None = Field(default=None, description="New driver.")
-    config: dict[str, Any] | None = Field(default=None, description="Replaces the config.")
-    features: dict[str, bool] | None = Field(default=None, description="Replaces the flags.")
-    limits: Limits | None = Field(default=None, description="Replaces the limits.")
-    is_active: bool | None = Field(default=None, description="Inactive environments refuse work.")
+    type: NotNull[EnvType] = Field(default=None, description="New type.")
+    domain: str | None = Field(default=None, max_length=253, description="New domain (null: none).")
+    driver: NotNull[Driver] = Field(default=None, description="New driver.")
+    config: NotNull[Settings] = Field(default=None, description="Replaces the config.")
+    features: NotNull[Features] = Field(default=None, description="Replaces the flags.")
+    limits: NotNull[Limits] = Field(default=None, description="Replaces the limits.")
+    is_active: NotNull[bool] = Field(default=None, description="Inactive environments refuse work.")
 
 
 class EnvironmentRead(BaseModel):

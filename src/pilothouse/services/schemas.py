@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from pilothouse.core.inputs import JsonSettings, NotNull
 from pilothouse.core.rules import as_validator, check_image, check_name, check_range
 
 ServiceStatus = Literal["pending", "scheduled", "running", "stopped", "failed", "deleted"]
@@ -24,6 +25,7 @@ Cpu = Annotated[float, _ranged("cpu_cores")]
 Memory = Annotated[int, _ranged("memory_mb")]
 Gpu = Annotated[int, _ranged("gpu_units")]
 Storage = Annotated[int, _ranged("storage_gb")]
+Settings = Annotated[dict[str, Any], JsonSettings]
 
 
 class Resources(BaseModel):
@@ -40,10 +42,10 @@ class Resources(BaseModel):
 class ResourcesUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpu_cores: Cpu | None = Field(default=None, description="CPU cores, 0.5-32.")
-    memory_mb: Memory | None = Field(default=None, description="Memory in MB, 512-65536.")
-    gpu_units: Gpu | None = Field(default=None, description="GPU units, 0-8.")
-    storage_gb: Storage | None = Field(default=None, description="Storage in GB, 1-1000.")
+    cpu_cores: NotNull[Cpu] = Field(default=None, description="CPU cores, 0.5-32.")
+    memory_mb: NotNull[Memory] = Field(default=None, description="Memory in MB, 512-65536.")
+    gpu_units: NotNull[Gpu] = Field(default=None, description="GPU units, 0-8.")
+    storage_gb: NotNull[Storage] = Field(default=None, description="Storage in GB, 1-1000.")
 
 
 class ServiceCreate(BaseModel):
@@ -60,8 +62,8 @@ class ServiceCreate(BaseModel):
     target_replicas: Replicas = Field(default=1, description="Desired replicas, 1-100.")
     resources: Resources = Field(default_factory=Resources, description="Resource allocation.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
-    driver_config: dict[str, Any] = Field(default_factory=dict, description="Driver settings.")
-    health_check: dict[str, Any] = Field(default_factory=dict, description="Health check spec.")
+    driver_config: Settings = Field(default_factory=dict, description="Driver settings.")
+    health_check: Settings = Field(default_factory=dict, description="Health check spec.")
 
 
 class ServiceUpdate(BaseModel):
@@ -69,10 +71,10 @@ class ServiceUpdate(BaseModel):
 
     image: Image | None = Field(default=None, description="New image.")
     command: str | None = Field(default=None, max_length=4000, description="New command.")
-    resources: ResourcesUpdate | None = Field(default=None, description="Changed resources.")
+    resources: NotNull[ResourcesUpdate] = Field(default=None, description="Changed resources.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
-    driver_config: dict[str, Any] | None = Field(default=None, description="Driver settings.")
-    health_check: dict[str, Any] | None = Field(default=None, description="Health check spec.")
+    driver_config: NotNull[Settings] = Field(default=None, description="Driver settings.")
+    health_check: NotNull[Settings] = Field(default=None, description="Health check spec.")
 
 
 class ScaleRequest(BaseModel):
