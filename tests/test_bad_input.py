@@ -260,3 +260,15 @@ def test_json_settings_fields_are_limited_to_64_kib(
     response = send(api, method, path, body)
     assert fields(response) == [field]
     assert "65536" in response.json()["detail"][0]["rule"]
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(api: Api, world: dict[str, Any]) -> None:
+    response = api.client.request("PUT", "/api/v1/environments/prod")
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert set(response.headers["allow"].split(", ")) >= {"GET", "PATCH", "DELETE"}
+
+
+def test_datetime_query_parameters_must_be_iso_8601(api: Api) -> None:
+    assert fields(api.get("/deployments?until=0.5")) == ["until"]
+    assert api.ok(api.get("/deployments?until=2030-01-01T00:00:00Z"))["items"] == []

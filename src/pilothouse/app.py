@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,6 +50,24 @@ def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResp
     )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI schema declares on this path (for the Allow header of a 405)."""
+    patterns: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "path_methods", None
+    )
+    if patterns is None:
+        patterns = [
+            (
+                re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path))),
+                {m.upper() for m in ops},
+            )
+            for path, ops in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.path_methods = patterns
+    path = request.url.path
+    return sorted(set().union(*(methods for rx, methods in patterns if rx.fullmatch(path))))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PilothouseError)
     async def _pilothouse(_: Request, exc: PilothouseError) -> JSONResponse:
@@ -64,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(422, "validation_failed", message, detail)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         # Raised by the framework itself: unknown route, method not allowed, body over the limit,
         # a body it could not decode. All get the same JSON error body as ours.
         if exc.status_code == 400:  # the body could not be decoded (not UTF-8, not JSON)
@@ -77,6 +96,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response = _error(exc.status_code, code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
 
     @app.exception_handler(Exception)

@@ -8,9 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from pilothouse.core.rules import as_validator, check_name
+from pilothouse.core.inputs import JsonSettings
+from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
 
 
 class ChannelCreate(BaseModel):
@@ -18,7 +21,7 @@ class ChannelCreate(BaseModel):
 
     name: Name = Field(description="Unique channel name.")
     kind: Literal["webhook", "slack", "email"] = Field(description="webhook, slack or email.")
-    config: dict[str, Any] = Field(
+    config: Annotated[dict[str, Any], JsonSettings] = Field(
         description=(
             "webhook: url, secret (HMAC-SHA256 key); slack: url; email: host, port, from, to "
             "(list), starttls, username, password. Secret values are never shown again."

@@ -10,10 +10,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, mo
 
 from pilothouse.backups.retention import GFS_CLASSES
 from pilothouse.backups.schedule import check_cron
-from pilothouse.core.inputs import NotNull
-from pilothouse.core.rules import as_validator, check_name
+from pilothouse.core.inputs import Flag, NotBool, NotNull
+from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
 
 
 def _cron(value: str | None) -> str | None:
@@ -37,7 +39,14 @@ def _retention(value: dict[str, int] | None) -> dict[str, int] | None:
     return value
 
 
-Retention = Annotated[dict[str, int] | None, AfterValidator(_retention)]
+Retention = Annotated[
+    dict[
+        Annotated[str, schema_hint(enum=list(GFS_CLASSES))],
+        Annotated[int, schema_hint(minimum=1, maximum=3650)],
+    ]
+    | None,
+    AfterValidator(_retention),
+]
 
 
 class StorageConfig(BaseModel):
@@ -92,14 +101,16 @@ class TargetCreate(BaseModel):
         default=None,
         description="Days kept per class: daily 30, weekly 183, monthly 365, manual 365.",
     )
-    max_retries: int = Field(default=3, ge=0, le=10, description="Retries of a failed backup.")
-    retry_delay_seconds: int = Field(
+    max_retries: Annotated[int, NotBool] = Field(
+        default=3, ge=0, le=10, description="Retries of a failed backup."
+    )
+    retry_delay_seconds: Annotated[int, NotBool] = Field(
         default=300, ge=1, le=86400, description="Seconds between retries (default 5 minutes)."
     )
-    before_deploy: bool = Field(
+    before_deploy: Flag = Field(
         default=False, description="Back up before each deployment in its environment."
     )
-    enabled: bool = Field(default=True, description="Whether schedules run.")
+    enabled: Flag = Field(default=True, description="Whether schedules run.")
 
 
 class TargetUpdate(BaseModel):
@@ -110,14 +121,14 @@ class TargetUpdate(BaseModel):
     drill_schedule: Cron = Field(default=None, description="Cron (UTC); empty for none.")
     storage: NotNull[StorageConfig] = Field(default=None, description="Storage.")
     retention: Retention = Field(default=None, description="Days kept per class.")
-    max_retries: NotNull[Annotated[int, Field(ge=0, le=10)]] = Field(
+    max_retries: NotNull[Annotated[int, Field(ge=0, le=10), NotBool]] = Field(
         default=None, description="Retries."
     )
-    retry_delay_seconds: NotNull[Annotated[int, Field(ge=1, le=86400)]] = Field(
+    retry_delay_seconds: NotNull[Annotated[int, Field(ge=1, le=86400), NotBool]] = Field(
         default=None, description="Seconds between retries."
     )
-    before_deploy: NotNull[bool] = Field(default=None, description="Back up before deployments.")
-    enabled: NotNull[bool] = Field(default=None, description="Whether schedules run.")
+    before_deploy: NotNull[Flag] = Field(default=None, description="Back up before deployments.")
+    enabled: NotNull[Flag] = Field(default=None, description="Whether schedules run.")
 
 
 class TargetRead(BaseModel):

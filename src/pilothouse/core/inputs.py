@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Annotated, Any, TypeVar, Union, get_args
 
-from pydantic import BeforeValidator, Field, GetCoreSchemaHandler
+from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, StrictBool
 from pydantic_core import core_schema
 
 T = TypeVar("T")
@@ -117,3 +118,36 @@ def _bounded_json(value: Any) -> Any:
 
 #: Metadata for a JSON settings field: Annotated[dict[str, Any], JsonSettings].
 JsonSettings = BeforeValidator(_bounded_json)
+
+
+def _iso_datetime(value: Any) -> Any:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(DATETIME_RULE) from None
+    else:
+        raise ValueError(DATETIME_RULE)
+    if parsed.tzinfo is None:
+        raise ValueError(DATETIME_RULE)
+    return parsed
+
+
+DATETIME_RULE = "must be an ISO 8601 date and time with a time zone (2030-01-31T12:00:00Z)"
+
+#: A date and time as the schema says (RFC 3339): not a number, not without a time zone.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+#: Metadata for a number in a request: JSON true/false is not 1/0 (Annotated[int, NotBool]).
+NotBool = BeforeValidator(_not_bool)
+#: A boolean in a request: only JSON true or false (not 0, 1 or "yes").
+Flag = StrictBool

@@ -8,14 +8,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from pilothouse.core.inputs import JsonSettings, NotNull
-from pilothouse.core.rules import as_validator, check_name
+from pilothouse.core.inputs import Flag, JsonSettings, NotBool, NotNull
+from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 
 EnvType = Literal["development", "staging", "production"]
 Driver = Literal["process", "command"]
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
 Settings = Annotated[dict[str, Any], JsonSettings]
-Features = Annotated[dict[str, bool], JsonSettings]
+Features = Annotated[dict[str, Flag], JsonSettings]
 
 
 class Limits(BaseModel):
@@ -23,12 +25,20 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_concurrent_users: int | None = Field(default=None, ge=0, description="Users at once.")
-    api_rate_limit: int | None = Field(default=None, ge=0, description="Requests per minute.")
-    storage_quota_gb: int | None = Field(default=None, ge=0, description="Storage quota, GB.")
-    bandwidth_limit_gb: int | None = Field(default=None, ge=0, description="Bandwidth, GB.")
-    max_deployment_frequency: int | None = Field(
-        default=None, ge=1, le=1000, description="Deployments allowed per service per hour."
+    max_concurrent_users: Annotated[int, Field(ge=0), NotBool] | None = Field(
+        default=None, description="Users at once."
+    )
+    api_rate_limit: Annotated[int, Field(ge=0), NotBool] | None = Field(
+        default=None, description="Requests per minute."
+    )
+    storage_quota_gb: Annotated[int, Field(ge=0), NotBool] | None = Field(
+        default=None, description="Storage quota, GB."
+    )
+    bandwidth_limit_gb: Annotated[int, Field(ge=0), NotBool] | None = Field(
+        default=None, description="Bandwidth, GB."
+    )
+    max_deployment_frequency: Annotated[int, Field(ge=1, le=1000), NotBool] | None = Field(
+        default=None, description="Deployments allowed per service per hour."
     )
 
 
@@ -56,7 +66,7 @@ class EnvironmentUpdate(BaseModel):
     config: NotNull[Settings] = Field(default=None, description="Replaces the config.")
     features: NotNull[Features] = Field(default=None, description="Replaces the flags.")
     limits: NotNull[Limits] = Field(default=None, description="Replaces the limits.")
-    is_active: NotNull[bool] = Field(default=None, description="Inactive environments refuse work.")
+    is_active: NotNull[Flag] = Field(default=None, description="Inactive environments refuse work.")
 
 
 class EnvironmentRead(BaseModel):

@@ -9,22 +9,35 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pilothouse.core.inputs import JsonSettings, NotNull
-from pilothouse.core.rules import as_validator, check_image, check_name, check_range
+from pilothouse.core.rules import (
+    IMAGE_PATTERN,
+    NAME_RE,
+    as_validator,
+    check_image,
+    check_name,
+    check_range,
+    range_hint,
+    schema_hint,
+)
 
 ServiceStatus = Literal["pending", "scheduled", "running", "stopped", "failed", "deleted"]
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
-Image = Annotated[str, AfterValidator(as_validator(check_image))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
+Image = Annotated[
+    str, AfterValidator(as_validator(check_image)), schema_hint(pattern=IMAGE_PATTERN)
+]
 
 
 def _ranged(field: str) -> AfterValidator:
     return AfterValidator(as_validator(lambda v: check_range(field, v)))
 
 
-Replicas = Annotated[int, _ranged("target_replicas")]
-Cpu = Annotated[float, _ranged("cpu_cores")]
-Memory = Annotated[int, _ranged("memory_mb")]
-Gpu = Annotated[int, _ranged("gpu_units")]
-Storage = Annotated[int, _ranged("storage_gb")]
+Replicas = Annotated[int, _ranged("target_replicas"), range_hint("target_replicas")]
+Cpu = Annotated[float, _ranged("cpu_cores"), range_hint("cpu_cores")]
+Memory = Annotated[int, _ranged("memory_mb"), range_hint("memory_mb")]
+Gpu = Annotated[int, _ranged("gpu_units"), range_hint("gpu_units")]
+Storage = Annotated[int, _ranged("storage_gb"), range_hint("storage_gb")]
 Settings = Annotated[dict[str, Any], JsonSettings]
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from pilothouse.core.inputs import Flag, JsonSettings, NotBool
+from pilothouse.core.rules import schema_hint
+from pilothouse.variables.rules import KEY_PATTERN, RULES
+
+VarKey = Annotated[str, schema_hint(pattern=KEY_PATTERN.pattern)]
 
 
 class VarSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: SecretStr = Field(description="The value (stored encrypted; up to 65,536 characters).")
-    is_secret: bool = Field(default=False, description="Masked everywhere unless revealed.")
+    is_secret: Flag = Field(default=False, description="Masked everywhere unless revealed.")
     service: str | None = Field(default=None, description="Set it for this service only.")
 
 
@@ -46,17 +52,19 @@ class VersionRead(BaseModel):
 class RevertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: int = Field(ge=1, description="Version whose value to restore.")
+    to: Annotated[int, NotBool] = Field(ge=1, description="Version whose value to restore.")
     service: str | None = Field(default=None, description="Service scope.")
 
 
 class ImportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    values: dict[str, SecretStr] = Field(description="KEY -> value.")
+    values: Annotated[dict[VarKey, SecretStr], schema_hint(additionalProperties=False)] = Field(
+        description="KEY -> value."
+    )
     secret_keys: list[str] = Field(default_factory=list, description="Which keys are secrets.")
     service: str | None = Field(default=None, description="Service scope.")
-    dry_run: bool = Field(default=False, description="Only report what would change.")
+    dry_run: Flag = Field(default=False, description="Only report what would change.")
 
 
 class ImportResult(BaseModel):
@@ -69,22 +77,24 @@ class ImportResult(BaseModel):
 class RequirementSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    required: bool = Field(default=True, description="Deployments are refused without it.")
-    rule: str | None = Field(
+    required: Flag = Field(default=True, description="Deployments are refused without it.")
+    rule: Annotated[str, schema_hint(enum=list(RULES))] | None = Field(
         default=None,
         description=(
             "Format: url, https_url, postgres_dsn, redis_url, one_of (args.values), "
             "semver_or_sha, integer (args.min, args.max), regex (args.pattern)."
         ),
     )
-    args: dict[str, Any] = Field(default_factory=dict, description="Arguments of the rule.")
+    args: Annotated[dict[str, Any], JsonSettings] = Field(
+        default_factory=dict, description="Arguments of the rule."
+    )
 
 
 class RequirementRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     key: str = Field(description="Variable name.")
-    required: bool = Field(description="Whether it must be set.")
+    required: Flag = Field(description="Whether it must be set.")
     rule: str | None = Field(description="Format rule.")
     args: dict[str, Any] = Field(description="Arguments of the rule.")
 
