@@ -272,3 +272,16 @@ def test_method_not_allowed_lists_every_method_of_the_path(api: Api, world: dict
 def test_datetime_query_parameters_must_be_iso_8601(api: Api) -> None:
     assert fields(api.get("/deployments?until=0.5")) == ["until"]
     assert api.ok(api.get("/deployments?until=2030-01-01T00:00:00Z"))["items"] == []
+
+
+def test_numbers_beyond_their_column_are_a_422_naming_the_field(
+    api: Api, world: dict[str, Any]
+) -> None:
+    body = {"service": "web", "version": "v9.0.0", "commit_sha": "a" * 40, "size_mb": 10**20}
+    assert fields(api.post("/artifacts", body)) == ["size_mb"]
+    api.client.put(
+        "/api/v1/environments/prod/vars/A",
+        json={"value": "x"},
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    assert fields(api.post("/environments/prod/vars/A/revert", {"to": 10**20})) == ["to"]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from pilothouse.core.inputs import NotBool
+from pilothouse.core.inputs import INT32_MAX, NotBool
 from pilothouse.core.rules import (
     DIGEST_RE,
     IMAGE_PATTERN,
@@ -53,7 +53,7 @@ class ArtifactCreate(BaseModel):
     git_tag: Tag | None = Field(default=None, description="Semantic version tag vX.Y.Z.")
     image_uri: Image | None = Field(default=None, description="Full image reference.")
     image_digest: Digest | None = Field(default=None, description="sha256:<64 hex>.")
-    size_mb: Annotated[int, Field(ge=0), NotBool] | None = Field(
+    size_mb: Annotated[int, Field(ge=0, le=INT32_MAX), NotBool] | None = Field(
         default=None, description="Artifact size in MB."
     )
     changelog: str | None = Field(default=None, max_length=20000, description="What changed.")

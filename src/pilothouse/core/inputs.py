@@ -25,6 +25,8 @@ from pydantic_core import core_schema
 T = TypeVar("T")
 
 JSON_SETTINGS_MAX_BYTES = 64 * 1024
+#: The largest value an INTEGER column holds on both stores (PostgreSQL's integer).
+INT32_MAX = 2**31 - 1
 MAX_JSON_DEPTH = 64
 
 NUL_RULE = "must not contain the NUL character (\\u0000)"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from pilothouse.core.inputs import Flag, JsonSettings, NotBool
+from pilothouse.core.inputs import INT32_MAX, Flag, JsonSettings, NotBool
 from pilothouse.core.rules import schema_hint
 from pilothouse.variables.rules import KEY_PATTERN, RULES
 
@@ -52,7 +52,9 @@ class VersionRead(BaseModel):
 class RevertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: Annotated[int, NotBool] = Field(ge=1, description="Version whose value to restore.")
+    to: Annotated[int, NotBool] = Field(
+        ge=1, le=INT32_MAX, description="Version whose value to restore."
+    )
     service: str | None = Field(default=None, description="Service scope.")
 
 
