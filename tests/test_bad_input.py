@@ -285,3 +285,21 @@ def test_numbers_beyond_their_column_are_a_422_naming_the_field(
         headers={"Authorization": f"Bearer {api.token}"},
     )
     assert fields(api.post("/environments/prod/vars/A/revert", {"to": 10**20})) == ["to"]
+
+
+def test_every_route_declares_the_error_body_it_returns(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        if not path.startswith("/api/v1"):
+            continue
+        for method, operation in operations.items():
+            for status in ("401", "403", "404", "409", "413", "422", "503"):
+                content = operation["responses"][status]["content"]["application/json"]
+                assert content["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, (
+                    method,
+                    path,
+                    status,
+                )
+    missing = api.client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not_found", "message": "Not Found", "detail": None}

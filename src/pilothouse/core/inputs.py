@@ -10,6 +10,8 @@ a value is required, bounded JSON settings.
   null). The OpenAPI schema shows the plain type; null is refused with a 422 naming the field.
 - `JsonSettings`: a JSON settings object (environment config, driver settings...) of at most
   `JSON_SETTINGS_MAX_BYTES` once serialised.
+- Exact types, as the schema says: `Flag` (only true/false), `NotBool` (a number is not
+  true/false), `IsoDateTime` (ISO 8601 with a time zone, not a Unix timestamp).
 """
 
 from __future__ import annotations
