@@ -110,5 +110,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _response("Conflicts with the current state: duplicate, refused transition, limit."),
     413: _response("The request body is larger than the server accepts."),
     422: _response("Invalid input: `detail` names each field and its rule."),
-    503: _response("A dependency (the store, the master key) is unavailable; retry later."),
+    503: {
+        **_response(
+            "A dependency is unavailable: `store_unavailable` (the database; detail has `reason` "
+            "and `since`, and `Retry-After` says when to retry) or `key_unavailable` (the master "
+            "key)."
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again (store outages).",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
 }

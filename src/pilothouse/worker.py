@@ -27,6 +27,7 @@ from pilothouse.backups import jobs as backup_jobs
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
+from pilothouse.core.store import unreachable
 from pilothouse.deployments.engine import ENGINE, Engine, replica_info
 from pilothouse.deployments.models import Deployment
 from pilothouse.drivers.process import (
@@ -128,7 +129,8 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one bad pass must not stop the loop
-                log.error("worker loop failed", loop=fn.__name__, exc_info=exc)
+                if unreachable(exc) is None:  # an outage is logged once, by the store's health
+                    log.error("worker loop failed", loop=fn.__name__, exc_info=exc)
             await asyncio.sleep(seconds)
 
     # -- deployments ----------------------------------------------------------------------
@@ -158,10 +160,14 @@ class Worker:
     def _forget_deployment(self, dep_id: uuid.UUID) -> Any:
         def done(task: asyncio.Task[str]) -> None:
             self.running.pop(dep_id, None)
-            if not task.cancelled() and task.exception() is not None:
-                log.error(
-                    "deployment task failed", deployment=str(dep_id), exc_info=task.exception()
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None and unreachable(failure) is not None:
+                # Its lease runs out; reconciliation names the outage once the store is back.
+                log.warning(
+                    "deployment task stopped: the store is unreachable", deployment=str(dep_id)
                 )
+            elif failure is not None:
+                log.error("deployment task failed", deployment=str(dep_id), exc_info=failure)
 
         return done
 

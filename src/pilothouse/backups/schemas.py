@@ -111,6 +111,13 @@ class TargetCreate(BaseModel):
         default=False, description="Back up before each deployment in its environment."
     )
     enabled: Flag = Field(default=True, description="Whether schedules run.")
+    content_checksums: Flag = Field(
+        default=True,
+        description=(
+            "Record a content checksum per table in the dump's own snapshot, which restore "
+            "drills compare (not only row counts)."
+        ),
+    )
 
 
 class TargetUpdate(BaseModel):
@@ -129,6 +136,9 @@ class TargetUpdate(BaseModel):
     )
     before_deploy: NotNull[Flag] = Field(default=None, description="Back up before deployments.")
     enabled: NotNull[Flag] = Field(default=None, description="Whether schedules run.")
+    content_checksums: NotNull[Flag] = Field(
+        default=None, description="Record per-table content checksums (compared by drills)."
+    )
 
 
 class TargetRead(BaseModel):
@@ -148,6 +158,7 @@ class TargetRead(BaseModel):
     retry_delay_seconds: int = Field(description="Seconds between retries.")
     before_deploy: bool = Field(description="Backed up before deployments.")
     enabled: bool = Field(description="Whether schedules run.")
+    content_checksums: bool = Field(description="Records per-table content checksums.")
     created_at: datetime = Field(description="Created (UTC).")
 
 
@@ -187,6 +198,9 @@ class BackupRead(BaseModel):
     storage_location: str = Field(description="Directory or s3://bucket/prefix.")
     storage_url: str = Field(description="Full URL of the object.")
     table_counts: dict[str, Any] | None = Field(description="Rows per table at backup time.")
+    table_checksums: dict[str, Any] | None = Field(
+        description="Content checksum per table, taken in the dump's snapshot (16 hex digits)."
+    )
     integrity_check_passed: bool | None = Field(description="Integrity check result.")
     integrity_check_at: datetime | None = Field(description="When it ran.")
     integrity_detail: str | None = Field(description="What it found.")

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
+from pilothouse.core.store import unreachable
 from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers.base import (
@@ -186,6 +187,8 @@ class Engine:
             "command": CommandDriver(),
         }
         self.pre_deploy_hooks: list[PreDeployHook] = []
+        self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
+        self.lost: dict[uuid.UUID, str] = {}  # stopped because the store went away: why
 
     # -- leases -----------------------------------------------------------------------------
 
@@ -211,13 +214,21 @@ class Engine:
     async def _heartbeat(self, deployment_id: uuid.UUID) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            async with self.db.session() as session:
-                await session.execute(
-                    sa.update(Deployment)
-                    .where(Deployment.id == deployment_id, Deployment.lease_owner == self.worker_id)
-                    .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
-                    .execution_options(synchronize_session=False)
-                )
+            try:
+                async with self.db.session() as session:
+                    await session.execute(
+                        sa.update(Deployment)
+                        .where(
+                            Deployment.id == deployment_id,
+                            Deployment.lease_owner == self.worker_id,
+                        )
+                        .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
+                        .execution_options(synchronize_session=False)
+                    )
+            except Exception as exc:
+                # While the store is away, keep trying: the lease is renewed when it is back.
+                if unreachable(exc) is None:
+                    raise
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -298,9 +309,11 @@ class Engine:
     async def run(self, deployment_id: uuid.UUID) -> str:
         """Carry out a claimed deployment to its outcome; returns the final status."""
         heartbeat = asyncio.create_task(self._heartbeat(deployment_id))
+        self.active.add(deployment_id)
         try:
             return await self._run(deployment_id)
         finally:
+            self.active.discard(deployment_id)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -366,6 +379,8 @@ class Engine:
         except RolloutFailed as exc:
             return await self._fail(loaded, events, exc.reason)
         except Exception as exc:  # a bug or an outage must not leave the deployment deploying
+            if (lost := unreachable(exc)) is not None:
+                return await self._store_lost(dep.id, lost)
             log.error("deployment crashed", deployment=str(dep.id), exc_info=exc)
             return await self._fail(loaded, events, f"internal error: {type(exc).__name__}: {exc}")
         deploy_ms = int((time.monotonic() - deploy_started) * 1000)
@@ -389,6 +404,42 @@ class Engine:
             await outcome.cleanup
             await events.log("old replicas stopped")
         return "success"
+
+    async def _store_lost(self, deployment_id: uuid.UUID, reason: str) -> str:
+        """The store went away mid-rollout, so what the rollout did since is not recorded: it
+        stops here. Once the store answers again, the lease is handed to reconciliation at once,
+        which fails the deployment naming the store and restores the service."""
+        log.warning("rollout stopped: the store is unreachable", deployment=str(deployment_id))
+        self.lost[deployment_id] = reason
+        while await self.db.ping() is not None:
+            await asyncio.sleep(1.0)
+        async with self.db.session() as session:
+            await session.execute(
+                sa.update(Deployment)
+                .where(Deployment.id == deployment_id, Deployment.lease_owner == self.worker_id)
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+                .execution_options(synchronize_session=False)
+            )
+        return "interrupted"
+
+    def _interruption(self, deployment_id: uuid.UUID, expired_at: datetime) -> tuple[str, str]:
+        """(log line, failure reason) for a deployment whose lease ran out: the store going
+        away when it did, else the worker's death."""
+        lost = self.lost.pop(deployment_id, None)
+        if lost is not None:
+            return (
+                f"the store became unreachable during the rollout ({lost}); reconciling",
+                f"interrupted: the store was unreachable ({lost})",
+            )
+        window = timedelta(seconds=self.lease_seconds)
+        outage = self.db.health.outage_between(expired_at - window, expired_at)
+        if outage is not None:
+            return (
+                f"the store was unreachable {outage.describe()}, so the lease of this "
+                "deployment could not be renewed; reconciling",
+                f"interrupted: the store was unreachable ({outage.reason})",
+            )
+        return "the worker carrying this deployment died; reconciling", "interrupted"
 
     def _config(self, loaded: Loaded) -> HookConfig:
         """The service's driver_config, validated by its driver's model (422-style reason)."""
@@ -504,17 +555,23 @@ class Engine:
         service is brought back to its live artifact by an automatic rollback."""
         now = utcnow()
         async with self.db.session(write=False) as session:
-            ids = list(
-                await session.scalars(
-                    sa.select(Deployment.id).where(
+            rows = (
+                await session.execute(
+                    sa.select(
+                        Deployment.id, Deployment.lease_owner, Deployment.lease_expires_at
+                    ).where(
                         Deployment.status.in_(ACTIVE_STATUSES),
                         Deployment.lease_owner.is_not(None),
                         Deployment.lease_expires_at < now,
                     )
                 )
-            )
+            ).all()
         done = []
-        for dep_id in ids:
+        for dep_id, owner, expired_at in rows:
+            if dep_id in self.active:
+                continue  # carried out here: its heartbeat renews the lease
+            if owner != self.worker_id and self.db.health.recovered_within(self.lease_seconds):
+                continue  # expired while the store was away: its owner gets a lease to renew it
             async with self.db.session() as session:
                 claimed = await session.execute(
                     sa.update(Deployment)
@@ -529,9 +586,10 @@ class Engine:
                     continue
             loaded = await self._load(dep_id)
             events = DbEvents(self.db, loaded.deployment, loaded.artifact.id)
-            await events.log("the worker carrying this deployment died; reconciling", level="warn")
+            cause, reason = self._interruption(dep_id, expired_at or now)
+            await events.log(cause, level="warn")
             await self._cleanup_dead_replicas(loaded.service.id)
-            await self._fail(loaded, events, "interrupted")
+            await self._fail(loaded, events, reason)
             if loaded.deployment.previous_artifact_id is None:
                 # Nothing to go back to: stop what the interrupted rollout started.
                 stale = await self._current_replicas(loaded.service.id)
