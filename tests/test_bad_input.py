@@ -306,3 +306,13 @@ def test_every_route_declares_the_error_body_it_returns(api: Api) -> None:
     missing = api.client.get("/api/v1/nothing-here")
     assert missing.status_code == 404
     assert missing.json() == {"error": "not_found", "message": "Not Found", "detail": None}
+
+
+def test_text_longer_than_its_column_is_refused_alike_on_both_stores(api: Api) -> None:
+    minutes = ",".join(str(m) for m in range(60))  # a valid cron expression of 177 characters
+    body = {"name": "db", "dsn": "sqlite:////tmp/x.db", "schedule": f"{minutes} * * * *"}
+    assert fields(api.post("/backup-targets?check=false", body)) == ["schedule"]
+    long_dsn = "postgresql://u@h/" + "d" * 1000
+    assert fields(api.post("/backup-targets?check=false", {"name": "db", "dsn": long_dsn})) == [
+        "dsn"
+    ]

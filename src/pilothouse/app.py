@@ -173,11 +173,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:
-        # e.g. a NUL byte, which PostgreSQL text cannot hold: the input is at fault, not us.
+        # A last resort: the input rules (core/inputs.py, schema limits) should catch it first.
         return _error(
             422,
             "validation_failed",
-            "a value cannot be stored: it contains NUL bytes or is out of range for its field",
+            "a value cannot be stored: it is out of range or too long for its field",
         )
 
     @app.exception_handler(IntegrityError)

@@ -18,16 +18,22 @@ Name = Annotated[
 ]
 
 
+CRON_MAX = 100  # the schedule columns' length
+DSN_MAX = 1000  # the display column's length
+
+
 def _cron(value: str | None) -> str | None:
     if value is None or value == "":
         return None
+    if len(value) > CRON_MAX:
+        raise ValueError(f"must be at most {CRON_MAX} characters")
     problem = check_cron(value)
     if problem:
         raise ValueError(problem)
     return value
 
 
-Cron = Annotated[str | None, AfterValidator(_cron)]
+Cron = Annotated[str | None, AfterValidator(_cron), schema_hint(maxLength=CRON_MAX)]
 
 
 def _retention(value: dict[str, int] | None) -> dict[str, int] | None:
@@ -81,10 +87,11 @@ class TargetCreate(BaseModel):
 
     name: Name = Field(description="Unique target name: 1-100 of A-Z a-z 0-9 - _.")
     dsn: SecretStr = Field(
+        max_length=DSN_MAX,
         description=(
             "Database URL: postgresql://user:pass@host:5432/db, mariadb://user:pass@host/db or "
             "sqlite:////abs/path.db. Stored encrypted; shown afterwards with the password hidden."
-        )
+        ),
     )
     environment: str | None = Field(
         default=None, description="Environment name or id (pre-deployment backups run for it)."
@@ -123,7 +130,9 @@ class TargetCreate(BaseModel):
 class TargetUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dsn: NotNull[SecretStr] = Field(default=None, description="New database URL.")
+    dsn: NotNull[Annotated[SecretStr, Field(max_length=DSN_MAX)]] = Field(
+        default=None, description="New database URL."
+    )
     schedule: Cron = Field(default=None, description="Cron (UTC); empty string for none.")
     drill_schedule: Cron = Field(default=None, description="Cron (UTC); empty for none.")
     storage: NotNull[StorageConfig] = Field(default=None, description="Storage.")
