@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from pilothouse.alerts.models import NotificationChannel
 from pilothouse.app import create_app
 from pilothouse.config import Settings
 from pilothouse.core.db import Database
-from pilothouse.healthchecks.models import NotificationChannel
 from tests.conftest import Api
 
 NUL = "a\x00b"
@@ -188,7 +188,7 @@ def _store_channel(db_url: str, owner: str, config: dict[str, Any], kind: str) -
     ("kind", "config", "field"),
     [
         ("email", {"host": "127.0.0.1", "port": "smtp", "to": ["a@example.org"]}, "config.port"),
-        ("email", {"host": "127.0.0.1", "port": 25, "to": [1, 2]}, "config.to"),
+        ("email", {"host": "127.0.0.1", "port": 25, "to": [1, 2]}, "config.to.0"),
         ("webhook", {"url": "http://[::1"}, "config.url"),
         ("webhook", {"url": "http://"}, "config.url"),
         ("slack", {"url": 42}, "config.url"),

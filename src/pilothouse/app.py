@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from pilothouse import __version__
 from pilothouse.api import router as api_router
 from pilothouse.config import Settings, get_settings
+from pilothouse.core import keys
 from pilothouse.core.asgi import BodyLimit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import configure as configure_logging
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     """Build the app; on startup it upgrades the database (unless migrate=False)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    keys.use(settings.master_key, settings.master_key_path)  # for values sealed outside routes
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -5,9 +5,11 @@ value readable (each row names the key that sealed it, and old keys stay in the 
 
 from __future__ import annotations
 
+from pilothouse.alerts import service as alerts
 from pilothouse.backups import service as backups
 from pilothouse.core.crypto import Keyring
 from pilothouse.core.db import Database
+from pilothouse.environments import service as environments
 from pilothouse.variables import service as variables
 
 
@@ -17,10 +19,16 @@ async def reseal_all(
     *,
     batch: int = 500,
 ) -> int:
-    """Rewrite every variable (and its history) and every backup target DSN still sealed with an
-    older key; returns how many values were rewritten."""
+    """Rewrite every variable (and its history), every channel's credentials, every
+    environment's config credentials and every backup target DSN still sealed with an older
+    key; returns how many values were rewritten."""
     total = 0
-    for reseal_batch in (variables.reseal_batch, backups.reseal_batch):
+    for reseal_batch in (
+        variables.reseal_batch,
+        alerts.reseal_batch,
+        environments.reseal_batch,
+        backups.reseal_batch,
+    ):
         while True:
             async with db.session() as session:
                 done = await reseal_batch(session, keyring, batch=batch)

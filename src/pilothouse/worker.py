@@ -22,8 +22,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pilothouse.alerts.service import active_channels, broadcast
+from pilothouse.alerts.service import notify
 from pilothouse.backups import jobs as backup_jobs
+from pilothouse.config import MASTER_KEY_FILE
+from pilothouse.core import keys
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
@@ -76,6 +78,7 @@ class Worker:
     ) -> None:
         self.db = db
         self.engine = Engine(db, data_dir, lease_seconds=lease_seconds, master_key=master_key)
+        keys.use(master_key, data_dir / MASTER_KEY_FILE)  # alerts and probes open sealed values
         self.backups = backups
         self.backup_slots = asyncio.Semaphore(backup_concurrency)
         self.backup_tasks: dict[uuid.UUID, asyncio.Task[Any]] = {}
@@ -197,7 +200,7 @@ class Worker:
                 "text": f"{svc.name}: month-to-date uptime {report.uptime_percent:.3f}% is below "
                 f"its SLA target {report.sla_target}%",
             }
-            await broadcast(await active_channels(self.db), message)
+            await notify(self.db, message)
 
     async def reconcile(self) -> None:
         for dep_id in await self.engine.reconcile_interrupted():

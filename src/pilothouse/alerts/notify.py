@@ -18,44 +18,9 @@ from typing import Any
 
 import httpx
 
-SECRET_FIELDS = ("secret", "password")
-
 
 class DeliveryFailed(Exception):
     pass
-
-
-def config_problem(kind: str, config: dict[str, Any]) -> tuple[str, str] | None:
-    """The first (field, rule) that makes a channel's settings unusable, or None."""
-
-    def text(key: str) -> bool:
-        return isinstance(config.get(key), str) and bool(config[key])
-
-    if kind in ("webhook", "slack"):
-        url = config.get("url")
-        try:
-            parsed = httpx.URL(url) if isinstance(url, str) else None
-        except httpx.InvalidURL:
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-            return "config.url", "must be an absolute http:// or https:// URL"
-        if "secret" in config and not isinstance(config["secret"], str):
-            return "config.secret", "must be a string"
-    elif kind == "email":
-        if not text("host"):
-            return "config.host", "must be a host name or address"
-        port = config.get("port", 25)
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            return "config.port", "must be an integer between 1 and 65535"
-        recipients = config.get("to")
-        if isinstance(recipients, str):
-            recipients = [recipients]
-        if not recipients or not all(isinstance(r, str) and r for r in recipients):
-            return "config.to", "must be one address or a list of addresses"
-        for key in ("from", "username", "password"):
-            if key in config and not isinstance(config[key], str):
-                return f"config.{key}", "must be a string"
-    return None
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -116,8 +81,3 @@ def _send_mail(config: dict[str, Any], message: dict[str, Any], timeout: float) 
         if config.get("username"):
             smtp.login(str(config["username"]), str(config.get("password", "")))
         smtp.send_message(mail)
-
-
-def public_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The channel's config with secret values replaced by *** (for API and CLI output)."""
-    return {k: ("***" if k in SECRET_FIELDS and v else v) for k, v in config.items()}

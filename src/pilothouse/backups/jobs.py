@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from pilothouse.access import Principal
-from pilothouse.alerts.service import active_channels, broadcast
+from pilothouse.alerts.service import notify
 from pilothouse.audit import service as audit
 from pilothouse.backups import service
 from pilothouse.backups.databases import Contents, DatabaseError, database, parse_dsn, safe_dsn
@@ -74,7 +74,8 @@ async def _alert(ctx: BackupContext, event: str, text: str, **extra: Any) -> Non
     if not ctx.alerts:
         return
     try:
-        await broadcast(await active_channels(ctx.db), {"event": event, "text": text, **extra})
+        message = {"event": event, "text": text, **extra}
+        await notify(ctx.db, message, keyring=ctx.keyring(), wait=True)  # may be a one-shot CLI
     except Exception as exc:  # an alert that cannot be sent must not fail the job
         log.error("backup alert failed", exc_info=exc)
 

@@ -129,7 +129,9 @@ class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: str | None = Field(
-        default=None, description="Version to roll back to; default: the last earlier success."
+        default=None,
+        description="Version to roll back to; it must have gone live once. Default: the release "
+        "live before the current one.",
     )
 
 

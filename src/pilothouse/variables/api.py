@@ -75,6 +75,7 @@ async def set_var(
         key,
         body.value.get_secret_value(),
         is_secret=body.is_secret,
+        plain=body.plain,
         service=body.service,
     )
     return VarChange(key=var.key, version=var.version, changed=changed)
@@ -135,6 +136,7 @@ async def import_vars(
         env,
         {k: v.get_secret_value() for k, v in body.values.items()},
         secret_keys=set(body.secret_keys),
+        plain_keys=set(body.plain_keys),
         service=body.service,
         dry_run=body.dry_run,
     )
@@ -160,16 +162,21 @@ async def check(
 @router.get(
     "/vars-diff",
     response_model=dict[str, list[str]],
-    summary="Keys missing on either side and keys whose values differ (never values)",
+    summary=(
+        "Keys missing on either side and keys whose values differ (never values); secrets are "
+        "compared only for admins (else listed in secrets_not_compared); audited"
+    ),
 )
 async def diff(
-    session: Session,
+    request: Request,
     caller: Caller,
     keys: Keys,
     left: str = Query(description="Environment."),
     right: str = Query(description="Environment."),
 ) -> dict[str, list[str]]:
-    return await service.diff(session, caller, keys, left, right)
+    # A GET runs read-only; a diff leaves its audit row, committed before the answer is sent.
+    async with get_db(request).session(write=True) as audited:
+        return await service.diff(audited, caller, keys, left, right)
 
 
 @router.get(

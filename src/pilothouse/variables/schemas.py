@@ -18,7 +18,18 @@ class VarSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: SecretStr = Field(description="The value (stored encrypted; up to 65,536 characters).")
-    is_secret: Flag = Field(default=False, description="Masked everywhere unless revealed.")
+    is_secret: Flag | None = Field(
+        default=None,
+        description=(
+            "true: a secret (masked everywhere unless revealed). Absent or false: a secret stays "
+            "one (secrecy is sticky); a new variable is a secret when its name or value looks "
+            "secret (*_KEY, *_TOKEN, *SECRET*, a URL with a password...)."
+        ),
+    )
+    plain: Flag = Field(
+        default=False,
+        description="Store it as a plain (visible) variable, even if it was a secret (audited).",
+    )
     service: str | None = Field(default=None, description="Set it for this service only.")
 
 
@@ -36,7 +47,12 @@ class VarRead(BaseModel):
 class VarChange(BaseModel):
     key: str = Field(description="Variable name.")
     version: int = Field(description="Its version now.")
-    changed: bool = Field(description="False when the value was already that.")
+    changed: bool = Field(
+        description=(
+            "False when the value was already that. For a secret, only callers who may reveal "
+            "it are told so; for anyone else a secret is always written again (true)."
+        )
+    )
 
 
 class VersionRead(BaseModel):
@@ -64,15 +80,28 @@ class ImportRequest(BaseModel):
     values: Annotated[dict[VarKey, SecretStr], schema_hint(additionalProperties=False)] = Field(
         description="KEY -> value."
     )
-    secret_keys: list[str] = Field(default_factory=list, description="Which keys are secrets.")
+    secret_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys to store as secrets (besides those whose name or value looks secret).",
+    )
+    plain_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys to store as plain variables, even if they are secrets now (audited).",
+    )
     service: str | None = Field(default=None, description="Service scope.")
     dry_run: Flag = Field(default=False, description="Only report what would change.")
 
 
 class ImportResult(BaseModel):
     added: list[str] = Field(description="New keys.")
-    changed: list[str] = Field(description="Keys whose value or secrecy changes.")
+    changed: list[str] = Field(
+        description=(
+            "Keys whose value or secrecy changes; for callers who may not reveal secrets, every "
+            "existing secret (it is written again: its value is never compared for them)."
+        )
+    )
     unchanged: list[str] = Field(description="Keys already so.")
+    secret: list[str] = Field(description="Keys stored (or to be stored) as secrets.")
     applied: bool = Field(description="False for a dry run.")
 
 

@@ -17,6 +17,8 @@ from typing import IO, Protocol
 
 from sqlalchemy.engine import URL, make_url
 
+from pilothouse.core.urls import mask_url
+
 STDERR_TAIL = 2000
 PIPE_SIZE = 1024 * 1024
 
@@ -141,8 +143,8 @@ def parse_dsn(dsn: str) -> tuple[str, URL]:
 
 
 def safe_dsn(url: URL) -> str:
-    """The URL with its password replaced by ***."""
-    return url.render_as_string(hide_password=True)
+    """The URL with its credentials (password, libpq `?password=`) replaced by ***."""
+    return mask_url(url.render_as_string(hide_password=False))
 
 
 def stderr_tail(handle: IO[bytes] | None) -> str:
