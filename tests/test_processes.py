@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from pilothouse.drivers.nginx import NginxRouter
-from tests.conftest import free_port
+from tests.conftest import free_port, one_store
 from tests.engine_support import Client, Load, alive, cleanup, started_by
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
@@ -111,6 +111,7 @@ def test_a_killed_nginx_master_leaves_no_orphaned_worker(tmp_path: Path) -> None
     assert started_by(tmp_path) == [], _names(started_by(tmp_path))
 
 
+@one_store
 def test_no_process_is_left_after_a_rollout_and_stop(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     data_dir: Path = stack["data_dir"]

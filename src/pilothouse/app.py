@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException
 
 from pilothouse import __version__
 from pilothouse.api import router as api_router
 from pilothouse.config import Settings, get_settings
 from pilothouse.core import keys
+from pilothouse.core.asgi import BodyLimit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import configure as configure_logging
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import RETRY_AFTER_SECONDS, unreachable
+from pilothouse.deps import refuse_bad_text
 from pilothouse.errors import PilothouseError
 from pilothouse.healthchecks.api import badges
 
@@ -80,6 +84,24 @@ def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResp
     )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI schema declares on this path (for the Allow header of a 405)."""
+    patterns: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "path_methods", None
+    )
+    if patterns is None:
+        patterns = [
+            (
+                re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path))),
+                {m.upper() for m in ops},
+            )
+            for path, ops in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.path_methods = patterns
+    path = request.url.path
+    return sorted(set().union(*(methods for rx, methods in patterns if rx.fullmatch(path))))
+
+
 def store_unavailable(request: Request, reason: str) -> JSONResponse:
     """503 with the reason and Retry-After (the outage itself is logged once, by the store)."""
     db: Database | None = getattr(request.app.state, "db", None)
@@ -124,6 +146,24 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{d['field']}: {d['rule']}" for d in detail)
         return _error(422, "validation_failed", message, detail)
 
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        # Raised by the framework itself: unknown route, method not allowed, body over the limit,
+        # a body it could not decode. All get the same JSON error body as ours.
+        if exc.status_code == 400:  # the body could not be decoded (not UTF-8, not JSON)
+            rule = "must be a JSON document encoded as UTF-8"
+            return _error(
+                422, "validation_failed", f"body: {rule}", [{"field": "body", "rule": rule}]
+            )
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(exc.status_code, "error")
+        response = _error(exc.status_code, code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
+        return response
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _internal(request, exc)
@@ -135,11 +175,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:
-        # e.g. a NUL byte, which PostgreSQL text cannot hold: the input is at fault, not us.
+        # A last resort: the input rules (core/inputs.py, schema limits) should catch it first.
         return _error(
             422,
             "validation_failed",
-            "a value cannot be stored: it contains NUL bytes or is out of range for its field",
+            "a value cannot be stored: it is out of range or too long for its field",
         )
 
     @app.exception_handler(IntegrityError)
@@ -156,18 +196,18 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from pilothouse.setup import ensure_master_key, secure_data_dir
+
+        secure_data_dir(settings.data_dir)  # before the SQLite store is opened in it
         url = settings.effective_database_url()
         if migrate:
             from pilothouse import migrations
 
             migrations.upgrade(url)
         app.state.db = Database(url, pool_size=settings.db_pool_size)
-        if not settings.master_key:
-            from pilothouse.setup import ensure_master_key
-
-            # Backups and stored DSNs are sealed with it; `init` normally made it already.
-            if ensure_master_key(settings.master_key_path):
-                log.warning("created a master key", path=str(settings.master_key_path))
+        # Backups and stored DSNs are sealed with it; `init` normally made it already.
+        if not settings.master_key and ensure_master_key(settings.master_key_path):
+            log.warning("created a master key", path=str(settings.master_key_path))
         worker = None
         if settings.role in ("all", "worker"):
             from pilothouse.worker import Worker
@@ -219,7 +259,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_bad_text)],
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router, responses=STORE_UNAVAILABLE)

@@ -30,7 +30,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import unreachable
-from pilothouse.deployments.engine import ENGINE, Engine, replica_info
+from pilothouse.deployments.engine import ENGINE, Engine, replica_info, run_as_of
 from pilothouse.deployments.models import Deployment
 from pilothouse.drivers.process import (
     ProcessConfig,
@@ -436,6 +436,7 @@ class Worker:
             secrets=delivery.secrets,
             log_path=log_path,
             cwd=cfg.cwd,
+            run_as=run_as_of(env_row),
         )
         register_child(spawned)
         async with self.db.session() as session:

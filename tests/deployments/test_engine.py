@@ -189,6 +189,7 @@ def test_killed_worker_during_a_first_deployment_leaves_the_service_failed(
     assert deployed == []
 
 
+@one_store
 def test_router_port_is_rechecked_before_a_rollout(stack: dict[str, Any]) -> None:
     """Issue 12.2: a port taken by another process after the service was created fails the
     deployment before anything starts, naming the holder; pilothouse's own router holding the
@@ -255,10 +256,10 @@ def test_two_processes_two_deploys_exactly_one_proceeds(stack: dict[str, Any]) -
 
 @one_store
 def test_command_driver_deploys_and_rolls_back_by_exit_code(
-    stack: dict[str, Any], tmp_path: Path
+    stack: dict[str, Any], child_tmp: Path
 ) -> None:
     client: Client = stack["client"]
-    record = tmp_path / "deploys.txt"
+    record = child_tmp / "deploys.txt"
     script = (
         f'echo "$PILOTHOUSE_EVENT $PILOTHOUSE_SERVICE $PILOTHOUSE_VERSION '
         f'$PILOTHOUSE_REPLICAS" >> {record}; '
@@ -427,10 +428,10 @@ def test_crash_on_start_and_failed_verification_are_rolled_back(stack: dict[str,
 
 
 @one_store
-def test_command_driver_scale_and_status_commands(stack: dict[str, Any], tmp_path: Path) -> None:
+def test_command_driver_scale_and_status_commands(stack: dict[str, Any], child_tmp: Path) -> None:
     client: Client = stack["client"]
-    record = tmp_path / "calls.txt"
-    healthy = tmp_path / "healthy"
+    record = child_tmp / "calls.txt"
+    healthy = child_tmp / "healthy"
     healthy.touch()
     client.setup_service(
         "paas",

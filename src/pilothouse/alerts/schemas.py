@@ -8,9 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from pilothouse.core.rules import as_validator, check_name
+from pilothouse.core.inputs import Flag, JsonSettings, NotNull
+from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
 CONFIG_HELP = (
     "webhook: url (absolute http(s)), secret (HMAC-SHA256 key); slack: url; email: host, "
     "port (integer 1-65535), from, to (list of addresses), starttls, username, password. "
@@ -24,7 +27,7 @@ class ChannelCreate(BaseModel):
 
     name: Name = Field(description="Unique channel name.")
     kind: Literal["webhook", "slack", "email"] = Field(description="webhook, slack or email.")
-    config: dict[str, Any] = Field(description=CONFIG_HELP)
+    config: Annotated[dict[str, Any], JsonSettings] = Field(description=CONFIG_HELP)
     environment: str | None = Field(
         default=None,
         description="Environment (name or id) whose granted users may see the channel.",
@@ -34,8 +37,10 @@ class ChannelCreate(BaseModel):
 class ChannelUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    config: dict[str, Any] | None = Field(default=None, description="Replaces the settings.")
-    is_active: bool | None = Field(default=None, description="Whether it receives alerts.")
+    config: NotNull[Annotated[dict[str, Any], JsonSettings]] = Field(
+        default=None, description="Replaces the settings."
+    )
+    is_active: NotNull[Flag] = Field(default=None, description="Whether it receives alerts.")
 
 
 class ChannelRead(BaseModel):

@@ -151,6 +151,9 @@ async def test_channel(
     require(actor, "manage_environments")
     message = {"event": "test", "text": f"pilothouse test message for channel {channel.name}"}
     endpoint = _endpoint(channel, keyring)
+    if endpoint.problem is None:
+        # Settings stored before they were checked on write: a 422 naming what to fix.
+        channel_settings.validate(channel.kind, endpoint.config)
     outcome = await _deliver(endpoint, message, delays=())
     _apply(channel, outcome)
     return outcome.error is None, outcome.error or "delivered"

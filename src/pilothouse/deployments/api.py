@@ -7,12 +7,12 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from pilothouse.core.inputs import IsoDateTime
 from pilothouse.core.store import unreachable
 from pilothouse.deployments import service
 from pilothouse.deployments.schemas import (
@@ -32,7 +32,7 @@ from pilothouse.deployments.schemas import (
     ScaleResult,
 )
 from pilothouse.deployments.transitions import TERMINAL
-from pilothouse.deps import Caller, Session, get_db
+from pilothouse.deps import Caller, Keys, Session, get_db
 from pilothouse.replicas.schemas import ReplicaRead
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
@@ -58,8 +58,8 @@ async def list_(
     environment: str | None = Query(default=None, description="Environment name or id."),
     service_ref: str | None = Query(default=None, alias="service", description="Service."),
     status: list[DeploymentStatus] = Query(default=[], description="One or more statuses."),
-    since: datetime | None = Query(default=None, description="Created at or after (ISO 8601)."),
-    until: datetime | None = Query(default=None, description="Created before (ISO 8601)."),
+    since: IsoDateTime | None = Query(default=None, description="Created at or after (ISO 8601)."),
+    until: IsoDateTime | None = Query(default=None, description="Created before (ISO 8601)."),
     limit: int = Query(default=50, ge=1, le=500, description="Page size."),
     cursor: str | None = Query(default=None, description="next_cursor of the previous page."),
 ) -> DeploymentPage:
@@ -91,11 +91,15 @@ async def get(deployment_id: uuid.UUID, session: Session, caller: Caller) -> Dep
     summary="Change status (operator); 409 names from and to when the move is not allowed",
 )
 async def transition(
-    deployment_id: uuid.UUID, body: DeploymentTransition, session: Session, caller: Caller
+    deployment_id: uuid.UUID,
+    body: DeploymentTransition,
+    session: Session,
+    caller: Caller,
+    keys: Keys,
 ) -> DeploymentRead:
     outcome = body.model_dump(exclude={"to", "reason"}, exclude_none=True)
     deployment = await service.transition_deployment(
-        session, caller, deployment_id, body.to, reason=body.reason, **outcome
+        session, caller, deployment_id, body.to, keyring=keys, reason=body.reason, **outcome
     )
     return DeploymentRead.model_validate(deployment)
 
@@ -104,9 +108,11 @@ async def transition(
     "/{deployment_id}/logs", response_model=Accepted, status_code=201, summary="Append one line"
 )
 async def append_log(
-    deployment_id: uuid.UUID, body: LogLine, session: Session, caller: Caller
+    deployment_id: uuid.UUID, body: LogLine, session: Session, caller: Caller, keys: Keys
 ) -> Accepted:
-    count = await service.append_logs(session, caller, deployment_id, [body.model_dump()])
+    count = await service.append_logs(
+        session, caller, deployment_id, [body.model_dump()], keyring=keys
+    )
     return Accepted(accepted=count)
 
 
@@ -117,10 +123,12 @@ async def append_log(
     summary="Append up to 10,000 lines in order, in one transaction",
 )
 async def append_logs(
-    deployment_id: uuid.UUID, body: LogBatch, session: Session, caller: Caller
+    deployment_id: uuid.UUID, body: LogBatch, session: Session, caller: Caller, keys: Keys
 ) -> Accepted:
     lines = [line.model_dump() for line in body.lines]
-    return Accepted(accepted=await service.append_logs(session, caller, deployment_id, lines))
+    return Accepted(
+        accepted=await service.append_logs(session, caller, deployment_id, lines, keyring=keys)
+    )
 
 
 @router.get("/{deployment_id}/logs", response_model=LogPage, summary="Read lines after a seq")

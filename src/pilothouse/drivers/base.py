@@ -66,6 +66,7 @@ class ServiceSpec:
     config: dict[str, Any] = field(default_factory=dict)
     health_check: dict[str, Any] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)  # values to scrub from any output
+    run_as: str | None = None  # the environment's config.run_as (drivers/sandbox.py)
 
 
 @dataclass(frozen=True)
@@ -111,20 +112,3 @@ class Driver(Protocol):
     async def status(self, replicas: list[ReplicaInfo]) -> dict[uuid.UUID, dict[str, Any]]: ...
 
     async def logs(self, replica: ReplicaInfo, tail: int = 100) -> list[str]: ...
-
-
-#: pilothouse's own secrets and settings in its environment: never handed to child processes.
-PRIVATE_ENV = (
-    "PILOTHOUSE_MASTER_KEY",
-    "PILOTHOUSE_DATABASE_URL",
-    "PILOTHOUSE_TOKEN",
-    "PILOTHOUSE_BACKUP_DSN",
-    "PILOTHOUSE_RESTORE_DSN",
-)
-
-
-def child_environ() -> dict[str, str]:
-    """The environment a replica or a command starts from: pilothouse's, minus its secrets."""
-    import os
-
-    return {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}

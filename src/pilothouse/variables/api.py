@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from pilothouse.deps import Caller, Keys, Session, get_db
 from pilothouse.variables import service
+from pilothouse.variables.rules import KEY_PATTERN
 from pilothouse.variables.schemas import (
     CheckResult,
     ImportRequest,
@@ -22,6 +24,13 @@ from pilothouse.variables.schemas import (
 )
 
 router = APIRouter(tags=["variables"])
+Key = Annotated[
+    str,
+    Path(
+        description="Variable name: a letter or _, then letters, digits or _ (at most 255).",
+        json_schema_extra={"pattern": KEY_PATTERN.pattern},
+    ),
+]
 
 
 @router.get(
@@ -56,7 +65,7 @@ async def list_vars(
     summary="Set a variable (operator); a change is a new version",
 )
 async def set_var(
-    env: str, key: str, body: VarSet, session: Session, caller: Caller, keys: Keys
+    env: str, key: Key, body: VarSet, session: Session, caller: Caller, keys: Keys
 ) -> VarChange:
     var, changed = await service.set_var(
         session,
@@ -75,7 +84,7 @@ async def set_var(
 @router.delete("/environments/{env}/vars/{key}", status_code=204, summary="Unset a variable")
 async def unset_var(
     env: str,
-    key: str,
+    key: Key,
     session: Session,
     caller: Caller,
     service_ref: str | None = Query(default=None, alias="service", description="A service."),
@@ -91,7 +100,7 @@ async def unset_var(
 )
 async def history(
     env: str,
-    key: str,
+    key: Key,
     session: Session,
     caller: Caller,
     service_ref: str | None = Query(default=None, alias="service", description="A service."),
@@ -106,7 +115,7 @@ async def history(
     summary="Restore the value of an earlier version (a new version)",
 )
 async def revert(
-    env: str, key: str, body: RevertRequest, session: Session, caller: Caller, keys: Keys
+    env: str, key: Key, body: RevertRequest, session: Session, caller: Caller, keys: Keys
 ) -> VarChange:
     var = await service.revert(session, caller, keys, env, key, body.to, service=body.service)
     return VarChange(key=var.key, version=var.version, changed=True)
@@ -186,7 +195,7 @@ async def list_requirements(env: str, session: Session, caller: Caller) -> list[
     summary="Require a variable, with an optional format rule (admin)",
 )
 async def set_requirement(
-    env: str, key: str, body: RequirementSet, session: Session, caller: Caller
+    env: str, key: Key, body: RequirementSet, session: Session, caller: Caller
 ) -> RequirementRead:
     row = await service.set_requirement(
         session, caller, env, key, required=body.required, rule=body.rule, args=body.args
@@ -197,6 +206,6 @@ async def set_requirement(
 @router.delete(
     "/environments/{env}/requirements/{key}", status_code=204, summary="Drop a requirement"
 )
-async def delete_requirement(env: str, key: str, session: Session, caller: Caller) -> Response:
+async def delete_requirement(env: str, key: Key, session: Session, caller: Caller) -> Response:
     await service.delete_requirement(session, caller, env, key)
     return Response(status_code=204)
