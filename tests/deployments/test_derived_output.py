@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tests.conftest import one_store
 from tests.engine_support import CHILD_PYTHON, Client, alive
 
 SECRET = "sntl-DRV-4f8e1c0b"
@@ -21,6 +22,7 @@ def everything_stored(client: Client, dep_id: str) -> str:
     return repr(dep) + repr(logs) + repr(hist)
 
 
+@one_store
 def test_command_output_and_posted_text_are_scrubbed(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
     straddle = "import os; print('x' * 3990 + os.environ['APP_SECRET'])"
