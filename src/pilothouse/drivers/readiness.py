@@ -32,6 +32,7 @@ class ReadyResult:
     ready: bool
     seconds: float
     detail: str
+    exit_code: int | None = None  # of a replica stopped because it never became ready
 
 
 async def check_once(spec: ReadinessSpec, host: str, port: int) -> tuple[bool, str]:

@@ -16,7 +16,7 @@ import asyncio
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from pilothouse.access import Principal
 from pilothouse.alerts.service import active_channels, broadcast
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
+from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger, mask_text
 from pilothouse.environments.models import Environment
 from pilothouse.healthchecks import probes
@@ -91,7 +92,7 @@ class MonitorSettings:
     refresh: float = 5.0
     concurrency: int = 200
     reminder_minutes: float = 30.0
-    worker: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    worker: str = WORKER_ID
 
 
 def health_spec(service: Service) -> dict[str, Any]:
@@ -113,6 +114,7 @@ class Monitor:
     def __init__(self, db: Database, settings: MonitorSettings | None = None) -> None:
         self.db = db
         self.settings = settings or MonitorSettings()
+        self.leases = Leases(db, owner=self.settings.worker)
         self.targets: list[Target] = []
         self.last_slot: dict[str, int] = {}
         self.semaphore = asyncio.Semaphore(self.settings.concurrency)
@@ -288,33 +290,10 @@ class Monitor:
                 task.add_done_callback(self.tasks.discard)
 
     async def claim_many(self, wanted: list[tuple[str, int]]) -> set[tuple[str, int]]:
-        """Claim (target, slot) pairs in one statement; returns the pairs this worker won.
-
-        RETURNING tells which rows went in; rowcount is not reliable for
-        INSERT .. ON CONFLICT DO NOTHING on every driver (psycopg reported -1)."""
-        insert = self.db.insert(ProbeClaim)
-        now = utcnow()
-        won: set[tuple[str, int]] = set()
-        async with self.db.session() as session:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                statement = (
-                    insert.values(
-                        [
-                            {
-                                "target": k,
-                                "slot": s,
-                                "worker": self.settings.worker,
-                                "claimed_at": now,
-                            }
-                            for k, s in chunk
-                        ]
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(ProbeClaim.target, ProbeClaim.slot)
-                )
-                won.update((row.target, row.slot) for row in await session.execute(statement))
-        return won
+        """Claim (target, slot) pairs (one statement per 500); returns the pairs this worker
+        won (core/leases.py's slot claims, in the probe_claims table)."""
+        rows = [{"target": key, "slot": slot} for key, slot in wanted]
+        return {(key, slot) for key, slot in await self.leases.claim_slots(ProbeClaim, rows)}
 
     async def _claim(self, key: str, slot: int) -> bool:
         return (key, slot) in await self.claim_many([(key, slot)])
@@ -673,6 +652,7 @@ class Monitor:
                             "status": incident.status,
                             "incident": str(incident.id),
                             "cause": incident.cause,
+                            "reminder": elapsed,
                             "text": f"still {incident.status}: {name} ({incident.cause})",
                         }
                     )

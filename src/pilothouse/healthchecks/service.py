@@ -17,6 +17,7 @@ from pilothouse.access import Principal, require, visible
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
+from pilothouse.core.leases import Leases
 from pilothouse.deployments.models import Deployment
 from pilothouse.errors import ValidationFailed
 from pilothouse.healthchecks import uptime
@@ -345,36 +346,32 @@ async def maintain(db: Database, now: datetime | None = None) -> dict[str, int]:
     return {"rollups": rolled, "downtime": found}
 
 
-async def sla_breaches(db: Database, now: datetime) -> list[tuple[Service, uptime.Report]]:
-    """Services whose month-to-date uptime fell below their SLA target, once per month each."""
+async def sla_breaches(
+    db: Database, now: datetime, leases: Leases | None = None
+) -> list[tuple[Service, uptime.Report]]:
+    """Services whose month-to-date uptime fell below their SLA target, once per month each
+    (the month's alert is a slot claim: one worker, one message, however many run)."""
     month = now.strftime("%Y-%m")
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    leases = leases or Leases(db)
     from pilothouse.access import SYSTEM as system
 
-    found = []
-    async with db.session() as session:
+    below = []
+    async with db.session(write=False) as session:
         live = list(
             await session.scalars(
                 sa.select(Service).where(Service.deleted_at.is_(None), Service.status == "running")
             )
         )
         for svc in live:
-            marker = f"sla:{svc.id}:{month}"
-            if await session.get(HealthState, marker):
-                continue
             report, _, _ = await uptime_of(session, system, str(svc.id), month)
             if not report.sla_met and report.checks:
-                session.add(
-                    HealthState(
-                        target=marker,
-                        service_id=svc.id,
-                        status="unhealthy",
-                        streak_status="unhealthy",
-                        streak=1,
-                        reasons=["sla"],
-                    )
-                )
-                found.append((svc, report))
-    return found
+                below.append((svc, report))
+    return [
+        (svc, report)
+        for svc, report in below
+        if await leases.claim_slot("healthchecks.sla_alert", str(svc.id), month_start)
+    ]
 
 
 STATUS_COLORS = {"healthy": "#4c1", "degraded": "#dfb317", "unhealthy": "#e05d44"}
