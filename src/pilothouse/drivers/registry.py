@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from pilothouse.drivers.base import Driver, HookConfig
 from pilothouse.drivers.command import CommandDriver
 from pilothouse.drivers.process import ProcessDriver, Router
+from pilothouse.errors import ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,19 @@ def config_model(name: str) -> type[HookConfig]:
 def validate_config(name: str, config: dict[str, object]) -> BaseModel:
     """The driver_config parsed by the driver's model; raises pydantic's ValidationError."""
     return config_model(name).model_validate(config)
+
+
+def check_config(driver: str, config: dict[str, object], *, field: str = "driver_config") -> None:
+    """Validate a service's driver_config with the driver's model; ValidationFailed (422)
+    names the first bad key, e.g. `driver_config.max_surge`."""
+    try:
+        validate_config(driver, config)
+    except UnknownDriver as exc:
+        raise ValidationFailed("driver", str(exc)) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ValidationFailed(f"{field}.{where}" if where else field, first["msg"]) from None
 
 
 def create(name: str, ctx: DriverContext) -> Driver:

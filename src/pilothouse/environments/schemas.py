@@ -6,13 +6,43 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from pilothouse.core.rules import as_validator, check_name
+from pilothouse.drivers import registry
 
 EnvType = Literal["development", "staging", "production"]
-Driver = Literal["process", "command"]
+# A registered driver (drivers/registry.py); anything else is a 422 naming the known ones.
+Driver = Annotated[
+    str,
+    AfterValidator(registry.check_name),
+    Field(json_schema_extra={"enum": registry.names()}),
+]
 Name = Annotated[str, AfterValidator(as_validator(check_name))]
+
+
+class EnvironmentConfig(BaseModel):
+    """An environment's `config`: its dependencies (probed by the health monitor) and any
+    other non-secret settings (unknown keys are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    database_url: str | None = Field(
+        default=None, max_length=2000, description="PostgreSQL the services use (probed)."
+    )
+    redis_url: str | None = Field(
+        default=None, max_length=2000, description="Redis the services use (probed)."
+    )
+    dependency_interval: float = Field(
+        default=60.0, gt=0, le=86400, description="Seconds between dependency probes."
+    )
+
+
+def _stored_config(config: EnvironmentConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json", exclude_unset=True)
+
+
+Config = Annotated[EnvironmentConfig, PlainSerializer(_stored_config)]
 
 
 class Limits(BaseModel):
@@ -36,8 +66,8 @@ class EnvironmentCreate(BaseModel):
     type: EnvType = Field(default="development", description="development, staging, production.")
     domain: str | None = Field(default=None, max_length=253, description="Base domain.")
     driver: Driver = Field(default="process", description="Deployment driver for its services.")
-    config: dict[str, Any] = Field(
-        default_factory=dict,
+    config: Config = Field(
+        default_factory=EnvironmentConfig,
         description="Non-secret settings (secrets belong in encrypted environment variables).",
     )
     features: dict[str, bool] = Field(default_factory=dict, description="Feature flags.")
@@ -50,7 +80,7 @@ class EnvironmentUpdate(BaseModel):
     type: EnvType | None = Field(default=None, description="New type.")
     domain: str | None = Field(default=None, max_length=253, description="New domain.")
     driver: Driver | None = Field(default=None, description="New driver.")
-    config: dict[str, Any] | None = Field(default=None, description="Replaces the config.")
+    config: Config | None = Field(default=None, description="Replaces the config.")
     features: dict[str, bool] | None = Field(default=None, description="Replaces the flags.")
     limits: Limits | None = Field(default=None, description="Replaces the limits.")
     is_active: bool | None = Field(default=None, description="Inactive environments refuse work.")

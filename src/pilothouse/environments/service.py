@@ -12,6 +12,7 @@ from pilothouse.access import Principal, granted_environment_ids, require, visib
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import id_or_name
+from pilothouse.drivers import registry
 from pilothouse.environments.models import Environment, EnvironmentGrant
 from pilothouse.errors import Conflict, NotFound
 from pilothouse.services.models import Service
@@ -75,11 +76,22 @@ async def update_environment(
     """Apply the given fields (admin)."""
     env = await get_environment(session, actor, ref)
     require(actor, "manage_environments")
+    if changes.get("driver") not in (None, env.driver):
+        await _check_services_fit(session, env, changes["driver"])
     for key, value in changes.items():
         setattr(env, key, value)
     env.updated_at = utcnow()
     audit.record(session, actor, "update", "environment", env.id, changes)
     return env
+
+
+async def _check_services_fit(session: AsyncSession, env: Environment, driver: str) -> None:
+    """Every live service's driver_config must suit the new driver (422 naming the service)."""
+    live = await session.scalars(
+        sa.select(Service).where(Service.environment_id == env.id, Service.deleted_at.is_(None))
+    )
+    for svc in live:
+        registry.check_config(driver, svc.driver_config or {}, field=f"{svc.name}.driver_config")
 
 
 async def delete_environment(session: AsyncSession, actor: Principal, ref: str) -> Environment:

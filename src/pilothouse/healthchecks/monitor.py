@@ -47,6 +47,8 @@ from pilothouse.healthchecks.models import (
     Incident,
     ProbeClaim,
 )
+from pilothouse.healthchecks.spec import HealthCheckSpec
+from pilothouse.healthchecks.spec import parse as parse_spec
 from pilothouse.history import service as history
 from pilothouse.replicas.models import Replica
 from pilothouse.services.models import Service
@@ -95,14 +97,12 @@ class MonitorSettings:
     worker: str = WORKER_ID
 
 
-def health_spec(service: Service) -> dict[str, Any]:
-    return dict(service.health_check or {})
+def health_spec(service: Service) -> HealthCheckSpec:
+    return parse_spec(service.health_check)
 
 
 def thresholds_for(service: Service) -> Thresholds:
-    given = health_spec(service).get("thresholds") or {}
-    known = {k: v for k, v in given.items() if k in Thresholds.__dataclass_fields__}
-    return Thresholds(**known)
+    return Thresholds(**health_spec(service).thresholds.model_dump())
 
 
 def offset(key: str, interval: float) -> float:
@@ -170,19 +170,19 @@ class Monitor:
             svc = by_service[replica.service_id]
             spec = health_spec(svc)
             port = (replica.ports or {}).get("http")
-            if not port or spec.get("enabled") is False:
+            if not port or not spec.enabled:
                 continue
-            kind = "tcp" if spec.get("type") == "tcp" else "http"
+            kind = "tcp" if spec.type == "tcp" else "http"
             targets.append(
                 Target(
                     key=f"replica:{replica.id}",
                     kind=kind,
-                    interval=float(spec.get("replica_interval", 30)),
-                    timeout=float(spec.get("request_timeout", 5)),
+                    interval=spec.replica_interval,
+                    timeout=spec.request_timeout,
                     spec={
-                        "url": f"http://127.0.0.1:{port}{spec.get('path', '/health')}",
+                        "url": f"http://127.0.0.1:{port}{spec.path}",
                         "port": int(port),
-                        "latency_limit_ms": spec.get("latency_limit_ms"),
+                        "latency_limit_ms": spec.latency_limit_ms,
                     },
                     service_ids=(svc.id,),
                     environment_id=svc.environment_id,
@@ -191,19 +191,19 @@ class Monitor:
             )
         for svc in services:
             spec = health_spec(svc)
-            if svc.public_url and spec.get("enabled") is not False:
+            if svc.public_url and spec.enabled:
                 targets.append(
                     Target(
                         key=f"url:{svc.id}",
                         kind="http",
-                        interval=float(spec.get("interval", 60)),
-                        timeout=float(spec.get("request_timeout", 5)),
+                        interval=spec.url_interval(),
+                        timeout=spec.request_timeout,
                         spec={
                             "url": svc.public_url,
-                            "expect_status": tuple(spec.get("expect_status", ())),
-                            "body_contains": spec.get("body_contains"),
-                            "json_equals": spec.get("json_equals"),
-                            "latency_limit_ms": spec.get("latency_limit_ms"),
+                            "expect_status": tuple(spec.expect_status),
+                            "body_contains": spec.body_contains,
+                            "json_equals": spec.json_equals,
+                            "latency_limit_ms": spec.latency_limit_ms,
                         },
                         service_ids=(svc.id,),
                         environment_id=svc.environment_id,
@@ -217,8 +217,8 @@ class Monitor:
                         Target(
                             key=f"tls:{svc.id}",
                             kind="tls",
-                            interval=float(spec.get("interval", 60)),
-                            timeout=float(spec.get("request_timeout", 5)),
+                            interval=spec.url_interval(),
+                            timeout=spec.request_timeout,
                             spec={"host": parts.hostname, "port": parts.port or 443},
                             service_ids=(svc.id,),
                             environment_id=svc.environment_id,

@@ -30,6 +30,7 @@ from pilothouse.healthchecks.models import (
     MaintenanceWindow,
     ProbeClaim,
 )
+from pilothouse.healthchecks.spec import parse as parse_spec
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
@@ -158,7 +159,7 @@ async def uptime_of(
     weighted = [(r.avg_ms, r.count) for r in rollups if r.avg_ms is not None]
     total = sum(n for _, n in weighted) + len(times)
     avg = (sum(a * n for a, n in weighted) + sum(times)) / total if total else None
-    sla = float((svc.health_check or {}).get("sla_target", 99.5))
+    sla = parse_spec(svc.health_check).sla_target
     report = uptime.summarize(
         start,
         end,
@@ -390,7 +391,7 @@ async def badge_values(
         svc = await services.get_service(session, SYSTEM, name)
     except PilothouseError:
         raise NotFound("badge not found") from None
-    if not (svc.health_check or {}).get("public_badge"):
+    if not parse_spec(svc.health_check).public_badge:
         raise NotFound("badge not found")
     if kind == "status":
         view = await health_of(session, SYSTEM, str(svc.id))

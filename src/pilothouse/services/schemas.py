@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from pilothouse.core.rules import as_validator, check_image, check_name, check_range
+from pilothouse.healthchecks.spec import HealthCheckSpec, stored
 
 ServiceStatus = Literal["pending", "scheduled", "running", "stopped", "failed", "deleted"]
 Name = Annotated[str, AfterValidator(as_validator(check_name))]
@@ -24,6 +25,8 @@ Cpu = Annotated[float, _ranged("cpu_cores")]
 Memory = Annotated[int, _ranged("memory_mb")]
 Gpu = Annotated[int, _ranged("gpu_units")]
 Storage = Annotated[int, _ranged("storage_gb")]
+# Validated on write, stored as given (only the keys that were set).
+HealthCheck = Annotated[HealthCheckSpec, PlainSerializer(stored)]
 
 
 class Resources(BaseModel):
@@ -60,8 +63,13 @@ class ServiceCreate(BaseModel):
     target_replicas: Replicas = Field(default=1, description="Desired replicas, 1-100.")
     resources: Resources = Field(default_factory=Resources, description="Resource allocation.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
-    driver_config: dict[str, Any] = Field(default_factory=dict, description="Driver settings.")
-    health_check: dict[str, Any] = Field(default_factory=dict, description="Health check spec.")
+    driver_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Driver settings, validated by the environment's driver (docs/releases.md).",
+    )
+    health_check: HealthCheck = Field(
+        default_factory=HealthCheckSpec, description="Readiness and health monitoring settings."
+    )
 
 
 class ServiceUpdate(BaseModel):
@@ -71,8 +79,12 @@ class ServiceUpdate(BaseModel):
     command: str | None = Field(default=None, max_length=4000, description="New command.")
     resources: ResourcesUpdate | None = Field(default=None, description="Changed resources.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
-    driver_config: dict[str, Any] | None = Field(default=None, description="Driver settings.")
-    health_check: dict[str, Any] | None = Field(default=None, description="Health check spec.")
+    driver_config: dict[str, Any] | None = Field(
+        default=None, description="Driver settings, validated by the environment's driver."
+    )
+    health_check: HealthCheck | None = Field(
+        default=None, description="Readiness and health monitoring settings (replaced whole)."
+    )
 
 
 class ScaleRequest(BaseModel):

@@ -13,7 +13,9 @@ from pilothouse.access import Principal, require, visible
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.statemachine import check_transition
+from pilothouse.drivers import registry
 from pilothouse.environments import service as environments
+from pilothouse.environments.models import Environment
 from pilothouse.errors import Conflict, NotFound
 from pilothouse.history import service as history
 from pilothouse.services.models import Service
@@ -78,6 +80,7 @@ async def create_service(
     )
     if taken:
         raise Conflict(f"service {name!r} already exists in environment {env.name!r}")
+    registry.check_config(env.driver, fields.get("driver_config") or {})
     svc = Service(owner_id=actor.id, environment_id=env.id, name=name, **resources, **fields)
     session.add(svc)
     await session.flush()
@@ -95,6 +98,10 @@ async def update_service(
     require(actor, "manage_services")
     flat = dict(changes)
     flat.update(flat.pop("resources", None) or {})
+    if flat.get("driver_config") is not None:
+        env = await session.get(Environment, svc.environment_id)
+        assert env is not None
+        registry.check_config(env.driver, flat["driver_config"])
     for key, value in flat.items():
         setattr(svc, key, value)
     svc.updated_at = utcnow()
