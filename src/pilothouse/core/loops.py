@@ -115,6 +115,7 @@ async def run_loop(loop: Loop, leases: Leases, every: float) -> None:
             else:
                 slot = slot_start(utcnow(), timedelta(seconds=every))
                 if slot != last_slot and await leases.claim_slot(loop.name, "all", slot):
+                    log.debug("slot job", loop=loop.name, slot=slot.isoformat())
                     await loop.run()
                 last_slot = slot
         except asyncio.CancelledError:
