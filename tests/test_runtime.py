@@ -185,7 +185,8 @@ def test_killed_workers_deployment_is_taken_over_within_lease_plus_one_tick(
         engine.dispose()
     assert taken_over is not None
     print(
-        f"taken over {(taken_over - killed_at).total_seconds():.1f} s after the kill (lease {lease:g} s)"
+        f"taken over {(taken_over - killed_at).total_seconds():.1f} s after the kill, "
+        f"lease {lease:g} s"
     )
     # Never before the lease expired; at most a lease after the death plus one reconcile tick
     # (the last renewal was at most lease/3 before the death). 1 s covers the store round trips.
