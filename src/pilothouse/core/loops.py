@@ -43,7 +43,6 @@ class Loop:
     run: Callable[[], Awaitable[Any]]
     every: float | None  # seconds between runs; None: once at start
     once: bool = False  # once per slot across all workers (claims a job slot)
-    doc: str = ""
 
 
 class Tasks:
