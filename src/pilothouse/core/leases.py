@@ -160,6 +160,15 @@ class Leases:
         won = await self.claim_slots(JobSlot, [{"job": job, "key": key, "slot": slot}])
         return bool(won)
 
+    async def claimed(self, job: str, slot: datetime) -> set[str]:
+        """Keys of `job` already claimed (by anyone) for `slot`."""
+        async with self.db.session(write=False) as session:
+            return set(
+                await session.scalars(
+                    sa.select(JobSlot.key).where(JobSlot.job == job, JobSlot.slot == slot)
+                )
+            )
+
     async def claim_slots(self, table: Any, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """Insert claim rows of `table` (its primary key is the slot's identity) in one
         statement per 500; returns the primary keys this worker won.

@@ -36,6 +36,7 @@ from pilothouse.services import service as services
 from pilothouse.services.models import Service
 
 RAW_RETENTION = timedelta(hours=24)
+SLA_ALERT = "healthchecks.sla_alert"  # job slot: one SLA alert per service and month
 ROLLUP_RETENTION = timedelta(days=90)
 
 
@@ -355,6 +356,7 @@ async def sla_breaches(
     month = now.strftime("%Y-%m")
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     leases = leases or Leases(db)
+    alerted = await leases.claimed(SLA_ALERT, month_start)
     from pilothouse.access import SYSTEM as system
 
     below = []
@@ -365,13 +367,15 @@ async def sla_breaches(
             )
         )
         for svc in live:
+            if str(svc.id) in alerted:
+                continue
             report, _, _ = await uptime_of(session, system, str(svc.id), month)
             if not report.sla_met and report.checks:
                 below.append((svc, report))
     return [
         (svc, report)
         for svc, report in below
-        if await leases.claim_slot("healthchecks.sla_alert", str(svc.id), month_start)
+        if await leases.claim_slot(SLA_ALERT, str(svc.id), month_start)
     ]
 
 
