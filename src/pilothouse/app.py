@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from pilothouse import __version__
 from pilothouse.api import router as api_router
@@ -18,6 +19,7 @@ from pilothouse.config import Settings, get_settings
 from pilothouse.core.db import Database
 from pilothouse.core.logging import configure as configure_logging
 from pilothouse.core.logging import get_logger
+from pilothouse.core.store import RETRY_AFTER_SECONDS, unreachable
 from pilothouse.errors import PilothouseError
 
 log = get_logger("pilothouse.api")
@@ -28,7 +30,37 @@ token (`Authorization: Bearer ph_...`). Errors are JSON:
 `{"error": code, "message": text, "detail": ...}`;
 422 names the field and the rule, 409 names a conflict or the from/to of a refused transition,
 404 covers missing, soft-deleted and other users' records alike.
+While the store (pilothouse's database) is unreachable every route that needs it answers 503
+`store_unavailable` with the reason and a `Retry-After` header; `/healthz` stays 200 and
+`/readyz` answers 503 until the store is back.
 """
+
+
+class StoreUnavailableBody(BaseModel):
+    error: str = Field(description="`store_unavailable`.")
+    message: str = Field(description="What is wrong, for humans.")
+    detail: dict[str, Any] = Field(description="`reason` (a few words) and `since` (UTC).")
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="`ready`.")
+    store: str = Field(description="`reachable`.")
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    }
+}
+#: The 503 every route that needs the store may answer (added to the OpenAPI description).
+STORE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": StoreUnavailableBody,
+        "description": "The store is unreachable; retry after `Retry-After` seconds.",
+        "headers": _RETRY_AFTER,
+    }
+}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -44,6 +76,36 @@ def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResp
     return JSONResponse(
         status_code=status, content={"error": code, "message": message, "detail": detail}
     )
+
+
+def store_unavailable(request: Request, reason: str) -> JSONResponse:
+    """503 with the reason and Retry-After (the outage itself is logged once, by the store)."""
+    db: Database | None = getattr(request.app.state, "db", None)
+    since = db.health.down_since if db is not None else None
+    response = _error(
+        503,
+        "store_unavailable",
+        f"the store is unreachable ({reason}); retry in {RETRY_AFTER_SECONDS} s",
+        {"reason": reason, "since": since.isoformat() if since else None},
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _internal(request: Request, exc: Exception) -> JSONResponse:
+    reason = unreachable(exc)
+    if reason is not None:
+        return store_unavailable(request, reason)
+    # Log the details (masked) under an id; the client learns only the id.
+    incident = uuid.uuid4().hex[:12]
+    log.error(
+        "unhandled error",
+        incident=incident,
+        method=request.method,
+        path=request.url.path,
+        exc_info=exc,
+    )
+    return _error(500, "internal", f"internal error; incident {incident} is in the server log")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -62,16 +124,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Log the details (masked) under an id; the client learns only the id.
-        incident = uuid.uuid4().hex[:12]
-        log.error(
-            "unhandled error",
-            incident=incident,
-            method=request.method,
-            path=request.url.path,
-            exc_info=exc,
-        )
-        return _error(500, "internal", f"internal error; incident {incident} is in the server log")
+        return _internal(request, exc)
+
+    @app.exception_handler(DBAPIError)
+    async def _store(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Handled here, not by the catch-all above: the server would log a traceback after it.
+        return _internal(request, exc)
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:
@@ -131,13 +189,26 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(api_router)
+    app.include_router(api_router, responses=STORE_UNAVAILABLE)
     from pilothouse.healthchecks.api import badges
 
-    app.include_router(badges)
+    app.include_router(badges, responses=STORE_UNAVAILABLE)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: answers without touching the database")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    @app.get(
+        "/readyz",
+        tags=["meta"],
+        summary="Readiness: 200 when the store answers, 503 while it is unreachable",
+        response_model=Readiness,
+        responses=STORE_UNAVAILABLE,
+    )
+    async def readyz(request: Request) -> Any:
+        reason = await request.app.state.db.ping()
+        if reason is not None:
+            return store_unavailable(request, reason)
+        return Readiness(status="ready", store="reachable")
 
     return app

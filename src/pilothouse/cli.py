@@ -290,6 +290,11 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if os.environ.get("PILOTHOUSE_DEBUG"):
             raise
+        from pilothouse.core.store import unreachable
+
+        if (reason := unreachable(exc)) is not None:
+            err.print(f"error: the store is unreachable ({reason})", markup=False)
+            sys.exit(1)
         err.print(f"error: {type(exc).__name__}: {_one_line(exc)}", markup=False)
         sys.exit(1)
 

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     reminder_minutes: float = Field(
         default=30.0, gt=0, description="Minutes between reminders while an incident lasts."
     )
+    health_buffer: int = Field(
+        default=10_000,
+        ge=100,
+        description=(
+            "Health results a worker keeps in memory while the store is unreachable; beyond "
+            "it the oldest are dropped (and counted in the log)."
+        ),
+    )
     lease_seconds: float = Field(
         default=15.0,
         gt=0,

@@ -3,10 +3,16 @@
 SQLite runs in WAL mode with foreign keys and a busy timeout. It has two engines: writes open
 with BEGIN IMMEDIATE (so two writers queue instead of failing on lock upgrade), reads open with a
 plain deferred BEGIN (so readers never wait on writers). PostgreSQL uses one engine for both.
+
+Each Database keeps the store's reachability (`health`, see core/store.py): a session that fails
+because the store cannot be reached marks it down, a connection handed out by the pool (after
+its pre-ping) marks it up again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pilothouse.core.clock import utcnow
+from pilothouse.core.store import StoreHealth, unreachable
 from pilothouse.core.types import JSONType, UTCDateTime
 
 NAMING_CONVENTION = {
@@ -107,6 +114,9 @@ def make_sync_engine(url: str) -> Engine:
     return sa.create_engine(sync_url, pool_pre_ping=True, hide_parameters=True)
 
 
+CONNECT_TIMEOUT = {"connect_timeout": 5}
+
+
 class Database:
     """The store: async engines and session scopes for one database URL."""
 
@@ -127,10 +137,18 @@ class Database:
                 pool_pre_ping=True,
                 # Bound values never appear in errors or logs: they may be secrets.
                 hide_parameters=True,
+                # An unreachable host fails a request in seconds instead of hanging it.
+                connect_args={} if "connect_timeout" in async_url.query else CONNECT_TIMEOUT,
             )
             self.read_engine = self.write_engine
+        self.health = StoreHealth()
+        for engine in {self.write_engine, self.read_engine}:
+            event.listen(engine.sync_engine, "checkout", self._reached)
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def _reached(self, *_: Any) -> None:
+        self.health.mark_up()
 
     @asynccontextmanager
     async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
@@ -143,9 +161,28 @@ class Database:
                     await session.commit()
                 # Reads just close: the pool rolls the connection back, and loaded objects
                 # stay readable (a session rollback would expire them).
-            except BaseException:
-                await session.rollback()
+            except BaseException as exc:
+                reason = unreachable(exc)
+                if reason is None:
+                    await session.rollback()
+                    raise
+                self.health.mark_down(reason)
+                with contextlib.suppress(Exception):  # the connection is gone already
+                    await session.rollback()
                 raise
+
+    async def ping(self, timeout: float = 5.0) -> str | None:
+        """None when the store answers `SELECT 1` within `timeout`, else why not."""
+        try:
+            async with asyncio.timeout(timeout), self.session(write=False) as session:
+                await session.execute(sa.text("SELECT 1"))
+        except TimeoutError:
+            reason = f"no answer within {timeout:g}s"
+            self.health.mark_down(reason)
+            return reason
+        except Exception as exc:
+            return unreachable(exc) or f"the store refused: {type(exc).__name__}"
+        return None
 
     def insert(self, table: Any) -> Any:
         """An INSERT of this database's dialect (so `.on_conflict_do_nothing()` works on both)."""

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Base, Database
+from pilothouse.core.store import unreachable
 
 #: This process's name in every lease and slot it holds: host, pid and a random suffix.
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -119,6 +120,32 @@ class Leases:
                 )
             )
 
+    async def expired_leases(
+        self, model: Any, *conditions: sa.ColumnElement[bool], limit: int = 100
+    ) -> list[tuple[uuid.UUID, str, datetime]]:
+        """(id, holder, expiry) of rows matching `conditions` whose holder's lease expired."""
+        async with self.db.session(write=False) as session:
+            rows = await session.execute(
+                sa.select(model.id, model.lease_owner, model.lease_expires_at)
+                .where(
+                    *conditions,
+                    model.lease_owner.is_not(None),
+                    model.lease_expires_at < utcnow(),
+                )
+                .limit(limit)
+            )
+            return [(row[0], row[1], row[2]) for row in rows]
+
+    async def hand_over(self, model: Any, row_id: uuid.UUID) -> None:
+        """Let our lease expire now, so reconciliation takes the row over at its next tick."""
+        async with self.db.session() as session:
+            await session.execute(
+                sa.update(model)
+                .where(model.id == row_id, model.lease_owner == self.owner)
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+                .execution_options(synchronize_session=False)
+            )
+
     @staticmethod
     def released() -> dict[str, Any]:
         """Column values that give a row's lease up (with its final status change)."""
@@ -126,12 +153,17 @@ class Leases:
 
     @contextlib.asynccontextmanager
     async def held(self, model: Any, row_id: uuid.UUID) -> AsyncIterator[None]:
-        """Renew the lease every `seconds / 3` while the body runs (the heartbeat)."""
+        """Renew the lease every `seconds / 3` while the body runs (the heartbeat). While the
+        store is unreachable it keeps trying: the lease is renewed when the store is back."""
 
         async def beat() -> None:
             while True:
                 await asyncio.sleep(self.seconds / 3)
-                await self.renew(model, row_id)
+                try:
+                    await self.renew(model, row_id)
+                except Exception as exc:
+                    if unreachable(exc) is None:
+                        raise
 
         task = asyncio.create_task(beat())
         try:

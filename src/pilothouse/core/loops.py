@@ -28,6 +28,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.leases import Leases, slot_start
 from pilothouse.core.logging import get_logger
+from pilothouse.core.store import unreachable
 
 if TYPE_CHECKING:
     from pilothouse.config import Settings
@@ -68,8 +69,12 @@ class Tasks:
 
         def done(finished: asyncio.Task[Any]) -> None:
             self._tasks.pop(key, None)
-            if not finished.cancelled() and finished.exception() is not None:
-                log.error("background task failed", task=str(key), exc_info=finished.exception())
+            failure = None if finished.cancelled() else finished.exception()
+            if failure is not None and unreachable(failure) is not None:
+                # Its lease runs out; reconciliation names the outage once the store is back.
+                log.warning("background task stopped: the store is unreachable", task=str(key))
+            elif failure is not None:
+                log.error("background task failed", task=str(key), exc_info=failure)
 
         task.add_done_callback(done)
         return True
@@ -120,7 +125,8 @@ async def run_loop(loop: Loop, leases: Leases, every: float) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("worker loop failed", loop=loop.name, exc_info=exc)
+            if unreachable(exc) is None:  # an outage is logged once, by the store's health
+                log.error("worker loop failed", loop=loop.name, exc_info=exc)
         if loop.once:
             # Wake at the next slot's start, so every worker tries every slot.
             now = utcnow()

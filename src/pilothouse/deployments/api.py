@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from pilothouse.core.store import unreachable
 from pilothouse.deployments import service
 from pilothouse.deployments.schemas import (
     Accepted,
@@ -157,8 +158,16 @@ async def events(
         last_seq, last_status = after, None
         seen: dict[str, tuple[Any, ...]] = {}
         while not await request.is_disconnected():
-            async with db.session(write=False) as session:
-                state = await service.progress(session, caller, deployment_id, after=last_seq)
+            try:
+                async with db.session(write=False) as session:
+                    state = await service.progress(session, caller, deployment_id, after=last_seq)
+            except Exception as exc:
+                # The store is away: the stream waits for it (an SSE comment says why, each second).
+                if (reason := unreachable(exc)) is None:
+                    raise
+                yield f": the store is unreachable ({reason})\n\n"
+                await asyncio.sleep(1.0)
+                continue
             for line in state.logs:
                 last_seq = line.seq
                 yield _sse("log", LogRead.model_validate(line).model_dump(mode="json"))

@@ -9,11 +9,12 @@ deployment_logs and every status change goes through the entities' transition().
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +30,7 @@ from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
 from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
+from pilothouse.core.store import unreachable
 from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers import registry
@@ -193,6 +195,8 @@ class Engine:
         self.pre_deploy_hooks: list[PreDeployHook] = (
             pre_deploy_hooks if pre_deploy_hooks is not None else []
         )
+        self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
+        self.lost: dict[uuid.UUID, str] = {}  # stopped because the store went away: why
 
     # -- leases -----------------------------------------------------------------------------
 
@@ -282,8 +286,12 @@ class Engine:
 
     async def run(self, deployment_id: uuid.UUID) -> str:
         """Carry out a claimed deployment to its outcome; returns the final status."""
-        async with self.leases.held(Deployment, deployment_id):
-            return await self._run(deployment_id)
+        self.active.add(deployment_id)
+        try:
+            async with self.leases.held(Deployment, deployment_id):
+                return await self._run(deployment_id)
+        finally:
+            self.active.discard(deployment_id)
 
     async def _run(self, deployment_id: uuid.UUID) -> str:
         loaded = await self._load(deployment_id)
@@ -351,6 +359,8 @@ class Engine:
         except RolloutFailed as exc:
             return await self._fail(loaded, events, exc.reason)
         except Exception as exc:  # a bug or an outage must not leave the deployment deploying
+            if (lost := unreachable(exc)) is not None:
+                return await self._store_lost(dep.id, lost)
             log.error("deployment crashed", deployment=str(dep.id), exc_info=exc)
             return await self._fail(loaded, events, f"internal error: {type(exc).__name__}: {exc}")
         deploy_ms = int((time.monotonic() - deploy_started) * 1000)
@@ -374,6 +384,36 @@ class Engine:
             await outcome.cleanup
             await events.log("old replicas stopped")
         return "success"
+
+    async def _store_lost(self, deployment_id: uuid.UUID, reason: str) -> str:
+        """The store went away mid-rollout, so what the rollout did since is not recorded: it
+        stops here. Once the store answers again, the lease is handed to reconciliation at once,
+        which fails the deployment naming the store and restores the service."""
+        log.warning("rollout stopped: the store is unreachable", deployment=str(deployment_id))
+        self.lost[deployment_id] = reason
+        while await self.db.ping() is not None:
+            await asyncio.sleep(1.0)
+        await self.leases.hand_over(Deployment, deployment_id)
+        return "interrupted"
+
+    def _interruption(self, deployment_id: uuid.UUID, expired_at: datetime) -> tuple[str, str]:
+        """(log line, failure reason) for a deployment whose lease ran out: the store going
+        away when it did, else the worker's death."""
+        lost = self.lost.pop(deployment_id, None)
+        if lost is not None:
+            return (
+                f"the store became unreachable during the rollout ({lost}); reconciling",
+                f"interrupted: the store was unreachable ({lost})",
+            )
+        window = timedelta(seconds=self.lease_seconds)
+        outage = self.db.health.outage_between(expired_at - window, expired_at)
+        if outage is not None:
+            return (
+                f"the store was unreachable {outage.describe()}, so the lease of this "
+                "deployment could not be renewed; reconciling",
+                f"interrupted: the store was unreachable ({outage.reason})",
+            )
+        return "the worker carrying this deployment died; reconciling", "interrupted"
 
     def _config(self, loaded: Loaded, driver: Driver) -> HookConfig:
         """The service's driver_config, validated by its driver's model (422-style reason)."""
@@ -486,16 +526,21 @@ class Engine:
     async def reconcile_interrupted(self) -> list[uuid.UUID]:
         """Deployments whose worker died (lease expired) become failed ("interrupted") and their
         service is brought back to its live artifact by an automatic rollback."""
-        ids = await self.leases.expired(Deployment, Deployment.status.in_(ACTIVE_STATUSES))
+        rows = await self.leases.expired_leases(Deployment, Deployment.status.in_(ACTIVE_STATUSES))
         done = []
-        for dep_id in ids:
+        for dep_id, owner, expired_at in rows:
+            if dep_id in self.active:
+                continue  # carried out here: its heartbeat renews the lease
+            if owner != self.worker_id and self.db.health.recovered_within(self.lease_seconds):
+                continue  # expired while the store was away: its owner gets a lease to renew it
             if not await self.leases.reclaim(Deployment, dep_id):
                 continue
             loaded = await self._load(dep_id)
             events = DbEvents(self.db, loaded.deployment, loaded.artifact.id)
-            await events.log("the worker carrying this deployment died; reconciling", level="warn")
+            cause, reason = self._interruption(dep_id, expired_at)
+            await events.log(cause, level="warn")
             await self._cleanup_dead_replicas(loaded.service.id, loaded.environment)
-            await self._fail(loaded, events, "interrupted")
+            await self._fail(loaded, events, reason)
             if loaded.deployment.previous_artifact_id is None:
                 # Nothing to go back to: stop what the interrupted rollout started.
                 stale = await self._current_replicas(loaded.service.id)

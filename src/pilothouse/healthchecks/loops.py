@@ -31,7 +31,11 @@ class HealthLoops:
         self.rt = rt
         self.monitor = Monitor(
             rt.db,
-            MonitorSettings(reminder_minutes=rt.settings.reminder_minutes, worker=rt.leases.owner),
+            MonitorSettings(
+                reminder_minutes=rt.settings.reminder_minutes,
+                buffer=rt.settings.health_buffer,
+                worker=rt.leases.owner,
+            ),
         )
 
     async def probe(self) -> None:

@@ -8,6 +8,13 @@ once however many workers share the database, with at most `concurrency` probes 
 Results become health_checks rows; replica and service health is derived (derive.py), damped, and
 each published change is a status_history row. A service leaving healthy opens an incident with
 one alert, reminders every `reminder_minutes` while it lasts, and one recovery message.
+
+While the store is unreachable the monitor keeps probing the targets it last read (unclaimed:
+nobody can arbitrate), keeps its evaluated results in memory (at most `buffer` results; the
+oldest are dropped beyond, and counted) and writes them, with the times they were taken, when the
+store is back, so the outage shows in uptime and incidents. A service leaving healthy meanwhile is
+alerted at once from memory, through the channels of the last good read; the incident written
+later does not alert again.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import time
 import uuid
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +37,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger, mask_text
+from pilothouse.core.store import unreachable
 from pilothouse.environments.models import Environment
 from pilothouse.healthchecks import probes
 from pilothouse.healthchecks.derive import (
@@ -45,6 +54,7 @@ from pilothouse.healthchecks.models import (
     HealthCheck,
     HealthState,
     Incident,
+    NotificationChannel,
     ProbeClaim,
 )
 from pilothouse.healthchecks.spec import HealthCheckSpec
@@ -87,6 +97,19 @@ class Latest:
     at: datetime
 
 
+Raw = tuple[str, uuid.UUID, uuid.UUID, Status, list[str], Thresholds]
+Change = tuple[str, uuid.UUID, uuid.UUID, str, str, list[str]]
+
+
+@dataclass
+class Evaluated:
+    """One flush's rows and damping inputs, waiting to be stored (at: when evaluated)."""
+
+    rows: list[dict[str, Any]]
+    raws: dict[str, Raw]
+    at: datetime
+
+
 @dataclass
 class MonitorSettings:
     tick: float = 0.5
@@ -94,6 +117,8 @@ class MonitorSettings:
     refresh: float = 5.0
     concurrency: int = 200
     reminder_minutes: float = 30.0
+    buffer: int = 10_000  # results kept in memory while the store is unreachable
+    store_retry: float = 5.0  # seconds between attempts to reach the store while it is away
     worker: str = WORKER_ID
 
 
@@ -127,6 +152,17 @@ class Monitor:
         self.latest: dict[str, Latest] = {}
         self._flushed = 0.0
         self._flush_lock = asyncio.Lock()
+        # While the store is away: evaluated flushes waiting to be stored (oldest first), how
+        # many results they hold and how many were dropped; the damped states as last known,
+        # the channels of the last good read, and alerts sent from memory, per service.
+        self.backlog: deque[Evaluated] = deque()
+        self.buffered = 0
+        self.dropped = 0
+        self._away = False
+        self._retry_at = 0.0
+        self.dampers: dict[str, Damper] = {}
+        self.channels: list[NotificationChannel] = []
+        self.sent_away: dict[uuid.UUID, deque[str]] = {}
 
     # -- targets --------------------------------------------------------------------------
 
@@ -261,11 +297,15 @@ class Monitor:
 
     async def tick(self, now: float) -> None:
         """Start every target whose next slot has come (called every `tick` seconds)."""
-        if self.pending and now - self._flushed >= self.settings.flush:
+        if (self.pending or self.backlog) and now - self._flushed >= self.settings.flush:
             self._flushed = now
             await self.flush()
-        if now - self._refreshed >= self.settings.refresh:
-            self.targets = await self.collect_targets()
+        if now - self._refreshed >= self.settings.refresh and not self._paused():
+            try:
+                self.targets = await self.collect_targets()
+                self.channels = await active_channels(self.db)
+            except Exception as exc:
+                self._pause(exc)  # the store is away: probe the targets of the last good read
             self._refreshed = now
         due_now: list[tuple[Target, int, float, bool]] = []
         for target in self.targets:
@@ -282,7 +322,13 @@ class Monitor:
             due_now.append((target, slot, slot * target.interval + shift, first))
         if not due_now:
             return
-        won = await self.claim_many([(t.key, slot) for t, slot, _, _ in due_now])
+        # While the store is away nobody can arbitrate: probe them all.
+        won = {(t.key, slot) for t, slot, _, _ in due_now}
+        if not self._paused():
+            try:
+                won = await self.claim_many([(t.key, slot) for t, slot, _, _ in due_now])
+            except Exception as exc:
+                self._pause(exc)
         for target, slot, due, first in due_now:
             if (target.key, slot) in won:
                 task = asyncio.create_task(self._run(target, due, probe_now=first))
@@ -344,13 +390,14 @@ class Monitor:
 
     async def flush(self) -> None:
         """Store buffered checks and apply their consequences in one transaction:
-        raw rows, replica and service health (damped), status_history rows; then incidents."""
+        raw rows, replica and service health (damped), status_history rows; then incidents.
+        While the store is away, keep them (bounded) and alert from memory."""
         async with self._flush_lock:
             batch, self.pending = self.pending, []
-            if not batch:
+            if not batch and not self.backlog:
                 return
             rows: list[dict[str, Any]] = []
-            raws: dict[str, tuple[str, uuid.UUID, uuid.UUID, Status, list[str], Thresholds]] = {}
+            raws: dict[str, Raw] = {}
             affected: set[uuid.UUID] = set()
             for target, result, at in batch:
                 rows.append(self._check_row(target, result, at))
@@ -370,7 +417,11 @@ class Monitor:
                         Thresholds(),
                     )
                 affected.update(target.service_ids)
-            await self._fill_latest(affected)
+            if not self._paused():
+                try:
+                    await self._fill_latest(affected)
+                except Exception as exc:
+                    self._pause(exc)  # the store is away: evaluate with what is in memory
             now = utcnow()
             for service_id in affected:
                 evaluated = self._evaluate(service_id)
@@ -404,10 +455,117 @@ class Monitor:
                     reasons,
                     info.thresholds,
                 )
-            changes = await self._store(rows, raws)
-        for kind, _entity_id, service_id, before, after, reasons in changes:
+            stored, back = await self._write(Evaluated(rows, raws, now) if batch else None)
+        for at, (kind, _entity_id, service_id, before, after, reasons) in stored:
             if kind == "service_health":
-                await self._incident(service_id, before, after, reasons)
+                await self._incident(service_id, before, after, reasons, at=at)
+        if back:
+            self.sent_away.clear()  # every alert sent from memory has met its incident by now
+
+    async def _write(self, fresh: Evaluated | None) -> tuple[list[tuple[datetime, Change]], bool]:
+        """Queue `fresh` and store the queue, oldest first. Returns the published changes with
+        their times, and whether the store just came back. When the store is away the queue is
+        kept (bounded) and `fresh` is judged in memory."""
+        if fresh is not None:
+            self._keep(fresh)
+        stored: list[tuple[datetime, Change]] = []
+        written = 0
+        while self.backlog and not self._paused():
+            unit = self.backlog[0]
+            try:
+                changes = await self._store(unit.rows, unit.raws, unit.at)
+            except Exception as exc:
+                if unreachable(exc) is None:
+                    self._forget_oldest()  # a bad batch must not block the ones after it
+                    raise
+                self._pause(exc)
+                break
+            self._forget_oldest()
+            written += len(unit.rows)
+            stored += [(unit.at, change) for change in changes]
+        if self.backlog:
+            if fresh is not None:
+                await self._alert_away(fresh)
+            return stored, False
+        back, self._away = self._away, False
+        if back:
+            log.warning("buffered health results written", results=written, dropped=self.dropped)
+            self.dropped = 0
+        return stored, back
+
+    def _paused(self) -> bool:
+        """Whether the store was found unreachable less than `store_retry` seconds ago (a
+        network cut would otherwise cost a connect timeout on every tick)."""
+        return self._away and time.monotonic() < self._retry_at
+
+    def _pause(self, exc: Exception) -> None:
+        """Note that the store is away (re-raise anything else)."""
+        if unreachable(exc) is None:
+            raise exc
+        self._away = True
+        self._retry_at = time.monotonic() + self.settings.store_retry
+
+    def _keep(self, unit: Evaluated) -> None:
+        """Queue an evaluated flush; beyond `buffer` results the oldest are dropped."""
+        self.backlog.append(unit)
+        self.buffered += len(unit.rows)
+        while self.buffered > self.settings.buffer and self.backlog:
+            if not self.dropped:
+                log.warning("health results dropped", buffer=self.settings.buffer)
+            self.dropped += len(self.backlog[0].rows)
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        self.buffered -= len(self.backlog.popleft().rows)
+
+    async def _alert_away(self, unit: Evaluated) -> None:
+        """While the store is away: damp in memory and alert a service leaving (or getting
+        back to) healthy through the channels of the last good read."""
+        for key, (kind, _entity_id, service_id, raw, reasons, thresholds) in unit.raws.items():
+            before = self.dampers.get(key, Damper())
+            after = self.dampers[key] = damp(before, raw, thresholds)
+            if kind != "service_health" or after.status == before.status:
+                continue
+            if before.status == "healthy":
+                event = "incident"
+            elif after.status == "healthy":
+                event = "recovery"
+            else:
+                continue  # inside one incident: no message
+            info = self.service_info.get(service_id)
+            name = info.name if info else str(service_id)
+            cause = "; ".join(reasons) or after.status
+            text = f"{name} is {after.status}: {cause}"
+            if event == "recovery":
+                text = f"{name} recovered"
+            message = {
+                "event": event,
+                "service": name,
+                "status": after.status,
+                "from": before.status,
+                "cause": cause,
+                "store": "unreachable",
+                "text": f"{text} (sent while pilothouse's store is unreachable)",
+            }
+            self.sent_away.setdefault(service_id, deque()).append(event)
+            await broadcast(self.channels, message)
+
+    def _sent_already(self, service_id: uuid.UUID, event: str) -> bool:
+        """Whether this message went out from memory while the store was away."""
+        sent = self.sent_away.get(service_id)
+        if sent and sent[0] == event:
+            sent.popleft()
+            return True
+        return False
+
+    async def _channels(self) -> list[NotificationChannel]:
+        """The active channels; those of the last good read while the store is away."""
+        try:
+            self.channels = await active_channels(self.db)
+        except Exception as exc:
+            if unreachable(exc) is None:
+                raise
+        return self.channels
 
     def _check_row(
         self, target: Target, result: probes.ProbeResult, at: datetime
@@ -504,13 +662,11 @@ class Monitor:
         return raw, reasons, responded, min(latencies) if latencies else None, code
 
     async def _store(
-        self,
-        rows: list[dict[str, Any]],
-        raws: dict[str, tuple[str, uuid.UUID, uuid.UUID, Status, list[str], Thresholds]],
-    ) -> list[tuple[str, uuid.UUID, uuid.UUID, str, str, list[str]]]:
-        """One transaction: the check rows, the damped states, history for published changes."""
-        changes: list[tuple[str, uuid.UUID, uuid.UUID, str, str, list[str]]] = []
-        now = utcnow()
+        self, rows: list[dict[str, Any]], raws: dict[str, Raw], now: datetime
+    ) -> list[Change]:
+        """One transaction: the check rows, the damped states, history for published changes
+        (dated `now`, when the results were evaluated)."""
+        changes: list[Change] = []
         async with self.db.session() as session:
             await session.execute(sa.insert(HealthCheck), rows)
             states = {
@@ -528,7 +684,7 @@ class Monitor:
                     if state
                     else Damper()
                 )
-                after = damp(before, raw, thresholds)
+                after = self.dampers[key] = damp(before, raw, thresholds)
                 if state is None:
                     session.add(
                         HealthState(
@@ -561,7 +717,7 @@ class Monitor:
                         after.status,
                         actor=MONITOR,
                         reason="; ".join(reasons) or "recovered",
-                    )
+                    ).changed_at = now
                     state.status, state.changed_at = after.status, now
                     if kind == "replica_health":
                         await session.execute(
@@ -575,8 +731,15 @@ class Monitor:
     # -- incidents and alerts -------------------------------------------------------------
 
     async def _incident(
-        self, service_id: uuid.UUID, before: str, after: str, reasons: list[str]
+        self,
+        service_id: uuid.UUID,
+        before: str,
+        after: str,
+        reasons: list[str],
+        *,
+        at: datetime | None = None,
     ) -> None:
+        at = at or utcnow()
         async with self.db.session() as session:
             svc = await session.get(Service, service_id)
             name = svc.name if svc else str(service_id)
@@ -589,6 +752,7 @@ class Monitor:
             if after != "healthy" and open_incident is None:
                 incident = Incident(
                     service_id=service_id,
+                    started_at=at,
                     status=after,
                     cause="; ".join(reasons) or after,
                     notified_at=utcnow(),
@@ -607,7 +771,7 @@ class Monitor:
             elif after != "healthy" and open_incident is not None:
                 open_incident.status = after  # escalation or easing inside one incident: no message
             elif after == "healthy" and open_incident is not None:
-                open_incident.ended_at = utcnow()
+                open_incident.ended_at = at
                 open_incident.recovery_notified_at = utcnow()
                 lasted = (open_incident.ended_at - open_incident.started_at).total_seconds()
                 message = {
@@ -619,8 +783,8 @@ class Monitor:
                     "duration_seconds": round(lasted),
                     "text": f"{name} recovered after {lasted:.0f}s ({open_incident.cause})",
                 }
-        if message is not None:
-            await broadcast(await active_channels(self.db), message)
+        if message is not None and not self._sent_already(service_id, message["event"]):
+            await broadcast(await self._channels(), message)
 
     async def remind(self) -> None:
         """Every reminder_minutes while an incident lasts, say it again."""
@@ -657,6 +821,6 @@ class Monitor:
                         }
                     )
         if messages:
-            channels = await active_channels(self.db)
+            channels = await self._channels()
             for message in messages:
                 await broadcast(channels, message)

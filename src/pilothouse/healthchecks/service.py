@@ -41,10 +41,13 @@ ROLLUP_RETENTION = timedelta(days=90)
 
 
 def outcome(check: HealthCheck) -> uptime.Outcome:
-    """up / error (HTTP 5xx) / down (no answer) for the uptime rules."""
-    if check.ok:
+    """up / error (HTTP 5xx) / down (no answer) for the uptime rules. A service-level check
+    that answered while the service was unhealthy (e.g. its declared database disconnected)
+    counts as an error: answering is not being up."""
+    unhealthy = check.kind == "service" and check.overall_status == "unhealthy"
+    if check.ok and not unhealthy:
         return "up"
-    if check.http_status is not None and check.http_status >= 500:
+    if check.ok or (check.http_status is not None and check.http_status >= 500):
         return "error"
     return "down"
 
