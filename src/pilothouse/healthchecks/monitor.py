@@ -126,8 +126,8 @@ def health_spec(service: Service) -> HealthCheckSpec:
     return parse_spec(service.health_check)
 
 
-def thresholds_for(service: Service) -> Thresholds:
-    return Thresholds(**health_spec(service).thresholds.model_dump())
+def thresholds_for(service: Service, spec: HealthCheckSpec | None = None) -> Thresholds:
+    return Thresholds(**(spec or health_spec(service)).thresholds.model_dump())
 
 
 def offset(key: str, interval: float) -> float:
@@ -193,18 +193,19 @@ class Monitor:
             }
         targets: list[Target] = []
         by_service = {s.id: s for s in services}
+        specs = {s.id: health_spec(s) for s in services}  # parsed once per refresh
         self.service_info = {
             s.id: ServiceInfo(
                 name=s.name,
                 environment_id=s.environment_id,
-                thresholds=thresholds_for(s),
+                thresholds=thresholds_for(s, specs[s.id]),
                 replicas={r.id for r in replicas if r.service_id == s.id},
             )
             for s in services
         }
         for replica in replicas:
             svc = by_service[replica.service_id]
-            spec = health_spec(svc)
+            spec = specs[svc.id]
             port = (replica.ports or {}).get("http")
             if not port or not spec.enabled:
                 continue
@@ -226,7 +227,7 @@ class Monitor:
                 )
             )
         for svc in services:
-            spec = health_spec(svc)
+            spec = specs[svc.id]
             if svc.public_url and spec.enabled:
                 targets.append(
                     Target(
