@@ -11,8 +11,11 @@ process of the pipeline, from wait4) of:
   2. pg_dump -Fc  pg_dump -Fc > file                     (default compression)
   3. hand-rolled  pg_dump | gzip | openssl enc -aes-256-cbc -pbkdf2 > file
   4. restic       pg_dump | restic backup --stdin        (fresh repository each run)
-  5. pilothouse   dump -> zstd -> AES-256-GCM -> SHA-256 -> local storage, with row counts in
-                  the dump's snapshot (the code path `pilothouse backup run` uses)
+  5. pilothouse   dump -> zstd -> AES-256-GCM -> SHA-256 -> local storage, with row counts and
+                  per-table content checksums in the dump's snapshot (the code path
+                  `pilothouse backup run` uses)
+  6. pilothouse without content checksums (row counts only: a target's
+                  `--no-content-checksums`), to measure what the checksums cost
 plus `pg_dump | zstd -3` once, as the size reference. Targets: pilothouse <= 1.2x the floor,
 faster than 2-4, output no larger than pg_dump | zstd -3, peak RSS < 150 MB. Asserts nothing.
 """
@@ -45,7 +48,8 @@ key = bytes(range(32))
 ring = Keyring(key_id(key), {key_id(key): key})
 storage = LocalStorage(Path(sys.argv[2]))
 started = time.perf_counter()
-out = _take("postgresql", make_url(sys.argv[1]), storage, "b.enc", ring, None)
+checksums = sys.argv[4] == "1"
+out = _take("postgresql", make_url(sys.argv[1]), storage, "b.enc", ring, None, checksums=checksums)
 print(time.perf_counter() - started, file=open(sys.argv[3], "w"))
 """
 
@@ -162,7 +166,13 @@ def entries(db: str, work: Path) -> dict[str, tuple[str, Path | None, str | None
         ),
         "pilothouse": (  # a new process, as `pilothouse backup run`
             f"rm -rf {work}/ph && {sys.executable} -c '{PILOTHOUSE_CHILD}' {dsn(db)} {work}/ph "
-            f"{work}/ph.seconds",
+            f"{work}/ph.seconds 1",
+            work / "ph",
+            None,
+        ),
+        "pilothouse, no content checksums": (
+            f"rm -rf {work}/ph && {sys.executable} -c '{PILOTHOUSE_CHILD}' {dsn(db)} {work}/ph "
+            f"{work}/ph.seconds 0",
             work / "ph",
             None,
         ),
@@ -178,7 +188,12 @@ def bench(db: str, runs: int) -> list[dict[str, object]]:
         (work / "z.zst").unlink()
         plan = entries(db, work)
         times: dict[str, list[float]] = {name: [] for name in plan}
-        times["pilothouse (in the worker)"] = []
+        inner_names = {
+            "pilothouse": "pilothouse (in the worker)",
+            "pilothouse, no content checksums": "pilothouse, no checksums (in the worker)",
+        }
+        for inner_name in inner_names.values():
+            times[inner_name] = []
         rss: dict[str, int] = {name: 0 for name in plan}
         out_bytes: dict[str, int] = {}
         for run in range(runs):
@@ -187,16 +202,17 @@ def bench(db: str, runs: int) -> list[dict[str, object]]:
                     subprocess.run(setup, shell=True, check=True, executable="/bin/bash")
                 took, peak = measure(command)
                 times[name].append(took)
-                if name == "pilothouse":
+                if name in inner_names:
                     # inside a running worker there is no interpreter start-up to pay
                     inner = float((work / "ph.seconds").read_text())
-                    times["pilothouse (in the worker)"].append(inner)
+                    times[inner_names[name]].append(inner)
                 rss[name] = max(rss[name], peak)
                 out_bytes[name] = size_of(output) if output else 0
                 print(f"  {db} run {run + 1} {name}: {took:.2f}s", flush=True)
         floor = statistics.median(times["floor: pg_dump -Fc -Z0 > /dev/null"])
-        rss["pilothouse (in the worker)"] = rss["pilothouse"]
-        out_bytes["pilothouse (in the worker)"] = out_bytes["pilothouse"]
+        for name, inner_name in inner_names.items():
+            rss[inner_name] = rss[name]
+            out_bytes[inner_name] = out_bytes[name]
         for name in times:
             median = statistics.median(times[name])
             results.append(
@@ -242,6 +258,12 @@ def main() -> None:
             size = conn.execute(f"SELECT pg_database_size('{db}')").fetchone()[0]
         print(f"{db}: {size / 1e6:.0f} MB on disk", flush=True)
         rows += bench(db, args.runs)
+    print()
+    for db in ("bench_pgbench", "bench_random"):
+        median = {str(r["entry"]): float(str(r["median_s"])) for r in rows if r["db"] == db}
+        on = median["pilothouse (in the worker)"]
+        off = median["pilothouse, no checksums (in the worker)"]
+        print(f"{db}: content checksums cost {100 * (on / off - 1):+.0f}% in the worker")
     print()
     print("| database | entry | median s | vs floor | output bytes | peak RSS MB |")
     print("|---|---|---|---|---|---|")

@@ -9,7 +9,8 @@ GET / through nginx the whole time:
      the sum of the 10 new replicas' readiness times (spawn -> first passing check) measured in
      the same run (target <= 1.1x), and the failed client requests (target 0);
   2. deploys a version that never becomes ready (readiness timeout 3 s) and reports the time
-     from the deploy request to the rollback's completion (target <= timeout + 2 s).
+     from the deploy request to the rollback's completion (target <= timeout + 2 s);
+  3. stops pilothouse and its router and counts the processes they left running (target 0).
 Asserts nothing; prints figures.
 """
 
@@ -28,7 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.engine_support import Client, Load, ServerProcess, cleanup, free_port  # noqa: E402
+from tests.engine_support import (  # noqa: E402
+    Client,
+    Load,
+    ServerProcess,
+    cleanup,
+    free_port,
+    started_by,
+)
 
 from pilothouse import migrations  # noqa: E402
 from pilothouse.setup import _bootstrap  # noqa: E402
@@ -113,6 +121,7 @@ def main() -> None:
         finally:
             server.stop()
             cleanup(data_dir)
+        left = started_by(data_dir)  # what pilothouse and its router left running (issue 12.10)
 
     served_versions = sorted({r["version"] for r in served})
     rows = [
@@ -153,6 +162,7 @@ def main() -> None:
             "target 0 failed",
         ),
         ("replicas serving after the rollback", f"{len(served)} x {served_versions}", "-", "-"),
+        ("processes left behind after stop", str(len(left)), "-", "target 0"),
     ]
     print()
     print("| figure | value | baseline (same run) | ratio / target |")

@@ -243,18 +243,37 @@ def alive(pid: int | None) -> bool:
         return False
 
 
-def cleanup(data_dir: Path) -> None:
-    """Kill every process a test left behind under data_dir (replicas and nginx)."""
+def started_by(data_dir: Path) -> list[psutil.Process]:
+    """The live processes a test's pilothouse started: those marked by data_dir in their
+    environment or command line, or holding a file or their working directory under it (an
+    nginx worker: its error log), and their descendants. Never this process or its parents."""
     marker = str(data_dir)
-    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+    mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "environ", "cwd", "status"]):
         try:
+            if proc.pid in mine or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
             env = proc.info.get("environ") or {}
             cmd = " ".join(proc.info.get("cmdline") or [])
-            if env.get("PILOTHOUSE_TEST_MARK") == marker or marker in cmd:
-                proc.kill()
+            hit = env.get("PILOTHOUSE_TEST_MARK") == marker or marker in cmd
+            hit = hit or (proc.info.get("cwd") or "").startswith(marker)
+            hit = hit or any(f.path.startswith(marker) for f in proc.open_files())
+            if hit:
+                found[proc.pid] = proc
+                for child in proc.children(recursive=True):
+                    found.setdefault(child.pid, child)
         except psutil.Error:
             continue
-    pid_file = data_dir / "nginx" / "nginx.pid"
-    if pid_file.exists():
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+    return [p for p in found.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def cleanup(data_dir: Path) -> None:
+    """Kill every process a test left behind under data_dir: replicas, their relays, and
+    nginx's master and workers (an orphaned worker is found by the error log it holds)."""
+    from pilothouse.drivers.nginx import NginxRouter
+
+    NginxRouter(data_dir / "nginx").kill()
+    for proc in started_by(data_dir):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()

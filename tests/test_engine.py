@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import free_port
@@ -82,6 +84,15 @@ def test_rolling_update_under_load_and_automatic_rollback(stack: dict[str, Any])
     again = client.http.post("/deployments", json={"service": "web", "version": "v2.0.0"})
     assert again.status_code == 409 and again.json()["error"] == "already_live"
 
+    # Issue 12.1: a rollback returns to the last release that went live before v2 (v1), never
+    # to v3.0.0-broken, which failed and was rolled back automatically.
+    refused = client.http.post("/services/web/rollback", json={"to": "v3.0.0-broken"})
+    assert refused.status_code == 409 and "never went live" in refused.json()["message"]
+    back = client.ok("POST", "/services/web/rollback", 201, json={})
+    assert back["version"] == "v1.0.0", back
+    assert client.wait(back["id"])["status"] == "success"
+    assert {r["version"] for r in client.replicas("web")} == {"v1.0.0"}
+
 
 def test_crashed_replica_is_restarted_with_backoff(stack: dict[str, Any]) -> None:
     client: Client = stack["client"]
@@ -137,6 +148,84 @@ def test_killed_pilothouse_mid_rollout_is_reconciled_and_replicas_readopted(
         assert time.monotonic() < deadline, "the interrupted replica must be stopped"
         time.sleep(0.2)
     assert client.ok("GET", "/services/web")["status"] == "running"
+
+
+def test_killed_worker_during_a_first_deployment_leaves_the_service_failed(
+    stack: dict[str, Any],
+) -> None:
+    """Issue 12.3: nothing was live before, so nothing can be rolled back to. Reconciliation
+    stops what the interrupted rollout started and says so: the service ends `failed` with the
+    reason, and is never `running` on the way."""
+    client: Client = stack["client"]
+    svc = client.setup_service(
+        replicas=2,
+        versions=("v1.0.0",),
+        timeout=30,
+        driver_config={"env": {"SAMPLE_READY_DELAY": "2"}},
+    )
+    first = client.deploy("web", "v1.0.0")
+    deadline = time.monotonic() + 30
+    while not (client.replicas("web", "running") and client.replicas("web", "starting")):
+        assert time.monotonic() < deadline, client.replicas("web", None)
+        time.sleep(0.05)
+    started = client.replicas("web", None)
+    stack["server"].kill()  # the worker dies between the first and the second replica
+
+    restarted = stack["spawn"]()
+    client = Client(restarted.url, stack["token"])
+    dep = client.wait(first["id"], {"failed", "rolled_back"}, timeout=60)
+    assert dep["status"] == "failed" and dep["error_message"] == "interrupted"
+    deadline = time.monotonic() + 20
+    while any(alive(r["pid"]) for r in started):
+        assert time.monotonic() < deadline, "the interrupted rollout's replicas must be stopped"
+        time.sleep(0.2)
+    assert client.replicas("web") == [] and client.replicas("web", "starting") == []
+    service = client.ok("GET", "/services/web")
+    assert service["status"] == "failed", service
+    changes = client.ok("GET", f"/history/service/{svc['id']}")
+    assert "running" not in [h["to_status"] for h in changes], changes
+    assert "interrupted" in changes[-1]["reason"] and "nothing is live" in changes[-1]["reason"]
+    deployed = [
+        a for a in client.ok("GET", "/artifacts", params={"service": "web"}) if a["deployed"]
+    ]
+    assert deployed == []
+
+
+def test_router_port_is_rechecked_before_a_rollout(stack: dict[str, Any]) -> None:
+    """Issue 12.2: a port taken by another process after the service was created fails the
+    deployment before anything starts, naming the holder; pilothouse's own router holding the
+    service's port is not a conflict; a second service cannot take the port."""
+    client: Client = stack["client"]
+    port = free_port()
+    client.setup_service(replicas=1, router_port=port)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        refused = client.wait(client.deploy("web", "v1.0.0")["id"])
+    name = psutil.Process(os.getpid()).name()
+    assert refused["status"] == "failed"
+    assert refused["error_message"] == (
+        f"router port {port} is in use on this host by {name} (pid {os.getpid()})"
+    )
+    assert client.replicas("web", None) == [], "nothing was started"
+
+    assert client.wait(client.deploy("web", "v1.0.0")["id"])["status"] == "success"
+    assert client.wait(client.deploy("web", "v2.0.0")["id"])["status"] == "success"
+    assert httpx.get(f"http://127.0.0.1:{port}/").json()["version"] == "v2.0.0"
+    client.ok("POST", "/environments", 201, json={"name": "other"})
+    taken = client.http.post(
+        "/services",
+        json={
+            "environment": "other",
+            "name": "blog",
+            "command": "run {port}",
+            "driver_config": {"router": "nginx", "router_port": port},
+        },
+    )
+    assert taken.status_code == 409
+    assert taken.json()["message"] == (
+        f"router port {port} is already used by service 'web' in environment 'dev'"
+    )
 
 
 def test_two_processes_two_deploys_exactly_one_proceeds(stack: dict[str, Any]) -> None:

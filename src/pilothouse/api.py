@@ -10,6 +10,7 @@ from pilothouse.audit.api import router as audit
 from pilothouse.backups.api import router as backups
 from pilothouse.deployments.api import router as deployments
 from pilothouse.environments.api import router as environments
+from pilothouse.errors import ERROR_RESPONSES
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
 from pilothouse.replicas.api import router as replicas
@@ -17,7 +18,7 @@ from pilothouse.services.api import router as services
 from pilothouse.users.api import router as users
 from pilothouse.variables.api import router as variables
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 for feature in (
     users,
     environments,

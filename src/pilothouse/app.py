@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException
 
 from pilothouse import __version__
 from pilothouse.api import router as api_router
 from pilothouse.config import Settings, get_settings
+from pilothouse.core import keys
+from pilothouse.core.asgi import BodyLimit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import configure as configure_logging
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import RETRY_AFTER_SECONDS, unreachable
+from pilothouse.deps import refuse_bad_text
 from pilothouse.errors import PilothouseError
 
 log = get_logger("pilothouse.api")
@@ -78,6 +83,24 @@ def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResp
     )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI schema declares on this path (for the Allow header of a 405)."""
+    patterns: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "path_methods", None
+    )
+    if patterns is None:
+        patterns = [
+            (
+                re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path))),
+                {m.upper() for m in ops},
+            )
+            for path, ops in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.path_methods = patterns
+    path = request.url.path
+    return sorted(set().union(*(methods for rx, methods in patterns if rx.fullmatch(path))))
+
+
 def store_unavailable(request: Request, reason: str) -> JSONResponse:
     """503 with the reason and Retry-After (the outage itself is logged once, by the store)."""
     db: Database | None = getattr(request.app.state, "db", None)
@@ -122,6 +145,24 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{d['field']}: {d['rule']}" for d in detail)
         return _error(422, "validation_failed", message, detail)
 
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        # Raised by the framework itself: unknown route, method not allowed, body over the limit,
+        # a body it could not decode. All get the same JSON error body as ours.
+        if exc.status_code == 400:  # the body could not be decoded (not UTF-8, not JSON)
+            rule = "must be a JSON document encoded as UTF-8"
+            return _error(
+                422, "validation_failed", f"body: {rule}", [{"field": "body", "rule": rule}]
+            )
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(exc.status_code, "error")
+        response = _error(exc.status_code, code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
+        return response
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _internal(request, exc)
@@ -133,11 +174,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:
-        # e.g. a NUL byte, which PostgreSQL text cannot hold: the input is at fault, not us.
+        # A last resort: the input rules (core/inputs.py, schema limits) should catch it first.
         return _error(
             422,
             "validation_failed",
-            "a value cannot be stored: it contains NUL bytes or is out of range for its field",
+            "a value cannot be stored: it is out of range or too long for its field",
         )
 
     @app.exception_handler(IntegrityError)
@@ -150,6 +191,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     """Build the app; on startup it upgrades the database (unless migrate=False)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    keys.use(settings.master_key, settings.master_key_path)  # for values sealed outside routes
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -186,7 +228,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_bad_text)],
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router, responses=STORE_UNAVAILABLE)

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8600, description="Port `serve` listens on.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     db_pool_size: int = Field(default=10, description="Connections kept open to PostgreSQL.")
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body the API accepts, in bytes; larger ones get a 413.",
+    )
     role: str = Field(
         default="all",
         pattern="^(all|api|worker)$",

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.access import Principal
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
-from pilothouse.errors import PilothouseError, Unauthorized
+from pilothouse.core.inputs import find_bad_text, text_problem
+from pilothouse.errors import PilothouseError, Unauthorized, ValidationFailed
 from pilothouse.users import service as users
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -67,3 +68,25 @@ def _keyring(request: Request) -> Keyring:
 
 
 Keys = Annotated[Keyring, Depends(_keyring)]
+
+
+async def refuse_bad_text(request: Request) -> None:
+    """Every string of the request (path, query, JSON body) must be text both stores can hold."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and (rule := text_problem(value)):
+            raise ValidationFailed(name, rule)
+    for name, value in request.query_params.multi_items():
+        if rule := text_problem(value):
+            raise ValidationFailed(name, rule)
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().endswith(("/json", "+json")):
+        body = await request.body()
+        if body:
+            # Parsed once: Starlette caches it, and FastAPI parsed it already with the same call.
+            try:
+                document = await request.json()
+            except ValueError:
+                return  # FastAPI already answered a body that is not JSON
+            found = find_bad_text(document)
+            if found:
+                raise ValidationFailed(*found)

@@ -1,5 +1,6 @@
 """Imports every feature's models so Base.metadata (and Alembic) sees all tables."""
 
+from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
 from pilothouse.backups.models import Backup, BackupTarget
@@ -14,7 +15,6 @@ from pilothouse.healthchecks.models import (
     HealthState,
     Incident,
     MaintenanceWindow,
-    NotificationChannel,
     ProbeClaim,
 )
 from pilothouse.history.models import StatusHistory

@@ -14,7 +14,8 @@ import contextlib
 import importlib
 from typing import Any
 
-from pilothouse.config import Settings
+from pilothouse.config import MASTER_KEY_FILE, Settings
+from pilothouse.core import keys
 from pilothouse.core.db import Database
 from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
@@ -41,6 +42,8 @@ def registered(rt: Runtime) -> list[Loop]:
 class Worker:
     def __init__(self, db: Database, settings: Settings, *, worker_id: str = WORKER_ID) -> None:
         self.rt = Runtime(db, settings, Leases(db, owner=worker_id, seconds=settings.lease_seconds))
+        # Alerts and probes open sealed values (channel settings, dependency URLs).
+        keys.use(settings.master_key, settings.data_dir / MASTER_KEY_FILE)
         self.loops: list[Loop] = []
         self.running: list[asyncio.Task[Any]] = []
 

@@ -147,3 +147,76 @@ def test_a_damaged_postgres_restore_leaves_the_target_untouched(
     with psycopg.connect(pg_empty) as conn:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
         assert tables.fetchone()[0] == 0
+
+
+# -- MariaDB: the `mariadb` client is not transactional, so nothing reaches it unverified -------
+
+
+@pytest.fixture
+def maria_big(maria_source: str) -> str:
+    """The MariaDB source plus ~6 MB of random bytes: the object spans two 4 MiB chunks."""
+    from tests.backups.conftest import mariadb
+
+    mariadb(
+        "CREATE TABLE noise (id INT PRIMARY KEY, data LONGBLOB);"
+        "INSERT INTO noise SELECT seq, CONCAT(RANDOM_BYTES(1024), RANDOM_BYTES(1024), "
+        "RANDOM_BYTES(1024), RANDOM_BYTES(1024)) FROM seq_1_to_1500;",
+        maria_source.rsplit("/", 1)[1],
+    )
+    return maria_source
+
+
+def _zero_length_chunk(data: bytes) -> bytes:
+    spans = _records(data)
+    assert len(spans) >= 2, "the fixture must span several chunks"
+    at = spans[1][0]
+    return data[:at] + LENGTH.pack(0) + data[at:]
+
+
+def _garbage(data: bytes) -> bytes:
+    return data + os.urandom(200)
+
+
+@pytest.mark.parametrize("clean", [False, True])
+@pytest.mark.parametrize("damage", ["older object", "garbage appended", "zero-length chunk"])
+def test_a_damaged_mariadb_restore_never_touches_the_target(
+    harness: Harness, maria_big: str, damage: str, clean: bool
+) -> None:
+    from tests.backups.conftest import maria_fingerprint, mariadb
+
+    source_db = maria_big.rsplit("/", 1)[1]
+    target = harness.target("maria", maria_big)
+    older = harness.backup(target)
+    mariadb("INSERT INTO items (body) VALUES ('added after the first backup')", source_db)
+    backup = harness.backup(target)
+    assert older.status == backup.status == "completed", backup.error_message
+    path = harness.object_path(backup)
+    if damage == "older object":
+        path.write_bytes(harness.object_path(older).read_bytes())
+    elif damage == "garbage appended":
+        path.write_bytes(_garbage(path.read_bytes()))
+    else:
+        path.write_bytes(_zero_length_chunk(path.read_bytes()))
+
+    restored_db = source_db.replace("bk_src_", "bk_dmg_")
+    mariadb(f"CREATE DATABASE {restored_db}")
+    try:
+        if clean:  # the target holds something the failed restore must not destroy
+            mariadb(
+                "CREATE TABLE items (id INT PRIMARY KEY AUTO_INCREMENT, blob_col BLOB, doc JSON, "
+                "body LONGTEXT, at DATETIME(6), price DECIMAL(10,2));"
+                "INSERT INTO items (body) VALUES ('precious');",
+                restored_db,
+            )
+        before = maria_fingerprint(restored_db) if clean else ""
+        to = maria_big.rsplit("/", 1)[0] + f"/{restored_db}"
+        with pytest.raises(BackupFailed) as failed:
+            harness.call(jobs.restore_backup, backup.id, to, actor=jobs.BACKUP_ACTOR, clean=clean)
+        tables = mariadb("SHOW TABLES", restored_db).split()
+        if clean:
+            assert tables == ["items"] and maria_fingerprint(restored_db) == before
+        else:
+            assert tables == []
+        assert "the target was not touched" in str(failed.value)
+    finally:
+        mariadb(f"DROP DATABASE IF EXISTS {restored_db}")

@@ -17,10 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from pilothouse.access import Principal
+from pilothouse.alerts.models import NotificationChannel
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
-from pilothouse.healthchecks.models import HealthCheck, HealthState, Incident, NotificationChannel
+from pilothouse.healthchecks.models import HealthCheck, HealthState, Incident
 from pilothouse.healthchecks.monitor import Monitor, MonitorSettings
 from pilothouse.services import service as services
 from pilothouse.users import service as users

@@ -24,13 +24,14 @@ import sqlalchemy as sa
 
 from pilothouse import migrations
 from pilothouse.access import SYSTEM, Principal
+from pilothouse.alerts.models import NotificationChannel
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.logging import configure
 from pilothouse.environments import service as environments
 from pilothouse.healthchecks import monitor as monitor_module
 from pilothouse.healthchecks import service as health
-from pilothouse.healthchecks.models import HealthCheck, Incident, NotificationChannel
+from pilothouse.healthchecks.models import HealthCheck, Incident
 from pilothouse.healthchecks.monitor import Monitor, MonitorSettings
 from pilothouse.services import service as services
 from pilothouse.users import service as users

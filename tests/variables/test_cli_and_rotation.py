@@ -93,6 +93,16 @@ def test_import_export_template_diff_check(
         assert "different: LOG_LEVEL" in diff.stdout
         assert "only in prod: API_TOKEN, WEBHOOK_URL" in diff.stdout
 
+        # secrecy sticks: set again without --secret, still masked; --plain makes it visible
+        assert cli("vars", "set", "API_TOKEN=rotated-1", "--env", "prod").returncode == 0
+        assert "********" in cli("vars", "list", "--env", "prod").stdout
+        plain = tmp_path / "plain.env"
+        plain.write_text("API_TOKEN=now-public\n")
+        preview = cli("vars", "import", str(plain), "--env", "prod", "--dry-run")
+        assert "change API_TOKEN  (secret)" in preview.stdout
+        cli("vars", "import", str(plain), "--env", "prod", "--plain", "API_TOKEN", "--yes")
+        assert "now-public" in cli("vars", "list", "--env", "prod").stdout
+
         history = cli("vars", "history", "LOG_LEVEL", "--env", "staging")
         assert history.returncode == 0 and "set" in history.stdout
         bad = cli("vars", "import", str(tmp_path / "missing.env"), "--env", "prod")

@@ -150,6 +150,7 @@ def every_get_route(client: Client, base: str, deployment_id: str) -> list[str]:
     refs = {
         "/api/v1/backup-targets/": "pilothouse",
         "/api/v1/backups/": backup,
+        "/api/v1/channels/": "no-such-channel",
         "/api/v1/environments/": "dev",
         "/api/v1/history/": deployment_id,
         "/api/v1/services/": "web",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -193,9 +195,110 @@ def test_known_secret_values_never_reach_a_log_line(capsys: pytest.CaptureFixtur
         ("LOG_LEVEL", False),
         ("PORT", False),
         ("KEYBOARD_LAYOUT", False),
+        ("SIGNING_KEY", True),
+        ("SMTP_PASS", True),
+        ("GPG_PASSPHRASE", True),
+        ("PASSPHRASE", True),
+        ("GITHUB_TOKEN", True),
+        ("CLIENT_SECRET", True),
+        ("AUTH_HEADER", True),
+        ("AUTHORIZATION", True),
+        ("JWT_ISSUER_PRIVATE", True),
+        ("JWT_ALG", True),
+        ("SESSION_COOKIE_KEY", True),
+        ("SESSIONSTORE", True),
+        ("STRIPE_PUBLISHABLE", True),
+        ("DJANGO_SECRET_KEY", True),
+        ("KEY", True),
+        ("HMAC", True),
+        ("PWD", True),
+        ("WEBHOOK_URL", False),  # a URL is secret only when it carries a credential
+        ("AUTHOR", False),
+        ("MONKEY_COUNT", False),
+        ("TOKENIZER_MODEL", False),
     ],
 )
 def test_which_names_look_secret(key: str, secret: bool) -> None:
     from pilothouse.variables.rules import looks_secret
 
     assert looks_secret(key) is secret
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "secret"),
+    [
+        ("DATABASE_URL", "postgresql://app:pw@db/app", True),
+        ("CACHE", "redis://:pw@cache:6379/0", True),
+        ("PG", "host=db user=app password=pw", True),
+        ("UPSTREAM", "https://tok@api.example.com", True),
+        ("DATABASE_URL", "postgresql://app@db/app", False),
+        ("HOME_URL", "https://example.com/?q=1", False),
+        ("LOG_LEVEL", "INFO", False),
+    ],
+)
+def test_values_that_carry_credentials_look_secret(key: str, value: str, secret: bool) -> None:
+    from pilothouse.variables.rules import looks_secret
+
+    assert looks_secret(key, value) is secret
+
+
+def _bounded(fn: Any, *args: Any) -> Any:
+    """Run fn in a thread; fail (instead of hanging the suite) if it never returns."""
+    import threading
+
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(fn(*args)), daemon=True)
+    thread.start()
+    thread.join(20)  # a liveness bound, far above what a bounded check needs
+    assert box, "the check never returned"
+    return box[0]
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+b", r"(a|a)+b", r"(a|aa)+b"])
+def test_a_catastrophic_pattern_is_a_failed_check_naming_the_rule(pattern: str) -> None:
+    from pilothouse.variables.rules import Requirement, check_all
+
+    problems = _bounded(
+        check_all,
+        [Requirement("BOT_TOKEN", True, "regex", {"pattern": pattern})],
+        {"BOT_TOKEN": "a" * 30},
+    )
+    assert len(problems) == 1 and problems[0].startswith("BOT_TOKEN: ")
+    assert "regex" in problems[0] or pattern in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("current", "key", "value", "is_secret", "plain", "expected"),
+    [
+        (None, "LOG_LEVEL", "INFO", None, False, False),  # new, plain-looking
+        (None, "API_TOKEN", "x", None, False, True),  # new, name looks secret
+        (None, "DB", "postgresql://u:pw@h/d", None, False, True),  # new, value carries one
+        (None, "LOG_LEVEL", "INFO", True, False, True),  # asked
+        (None, "API_TOKEN", "x", None, True, False),  # plain asked
+        (True, "LOG_LEVEL", "INFO", None, False, True),  # sticky
+        (True, "LOG_LEVEL", "INFO", False, False, True),  # sticky even against is_secret=false
+        (True, "API_TOKEN", "x", None, True, False),  # only plain unmarks
+        (False, "API_TOKEN", "x", None, False, False),  # made plain earlier: the name alone
+        (False, "DB", "postgresql://u:pw@h/d", None, False, True),  # ...but a credential
+        (False, "X", "1", True, False, True),
+    ],
+)
+def test_secrecy(
+    current: bool | None,
+    key: str,
+    value: str,
+    is_secret: bool | None,
+    plain: bool,
+    expected: bool,
+) -> None:
+    from pilothouse.variables.rules import secrecy
+
+    assert secrecy(current, key, value, is_secret=is_secret, plain=plain) is expected
+
+
+@given(key=keys, value=st.text(max_size=40), is_secret=st.sampled_from([None, False, True]))
+def test_a_secret_stays_one_unless_made_plain(key: str, value: str, is_secret: bool | None) -> None:
+    from pilothouse.variables.rules import secrecy
+
+    assert secrecy(True, key, value, is_secret=is_secret, plain=False) is True
+    assert secrecy(True, key, value, is_secret=None, plain=True) is False

@@ -1,4 +1,4 @@
-"""pilothouse channel add|list|test|delete."""
+"""pilothouse channel add|list|update|test|delete."""
 
 from __future__ import annotations
 
@@ -34,26 +34,62 @@ def add(
             help='More settings as JSON, e.g. email: \'{"host": "smtp", "to": ["a@b"]}\'.'
         ),
     ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option("--env", "-e", help="Environment whose granted users may see it."),
+    ] = None,
 ) -> None:
-    """Add a channel (admin). Secret values are never shown again."""
+    """Add a channel (admin). Settings are checked now; credentials (URLs, secret, password)
+    are sealed and never shown again."""
     settings: dict[str, object] = dict(json_object(config, "config") or {})
     if url:
         settings["url"] = url
     if secret:
         settings["secret"] = secret
-    channel = api(ctx).request(
-        "POST", "/channels", json_body={"name": name, "kind": kind, "config": settings}
-    )
-    out.print(f"added {channel['kind']} channel {channel['name']}")
+    body = {"name": name, "kind": kind, "config": settings, "environment": environment}
+    channel = api(ctx).request("POST", "/channels", json_body=body)
+    out.print(f"added {channel['kind']} channel {channel['name']}", markup=False)
 
 
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List channels (secrets shown as ***)."""
+    """List the channels you may see (credentials masked), with each one's last delivery
+    outcome: when it last succeeded, when and why it last failed."""
     rows = api(ctx).request("GET", "/channels")
     print_json(rows) if as_json else print_table(
-        rows, ["name", "kind", "config", "is_active"], title="channels"
+        rows,
+        [
+            "name",
+            "kind",
+            "config",
+            "is_active",
+            "last_success_at",
+            "last_failure_at",
+            "last_error",
+        ],
+        title="channels",
     )
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Channel name.")],
+    config: Annotated[
+        str | None, typer.Option(help="New settings as JSON (replaces them all).")
+    ] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="Receive alerts or not.")
+    ] = None,
+) -> None:
+    """Change a channel's settings or switch it on or off (admin)."""
+    body: dict[str, object] = {}
+    if config is not None:
+        body["config"] = json_object(config, "config")
+    if active is not None:
+        body["is_active"] = active
+    api(ctx).request("PATCH", f"/channels/{name}", json_body=body)
+    out.print(f"updated channel {name}", markup=False)
 
 
 @app.command("test")

@@ -18,8 +18,6 @@ from typing import Any
 
 import httpx
 
-SECRET_FIELDS = ("secret", "password")
-
 
 class DeliveryFailed(Exception):
     pass
@@ -83,8 +81,3 @@ def _send_mail(config: dict[str, Any], message: dict[str, Any], timeout: float) 
         if config.get("username"):
             smtp.login(str(config["username"]), str(config.get("password", "")))
         smtp.send_message(mail)
-
-
-def public_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The channel's config with secret values replaced by *** (for API and CLI output)."""
-    return {k: ("***" if k in SECRET_FIELDS and v else v) for k, v in config.items()}

@@ -6,11 +6,20 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from pilothouse.core.rules import as_validator, check_name
+from pilothouse.core.inputs import Flag, JsonSettings, NotNull
+from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
+CONFIG_HELP = (
+    "webhook: url (absolute http(s)), secret (HMAC-SHA256 key); slack: url; email: host, "
+    "port (integer 1-65535), from, to (list of addresses), starttls, username, password. "
+    "Validated when written; credentials (URLs, secret, password) are sealed and never shown "
+    "again."
+)
 
 
 class ChannelCreate(BaseModel):
@@ -18,23 +27,20 @@ class ChannelCreate(BaseModel):
 
     name: Name = Field(description="Unique channel name.")
     kind: Literal["webhook", "slack", "email"] = Field(description="webhook, slack or email.")
-    config: dict[str, Any] = Field(
-        description=(
-            "webhook: url, secret (HMAC-SHA256 key); slack: url; email: host, port, from, to "
-            "(list), starttls, username, password. Secret values are never shown again."
-        )
+    config: Annotated[dict[str, Any], JsonSettings] = Field(description=CONFIG_HELP)
+    environment: str | None = Field(
+        default=None,
+        description="Environment (name or id) whose granted users may see the channel.",
     )
 
-    @model_validator(mode="after")
-    def _required(self) -> ChannelCreate:
-        needed = {"webhook": ("url",), "slack": ("url",), "email": ("host", "to")}[self.kind]
-        for key in needed:
-            if not self.config.get(key):
-                raise ValueError(f"config.{key} is required for a {self.kind} channel")
-        url = str(self.config.get("url", "http://"))
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("config.url must start with http:// or https://")
-        return self
+
+class ChannelUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: NotNull[Annotated[dict[str, Any], JsonSettings]] = Field(
+        default=None, description="Replaces the settings."
+    )
+    is_active: NotNull[Flag] = Field(default=None, description="Whether it receives alerts.")
 
 
 class ChannelRead(BaseModel):
@@ -43,9 +49,16 @@ class ChannelRead(BaseModel):
     id: uuid.UUID = Field(description="Channel id.")
     name: str = Field(description="Name.")
     kind: str = Field(description="webhook, slack or email.")
-    config: dict[str, Any] = Field(description="Settings, secret values shown as ***.")
+    environment_id: uuid.UUID | None = Field(description="Environment it belongs to, if any.")
+    config: dict[str, Any] = Field(
+        description="Settings; credentials shown as *** and URLs as scheme://host/***."
+    )
     is_active: bool = Field(description="Whether it receives alerts.")
     created_at: datetime = Field(description="Created (UTC).")
+    last_success_at: datetime | None = Field(description="Last accepted delivery (UTC).")
+    last_failure_at: datetime | None = Field(description="Last failed delivery (UTC).")
+    last_error: str | None = Field(description="Why the last failed delivery failed.")
+    consecutive_failures: int = Field(description="Failed deliveries since the last success.")
 
 
 class ChannelTest(BaseModel):

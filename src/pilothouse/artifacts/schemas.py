@@ -8,20 +8,37 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from pilothouse.core.inputs import INT32_MAX, NotBool
 from pilothouse.core.rules import (
+    DIGEST_RE,
+    IMAGE_PATTERN,
+    SHA_RE,
+    TAG_RE,
+    VERSION_RE,
     as_validator,
     check_commit_sha,
     check_git_tag,
     check_image,
     check_image_digest,
     check_version,
+    schema_hint,
 )
 
-Sha = Annotated[str, AfterValidator(as_validator(check_commit_sha))]
-Tag = Annotated[str, AfterValidator(as_validator(check_git_tag))]
-Digest = Annotated[str, AfterValidator(as_validator(check_image_digest))]
-Image = Annotated[str, AfterValidator(as_validator(check_image))]
-Version = Annotated[str, AfterValidator(as_validator(check_version))]
+Sha = Annotated[
+    str, AfterValidator(as_validator(check_commit_sha)), schema_hint(pattern=SHA_RE.pattern)
+]
+Tag = Annotated[
+    str, AfterValidator(as_validator(check_git_tag)), schema_hint(pattern=TAG_RE.pattern)
+]
+Digest = Annotated[
+    str, AfterValidator(as_validator(check_image_digest)), schema_hint(pattern=DIGEST_RE.pattern)
+]
+Image = Annotated[
+    str, AfterValidator(as_validator(check_image)), schema_hint(pattern=IMAGE_PATTERN)
+]
+Version = Annotated[
+    str, AfterValidator(as_validator(check_version)), schema_hint(pattern=VERSION_RE.pattern)
+]
 
 
 class ArtifactCreate(BaseModel):
@@ -36,7 +53,9 @@ class ArtifactCreate(BaseModel):
     git_tag: Tag | None = Field(default=None, description="Semantic version tag vX.Y.Z.")
     image_uri: Image | None = Field(default=None, description="Full image reference.")
     image_digest: Digest | None = Field(default=None, description="sha256:<64 hex>.")
-    size_mb: int | None = Field(default=None, ge=0, description="Artifact size in MB.")
+    size_mb: Annotated[int, Field(ge=0, le=INT32_MAX), NotBool] | None = Field(
+        default=None, description="Artifact size in MB."
+    )
     changelog: str | None = Field(default=None, max_length=20000, description="What changed.")
 
 

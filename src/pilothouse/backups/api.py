@@ -30,11 +30,22 @@ router = APIRouter(tags=["backups"])
     response_model=TargetRead,
     status_code=201,
     summary="Register a database to back up (admin); its DSN is stored encrypted",
+    description=(
+        "Before saving, pilothouse connects to the database and checks its dump tool against "
+        "the server (pg_dump's major version, mariadb-dump's release, an SQLite file's "
+        "integrity); a failure is a 422 on `dsn` and saves nothing. `?check=false` skips it."
+    ),
 )
 async def create_target(
-    body: TargetCreate, session: Session, caller: Caller, keys: Keys
+    body: TargetCreate,
+    session: Session,
+    caller: Caller,
+    keys: Keys,
+    check: bool = Query(
+        default=True, description="Test the connection and the dump tool before saving."
+    ),
 ) -> TargetRead:
-    target = await service.create_target(session, caller, keys, body)
+    target = await service.create_target(session, caller, keys, body, check=check)
     return TargetRead.model_validate(target)
 
 
@@ -48,11 +59,22 @@ async def get_target(ref: str, session: Session, caller: Caller) -> TargetRead:
     return TargetRead.model_validate(await service.get_target(session, caller, ref))
 
 
-@router.patch("/backup-targets/{ref}", response_model=TargetRead, summary="Change a target (admin)")
+@router.patch(
+    "/backup-targets/{ref}",
+    response_model=TargetRead,
+    summary="Change a target (admin); a new DSN is checked like a new target's",
+)
 async def update_target(
-    ref: str, body: TargetUpdate, session: Session, caller: Caller, keys: Keys
+    ref: str,
+    body: TargetUpdate,
+    session: Session,
+    caller: Caller,
+    keys: Keys,
+    check: bool = Query(
+        default=True, description="Test a new DSN's connection and dump tool before saving."
+    ),
 ) -> TargetRead:
-    target = await service.update_target(session, caller, keys, ref, body)
+    target = await service.update_target(session, caller, keys, ref, body, check=check)
     return TargetRead.model_validate(target)
 
 

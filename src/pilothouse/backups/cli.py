@@ -3,7 +3,8 @@
 Two kinds of commands:
 - over HTTP (like every other command): `backup target ...`, `backup list|show|queue`;
 - on the pilothouse host (they read the store and the master key directly, and work even when
-  the server is down): `backup run|verify|drill|restore|self|cleanup` and `keys rotate|list`.
+  the server is down): `backup run|verify|drill|restore|self|cleanup` and `keys rotate|list`;
+- anywhere, with no server and no store: `backup restore --from-file OBJECT --key-file FILE`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ app = typer.Typer(
         "Database backups: targets, backups, verification, restore drills, restores.\n\n"
         "`target`, `list`, `show` and `queue` talk to the server. `run`, `verify`, `drill`, "
         "`restore`, `self` and `cleanup` run here, on the pilothouse host: they need the data "
-        "directory (master key) and the store (PILOTHOUSE_DATA_DIR, PILOTHOUSE_DATABASE_URL)."
+        "directory (master key) and the store (PILOTHOUSE_DATA_DIR, PILOTHOUSE_DATABASE_URL). "
+        "`restore --from-file OBJECT --key-file FILE` needs neither: disaster recovery from a "
+        "backup object and the key file alone."
     ),
     no_args_is_help=True,
 )
@@ -95,9 +98,12 @@ def target_add(
         ),
     ],
     env: Annotated[str | None, typer.Option("--env", "-e", help="Environment.")] = None,
-    schedule: Annotated[str, typer.Option(help="Backup cron (UTC); '' for none.")] = "0 2 * * *",
+    schedule: Annotated[
+        str, typer.Option(help="Backup cron (UTC); '' for no scheduled backups.")
+    ] = "0 2 * * *",
     drill_schedule: Annotated[
-        str, typer.Option(help="Drill cron (UTC); default last Sunday 04:00.")
+        str,
+        typer.Option(help="Drill cron (UTC), default the last Sunday 04:00; '' for no drills."),
     ] = "0 4 * * L0",
     directory: Annotated[
         str | None, typer.Option("--dir", help="Local directory (default <data_dir>/backups).")
@@ -117,8 +123,25 @@ def target_add(
     before_deploy: Annotated[
         bool, typer.Option("--before-deploy", help="Back up before each deployment in --env.")
     ] = False,
+    content_checksums: Annotated[
+        bool,
+        typer.Option(
+            "--content-checksums/--no-content-checksums",
+            help="Record per-table content checksums that drills compare (default on).",
+        ),
+    ] = True,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Test the connection and the dump tool's version before saving (default on).",
+        ),
+    ] = True,
 ) -> None:
-    """Register a database to back up (admin). The DSN is stored encrypted."""
+    """Register a database to back up (admin). The DSN is stored encrypted.
+
+    The server first connects to the database and checks its dump tool against it; a failure
+    saves nothing (--no-check skips the test)."""
     storage: dict[str, Any] = {"kind": "local"}
     if directory:
         storage["path"] = str(Path(directory).resolve())
@@ -141,11 +164,14 @@ def target_add(
         "max_retries": retries,
         "retry_delay_seconds": retry_delay,
         "before_deploy": before_deploy,
+        "content_checksums": content_checksums,
     }
-    target = api(ctx).request("POST", "/backup-targets", json_body=body)
+    target = api(ctx).request(
+        "POST", "/backup-targets", json_body=body, params={"check": str(check).lower()}
+    )
     out.print(
         f"added {target['engine']} target {target['name']} ({target['dsn']}), "
-        f"schedule {target['schedule'] or 'none'}",
+        f"schedule {target['schedule'] or 'none'}, drill {target['drill_schedule'] or 'none'}",
         markup=False,
     )
 
@@ -184,6 +210,13 @@ def target_set(
     keep: Annotated[
         list[str] | None, typer.Option(help="Days kept per class: daily=30 ...")
     ] = None,
+    content_checksums: Annotated[
+        bool | None,
+        typer.Option(
+            "--content-checksums/--no-content-checksums",
+            help="Record per-table content checksums that drills compare.",
+        ),
+    ] = None,
 ) -> None:
     """Change a target's schedules, retention or switches (admin)."""
     body: dict[str, Any] = {}
@@ -197,6 +230,8 @@ def target_set(
         body["before_deploy"] = before_deploy
     if keep:
         body["retention"] = _retention(keep)
+    if content_checksums is not None:
+        body["content_checksums"] = content_checksums
     if not body:
         raise CliError("nothing to change: pass --schedule, --enabled, --keep, ...")
     row = api(ctx).request("PATCH", f"/backup-targets/{ref}", json_body=body)
@@ -422,31 +457,80 @@ def drill(
     data_dir: DataDir = None,
     database_url: DbUrl = None,
 ) -> None:
-    """Restore drill: restore into a scratch database, compare row counts, drop the scratch."""
+    """Restore drill: restore into a scratch database, compare each table's row count and
+    content checksum with those recorded, drop the scratch."""
     _check(data_dir, database_url, ref, "drill")
 
 
 @app.command("restore")
 def restore(
-    ref: Annotated[str, typer.Argument(help="Backup id or name.")],
+    ref: Annotated[
+        str | None, typer.Argument(help="Backup id or name (not with --from-file).")
+    ] = None,
     to: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--to",
             envvar="PILOTHOUSE_RESTORE_DSN",
             help="Database URL to restore into (or PILOTHOUSE_RESTORE_DSN).",
         ),
-    ],
+    ] = None,
+    to_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-file",
+            help="With --from-file: write the plain dump here (mode 0600) instead of restoring.",
+        ),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file",
+            help=(
+                "A backup object (.dump.zst.enc) copied off its storage: restore it with no "
+                "server, no store and no data directory (disaster recovery)."
+            ),
+        ),
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="With --from-file: the master key file (default: PILOTHOUSE_MASTER_KEY).",
+        ),
+    ] = None,
+    checksum: Annotated[
+        str | None,
+        typer.Option(help="With --from-file: the object's recorded SHA-256, checked too."),
+    ] = None,
     clean: Annotated[
-        bool, typer.Option("--clean", help="Replace what the target database holds.")
+        bool, typer.Option("--clean", help="Replace what the target database (or file) holds.")
     ] = False,
     data_dir: DataDir = None,
     database_url: DbUrl = None,
 ) -> None:
     """Restore a backup into a database. Refuses a database that is not empty unless --clean.
 
-    PostgreSQL restores in one transaction and SQLite replaces the file only when complete, so
-    a damaged backup or a wrong key leaves the target as it was."""
+    The whole object is checked (every chunk's tag, the final chunk, the checksum) before the
+    target can keep anything: PostgreSQL restores in one transaction, SQLite replaces the file
+    only when complete, and MariaDB's dump is verified into a private temporary file ($TMPDIR)
+    before the `mariadb` client reads it. An error says whether the target was touched.
+
+    Disaster recovery, with nothing but the object and the key file:
+    `pilothouse backup restore --from-file OBJECT --key-file master.key --to DSN`
+    (or `--to-file dump` for the plain pg_dump/mariadb-dump/SQLite file)."""
+    if from_file is not None:
+        if ref is not None:
+            raise CliError("give a backup name or --from-file, not both")
+        out.print(_restore_file(from_file, key_file, to, to_file, clean, checksum), markup=False)
+        return
+    if ref is None:
+        raise CliError("name the backup to restore (or restore an object with --from-file)")
+    if to_file is not None or key_file is not None or checksum is not None:
+        raise CliError("--to-file, --key-file and --checksum go with --from-file")
+    if to is None:
+        raise CliError("--to DSN is needed: the database to restore into")
+    dsn = to
 
     async def work(ctx: Any) -> str:
         from pilothouse.backups import jobs
@@ -454,10 +538,45 @@ def restore(
         backup = await _resolve(ctx, ref)
         with _bytes_progress(f"restoring {backup.name}", backup.stored_bytes) as advance:
             return await jobs.restore_backup(
-                ctx, backup.id, to, actor=_local_actor(), clean=clean, progress=advance
+                ctx, backup.id, dsn, actor=_local_actor(), clean=clean, progress=advance
             )
 
     out.print(_run_local(data_dir, database_url, work), markup=False)
+
+
+def _restore_file(
+    obj: Path,
+    key_file: Path | None,
+    to: str | None,
+    to_file: Path | None,
+    clean: bool,
+    checksum: str | None,
+) -> str:
+    """Disaster recovery: restore an object with the key file alone (no server, no store)."""
+    import os
+
+    from pilothouse.backups.recovery import restore_object
+    from pilothouse.core.crypto import CryptoError, load_keyring
+
+    master_key = None if key_file is not None else os.environ.get("PILOTHOUSE_MASTER_KEY")
+    if key_file is None and not master_key:
+        raise CliError("--from-file needs --key-file FILE (or PILOTHOUSE_MASTER_KEY)")
+    if not obj.is_file():
+        raise CliError(f"{obj} is not a file")
+    try:
+        keyring = load_keyring(master_key, key_file or Path("/nonexistent"))
+    except (CryptoError, OSError, ValueError) as exc:
+        raise CliError(f"--key-file: {exc}") from None
+    with _bytes_progress(f"restoring {obj.name}", obj.stat().st_size) as advance:
+        return restore_object(
+            obj,
+            keyring,
+            to=to,
+            to_file=to_file,
+            clean=clean,
+            checksum=checksum.lower() if checksum else None,
+            progress=advance,
+        )
 
 
 @app.command("cleanup")

@@ -23,28 +23,20 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from pilothouse.access import Principal
-from pilothouse.alerts.service import active_channels, broadcast
+from pilothouse.alerts.service import notify
 from pilothouse.audit import service as audit
 from pilothouse.backups import service
-from pilothouse.backups.engines import (
-    EngineError,
-    check_structure,
-    is_empty,
-    parse_dsn,
-    restore,
-    row_counts,
-    safe_dsn,
-    scratch_database,
-    start_dump,
-)
+from pilothouse.backups.databases import Contents, DatabaseError, database, parse_dsn, safe_dsn
+from pilothouse.backups.drill import drill_verdict
 from pilothouse.backups.models import Backup, BackupTarget
-from pilothouse.backups.pipeline import BackupDamaged, Progress, Written, read_backup, write_backup
+from pilothouse.backups.pipeline import Progress, Written, read_backup, write_backup
+from pilothouse.backups.recovery import BackupFailed, describe, restore_failure, restore_into
 from pilothouse.backups.retention import expires_at, gfs_class, merged_policy
 from pilothouse.backups.schedule import DEFAULT_CLEANUP, due_slot
-from pilothouse.backups.storage import Storage, StorageError, open_storage
+from pilothouse.backups.storage import Storage, open_storage
 from pilothouse.config import MASTER_KEY_FILE
 from pilothouse.core.clock import utcnow
-from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
+from pilothouse.core.crypto import Keyring, load_keyring
 from pilothouse.core.db import Database
 from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
@@ -54,11 +46,6 @@ log = get_logger("pilothouse.backups")
 
 BACKUP_ACTOR = Principal(id=uuid.UUID(int=0), name="backups", role="admin")
 MB = 1024 * 1024
-
-
-class BackupFailed(PilothouseError):
-    status = 409
-    code = "backup_failed"
 
 
 @dataclass
@@ -88,18 +75,12 @@ class BackupContext:
         return open_storage(target.storage, self.data_dir)
 
 
-def describe(exc: BaseException) -> str:
-    """One line for an error, safe to store and show (no DSN password ever reaches here)."""
-    if isinstance(exc, (EngineError, BackupDamaged, StorageError, CryptoError, PilothouseError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
 async def _alert(ctx: BackupContext, event: str, text: str, **extra: Any) -> None:
     if not ctx.alerts:
         return
     try:
-        await broadcast(await active_channels(ctx.db), {"event": event, "text": text, **extra})
+        message = {"event": event, "text": text, **extra}
+        await notify(ctx.db, message, keyring=ctx.keyring(), wait=True)  # may be a one-shot CLI
     except Exception as exc:  # an alert that cannot be sent must not fail the job
         log.error("backup alert failed", exc_info=exc)
 
@@ -136,23 +117,24 @@ async def claim(ctx: BackupContext, backup_id: uuid.UUID) -> bool:
 class _Outcome:
     written: Written
     tool_version: str
-    counts: dict[str, int]
+    contents: Contents
 
 
 def _take(
-    engine: str,
+    kind: str,
     url: URL,
     storage: Storage,
     key: str,
     keyring: Keyring,
     progress: Progress | None,
+    checksums: bool = True,
 ) -> _Outcome:
-    dump = start_dump(engine, url)
+    dump = database(kind).dump(url, checksums=checksums)
     writer = None
     try:
         writer = storage.open_writer(key)
         written = write_backup(dump.stream, keyring, writer, progress=progress)
-        dump.finish()  # the dump tool's exit status and the row counts, before we commit
+        dump.finish()  # the dump tool's exit status, the counts and checksums, before we commit
         writer.commit()
     except BaseException:
         dump.kill()
@@ -160,7 +142,7 @@ def _take(
             with contextlib.suppress(Exception):
                 writer.abort()
         raise
-    return _Outcome(written, dump.tool_version, dict(dump.counts))
+    return _Outcome(written, dump.tool_version, dump.contents)
 
 
 async def run_backup(
@@ -170,6 +152,7 @@ async def run_backup(
     if not await claim(ctx, backup_id):
         raise Conflict(f"backup {backup_id} is not waiting to run (another worker has it?)")
     backup, target = await _load(ctx, backup_id)
+    checks = target.content_checksums
     started = time.monotonic()
     try:
         keyring = ctx.keyring()
@@ -177,7 +160,7 @@ async def run_backup(
         storage = ctx.storage(target)
         async with ctx.leases.held(Backup, backup_id):
             outcome = await asyncio.to_thread(
-                _take, engine, url, storage, backup.object_key, keyring, progress
+                _take, engine, url, storage, backup.object_key, keyring, progress, checks
             )
     except Exception as exc:
         log.warning("backup failed", backup=str(backup_id), target=target.name, error=describe(exc))
@@ -218,7 +201,8 @@ async def _record_success(
         row.compression_ratio = round(w.stored_bytes / w.raw_bytes, 6) if w.raw_bytes else None
         row.checksum_sha256, row.key_id = w.checksum, w.key_id
         row.dump_tool_version = outcome.tool_version[:200]
-        row.table_counts = outcome.counts
+        row.table_counts = outcome.contents.counts
+        row.table_checksums = outcome.contents.checksums
         row.completed_at = now
         row.duration_seconds = max(0, round(seconds))
         earlier = await service.earlier_scheduled(session, row.target_id, row.started_at)
@@ -284,7 +268,7 @@ async def _completed(ctx: BackupContext, backup_id: uuid.UUID) -> tuple[Backup, 
 
 
 async def verify_backup(ctx: BackupContext, backup_id: uuid.UUID) -> Backup:
-    """Stream the object back: every tag, the checksum, the zstd frame, then the engine's own
+    """Stream the object back: every tag, the checksum, the zstd frame, then the database's own
     reading of the dump (pg_restore --list, ...). Records the result either way."""
     backup, target = await _completed(ctx, backup_id)
     keyring = ctx.keyring()
@@ -295,7 +279,8 @@ async def verify_backup(ctx: BackupContext, backup_id: uuid.UUID) -> Backup:
         server = None
 
     def check() -> str:
-        return check_structure(backup.engine, _reader(storage, backup, keyring), server_url=server)
+        reader = _reader(storage, backup, keyring)
+        return database(backup.engine).read_dump(reader, server_url=server)
 
     try:
         detail, passed = await asyncio.to_thread(check), True
@@ -318,31 +303,22 @@ async def verify_backup(ctx: BackupContext, backup_id: uuid.UUID) -> Backup:
     return row
 
 
-def compare_counts(recorded: dict[str, Any], restored: dict[str, int]) -> list[str]:
-    """Differences between the row counts recorded at backup time and a restore's."""
-    problems = []
-    for table in sorted(set(recorded) | set(restored)):
-        want, got = recorded.get(table), restored.get(table)
-        if want != got:
-            problems.append(f"{table}: recorded {want}, restored {got}")
-    return problems
-
-
 async def drill_backup(ctx: BackupContext, backup_id: uuid.UUID) -> Backup:
-    """Restore into a scratch database, compare row counts per table, drop the scratch."""
+    """Restore into a scratch database, compare row counts and content checksums per table,
+    drop the scratch."""
     backup, target = await _completed(ctx, backup_id)
     keyring = ctx.keyring()
     storage = ctx.storage(target)
 
     def drill() -> tuple[bool, str]:
-        engine, url = _source(target, keyring)
-        with scratch_database(engine, url) as scratch:
-            restore(engine, scratch, _reader(storage, backup, keyring))
-            counts = row_counts(engine, scratch)
-        problems = compare_counts(backup.table_counts or {}, counts)
-        if problems:
-            return False, "row counts differ: " + "; ".join(problems[:20])
-        return True, f"restored {len(counts)} tables, {sum(counts.values())} rows: counts match"
+        kind, url = _source(target, keyring)
+        db = database(kind)
+        sums = backup.table_checksums
+        with db.scratch(url) as scratch:
+            reader = _reader(storage, backup, keyring)
+            db.restore(scratch, reader, clean=False, size=backup.size_bytes)
+            restored = db.contents(scratch, checksums=sums is not None)
+        return drill_verdict(backup.table_counts or {}, sums, restored)
 
     started = time.monotonic()
     try:
@@ -381,23 +357,20 @@ async def restore_backup(
     progress: Progress | None = None,
 ) -> str:
     """Restore a completed backup into the database at `to` (refused if it is not empty unless
-    `clean`). Returns a one-line summary."""
+    `clean`). Returns a one-line summary. A failure says whether the target was touched."""
     backup, target = await _completed(ctx, backup_id)
     try:
-        engine, url = parse_dsn(to)
-    except EngineError as exc:
+        kind, url = parse_dsn(to)
+    except DatabaseError as exc:
         raise BackupFailed(f"--to: {exc}") from None
-    if engine != backup.engine:
-        raise BackupFailed(f"backup {backup.name} is a {backup.engine} dump; --to is {engine}")
+    if kind != backup.engine:
+        raise BackupFailed(f"backup {backup.name} is a {backup.engine} dump; --to is {kind}")
     keyring = ctx.keyring()
     storage = ctx.storage(target)
 
     def work() -> None:
-        if not clean and not is_empty(engine, url):
-            raise BackupFailed(
-                f"{safe_dsn(url)} is not empty: pass --clean to replace what it holds"
-            )
-        restore(engine, url, _reader(storage, backup, keyring, progress), clean=clean)
+        reader = _reader(storage, backup, keyring, progress)
+        restore_into(kind, url, reader, clean=clean, size=backup.size_bytes)
 
     started = time.monotonic()
     try:
@@ -405,7 +378,7 @@ async def restore_backup(
     except PilothouseError:
         raise
     except Exception as exc:
-        raise BackupFailed(f"restore of {backup.name} failed: {describe(exc)}") from None
+        raise BackupFailed(f"restore of {backup.name} failed: {restore_failure(exc)}") from None
     summary = f"restored {backup.name} into {safe_dsn(url)} in {time.monotonic() - started:.1f}s"
     async with ctx.db.session() as session:
         audit.record(

@@ -36,14 +36,17 @@ class BackupTarget(UUIDPk, Timestamps, SoftDelete, Base):
     database_name: Mapped[str] = mapped_column(sa.String(255))
     dsn_encrypted: Mapped[str] = mapped_column(sa.Text)  # base64 of an encrypted stream
     dsn_display: Mapped[str] = mapped_column(sa.String(1000))  # password replaced by ***
-    schedule: Mapped[str | None] = mapped_column(sa.String(100), default="0 2 * * *")
-    drill_schedule: Mapped[str | None] = mapped_column(sa.String(100), default="0 4 * * L0")
+    # No column default: None means "no schedule" (the defaults live in TargetCreate).
+    schedule: Mapped[str | None] = mapped_column(sa.String(100))
+    drill_schedule: Mapped[str | None] = mapped_column(sa.String(100))
     storage: Mapped[dict[str, Any]] = mapped_column(default=dict)
     retention: Mapped[dict[str, Any]] = mapped_column(default=dict)
     max_retries: Mapped[int] = mapped_column(default=3)
     retry_delay_seconds: Mapped[int] = mapped_column(default=300)
     before_deploy: Mapped[bool] = mapped_column(default=False)
     enabled: Mapped[bool] = mapped_column(default=True)
+    # Record per-table content checksums in the dump's snapshot, compared by drills.
+    content_checksums: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
 
 class Backup(UUIDPk, Base):
@@ -96,6 +99,7 @@ class Backup(UUIDPk, Base):
     storage_location: Mapped[str] = mapped_column(sa.String(1000))
     storage_url: Mapped[str] = mapped_column(sa.String(1500))
     table_counts: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    table_checksums: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     integrity_check_passed: Mapped[bool | None] = mapped_column(default=None)
     integrity_check_at: Mapped[datetime | None] = mapped_column(default=None)
     integrity_detail: Mapped[str | None] = mapped_column(sa.Text, default=None)

@@ -10,21 +10,30 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, mo
 
 from pilothouse.backups.retention import GFS_CLASSES
 from pilothouse.backups.schedule import check_cron
-from pilothouse.core.rules import as_validator, check_name
+from pilothouse.core.inputs import Flag, NotBool, NotNull
+from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
+
+
+CRON_MAX = 100  # the schedule columns' length
+DSN_MAX = 1000  # the display column's length
 
 
 def _cron(value: str | None) -> str | None:
     if value is None or value == "":
         return None
+    if len(value) > CRON_MAX:
+        raise ValueError(f"must be at most {CRON_MAX} characters")
     problem = check_cron(value)
     if problem:
         raise ValueError(problem)
     return value
 
 
-Cron = Annotated[str | None, AfterValidator(_cron)]
+Cron = Annotated[str | None, AfterValidator(_cron), schema_hint(maxLength=CRON_MAX)]
 
 
 def _retention(value: dict[str, int] | None) -> dict[str, int] | None:
@@ -36,7 +45,14 @@ def _retention(value: dict[str, int] | None) -> dict[str, int] | None:
     return value
 
 
-Retention = Annotated[dict[str, int] | None, AfterValidator(_retention)]
+Retention = Annotated[
+    dict[
+        Annotated[str, schema_hint(enum=list(GFS_CLASSES))],
+        Annotated[int, schema_hint(minimum=1, maximum=3650)],
+    ]
+    | None,
+    AfterValidator(_retention),
+]
 
 
 class StorageConfig(BaseModel):
@@ -71,10 +87,11 @@ class TargetCreate(BaseModel):
 
     name: Name = Field(description="Unique target name: 1-100 of A-Z a-z 0-9 - _.")
     dsn: SecretStr = Field(
+        max_length=DSN_MAX,
         description=(
             "Database URL: postgresql://user:pass@host:5432/db, mariadb://user:pass@host/db or "
             "sqlite:////abs/path.db. Stored encrypted; shown afterwards with the password hidden."
-        )
+        ),
     )
     environment: str | None = Field(
         default=None, description="Environment name or id (pre-deployment backups run for it)."
@@ -91,30 +108,46 @@ class TargetCreate(BaseModel):
         default=None,
         description="Days kept per class: daily 30, weekly 183, monthly 365, manual 365.",
     )
-    max_retries: int = Field(default=3, ge=0, le=10, description="Retries of a failed backup.")
-    retry_delay_seconds: int = Field(
+    max_retries: Annotated[int, NotBool] = Field(
+        default=3, ge=0, le=10, description="Retries of a failed backup."
+    )
+    retry_delay_seconds: Annotated[int, NotBool] = Field(
         default=300, ge=1, le=86400, description="Seconds between retries (default 5 minutes)."
     )
-    before_deploy: bool = Field(
+    before_deploy: Flag = Field(
         default=False, description="Back up before each deployment in its environment."
     )
-    enabled: bool = Field(default=True, description="Whether schedules run.")
+    enabled: Flag = Field(default=True, description="Whether schedules run.")
+    content_checksums: Flag = Field(
+        default=True,
+        description=(
+            "Record a content checksum per table in the dump's own snapshot, which restore "
+            "drills compare (not only row counts)."
+        ),
+    )
 
 
 class TargetUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dsn: SecretStr | None = Field(default=None, description="New database URL.")
+    dsn: NotNull[Annotated[SecretStr, Field(max_length=DSN_MAX)]] = Field(
+        default=None, description="New database URL."
+    )
     schedule: Cron = Field(default=None, description="Cron (UTC); empty string for none.")
     drill_schedule: Cron = Field(default=None, description="Cron (UTC); empty for none.")
-    storage: StorageConfig | None = Field(default=None, description="Storage.")
+    storage: NotNull[StorageConfig] = Field(default=None, description="Storage.")
     retention: Retention = Field(default=None, description="Days kept per class.")
-    max_retries: int | None = Field(default=None, ge=0, le=10, description="Retries.")
-    retry_delay_seconds: int | None = Field(
-        default=None, ge=1, le=86400, description="Seconds between retries."
+    max_retries: NotNull[Annotated[int, Field(ge=0, le=10), NotBool]] = Field(
+        default=None, description="Retries."
     )
-    before_deploy: bool | None = Field(default=None, description="Back up before deployments.")
-    enabled: bool | None = Field(default=None, description="Whether schedules run.")
+    retry_delay_seconds: NotNull[Annotated[int, Field(ge=1, le=86400), NotBool]] = Field(
+        default=None, description="Seconds between retries."
+    )
+    before_deploy: NotNull[Flag] = Field(default=None, description="Back up before deployments.")
+    enabled: NotNull[Flag] = Field(default=None, description="Whether schedules run.")
+    content_checksums: NotNull[Flag] = Field(
+        default=None, description="Record per-table content checksums (compared by drills)."
+    )
 
 
 class TargetRead(BaseModel):
@@ -134,6 +167,7 @@ class TargetRead(BaseModel):
     retry_delay_seconds: int = Field(description="Seconds between retries.")
     before_deploy: bool = Field(description="Backed up before deployments.")
     enabled: bool = Field(description="Whether schedules run.")
+    content_checksums: bool = Field(description="Records per-table content checksums.")
     created_at: datetime = Field(description="Created (UTC).")
 
 
@@ -173,6 +207,9 @@ class BackupRead(BaseModel):
     storage_location: str = Field(description="Directory or s3://bucket/prefix.")
     storage_url: str = Field(description="Full URL of the object.")
     table_counts: dict[str, Any] | None = Field(description="Rows per table at backup time.")
+    table_checksums: dict[str, Any] | None = Field(
+        description="Content checksum per table, taken in the dump's snapshot (16 hex digits)."
+    )
     integrity_check_passed: bool | None = Field(description="Integrity check result.")
     integrity_check_at: datetime | None = Field(description="When it ran.")
     integrity_detail: str | None = Field(description="What it found.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -11,14 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require, visible
 from pilothouse.audit import service as audit
-from pilothouse.backups.engines import EngineError, parse_dsn, safe_dsn
+from pilothouse.backups.databases import DatabaseError, database, parse_dsn, safe_dsn
 from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.backups.retention import expires_at, merged_policy
 from pilothouse.backups.schemas import TargetCreate, TargetUpdate
 from pilothouse.backups.storage import Storage
 from pilothouse.backups.transitions import TABLE
 from pilothouse.core.clock import utcnow
-from pilothouse.core.crypto import Keyring, open_value, seal_value
+from pilothouse.core.crypto import Keyring, open_value, seal_value, sealed_key_id
 from pilothouse.core.db import id_or_name
 from pilothouse.core.statemachine import check_transition
 from pilothouse.environments import service as environments
@@ -37,7 +38,7 @@ def _parse(dsn: str) -> tuple[str, str, str]:
     """(engine, database name, display form) of a DSN, or a 422 naming the field."""
     try:
         engine, url = parse_dsn(dsn)
-    except EngineError as exc:
+    except DatabaseError as exc:
         raise ValidationFailed("dsn", str(exc)) from None
     name = url.database or ""
     if engine != "sqlite" and not name:
@@ -67,10 +68,28 @@ async def list_targets(session: AsyncSession, actor: Principal) -> Sequence[Back
     return (await session.scalars(query)).all()
 
 
+async def check_connection(dsn: str) -> str:
+    """Connect to the database and check its dump tool against the server (blocking work runs
+    in a thread); a 422 on `dsn` saying what failed."""
+    kind, url = parse_dsn(dsn)
+    try:
+        return await asyncio.to_thread(database(kind).check, url)
+    except DatabaseError as exc:
+        raise ValidationFailed(
+            "dsn", f"{exc} (checked before saving; --no-check or ?check=false skips it)"
+        ) from None
+
+
 async def create_target(
-    session: AsyncSession, actor: Principal, keyring: Keyring, data: TargetCreate
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    data: TargetCreate,
+    *,
+    check: bool = False,
 ) -> BackupTarget:
-    """Register a database to back up (admin: the DSN grants access to all of its data)."""
+    """Register a database to back up (admin: the DSN grants access to all of its data). With
+    `check`, the connection and the dump tool are tried first and a failure saves nothing."""
     require(actor, "manage_backups")
     dsn = data.dsn.get_secret_value()
     engine, database, display = _parse(dsn)
@@ -84,6 +103,8 @@ async def create_target(
     )
     if taken is not None:
         raise Conflict(f"backup target {data.name!r} already exists")
+    if check:
+        await check_connection(dsn)
     target = BackupTarget(
         owner_id=None if actor.id.int == 0 else actor.id,
         environment_id=env_id,
@@ -100,6 +121,7 @@ async def create_target(
         retry_delay_seconds=data.retry_delay_seconds,
         before_deploy=data.before_deploy,
         enabled=data.enabled,
+        content_checksums=data.content_checksums,
     )
     session.add(target)
     await session.flush()
@@ -115,7 +137,10 @@ async def update_target(
     keyring: Keyring,
     ref: str,
     data: TargetUpdate,
+    *,
+    check: bool = False,
 ) -> BackupTarget:
+    """Change a target (admin); a new DSN is checked first when `check`, like a new target's."""
     require(actor, "manage_backups")
     target = await get_target(session, actor, ref)
     changes = data.model_dump(exclude_unset=True)
@@ -124,6 +149,8 @@ async def update_target(
             raise ValidationFailed("dsn", "must be a database URL, not null")
         dsn = data.dsn.get_secret_value()
         engine, database, display = _parse(dsn)
+        if check:
+            await check_connection(dsn)
         target.engine, target.database_name, target.dsn_display = engine, database, display
         target.dsn_encrypted = seal_value(dsn, keyring)
         changes["dsn"] = display
@@ -149,6 +176,21 @@ async def delete_target(session: AsyncSession, actor: Principal, ref: str) -> Ba
     target.enabled = False
     audit.record(session, actor, "delete", "backup_target", target.id, {"name": target.name})
     return target
+
+
+async def reseal_batch(session: AsyncSession, keyring: Keyring, *, batch: int = 500) -> int:
+    """Re-encrypt up to `batch` target DSNs still sealed with an older key; returns how many.
+    `pilothouse keys rotate` calls it, one transaction per batch, until it returns 0."""
+    done = 0
+    query = sa.select(BackupTarget).order_by(BackupTarget.id).with_for_update()
+    for target in await session.scalars(query):
+        if sealed_key_id(target.dsn_encrypted) == keyring.current:
+            continue
+        target.dsn_encrypted = seal_value(open_value(target.dsn_encrypted, keyring), keyring)
+        done += 1
+        if done == batch:
+            break
+    return done
 
 
 def target_dsn(target: BackupTarget, keyring: Keyring) -> str:

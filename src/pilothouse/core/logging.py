@@ -14,11 +14,10 @@ from typing import Any
 
 import structlog
 
-from pilothouse.core import redact
+from pilothouse.core import redact, urls
 
 SECRET_KEYS = re.compile(r"(token|secret|password|passwd|api_key|private|credential)", re.I)
 TOKEN_SHAPE = re.compile(r"ph_[A-Za-z0-9_-]{16,}")
-URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 
 #: Secret values this process has opened (environment variables handed to a deployment): every
@@ -38,7 +37,7 @@ def register_secrets(values: list[str]) -> None:
 def mask_text(text: str) -> str:
     """Hide known secret values, tokens and passwords inside URLs in free text."""
     text = redact.scrub(text, _PATTERNS, "***")
-    return URL_PASSWORD.sub(r"\1***@", TOKEN_SHAPE.sub("ph_***", text))
+    return urls.mask_text(TOKEN_SHAPE.sub("ph_***", text))
 
 
 def _mask(value: Any) -> Any:

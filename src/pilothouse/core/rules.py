@@ -10,6 +10,9 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
+from pydantic import Field, JsonValue
+from pydantic.fields import FieldInfo
+
 from pilothouse.errors import ValidationFailed
 
 N = TypeVar("N", int, float)
@@ -19,6 +22,7 @@ SHA_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 TAG_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+IMAGE_PATTERN = r"^[!-~]{1,500}$"  # printable ASCII: what an image reference may hold
 
 #: Ranges from seed 004 (resources, replicas) — inclusive bounds.
 RANGES: dict[str, tuple[float, float]] = {
@@ -30,6 +34,7 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 COMMIT_MESSAGE_MAX = 500
 IMAGE_MAX = 500
+IMAGE_RE = re.compile(IMAGE_PATTERN)
 
 
 def check_range(field: str, value: N) -> N:
@@ -50,9 +55,11 @@ def check_name(value: str, field: str = "name") -> str:
 
 
 def check_image(value: str, field: str = "image") -> str:
-    """Container image reference: 1-500 characters, no whitespace."""
-    if not 1 <= len(value) <= IMAGE_MAX or any(c.isspace() for c in value):
-        raise ValidationFailed(field, f"must be 1-{IMAGE_MAX} characters without spaces")
+    """Container image reference: 1-500 printable ASCII characters, no whitespace."""
+    if not IMAGE_RE.fullmatch(value):
+        raise ValidationFailed(
+            field, f"must be 1-{IMAGE_MAX} characters of printable ASCII without spaces"
+        )
     return value
 
 
@@ -101,3 +108,19 @@ def as_validator(check: Callable[..., object], *args: str) -> Callable[[object],
             raise ValueError(exc.rule) from None
 
     return _validate
+
+
+def schema_hint(**json_schema: JsonValue) -> FieldInfo:
+    """Show a rule in the OpenAPI schema (pattern, minimum...) while its check stays ours.
+
+    Pydantic's own constraints would validate first with their own wording; a hint only documents
+    what the check (an AfterValidator) enforces, so clients and the schema fuzzer know the rule.
+    """
+    hint: FieldInfo = Field(json_schema_extra=json_schema)
+    return hint
+
+
+def range_hint(field: str) -> FieldInfo:
+    """The inclusive range of a seed 004 numeric field, for the schema."""
+    low, high = (int(b) if float(b).is_integer() else b for b in RANGES[field])
+    return schema_hint(minimum=low, maximum=high)

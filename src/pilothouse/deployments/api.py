@@ -6,12 +6,12 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from pilothouse.core.inputs import IsoDateTime
 from pilothouse.core.store import unreachable
 from pilothouse.deployments import service
 from pilothouse.deployments.schemas import (
@@ -52,8 +52,8 @@ async def list_(
     environment: str | None = Query(default=None, description="Environment name or id."),
     service_ref: str | None = Query(default=None, alias="service", description="Service."),
     status: list[DeploymentStatus] = Query(default=[], description="One or more statuses."),
-    since: datetime | None = Query(default=None, description="Created at or after (ISO 8601)."),
-    until: datetime | None = Query(default=None, description="Created before (ISO 8601)."),
+    since: IsoDateTime | None = Query(default=None, description="Created at or after (ISO 8601)."),
+    until: IsoDateTime | None = Query(default=None, description="Created before (ISO 8601)."),
     limit: int = Query(default=50, ge=1, le=500, description="Page size."),
     cursor: str | None = Query(default=None, description="next_cursor of the previous page."),
 ) -> DeploymentPage:

@@ -67,14 +67,27 @@ def rollback(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="Service name or id.")],
     to: Annotated[
-        str | None, typer.Option("--to", help="Version to roll back to (default: the previous).")
+        str | None,
+        typer.Option(
+            "--to",
+            help="Version to roll back to; it must have gone live once (default: the release "
+            "live before the current one).",
+        ),
     ] = None,
     env: EnvOption = None,
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Follow it to its outcome.")
     ] = True,
 ) -> None:
-    """Roll SERVICE back by hand to the previous successful release, or to --to VERSION."""
+    """Roll SERVICE back by hand (operator) to the release live before the current one.
+
+    The target is the last release that went live before the current one, not rolled back since.
+
+    A release that never went live (a failed deployment, even rolled back) is never a target.
+
+    Rolling back again goes further back. --to VERSION must have gone live once; else deploy it.
+
+    Exits 0 when the rollback succeeds or the version is already live."""
     client = api(ctx)
     try:
         deployment = client.request(

@@ -52,6 +52,7 @@ from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 from pilothouse.services.transitions import TABLE as SERVICE_TABLE
+from pilothouse.users.models import User
 from pilothouse.variables import service as variables
 
 log = get_logger("pilothouse.engine")
@@ -303,6 +304,11 @@ class Engine:
             await events.log(f"deployment refused: {reason}", level="error")
             await self._move(dep.id, "failed", reason="variables", error_message=reason[:4000])
             return "failed"
+        conflict = await self._router_conflict(loaded)
+        if conflict is not None:  # refused before anything starts, like the variables above
+            await events.log(f"deployment refused: {conflict}", level="error")
+            await self._move(dep.id, "failed", reason="router port", error_message=conflict)
+            return "failed"
         try:
             driver = self.driver_for(loaded.environment)
         except RolloutFailed as exc:
@@ -384,6 +390,23 @@ class Engine:
             await outcome.cleanup
             await events.log("old replicas stopped")
         return "success"
+
+    async def _router_conflict(self, loaded: Loaded) -> str | None:
+        """The router port re-checked before a rollout (issue 12.2): another live service's
+        (any environment), or held on this host by anything but this service's router."""
+        svc = loaded.service
+        port = services.router_port(svc.driver_config)
+        if port is None or not registry.routes(loaded.environment.driver):
+            return None
+        async with self.db.session(write=False) as session:
+            other = await services.router_port_user(session, port, exclude=svc.id)
+            if other is not None:
+                owner = await session.get(User, loaded.deployment.owner_id)
+                reader = Principal(owner.id, owner.name, owner.role) if owner else ENGINE
+                who = await services.describe_port_user(session, reader, other)
+                return f"router port {port} is already used by {who}"
+        holder = self.router.port_holder(str(svc.id), port)
+        return None if holder is None else f"router port {port} is in use on this host by {holder}"
 
     async def _store_lost(self, deployment_id: uuid.UUID, reason: str) -> str:
         """The store went away mid-rollout, so what the rollout did since is not recorded: it
@@ -500,7 +523,12 @@ class Engine:
                 )
                 rollback_id, previous_version = rollback.id, previous.version
         live = await self._current_replicas(svc.id)
-        await self._service_status(svc.id, "running" if live else "failed", reason)
+        if live:
+            await self._service_status(svc.id, "running", reason)
+        else:
+            await self._service_status(
+                svc.id, "failed", f"deployment of {dep.version} failed: {reason}; nothing is live"
+            )
         if rollback_id is not None:
             await events.log(
                 f"automatic rollback to {previous_version}: deployment {rollback_id}", level="warn"
@@ -540,11 +568,13 @@ class Engine:
             cause, reason = self._interruption(dep_id, expired_at)
             await events.log(cause, level="warn")
             await self._cleanup_dead_replicas(loaded.service.id, loaded.environment)
-            await self._fail(loaded, events, reason)
             if loaded.deployment.previous_artifact_id is None:
-                # Nothing to go back to: stop what the interrupted rollout started.
+                # Nothing to go back to: stop what the interrupted rollout started before the
+                # outcome is recorded, so the service is never `running` on replicas that are
+                # being stopped; with none left, _fail marks it `failed`.
                 stale = await self._current_replicas(loaded.service.id)
                 await self.driver_for(loaded.environment).stop(stale, events)
+            await self._fail(loaded, events, reason)
             done.append(dep_id)
         return done
 

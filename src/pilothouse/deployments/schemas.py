@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from pilothouse.core.inputs import Flag, IsoDateTime, JsonSettings, NotBool
 from pilothouse.core.rules import keep_commit_message
 
 DeploymentStatus = Literal["pending", "building", "deploying", "success", "failed", "rolled_back"]
@@ -52,9 +53,9 @@ class DeploymentTransition(BaseModel):
     rollback_reason: str | None = Field(
         default=None, max_length=2000, description="Reason, for rolled_back."
     )
-    health_check_passed: bool | None = Field(default=None, description="Post-deploy check result.")
-    instances_deployed: int | None = Field(
-        default=None, ge=0, le=100, description="Replicas running the new artifact."
+    health_check_passed: Flag | None = Field(default=None, description="Post-deploy check result.")
+    instances_deployed: Annotated[int, Field(ge=0, le=100), NotBool] | None = Field(
+        default=None, description="Replicas running the new artifact."
     )
 
 
@@ -106,10 +107,12 @@ class LogLine(BaseModel):
     source: str = Field(
         default="deploy", min_length=1, max_length=50, description="build, deploy, verification..."
     )
-    timestamp: datetime | None = Field(
+    timestamp: IsoDateTime | None = Field(
         default=None, description="When it was emitted; default now."
     )
-    metadata: dict[str, Any] | None = Field(default=None, description="Structured context.")
+    metadata: Annotated[dict[str, Any], JsonSettings] | None = Field(
+        default=None, description="Structured context (at most 64 KiB as JSON)."
+    )
 
 
 class LogBatch(BaseModel):

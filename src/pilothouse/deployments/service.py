@@ -19,13 +19,16 @@ from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.statemachine import check_transition
+from pilothouse.deployments import rollback as rollback_rule
 from pilothouse.deployments.active import check_no_active
 from pilothouse.deployments.models import Deployment, DeploymentLog
+from pilothouse.deployments.rollback import Step as RollbackStep
 from pilothouse.deployments.transitions import TABLE, TERMINAL
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import AlreadyLive, Conflict, NotFound, ValidationFailed
 from pilothouse.history import service as history
+from pilothouse.history.models import StatusHistory
 from pilothouse.services import service as services
 
 
@@ -355,6 +358,24 @@ async def progress(
     return Progress(deployment, logs, replicas, rollback)
 
 
+async def _release_history(session: AsyncSession, service_id: uuid.UUID) -> list[RollbackStep]:
+    """The service's deployments that went live (reached success), in the order they did."""
+    rows = await session.execute(
+        sa.select(Deployment.artifact_id, Deployment.event_type)
+        .join(
+            StatusHistory,
+            sa.and_(
+                StatusHistory.entity_type == "deployment",
+                StatusHistory.entity_id == Deployment.id,
+                StatusHistory.to_status == "success",
+            ),
+        )
+        .where(Deployment.service_id == service_id, Deployment.artifact_id.is_not(None))
+        .order_by(StatusHistory.changed_at, Deployment.created_at)
+    )
+    return [RollbackStep(str(artifact), event, went_live=True) for artifact, event in rows]
+
+
 async def create_rollback(
     session: AsyncSession,
     actor: Principal,
@@ -363,8 +384,10 @@ async def create_rollback(
     environment: str | None = None,
     to_version: str | None = None,
 ) -> Deployment:
-    """Roll a service back by hand: to `to_version`, or to the last successful artifact before
-    the live one. Recorded as event_type rollback, rollback_from = the live deployment."""
+    """Roll a service back by hand: to `to_version` (a release that went live at some time), or
+    to the last release that went live before the live one and was not rolled back since
+    (deployments/rollback.py). Recorded as event_type rollback, rollback_from = the live
+    deployment."""
     svc = await services.get_service(session, actor, service, environment=environment)
     require(actor, "deploy")
     live = await artifacts.get_deployed(session, svc.id)
@@ -377,25 +400,29 @@ async def create_rollback(
         .order_by(Deployment.created_at.desc())
         .limit(1)
     )
+    steps = await _release_history(session, svc.id)
+    target: Artifact | None = None
     if to_version is not None:
         target = await artifacts.get_by_version(session, actor, svc.id, to_version)
         if target.id == live.id:
             raise AlreadyLive(f"{svc.name} {to_version} is already live; nothing to do")
-    else:
-        earlier = await session.scalar(
-            sa.select(Deployment.artifact_id)
-            .where(
-                Deployment.service_id == svc.id,
-                Deployment.status.in_(("success", "rolled_back")),
-                Deployment.artifact_id != live.id,
-                Deployment.completed_at.is_not(None),
+        if not rollback_rule.went_live(steps, str(target.id)):
+            raise Conflict(
+                f"{svc.name} {to_version} never went live (no deployment of it succeeded), so a "
+                "rollback cannot return to it; deploy it with `pilothouse deploy` instead",
+                detail={"service": svc.name, "version": to_version},
             )
-            .order_by(Deployment.completed_at.desc())
-            .limit(1)
-        )
-        if earlier is None:
-            raise Conflict(f"{svc.name} has no earlier successful release to roll back to")
-        target = await artifacts.get_artifact(session, actor, earlier)
+    else:
+        for candidate in rollback_rule.rollback_candidates(steps, str(live.id)):
+            found = await session.get(Artifact, uuid.UUID(candidate))
+            if found is not None and found.deleted_at is None:
+                target = found
+                break
+        if target is None:
+            raise Conflict(
+                f"{svc.name} has no earlier release to roll back to: none went live before "
+                f"{live.version} without being rolled back since"
+            )
     return await create_deployment(
         session,
         actor,

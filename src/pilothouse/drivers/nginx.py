@@ -2,15 +2,24 @@
 
 pilothouse runs Debian's nginx with its own config, pid file and temp paths under
 <data_dir>/nginx, writes one file per service and reloads nginx (gracefully: old workers finish
-their requests) at every change.
+their requests) at every change. nginx keeps serving while pilothouse restarts (like the
+replicas); it stops with the last service it routes, or with stop(), which returns only once
+its master and every worker are gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import shutil
+import signal
 from pathlib import Path
+
+import psutil
+
+from pilothouse.core import ports
 
 MAIN_CONF = """\
 worker_processes 1;
@@ -47,6 +56,10 @@ server {{
     }}
 }}
 """
+
+
+#: Seconds a stopping nginx has to finish its requests before what is left is killed.
+STOP_TIMEOUT = 10.0
 
 
 class RouterError(Exception):
@@ -102,19 +115,89 @@ class NginxRouter:
             raise RouterError(f"nginx {' '.join(args) or 'start'} failed: {detail}")
 
     def pid(self) -> int | None:
+        """The running master's pid, or None (a dead master, or its pid reused by another
+        program, is not running)."""
         try:
-            pid = int((self.root / "nginx.pid").read_text().strip())
-            os.kill(pid, 0)
-            return pid
+            proc = psutil.Process(int((self.root / "nginx.pid").read_text().strip()))
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.name().startswith("nginx"):
+                return proc.pid
+        except (OSError, ValueError, psutil.Error):
+            pass
+        return None
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process of this router: the master leads its own process group (nginx
+        calls setsid), and its workers stay in it, even orphaned by a master killed -9."""
+        try:
+            group = int((self.root / "nginx.pid").read_text().strip())
         except (OSError, ValueError):
+            return []
+        found = []
+        for proc in psutil.process_iter(["name", "status"]):
+            try:
+                if (
+                    (proc.info["name"] or "").startswith("nginx")
+                    and proc.info["status"] != psutil.STATUS_ZOMBIE
+                    and os.getpgid(proc.pid) == group
+                ):
+                    found.append(proc)
+            except (OSError, psutil.Error):
+                continue
+        return found
+
+    def kill(self) -> int:
+        """Kill every process of this router at once (SIGKILL); returns how many there were."""
+        procs = self.processes()
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(procs, timeout=5)
+        return len(procs)
+
+    async def _stop(self, timeout: float) -> None:
+        master = self.pid()
+        if master is not None:
+            with contextlib.suppress(OSError):
+                os.kill(master, signal.SIGQUIT)  # graceful: requests in flight finish
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.processes():
+            if loop.time() > deadline:
+                self.kill()
+                break
+            await asyncio.sleep(0.05)
+        (self.root / "nginx.pid").unlink(missing_ok=True)
+
+    async def _start(self) -> None:
+        self.kill()  # workers orphaned by a master that died hold the ports
+        await self._nginx()
+
+    def _serving(self, port: int) -> str | None:
+        """The service key whose config listens on `port`, if any."""
+        listen = re.compile(rf"^\s*listen 127\.0\.0\.1:{port};", re.MULTILINE)
+        for path in sorted((self.root / "services").glob("*.conf")):
+            if listen.search(path.read_text(errors="replace")):
+                return path.stem
+        return None
+
+    def port_holder(self, service_key: str, port: int) -> str | None:
+        """Who holds `port`, unless it is free or this router (serving `service_key`, or a
+        service it is letting go of; orphaned workers included, the next start takes them)."""
+        found = ports.holder(port)
+        if found is None:
             return None
+        ours = {p.pid for p in self.processes()}
+        if found.pid in ours or (found.pid is None and ours and self._serving(port) == service_key):
+            owner = self._serving(port)
+            return None if owner in (None, service_key) else f"pilothouse's router ({owner})"
+        return str(found)
 
     async def ensure_started(self) -> None:
         """Start pilothouse's nginx if it is not running."""
         if self.pid() is None:
             self._prepare()
             await self._nginx("-t", "-q")
-            await self._nginx()
+            await self._start()
 
     async def set_backends(self, service_key: str, listen_port: int, ports: list[int]) -> None:
         """Point the service's stable port at exactly these replica ports, then reload."""
@@ -123,19 +206,24 @@ class NginxRouter:
             path = self.root / "services" / f"{service_key}.conf"
             path.write_text(render_service(service_key, listen_port, ports))
             if self.pid() is None:
-                await self._nginx()
+                await self._start()
             else:
                 await self._nginx("-s", "reload")
 
     async def remove(self, service_key: str) -> None:
-        """Stop routing a service (its port is closed at the next reload)."""
+        """Stop routing a service (its port is closed at the next reload); with no service
+        left to route, nginx stops."""
         async with self._lock:
             path = self.root / "services" / f"{service_key}.conf"
             if path.exists():
                 path.unlink()
-                if self.pid() is not None:
+                if not any((self.root / "services").glob("*.conf")):
+                    await self._stop(STOP_TIMEOUT)
+                elif self.pid() is not None:
                     await self._nginx("-s", "reload")
 
-    async def stop(self) -> None:
-        if self.pid() is not None:
-            await self._nginx("-s", "quit")
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop nginx gracefully and return once none of its processes is left: what is still
+        running after `timeout` seconds (a worker finishing a slow request) is killed."""
+        async with self._lock:
+            await self._stop(timeout)

@@ -66,6 +66,12 @@ def supervised() -> list[str]:
     return sorted(name for name, entry in _DRIVERS.items() if entry.supervised)
 
 
+def routes(name: str) -> bool:
+    """Whether the driver serves a stable `router_port` (its config model has one)."""
+    entry = _DRIVERS.get(name)
+    return entry is not None and "router_port" in entry.config_model.model_fields
+
+
 def check_name(name: str) -> str:
     """A validator: the name of a registered driver, else UnknownDriver (a ValueError)."""
     if name not in _DRIVERS:

@@ -29,7 +29,11 @@ class Environment(UUIDPk, Timestamps, SoftDelete, Base):
     )
     domain: Mapped[str | None] = mapped_column(sa.String(253), default=None)
     driver: Mapped[str] = mapped_column(sa.String(32), default="process")
-    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # credentials masked
+    # The credentials found in `config` (URL passwords), sealed with the master keyring:
+    # JSON {dotted path: clear value}; environments.service.open_config() puts them back.
+    config_sealed: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    config_key_id: Mapped[str | None] = mapped_column(sa.String(16), default=None)
     features: Mapped[dict[str, Any]] = mapped_column(default=dict)
     limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     is_active: Mapped[bool] = mapped_column(default=True)

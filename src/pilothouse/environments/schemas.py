@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
-from pilothouse.core.rules import as_validator, check_name
+from pilothouse.core.inputs import Flag, JsonSettings, NotBool, NotNull
+from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 from pilothouse.drivers import registry
 
 EnvType = Literal["development", "staging", "production"]
@@ -18,7 +19,10 @@ Driver = Annotated[
     AfterValidator(registry.check_name),
     Field(json_schema_extra={"enum": registry.names()}),
 ]
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
+Features = Annotated[dict[str, Flag], JsonSettings]
 
 
 class EnvironmentConfig(BaseModel):
@@ -42,7 +46,8 @@ def _stored_config(config: EnvironmentConfig) -> dict[str, Any]:
     return config.model_dump(mode="json", exclude_unset=True)
 
 
-Config = Annotated[EnvironmentConfig, PlainSerializer(_stored_config)]
+# Bounded JSON first, then the typed model; stored as given (only the keys that were set).
+Config = Annotated[EnvironmentConfig, JsonSettings, PlainSerializer(_stored_config)]
 
 
 class Limits(BaseModel):
@@ -50,12 +55,20 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_concurrent_users: int | None = Field(default=None, ge=0, description="Users at once.")
-    api_rate_limit: int | None = Field(default=None, ge=0, description="Requests per minute.")
-    storage_quota_gb: int | None = Field(default=None, ge=0, description="Storage quota, GB.")
-    bandwidth_limit_gb: int | None = Field(default=None, ge=0, description="Bandwidth, GB.")
-    max_deployment_frequency: int | None = Field(
-        default=None, ge=1, le=1000, description="Deployments allowed per service per hour."
+    max_concurrent_users: Annotated[int, Field(ge=0), NotBool] | None = Field(
+        default=None, description="Users at once."
+    )
+    api_rate_limit: Annotated[int, Field(ge=0), NotBool] | None = Field(
+        default=None, description="Requests per minute."
+    )
+    storage_quota_gb: Annotated[int, Field(ge=0), NotBool] | None = Field(
+        default=None, description="Storage quota, GB."
+    )
+    bandwidth_limit_gb: Annotated[int, Field(ge=0), NotBool] | None = Field(
+        default=None, description="Bandwidth, GB."
+    )
+    max_deployment_frequency: Annotated[int, Field(ge=1, le=1000), NotBool] | None = Field(
+        default=None, description="Deployments allowed per service per hour."
     )
 
 
@@ -68,22 +81,25 @@ class EnvironmentCreate(BaseModel):
     driver: Driver = Field(default="process", description="Deployment driver for its services.")
     config: Config = Field(
         default_factory=EnvironmentConfig,
-        description="Non-secret settings (secrets belong in encrypted environment variables).",
+        description=(
+            "Settings, validated on write (`database_url`, `redis_url`, `dependency_interval`; "
+            "other keys are kept). Credentials in URLs are sealed and shown masked."
+        ),
     )
-    features: dict[str, bool] = Field(default_factory=dict, description="Feature flags.")
+    features: Features = Field(default_factory=dict, description="Feature flags.")
     limits: Limits = Field(default_factory=Limits, description="Operational limits.")
 
 
 class EnvironmentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: EnvType | None = Field(default=None, description="New type.")
-    domain: str | None = Field(default=None, max_length=253, description="New domain.")
-    driver: Driver | None = Field(default=None, description="New driver.")
-    config: Config | None = Field(default=None, description="Replaces the config.")
-    features: dict[str, bool] | None = Field(default=None, description="Replaces the flags.")
-    limits: Limits | None = Field(default=None, description="Replaces the limits.")
-    is_active: bool | None = Field(default=None, description="Inactive environments refuse work.")
+    type: NotNull[EnvType] = Field(default=None, description="New type.")
+    domain: str | None = Field(default=None, max_length=253, description="New domain (null: none).")
+    driver: NotNull[Driver] = Field(default=None, description="New driver.")
+    config: NotNull[Config] = Field(default=None, description="Replaces the config.")
+    features: NotNull[Features] = Field(default=None, description="Replaces the flags.")
+    limits: NotNull[Limits] = Field(default=None, description="Replaces the limits.")
+    is_active: NotNull[Flag] = Field(default=None, description="Inactive environments refuse work.")
 
 
 class EnvironmentRead(BaseModel):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query, Request, Response
 
 from pilothouse.deps import Caller, Session, get_db
+from pilothouse.errors import ERROR_RESPONSES
 from pilothouse.healthchecks import service
 from pilothouse.healthchecks.badges import badge
 from pilothouse.healthchecks.schemas import (
@@ -124,6 +125,13 @@ async def incidents(
 @badges.get(
     "/badge/{name}/{kind}.svg",
     summary="Public SVG badge: status or uptime (only services with health_check.public_badge)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {}}, "description": "The badge."},
+        404: ERROR_RESPONSES[404],
+        413: ERROR_RESPONSES[413],
+        422: ERROR_RESPONSES[422],
+    },
 )
 async def badge_svg(name: str, kind: str, request: Request) -> Response:
     async with get_db(request).session(write=False) as session:

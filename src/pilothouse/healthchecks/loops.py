@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from pilothouse.alerts.service import active_channels, broadcast
+from pilothouse.alerts.service import notify
 from pilothouse.core.clock import utcnow
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Loop, Runtime
@@ -55,7 +55,7 @@ class HealthLoops:
                 "text": f"{svc.name}: month-to-date uptime {report.uptime_percent:.3f}% is below "
                 f"its SLA target {report.sla_target}%",
             }
-            await broadcast(await active_channels(self.rt.db), message)
+            await notify(self.rt.db, message)
 
 
 def loops(rt: Runtime) -> list[Loop]:

@@ -1,11 +1,10 @@
 """Health monitoring tables: checks (24 h), hourly rollups (90 days), derived state, downtime,
-maintenance windows, incidents and notification channels."""
+maintenance windows and incidents (notification channels live in alerts/)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -16,7 +15,6 @@ from pilothouse.core.types import JSONType, str_enum
 
 HEALTH = ("healthy", "degraded", "unhealthy")
 DEP_STATUS = ("connected", "slow", "disconnected")
-CHANNEL_KINDS = ("webhook", "slack", "email")
 
 
 class HealthCheck(UUIDPk, Base):
@@ -149,15 +147,3 @@ class Incident(UUIDPk, Base):
     notified_at: Mapped[datetime | None] = mapped_column(default=None)
     reminders: Mapped[int] = mapped_column(default=0)
     recovery_notified_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
-class NotificationChannel(UUIDPk, Base):
-    __tablename__ = "notification_channels"
-    __table_args__ = (sa.UniqueConstraint("name", name="uq_notification_channels_name"),)
-
-    owner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id"))
-    name: Mapped[str] = mapped_column(sa.String(100))
-    kind: Mapped[str] = mapped_column(str_enum(*CHANNEL_KINDS, name="channel_kind"))
-    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    is_active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from pilothouse.access import Principal
-from pilothouse.alerts.service import active_channels, broadcast
+from pilothouse.alerts.service import Endpoint, active_channels, broadcast
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.leases import WORKER_ID, Leases
@@ -54,7 +54,6 @@ from pilothouse.healthchecks.models import (
     HealthCheck,
     HealthState,
     Incident,
-    NotificationChannel,
     ProbeClaim,
 )
 from pilothouse.healthchecks.spec import HealthCheckSpec
@@ -62,6 +61,7 @@ from pilothouse.healthchecks.spec import parse as parse_spec
 from pilothouse.history import service as history
 from pilothouse.replicas.models import Replica
 from pilothouse.services.models import Service
+from pilothouse.variables.service import dependency_config
 
 log = get_logger("pilothouse.monitor")
 MONITOR = Principal(id=uuid.UUID(int=0), name="monitor", role="admin")
@@ -161,7 +161,7 @@ class Monitor:
         self._away = False
         self._retry_at = 0.0
         self.dampers: dict[str, Damper] = {}
-        self.channels: list[NotificationChannel] = []
+        self.channels: list[Endpoint] = []
         self.sent_away: dict[uuid.UUID, deque[str]] = {}
 
     # -- targets --------------------------------------------------------------------------
@@ -264,7 +264,7 @@ class Monitor:
                     )
         for env_id, env in envs.items():
             members = tuple(s.id for s in services if s.environment_id == env_id)
-            config = env.config or {}
+            config = await dependency_config(self.db, env)  # sealed credentials, ${VAR}s
             interval = float(config.get("dependency_interval", 60))
             if config.get("database_url"):
                 targets.append(
@@ -559,7 +559,7 @@ class Monitor:
             return True
         return False
 
-    async def _channels(self) -> list[NotificationChannel]:
+    async def _channels(self) -> list[Endpoint]:
         """The active channels; those of the last good read while the store is away."""
         try:
             self.channels = await active_channels(self.db)
@@ -785,7 +785,7 @@ class Monitor:
                     "text": f"{name} recovered after {lasted:.0f}s ({open_incident.cause})",
                 }
         if message is not None and not self._sent_already(service_id, message["event"]):
-            await broadcast(await self._channels(), message)
+            await broadcast(await self._channels(), message, db=self.db)
 
     async def remind(self) -> None:
         """Every reminder_minutes while an incident lasts, say it again."""
@@ -824,4 +824,4 @@ class Monitor:
         if messages:
             channels = await self._channels()
             for message in messages:
-                await broadcast(channels, message)
+                await broadcast(channels, message, db=self.db)

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pilothouse.core.inputs import IsoDateTime
+
 
 class CheckRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -57,8 +59,8 @@ class UptimeReport(BaseModel):
 class MaintenanceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    starts_at: datetime = Field(description="Start (ISO 8601 with time zone).")
-    ends_at: datetime = Field(description="End, after the start.")
+    starts_at: IsoDateTime = Field(description="Start (ISO 8601 with time zone).")
+    ends_at: IsoDateTime = Field(description="End, after the start.")
     reason: str | None = Field(default=None, max_length=500, description="Why.")
 
 

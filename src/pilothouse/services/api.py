@@ -84,7 +84,10 @@ async def transition(
     "/{ref}/rollback",
     response_model=DeploymentRead,
     status_code=201,
-    summary="Roll back by hand (operator): to `to`, or the last successful earlier artifact",
+    summary="Roll back by hand (operator): to `to`, or the release live before the current one",
+    description="The default target is the last release that went live (a deployment of it "
+    "succeeded) before the live one and was not rolled back since; a release that never went "
+    "live is never a target. 409 when there is none, or when `to` never went live.",
 )
 async def rollback(
     ref: str,

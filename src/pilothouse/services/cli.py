@@ -29,7 +29,11 @@ def create(
     storage: Annotated[int, typer.Option(help="Storage in GB, 1-1000.")] = 1,
     public_url: Annotated[str | None, typer.Option(help="Public URL.")] = None,
     router_port: Annotated[
-        int | None, typer.Option(help="Serve the replicas behind nginx on this stable port.")
+        int | None,
+        typer.Option(
+            help="Serve the replicas behind nginx on this stable port; refused (409) when "
+            "another service or another process on the host holds it."
+        ),
     ] = None,
     health_path: Annotated[
         str, typer.Option(help="Readiness check: HTTP path each replica must answer 2xx on.")

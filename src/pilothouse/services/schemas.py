@@ -8,25 +8,40 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
-from pilothouse.core.rules import as_validator, check_image, check_name, check_range
+from pilothouse.core.inputs import JsonSettings, NotNull
+from pilothouse.core.rules import (
+    IMAGE_PATTERN,
+    NAME_RE,
+    as_validator,
+    check_image,
+    check_name,
+    check_range,
+    range_hint,
+    schema_hint,
+)
 from pilothouse.healthchecks.spec import HealthCheckSpec, stored
 
 ServiceStatus = Literal["pending", "scheduled", "running", "stopped", "failed", "deleted"]
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
-Image = Annotated[str, AfterValidator(as_validator(check_image))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
+Image = Annotated[
+    str, AfterValidator(as_validator(check_image)), schema_hint(pattern=IMAGE_PATTERN)
+]
 
 
 def _ranged(field: str) -> AfterValidator:
     return AfterValidator(as_validator(lambda v: check_range(field, v)))
 
 
-Replicas = Annotated[int, _ranged("target_replicas")]
-Cpu = Annotated[float, _ranged("cpu_cores")]
-Memory = Annotated[int, _ranged("memory_mb")]
-Gpu = Annotated[int, _ranged("gpu_units")]
-Storage = Annotated[int, _ranged("storage_gb")]
-# Validated on write, stored as given (only the keys that were set).
-HealthCheck = Annotated[HealthCheckSpec, PlainSerializer(stored)]
+Replicas = Annotated[int, _ranged("target_replicas"), range_hint("target_replicas")]
+Cpu = Annotated[float, _ranged("cpu_cores"), range_hint("cpu_cores")]
+Memory = Annotated[int, _ranged("memory_mb"), range_hint("memory_mb")]
+Gpu = Annotated[int, _ranged("gpu_units"), range_hint("gpu_units")]
+Storage = Annotated[int, _ranged("storage_gb"), range_hint("storage_gb")]
+Settings = Annotated[dict[str, Any], JsonSettings]
+# Validated on write (bounded JSON, then the typed model), stored as given (the keys set).
+HealthCheck = Annotated[HealthCheckSpec, JsonSettings, PlainSerializer(stored)]
 
 
 class Resources(BaseModel):
@@ -43,10 +58,10 @@ class Resources(BaseModel):
 class ResourcesUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpu_cores: Cpu | None = Field(default=None, description="CPU cores, 0.5-32.")
-    memory_mb: Memory | None = Field(default=None, description="Memory in MB, 512-65536.")
-    gpu_units: Gpu | None = Field(default=None, description="GPU units, 0-8.")
-    storage_gb: Storage | None = Field(default=None, description="Storage in GB, 1-1000.")
+    cpu_cores: NotNull[Cpu] = Field(default=None, description="CPU cores, 0.5-32.")
+    memory_mb: NotNull[Memory] = Field(default=None, description="Memory in MB, 512-65536.")
+    gpu_units: NotNull[Gpu] = Field(default=None, description="GPU units, 0-8.")
+    storage_gb: NotNull[Storage] = Field(default=None, description="Storage in GB, 1-1000.")
 
 
 class ServiceCreate(BaseModel):
@@ -63,7 +78,7 @@ class ServiceCreate(BaseModel):
     target_replicas: Replicas = Field(default=1, description="Desired replicas, 1-100.")
     resources: Resources = Field(default_factory=Resources, description="Resource allocation.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
-    driver_config: dict[str, Any] = Field(
+    driver_config: Settings = Field(
         default_factory=dict,
         description="Driver settings, validated by the environment's driver (docs/releases.md).",
     )
@@ -77,12 +92,12 @@ class ServiceUpdate(BaseModel):
 
     image: Image | None = Field(default=None, description="New image.")
     command: str | None = Field(default=None, max_length=4000, description="New command.")
-    resources: ResourcesUpdate | None = Field(default=None, description="Changed resources.")
+    resources: NotNull[ResourcesUpdate] = Field(default=None, description="Changed resources.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
-    driver_config: dict[str, Any] | None = Field(
+    driver_config: NotNull[Settings] = Field(
         default=None, description="Driver settings, validated by the environment's driver."
     )
-    health_check: HealthCheck | None = Field(
+    health_check: NotNull[HealthCheck] = Field(
         default=None, description="Readiness and health monitoring settings (replaced whole)."
     )
 
@@ -126,7 +141,9 @@ class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: str | None = Field(
-        default=None, description="Version to roll back to; default: the last earlier success."
+        default=None,
+        description="Version to roll back to; it must have gone live once. Default: the release "
+        "live before the current one.",
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require, visible
 from pilothouse.audit import service as audit
+from pilothouse.core import ports
 from pilothouse.core.clock import utcnow
 from pilothouse.core.statemachine import check_transition
 from pilothouse.drivers import registry
@@ -61,6 +62,58 @@ async def list_services(
     return (await session.scalars(query)).all()
 
 
+def router_port(driver_config: dict[str, Any] | None) -> int | None:
+    """The stable port a service's router listens on, when it has a router."""
+    config = driver_config or {}
+    port = config.get("router_port")
+    if not config.get("router") or isinstance(port, bool) or not isinstance(port, int):
+        return None
+    return port if 1 <= port <= 65535 else None  # out of range: the driver's 422 says so
+
+
+async def router_port_user(
+    session: AsyncSession, port: int, *, exclude: uuid.UUID | None = None
+) -> Service | None:
+    """The live service (any environment) whose router listens on `port`, other than `exclude`."""
+    rows = await session.scalars(sa.select(Service).where(Service.deleted_at.is_(None)))
+    return next((s for s in rows if s.id != exclude and router_port(s.driver_config) == port), None)
+
+
+async def describe_port_user(session: AsyncSession, actor: Principal, svc: Service) -> str:
+    """'service X in environment Y', or a phrase naming nothing when the actor cannot see it."""
+    seen = await session.scalar(
+        sa.select(Service.id).where(Service.id == svc.id, _live_visible(actor))
+    )
+    if seen is None:
+        return "another pilothouse service"
+    env = await session.get(Environment, svc.environment_id)
+    return f"service {svc.name!r} in environment {env.name if env else '?'!r}"
+
+
+async def check_router_port(
+    session: AsyncSession,
+    actor: Principal,
+    driver_config: dict[str, Any] | None,
+    *,
+    current: Service | None = None,
+) -> None:
+    """409 when the router port in `driver_config` is another live service's (any environment)
+    or is held by another process on this host; the message names the holder."""
+    port = router_port(driver_config)
+    if port is None:
+        return
+    detail = {"field": "driver_config.router_port", "port": port}
+    other = await router_port_user(session, port, exclude=current.id if current else None)
+    if other is not None:
+        who = await describe_port_user(session, actor, other)
+        raise Conflict(f"router port {port} is already used by {who}", detail=detail)
+    if current is not None and router_port(current.driver_config) == port:
+        return  # its own port: pilothouse's router may be the one listening on it
+    holder = ports.holder(port)
+    if holder is not None:
+        raise Conflict(f"router port {port} is in use on this host by {holder}", detail=detail)
+
+
 async def create_service(
     session: AsyncSession,
     actor: Principal,
@@ -81,6 +134,7 @@ async def create_service(
     if taken:
         raise Conflict(f"service {name!r} already exists in environment {env.name!r}")
     registry.check_config(env.driver, fields.get("driver_config") or {})
+    await check_router_port(session, actor, fields.get("driver_config"))
     svc = Service(owner_id=actor.id, environment_id=env.id, name=name, **resources, **fields)
     session.add(svc)
     await session.flush()
@@ -96,6 +150,8 @@ async def update_service(
 ) -> Service:
     svc = await get_service(session, actor, ref)
     require(actor, "manage_services")
+    if "driver_config" in changes:
+        await check_router_port(session, actor, changes["driver_config"], current=svc)
     flat = dict(changes)
     flat.update(flat.pop("resources", None) or {})
     if flat.get("driver_config") is not None:

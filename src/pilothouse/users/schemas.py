@@ -8,10 +8,13 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from pilothouse.core.rules import as_validator, check_name
+from pilothouse.core.inputs import Flag, NotBool
+from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 
 Role = Literal["viewer", "operator", "admin"]
-Name = Annotated[str, AfterValidator(as_validator(check_name))]
+Name = Annotated[
+    str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
+]
 
 
 class UserCreate(BaseModel):
@@ -20,7 +23,7 @@ class UserCreate(BaseModel):
     name: Name = Field(description="Unique user name: 1-100 of A-Z a-z 0-9 - _.")
     role: Role = Field(description="viewer (read), operator (deploy, scale), admin (everything).")
     email: str | None = Field(default=None, max_length=320, description="Contact address.")
-    with_token: bool = Field(default=True, description="Also issue a first API token.")
+    with_token: Flag = Field(default=True, description="Also issue a first API token.")
 
 
 class UserRead(BaseModel):
@@ -41,8 +44,8 @@ class TokenCreate(BaseModel):
         default=None, description="User name or id the token is for; default: the caller."
     )
     name: str = Field(default="cli", min_length=1, max_length=100, description="A label.")
-    expires_in_days: int | None = Field(
-        default=None, ge=1, le=3650, description="Lifetime in days; default: never expires."
+    expires_in_days: Annotated[int, Field(ge=1, le=3650), NotBool] | None = Field(
+        default=None, description="Lifetime in days; default: never expires."
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from pilothouse.deps import Caller, Keys, Session, get_db
 from pilothouse.variables import service
+from pilothouse.variables.rules import KEY_PATTERN
 from pilothouse.variables.schemas import (
     CheckResult,
     ImportRequest,
@@ -22,6 +24,13 @@ from pilothouse.variables.schemas import (
 )
 
 router = APIRouter(tags=["variables"])
+Key = Annotated[
+    str,
+    Path(
+        description="Variable name: a letter or _, then letters, digits or _ (at most 255).",
+        json_schema_extra={"pattern": KEY_PATTERN.pattern},
+    ),
+]
 
 
 @router.get(
@@ -56,7 +65,7 @@ async def list_vars(
     summary="Set a variable (operator); a change is a new version",
 )
 async def set_var(
-    env: str, key: str, body: VarSet, session: Session, caller: Caller, keys: Keys
+    env: str, key: Key, body: VarSet, session: Session, caller: Caller, keys: Keys
 ) -> VarChange:
     var, changed = await service.set_var(
         session,
@@ -66,6 +75,7 @@ async def set_var(
         key,
         body.value.get_secret_value(),
         is_secret=body.is_secret,
+        plain=body.plain,
         service=body.service,
     )
     return VarChange(key=var.key, version=var.version, changed=changed)
@@ -74,7 +84,7 @@ async def set_var(
 @router.delete("/environments/{env}/vars/{key}", status_code=204, summary="Unset a variable")
 async def unset_var(
     env: str,
-    key: str,
+    key: Key,
     session: Session,
     caller: Caller,
     service_ref: str | None = Query(default=None, alias="service", description="A service."),
@@ -90,7 +100,7 @@ async def unset_var(
 )
 async def history(
     env: str,
-    key: str,
+    key: Key,
     session: Session,
     caller: Caller,
     service_ref: str | None = Query(default=None, alias="service", description="A service."),
@@ -105,7 +115,7 @@ async def history(
     summary="Restore the value of an earlier version (a new version)",
 )
 async def revert(
-    env: str, key: str, body: RevertRequest, session: Session, caller: Caller, keys: Keys
+    env: str, key: Key, body: RevertRequest, session: Session, caller: Caller, keys: Keys
 ) -> VarChange:
     var = await service.revert(session, caller, keys, env, key, body.to, service=body.service)
     return VarChange(key=var.key, version=var.version, changed=True)
@@ -126,6 +136,7 @@ async def import_vars(
         env,
         {k: v.get_secret_value() for k, v in body.values.items()},
         secret_keys=set(body.secret_keys),
+        plain_keys=set(body.plain_keys),
         service=body.service,
         dry_run=body.dry_run,
     )
@@ -151,16 +162,21 @@ async def check(
 @router.get(
     "/vars-diff",
     response_model=dict[str, list[str]],
-    summary="Keys missing on either side and keys whose values differ (never values)",
+    summary=(
+        "Keys missing on either side and keys whose values differ (never values); secrets are "
+        "compared only for admins (else listed in secrets_not_compared); audited"
+    ),
 )
 async def diff(
-    session: Session,
+    request: Request,
     caller: Caller,
     keys: Keys,
     left: str = Query(description="Environment."),
     right: str = Query(description="Environment."),
 ) -> dict[str, list[str]]:
-    return await service.diff(session, caller, keys, left, right)
+    # A GET runs read-only; a diff leaves its audit row, committed before the answer is sent.
+    async with get_db(request).session(write=True) as audited:
+        return await service.diff(audited, caller, keys, left, right)
 
 
 @router.get(
@@ -179,7 +195,7 @@ async def list_requirements(env: str, session: Session, caller: Caller) -> list[
     summary="Require a variable, with an optional format rule (admin)",
 )
 async def set_requirement(
-    env: str, key: str, body: RequirementSet, session: Session, caller: Caller
+    env: str, key: Key, body: RequirementSet, session: Session, caller: Caller
 ) -> RequirementRead:
     row = await service.set_requirement(
         session, caller, env, key, required=body.required, rule=body.rule, args=body.args
@@ -190,6 +206,6 @@ async def set_requirement(
 @router.delete(
     "/environments/{env}/requirements/{key}", status_code=204, summary="Drop a requirement"
 )
-async def delete_requirement(env: str, key: str, session: Session, caller: Caller) -> Response:
+async def delete_requirement(env: str, key: Key, session: Session, caller: Caller) -> Response:
     await service.delete_requirement(session, caller, env, key)
     return Response(status_code=204)

@@ -59,14 +59,19 @@ def set_(
     ],
     env: EnvOpt,
     secret: Annotated[bool, typer.Option("--secret", help="Mask it everywhere.")] = False,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Store it visible, even if it was a secret (audited).")
+    ] = False,
     service: ServiceOpt = None,
 ) -> None:
-    """Set a variable; a change is a new version. Prefer `KEY` alone for secrets (no shell
+    """Set a variable; a change is a new version. A secret stays a secret unless --plain; a new
+    variable whose name or value looks secret is one. Prefer `KEY` alone for secrets (no shell
     history)."""
     key, sep, value = assignment.partition("=")
     if not sep:
         value = typer.prompt(f"value of {key}", hide_input=True)
-    body = {"value": value, "is_secret": secret, "service": service}
+    body = {"value": value, "is_secret": True if secret else None, "plain": plain}
+    body["service"] = service
     row = api(ctx).request("PUT", f"/environments/{env}/vars/{key}", json_body=body)
     state = f"version {row['version']}" if row["changed"] else "unchanged"
     out.print(f"{key} set in {env}{f'/{service}' if service else ''} ({state})", markup=False)
@@ -118,7 +123,8 @@ def import_(
         list[str] | None, typer.Option("--secret", help="Also treat KEY as secret (repeatable).")
     ] = None,
     plain: Annotated[
-        list[str] | None, typer.Option("--plain", help="Treat KEY as not secret (repeatable).")
+        list[str] | None,
+        typer.Option("--plain", help="Store KEY visible, even if it is a secret (repeatable)."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only show what would change.")
@@ -126,25 +132,26 @@ def import_(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
 ) -> None:
     """Import a .env file: shows which keys are added or changed, then applies them in one
-    transaction. Keys that look secret (TOKEN, SECRET, PASSWORD, DSN, API_KEY...) are secrets."""
+    transaction. Existing secrets stay secrets (unless --plain); keys whose name looks secret
+    (*_KEY, *_TOKEN, *SECRET*, *PASS*, AUTH*, JWT*, SESSION*, STRIPE*...) or whose value is a
+    URL with a password become secrets."""
     from pilothouse.variables.dotenv import DotenvError, parse
-    from pilothouse.variables.rules import looks_secret
 
     text = sys.stdin.read() if str(file) == "-" else _read(file)
     try:
         values = parse(text)
     except DotenvError as exc:
         raise CliError(f"{file}: {exc}") from None
-    secrets = {k for k in values if looks_secret(k)} | set(secret or [])
-    secrets -= set(plain or [])
     body = {
         "values": values,
-        "secret_keys": sorted(secrets),
+        "secret_keys": sorted(set(secret or [])),
+        "plain_keys": sorted(set(plain or [])),
         "service": service,
         "dry_run": True,
     }
     client = api(ctx)
     plan = client.request("POST", f"/environments/{env}/vars-import", json_body=body)
+    secrets = set(plan["secret"])
     for word, keys in (("add", plan["added"]), ("change", plan["changed"])):
         for key in keys:
             out.print(f"  {word:<6} {key}{'  (secret)' if key in secrets else ''}", markup=False)
@@ -244,7 +251,8 @@ def diff(
     right: Annotated[str, typer.Argument(help="Environment.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Keys missing on either side and keys whose values differ (values never shown)."""
+    """Keys missing on either side and keys whose values differ (values never shown). Secrets
+    are compared only for admins; for others they are listed as not compared. Audited."""
     result = api(ctx).request("GET", "/vars-diff", params={"left": left, "right": right})
     if as_json:
         print_json(result)

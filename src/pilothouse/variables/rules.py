@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import regex
+
+from pilothouse.core.urls import has_credentials
+
 RULES = (
     "url",
     "https_url",
@@ -26,12 +30,46 @@ SEMVER = re.compile(
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
-SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|PRIVATE|API_?KEY|DSN|CREDENTIAL", re.IGNORECASE)
+#: Anywhere in the name.
+SECRET_PARTS = re.compile(r"SECRET|PASSW|PASSPHRASE|PRIVATE|API_?KEY|DSN|CREDENTIAL")
+#: A whole word of the name (words are separated by `_`).
+SECRET_WORDS = frozenset({"KEY", "KEYS", "PASS", "PWD", "HMAC", "SALT", "COOKIE"})
+#: The name starts with it (AUTH*, but not AUTHOR).
+SECRET_PREFIX = re.compile(r"^(?:AUTH(?!ORS?(?:_|$))|JWT|SESSION|STRIPE)")
+#: Regex rules are run with this limit (seconds): a pattern that backtracks catastrophically
+#: becomes a failed check naming the rule instead of a stalled server.
+REGEX_TIMEOUT = 0.5
 
 
-def looks_secret(key: str) -> bool:
-    """Whether a variable's name suggests a secret (how `vars import` classifies keys)."""
-    return bool(SECRET_NAME.search(key))
+def looks_secret(key: str, value: str | None = None) -> bool:
+    """Whether a variable should be a secret: its name (`*_KEY`, `*_PASS`, `*PASSPHRASE*`,
+    `*_TOKEN`, `*SECRET*`, `*PASSWORD*`, `AUTH*`, `JWT*`, `SESSION*`, `STRIPE*`, ...) or its
+    value (a URL or DSN carrying a password or token)."""
+    name = key.upper()
+    words = name.split("_")
+    if (
+        SECRET_PARTS.search(name)
+        or SECRET_PREFIX.match(name)
+        or any(w in SECRET_WORDS or w.endswith(("TOKEN", "TOKENS")) for w in words)
+    ):
+        return True
+    return bool(value) and has_credentials(str(value))
+
+
+def secrecy(
+    current: bool | None, key: str, value: str, *, is_secret: bool | None, plain: bool
+) -> bool:
+    """Whether a variable is stored as a secret (pure). Secrecy is sticky: a secret stays one
+    unless `plain` is asked for explicitly. A new variable is a secret when asked, or when its
+    name or value looks secret (rules.looks_secret); a plain one becomes a secret when asked,
+    or when its new value carries a credential."""
+    if plain:
+        return False
+    if is_secret or current:
+        return True
+    if current is None:
+        return looks_secret(key, value)
+    return has_credentials(value)
 
 
 def check_key(key: str) -> str | None:
@@ -72,8 +110,8 @@ def check_args(rule: str, args: Mapping[str, Any]) -> str | None:
         if not isinstance(pattern, str):
             return "regex needs args.pattern"
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            regex.compile(pattern)
+        except regex.error as exc:
             return f"args.pattern is not a valid regular expression: {exc}"
     return None
 
@@ -107,7 +145,11 @@ def check_value(rule: str, args: Mapping[str, Any], value: str) -> str | None:
         return None
     if rule == "regex":
         pattern = str(args.get("pattern", ""))
-        return None if re.fullmatch(pattern, value) else f"must match {pattern}"
+        try:
+            matched = regex.fullmatch(pattern, value, timeout=REGEX_TIMEOUT)
+        except TimeoutError:
+            return f"regex rule {pattern} took longer than {REGEX_TIMEOUT}s: treated as failed"
+        return None if matched else f"must match {pattern}"
     return f"unknown rule {rule}"
 
 

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from pilothouse.core.inputs import INT32_MAX, Flag, JsonSettings, NotBool
+from pilothouse.core.rules import schema_hint
+from pilothouse.variables.rules import KEY_PATTERN, RULES
+
+VarKey = Annotated[str, schema_hint(pattern=KEY_PATTERN.pattern)]
 
 
 class VarSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: SecretStr = Field(description="The value (stored encrypted; up to 65,536 characters).")
-    is_secret: bool = Field(default=False, description="Masked everywhere unless revealed.")
+    is_secret: Flag | None = Field(
+        default=None,
+        description=(
+            "true: a secret (masked everywhere unless revealed). Absent or false: a secret stays "
+            "one (secrecy is sticky); a new variable is a secret when its name or value looks "
+            "secret (*_KEY, *_TOKEN, *SECRET*, a URL with a password...)."
+        ),
+    )
+    plain: Flag = Field(
+        default=False,
+        description="Store it as a plain (visible) variable, even if it was a secret (audited).",
+    )
     service: str | None = Field(default=None, description="Set it for this service only.")
 
 
@@ -30,7 +47,12 @@ class VarRead(BaseModel):
 class VarChange(BaseModel):
     key: str = Field(description="Variable name.")
     version: int = Field(description="Its version now.")
-    changed: bool = Field(description="False when the value was already that.")
+    changed: bool = Field(
+        description=(
+            "False when the value was already that. For a secret, only callers who may reveal "
+            "it are told so; for anyone else a secret is always written again (true)."
+        )
+    )
 
 
 class VersionRead(BaseModel):
@@ -46,45 +68,64 @@ class VersionRead(BaseModel):
 class RevertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: int = Field(ge=1, description="Version whose value to restore.")
+    to: Annotated[int, NotBool] = Field(
+        ge=1, le=INT32_MAX, description="Version whose value to restore."
+    )
     service: str | None = Field(default=None, description="Service scope.")
 
 
 class ImportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    values: dict[str, SecretStr] = Field(description="KEY -> value.")
-    secret_keys: list[str] = Field(default_factory=list, description="Which keys are secrets.")
+    values: Annotated[dict[VarKey, SecretStr], schema_hint(additionalProperties=False)] = Field(
+        description="KEY -> value."
+    )
+    secret_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys to store as secrets (besides those whose name or value looks secret).",
+    )
+    plain_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys to store as plain variables, even if they are secrets now (audited).",
+    )
     service: str | None = Field(default=None, description="Service scope.")
-    dry_run: bool = Field(default=False, description="Only report what would change.")
+    dry_run: Flag = Field(default=False, description="Only report what would change.")
 
 
 class ImportResult(BaseModel):
     added: list[str] = Field(description="New keys.")
-    changed: list[str] = Field(description="Keys whose value or secrecy changes.")
+    changed: list[str] = Field(
+        description=(
+            "Keys whose value or secrecy changes; for callers who may not reveal secrets, every "
+            "existing secret (it is written again: its value is never compared for them)."
+        )
+    )
     unchanged: list[str] = Field(description="Keys already so.")
+    secret: list[str] = Field(description="Keys stored (or to be stored) as secrets.")
     applied: bool = Field(description="False for a dry run.")
 
 
 class RequirementSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    required: bool = Field(default=True, description="Deployments are refused without it.")
-    rule: str | None = Field(
+    required: Flag = Field(default=True, description="Deployments are refused without it.")
+    rule: Annotated[str, schema_hint(enum=list(RULES))] | None = Field(
         default=None,
         description=(
             "Format: url, https_url, postgres_dsn, redis_url, one_of (args.values), "
             "semver_or_sha, integer (args.min, args.max), regex (args.pattern)."
         ),
     )
-    args: dict[str, Any] = Field(default_factory=dict, description="Arguments of the rule.")
+    args: Annotated[dict[str, Any], JsonSettings] = Field(
+        default_factory=dict, description="Arguments of the rule."
+    )
 
 
 class RequirementRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     key: str = Field(description="Variable name.")
-    required: bool = Field(description="Whether it must be set.")
+    required: Flag = Field(description="Whether it must be set.")
     rule: str | None = Field(description="Format rule.")
     args: dict[str, Any] = Field(description="Arguments of the rule.")
 

@@ -7,6 +7,8 @@ function here puts a value into an exception, a log line or an audit entry."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +18,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import Principal, require
+from pilothouse.access import Principal, may, require
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, open_value, seal_value
+from pilothouse.core.db import Database
+from pilothouse.core.keys import process_keyring
 from pilothouse.core.logging import register_secrets
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
@@ -27,7 +31,14 @@ from pilothouse.errors import NotFound, PilothouseError, ValidationFailed
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
-from pilothouse.variables.rules import Requirement, check_all, check_args, check_key
+from pilothouse.variables.rules import (
+    Requirement,
+    check_all,
+    check_args,
+    check_key,
+    looks_secret,
+    secrecy,
+)
 
 MASK = "********"
 MAX_VALUE = 65536
@@ -91,6 +102,11 @@ def _check_key_value(key: str, value: str | None) -> None:
         raise ValidationFailed("value", "must not contain NUL characters")
 
 
+def _check_secrecy(is_secret: bool | None, plain: bool) -> None:
+    if is_secret and plain:
+        raise ValidationFailed("plain", "cannot be combined with is_secret: true")
+
+
 async def set_var(
     session: AsyncSession,
     actor: Principal,
@@ -99,30 +115,42 @@ async def set_var(
     key: str,
     value: str,
     *,
-    is_secret: bool = False,
+    is_secret: bool | None = None,
+    plain: bool = False,
     service: str | None = None,
     action: str = "set",
 ) -> tuple[EnvVar, bool]:
-    """Create or change a variable; returns it and whether anything changed (a new version)."""
+    """Create or change a variable; returns it and whether anything changed (a new version).
+
+    For a secret, a caller who may not reveal it is never told that the value was already
+    that (no equality oracle): the value is written again as a new version."""
     require(actor, "manage_vars")
     _check_key_value(key, value)
-    if is_secret:
-        register_secrets([value])
+    _check_secrecy(is_secret, plain)
     env = await environments.get_environment(session, actor, env_ref)
     scope, svc = await _scope(session, actor, env, service)
     var = await _current(session, env.id, scope, key)
-    if var is not None and _unchanged(var, value, is_secret, keyring):
+    secret = secrecy(
+        var.is_secret if var is not None else None, key, value, is_secret=is_secret, plain=plain
+    )
+    if secret:
+        register_secrets([value])
+    if var is not None and _unchanged(actor, var, value, secret, keyring):
         return var, False
     written = await _write(
-        session, actor, keyring, env, svc, scope, var, key, value, is_secret, action
+        session, actor, keyring, env, svc, scope, var, key, value, secret, action
     )
     return written, True
 
 
-def _unchanged(var: Any, value: str, is_secret: bool, keyring: Keyring) -> bool:
-    return bool(
-        var.is_secret == is_secret and _open(var.key, var.value_encrypted, keyring) == value
-    )
+def _unchanged(actor: Principal, var: Any, value: str, is_secret: bool, keyring: Keyring) -> bool:
+    """True when nothing would change, as far as `actor` may know: a secret is compared only
+    for callers who may reveal it (for anyone else it always changes)."""
+    if var.is_secret != is_secret:
+        return False
+    if is_secret and not may(actor, "reveal_secrets"):
+        return False
+    return _open(var.key, var.value_encrypted, keyring) == value
 
 
 async def _write(
@@ -139,6 +167,7 @@ async def _write(
     action: str,
 ) -> EnvVar:
     """Store a new version of a variable (the caller knows it changed), with its audit entry."""
+    made_plain = var is not None and var.is_secret and not is_secret
     if var is not None:
         var.version += 1
     else:
@@ -181,6 +210,15 @@ async def _write(
             "is_secret": is_secret,
         },
     )
+    if made_plain:
+        audit.record(
+            session,
+            actor,
+            "var_made_plain",
+            "env_var",
+            var.id,
+            {"environment": env.name, "variable": key, "version": var.version},
+        )
     return var
 
 
@@ -337,7 +375,7 @@ async def revert(
         env_ref,
         key,
         value,
-        is_secret=old.is_secret,
+        is_secret=True if old.is_secret else None,  # a secret now stays one (sticky)
         service=service,
         action="revert",
     )
@@ -349,6 +387,7 @@ class ImportPlan:
     added: list[str]
     changed: list[str]
     unchanged: list[str]
+    secret: list[str]
 
 
 async def import_vars(
@@ -359,13 +398,18 @@ async def import_vars(
     values: Mapping[str, str],
     *,
     secret_keys: set[str],
+    plain_keys: set[str] | None = None,
     service: str | None = None,
     dry_run: bool = False,
 ) -> ImportPlan:
-    """Apply many variables in one transaction (or only report what would change)."""
+    """Apply many variables in one transaction (or only report what would change; a preview
+    is audited). Secrecy follows `secrecy()`: sticky, plain only for `plain_keys`. A secret is
+    reported unchanged only to callers who may reveal it."""
     require(actor, "manage_vars")
+    plain_keys = plain_keys or set()
     for key, value in values.items():
         _check_key_value(key, value)
+        _check_secrecy(key in secret_keys, key in plain_keys)
     env = await environments.get_environment(session, actor, env_ref)
     scope, svc = await _scope(session, actor, env, service)
     existing = {
@@ -378,17 +422,39 @@ async def import_vars(
             )
         )
     }
-    added, changed, unchanged = [], [], []
+    added, changed, unchanged, secret = [], [], [], []
     for key in sorted(values):
         current = existing.get(key)
+        is_secret = secrecy(
+            current.is_secret if current is not None else None,
+            key,
+            values[key],
+            is_secret=key in secret_keys or None,
+            plain=key in plain_keys,
+        )
+        if is_secret:
+            secret.append(key)
         if current is None:
             added.append(key)
-        elif _unchanged(current, values[key], key in secret_keys, keyring):
+        elif _unchanged(actor, current, values[key], is_secret, keyring):
             unchanged.append(key)
         else:
             changed.append(key)
-    if not dry_run:
-        register_secrets([values[k] for k in secret_keys if k in values])
+    if dry_run:
+        audit.record(
+            session,
+            actor,
+            "var_import_preview",
+            "environment",
+            env.id,
+            {
+                "environment": env.name,
+                "scope": svc.name if svc else None,
+                "variables": sorted(values),
+            },
+        )
+    else:
+        register_secrets([values[k] for k in secret])
         for key in [*added, *changed]:
             await _write(
                 session,
@@ -400,10 +466,10 @@ async def import_vars(
                 existing.get(key),
                 key,
                 values[key],
-                key in secret_keys,
+                key in secret,
                 "set",
             )
-    return ImportPlan(added, changed, unchanged)
+    return ImportPlan(added, changed, unchanged, secret)
 
 
 # -- requirements and the pre-deployment check ---------------------------------------------------
@@ -502,10 +568,10 @@ async def for_deployment(
     `config.env`, its feature flags, its variables, the service's variables; and the
     requirement check on them. Deployments and crash restarts both start from this."""
     rows = await _live_rows(session, env.id, str(service_id) if service_id else "")
-    config_env = (env.config or {}).get("env") or {}
+    config_env = environments.open_config(env, keyring).get("env") or {}
     values = {str(k): str(v) for k, v in config_env.items()}
     values.update(feature_variables(env))
-    secrets = []
+    secrets = [v for k, v in values.items() if v and looks_secret(k, v)]  # sealed in config.env
     problems = []
     for var in rows:
         try:
@@ -522,9 +588,43 @@ async def for_deployment(
             sa.select(VarRequirement).where(VarRequirement.environment_id == env.id)
         )
     ]
-    problems += check_all(requirements, values)
+    # Off the event loop: a regex rule runs with a time limit, but may use it all.
+    problems += await asyncio.to_thread(check_all, requirements, values)
     register_secrets(secrets)  # this process now holds them: its logs must never show them
     return Delivery(values, secrets, problems)
+
+
+REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]{0,254})\}$")
+
+
+async def dependency_config(
+    db: Database, env: Environment, keyring: Keyring | None = None
+) -> dict[str, Any]:
+    """The environment's config for its dependency probes: credentials opened, and every
+    top-level value written as `${NAME}` replaced by the environment's variable NAME (so a
+    `database_url` can live in a secret variable instead of the config). An unknown name stays
+    as written (the probe then fails, naming it)."""
+    try:
+        ring = keyring or process_keyring()
+    except CryptoError:
+        ring = Keyring(current=b"", keys={})
+    config = environments.open_config(env, ring)
+    wanted = {
+        k: m.group(1)
+        for k, v in config.items()
+        if isinstance(v, str) and (m := REFERENCE.match(v)) is not None
+    }
+    if not wanted:
+        return config
+    async with db.session(write=False) as session:
+        rows = {r.key: r for r in await _live_rows(session, env.id, "")}
+    for field, name in wanted.items():
+        if name in rows:
+            try:
+                config[field] = _open(name, rows[name].value_encrypted, ring)
+            except KeyMissing:
+                continue
+    return config
 
 
 async def check(
@@ -539,20 +639,33 @@ async def check(
 async def diff(
     session: AsyncSession, actor: Principal, keyring: Keyring, left: str, right: str
 ) -> dict[str, list[str]]:
-    """Keys only in one environment, and keys whose values differ (never the values)."""
+    """Keys only in one environment, and keys whose values differ (never the values). Secrets
+    are compared only for callers who may reveal them; for anyone else they are listed under
+    `secrets_not_compared`. Every diff is audited."""
     a = await environments.get_environment(session, actor, left)
     b = await environments.get_environment(session, actor, right)
     va = {v.key: v for v in await _live_rows(session, a.id, "")}
     vb = {v.key: v for v in await _live_rows(session, b.id, "")}
-    differ = [
-        k
-        for k in sorted(set(va) & set(vb))
-        if _open(k, va[k].value_encrypted, keyring) != _open(k, vb[k].value_encrypted, keyring)
-    ]
+    compare_secrets = may(actor, "reveal_secrets")
+    differ, not_compared = [], []
+    for k in sorted(set(va) & set(vb)):
+        if (va[k].is_secret or vb[k].is_secret) and not compare_secrets:
+            not_compared.append(k)
+        elif _open(k, va[k].value_encrypted, keyring) != _open(k, vb[k].value_encrypted, keyring):
+            differ.append(k)
+    audit.record(
+        session,
+        actor,
+        "var_diff",
+        "environment",
+        a.id,
+        {"left": a.name, "right": b.name, "compared": "all" if compare_secrets else "plain only"},
+    )
     return {
         "only_in_" + a.name: sorted(set(va) - set(vb)),
         "only_in_" + b.name: sorted(set(vb) - set(va)),
         "different": differ,
+        "secrets_not_compared": not_compared,
     }
 
 

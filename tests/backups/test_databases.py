@@ -143,6 +143,7 @@ def test_a_final_failure_and_a_failed_check_are_alerted(
             await alerts.add_channel(
                 session,
                 admin,
+                ctx.keyring(),
                 name="ops",
                 kind="webhook",
                 config={"url": receiver.url, "secret": SECRET},
