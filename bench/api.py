@@ -36,11 +36,14 @@ import sqlalchemy as sa
 from pilothouse import migrations
 from pilothouse.access import Principal
 from pilothouse.artifacts import service as artifacts
+from pilothouse.core.crypto import Keyring
 from pilothouse.core.db import Database
 from pilothouse.deployments import service as deployments
 from pilothouse.environments import service as environments
 from pilothouse.services import service as services
 from pilothouse.users import service as users
+
+NO_KEYS = Keyring(current=b"", keys={})  # the bench sets no variables
 
 PG_ADMIN_URL = os.environ.get("PILOTHOUSE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SERVICES = 100
@@ -133,7 +136,7 @@ async def seed(url: str, n_deployments: int, n_lines: int) -> dict[str, Any]:
                 for j in range(count)
             ]
             async with db.session() as session:
-                await deployments.append_logs(session, admin, target, lines)
+                await deployments.append_logs(session, admin, target, lines, keyring=NO_KEYS)
             progress("log lines", start + count, n_lines, started)
         timings["service_lines_per_s"] = n_lines / (time.perf_counter() - started)
         async with db.session(write=False) as session:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -40,6 +41,24 @@ def _pg_available() -> str | None:
         return None
     except psycopg.Error as exc:
         return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).strip()[:120]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_as_user() -> None:
+    """As root, replicas and commands run as the unprivileged user `init` creates."""
+    from pilothouse.drivers.sandbox import ensure_run_user
+
+    ensure_run_user()
+
+
+@pytest.fixture
+def child_tmp() -> Iterator[Path]:
+    """A directory replicas and commands may write to (they run unprivileged when the tests
+    run as root, and pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="pilothouse-child-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -219,6 +238,7 @@ def stack(db_url: str, admin_token: str, tmp_path: Path) -> Iterator[dict[str, A
         "PILOTHOUSE_DATABASE_URL": db_url,
         "PILOTHOUSE_LEASE_SECONDS": "2",
         "PILOTHOUSE_TEST_MARK": str(data_dir),
+        "PILOTHOUSE_CHILD_ENV": "PILOTHOUSE_TEST_MARK",  # so cleanup() finds the replicas
     }
     servers: list[ServerProcess] = []
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,8 +23,24 @@ import psutil
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_APP = ROOT / "examples" / "sampleapp.py"
-SAMPLE_COMMAND = f"{sys.executable} {SAMPLE_APP} --port {{port}}"
+
+
+def _readable_copy(source: Path) -> Path:
+    """A copy of `source` the unprivileged run-as user can read: replicas run as that user
+    when the tests run as root, and neither the checkout nor pytest's tmp_path may be open."""
+    folder = Path(tempfile.mkdtemp(prefix="pilothouse-sample-"))
+    atexit.register(shutil.rmtree, folder, True)
+    folder.chmod(0o755)
+    target = folder / source.name
+    shutil.copy(source, target)
+    target.chmod(0o644)
+    return target
+
+
+#: A Python the run-as user can execute (the test runner's may live under a private home).
+CHILD_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+SAMPLE_APP = _readable_copy(ROOT / "examples" / "sampleapp.py")
+SAMPLE_COMMAND = f"{CHILD_PYTHON} {SAMPLE_APP} --port {{port}}"
 SHA = "c" * 40
 TERMINAL = {"success", "failed", "rolled_back"}
 

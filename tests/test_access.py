@@ -162,3 +162,61 @@ def test_token_values_never_appear_in_reads_or_audit(api: Api) -> None:
         body = api.get(path).text
         assert token not in body and issued["token"] not in body
     assert issued["token"][10:] not in api.get("/tokens").text
+
+
+HOST_CHANGES = [
+    ("create with a command", "post", {"name": "x1", "command": "cat /etc/shadow"}),
+    (
+        "create with a build command",
+        "post",
+        {"name": "x2", "driver_config": {"build_command": "id"}},
+    ),
+    ("patch the command", "patch", {"command": "sh -c id"}),
+    ("patch the migration command", "patch", {"driver_config": {"migration_command": "id"}}),
+    ("patch a deploy script", "patch", {"driver_config": {"deploy_command": "id"}}),
+    ("patch the working directory", "patch", {"driver_config": {"cwd": "/root"}}),
+    ("patch driver variables", "patch", {"driver_config": {"env": {"LD_PRELOAD": "/x"}}}),
+    ("patch an unknown driver key", "patch", {"driver_config": {"hook": "id"}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "method", "body"), HOST_CHANGES, ids=[c[0] for c in HOST_CHANGES]
+)
+def test_only_an_admin_defines_what_runs_on_the_host(
+    api: Api, world: dict[str, Any], label: str, method: str, body: dict[str, Any]
+) -> None:
+    token = api.user("otto", "operator")
+    api.ok(api.post("/environments/prod/grants", {"user": "otto"}), 204)
+    otto = api.as_(token)
+    sid = world["service"]["id"]
+    if method == "post":
+        response = otto.post("/services", {"environment": "prod", **body})
+    else:
+        response = otto.patch(f"/services/{sid}", body)
+    assert response.status_code == 403, response.text
+    error = response.json()
+    assert "operator" in error["message"] and "'admin'" in error["message"], error
+    assert error["detail"]["action"] == "define_commands"
+    # the admin may; and the operator keeps what operators do
+    if method == "post":
+        api.ok(api.post("/services", {"environment": "prod", **body}), 201)
+    else:
+        api.ok(api.patch(f"/services/{sid}", body))
+
+
+def test_operator_tunes_rollouts_without_touching_commands(api: Api, world: dict[str, Any]) -> None:
+    token = api.user("otto", "operator")
+    api.ok(api.post("/environments/prod/grants", {"user": "otto"}), 204)
+    otto = api.as_(token)
+    sid = world["service"]["id"]
+    api.ok(api.patch(f"/services/{sid}", {"driver_config": {"build_command": "make"}}))
+    # the same command sent back unchanged, with tuning keys, is an operator's change
+    tuned = {"build_command": "make", "max_surge": 2, "grace_seconds": 3}
+    assert otto.ok(otto.patch(f"/services/{sid}", {"driver_config": tuned}))["driver_config"] == (
+        tuned
+    )
+    assert otto.ok(otto.patch(f"/services/{sid}", {"command": world["service"]["command"]}))
+    otto.ok(otto.post("/services", {"environment": "prod", "name": "plain", "image": "x:1"}), 201)
+    # removing a command is a change of what runs, too
+    assert otto.patch(f"/services/{sid}", {"driver_config": {"max_surge": 2}}).status_code == 403

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pilothouse import migrations
 from tests.conftest import SHA, LiveServer, free_port
@@ -189,6 +191,9 @@ def test_init_then_serve_then_cli(db_url: str, tmp_path: Path) -> None:
     token = first.stdout.split("admin token")[1].split()[0]
     assert token.startswith("ph_")
     assert stat.S_IMODE((data / "master.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700 and data.stat().st_uid == os.geteuid()
+    if os.geteuid() == 0:  # replicas and commands will run as the unprivileged user
+        assert "replicas run as pilothouse-run" in first.stdout, first.stdout
     assert stat.S_IMODE((tmp_path / "cli.json").stat().st_mode) == 0o600
     if not db_url.startswith("postgresql"):
         assert (data / "pilothouse.db").exists()
@@ -240,3 +245,43 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
         [*run, "downgrade", "base"], env=env, capture_output=True, text=True, timeout=120
     )
     assert down.returncode == 0 and "base" in down.stdout
+
+
+FORGED = (
+    "ok\x1b[2K\r2026-01-01 00:00:00 info  [deploy] forged line\n"
+    "2026-01-01 00:00:01 info  [deploy] another\x1b]0;title\x07\x1b[8mhidden\x1b[0m\x08\x9b1m"
+)
+
+
+def test_logs_never_print_terminal_control_sequences(cli: Cli, live_server: LiveServer) -> None:
+    """An operator posts a line that would erase, overwrite or forge lines on a terminal: the
+    CLI prints it on one line with the sequences removed and other controls made visible."""
+    cli.run("env", "create", "prod")
+    cli.run("service", "create", "web", "--env", "prod")
+    cli.run("artifact", "register", "web", "--version", "v1.0.0", "--commit", "a" * 40)
+    dep = cli.json(
+        "deploy", "web", "--version", "v1.0.0", "--no-wait", "-m", "[red]styled[/red] \x1b[2Jx"
+    )
+    shown = cli.run("deployments", "show", dep["id"]).stdout
+    assert "[red]styled[/red]" in shown and "\x1b" not in shown, repr(shown)
+    posted = httpx.post(
+        f"{cli.env['PILOTHOUSE_URL']}/api/v1/deployments/{dep['id']}/logs",
+        json={"message": FORGED},
+        headers={"Authorization": f"Bearer {cli.env['PILOTHOUSE_TOKEN']}"},
+    )
+    assert posted.status_code == 201, posted.text
+    for args in (("logs", dep["id"]), ("deployments", "logs", dep["id"])):
+        printed = cli.run(*args).stdout
+        assert not any(ch in printed for ch in "\x1b\r\x07\x08\x9b"), repr(printed)
+        lines = printed.splitlines()
+        assert len(lines) == 1, lines
+        assert "forged line" in lines[0] and "hidden" in lines[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=80))
+def test_printable_leaves_no_control_character(text: str) -> None:
+    from pilothouse.console import printable
+
+    shown = printable(text)
+    assert not any((ord(ch) < 0x20 and ch != "\t") or 0x7F <= ord(ch) <= 0x9F for ch in shown)

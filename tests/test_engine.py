@@ -256,10 +256,10 @@ def test_two_processes_two_deploys_exactly_one_proceeds(stack: dict[str, Any]) -
 
 
 def test_command_driver_deploys_and_rolls_back_by_exit_code(
-    stack: dict[str, Any], tmp_path: Path
+    stack: dict[str, Any], child_tmp: Path
 ) -> None:
     client: Client = stack["client"]
-    record = tmp_path / "deploys.txt"
+    record = child_tmp / "deploys.txt"
     script = (
         f'echo "$PILOTHOUSE_EVENT $PILOTHOUSE_SERVICE $PILOTHOUSE_VERSION '
         f'$PILOTHOUSE_REPLICAS" >> {record}; '
@@ -423,10 +423,10 @@ def test_crash_on_start_and_failed_verification_are_rolled_back(stack: dict[str,
     assert len(restored) == 2 and {r["version"] for r in restored} == {"v1.0.0"}
 
 
-def test_command_driver_scale_and_status_commands(stack: dict[str, Any], tmp_path: Path) -> None:
+def test_command_driver_scale_and_status_commands(stack: dict[str, Any], child_tmp: Path) -> None:
     client: Client = stack["client"]
-    record = tmp_path / "calls.txt"
-    healthy = tmp_path / "healthy"
+    record = child_tmp / "calls.txt"
+    healthy = child_tmp / "healthy"
     healthy.touch()
     client.setup_service(
         "paas",

@@ -55,3 +55,29 @@ def test_unhandled_error_is_500_with_incident_and_masked_log(
     logged = capsys.readouterr().err
     assert incident in logged and "exploded while using ph_***" in logged
     assert admin_token not in logged
+
+
+def test_tracebacks_from_any_logger_and_uncaught_errors_are_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """uvicorn logs an unhandled request error with the raw traceback through the standard
+    library's logging; uncaught errors go to sys.excepthook: both pass the same masking."""
+    import json
+    import logging
+    import sys
+
+    from pilothouse.core.logging import configure, register_secrets
+
+    configure("info")
+    register_secrets(["sntl-trace-8c1d77"])
+    try:
+        raise RuntimeError("could not connect with sntl-trace-8c1d77")
+    except RuntimeError as exc:
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application", exc_info=exc)
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    err = capsys.readouterr().err
+    assert "sntl-trace-8c1d77" not in err
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert len(lines) == 2, err
+    assert all("RuntimeError" in line["exception"] for line in lines)
+    assert lines[0]["event"] == "Exception in ASGI application"

@@ -24,6 +24,7 @@ ACTION_ROLE = {
     "deploy": "operator",
     "scale": "operator",
     "manage_services": "operator",
+    "define_commands": "admin",  # what runs on the host: commands, scripts, hooks, cwd
     "register_artifacts": "operator",
     "write_logs": "operator",
     "manage_environments": "admin",
@@ -58,12 +59,13 @@ def may(principal: Principal, action: str) -> bool:
     return ROLE_RANK[principal.role] >= ROLE_RANK[ACTION_ROLE[action]]
 
 
-def require(principal: Principal, action: str) -> None:
-    """Raise Forbidden (403) naming the role needed for `action`."""
+def require(principal: Principal, action: str, *, what: str = "") -> None:
+    """Raise Forbidden (403) naming the role needed for `action` (and `what` it touched)."""
     if not may(principal, action):
         needed = ACTION_ROLE[action]
+        about = f" ({what})" if what else ""
         raise Forbidden(
-            f"role {principal.role!r} may not {action.replace('_', ' ')}; needs {needed!r}",
+            f"role {principal.role!r} may not {action.replace('_', ' ')}{about}; needs {needed!r}",
             detail={"action": action, "role": principal.role, "needs": needed},
         )
 

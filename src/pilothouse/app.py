@@ -195,18 +195,18 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from pilothouse.setup import ensure_master_key, secure_data_dir
+
+        secure_data_dir(settings.data_dir)  # before the SQLite store is opened in it
         url = settings.effective_database_url()
         if migrate:
             from pilothouse import migrations
 
             migrations.upgrade(url)
         app.state.db = Database(url, pool_size=settings.db_pool_size)
-        if not settings.master_key:
-            from pilothouse.setup import ensure_master_key
-
-            # Backups and stored DSNs are sealed with it; `init` normally made it already.
-            if ensure_master_key(settings.master_key_path):
-                log.warning("created a master key", path=str(settings.master_key_path))
+        # Backups and stored DSNs are sealed with it; `init` normally made it already.
+        if not settings.master_key and ensure_master_key(settings.master_key_path):
+            log.warning("created a master key", path=str(settings.master_key_path))
         worker = None
         if settings.role in ("all", "worker"):
             from pilothouse.worker import Worker

@@ -90,6 +90,11 @@ def init(
         out.print(f"master key      {result.master_key_path} ({state}, mode 0600)")
     else:
         out.print("master key      from PILOTHOUSE_MASTER_KEY")
+    if result.run_user:
+        state = "created" if result.created_run_user else "exists"
+        out.print(f"replicas run as {result.run_user} ({state}; unprivileged)")
+    else:
+        out.print("replicas run as this user (pilothouse is not root: it cannot switch users)")
     if result.admin_token is None:
         out.print("admin           already exists; its token was shown when it was created")
         out.print("                (issue another with `pilothouse token create`)")
@@ -148,6 +153,9 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         access_log=access_log,
+        # pilothouse's logging (core/logging.py) masks every line, tracebacks included;
+        # uvicorn's own configuration would print them raw.
+        log_config=None,
         # Followers of a live deployment hold a stream open; do not wait on them forever.
         timeout_graceful_shutdown=5,
     )

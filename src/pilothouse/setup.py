@@ -25,6 +25,21 @@ class InitResult:
     master_key_path: Path | None
     created_key: bool
     admin_token: str | None  # None when an admin already existed
+    run_user: str | None = None  # the unprivileged user replicas run as (created when root)
+    created_run_user: bool = False
+
+
+def secure_data_dir(path: Path) -> None:
+    """The data directory exists, is owned by pilothouse's user and is private (0700): the
+    master key, the SQLite store and replica logs are out of reach of replicas and commands."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid != os.geteuid() and os.geteuid() == 0:
+        os.chown(path, 0, 0)
+    elif info.st_uid != os.geteuid():
+        return  # not ours to change; `init` run by its owner makes it private
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
 
 
 def ensure_master_key(path: Path) -> bool:
@@ -56,9 +71,12 @@ async def _bootstrap(url: str, admin_name: str) -> str | None:
 
 def initialise(settings: Settings, *, admin_name: str = "admin") -> InitResult:
     """Idempotent: creates what is missing and issues an admin token only the first time."""
+    from pilothouse.drivers.sandbox import ensure_run_user, run_as_name
+
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
+    secure_data_dir(data_dir)
+    run_user = run_as_name(None)
+    created_user = ensure_run_user(run_user) if run_user else False
     created_key = False
     key_path: Path | None = None
     if not settings.master_key:
@@ -67,4 +85,4 @@ def initialise(settings: Settings, *, admin_name: str = "admin") -> InitResult:
     url = settings.effective_database_url()
     migrations.upgrade(url)
     token = asyncio.run(_bootstrap(url, admin_name))
-    return InitResult(data_dir, url, key_path, created_key, token)
+    return InitResult(data_dir, url, key_path, created_key, token, run_user, created_user)

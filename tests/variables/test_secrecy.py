@@ -73,8 +73,8 @@ def test_import_dry_run_does_not_tell_same_from_different(api: Api, operator: Ap
 
 def test_diff_does_not_compare_secrets_for_non_admins(api: Api, operator: Api) -> None:
     put(api, "staging", "BOT_TOKEN", SECRET, is_secret=True)
-    put(api, "prod", "OTHER_TOKEN", "x1", is_secret=True)
-    put(api, "staging", "OTHER_TOKEN", "x2", is_secret=True)
+    put(api, "prod", "OTHER_TOKEN", "x1-other-value", is_secret=True)
+    put(api, "staging", "OTHER_TOKEN", "x2-other-value", is_secret=True)
     put(api, "prod", "LOG_LEVEL", "INFO")
     put(api, "staging", "LOG_LEVEL", "DEBUG")
     seen = operator.ok(operator.get("/vars-diff", params={"left": "staging", "right": "prod"}))
@@ -113,7 +113,13 @@ def test_names_and_values_that_look_secret_become_secrets(api: Api, world: Any) 
     put(api, "prod", "STRIPE_KEY", "sk_live_x")
     put(api, "prod", "CACHE", "redis://:pw-in-url@cache:6379/0")
     put(api, "prod", "LOG_LEVEL", "INFO")
-    body = {"values": {"SESSION_SECRET": "s", "DB": "postgresql://u:pw@db/app", "PORT": "80"}}
+    body = {
+        "values": {
+            "SESSION_SECRET": "s-session-key",
+            "DB": "postgresql://u:pw@db/app",
+            "PORT": "80",
+        }
+    }
     result = api.ok(api.post("/environments/prod/vars-import", body))
     assert result["secret"] == ["DB", "SESSION_SECRET"]
     rows = listed(api, "prod")

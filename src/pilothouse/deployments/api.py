@@ -28,7 +28,7 @@ from pilothouse.deployments.schemas import (
     LogRead,
 )
 from pilothouse.deployments.transitions import TERMINAL
-from pilothouse.deps import Caller, Session, get_db
+from pilothouse.deps import Caller, Keys, Session, get_db
 from pilothouse.replicas.schemas import ReplicaRead
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
@@ -85,11 +85,15 @@ async def get(deployment_id: uuid.UUID, session: Session, caller: Caller) -> Dep
     summary="Change status (operator); 409 names from and to when the move is not allowed",
 )
 async def transition(
-    deployment_id: uuid.UUID, body: DeploymentTransition, session: Session, caller: Caller
+    deployment_id: uuid.UUID,
+    body: DeploymentTransition,
+    session: Session,
+    caller: Caller,
+    keys: Keys,
 ) -> DeploymentRead:
     outcome = body.model_dump(exclude={"to", "reason"}, exclude_none=True)
     deployment = await service.transition_deployment(
-        session, caller, deployment_id, body.to, reason=body.reason, **outcome
+        session, caller, deployment_id, body.to, keyring=keys, reason=body.reason, **outcome
     )
     return DeploymentRead.model_validate(deployment)
 
@@ -98,9 +102,11 @@ async def transition(
     "/{deployment_id}/logs", response_model=Accepted, status_code=201, summary="Append one line"
 )
 async def append_log(
-    deployment_id: uuid.UUID, body: LogLine, session: Session, caller: Caller
+    deployment_id: uuid.UUID, body: LogLine, session: Session, caller: Caller, keys: Keys
 ) -> Accepted:
-    count = await service.append_logs(session, caller, deployment_id, [body.model_dump()])
+    count = await service.append_logs(
+        session, caller, deployment_id, [body.model_dump()], keyring=keys
+    )
     return Accepted(accepted=count)
 
 
@@ -111,10 +117,12 @@ async def append_log(
     summary="Append up to 10,000 lines in order, in one transaction",
 )
 async def append_logs(
-    deployment_id: uuid.UUID, body: LogBatch, session: Session, caller: Caller
+    deployment_id: uuid.UUID, body: LogBatch, session: Session, caller: Caller, keys: Keys
 ) -> Accepted:
     lines = [line.model_dump() for line in body.lines]
-    return Accepted(accepted=await service.append_logs(session, caller, deployment_id, lines))
+    return Accepted(
+        accepted=await service.append_logs(session, caller, deployment_id, lines, keyring=keys)
+    )
 
 
 @router.get("/{deployment_id}/logs", response_model=LogPage, summary="Read lines after a seq")

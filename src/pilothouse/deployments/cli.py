@@ -9,7 +9,7 @@ import typer
 
 from pilothouse.cli_support import EnvOption, JsonFlag, api
 from pilothouse.client import CliError
-from pilothouse.console import out, print_json, print_record, print_table
+from pilothouse.console import out, print_json, print_record, print_table, printable
 from pilothouse.deployments.follow import _log_line, follow_to_outcome
 
 app = typer.Typer(help="Deployments: history, details and logs.", no_args_is_help=True)
@@ -223,4 +223,5 @@ def logs(
         out.print("no log lines")
     for line in lines:
         stamp = line["timestamp"][:19].replace("T", " ")
-        out.print(f"{stamp} {line['level']:<5} [{line['source']}] {line['message']}", markup=False)
+        text = f"{stamp} {line['level']:<5} [{line['source']}] {line['message']}"
+        out.print(printable(text), markup=False)

@@ -59,9 +59,16 @@ log = get_logger("pilothouse.engine")
 
 ENGINE = Principal(id=uuid.UUID(int=0), name="engine", role="admin")
 LIVE_REPLICA_STATUSES = ("starting", "running")
+MAX_STORED_LINE = 4000  # characters of one stored log line, after scrubbing
 
 #: Pre-deployment hooks (the backups capability registers one): return a backup id or None.
 PreDeployHook = Callable[[Deployment, Service], Awaitable[uuid.UUID | None]]
+
+
+def run_as_of(environment: Environment) -> str | None:
+    """The user this environment's replicas and commands run as, when pilothouse is root."""
+    value = (environment.config or {}).get("run_as")
+    return str(value) if value else None
 
 
 @dataclass
@@ -93,6 +100,10 @@ class DbEvents:
         self.service_id = deployment.service_id
         self.artifact_id = artifact_id
 
+    def clean(self, message: str) -> str:
+        """Scrubbed first, then cut: a secret across the cut never leaves its prefix behind."""
+        return redact.scrub(message, self.secrets)[:MAX_STORED_LINE]
+
     async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
         async with self.db.session() as session:
             await deployments.write_logs(
@@ -100,7 +111,7 @@ class DbEvents:
                 self.deployment_id,
                 [
                     {
-                        "message": redact.scrub(message, self.secrets),
+                        "message": self.clean(message),
                         "level": level,
                         "source": source,
                     }
@@ -115,10 +126,7 @@ class DbEvents:
             await deployments.write_logs(
                 session,
                 self.deployment_id,
-                [
-                    {"message": redact.scrub(m, self.secrets), "level": "info", "source": source}
-                    for m in messages
-                ],
+                [{"message": self.clean(m), "level": "info", "source": source} for m in messages],
             )
 
     async def replica_created(
@@ -281,6 +289,7 @@ class Engine:
             health_check=dict(svc.health_check or {}),
             secrets=list(loaded.secrets),
             event=event,
+            run_as=run_as_of(env),
         )
 
     # -- carrying out -----------------------------------------------------------------------
@@ -309,6 +318,14 @@ class Engine:
             await events.log(f"deployment refused: {conflict}", level="error")
             await self._move(dep.id, "failed", reason="router port", error_message=conflict)
             return "failed"
+        weak = sum(1 for secret in loaded.secrets if redact.unmaskable(secret))
+        if weak:
+            # stored before the masking rule: they cannot be masked, say so rather than leak
+            await events.log(
+                f"{weak} secret variable(s) are too short to be masked in output; "
+                "set longer values (docs/security.md)",
+                level="warn",
+            )
         try:
             driver = self.driver_for(loaded.environment)
         except RolloutFailed as exc:
@@ -353,7 +370,7 @@ class Engine:
                     row = await session.get(Deployment, dep.id)
                     assert row is not None
                     row.migration_applied = True
-                    row.migration_version = (result or "")[:200] or None
+                    row.migration_version = events.clean(result or "")[:200] or None
             deploy_started = time.monotonic()
             plan = RolloutPlan(
                 spec=self.spec(loaded, event=cast(Event, dep.event_type)),
@@ -460,7 +477,13 @@ class Engine:
         }
         cwd = (loaded.service.driver_config or {}).get("cwd")
         result = await run_command(
-            command, env=env, timeout=timeout, events=events, source=source, cwd=cwd
+            command,
+            env=env,
+            timeout=timeout,
+            events=events,
+            source=source,
+            cwd=cwd,
+            run_as=run_as_of(loaded.environment),
         )
         if result.timed_out:
             raise RolloutFailed(f"{source} command timed out after {timeout:g}s")

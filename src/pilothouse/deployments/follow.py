@@ -7,16 +7,15 @@ from typing import Any
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from pilothouse.client import ApiClient, CliError
-from pilothouse.console import out
+from pilothouse.console import out, printable
 
 STATE_DONE = {"running": 1, "stopped": 1}
 
 
 def _log_line(line: dict[str, Any]) -> str:
     stamp = str(line.get("timestamp", ""))[11:19]
-    return (
-        f"{stamp} {line.get('level', ''):<5} [{line.get('source', '')}] {line.get('message', '')}"
-    )
+    level, source = printable(str(line.get("level", ""))), printable(str(line.get("source", "")))
+    return f"{stamp} {level:<5} [{source}] {printable(str(line.get('message', '')))}"
 
 
 def follow(client: ApiClient, deployment_id: str, *, quiet: bool = False) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from pilothouse.access import Principal, require, visible
 from pilothouse.artifacts import service as artifacts
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
+from pilothouse.core import redact
 from pilothouse.core.clock import utcnow
+from pilothouse.core.crypto import Keyring
 from pilothouse.core.statemachine import check_transition
 from pilothouse.deployments import rollback as rollback_rule
 from pilothouse.deployments.active import check_no_active
@@ -242,17 +244,36 @@ async def transition(
     return deployment
 
 
+async def secret_patterns(
+    session: AsyncSession, keyring: Keyring, deployment: Deployment
+) -> list[str]:
+    """What to scrub from text stored for this deployment: the values of the secret variables
+    its service's processes receive (they may echo them into anything they report)."""
+    from pilothouse.variables import service as variables
+
+    env = await session.get(Environment, deployment.environment_id)
+    if env is None:
+        return []
+    delivery = await variables.for_deployment(session, keyring, env, deployment.service_id)
+    return redact.patterns(delivery.secrets)
+
+
 async def transition_deployment(
     session: AsyncSession,
     actor: Principal,
     deployment_id: uuid.UUID,
     to: str,
     *,
+    keyring: Keyring,
     reason: str | None = None,
     **outcome: Any,
 ) -> Deployment:
+    """A status change asked for through the API (operator); reasons are scrubbed of secrets."""
     deployment = await get_deployment(session, actor, deployment_id, lock=True)
     require(actor, "deploy")
+    pats = await secret_patterns(session, keyring, deployment)
+    reason = redact.scrub_value(reason, pats)
+    outcome = redact.scrub_value(outcome, pats)
     if (
         deployment.lease_owner
         and deployment.lease_expires_at
@@ -270,11 +291,23 @@ async def append_logs(
     actor: Principal,
     deployment_id: uuid.UUID,
     lines: Sequence[dict[str, Any]],
+    *,
+    keyring: Keyring,
 ) -> int:
-    """Append log lines in order (operator); returns how many were stored."""
-    await get_deployment(session, actor, deployment_id)
+    """Append log lines in order (operator), scrubbed of the deployment's secret values
+    (message and metadata); returns how many were stored."""
+    deployment = await get_deployment(session, actor, deployment_id)
     require(actor, "write_logs")
-    return await write_logs(session, deployment_id, lines)
+    pats = await secret_patterns(session, keyring, deployment)
+    clean = [
+        {
+            **line,
+            "message": redact.scrub(line["message"], pats),
+            "metadata": redact.scrub_value(line.get("metadata"), pats),
+        }
+        for line in lines
+    ]
+    return await write_logs(session, deployment_id, clean)
 
 
 async def write_logs(

@@ -23,7 +23,13 @@ import sqlalchemy as sa
 from pilothouse.core.clock import utcnow
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Tasks
-from pilothouse.deployments.engine import ENGINE, Engine, record_replica, replica_info
+from pilothouse.deployments.engine import (
+    ENGINE,
+    Engine,
+    record_replica,
+    replica_info,
+    run_as_of,
+)
 from pilothouse.drivers import registry
 from pilothouse.drivers.base import Driver, RolloutFailed, ServiceSpec
 from pilothouse.environments.models import Environment
@@ -208,6 +214,7 @@ class Supervisor:
             health_check=dict(service.health_check or {}),
             secrets=delivery.secrets,
             event="restart",
+            run_as=run_as_of(env),
         )
 
     async def _restart(self, replica_id: uuid.UUID, service: Service, driver: Driver) -> None:

@@ -71,6 +71,7 @@ class ServiceSpec:
     health_check: dict[str, Any] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)  # values to scrub from any output
     event: Event = "deploy"
+    run_as: str | None = None  # the environment's config.run_as (drivers/sandbox.py)
 
 
 @dataclass(frozen=True)
@@ -155,20 +156,3 @@ class Driver(Protocol):
     async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:
         """Remove the service's router entry (the service was deleted)."""
         ...
-
-
-#: pilothouse's own secrets and settings in its environment: never handed to child processes.
-PRIVATE_ENV = (
-    "PILOTHOUSE_MASTER_KEY",
-    "PILOTHOUSE_DATABASE_URL",
-    "PILOTHOUSE_TOKEN",
-    "PILOTHOUSE_BACKUP_DSN",
-    "PILOTHOUSE_RESTORE_DSN",
-)
-
-
-def child_environ() -> dict[str, str]:
-    """The environment a replica or a command starts from: pilothouse's, minus its secrets."""
-    import os
-
-    return {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}

@@ -12,13 +12,16 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from pilothouse.drivers import sandbox
 from pilothouse.drivers.base import (
     Events,
     HookConfig,
@@ -28,7 +31,6 @@ from pilothouse.drivers.base import (
     RolloutPlan,
     Sample,
     ServiceSpec,
-    child_environ,
 )
 
 
@@ -54,6 +56,75 @@ class CommandResult:
     last_line: str
 
 
+#: A line longer than this is stored cut (with a marker); the rest of it is skipped.
+MAX_LINE = 64 * 1024
+
+
+def _cut(line: bytes) -> str:
+    """One line as text, cut to MAX_LINE bytes with a marker when longer."""
+    if len(line) <= MAX_LINE:
+        return line.decode(errors="replace").rstrip()
+    return f"{line[:MAX_LINE].decode(errors='replace')} [line cut at {MAX_LINE // 1024} KiB]"
+
+
+async def read_lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
+    """Lines of `stream` without their newline; a line over MAX_LINE bytes comes out cut to
+    MAX_LINE with a marker, and the rest of it is skipped (never an error)."""
+    pending = b""
+    skipping = False
+    while chunk := await stream.read(65536):
+        pending += chunk
+        while True:
+            cut = pending.find(b"\n")
+            if cut < 0:
+                if len(pending) > MAX_LINE:
+                    if not skipping:
+                        yield _cut(pending)
+                    skipping, pending = True, b""
+                break
+            line, pending = pending[:cut], pending[cut + 1 :]
+            if skipping:
+                skipping = False  # the end of a cut line
+                continue
+            yield _cut(line)
+    if pending and not skipping:
+        yield _cut(pending)
+
+
+async def exited(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for `proc` without holding a thread: its pidfd becomes readable when it exits
+    (polling where pidfds are missing). Reaps it and returns its exit code."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        while proc.poll() is None:
+            await asyncio.sleep(0.05)
+        return proc.returncode
+    try:
+        done: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(pidfd, readable)
+        try:
+            if proc.poll() is None:
+                await done
+        finally:
+            loop.remove_reader(pidfd)
+    finally:
+        os.close(pidfd)
+    return proc.wait()
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a command's whole process group (what it started in the background too)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 async def run_command(
     command: str,
     *,
@@ -62,40 +133,62 @@ async def run_command(
     events: Events | None = None,
     source: str = "deploy",
     cwd: str | None = None,
+    run_as: str | None = None,
 ) -> CommandResult:
-    """Run `command` in a shell, stream its output to the logs, kill its group on timeout."""
+    """Run `command` in a shell, stream its output to the logs (whole lines: the events object
+    scrubs, then cuts them), and kill its process group on every failure path: timeout,
+    non-zero exit, cancellation, or an error while storing its output."""
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/sh",
-        "-c",
-        command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        stdin=asyncio.subprocess.DEVNULL,
-        env={**child_environ(), **env},
+    # The stdlib's Popen, not the event loop's: it closes every inherited descriptor (uvloop
+    # leaks its own into children, and a background child holding the output pipe open
+    # would keep a finished command "running" until its timeout).
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**sandbox.child_environ(run_as), **env},
         cwd=cwd,
         start_new_session=True,
+        close_fds=True,
+        **sandbox.popen_identity(run_as),
+    )
+    assert proc.stdout is not None
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), proc.stdout
     )
     last = ""
 
     async def pump() -> None:
         nonlocal last
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
+        async for line in read_lines(reader):
             if line:
                 last = line
                 if events is not None:
-                    await events.log(line[:4000], source=source)
+                    await events.log(line, source=source)
 
+    async def finish() -> None:
+        await exited(proc)
+        if proc.returncode != 0:
+            kill_group(proc.pid)  # a failed command leaves nothing running behind it
+        await pumper  # the rest of its output (EOF once every writer is gone)
+
+    pumper = asyncio.ensure_future(pump())
     timed_out = False
     try:
-        await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), timeout)
+        await asyncio.wait_for(finish(), timeout)
     except TimeoutError:
         timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        kill_group(proc.pid)
+        await exited(proc)
+    except BaseException:
+        kill_group(proc.pid)
+        raise
+    finally:
+        pumper.cancel()
+        transport.close()
     return CommandResult(proc.returncode, time.monotonic() - started, timed_out, last)
 
 
@@ -130,7 +223,13 @@ class CommandDriver:
             raise RolloutFailed(f"the service has no {which}_command in its driver_config")
         env = {**release_env(plan, event), **cfg.env}
         result = await run_command(
-            command, env=env, timeout=cfg.timeout, events=events, source=which, cwd=cfg.cwd
+            command,
+            env=env,
+            timeout=cfg.timeout,
+            events=events,
+            source=which,
+            cwd=cfg.cwd,
+            run_as=plan.spec.run_as,
         )
         if result.timed_out:
             raise RolloutFailed(f"{which} command timed out after {cfg.timeout:g}s")

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Protocol
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+from pilothouse.drivers import sandbox
 from pilothouse.drivers.base import (
     Events,
     HookConfig,
@@ -35,8 +36,8 @@ from pilothouse.drivers.base import (
     RolloutPlan,
     Sample,
     ServiceSpec,
-    child_environ,
 )
+from pilothouse.drivers.command import MAX_LINE
 from pilothouse.drivers.readiness import ReadinessSpec, ReadyResult, wait_ready
 
 
@@ -97,7 +98,7 @@ def _scrubbed_output(log_path: Path, secrets: list[str]) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         pass_fds=(secret_read,),
-        env={**child_environ(), "PILOTHOUSE_SCRUB_FD": str(secret_read)},
+        env={**sandbox.base_environ(), "PILOTHOUSE_SCRUB_FD": str(secret_read)},
         start_new_session=True,
     )
     os.close(read_end)
@@ -121,11 +122,15 @@ def spawn(
     log_path: Path,
     cwd: str | None,
     secrets: list[str] | None = None,
+    run_as: str | None = None,
 ) -> Spawned:
     """Start one replica detached (own session), output appended to log_path. With secrets,
-    the output goes through the scrubbing relay, so no secret value reaches the file."""
+    the output goes through the scrubbing relay, so no secret value reaches the file. As root,
+    the replica runs as the unprivileged run-as user (drivers/sandbox.py)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**child_environ(), **env, "PILOTHOUSE_VERSION": version, "PORT": str(port)}
+    identity = sandbox.popen_identity(run_as)  # before anything starts: a missing user fails
+    base = sandbox.child_environ(run_as)
+    full_env = {**base, **env, "PILOTHOUSE_VERSION": version, "PORT": str(port)}
     out_fd = (
         _scrubbed_output(log_path, secrets)
         if secrets
@@ -140,6 +145,7 @@ def spawn(
             env=full_env,
             cwd=cwd,
             start_new_session=True,
+            **identity,
         )
     finally:
         os.close(out_fd)
@@ -231,21 +237,22 @@ async def _tail(path: Path, events: Events, label: str, stop: asyncio.Event) -> 
         try:
             with open(path, "rb") as handle:
                 handle.seek(position)
-                chunk = handle.read()
+                chunk = handle.read(4 * MAX_LINE)  # bounded: a huge line never stalls this
         except FileNotFoundError:
             chunk = b""
-        if done:
-            consumed = chunk
+        cut = chunk.rfind(b"\n")
+        if done or len(chunk) - (cut + 1) >= MAX_LINE:
+            consumed = chunk  # the end, or a line too long to wait for: taken as it is
         else:
-            cut = chunk.rfind(b"\n")
             consumed = chunk[: cut + 1] if cut >= 0 else b""
         position += len(consumed)
-        lines = [line[:4000] for line in consumed.decode(errors="replace").splitlines()]
+        lines = [line[:MAX_LINE] for line in consumed.decode(errors="replace").splitlines()]
         await events.log_many([line for line in lines if line.strip()], source=label)
-        if done:
+        if done and len(chunk) < 4 * MAX_LINE:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.2)
+        if len(chunk) < 4 * MAX_LINE:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
 
 
 class Router(Protocol):
@@ -298,6 +305,7 @@ class ProcessDriver:
             log_path=log_path,
             cwd=cfg.cwd,
             secrets=spec.secrets,
+            run_as=spec.run_as,
         )
         register_child(spawned)
         await events.replica_changed(

@@ -21,7 +21,12 @@ router = APIRouter(prefix="/services", tags=["services"])
 EnvQuery = Query(default=None, description="Environment name or id, when the name is ambiguous.")
 
 
-@router.post("", response_model=ServiceRead, status_code=201, summary="Create a service (operator)")
+@router.post(
+    "",
+    response_model=ServiceRead,
+    status_code=201,
+    summary="Create a service (operator; a command or host driver settings: admin)",
+)
 async def create(body: ServiceCreate, session: Session, caller: Caller) -> ServiceRead:
     data = body.model_dump()
     svc = await service.create_service(session, caller, **data)
@@ -46,7 +51,11 @@ async def get(
     return ServiceRead.model_validate(svc)
 
 
-@router.patch("/{ref}", response_model=ServiceRead, summary="Update (operator)")
+@router.patch(
+    "/{ref}",
+    response_model=ServiceRead,
+    summary="Update (operator; the command or host driver settings: admin)",
+)
 async def update(ref: str, body: ServiceUpdate, session: Session, caller: Caller) -> ServiceRead:
     changes = body.model_dump(exclude_unset=True)
     if body.resources is not None:

@@ -20,7 +20,8 @@ def create(
     env: Annotated[str, typer.Option("--env", "-e", help="Environment it belongs to.")],
     image: Annotated[str | None, typer.Option(help="Container image (1-500 chars).")] = None,
     command: Annotated[
-        str | None, typer.Option(help="Start command; {port} and {version} are substituted.")
+        str | None,
+        typer.Option(help="Start command; {port} and {version} are substituted (admin only)."),
     ] = None,
     replicas: Annotated[int, typer.Option(help="Target replicas, 1-100.")] = 1,
     cpu: Annotated[float, typer.Option(help="CPU cores, 0.5-32.")] = 0.5,

@@ -73,14 +73,17 @@ class ServiceCreate(BaseModel):
     command: str | None = Field(
         default=None,
         max_length=4000,
-        description="Command that starts one replica ({port} and {version} are substituted).",
+        description=(
+            "Command that starts one replica ({port} and {version} are substituted); admin only."
+        ),
     )
     target_replicas: Replicas = Field(default=1, description="Desired replicas, 1-100.")
     resources: Resources = Field(default_factory=Resources, description="Resource allocation.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
     driver_config: Settings = Field(
         default_factory=dict,
-        description="Driver settings, validated by the environment's driver (docs/releases.md).",
+        description="Driver settings, validated by the environment's driver (docs/releases.md); "
+        "keys other than rollout tuning define programs: admin only.",
     )
     health_check: HealthCheck = Field(
         default_factory=HealthCheckSpec, description="Readiness and health monitoring settings."
@@ -91,11 +94,15 @@ class ServiceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: Image | None = Field(default=None, description="New image.")
-    command: str | None = Field(default=None, max_length=4000, description="New command.")
+    command: str | None = Field(
+        default=None, max_length=4000, description="New command (admin only)."
+    )
     resources: NotNull[ResourcesUpdate] = Field(default=None, description="Changed resources.")
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
     driver_config: NotNull[Settings] = Field(
-        default=None, description="Driver settings, validated by the environment's driver."
+        default=None,
+        description="Driver settings, validated by the environment's driver; changing keys other "
+        "than rollout tuning is admin only.",
     )
     health_check: NotNull[HealthCheck] = Field(
         default=None, description="Readiness and health monitoring settings (replaced whole)."

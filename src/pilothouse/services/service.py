@@ -19,6 +19,7 @@ from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import Conflict, NotFound
 from pilothouse.history import service as history
+from pilothouse.services.hostfields import host_changes
 from pilothouse.services.models import Service
 from pilothouse.services.transitions import TABLE
 
@@ -126,6 +127,7 @@ async def create_service(
     """Create a service in an environment the actor can see; names are unique per environment."""
     env = await environments.get_environment(session, actor, environment)
     require(actor, "manage_services")
+    _require_host_changes(actor, {}, fields)
     taken = await session.scalar(
         sa.select(Service.id).where(
             Service.environment_id == env.id, Service.name == name, Service.deleted_at.is_(None)
@@ -150,6 +152,9 @@ async def update_service(
 ) -> Service:
     svc = await get_service(session, actor, ref)
     require(actor, "manage_services")
+    _require_host_changes(
+        actor, {"command": svc.command, "driver_config": svc.driver_config}, changes
+    )
     if "driver_config" in changes:
         await check_router_port(session, actor, changes["driver_config"], current=svc)
     flat = dict(changes)
@@ -163,6 +168,13 @@ async def update_service(
     svc.updated_at = utcnow()
     audit.record(session, actor, "update", "service", svc.id, flat)
     return svc
+
+
+def _require_host_changes(actor: Principal, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Defining what runs on the host is an admin action (403 naming the fields)."""
+    changed = host_changes(before, after)
+    if changed:
+        require(actor, "define_commands", what=", ".join(changed))
 
 
 async def scale_service(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, may, require
 from pilothouse.audit import service as audit
+from pilothouse.core import redact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, open_value, seal_value
 from pilothouse.core.db import Database
@@ -92,6 +93,13 @@ async def _current(session: AsyncSession, env_id: uuid.UUID, scope: str, key: st
     )
 
 
+def _check_maskable(field: str, value: str) -> None:
+    """A secret must be maskable in output (core/redact.py's rule): refused, never leaked."""
+    problem = redact.unmaskable(value)
+    if problem:
+        raise ValidationFailed(field, problem)
+
+
 def _check_key_value(key: str, value: str | None) -> None:
     problem = check_key(key)
     if problem:
@@ -134,6 +142,7 @@ async def set_var(
         var.is_secret if var is not None else None, key, value, is_secret=is_secret, plain=plain
     )
     if secret:
+        _check_maskable("value", value)
         register_secrets([value])
     if var is not None and _unchanged(actor, var, value, secret, keyring):
         return var, False
@@ -433,6 +442,7 @@ async def import_vars(
             plain=key in plain_keys,
         )
         if is_secret:
+            _check_maskable(f"values.{key}", values[key])
             secret.append(key)
         if current is None:
             added.append(key)
