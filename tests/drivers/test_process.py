@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ import pytest
 
 from pilothouse.drivers.base import ReplicaInfo, RolloutFailed, RolloutPlan, ServiceSpec
 from pilothouse.drivers.process import ProcessDriver, is_alive
+from tests.engine_support import SAMPLE_COMMAND
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sampleapp.py"
-COMMAND = f"{sys.executable} {SAMPLE} --port {{port}}"
+# A copy of the sample app and a Python the unprivileged run-as user can use (as root).
+COMMAND = SAMPLE_COMMAND
 READY = {"path": "/health", "timeout": 15, "interval": 0.05}
 
 
