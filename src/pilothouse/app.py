@@ -213,37 +213,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             from pilothouse.worker import Worker
 
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            from pilothouse.healthchecks.monitor import MonitorSettings
-
-            monitor = (
-                MonitorSettings(
-                    reminder_minutes=settings.reminder_minutes, buffer=settings.health_buffer
-                )
-                if settings.health_enabled
-                else None
-            )
-            from pilothouse.backups.jobs import BackupContext
-
-            backups = (
-                BackupContext(
-                    app.state.db,
-                    settings.data_dir,
-                    master_key=settings.master_key,
-                    lease_seconds=settings.lease_seconds,
-                    cleanup_schedule=settings.backup_cleanup_schedule,
-                )
-                if settings.backups_enabled
-                else None
-            )
-            worker = Worker(
-                app.state.db,
-                settings.data_dir,
-                lease_seconds=settings.lease_seconds,
-                monitor=monitor,
-                backups=backups,
-                backup_concurrency=settings.backup_concurrency,
-                master_key=settings.master_key,
-            )
+            worker = Worker(app.state.db, settings)
             await worker.start()
         app.state.worker = worker
         log.info("started", database=app.state.db.dialect, role=settings.role)

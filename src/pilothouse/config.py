@@ -64,7 +64,17 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=15.0,
         gt=0,
-        description="A deployment whose worker stops renewing its lease this long is reconciled.",
+        description=(
+            "Lease of a deployment or backup, renewed every third of it. A dead worker's work "
+            "is taken over within this plus one reconcile tick (2 s for deployments)."
+        ),
+    )
+    loop_intervals: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            'Seconds between runs of registered loops, by name (JSON, e.g. {"healthchecks.remind":'
+            " 10}); docs/architecture.md lists the loops and their defaults."
+        ),
     )
 
     backups_enabled: bool = Field(

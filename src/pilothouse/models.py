@@ -3,8 +3,9 @@
 from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
-from pilothouse.backups.models import Backup, BackupTarget, JobSlot
+from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.core.db import Base
+from pilothouse.core.leases import JobSlot
 from pilothouse.deployments.models import Deployment, DeploymentLog
 from pilothouse.environments.models import Environment, EnvironmentGrant
 from pilothouse.healthchecks.models import (

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from pilothouse.audit import service as audit
 from pilothouse.backups import service
 from pilothouse.backups.databases import Contents, DatabaseError, database, parse_dsn, safe_dsn
 from pilothouse.backups.drill import drill_verdict
-from pilothouse.backups.models import Backup, BackupTarget, JobSlot
+from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.backups.pipeline import Progress, Written, read_backup, write_backup
 from pilothouse.backups.recovery import BackupFailed, describe, restore_failure, restore_into
 from pilothouse.backups.retention import expires_at, gfs_class, merged_policy
@@ -39,6 +38,7 @@ from pilothouse.config import MASTER_KEY_FILE
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring, load_keyring
 from pilothouse.core.db import Database
+from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
 from pilothouse.drivers.base import RolloutFailed
 from pilothouse.errors import Conflict, PilothouseError
@@ -57,11 +57,16 @@ class BackupContext:
     data_dir: Path
     master_key: str | None = None
     lease_seconds: float = 15.0
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}")
+    worker_id: str = WORKER_ID
     cleanup_schedule: str = DEFAULT_CLEANUP
     catchup: timedelta = timedelta(hours=24)
     alerts: bool = True
     store_url: str = ""  # pilothouse's own store (for `backup self`)
+
+    @property
+    def leases(self) -> Leases:
+        """Backup leases and job slots, under this context's worker id."""
+        return Leases(self.db, owner=self.worker_id, seconds=self.lease_seconds)
 
     def keyring(self) -> Keyring:
         """Read on every job, so `pilothouse keys rotate` takes effect without a restart."""
@@ -99,47 +104,11 @@ def _source(target: BackupTarget, keyring: Keyring) -> tuple[str, URL]:
 
 
 async def claim(ctx: BackupContext, backup_id: uuid.UUID) -> bool:
-    """Take an unclaimed in_progress backup; False if someone else has it."""
-    now = utcnow()
-    async with ctx.db.session() as session:
-        result = await session.execute(
-            sa.update(Backup)
-            .where(
-                Backup.id == backup_id,
-                Backup.status == "in_progress",
-                Backup.lease_owner.is_(None),
-            )
-            .values(
-                lease_owner=ctx.worker_id,
-                lease_expires_at=now + timedelta(seconds=ctx.lease_seconds),
-                started_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return getattr(result, "rowcount", 0) == 1
-
-
-async def _renew(ctx: BackupContext, backup_id: uuid.UUID) -> None:
-    while True:
-        await asyncio.sleep(ctx.lease_seconds / 3)
-        async with ctx.db.session() as session:
-            await session.execute(
-                sa.update(Backup)
-                .where(Backup.id == backup_id, Backup.lease_owner == ctx.worker_id)
-                .values(lease_expires_at=utcnow() + timedelta(seconds=ctx.lease_seconds))
-                .execution_options(synchronize_session=False)
-            )
-
-
-@contextlib.asynccontextmanager
-async def _leased(ctx: BackupContext, backup_id: uuid.UUID) -> Any:
-    task = asyncio.create_task(_renew(ctx, backup_id))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    """Take an unclaimed in_progress backup; False if someone else has it (an expired lease is
+    not taken here: `reconcile_interrupted` fails that attempt first)."""
+    return await ctx.leases.claim(
+        Backup, backup_id, Backup.status == "in_progress", expired_ok=False, started_at=utcnow()
+    )
 
 
 # -- taking a backup ---------------------------------------------------------------------------
@@ -190,7 +159,7 @@ async def run_backup(
         keyring = ctx.keyring()
         engine, url = _source(target, keyring)
         storage = ctx.storage(target)
-        async with _leased(ctx, backup_id):
+        async with ctx.leases.held(Backup, backup_id):
             outcome = await asyncio.to_thread(
                 _take, engine, url, storage, backup.object_key, keyring, progress, checks
             )
@@ -424,27 +393,18 @@ async def restore_backup(
 
 async def reconcile_interrupted(ctx: BackupContext) -> list[uuid.UUID]:
     """Backups whose runner stopped renewing its lease: failed, staged data removed, retried."""
-    now = utcnow()
-    async with ctx.db.session(write=False) as session:
-        stale = list(
-            await session.scalars(
-                sa.select(Backup.id).where(
-                    Backup.status == "in_progress",
-                    Backup.lease_owner.is_not(None),
-                    Backup.lease_expires_at < now,
-                )
-            )
-        )
+    stale = await ctx.leases.expired(Backup, Backup.status == "in_progress")
     done = []
     for backup_id in stale:
-        async with ctx.db.session() as session:
-            row = await session.get(Backup, backup_id, with_for_update=True)
-            if row is None or row.status != "in_progress" or row.lease_expires_at is None:
-                continue
-            if row.lease_expires_at >= utcnow():
-                continue
-            owner = row.lease_owner
-            row.lease_owner = ctx.worker_id  # ours now, so _record_failure accepts it
+        async with ctx.db.session(write=False) as session:
+            owner = await session.scalar(
+                sa.select(Backup.lease_owner).where(Backup.id == backup_id)
+            )
+        # Ours now (if still expired and still that owner's), so _record_failure accepts it.
+        if owner is None or not await ctx.leases.reclaim(
+            Backup, backup_id, Backup.status == "in_progress", Backup.lease_owner == owner
+        ):
+            continue
         await _record_failure(
             ctx,
             backup_id,
@@ -538,14 +498,7 @@ async def cleanup(ctx: BackupContext, *, now: datetime | None = None) -> dict[st
 
 async def claim_slot(ctx: BackupContext, job: str, key: str, slot: datetime) -> bool:
     """Whoever inserts (job, key, slot) first runs it; True for the winner."""
-    statement = (
-        ctx.db.insert(JobSlot)
-        .values(job=job, key=key, slot=slot, worker=ctx.worker_id, claimed_at=utcnow())
-        .on_conflict_do_nothing()
-        .returning(JobSlot.job)
-    )
-    async with ctx.db.session() as session:
-        return (await session.execute(statement)).first() is not None
+    return await ctx.leases.claim_slot(job, key, slot)
 
 
 async def enabled_targets(ctx: BackupContext) -> list[BackupTarget]:

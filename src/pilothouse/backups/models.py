@@ -118,15 +118,3 @@ class Backup(UUIDPk, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
-class JobSlot(Base):
-    """One row per (job, key, time slot): whoever inserts it runs that job for that slot."""
-
-    __tablename__ = "job_slots"
-
-    job: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
-    key: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
-    slot: Mapped[datetime] = mapped_column(primary_key=True)
-    worker: Mapped[str] = mapped_column(sa.String(100))
-    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,15 +10,13 @@ deployment_logs and every status change goes through the entities' transition().
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -30,21 +28,23 @@ from pilothouse.core import redact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
+from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import unreachable
 from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
+from pilothouse.drivers import registry
 from pilothouse.drivers.base import (
     Driver,
+    Event,
     HookConfig,
     ReplicaInfo,
     RolloutFailed,
     RolloutPlan,
     ServiceSpec,
 )
-from pilothouse.drivers.command import CommandConfig, CommandDriver, run_command
+from pilothouse.drivers.command import run_command
 from pilothouse.drivers.nginx import NginxRouter
-from pilothouse.drivers.process import ProcessConfig, ProcessDriver
 from pilothouse.environments.models import Environment
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
@@ -68,10 +68,6 @@ def run_as_of(environment: Environment) -> str | None:
     """The user this environment's replicas and commands run as, when pilothouse is root."""
     value = (environment.config or {}).get("run_as")
     return str(value) if value else None
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -148,15 +144,24 @@ class DbEvents:
             )
             return replica.id
 
-    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None:
-        async with self.db.session() as session:
-            replica = await session.get(Replica, replica_id, with_for_update=True)
-            if replica is None:
-                return
-            for key, value in fields.items():
-                setattr(replica, key, value)
-            if to != replica.status:
-                await replicas.transition(session, replica, to, actor=ENGINE)
+    async def replica_changed(
+        self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
+    ) -> None:
+        await record_replica(self.db, replica_id, to, reason=reason, **fields)
+
+
+async def record_replica(
+    db: Database, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
+) -> None:
+    """Persist what a driver reports about a replica: its fields, then its transition."""
+    async with db.session() as session:
+        replica = await session.get(Replica, replica_id, with_for_update=True)
+        if replica is None:
+            return
+        for key, value in fields.items():
+            setattr(replica, key, value)
+        if to != replica.status:
+            await replicas.transition(session, replica, to, actor=ENGINE, reason=reason)
 
 
 def replica_info(replica: Replica) -> ReplicaInfo:
@@ -180,21 +185,24 @@ class Engine:
         db: Database,
         data_dir: Path,
         *,
-        worker_id: str | None = None,
+        worker_id: str = WORKER_ID,
         lease_seconds: float = 15.0,
         master_key: str | None = None,
+        pre_deploy_hooks: list[PreDeployHook] | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
         self.master_key = master_key
-        self.worker_id = worker_id or new_worker_id()
+        self.leases = Leases(db, owner=worker_id, seconds=lease_seconds)
+        self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.router = NginxRouter(data_dir / "nginx")
-        self.drivers: dict[str, Driver] = {
-            "process": ProcessDriver(data_dir, self.router),
-            "command": CommandDriver(),
-        }
-        self.pre_deploy_hooks: list[PreDeployHook] = []
+        self.drivers: dict[str, Driver] = registry.create_all(
+            registry.DriverContext(data_dir, self.router)
+        )
+        self.pre_deploy_hooks: list[PreDeployHook] = (
+            pre_deploy_hooks if pre_deploy_hooks is not None else []
+        )
         self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
         self.lost: dict[uuid.UUID, str] = {}  # stopped because the store went away: why
 
@@ -202,41 +210,7 @@ class Engine:
 
     async def claim(self, deployment_id: uuid.UUID) -> bool:
         """Take a pending deployment for this worker; False if another worker has it."""
-        now = utcnow()
-        async with self.db.session() as session:
-            result = await session.execute(
-                sa.update(Deployment)
-                .where(
-                    Deployment.id == deployment_id,
-                    Deployment.status == "pending",
-                    sa.or_(Deployment.lease_owner.is_(None), Deployment.lease_expires_at < now),
-                )
-                .values(
-                    lease_owner=self.worker_id,
-                    lease_expires_at=now + timedelta(seconds=self.lease_seconds),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            return bool(getattr(result, "rowcount", 0) == 1)
-
-    async def _heartbeat(self, deployment_id: uuid.UUID) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            try:
-                async with self.db.session() as session:
-                    await session.execute(
-                        sa.update(Deployment)
-                        .where(
-                            Deployment.id == deployment_id,
-                            Deployment.lease_owner == self.worker_id,
-                        )
-                        .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
-                        .execution_options(synchronize_session=False)
-                    )
-            except Exception as exc:
-                # While the store is away, keep trying: the lease is renewed when it is back.
-                if unreachable(exc) is None:
-                    raise
+        return await self.leases.claim(Deployment, deployment_id, Deployment.status == "pending")
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -289,14 +263,17 @@ class Engine:
             return [replica_info(r) for r in rows]
 
     def driver_for(self, environment: Environment) -> Driver:
-        return self.drivers.get(environment.driver, self.drivers["process"])
+        """The environment's driver; an unknown name fails the deployment (never a fallback)."""
+        driver = self.drivers.get(environment.driver)
+        if driver is None:
+            raise RolloutFailed(str(registry.UnknownDriver(environment.driver)))
+        return driver
 
-    def spec(self, loaded: Loaded, *, event: str = "deploy") -> ServiceSpec:
+    def spec(self, loaded: Loaded, *, event: Event = "deploy") -> ServiceSpec:
         env = loaded.environment
         svc = loaded.service
         variables = dict(loaded.variables)
         config = dict(svc.driver_config or {})
-        config["_event"] = event
         return ServiceSpec(
             service_id=svc.id,
             service_name=svc.name,
@@ -310,6 +287,7 @@ class Engine:
             config=config,
             health_check=dict(svc.health_check or {}),
             secrets=list(loaded.secrets),
+            event=event,
             run_as=run_as_of(env),
         )
 
@@ -317,15 +295,12 @@ class Engine:
 
     async def run(self, deployment_id: uuid.UUID) -> str:
         """Carry out a claimed deployment to its outcome; returns the final status."""
-        heartbeat = asyncio.create_task(self._heartbeat(deployment_id))
         self.active.add(deployment_id)
         try:
-            return await self._run(deployment_id)
+            async with self.leases.held(Deployment, deployment_id):
+                return await self._run(deployment_id)
         finally:
             self.active.discard(deployment_id)
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
 
     async def _run(self, deployment_id: uuid.UUID) -> str:
         loaded = await self._load(deployment_id)
@@ -350,7 +325,12 @@ class Engine:
                 "set longer values (docs/security.md)",
                 level="warn",
             )
-        driver = self.driver_for(loaded.environment)
+        try:
+            driver = self.driver_for(loaded.environment)
+        except RolloutFailed as exc:
+            await events.log(f"deployment refused: {exc.reason}", level="error")
+            await self._move(dep.id, "failed", reason="driver", error_message=exc.reason)
+            return "failed"
         started = time.monotonic()
         await self._move(dep.id, "building", reason=f"{driver.name} driver")
         await self._service_status(svc.id, "scheduled", f"deployment {dep.id}")
@@ -359,7 +339,7 @@ class Engine:
             f"({driver.name} driver, {svc.target_replicas} replica(s))"
         )
         try:
-            config = self._config(loaded)
+            config = self._config(loaded, driver)
             # A rollback or a scale returns to (or keeps) an artifact that was built and
             # migrated for before.
             forward = dep.event_type not in ("rollback", "scale")
@@ -392,7 +372,7 @@ class Engine:
                     row.migration_version = events.clean(result or "")[:200] or None
             deploy_started = time.monotonic()
             plan = RolloutPlan(
-                spec=self.spec(loaded, event=dep.event_type),
+                spec=self.spec(loaded, event=cast(Event, dep.event_type)),
                 current=await self._current_replicas(svc.id),
                 deployment_id=dep.id,
             )
@@ -432,7 +412,7 @@ class Engine:
         (any environment), or held on this host by anything but this service's router."""
         svc = loaded.service
         port = services.router_port(svc.driver_config)
-        if port is None or loaded.environment.driver != "process":
+        if port is None or not registry.routes(loaded.environment.driver):
             return None
         async with self.db.session(write=False) as session:
             other = await services.router_port_user(session, port, exclude=svc.id)
@@ -452,13 +432,7 @@ class Engine:
         self.lost[deployment_id] = reason
         while await self.db.ping() is not None:
             await asyncio.sleep(1.0)
-        async with self.db.session() as session:
-            await session.execute(
-                sa.update(Deployment)
-                .where(Deployment.id == deployment_id, Deployment.lease_owner == self.worker_id)
-                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
-                .execution_options(synchronize_session=False)
-            )
+        await self.leases.hand_over(Deployment, deployment_id)
         return "interrupted"
 
     def _interruption(self, deployment_id: uuid.UUID, expired_at: datetime) -> tuple[str, str]:
@@ -480,11 +454,10 @@ class Engine:
             )
         return "the worker carrying this deployment died; reconciling", "interrupted"
 
-    def _config(self, loaded: Loaded) -> HookConfig:
+    def _config(self, loaded: Loaded, driver: Driver) -> HookConfig:
         """The service's driver_config, validated by its driver's model (422-style reason)."""
-        model = CommandConfig if loaded.environment.driver == "command" else ProcessConfig
         try:
-            return model(**dict(loaded.service.driver_config or {}))
+            return driver.config_model(**dict(loaded.service.driver_config or {}))
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
@@ -582,42 +555,20 @@ class Engine:
     async def reconcile_interrupted(self) -> list[uuid.UUID]:
         """Deployments whose worker died (lease expired) become failed ("interrupted") and their
         service is brought back to its live artifact by an automatic rollback."""
-        now = utcnow()
-        async with self.db.session(write=False) as session:
-            rows = (
-                await session.execute(
-                    sa.select(
-                        Deployment.id, Deployment.lease_owner, Deployment.lease_expires_at
-                    ).where(
-                        Deployment.status.in_(ACTIVE_STATUSES),
-                        Deployment.lease_owner.is_not(None),
-                        Deployment.lease_expires_at < now,
-                    )
-                )
-            ).all()
+        rows = await self.leases.expired_leases(Deployment, Deployment.status.in_(ACTIVE_STATUSES))
         done = []
         for dep_id, owner, expired_at in rows:
             if dep_id in self.active:
                 continue  # carried out here: its heartbeat renews the lease
             if owner != self.worker_id and self.db.health.recovered_within(self.lease_seconds):
                 continue  # expired while the store was away: its owner gets a lease to renew it
-            async with self.db.session() as session:
-                claimed = await session.execute(
-                    sa.update(Deployment)
-                    .where(Deployment.id == dep_id, Deployment.lease_expires_at < now)
-                    .values(
-                        lease_owner=self.worker_id,
-                        lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds),
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(claimed, "rowcount", 0) != 1:
-                    continue
+            if not await self.leases.reclaim(Deployment, dep_id):
+                continue
             loaded = await self._load(dep_id)
             events = DbEvents(self.db, loaded.deployment, loaded.artifact.id)
-            cause, reason = self._interruption(dep_id, expired_at or now)
+            cause, reason = self._interruption(dep_id, expired_at)
             await events.log(cause, level="warn")
-            await self._cleanup_dead_replicas(loaded.service.id)
+            await self._cleanup_dead_replicas(loaded.service.id, loaded.environment)
             if loaded.deployment.previous_artifact_id is None:
                 # Nothing to go back to: stop what the interrupted rollout started before the
                 # outcome is recorded, so the service is never `running` on replicas that are
@@ -628,9 +579,8 @@ class Engine:
             done.append(dep_id)
         return done
 
-    async def _cleanup_dead_replicas(self, service_id: uuid.UUID) -> None:
-        from pilothouse.drivers.process import is_alive
-
+    async def _cleanup_dead_replicas(self, service_id: uuid.UUID, env: Environment) -> None:
+        driver = self.drivers.get(env.driver)
         async with self.db.session() as session:
             rows = await session.scalars(
                 sa.select(Replica).where(
@@ -639,7 +589,7 @@ class Engine:
                 )
             )
             for replica in rows:
-                if not is_alive(replica.pid, replica.process_started_at):
+                if driver is None or not driver.alive(replica_info(replica)):
                     to = "stopped" if replica.status == "stopping" else "failed"
                     replica.keep_running = False
                     await replicas.transition(

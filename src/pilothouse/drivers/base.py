@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +50,10 @@ class ReplicaInfo:
     status: str = "running"
 
 
+#: What a deployment does (its event_type); drivers read it from `ServiceSpec.event`.
+Event = Literal["deploy", "rollback", "restart", "config_update", "scale"]
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """What a driver needs to know about the service and the release."""
@@ -66,6 +70,7 @@ class ServiceSpec:
     config: dict[str, Any] = field(default_factory=dict)
     health_check: dict[str, Any] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)  # values to scrub from any output
+    event: Event = "deploy"
     run_as: str | None = None  # the environment's config.run_as (drivers/sandbox.py)
 
 
@@ -95,13 +100,27 @@ class Events(Protocol):
         self, version: str, *, port: int | None, log_path: str | None
     ) -> uuid.UUID: ...
 
-    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None: ...
+    async def replica_changed(
+        self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A replica's resource figures, as a driver reads them."""
+
+    cpu_percent: float
+    memory_mb: float
 
 
 class Driver(Protocol):
-    """Roll out, scale, stop, status, logs."""
+    """Carry out rollouts and scaling, stop replicas; and, for drivers whose replicas
+    pilothouse supervises (`supervised`), tell whether one is alive, restart it, sample it,
+    and route traffic to the live ones. `config_model` validates a service's driver_config."""
 
     name: str
+    config_model: ClassVar[type[HookConfig]]
+    supervised: ClassVar[bool]
 
     async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome: ...
 
@@ -112,3 +131,28 @@ class Driver(Protocol):
     async def status(self, replicas: list[ReplicaInfo]) -> dict[uuid.UUID, dict[str, Any]]: ...
 
     async def logs(self, replica: ReplicaInfo, tail: int = 100) -> list[str]: ...
+
+    def alive(self, replica: ReplicaInfo) -> bool:
+        """Whether the replica still runs (the very instance that was started)."""
+        ...
+
+    async def restart(self, spec: ServiceSpec, replica: ReplicaInfo, events: Events) -> ReplicaInfo:
+        """Start a crashed replica again (same id, same version) and wait until it is ready;
+        raise RolloutFailed (after stopping what it started) when it is not."""
+        ...
+
+    def sample(self, replica: ReplicaInfo) -> Sample | None:
+        """CPU and memory of a live replica; None when it is not running."""
+        ...
+
+    async def terminate(self, replica: ReplicaInfo, grace: float) -> int | None:
+        """Stop the replica now (no drain); returns its exit code when known."""
+        ...
+
+    async def route(self, service_id: uuid.UUID, config: dict[str, Any], ports: list[int]) -> None:
+        """Send the service's traffic to `ports` (no-op when the service has no router)."""
+        ...
+
+    async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:
+        """Remove the service's router entry (the service was deleted)."""
+        ...

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -29,6 +29,8 @@ from pilothouse.drivers.base import (
     RolloutFailed,
     RolloutOutcome,
     RolloutPlan,
+    Sample,
+    ServiceSpec,
 )
 
 
@@ -206,7 +208,11 @@ def release_env(plan: RolloutPlan, event: str) -> dict[str, str]:
 
 
 class CommandDriver:
+    """Runs the service's commands; it has no replicas of its own to supervise."""
+
     name = "command"
+    config_model: ClassVar[type[HookConfig]] = CommandConfig
+    supervised: ClassVar[bool] = False
 
     async def _run(self, plan: RolloutPlan, events: Events, which: str, event: str) -> None:
         cfg = CommandConfig(**plan.spec.config)
@@ -232,7 +238,7 @@ class CommandDriver:
         await events.log(f"{which} command succeeded in {result.seconds:.1f}s", source=which)
 
     async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
-        event = "rollback" if plan.spec.config.get("_event") == "rollback" else "deploy"
+        event = "rollback" if plan.spec.event == "rollback" else "deploy"
         await self._run(plan, events, "rollback" if event == "rollback" else "deploy", event)
         await self._check_status(plan, events, event)
         return RolloutOutcome(instances=plan.spec.target_replicas)
@@ -254,3 +260,23 @@ class CommandDriver:
 
     async def logs(self, replica: ReplicaInfo, tail: int = 100) -> list[str]:
         return []
+
+    # -- supervision: the platform behind the commands supervises its own instances ----------
+
+    def alive(self, replica: ReplicaInfo) -> bool:
+        return False
+
+    async def restart(self, spec: ServiceSpec, replica: ReplicaInfo, events: Events) -> ReplicaInfo:
+        raise RolloutFailed("the command driver does not restart replicas")
+
+    def sample(self, replica: ReplicaInfo) -> Sample | None:
+        return None
+
+    async def terminate(self, replica: ReplicaInfo, grace: float) -> int | None:
+        return None
+
+    async def route(self, service_id: uuid.UUID, config: dict[str, Any], ports: list[int]) -> None:
+        return None
+
+    async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:
+        return None

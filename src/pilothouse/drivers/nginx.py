@@ -60,6 +60,8 @@ server {{
 
 #: Seconds a stopping nginx has to finish its requests before what is left is killed.
 STOP_TIMEOUT = 10.0
+#: Seconds nginx has to replace its workers after a reload before the change counts as failed.
+RELOAD_TIMEOUT = 10.0
 
 
 class RouterError(Exception):
@@ -145,6 +147,41 @@ class NginxRouter:
                 continue
         return found
 
+    def accepting_workers(self) -> list[psutil.Process]:
+        """Workers that accept new connections: not the master, not a worker that is shutting
+        down (nginx closes its listening sockets before it renames itself so)."""
+        found = []
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                title = " ".join(proc.cmdline())
+                if title.startswith("nginx: worker process") and "shutting down" not in title:
+                    found.append(proc)
+        return found
+
+    async def _reload(self) -> None:
+        """Reload, and return once nginx serves the new configuration: a reload is only a
+        signal, and until the old workers stop accepting, a new connection may still reach
+        the previous backends (a deployment would report success while traffic went to the
+        release it replaced)."""
+        before = {proc.pid for proc in await self._accepting()}
+        await self._nginx("-s", "reload")
+        await self._accepting(besides=before)
+
+    async def _accepting(self, besides: set[int] | None = None) -> list[psutil.Process]:
+        """Wait until workers accept connections, none of them one of `besides`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RELOAD_TIMEOUT
+        while True:
+            workers = self.accepting_workers()
+            if workers and not {proc.pid for proc in workers} & (besides or set()):
+                return workers
+            if loop.time() > deadline:
+                raise RouterError(
+                    f"nginx did not take its new configuration within {RELOAD_TIMEOUT:.0f}s "
+                    f"(see {self.root / 'error.log'})"
+                )
+            await asyncio.sleep(0.02)
+
     def kill(self) -> int:
         """Kill every process of this router at once (SIGKILL); returns how many there were."""
         procs = self.processes()
@@ -171,6 +208,7 @@ class NginxRouter:
     async def _start(self) -> None:
         self.kill()  # workers orphaned by a master that died hold the ports
         await self._nginx()
+        await self._accepting()  # the master daemonizes before its worker listens
 
     def _serving(self, port: int) -> str | None:
         """The service key whose config listens on `port`, if any."""
@@ -208,7 +246,7 @@ class NginxRouter:
             if self.pid() is None:
                 await self._start()
             else:
-                await self._nginx("-s", "reload")
+                await self._reload()
 
     async def remove(self, service_key: str) -> None:
         """Stop routing a service (its port is closed at the next reload); with no service
@@ -220,7 +258,7 @@ class NginxRouter:
                 if not any((self.root / "services").glob("*.conf")):
                     await self._stop(STOP_TIMEOUT)
                 elif self.pid() is not None:
-                    await self._nginx("-s", "reload")
+                    await self._reload()
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop nginx gracefully and return once none of its processes is left: what is still

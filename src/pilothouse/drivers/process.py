@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,10 +34,11 @@ from pilothouse.drivers.base import (
     RolloutFailed,
     RolloutOutcome,
     RolloutPlan,
+    Sample,
     ServiceSpec,
 )
 from pilothouse.drivers.command import MAX_LINE
-from pilothouse.drivers.readiness import ReadinessSpec, check_once, wait_ready
+from pilothouse.drivers.readiness import ReadinessSpec, ReadyResult, check_once, wait_ready
 from pilothouse.drivers.rolling import plan_rolling_update
 
 
@@ -260,11 +261,15 @@ class Router(Protocol):
 
     async def set_backends(self, service_key: str, listen_port: int, ports: list[int]) -> None: ...
 
+    async def remove(self, service_key: str) -> None: ...
+
 
 class ProcessDriver:
     """Rolling updates of local processes behind an optional router."""
 
     name = "process"
+    config_model: ClassVar[type[HookConfig]] = ProcessConfig
+    supervised: ClassVar[bool] = True
 
     def __init__(self, data_dir: Path, router: Router | None = None) -> None:
         self.data_dir = data_dir
@@ -277,6 +282,56 @@ class ProcessDriver:
         if cfg.router and self.router is not None and cfg.router_port:
             await self.router.set_backends(str(spec.service_id), cfg.router_port, sorted(ports))
 
+    async def _launch(
+        self,
+        spec: ServiceSpec,
+        cfg: ProcessConfig,
+        ready: ReadinessSpec,
+        events: Events,
+        replica_id: uuid.UUID,
+        *,
+        port: int,
+        log_path: Path,
+        reason: str | None = None,
+        tail: bool = True,
+    ) -> tuple[Spawned, ReadyResult]:
+        """Spawn one replica (recorded as `starting`) and wait for its readiness; with `tail`,
+        its output goes into the deployment's logs meanwhile. Raises OSError if it cannot
+        start."""
+        spawned = spawn(
+            spec.command or "",
+            port=port,
+            version=spec.version,
+            env={**spec.env, **cfg.env},
+            log_path=log_path,
+            cwd=cfg.cwd,
+            secrets=spec.secrets,
+            run_as=spec.run_as,
+        )
+        register_child(spawned)
+        await events.replica_changed(
+            replica_id,
+            "starting",
+            reason=reason,
+            pid=spawned.pid,
+            process_started_at=spawned.started_at,
+            ports={"http": port},
+            log_path=str(log_path),
+        )
+        stop_tail = asyncio.Event()
+        label = f"replica:{str(replica_id)[:8]}"
+        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
+        result = await wait_ready(
+            ready, "127.0.0.1", port, alive=lambda: is_alive(spawned.pid, spawned.started_at)
+        )
+        if not result.ready:
+            spawned_code = await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
+            result.exit_code = spawned_code
+        stop_tail.set()
+        if tailing is not None:
+            await tailing
+        return spawned, result
+
     async def _start_one(
         self, spec: ServiceSpec, cfg: ProcessConfig, ready: ReadinessSpec, events: Events
     ) -> ReplicaInfo:
@@ -287,49 +342,24 @@ class ProcessDriver:
         replica_id = await events.replica_created(spec.version, port=port, log_path=None)
         log_path = self._log_path(spec, replica_id)
         try:
-            spawned = spawn(
-                spec.command,
-                port=port,
-                version=spec.version,
-                env={**spec.env, **cfg.env},
-                log_path=log_path,
-                cwd=cfg.cwd,
-                secrets=spec.secrets,
-                run_as=spec.run_as,
+            spawned, result = await self._launch(
+                spec, cfg, ready, events, replica_id, port=port, log_path=log_path
             )
         except OSError as exc:
             await events.replica_changed(replica_id, "failed", log_path=str(log_path))
             raise RolloutFailed(f"could not start replica: {exc}") from None
-        register_child(spawned)
-        await events.replica_changed(
-            replica_id,
-            "starting",
-            pid=spawned.pid,
-            process_started_at=spawned.started_at,
-            log_path=str(log_path),
-        )
-        label = f"replica:{str(replica_id)[:8]}"
-        stop_tail = asyncio.Event()
-        tail = asyncio.create_task(_tail(log_path, events, label, stop_tail))
-        result = await wait_ready(
-            ready, "127.0.0.1", port, alive=lambda: is_alive(spawned.pid, spawned.started_at)
-        )
-        info = ReplicaInfo(
-            replica_id, spec.version, spawned.pid, spawned.started_at, port, str(log_path)
-        )
         if not result.ready:
-            code = await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
-            stop_tail.set()
-            await tail
-            await events.replica_changed(replica_id, "failed", exit_code=code, keep_running=False)
+            await events.replica_changed(
+                replica_id, "failed", exit_code=result.exit_code, keep_running=False
+            )
             raise RolloutFailed(f"replica on port {port} {result.detail}")
-        stop_tail.set()
-        await tail
         await events.replica_changed(replica_id, "running", keep_running=True, health="healthy")
         await events.log(
             f"replica {str(replica_id)[:8]} ready on port {port} in {result.seconds:.2f}s"
         )
-        return info
+        return ReplicaInfo(
+            replica_id, spec.version, spawned.pid, spawned.started_at, port, str(log_path)
+        )
 
     async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
         """Stop a replica that has already left the router: drain, SIGTERM, SIGKILL."""
@@ -350,7 +380,7 @@ class ProcessDriver:
         ready = ReadinessSpec(**spec.health_check)
         alive = [r for r in plan.current if is_alive(r.pid, r.process_started_at)]
         # A restart replaces every replica; otherwise live replicas of the version are kept.
-        restart = spec.config.get("_event") == "restart"
+        restart = spec.event == "restart"
         same = [] if restart else [r for r in alive if r.version == spec.version]
         keep = same[: spec.target_replicas]
         old = [r for r in alive if r not in keep]
@@ -496,3 +526,52 @@ class ProcessDriver:
         except FileNotFoundError:
             return []
         return lines[-tail:]
+
+    # -- supervision ----------------------------------------------------------------------------
+
+    def alive(self, replica: ReplicaInfo) -> bool:
+        return is_alive(replica.pid, replica.process_started_at)
+
+    async def restart(self, spec: ServiceSpec, replica: ReplicaInfo, events: Events) -> ReplicaInfo:
+        """The crashed replica again: same id and version, a fresh port, the same log file."""
+        if not spec.command:
+            raise RolloutFailed("the service has no command to start (set `command`)")
+        cfg = ProcessConfig(**spec.config)
+        port = free_port()
+        log_path = Path(replica.log_path) if replica.log_path else self._log_path(spec, replica.id)
+        try:
+            spawned, result = await self._launch(
+                spec,
+                cfg,
+                ReadinessSpec(**spec.health_check),
+                events,
+                replica.id,
+                port=port,
+                log_path=log_path,
+                reason="restart after crash",
+                tail=False,
+            )
+        except OSError as exc:
+            raise RolloutFailed(f"could not start replica: {exc}") from None
+        if not result.ready:
+            raise RolloutFailed(result.detail)
+        return ReplicaInfo(
+            replica.id, spec.version, spawned.pid, spawned.started_at, port, str(log_path)
+        )
+
+    def sample(self, replica: ReplicaInfo) -> Sample | None:
+        figures = stats(replica.pid, replica.process_started_at)
+        return Sample(figures["cpu_percent"], figures["memory_mb"]) if figures else None
+
+    async def terminate(self, replica: ReplicaInfo, grace: float) -> int | None:
+        return await terminate(replica.pid, replica.process_started_at, grace)
+
+    async def route(self, service_id: uuid.UUID, config: dict[str, Any], ports: list[int]) -> None:
+        cfg = ProcessConfig(**config)
+        if cfg.router and self.router is not None and cfg.router_port:
+            await self.router.set_backends(str(service_id), cfg.router_port, sorted(ports))
+
+    async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:
+        cfg = ProcessConfig(**config)
+        if cfg.router and self.router is not None and cfg.router_port:
+            await self.router.remove(str(service_id))

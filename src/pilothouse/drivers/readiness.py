@@ -22,9 +22,16 @@ class ReadinessSpec(BaseModel):
     type: str = Field(default="http", pattern="^(http|tcp)$", description="http or tcp.")
     path: str = Field(default="/health", description="HTTP path checked on each replica.")
     timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds to become ready.")
-    interval: float = Field(default=0.1, gt=0, le=60, description="Seconds between checks.")
+    interval: float = Field(
+        default=0.1,
+        gt=0,
+        le=3600,
+        description="Seconds between readiness checks (and between public-URL probes, 60 unset).",
+    )
     successes: int = Field(default=1, ge=1, le=100, description="Consecutive passes needed.")
-    request_timeout: float = Field(default=2.0, gt=0, le=60, description="Per-check timeout.")
+    request_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds per check (readiness and monitor probes)."
+    )
 
 
 @dataclass
@@ -32,6 +39,7 @@ class ReadyResult:
     ready: bool
     seconds: float
     detail: str
+    exit_code: int | None = None  # of a replica stopped because it never became ready
 
 
 async def check_once(spec: ReadinessSpec, host: str, port: int) -> tuple[bool, str]:

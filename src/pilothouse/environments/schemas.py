@@ -6,18 +6,48 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from pilothouse.core.inputs import Flag, JsonSettings, NotBool, NotNull
 from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
+from pilothouse.drivers import registry
 
 EnvType = Literal["development", "staging", "production"]
-Driver = Literal["process", "command"]
+# A registered driver (drivers/registry.py); anything else is a 422 naming the known ones.
+Driver = Annotated[
+    str,
+    AfterValidator(registry.check_name),
+    Field(json_schema_extra={"enum": registry.names()}),
+]
 Name = Annotated[
     str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
 ]
-Settings = Annotated[dict[str, Any], JsonSettings]
 Features = Annotated[dict[str, Flag], JsonSettings]
+
+
+class EnvironmentConfig(BaseModel):
+    """An environment's `config`: its dependencies (probed by the health monitor) and any
+    other non-secret settings (unknown keys are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    database_url: str | None = Field(
+        default=None, max_length=2000, description="PostgreSQL the services use (probed)."
+    )
+    redis_url: str | None = Field(
+        default=None, max_length=2000, description="Redis the services use (probed)."
+    )
+    dependency_interval: float = Field(
+        default=60.0, gt=0, le=86400, description="Seconds between dependency probes."
+    )
+
+
+def _stored_config(config: EnvironmentConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json", exclude_unset=True)
+
+
+# Bounded JSON first, then the typed model; stored as given (only the keys that were set).
+Config = Annotated[EnvironmentConfig, JsonSettings, PlainSerializer(_stored_config)]
 
 
 class Limits(BaseModel):
@@ -49,9 +79,12 @@ class EnvironmentCreate(BaseModel):
     type: EnvType = Field(default="development", description="development, staging, production.")
     domain: str | None = Field(default=None, max_length=253, description="Base domain.")
     driver: Driver = Field(default="process", description="Deployment driver for its services.")
-    config: Settings = Field(
-        default_factory=dict,
-        description="Non-secret settings (secrets belong in encrypted environment variables).",
+    config: Config = Field(
+        default_factory=EnvironmentConfig,
+        description=(
+            "Settings, validated on write (`database_url`, `redis_url`, `dependency_interval`; "
+            "other keys are kept). Credentials in URLs are sealed and shown masked."
+        ),
     )
     features: Features = Field(default_factory=dict, description="Feature flags.")
     limits: Limits = Field(default_factory=Limits, description="Operational limits.")
@@ -63,7 +96,7 @@ class EnvironmentUpdate(BaseModel):
     type: NotNull[EnvType] = Field(default=None, description="New type.")
     domain: str | None = Field(default=None, max_length=253, description="New domain (null: none).")
     driver: NotNull[Driver] = Field(default=None, description="New driver.")
-    config: NotNull[Settings] = Field(default=None, description="Replaces the config.")
+    config: NotNull[Config] = Field(default=None, description="Replaces the config.")
     features: NotNull[Features] = Field(default=None, description="Replaces the flags.")
     limits: NotNull[Limits] = Field(default=None, description="Replaces the limits.")
     is_active: NotNull[Flag] = Field(default=None, description="Inactive environments refuse work.")

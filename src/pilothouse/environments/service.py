@@ -14,6 +14,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring
 from pilothouse.core.db import id_or_name
 from pilothouse.core.keys import process_keyring
+from pilothouse.drivers import registry
 from pilothouse.environments import sealing
 from pilothouse.environments.models import Environment, EnvironmentGrant
 from pilothouse.errors import Conflict, NotFound, PilothouseError
@@ -147,6 +148,8 @@ async def update_environment(
     """Apply the given fields (admin); credentials in a new `config` are sealed."""
     env = await get_environment(session, actor, ref)
     require(actor, "manage_environments")
+    if changes.get("driver") not in (None, env.driver):
+        await _check_services_fit(session, env, changes["driver"])
     changes = dict(changes)
     if changes.get("config") is not None:
         changes["config"] = _seal_config(env, changes.pop("config"), keyring)
@@ -156,6 +159,15 @@ async def update_environment(
     env.updated_at = utcnow()
     audit.record(session, actor, "update", "environment", env.id, changes)
     return env
+
+
+async def _check_services_fit(session: AsyncSession, env: Environment, driver: str) -> None:
+    """Every live service's driver_config must suit the new driver (422 naming the service)."""
+    live = await session.scalars(
+        sa.select(Service).where(Service.environment_id == env.id, Service.deleted_at.is_(None))
+    )
+    for svc in live:
+        registry.check_config(driver, svc.driver_config or {}, field=f"{svc.name}.driver_config")
 
 
 async def delete_environment(session: AsyncSession, actor: Principal, ref: str) -> Environment:

@@ -24,7 +24,7 @@ import time
 import uuid
 import zlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +36,7 @@ from pilothouse.alerts.service import Endpoint, active_channels, broadcast
 from pilothouse.core import probes
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
+from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger, mask_text
 from pilothouse.core.store import unreachable
 from pilothouse.environments.models import Environment
@@ -56,6 +57,8 @@ from pilothouse.healthchecks.models import (
     Incident,
     ProbeClaim,
 )
+from pilothouse.healthchecks.spec import HealthCheckSpec
+from pilothouse.healthchecks.spec import parse as parse_spec
 from pilothouse.history import service as history
 from pilothouse.replicas.models import Replica
 from pilothouse.services.models import Service
@@ -117,17 +120,15 @@ class MonitorSettings:
     reminder_minutes: float = 30.0
     buffer: int = 10_000  # results kept in memory while the store is unreachable
     store_retry: float = 5.0  # seconds between attempts to reach the store while it is away
-    worker: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    worker: str = WORKER_ID
 
 
-def health_spec(service: Service) -> dict[str, Any]:
-    return dict(service.health_check or {})
+def health_spec(service: Service) -> HealthCheckSpec:
+    return parse_spec(service.health_check)
 
 
-def thresholds_for(service: Service) -> Thresholds:
-    given = health_spec(service).get("thresholds") or {}
-    known = {k: v for k, v in given.items() if k in Thresholds.__dataclass_fields__}
-    return Thresholds(**known)
+def thresholds_for(service: Service, spec: HealthCheckSpec | None = None) -> Thresholds:
+    return Thresholds(**(spec or health_spec(service)).thresholds.model_dump())
 
 
 def offset(key: str, interval: float) -> float:
@@ -139,6 +140,7 @@ class Monitor:
     def __init__(self, db: Database, settings: MonitorSettings | None = None) -> None:
         self.db = db
         self.settings = settings or MonitorSettings()
+        self.leases = Leases(db, owner=self.settings.worker)
         self.targets: list[Target] = []
         self.last_slot: dict[str, int] = {}
         self.semaphore = asyncio.Semaphore(self.settings.concurrency)
@@ -192,32 +194,33 @@ class Monitor:
             }
         targets: list[Target] = []
         by_service = {s.id: s for s in services}
+        specs = {s.id: health_spec(s) for s in services}  # parsed once per refresh
         self.service_info = {
             s.id: ServiceInfo(
                 name=s.name,
                 environment_id=s.environment_id,
-                thresholds=thresholds_for(s),
+                thresholds=thresholds_for(s, specs[s.id]),
                 replicas={r.id for r in replicas if r.service_id == s.id},
             )
             for s in services
         }
         for replica in replicas:
             svc = by_service[replica.service_id]
-            spec = health_spec(svc)
+            spec = specs[svc.id]
             port = (replica.ports or {}).get("http")
-            if not port or spec.get("enabled") is False:
+            if not port or not spec.enabled:
                 continue
-            kind = "tcp" if spec.get("type") == "tcp" else "http"
+            kind = "tcp" if spec.type == "tcp" else "http"
             targets.append(
                 Target(
                     key=f"replica:{replica.id}",
                     kind=kind,
-                    interval=float(spec.get("replica_interval", 30)),
-                    timeout=float(spec.get("request_timeout", 5)),
+                    interval=spec.replica_interval,
+                    timeout=spec.request_timeout,
                     spec={
-                        "url": f"http://127.0.0.1:{port}{spec.get('path', '/health')}",
+                        "url": f"http://127.0.0.1:{port}{spec.path}",
                         "port": int(port),
-                        "latency_limit_ms": spec.get("latency_limit_ms"),
+                        "latency_limit_ms": spec.latency_limit_ms,
                     },
                     service_ids=(svc.id,),
                     environment_id=svc.environment_id,
@@ -225,20 +228,20 @@ class Monitor:
                 )
             )
         for svc in services:
-            spec = health_spec(svc)
-            if svc.public_url and spec.get("enabled") is not False:
+            spec = specs[svc.id]
+            if svc.public_url and spec.enabled:
                 targets.append(
                     Target(
                         key=f"url:{svc.id}",
                         kind="http",
-                        interval=float(spec.get("interval", 60)),
-                        timeout=float(spec.get("request_timeout", 5)),
+                        interval=spec.url_interval(),
+                        timeout=spec.request_timeout,
                         spec={
                             "url": svc.public_url,
-                            "expect_status": tuple(spec.get("expect_status", ())),
-                            "body_contains": spec.get("body_contains"),
-                            "json_equals": spec.get("json_equals"),
-                            "latency_limit_ms": spec.get("latency_limit_ms"),
+                            "expect_status": tuple(spec.expect_status),
+                            "body_contains": spec.body_contains,
+                            "json_equals": spec.json_equals,
+                            "latency_limit_ms": spec.latency_limit_ms,
                         },
                         service_ids=(svc.id,),
                         environment_id=svc.environment_id,
@@ -252,8 +255,8 @@ class Monitor:
                         Target(
                             key=f"tls:{svc.id}",
                             kind="tls",
-                            interval=float(spec.get("interval", 60)),
-                            timeout=float(spec.get("request_timeout", 5)),
+                            interval=spec.url_interval(),
+                            timeout=spec.request_timeout,
                             spec={"host": parts.hostname, "port": parts.port or 443},
                             service_ids=(svc.id,),
                             environment_id=svc.environment_id,
@@ -335,33 +338,10 @@ class Monitor:
                 task.add_done_callback(self.tasks.discard)
 
     async def claim_many(self, wanted: list[tuple[str, int]]) -> set[tuple[str, int]]:
-        """Claim (target, slot) pairs in one statement; returns the pairs this worker won.
-
-        RETURNING tells which rows went in; rowcount is not reliable for
-        INSERT .. ON CONFLICT DO NOTHING on every driver (psycopg reported -1)."""
-        insert = self.db.insert(ProbeClaim)
-        now = utcnow()
-        won: set[tuple[str, int]] = set()
-        async with self.db.session() as session:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                statement = (
-                    insert.values(
-                        [
-                            {
-                                "target": k,
-                                "slot": s,
-                                "worker": self.settings.worker,
-                                "claimed_at": now,
-                            }
-                            for k, s in chunk
-                        ]
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(ProbeClaim.target, ProbeClaim.slot)
-                )
-                won.update((row.target, row.slot) for row in await session.execute(statement))
-        return won
+        """Claim (target, slot) pairs (one statement per 500); returns the pairs this worker
+        won (core/leases.py's slot claims, in the probe_claims table)."""
+        rows = [{"target": key, "slot": slot} for key, slot in wanted]
+        return {(key, slot) for key, slot in await self.leases.claim_slots(ProbeClaim, rows)}
 
     async def _claim(self, key: str, slot: int) -> bool:
         return (key, slot) in await self.claim_many([(key, slot)])
@@ -837,6 +817,7 @@ class Monitor:
                             "status": incident.status,
                             "incident": str(incident.id),
                             "cause": incident.cause,
+                            "reminder": count,
                             "text": f"still {incident.status}: {name} ({incident.cause})",
                         }
                     )

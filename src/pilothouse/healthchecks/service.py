@@ -17,6 +17,7 @@ from pilothouse.access import SYSTEM, Principal, require, visible
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
+from pilothouse.core.leases import Leases
 from pilothouse.deployments.models import Deployment
 from pilothouse.errors import NotFound, PilothouseError, ValidationFailed
 from pilothouse.healthchecks import uptime
@@ -29,11 +30,13 @@ from pilothouse.healthchecks.models import (
     MaintenanceWindow,
     ProbeClaim,
 )
+from pilothouse.healthchecks.spec import parse as parse_spec
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 
 RAW_RETENTION = timedelta(hours=24)
+SLA_ALERT = "healthchecks.sla_alert"  # job slot: one SLA alert per service and month
 ROLLUP_RETENTION = timedelta(days=90)
 
 
@@ -160,7 +163,7 @@ async def uptime_of(
     weighted = [(r.avg_ms, r.count) for r in rollups if r.avg_ms is not None]
     total = sum(n for _, n in weighted) + len(times)
     avg = (sum(a * n for a, n in weighted) + sum(times)) / total if total else None
-    sla = float((svc.health_check or {}).get("sla_target", 99.5))
+    sla = parse_spec(svc.health_check).sla_target
     report = uptime.summarize(
         start,
         end,
@@ -348,34 +351,33 @@ async def maintain(db: Database, now: datetime | None = None) -> dict[str, int]:
     return {"rollups": rolled, "downtime": found}
 
 
-async def sla_breaches(db: Database, now: datetime) -> list[tuple[Service, uptime.Report]]:
-    """Services whose month-to-date uptime fell below their SLA target, once per month each."""
+async def sla_breaches(
+    db: Database, now: datetime, leases: Leases | None = None
+) -> list[tuple[Service, uptime.Report]]:
+    """Services whose month-to-date uptime fell below their SLA target, once per month each
+    (the month's alert is a slot claim: one worker, one message, however many run)."""
     month = now.strftime("%Y-%m")
-    found = []
-    async with db.session() as session:
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    leases = leases or Leases(db)
+    alerted = await leases.claimed(SLA_ALERT, month_start)
+    below = []
+    async with db.session(write=False) as session:
         live = list(
             await session.scalars(
                 sa.select(Service).where(Service.deleted_at.is_(None), Service.status == "running")
             )
         )
         for svc in live:
-            marker = f"sla:{svc.id}:{month}"
-            if await session.get(HealthState, marker):
+            if str(svc.id) in alerted:
                 continue
             report, _, _ = await uptime_of(session, SYSTEM, str(svc.id), month)
             if not report.sla_met and report.checks:
-                session.add(
-                    HealthState(
-                        target=marker,
-                        service_id=svc.id,
-                        status="unhealthy",
-                        streak_status="unhealthy",
-                        streak=1,
-                        reasons=["sla"],
-                    )
-                )
-                found.append((svc, report))
-    return found
+                below.append((svc, report))
+    return [
+        (svc, report)
+        for svc, report in below
+        if await leases.claim_slot(SLA_ALERT, str(svc.id), month_start)
+    ]
 
 
 STATUS_COLORS = {"healthy": "#4c1", "degraded": "#dfb317", "unhealthy": "#e05d44"}
@@ -391,7 +393,7 @@ async def badge_values(
         svc = await services.get_service(session, SYSTEM, name)
     except PilothouseError:
         raise NotFound("badge not found") from None
-    if not (svc.health_check or {}).get("public_badge"):
+    if not parse_spec(svc.health_check).public_badge:
         raise NotFound("badge not found")
     if kind == "status":
         view = await health_of(session, SYSTEM, str(svc.id))

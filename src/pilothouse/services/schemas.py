@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from pilothouse.core.inputs import JsonSettings, NotNull
 from pilothouse.core.rules import (
@@ -19,6 +19,7 @@ from pilothouse.core.rules import (
     range_hint,
     schema_hint,
 )
+from pilothouse.healthchecks.spec import HealthCheckSpec, stored
 
 ServiceStatus = Literal["pending", "scheduled", "running", "stopped", "failed", "deleted"]
 Name = Annotated[
@@ -39,6 +40,8 @@ Memory = Annotated[int, _ranged("memory_mb"), range_hint("memory_mb")]
 Gpu = Annotated[int, _ranged("gpu_units"), range_hint("gpu_units")]
 Storage = Annotated[int, _ranged("storage_gb"), range_hint("storage_gb")]
 Settings = Annotated[dict[str, Any], JsonSettings]
+# Validated on write (bounded JSON, then the typed model), stored as given (the keys set).
+HealthCheck = Annotated[HealthCheckSpec, JsonSettings, PlainSerializer(stored)]
 
 
 class Resources(BaseModel):
@@ -79,9 +82,12 @@ class ServiceCreate(BaseModel):
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
     driver_config: Settings = Field(
         default_factory=dict,
-        description="Driver settings; keys other than rollout tuning define programs: admin only.",
+        description="Driver settings, validated by the environment's driver (docs/releases.md); "
+        "keys other than rollout tuning define programs: admin only.",
     )
-    health_check: Settings = Field(default_factory=dict, description="Health check spec.")
+    health_check: HealthCheck = Field(
+        default_factory=HealthCheckSpec, description="Readiness and health monitoring settings."
+    )
 
 
 class ServiceUpdate(BaseModel):
@@ -95,9 +101,12 @@ class ServiceUpdate(BaseModel):
     public_url: str | None = Field(default=None, max_length=500, description="Public URL.")
     driver_config: NotNull[Settings] = Field(
         default=None,
-        description="Driver settings; changing keys other than rollout tuning is admin only.",
+        description="Driver settings, validated by the environment's driver; changing keys other "
+        "than rollout tuning is admin only.",
     )
-    health_check: NotNull[Settings] = Field(default=None, description="Health check spec.")
+    health_check: NotNull[HealthCheck] = Field(
+        default=None, description="Readiness and health monitoring settings (replaced whole)."
+    )
 
 
 class ServiceTransition(BaseModel):

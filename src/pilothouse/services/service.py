@@ -15,6 +15,7 @@ from pilothouse.core import ports
 from pilothouse.core.clock import utcnow
 from pilothouse.core.statemachine import check_transition
 from pilothouse.deployments.active import check_no_active
+from pilothouse.drivers import registry
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import Conflict, NotFound
@@ -135,6 +136,7 @@ async def create_service(
     )
     if taken:
         raise Conflict(f"service {name!r} already exists in environment {env.name!r}")
+    registry.check_config(env.driver, fields.get("driver_config") or {})
     await check_router_port(session, actor, fields.get("driver_config"))
     svc = Service(owner_id=actor.id, environment_id=env.id, name=name, **resources, **fields)
     session.add(svc)
@@ -158,6 +160,10 @@ async def update_service(
         await check_router_port(session, actor, changes["driver_config"], current=svc)
     flat = dict(changes)
     flat.update(flat.pop("resources", None) or {})
+    if flat.get("driver_config") is not None:
+        env = await session.get(Environment, svc.environment_id)
+        assert env is not None
+        registry.check_config(env.driver, flat["driver_config"])
     for key, value in flat.items():
         setattr(svc, key, value)
     svc.updated_at = utcnow()

@@ -1,0 +1,325 @@
+"""Supervision of live replicas through their driver (the `deployments.supervise` loop, 1 s).
+
+For every replica of a driver that supervises its replicas (`Driver.supervised`):
+- a running replica the driver still sees alive is adopted (after a pilothouse restart, by pid
+  and process start time for the process driver);
+- one that is gone is marked failed, due for a restart after `backoff(restart_count)`;
+- a failed one whose time has come is restarted by its driver (`Driver.restart`: same version,
+  health-gated), put back in the router, or backed off again;
+- replicas of deleted services are stopped, stops abandoned by a dead worker are finished, and
+  every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`).
+The database decides who does what (a restart is claimed by a conditional UPDATE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from pilothouse.core.clock import utcnow
+from pilothouse.core.logging import get_logger
+from pilothouse.core.loops import Tasks
+from pilothouse.deployments.engine import (
+    ENGINE,
+    Engine,
+    record_replica,
+    replica_info,
+    run_as_of,
+)
+from pilothouse.drivers import registry
+from pilothouse.drivers.base import Driver, RolloutFailed, ServiceSpec
+from pilothouse.environments.models import Environment
+from pilothouse.replicas import service as replicas
+from pilothouse.replicas.models import Replica
+from pilothouse.services.models import Service
+from pilothouse.variables import service as variables
+
+log = get_logger("pilothouse.worker")
+
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 60.0
+STATS_EVERY = 5.0
+STOPPING_ABANDONED = 30.0
+DELETED_GRACE = 10.0
+ABANDONED_GRACE = 5.0
+
+
+def backoff(restart_count: int) -> float:
+    """Seconds before the next restart: 1, 2, 4, ... capped at 60."""
+    return float(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(restart_count, 0)))
+
+
+class ReplicaEvents:
+    """What a driver reports while restarting a replica (no deployment: logs go to the log)."""
+
+    def __init__(self, engine: Engine, service: Service) -> None:
+        self.engine = engine
+        self.service = service
+
+    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+        log.info(message, service=self.service.name, source=source)
+
+    async def log_many(self, messages: list[str], *, source: str) -> None:
+        return None
+
+    async def replica_created(
+        self, version: str, *, port: int | None, log_path: str | None
+    ) -> uuid.UUID:
+        raise RuntimeError("supervision restarts replicas; it never creates one")
+
+    async def replica_changed(
+        self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
+    ) -> None:
+        await record_replica(self.engine.db, replica_id, to, reason=reason, **fields)
+
+
+class Supervisor:
+    def __init__(self, engine: Engine, tasks: Tasks) -> None:
+        self.engine = engine
+        self.db = engine.db
+        self.tasks = tasks
+        self.adopted: set[uuid.UUID] = set()
+        self._last_stats = -STATS_EVERY
+
+    def _driver(self, environment: Environment) -> Driver | None:
+        return self.engine.drivers.get(environment.driver)
+
+    async def _replicas(self, statuses: tuple[str, ...]) -> list[tuple[Replica, Service, Driver]]:
+        async with self.db.session(write=False) as session:
+            rows = await session.execute(
+                sa.select(Replica, Service, Environment)
+                .join(Service, Service.id == Replica.service_id)
+                .join(Environment, Environment.id == Service.environment_id)
+                .where(
+                    Replica.status.in_(statuses),
+                    Replica.keep_running.is_(True),
+                    Service.deleted_at.is_(None),
+                    Environment.driver.in_(registry.supervised()),
+                )
+            )
+            found = []
+            for replica, service, environment in rows.tuples():
+                driver = self._driver(environment)
+                if driver is not None:
+                    found.append((replica, service, driver))
+            return found
+
+    async def _route(self, service: Service, driver: Driver) -> None:
+        """Point the service's router (if any) at its running replicas."""
+        async with self.db.session(write=False) as session:
+            rows = await session.scalars(
+                sa.select(Replica).where(
+                    Replica.service_id == service.id,
+                    Replica.status == "running",
+                    Replica.keep_running.is_(True),
+                )
+            )
+            ports = sorted(int(r.ports["http"]) for r in rows if r.ports.get("http"))
+        await driver.route(service.id, dict(service.driver_config or {}), ports)
+
+    async def restore_router(self) -> None:
+        """After a restart, make the router serve what the database says is live."""
+        async with self.db.session(write=False) as session:
+            rows = (
+                await session.execute(
+                    sa.select(Service, Environment)
+                    .join(Environment, Environment.id == Service.environment_id)
+                    .where(Service.deleted_at.is_(None), Service.status == "running")
+                )
+            ).tuples()
+            services = list(rows)
+        for service, environment in services:
+            driver = self._driver(environment)
+            if driver is None:
+                continue
+            try:
+                await self._route(service, driver)
+            except Exception as exc:
+                log.error("router restore failed", service=service.name, exc_info=exc)
+
+    async def supervise(self) -> None:
+        now = utcnow()
+        for replica, service, driver in await self._replicas(("running",)):
+            if driver.alive(replica_info(replica)):
+                if replica.id not in self.adopted:
+                    self.adopted.add(replica.id)
+                    log.info("replica adopted", replica=str(replica.id), pid=replica.pid)
+                continue
+            await self._mark_crashed(replica, service, driver)
+        for replica, service, driver in await self._replicas(("failed",)):
+            due = replica.next_restart_at is None or replica.next_restart_at <= now
+            if due:
+                self.tasks.spawn(
+                    ("restart", replica.id), self._restart(replica.id, service, driver)
+                )
+        await self._finish_abandoned_stops()
+        await self._stop_deleted_services()
+        loop_now = asyncio.get_running_loop().time()
+        if loop_now - self._last_stats >= STATS_EVERY:
+            self._last_stats = loop_now
+            await self._sample()
+
+    async def _mark_crashed(self, replica: Replica, service: Service, driver: Driver) -> None:
+        async with self.db.session() as session:
+            row = await session.get(Replica, replica.id, with_for_update=True)
+            if row is None or row.status != "running":
+                return
+            row.next_restart_at = utcnow() + timedelta(seconds=backoff(row.restart_count))
+            await replicas.transition(session, row, "failed", actor=ENGINE, reason="process exited")
+        log.warning("replica crashed", replica=str(replica.id), service=service.name)
+        await self._route(service, driver)
+
+    async def _claim_restart(self, replica_id: uuid.UUID) -> Replica | None:
+        """Take a due restart for this worker (pushes next_restart_at an hour ahead)."""
+        now = utcnow()
+        async with self.db.session() as session:
+            claimed = await session.execute(
+                sa.update(Replica)
+                .where(
+                    Replica.id == replica_id,
+                    Replica.status == "failed",
+                    Replica.keep_running.is_(True),
+                    sa.or_(Replica.next_restart_at.is_(None), Replica.next_restart_at <= now),
+                )
+                .values(next_restart_at=now + timedelta(seconds=3600))
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                return None
+            return await session.get(Replica, replica_id)
+
+    async def _spec(self, service: Service, version: str) -> ServiceSpec:
+        """What the driver needs to start the replica again: its version, the variables now."""
+        async with self.db.session(write=False) as session:
+            env = await session.get(Environment, service.environment_id)
+            assert env is not None
+            delivery = await variables.for_deployment(
+                session, self.engine.keyring(), env, service.id
+            )
+        return ServiceSpec(
+            service_id=service.id,
+            service_name=service.name,
+            environment_name=env.name,
+            command=service.command,
+            image=service.image,
+            version=version,
+            commit_sha=None,
+            target_replicas=service.target_replicas,
+            env=delivery.values,
+            config=dict(service.driver_config or {}),
+            health_check=dict(service.health_check or {}),
+            secrets=delivery.secrets,
+            event="restart",
+            run_as=run_as_of(env),
+        )
+
+    async def _restart(self, replica_id: uuid.UUID, service: Service, driver: Driver) -> None:
+        """Start a crashed replica again (same version, a fresh port); back off if it fails."""
+        row = await self._claim_restart(replica_id)
+        if row is None or not service.command:
+            return
+        info = replica_info(row)
+        spec = await self._spec(service, info.version or "")
+        try:
+            await driver.restart(spec, info, ReplicaEvents(self.engine, service))
+        except RolloutFailed as exc:
+            async with self.db.session() as session:
+                current = await session.get(Replica, replica_id, with_for_update=True)
+                assert current is not None
+                current.next_restart_at = utcnow() + timedelta(
+                    seconds=backoff(current.restart_count)
+                )
+                if current.status != "failed":
+                    await replicas.transition(
+                        session, current, "failed", actor=ENGINE, reason=exc.reason
+                    )
+            return
+        async with self.db.session() as session:
+            current = await session.get(Replica, replica_id, with_for_update=True)
+            assert current is not None
+            current.next_restart_at = None
+            current.health = "healthy"
+            await replicas.transition(session, current, "running", actor=ENGINE, reason="restarted")
+            count = current.restart_count
+        log.info("replica restarted", replica=str(replica_id), restarts=count)
+        await self._route(service, driver)
+
+    async def _stop_deleted_services(self) -> None:
+        """Replicas of a deleted service are stopped and its router entry removed."""
+        async with self.db.session(write=False) as session:
+            rows = (
+                await session.execute(
+                    sa.select(Replica, Service, Environment)
+                    .join(Service, Service.id == Replica.service_id)
+                    .join(Environment, Environment.id == Service.environment_id)
+                    .where(
+                        Service.deleted_at.is_not(None),
+                        Replica.status.in_(("pending", "starting", "running", "failed")),
+                    )
+                )
+            ).tuples()
+            doomed = list(rows)
+        services = {service.id: (service, env) for _, service, env in doomed}
+        for service, env in services.values():
+            driver = self._driver(env)
+            if driver is not None:
+                await driver.unroute(service.id, dict(service.driver_config or {}))
+        for replica, service, env in doomed:
+            driver = self._driver(env)
+            code = await driver.terminate(replica_info(replica), DELETED_GRACE) if driver else None
+            async with self.db.session() as session:
+                row = await session.get(Replica, replica.id, with_for_update=True)
+                if row is None or row.status in ("stopped", "stopping"):
+                    continue
+                row.keep_running = False
+                row.exit_code = code
+                to = "stopping" if row.status in ("starting", "running") else "stopped"
+                await replicas.transition(
+                    session, row, to, actor=ENGINE, reason=f"service {service.name} deleted"
+                )
+                if to == "stopping":
+                    await replicas.transition(session, row, "stopped", actor=ENGINE)
+
+    async def _finish_abandoned_stops(self) -> None:
+        """A replica left in `stopping` (its worker died while draining it) is stopped here."""
+        cutoff = utcnow() - timedelta(seconds=STOPPING_ABANDONED)
+        async with self.db.session(write=False) as session:
+            stale = list(
+                (
+                    await session.execute(
+                        sa.select(Replica, Environment)
+                        .join(Service, Service.id == Replica.service_id)
+                        .join(Environment, Environment.id == Service.environment_id)
+                        .where(Replica.status == "stopping", Replica.updated_at < cutoff)
+                    )
+                ).tuples()
+            )
+        for replica, env in stale:
+            driver = self._driver(env)
+            code = (
+                await driver.terminate(replica_info(replica), ABANDONED_GRACE) if driver else None
+            )
+            async with self.db.session() as session:
+                row = await session.get(Replica, replica.id, with_for_update=True)
+                if row is not None and row.status == "stopping":
+                    row.exit_code = code
+                    await replicas.transition(
+                        session, row, "stopped", actor=ENGINE, reason="stop finished by supervisor"
+                    )
+
+    async def _sample(self) -> None:
+        for replica, _service, driver in await self._replicas(("running",)):
+            figures = driver.sample(replica_info(replica))
+            if figures is None:
+                continue
+            async with self.db.session() as session:
+                await session.execute(
+                    sa.update(Replica)
+                    .where(Replica.id == replica.id)
+                    .values(cpu_percent=figures.cpu_percent, memory_mb=figures.memory_mb)
+                    .execution_options(synchronize_session=False)
+                )

@@ -1,0 +1,71 @@
+"""The nginx router: once set_backends returns, every new connection reaches the new backends.
+
+A reload is a signal: nginx's master reads the new configuration and replaces its workers a little
+later. Until the old workers stop accepting, a request may still go to the old backends, so a
+deployment could report success while traffic still went to the previous release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pilothouse.drivers.nginx import NginxRouter
+from pilothouse.drivers.process import free_port
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = self.server.label.encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def backends() -> Iterator[list[int]]:
+    servers = []
+    for label in ("a", "b"):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+        server.label = label  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield [s.server_address[1] for s in servers]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_new_connections_reach_the_new_backends_once_set_backends_returns(
+    tmp_path: Path, backends: list[int]
+) -> None:
+    router = NginxRouter(tmp_path / "nginx")
+    port = free_port()
+    a, b = backends
+
+    async def flip() -> list[str]:
+        seen = []
+        try:
+            await router.set_backends("svc", port, [a])
+            for round_ in range(12):
+                want = b if round_ % 2 == 0 else a
+                await router.set_backends("svc", port, [want])
+                async with httpx.AsyncClient() as client:
+                    answer = (await client.get(f"http://127.0.0.1:{port}/")).text
+                seen.append(f"{'b' if want == b else 'a'}={answer}")
+        finally:
+            await router.stop()
+        return seen
+
+    seen = asyncio.run(flip())
+    assert all(pair[0] == pair[2] for pair in seen), seen
