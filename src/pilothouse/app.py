@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from pilothouse.core.asgi import BodyLimit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import configure as configure_logging
 from pilothouse.core.logging import get_logger
-from pilothouse.core.store import RETRY_AFTER_SECONDS, unreachable
+from pilothouse.core.store import RETRY_AFTER_SECONDS, disk_full, unreachable
 from pilothouse.deps import refuse_bad_text
 from pilothouse.errors import PilothouseError
 
@@ -115,10 +116,35 @@ def store_unavailable(request: Request, reason: str) -> JSONResponse:
     return response
 
 
+#: Seconds a client is told to wait while the store's disk is full (someone must make room).
+FULL_RETRY_AFTER_SECONDS = 60
+_full_logged_at = 0.0
+
+
+def store_full() -> JSONResponse:
+    """503 `store_full`: the store refused a write for lack of disk space (logged once a minute,
+    without a traceback: the cause is known and is not a bug)."""
+    global _full_logged_at
+    now = time.monotonic()
+    if now - _full_logged_at >= 60:
+        _full_logged_at = now
+        log.error("store disk full or failing: writes are refused until there is room")
+    response = _error(
+        503,
+        "store_full",
+        "the store's disk is full (or failing): nothing was changed; make room on the store's "
+        "disk and retry",
+    )
+    response.headers["Retry-After"] = str(FULL_RETRY_AFTER_SECONDS)
+    return response
+
+
 def _internal(request: Request, exc: Exception) -> JSONResponse:
     reason = unreachable(exc)
     if reason is not None:
         return store_unavailable(request, reason)
+    if disk_full(exc):
+        return store_full()
     # Log the details (masked) under an id; the client learns only the id.
     incident = uuid.uuid4().hex[:12]
     log.error(
