@@ -88,6 +88,7 @@ def test_a_full_store_disk_answers_503_and_recovers(
         assert refused[0].json()["error"] == "store_full"
         assert "disk is full" in refused[0].json()["message"]
         assert refused[0].headers["Retry-After"]
+        assert refused[0].json()["detail"]["reason"] == "disk full"
         (small_disk / "filler").unlink()
         again = client.post("/api/v1/environments", json={"name": "after"}, headers=headers)
         assert again.status_code == 201, again.text

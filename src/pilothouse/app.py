@@ -38,12 +38,15 @@ token (`Authorization: Bearer ph_...`). Errors are JSON:
 404 covers missing, soft-deleted and other users' records alike.
 While the store (pilothouse's database) is unreachable every route that needs it answers 503
 `store_unavailable` with the reason and a `Retry-After` header; `/healthz` stays 200 and
-`/readyz` answers 503 until the store is back.
+`/readyz` answers 503 until the store is back. When the store's disk is full a write answers
+503 `store_full` (nothing was changed).
 """
 
 
 class StoreUnavailableBody(BaseModel):
-    error: str = Field(description="`store_unavailable`.")
+    error: str = Field(
+        description="`store_unavailable` (unreachable) or `store_full` (its disk refused a write)."
+    )
     message: str = Field(description="What is wrong, for humans.")
     detail: dict[str, Any] = Field(description="`reason` (a few words) and `since` (UTC).")
 
@@ -63,7 +66,8 @@ _RETRY_AFTER = {
 STORE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {
         "model": StoreUnavailableBody,
-        "description": "The store is unreachable; retry after `Retry-After` seconds.",
+        "description": "The store is unreachable, or its disk is full; retry after "
+        "`Retry-After` seconds.",
         "headers": _RETRY_AFTER,
     }
 }
@@ -134,6 +138,7 @@ def store_full() -> JSONResponse:
         "store_full",
         "the store's disk is full (or failing): nothing was changed; make room on the store's "
         "disk and retry",
+        {"reason": "disk full", "since": None},
     )
     response.headers["Retry-After"] = str(FULL_RETRY_AFTER_SECONDS)
     return response
