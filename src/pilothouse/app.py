@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from pilothouse.core.asgi import BodyLimit
 from pilothouse.core.db import Database
 from pilothouse.core.logging import configure as configure_logging
 from pilothouse.core.logging import get_logger
-from pilothouse.core.store import RETRY_AFTER_SECONDS, unreachable
+from pilothouse.core.store import RETRY_AFTER_SECONDS, disk_full, unreachable
 from pilothouse.deps import refuse_bad_text
 from pilothouse.errors import PilothouseError
 from pilothouse.healthchecks.api import badges
@@ -38,12 +39,15 @@ token (`Authorization: Bearer ph_...`). Errors are JSON:
 404 covers missing, soft-deleted and other users' records alike.
 While the store (pilothouse's database) is unreachable every route that needs it answers 503
 `store_unavailable` with the reason and a `Retry-After` header; `/healthz` stays 200 and
-`/readyz` answers 503 until the store is back.
+`/readyz` answers 503 until the store is back. When the store's disk is full a write answers
+503 `store_full` (nothing was changed).
 """
 
 
 class StoreUnavailableBody(BaseModel):
-    error: str = Field(description="`store_unavailable`.")
+    error: str = Field(
+        description="`store_unavailable` (unreachable) or `store_full` (its disk refused a write)."
+    )
     message: str = Field(description="What is wrong, for humans.")
     detail: dict[str, Any] = Field(description="`reason` (a few words) and `since` (UTC).")
 
@@ -63,7 +67,8 @@ _RETRY_AFTER = {
 STORE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {
         "model": StoreUnavailableBody,
-        "description": "The store is unreachable; retry after `Retry-After` seconds.",
+        "description": "The store is unreachable, or its disk is full; retry after "
+        "`Retry-After` seconds.",
         "headers": _RETRY_AFTER,
     }
 }
@@ -116,10 +121,36 @@ def store_unavailable(request: Request, reason: str) -> JSONResponse:
     return response
 
 
+#: Seconds a client is told to wait while the store's disk is full (someone must make room).
+FULL_RETRY_AFTER_SECONDS = 60
+_full_logged_at = 0.0
+
+
+def store_full() -> JSONResponse:
+    """503 `store_full`: the store refused a write for lack of disk space (logged once a minute,
+    without a traceback: the cause is known and is not a bug)."""
+    global _full_logged_at
+    now = time.monotonic()
+    if now - _full_logged_at >= 60:
+        _full_logged_at = now
+        log.error("store disk full or failing: writes are refused until there is room")
+    response = _error(
+        503,
+        "store_full",
+        "the store's disk is full (or failing): nothing was changed; make room on the store's "
+        "disk and retry",
+        {"reason": "disk full", "since": None},
+    )
+    response.headers["Retry-After"] = str(FULL_RETRY_AFTER_SECONDS)
+    return response
+
+
 def _internal(request: Request, exc: Exception) -> JSONResponse:
     reason = unreachable(exc)
     if reason is not None:
         return store_unavailable(request, reason)
+    if disk_full(exc):
+        return store_full()
     # Log the details (masked) under an id; the client learns only the id.
     incident = uuid.uuid4().hex[:12]
     log.error(

@@ -77,6 +77,28 @@ def _reason(error: sa_exc.DBAPIError) -> str | None:
     return None
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says the store's disk refused a write: full (SQLite's
+    SQLITE_FULL, PostgreSQL's 53100) or failing (SQLite's "disk I/O error", which is also what
+    opening a connection gives when its WAL index cannot be created; PostgreSQL's 58030). Reads
+    of open connections may still work, so it is not an outage; writes are refused."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.DBAPIError):
+            orig = current.orig
+            text = str(orig)
+            if isinstance(orig, sqlite3.OperationalError) and (
+                "disk is full" in text or "disk I/O error" in text
+            ):
+                return True
+            if isinstance(orig, psycopg.Error) and orig.sqlstate in ("53100", "58030"):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def unreachable(exc: BaseException) -> str | None:
     """Why the store cannot be reached, when `exc` (or what caused it) says so; else None."""
     seen: set[int] = set()
