@@ -239,9 +239,6 @@ class Engine:
         async with self.db.session() as session:
             dep = await session.get(Deployment, deployment_id, with_for_update=True)
             assert dep is not None
-            if to in ("success", "failed", "rolled_back"):
-                outcome.setdefault("lease_owner", None)
-                outcome.setdefault("lease_expires_at", None)
             await deployments.transition(session, dep, to, actor=ENGINE, reason=reason, **outcome)
             return dep
 

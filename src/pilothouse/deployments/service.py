@@ -282,6 +282,9 @@ async def transition(
             setattr(deployment, key, value)
     if to in ("building", "deploying") and deployment.started_at is None:
         deployment.started_at = now
+    if to in ("success", "failed", "rolled_back"):
+        # An ended deployment is nobody's work: its row must not name a worker.
+        deployment.lease_owner = deployment.lease_expires_at = None
     if to in TERMINAL and to != "rolled_back":
         deployment.completed_at = now
         start = deployment.started_at or deployment.created_at

@@ -102,7 +102,7 @@ class Supervisor:
                 )
             )
             found = []
-            for replica, service, environment in rows.tuples():
+            for replica, service, environment in rows:
                 driver = self._driver(environment)
                 if driver is not None:
                     found.append((replica, service, driver))
@@ -124,13 +124,11 @@ class Supervisor:
     async def restore_router(self) -> None:
         """After a restart, make the router serve what the database says is live."""
         async with self.db.session(write=False) as session:
-            rows = (
-                await session.execute(
-                    sa.select(Service, Environment)
-                    .join(Environment, Environment.id == Service.environment_id)
-                    .where(Service.deleted_at.is_(None), Service.status == "running")
-                )
-            ).tuples()
+            rows = await session.execute(
+                sa.select(Service, Environment)
+                .join(Environment, Environment.id == Service.environment_id)
+                .where(Service.deleted_at.is_(None), Service.status == "running")
+            )
             services = list(rows)
         for service, environment in services:
             driver = self._driver(environment)
@@ -251,17 +249,15 @@ class Supervisor:
     async def _stop_deleted_services(self) -> None:
         """Replicas of a deleted service are stopped and its router entry removed."""
         async with self.db.session(write=False) as session:
-            rows = (
-                await session.execute(
-                    sa.select(Replica, Service, Environment)
-                    .join(Service, Service.id == Replica.service_id)
-                    .join(Environment, Environment.id == Service.environment_id)
-                    .where(
-                        Service.deleted_at.is_not(None),
-                        Replica.status.in_(("pending", "starting", "running", "failed")),
-                    )
+            rows = await session.execute(
+                sa.select(Replica, Service, Environment)
+                .join(Service, Service.id == Replica.service_id)
+                .join(Environment, Environment.id == Service.environment_id)
+                .where(
+                    Service.deleted_at.is_not(None),
+                    Replica.status.in_(("pending", "starting", "running", "failed")),
                 )
-            ).tuples()
+            )
             doomed = list(rows)
         services = {service.id: (service, env) for _, service, env in doomed}
         for service, env in services.values():
@@ -289,14 +285,12 @@ class Supervisor:
         cutoff = utcnow() - timedelta(seconds=STOPPING_ABANDONED)
         async with self.db.session(write=False) as session:
             stale = list(
-                (
-                    await session.execute(
-                        sa.select(Replica, Environment)
-                        .join(Service, Service.id == Replica.service_id)
-                        .join(Environment, Environment.id == Service.environment_id)
-                        .where(Replica.status == "stopping", Replica.updated_at < cutoff)
-                    )
-                ).tuples()
+                await session.execute(
+                    sa.select(Replica, Environment)
+                    .join(Service, Service.id == Replica.service_id)
+                    .join(Environment, Environment.id == Service.environment_id)
+                    .where(Replica.status == "stopping", Replica.updated_at < cutoff)
+                )
             )
         for replica, env in stale:
             driver = self._driver(env)
