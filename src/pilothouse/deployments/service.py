@@ -21,6 +21,7 @@ from pilothouse.core import redact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring
 from pilothouse.core.statemachine import check_transition
+from pilothouse.deployments import frequency
 from pilothouse.deployments import rollback as rollback_rule
 from pilothouse.deployments.active import check_no_active
 from pilothouse.deployments.models import Deployment, DeploymentLog
@@ -115,24 +116,27 @@ async def list_deployments(
     return rows, None
 
 
-async def _check_frequency(session: AsyncSession, env: Environment, service_id: uuid.UUID) -> None:
-    """Seed 002 EnvironmentLimits.max_deployment_frequency: deployments per service per hour."""
+async def _check_frequency(
+    session: AsyncSession, env: Environment, service_id: uuid.UUID, event_type: str
+) -> None:
+    """Apply the environment's max_deployment_frequency (deployments/frequency.py)."""
     per_hour = (env.limits or {}).get("max_deployment_frequency")
-    if not per_hour:
+    if not per_hour or not frequency.counts(event_type):
         return
     recent = await session.scalar(
         sa.select(sa.func.count())
         .select_from(Deployment)
         .where(
             Deployment.service_id == service_id,
+            Deployment.event_type.not_in(frequency.EXEMPT),
             Deployment.created_at >= utcnow() - timedelta(hours=1),
         )
     )
-    if recent is not None and recent >= per_hour:
-        raise Conflict(
-            f"environment {env.name!r} allows {per_hour} deployment(s) per hour per service; "
-            f"{recent} in the last hour"
-        )
+    message = frequency.refusal(
+        event_type, recent=recent or 0, per_hour=per_hour, environment=env.name
+    )
+    if message:
+        raise Conflict(message)
 
 
 async def create_deployment(
@@ -169,8 +173,7 @@ async def create_deployment(
             "(use event_type restart to restart it)",
             detail={"service": svc.name, "version": artifact.version},
         )
-    if event_type != "scale":  # an urgent scale-up must never wait for the hourly limit
-        await _check_frequency(session, env, svc.id)
+    await _check_frequency(session, env, svc.id, event_type)
     deployment = Deployment(
         owner_id=actor.id,
         service_id=svc.id,

@@ -68,7 +68,8 @@ class Limits(BaseModel):
         default=None, description="Bandwidth, GB."
     )
     max_deployment_frequency: Annotated[int, Field(ge=1, le=1000), NotBool] | None = Field(
-        default=None, description="Deployments allowed per service per hour."
+        default=None,
+        description="Deployments allowed per service per hour (rollbacks and scales are exempt).",
     )
 
 
