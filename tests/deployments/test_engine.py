@@ -369,7 +369,7 @@ def test_cli_deploy_follows_rollback_replicas_and_logs(
     assert v2["status"] == "rolled_back"
 
     followed = cli("logs", v2["id"], "--follow")
-    assert followed.returncode == 0 and "deployment rolled_back" in followed.stdout
+    assert followed.returncode == 0 and f"deployment {v2['id']} rolled_back" in followed.stdout
     assert "rolling web to v2.0.0" in followed.stdout
     none = cli("rollback", "web", "--to", "v1.0.0")
     assert none.returncode == 0 and "nothing to do" in none.stdout

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from pilothouse.cli_support import EnvOption, JsonFlag, api
 from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_record, print_table, printable
-from pilothouse.deployments.follow import _log_line, follow_to_outcome
+from pilothouse.deployments.follow import Collapser, follow_to_outcome, outcome_line
+from pilothouse.deployments.transitions import TERMINAL
 
 app = typer.Typer(help="Deployments: history, details and logs.", no_args_is_help=True)
 COLUMNS = ["id", "version", "status", "event_type", "operator", "created_at", "duration_seconds"]
@@ -34,6 +35,9 @@ def deploy(
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy VERSION to SERVICE (operator) and follow it: a bar per replica, live logs.
+
+    A run of the same log line prints once, then `... x N`. The outcome and its reason are
+    printed when the deployment ends and again as the last line.
 
     Exits 0 when the deployment succeeds (or the version is already live), 1 otherwise."""
     body = {
@@ -162,19 +166,25 @@ def logs(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Print a deployment's log lines, oldest first (--follow streams until it ends)."""
+    """Print a deployment's log lines, oldest first (--follow streams until it ends).
+
+    A run of the same line prints once, then `... x N (first to last)`. For a deployment that
+    has ended, its outcome and reason are the first and the last line."""
     client = api(ctx)
     if follow_:
+        collapser = Collapser()
         for event, data in client.events(f"/deployments/{deployment_id}/events"):
             if event == "log" and (level is None or data["level"] == level):
                 if as_json:
                     print_json(data)
                 else:
-                    out.print(_log_line(data), markup=False)
+                    _print(collapser.feed(data))
             elif event == "end":
-                out.print(f"deployment {data['status']}")
+                if not as_json:
+                    _print([*collapser.flush(), outcome_line(deployment_id, data)])
                 return
         return
+    deployment = None if as_json else client.request("GET", f"/deployments/{deployment_id}")
     after, lines = 0, []
     while True:
         page = client.request(
@@ -189,9 +199,20 @@ def logs(
     if as_json:
         print_json(lines)
         return
-    if not lines:
-        out.print("no log lines")
-    for line in lines:
-        stamp = line["timestamp"][:19].replace("T", " ")
-        text = f"{stamp} {line['level']:<5} [{line['source']}] {line['message']}"
-        out.print(printable(text), markup=False)
+    assert deployment is not None
+    outcome = (
+        [outcome_line(deployment["id"], deployment)] if deployment["status"] in TERMINAL else []
+    )
+    collapser = Collapser(_dated_line)
+    shown = [text for line in lines for text in collapser.feed(line)] + collapser.flush()
+    _print(outcome + (shown or ["no log lines"]) + outcome)
+
+
+def _dated_line(line: dict[str, Any]) -> str:
+    stamp = str(line["timestamp"])[:19].replace("T", " ")
+    return printable(f"{stamp} {line['level']:<5} [{line['source']}] {line['message']}")
+
+
+def _print(texts: list[str]) -> None:
+    for text in texts:
+        out.print(text, markup=False, highlight=False)
