@@ -70,6 +70,8 @@ def obs(**kw: object) -> Observation:
             "dependencies down",
         ),
         (obs(responded=False), "unhealthy", "not responding"),
+        (obs(responded=False, http_statuses=(503,)), "unhealthy", "HTTP 503"),
+        (obs(responded=False, http_statuses=(503, 502, 503)), "unhealthy", "HTTP 502, 503"),
         (obs(timed_out=True), "unhealthy", "timed out"),
         (Observation(responded=True, response_ms=10), "healthy", None),
     ],
@@ -79,6 +81,8 @@ def test_derive(observation: Observation, expected: str, reason: str | None) -> 
     assert status == expected, reasons
     if reason:
         assert any(reason in r for r in reasons), reasons
+        if reason.startswith("HTTP"):  # it answered: not "not responding"
+            assert reasons == [reason]
     else:
         assert reasons == []
 

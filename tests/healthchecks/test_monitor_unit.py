@@ -158,3 +158,38 @@ async def test_monitor_adds_a_tls_target_for_https_public_urls(
         ("http", "url"),
         ("tls", "tls"),
     ]
+
+
+class Unavailable(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_a_target_answering_503_is_unhealthy_http_503(
+    db: Database, admin: Principal, server: Any
+) -> None:
+    """Issue 13.12: it answered, so the cause is "HTTP 503", never "not responding"."""
+    srv = server(Unavailable)
+    service_id = await _setup(db, admin, f"http://127.0.0.1:{srv.server_address[1]}/")
+    monitor = Monitor(db, MonitorSettings(tick=0.05, flush=0.1))
+    incident = None
+    deadline = time.monotonic() + 20
+    while incident is None and time.monotonic() < deadline:
+        for _ in range(10):
+            await monitor.tick(time.time())
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*monitor.tasks)
+        await monitor.flush()
+        async with db.session(write=False) as session:
+            incident = await session.scalar(
+                sa.select(Incident).where(Incident.service_id == service_id)
+            )
+            check = await session.scalar(sa.select(HealthCheck).where(HealthCheck.kind == "http"))
+    assert incident is not None, "three 503s in a row open an incident"
+    assert incident.status == "unhealthy" and incident.cause == "HTTP 503"
+    assert check is not None and check.http_status == 503

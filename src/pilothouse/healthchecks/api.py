@@ -27,9 +27,20 @@ EnvQuery = Query(default=None, description="Environment, when the name is ambigu
 
 @router.get("/services/{ref}/health", response_model=ServiceHealth, summary="Current health")
 async def health(
-    ref: str, session: Session, caller: Caller, environment: str | None = EnvQuery
+    ref: str,
+    session: Session,
+    caller: Caller,
+    environment: str | None = EnvQuery,
+    include_all: bool = Query(
+        default=False,
+        alias="all",
+        description="Also replicas that are no longer live (stopped, failed, starting...) and "
+        "their latest checks; by default only running replicas are listed.",
+    ),
 ) -> ServiceHealth:
-    view = await service.health_of(session, caller, ref, environment=environment)
+    view = await service.health_of(
+        session, caller, ref, environment=environment, include_all=include_all
+    )
     return ServiceHealth(
         status=view.status,
         reasons=view.reasons,
@@ -119,7 +130,7 @@ async def incidents(
     open_only: bool = Query(default=False, alias="open", description="Only open incidents."),
 ) -> list[IncidentRead]:
     rows = await service.list_incidents(session, caller, service=service_ref, open_only=open_only)
-    return [IncidentRead.model_validate(i) for i in rows]
+    return [IncidentRead.model_validate(i).model_copy(update={"service": name}) for i, name in rows]
 
 
 @badges.get(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,20 +19,43 @@ def health(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="Service name or id.")],
     env: EnvOption = None,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Also replicas that are not live (stopped, failed...) and their checks."
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show a service's health: status, reasons, and the latest check of each target."""
-    view = api(ctx).request("GET", f"/services/{service}/health", params={"environment": env})
+    """Show a service's health: status and reasons, its live replicas, and the latest check of
+    each target (10 minutes). --all adds the replicas that are no longer live."""
+    view = api(ctx).request(
+        "GET",
+        f"/services/{service}/health",
+        params={"environment": env, "all": all_ or None},
+    )
     if as_json:
         print_json(view)
         return
     reasons = f" ({'; '.join(view['reasons'])})" if view["reasons"] else ""
     out.print(f"{service}: {view['status']}{reasons}", markup=False)
+    if view["replicas"]:
+        rows = [{**r, "id": str(r["id"])[:8]} for r in view["replicas"]]
+        print_table(rows, ["id", "status", "health", "port"], title="replicas")
+    else:
+        out.print("no live replicas" + ("" if all_ else " (--all shows the others)"))
+    checks = [{**c, "target": _short_target(c["target"])} for c in view["checks"]]
     print_table(
-        view["checks"],
+        checks,
         ["target", "kind", "ok", "response_time_ms", "http_status", "detail", "timestamp"],
         title="checks",
     )
+
+
+def _short_target(target: str) -> str:
+    """`replica:<id>` as `replica:<first 8 of id>`, as the replicas table shows it."""
+    kind, _, rest = target.partition(":")
+    return f"replica:{rest[:8]}" if kind == "replica" else target
 
 
 def uptime(
@@ -42,12 +65,23 @@ def uptime(
     env: EnvOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Print the monthly uptime and SLA report (month to date for the current month)."""
+    """Print the monthly uptime and SLA report (month to date for the current month).
+
+    A month without any check says "no data" instead of a percentage."""
     report = api(ctx).request(
         "GET", f"/services/{service}/uptime", params={"month": month, "environment": env}
     )
     if as_json:
         print_json(report)
+        return
+    if not report["checks"] and not report["outages"]:
+        out.print(
+            f"{report['service']} {report['month']}: no data (no health checks were recorded "
+            f"in this period; SLA target {report['sla_target']}%)",
+            markup=False,
+        )
+        for dep in report["deployments"]:
+            _print_deploy(dep)
         return
     met = "met" if report["sla_met"] else "MISSED"
     out.print(
@@ -66,10 +100,14 @@ def uptime(
     for start, end in report["outages"]:
         out.print(f"  outage {start[:19]} -> {end[:19]}")
     for dep in report["deployments"]:
-        out.print(
-            f"  deploy {dep['created_at'][:19]} {dep['version']} "
-            f"{dep['event_type']} {dep['status']}"
-        )
+        _print_deploy(dep)
+
+
+def _print_deploy(dep: dict[str, Any]) -> None:
+    out.print(
+        f"  deploy {dep['created_at'][:19]} {dep['version']} {dep['event_type']} {dep['status']}",
+        markup=False,
+    )
 
 
 @maintenance_app.command("add")
@@ -111,10 +149,12 @@ def incidents(
     open_only: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List incidents (a service not healthy), newest first."""
+    """List incidents (a service not healthy), newest first, with the service and the cause."""
     rows = api(ctx).request(
         "GET", "/incidents", params={"service": service, "open": open_only or None}
     )
     print_json(rows) if as_json else print_table(
-        rows, ["started_at", "ended_at", "status", "cause", "reminders"], title="incidents"
+        rows,
+        ["service", "started_at", "ended_at", "status", "cause", "reminders"],
+        title="incidents",
     )

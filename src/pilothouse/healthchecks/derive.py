@@ -6,7 +6,9 @@ defaults are the seeds':
   degraded = database slow (> 100 ms) or redis slow (> 50 ms) or error rate 0.01-0.05 (or a
   response slower than 200 ms); unhealthy = database or redis disconnected, or error rate > 0.05.
 - seed 001: one dependency failing while the service responds = degraded; several failing, or
-  the service itself timing out / not responding = unhealthy.
+  the service itself timing out / not responding = unhealthy. A service that answers with an
+  unexpected HTTP status is unhealthy with that status as the reason ("HTTP 503"): it responds,
+  so it is never called "not responding".
 Flap damping: N consecutive unhealthy results before a change to unhealthy, M healthy results
 before a change back (defaults 3 and 2).
 """
@@ -46,6 +48,7 @@ class Observation:
     """One probe round of a service or replica."""
 
     responded: bool  # the service answered (in time, with an expected status)
+    http_statuses: tuple[int, ...] = ()  # the HTTP statuses it answered with, if any
     response_ms: float | None = None
     timed_out: bool = False
     error_rate: float | None = None  # 0.0-1.0 over the last 5 minutes, when known
@@ -66,7 +69,13 @@ def derive(obs: Observation, t: Thresholds = Thresholds()) -> tuple[Status, list
     """The raw status of one observation, with the reasons that made it so."""
     reasons: list[str] = []
     if obs.timed_out or not obs.responded:
-        reasons.append("timed out" if obs.timed_out else "not responding")
+        answered = sorted({c for c in obs.http_statuses if not 200 <= c < 300})
+        if obs.timed_out:
+            reasons.append("timed out")
+        elif answered:
+            reasons.append("HTTP " + ", ".join(str(c) for c in answered))
+        else:
+            reasons.append("not responding")
         return "unhealthy", reasons
     statuses = {d.name: dependency_status(d, t) for d in obs.dependencies}
     down = sorted(n for n, s in statuses.items() if s == "disconnected")

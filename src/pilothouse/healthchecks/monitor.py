@@ -406,6 +406,7 @@ class Monitor:
                 if target.replica_id is not None:
                     observation = Observation(
                         responded=result.ok,
+                        http_statuses=(result.status_code,) if result.status_code else (),
                         response_ms=result.latency_ms,
                         timed_out="timeout" in result.detail,
                     )
@@ -655,6 +656,7 @@ class Monitor:
         )
         observation = Observation(
             responded=responded,
+            http_statuses=tuple(c.status_code for c in front if c.status_code and not c.ok),
             response_ms=min(latencies) if latencies else None,
             timed_out=not responded and all("timeout" in c.detail for c in front),
             dependencies=deps,

@@ -27,8 +27,13 @@ class ServiceHealth(BaseModel):
     status: str = Field(description="healthy, degraded, unhealthy, or unknown before any check.")
     reasons: list[str] = Field(description="Why it has that status.")
     changed_at: datetime | None = Field(description="When the status last changed.")
-    replicas: list[dict[str, object]] = Field(description="Running replicas and their health.")
-    checks: list[CheckRead] = Field(description="Latest check of each target (10 minutes).")
+    replicas: list[dict[str, object]] = Field(
+        description="Live (running) replicas: id, status, health, port; all of them with all=true."
+    )
+    checks: list[CheckRead] = Field(
+        description="Latest check of each target (10 minutes); replica checks only of the "
+        "replicas listed."
+    )
 
 
 class DeploymentMark(BaseModel):
@@ -49,7 +54,10 @@ class UptimeReport(BaseModel):
     uptime_percent: float = Field(description="(minutes - downtime) / minutes x 100.")
     sla_target: float = Field(description="The service's SLA target, percent.")
     sla_met: bool = Field(description="uptime_percent >= sla_target.")
-    checks: int = Field(description="Service-level checks counted.")
+    checks: int = Field(
+        description="Service-level checks counted; 0 means no data for the period (the "
+        "percentages then say nothing)."
+    )
     p95_ms: float | None = Field(description="P95 response time (highest hourly P95).")
     avg_ms: float | None = Field(description="Average response time.")
     outages: list[tuple[datetime, datetime]] = Field(description="Downtime intervals counted.")
@@ -79,6 +87,7 @@ class IncidentRead(BaseModel):
 
     id: uuid.UUID = Field(description="Incident id.")
     service_id: uuid.UUID = Field(description="Service.")
+    service: str = Field(default="", description="Service name.")
     started_at: datetime = Field(description="When the service left healthy.")
     ended_at: datetime | None = Field(description="When it recovered (null while open).")
     status: str = Field(description="Worst status seen last.")

@@ -62,15 +62,23 @@ class HealthView:
 
 
 async def health_of(
-    session: AsyncSession, actor: Principal, ref: str, *, environment: str | None = None
+    session: AsyncSession,
+    actor: Principal,
+    ref: str,
+    *,
+    environment: str | None = None,
+    include_all: bool = False,
 ) -> HealthView:
+    """The service's health. Replicas (and their checks): the live (running) ones, or with
+    include_all every replica of the service (the newest 100)."""
     svc = await services.get_service(session, actor, ref, environment=environment)
     state = await session.get(HealthState, f"service:{svc.id}")
-    replicas = (
-        await session.scalars(
-            sa.select(Replica).where(Replica.service_id == svc.id, Replica.status == "running")
-        )
-    ).all()
+    query = sa.select(Replica).where(Replica.service_id == svc.id)
+    if not include_all:
+        query = query.where(Replica.status == "running")
+    newest = query.order_by(Replica.created_at.desc(), Replica.id.desc()).limit(100)
+    replicas = list(reversed((await session.scalars(newest)).all()))
+    listed = {f"replica:{r.id}" for r in replicas}
     since = utcnow() - timedelta(minutes=10)
     rows = (
         await session.scalars(
@@ -93,10 +101,19 @@ async def health_of(
         reasons=list(state.reasons or []) if state else [],
         changed_at=state.changed_at if state else None,
         replicas=[
-            {"id": str(r.id), "health": r.health, "port": (r.ports or {}).get("http")}
+            {
+                "id": str(r.id),
+                "status": r.status,
+                "health": r.health,
+                "port": (r.ports or {}).get("http"),
+            }
             for r in replicas
         ],
-        checks=[c for k, c in sorted(latest.items()) if not k.startswith("service:")],
+        checks=[
+            c
+            for k, c in sorted(latest.items())
+            if not k.startswith("service:") and (not k.startswith("replica:") or k in listed)
+        ],
     )
 
 
@@ -238,8 +255,14 @@ async def list_maintenance(
 
 async def list_incidents(
     session: AsyncSession, actor: Principal, *, service: str | None = None, open_only: bool = False
-) -> Sequence[Incident]:
-    query = sa.select(Incident).order_by(Incident.started_at.desc()).limit(200)
+) -> list[tuple[Incident, str]]:
+    """Incidents newest first, each with its service's name."""
+    query = (
+        sa.select(Incident, Service.name)
+        .join(Service, Service.id == Incident.service_id)
+        .order_by(Incident.started_at.desc())
+        .limit(200)
+    )
     visible_ids = sa.select(Service.id).where(
         Service.deleted_at.is_(None),
         visible(actor, Service.owner_id, Service.environment_id),
@@ -250,7 +273,7 @@ async def list_incidents(
         query = query.where(Incident.service_id == svc.id)
     if open_only:
         query = query.where(Incident.ended_at.is_(None))
-    return (await session.scalars(query)).all()
+    return [(incident, name) for incident, name in (await session.execute(query)).all()]
 
 
 # -- the periodic job ---------------------------------------------------------------------
