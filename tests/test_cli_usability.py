@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import one_store
-from tests.test_cli import Cli, cli  # noqa: F401  (the fixture)
+import pytest
+
+from tests.conftest import LiveServer, one_store
+from tests.test_cli import Cli
+
+
+@pytest.fixture
+def cli(live_server: LiveServer, admin_token: str, tmp_path: Path) -> Cli:
+    return Cli(live_server.url, admin_token, tmp_path)
 
 
 @one_store
 def test_prefixes_update_and_audit(cli: Cli) -> None:
     cli.run("env", "create", "prod")
     cli.run("service", "create", "web", "--env", "prod")
-    cli.run("service", "update", "web", "--env", "prod", "--command", "python -m http.server {port}")
+    cli.run(
+        "service", "update", "web", "--env", "prod", "--command", "python -m http.server {port}"
+    )
     assert cli.json("service", "show", "web", "--env", "prod")["command"] == (
         "python -m http.server {port}"
     )

@@ -38,7 +38,10 @@ def test_token_revoke_by_prefix(api: Api) -> None:
 
 
 async def test_ambiguous_prefix_lists_candidates(db: Database, admin: Principal) -> None:
-    ids = [uuid.UUID("abcd0000-0000-4000-8000-000000000001"), uuid.UUID("abcd1111-0000-4000-8000-000000000002")]
+    ids = [
+        uuid.UUID("abcd0000-0000-4000-8000-000000000001"),
+        uuid.UUID("abcd1111-0000-4000-8000-000000000002"),
+    ]
     async with db.session() as session:
         for n, ident in enumerate(ids):
             session.add(

@@ -230,7 +230,7 @@ def id_matches(id_column: Any, ref: str) -> sa.ColumnElement[bool]:
     if digits is None:
         return sa.false()
     text = sa.func.lower(sa.func.replace(sa.cast(id_column, sa.String), "-", ""))
-    return text.like(f"{digits}%")  # type: ignore[no-any-return]
+    return text.like(f"{digits}%")
 
 
 async def one_by_ref(

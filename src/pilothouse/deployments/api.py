@@ -148,9 +148,7 @@ async def read_logs(
     level: LogLevel | None = Query(default=None, description="Only this level."),
 ) -> LogPage:
     resolved = (await service.get_deployment(session, caller, deployment_id)).id
-    rows = await service.read_logs(
-        session, caller, resolved, after=after, limit=limit, level=level
-    )
+    rows = await service.read_logs(session, caller, resolved, after=after, limit=limit, level=level)
     items = [LogRead.model_validate(r) for r in rows]
     return LogPage(items=items, last_seq=items[-1].seq if items else None)
 

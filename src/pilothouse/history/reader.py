@@ -30,4 +30,3 @@ async def history_of(
     else:
         entity_id = (await replicas.get_replica(session, actor, ref)).id
     return await history.list_for(session, entity_type, entity_id)
-

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Query
 
 from pilothouse.deps import Caller, Session
@@ -70,7 +68,8 @@ async def list_tokens(
 @router.delete(
     "/tokens/{token_id}",
     response_model=TokenRead,
-    summary="Revoke a token (admin) by id or unique id prefix; 409 lists an ambiguous prefix's candidates",
+    summary="Revoke a token (admin) by id or unique id prefix; 409 lists an ambiguous "
+    "prefix's candidates",
 )
 async def revoke_token(token_id: str, session: Session, caller: Caller) -> TokenRead:
     return TokenRead.model_validate(await service.revoke_token(session, caller, token_id))

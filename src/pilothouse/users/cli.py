@@ -74,7 +74,8 @@ def list_tokens(
 
 @tokens_app.command("revoke")
 def revoke_token(
-    ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="Token id, or a unique prefix of it.")]
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(help="Token id, or a unique prefix of it.")],
 ) -> None:
     """Revoke a token at once."""
     row = api(ctx).request("DELETE", f"/tokens/{token_id}")
