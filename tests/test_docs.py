@@ -10,6 +10,7 @@ from typing import Any
 from typer.main import get_command
 
 from pilothouse.cli import app as cli_app
+from pilothouse.config import Settings
 from tests import docs_routes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,3 +84,14 @@ def test_readme_cli_table_lists_every_command() -> None:
     unknown = sorted(listed - commands)
     assert not missing, f"README's CLI table lacks the commands {missing}"
     assert not unknown, f"README's CLI table lists commands that do not exist: {unknown}"
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    missing = [
+        f"PILOTHOUSE_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`PILOTHOUSE_{name.upper()}`" not in section
+    ]
+    assert not missing, f"README's Configuration table lacks {missing}"
