@@ -19,7 +19,7 @@ def cli(live_server: LiveServer, admin_token: str, tmp_path: Path) -> Cli:
 
 
 @one_store
-def test_prefixes_update_and_audit(cli: Cli) -> None:
+def test_prefixes_update_and_audit(cli: Cli, tmp_path: Path) -> None:
     cli.run("env", "create", "prod")
     cli.run("service", "create", "web", "--env", "prod")
     cli.run(
@@ -41,6 +41,15 @@ def test_prefixes_update_and_audit(cli: Cli) -> None:
     assert trail and {row["entity_type"] for row in trail} == {"service"}
     assert "update" in {row["action"] for row in trail}
     assert "revoke" in cli.run("audit", "--type", "api_token").stdout
+
+    # the command runs on the host: admin only, through the same API rules
+    out = cli.run("user", "create", "ops", "--role", "operator").stdout
+    operator = Cli(cli.env["PILOTHOUSE_URL"], out.split("shown once): ")[1].strip(), tmp_path)
+    cli.run("env", "grant", "prod", "ops")
+    refused = operator.run("service", "update", "web", "--env", "prod", "--command", "x", ok=False)
+    assert "403" in refused.stderr or "admin" in refused.stderr
+    operator.run("service", "update", "web", "--env", "prod", "--memory", "1024")
+    assert "403" in operator.run("audit", ok=False).stderr
 
 
 @one_store
