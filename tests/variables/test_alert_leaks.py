@@ -101,7 +101,8 @@ def test_alerts_carry_no_credential_of_a_dependency_or_a_backup_target(
             201,
             json={
                 "name": "app-db",
-                "dsn": f"postgresql://app:{BACKUP_PASSWORD}@127.0.0.1:{postgres.port}/app",
+                # the libpq form: the password in the query, no user:password@
+                "dsn": f"postgresql://app@127.0.0.1:{postgres.port}/app?password={BACKUP_PASSWORD}",
                 "max_retries": 0,
             },
         )
