@@ -11,6 +11,7 @@ import typer
 from pilothouse import __version__
 from pilothouse.alerts.cli import app as channel_app
 from pilothouse.artifacts.cli import app as artifact_app
+from pilothouse.audit.cli import audit
 from pilothouse.backups.cli import app as backup_app
 from pilothouse.cli_support import DataDir, DbUrl, local_settings
 from pilothouse.client import CliError, save_config
@@ -37,7 +38,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 db_app = typer.Typer(
     help="Database schema (runs locally against PILOTHOUSE_DATABASE_URL).", no_args_is_help=True
@@ -266,6 +266,7 @@ app.command("history")(history)
 app.command("health")(health)
 app.command("uptime")(uptime)
 app.command("incidents")(incidents)
+app.command("audit")(audit)
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(channel_app, name="channel")
 app.add_typer(backup_app, name="backup")
@@ -292,11 +293,9 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if (message := _usage_message(exc)) is not None:
+            err.print(f"error: {message}", markup=False)
+            sys.exit(getattr(exc, "exit_code", 2))
         if os.environ.get("PILOTHOUSE_DEBUG"):
             raise
         from pilothouse.core.store import unreachable
@@ -311,3 +310,15 @@ def main() -> None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else "unexpected failure (set PILOTHOUSE_DEBUG=1 for details)"
+
+
+def _usage_message(exc: Exception) -> str | None:
+    """A command-line usage error (click's, or the copy of click Typer ships) as one line: the
+    message and where to read more, never the exception's class name; None for other errors."""
+    format_message = getattr(exc, "format_message", None)
+    if not callable(format_message) or not isinstance(getattr(exc, "exit_code", None), int):
+        return None
+    message = " ".join(str(format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    command_path = getattr(ctx, "command_path", None)
+    return f"{message} (see `{command_path} --help`)" if command_path else message

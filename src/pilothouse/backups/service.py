@@ -20,7 +20,7 @@ from pilothouse.backups.storage import Storage
 from pilothouse.backups.transitions import TABLE
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring, open_value, seal_value, sealed_key_id
-from pilothouse.core.db import id_or_name
+from pilothouse.core.db import id_or_name, one_by_ref
 from pilothouse.core.statemachine import check_transition
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
@@ -225,18 +225,16 @@ def _visible_backups(actor: Principal) -> sa.ColumnElement[bool]:
 
 
 async def get_backup(session: AsyncSession, actor: Principal, ref: str) -> Backup:
-    """A backup the actor can see, by id or name; soft-deleted is 404."""
-    query = sa.select(Backup).where(
-        Backup.deleted_at.is_(None),
-        _visible_backups(actor),
-        id_or_name(Backup.id, Backup.name, ref),
+    """A backup the actor can see, by id, unique id prefix or name; soft-deleted is 404."""
+    query = (
+        sa.select(Backup)
+        .where(Backup.deleted_at.is_(None), _visible_backups(actor))
+        .order_by(Backup.id)
     )
-    found = (await session.scalars(query.limit(2))).all()
-    if len(found) > 1:
-        raise Conflict(f"several backups are named {ref!r}; use the id")
-    if not found:
-        raise NotFound(f"backup {ref!r} not found")
-    return found[0]
+    found: Backup = await one_by_ref(
+        session, query, Backup.id, ref, "backup", name_column=Backup.name
+    )
+    return found
 
 
 async def list_backups(

@@ -204,6 +204,76 @@ def id_or_name(id_column: Any, name_column: Any, ref: str) -> sa.ColumnElement[b
         return name_column == ref  # type: ignore[no-any-return]
 
 
+#: The shortest id prefix accepted as a reference (git style; shorter ones match too much).
+MIN_ID_PREFIX = 4
+_HEX = frozenset("0123456789abcdef")
+
+
+def id_prefix(ref: str) -> str | None:
+    """The lowercase hex digits of `ref` when it can be an id prefix (4 to 32 hex digits,
+    dashes ignored), else None."""
+    digits = ref.replace("-", "").lower()
+    if MIN_ID_PREFIX <= len(digits) <= 32 and set(digits) <= _HEX:
+        return digits
+    return None
+
+
+def id_matches(id_column: Any, ref: str) -> sa.ColumnElement[bool]:
+    """WHERE clause: the id equals `ref` (a full UUID) or starts with it (a prefix of at least
+    4 hex digits); false for anything else. Portable: PostgreSQL renders a UUID with dashes,
+    SQLite stores 32 hex digits, so dashes are removed on both sides."""
+    try:
+        return id_column == uuid.UUID(ref)  # type: ignore[no-any-return]
+    except ValueError:
+        pass
+    digits = id_prefix(ref)
+    if digits is None:
+        return sa.false()
+    text = sa.func.lower(sa.func.replace(sa.cast(id_column, sa.String), "-", ""))
+    return text.like(f"{digits}%")
+
+
+async def one_by_ref(
+    session: Any,
+    query: sa.Select[Any],
+    id_column: Any,
+    ref: str,
+    kind: str,
+    *,
+    name_column: Any = None,
+) -> Any:
+    """The one row of `query` (already limited to what the caller may see) that `ref` names:
+    a full id, a unique id prefix, or (with `name_column`) an exact name. A name wins over an
+    id prefix. NotFound when nothing matches (also for records the caller may not see);
+    Conflict (409) listing the candidates when a prefix or a name matches several."""
+    from pilothouse.errors import Conflict, NotFound
+
+    clauses = []
+    if name_column is not None and not _is_uuid(ref):
+        clauses.append((name_column == ref, "named"))
+    clauses.append((id_matches(id_column, ref), "whose id starts with"))
+    for clause, how in clauses:
+        found = (await session.scalars(query.where(clause).limit(11))).all()
+        if len(found) == 1:
+            return found[0]
+        if found:
+            shown = ", ".join(str(row.id) for row in found[:10])
+            more = " and more" if len(found) > 10 else ""
+            raise Conflict(
+                f"several {kind}s {how} {ref!r}: {shown}{more}; give more of the id",
+                detail={"candidates": [str(row.id) for row in found[:10]]},
+            )
+    raise NotFound(f"{kind} {ref!r} not found")
+
+
+def _is_uuid(ref: str) -> bool:
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        return False
+    return True
+
+
 def live_unique(name: str, *columns: str) -> sa.Index:
     """A unique index over rows that are not soft-deleted (so a deleted name can be reused)."""
     where = sa.text("deleted_at IS NULL")

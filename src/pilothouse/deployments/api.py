@@ -78,8 +78,13 @@ async def list_(
     )
 
 
-@router.get("/{deployment_id}", response_model=DeploymentRead, summary="Get one")
-async def get(deployment_id: uuid.UUID, session: Session, caller: Caller) -> DeploymentRead:
+@router.get(
+    "/{deployment_id}",
+    response_model=DeploymentRead,
+    summary="Get one by id or unique id prefix (4+ hex digits; 409 lists an ambiguous one's "
+    "candidates)",
+)
+async def get(deployment_id: str, session: Session, caller: Caller) -> DeploymentRead:
     return DeploymentRead.model_validate(
         await service.get_deployment(session, caller, deployment_id)
     )
@@ -133,7 +138,7 @@ async def append_logs(
 
 @router.get("/{deployment_id}/logs", response_model=LogPage, summary="Read lines after a seq")
 async def read_logs(
-    deployment_id: uuid.UUID,
+    deployment_id: str,
     session: Session,
     caller: Caller,
     after: int = Query(
@@ -142,9 +147,8 @@ async def read_logs(
     limit: int = Query(default=1000, ge=1, le=10000, description="Most lines to return."),
     level: LogLevel | None = Query(default=None, description="Only this level."),
 ) -> LogPage:
-    rows = await service.read_logs(
-        session, caller, deployment_id, after=after, limit=limit, level=level
-    )
+    resolved = (await service.get_deployment(session, caller, deployment_id)).id
+    rows = await service.read_logs(session, caller, resolved, after=after, limit=limit, level=level)
     items = [LogRead.model_validate(r) for r in rows]
     return LogPage(items=items, last_seq=items[-1].seq if items else None)
 
@@ -159,14 +163,15 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     response_class=StreamingResponse,
 )
 async def events(
-    deployment_id: uuid.UUID,
+    deployment_id: str,
     request: Request,
     caller: Caller,
     after: int = Query(default=0, ge=0, le=2**63 - 1, description="Start after this log seq."),
 ) -> StreamingResponse:
     db = get_db(request)
     async with db.session(write=False) as session:
-        await service.get_deployment(session, caller, deployment_id)  # 404 before streaming
+        # 404 before streaming; a prefix is resolved once to the full id.
+        resolved = (await service.get_deployment(session, caller, deployment_id)).id
 
     async def stream() -> AsyncIterator[str]:
         last_seq, last_status = after, None
@@ -174,7 +179,7 @@ async def events(
         while not await request.is_disconnected():
             try:
                 async with db.session(write=False) as session:
-                    state = await service.progress(session, caller, deployment_id, after=last_seq)
+                    state = await service.progress(session, caller, resolved, after=last_seq)
             except Exception as exc:
                 # The store is away: the stream waits for it (an SSE comment says why, each second).
                 if (reason := unreachable(exc)) is None:

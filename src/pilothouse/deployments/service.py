@@ -20,6 +20,7 @@ from pilothouse.audit import service as audit
 from pilothouse.core import redact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring
+from pilothouse.core.db import one_by_ref
 from pilothouse.core.statemachine import check_transition
 from pilothouse.deployments import frequency
 from pilothouse.deployments import rollback as rollback_rule
@@ -65,8 +66,15 @@ def _visible(actor: Principal) -> sa.ColumnElement[bool]:
 
 
 async def get_deployment(
-    session: AsyncSession, actor: Principal, deployment_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession, actor: Principal, deployment_id: uuid.UUID | str, *, lock: bool = False
 ) -> Deployment:
+    """A deployment the actor can see, by id or (a string) unique id prefix."""
+    if isinstance(deployment_id, str):
+        query = sa.select(Deployment).where(_visible(actor)).order_by(Deployment.id)
+        found: Deployment = await one_by_ref(
+            session, query, Deployment.id, deployment_id, "deployment"
+        )
+        deployment_id = found.id
     query = sa.select(Deployment).where(Deployment.id == deployment_id, _visible(actor))
     if lock:
         query = query.with_for_update()

@@ -337,7 +337,10 @@ class ProcessDriver:
     ) -> ReplicaInfo:
         """Start one replica and wait until it is ready; raise RolloutFailed if it is not."""
         if not spec.command:
-            raise RolloutFailed("the service has no command to start (set `command`)")
+            raise RolloutFailed(
+                "the service has no command to start "
+                "(set one: `pilothouse service update NAME --command ...`)"
+            )
         port = free_port()
         replica_id = await events.replica_created(spec.version, port=port, log_path=None)
         log_path = self._log_path(spec, replica_id)
@@ -535,7 +538,10 @@ class ProcessDriver:
     async def restart(self, spec: ServiceSpec, replica: ReplicaInfo, events: Events) -> ReplicaInfo:
         """The crashed replica again: same id and version, a fresh port, the same log file."""
         if not spec.command:
-            raise RolloutFailed("the service has no command to start (set `command`)")
+            raise RolloutFailed(
+                "the service has no command to start "
+                "(set one: `pilothouse service update NAME --command ...`)"
+            )
         cfg = ProcessConfig(**spec.config)
         port = free_port()
         log_path = Path(replica.log_path) if replica.log_path else self._log_path(spec, replica.id)

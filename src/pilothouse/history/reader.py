@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.access import Principal
 from pilothouse.backups import service as backups
 from pilothouse.deployments import service as deployments
-from pilothouse.errors import NotFound
 from pilothouse.history import service as history
 from pilothouse.history.models import StatusHistory
 from pilothouse.replicas import service as replicas
@@ -23,18 +22,11 @@ async def history_of(
     """Status changes of a record the actor can see (404 otherwise), oldest first."""
     entity_id: uuid.UUID
     if entity_type == "deployment":
-        entity_id = (await deployments.get_deployment(session, actor, _uuid(ref))).id
+        entity_id = (await deployments.get_deployment(session, actor, ref)).id
     elif entity_type == "service":
         entity_id = (await services.get_service(session, actor, ref)).id
     elif entity_type == "backup":
         entity_id = (await backups.get_backup(session, actor, ref)).id
     else:
-        entity_id = (await replicas.get_replica(session, actor, _uuid(ref))).id
+        entity_id = (await replicas.get_replica(session, actor, ref)).id
     return await history.list_for(session, entity_type, entity_id)
-
-
-def _uuid(ref: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(ref)
-    except ValueError:
-        raise NotFound(f"{ref!r} is not an id") from None

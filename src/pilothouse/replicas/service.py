@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, visible
 from pilothouse.core.clock import utcnow
+from pilothouse.core.db import one_by_ref
 from pilothouse.core.statemachine import check_transition
 from pilothouse.errors import NotFound
 from pilothouse.history import service as history
@@ -30,7 +31,15 @@ def _query(actor: Principal) -> sa.Select[Replica]:
     )
 
 
-async def get_replica(session: AsyncSession, actor: Principal, replica_id: uuid.UUID) -> Replica:
+async def get_replica(
+    session: AsyncSession, actor: Principal, replica_id: uuid.UUID | str
+) -> Replica:
+    """A replica the actor can see, by id or (a string) unique id prefix."""
+    if isinstance(replica_id, str):
+        found: Replica = await one_by_ref(
+            session, _query(actor).order_by(Replica.id), Replica.id, replica_id, "replica"
+        )
+        return found
     replica = await session.scalar(_query(actor).where(Replica.id == replica_id))
     if replica is None:
         raise NotFound(f"replica {replica_id} not found")

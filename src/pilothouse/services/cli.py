@@ -1,4 +1,4 @@
-"""pilothouse service create|list|show|scale|delete."""
+"""pilothouse service create|list|show|update|scale|delete."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from pilothouse.cli_support import EnvOption, JsonFlag, api, json_object
+from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_record, print_table
 from pilothouse.deployments.follow import follow_to_outcome
 
@@ -93,6 +94,65 @@ def show(
     """Show one service."""
     svc = api(ctx).request("GET", f"/services/{name}", params={"environment": env})
     print_json(svc) if as_json else print_record(svc)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name or id.")],
+    env: EnvOption = None,
+    image: Annotated[str | None, typer.Option(help="New container image.")] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(help="New start command; {port} and {version} are substituted (admin only)."),
+    ] = None,
+    cpu: Annotated[float | None, typer.Option(help="CPU cores, 0.5-32.")] = None,
+    memory: Annotated[int | None, typer.Option(help="Memory in MB, 512-65536.")] = None,
+    gpu: Annotated[int | None, typer.Option(help="GPU units, 0-8.")] = None,
+    storage: Annotated[int | None, typer.Option(help="Storage in GB, 1-1000.")] = None,
+    public_url: Annotated[str | None, typer.Option(help="Public URL.")] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            help="Driver settings as JSON; keys other than rollout tuning are admin only."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a service's settings (operator; the command and host settings are admin only).
+
+    Only the options given change; the next deployment uses them."""
+    body: dict[str, object] = {}
+    if image is not None:
+        body["image"] = image
+    if command is not None:
+        body["command"] = command
+    if public_url is not None:
+        body["public_url"] = public_url
+    driver_config = json_object(config, "config")
+    if driver_config is not None:
+        body["driver_config"] = driver_config
+    resources = {
+        key: value
+        for key, value in (
+            ("cpu_cores", cpu),
+            ("memory_mb", memory),
+            ("gpu_units", gpu),
+            ("storage_gb", storage),
+        )
+        if value is not None
+    }
+    if resources:
+        body["resources"] = resources
+    if not body:
+        raise CliError("nothing to change: give at least one option (see --help)")
+    client = api(ctx)
+    ref = client.request("GET", f"/services/{name}", params={"environment": env})["id"]
+    svc = client.request("PATCH", f"/services/{ref}", json_body=body)
+    if as_json:
+        print_json(svc)
+    else:
+        out.print(f"updated service {svc['name']}: {', '.join(sorted(body))}")
 
 
 @app.command("scale")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Query
 
 from pilothouse.deps import Caller, Session
@@ -67,6 +65,11 @@ async def list_tokens(
     return [TokenRead.model_validate(r) for r in rows]
 
 
-@router.delete("/tokens/{token_id}", response_model=TokenRead, summary="Revoke a token (admin)")
-async def revoke_token(token_id: uuid.UUID, session: Session, caller: Caller) -> TokenRead:
+@router.delete(
+    "/tokens/{token_id}",
+    response_model=TokenRead,
+    summary="Revoke a token (admin) by id or unique id prefix; 409 lists an ambiguous "
+    "prefix's candidates",
+)
+async def revoke_token(token_id: str, session: Session, caller: Caller) -> TokenRead:
     return TokenRead.model_validate(await service.revoke_token(session, caller, token_id))

@@ -74,8 +74,9 @@ def list_tokens(
 
 @tokens_app.command("revoke")
 def revoke_token(
-    ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="Token id.")]
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(help="Token id, or a unique prefix of it.")],
 ) -> None:
     """Revoke a token at once."""
-    api(ctx).request("DELETE", f"/tokens/{token_id}")
-    out.print(f"revoked token {token_id}")
+    row = api(ctx).request("DELETE", f"/tokens/{token_id}")
+    out.print(f"revoked token {row['id']}")

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.access import Principal, require
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
+from pilothouse.core.db import one_by_ref
 from pilothouse.errors import Conflict, NotFound, Unauthorized
 from pilothouse.users.models import ApiToken, User
 
@@ -120,14 +121,14 @@ async def list_tokens(
     return (await session.scalars(query)).all()
 
 
-async def revoke_token(session: AsyncSession, actor: Principal, token_id: uuid.UUID) -> ApiToken:
-    """Revoke a token; revoking twice is a conflict."""
+async def revoke_token(session: AsyncSession, actor: Principal, token_ref: str) -> ApiToken:
+    """Revoke a token by id or unique id prefix; revoking twice is a conflict."""
     require(actor, "manage_tokens")
-    row = await session.get(ApiToken, token_id)
-    if row is None:
-        raise NotFound(f"token {token_id} not found")
+    row: ApiToken = await one_by_ref(
+        session, sa.select(ApiToken).order_by(ApiToken.id), ApiToken.id, token_ref, "token"
+    )
     if row.revoked_at is not None:
-        raise Conflict(f"token {token_id} is already revoked")
+        raise Conflict(f"token {row.id} is already revoked")
     row.revoked_at = utcnow()
     audit.record(session, actor, "revoke", "api_token", row.id, {"name": row.name})
     return row

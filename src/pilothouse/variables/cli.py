@@ -69,12 +69,23 @@ def set_(
     history)."""
     key, sep, value = assignment.partition("=")
     if not sep:
-        value = typer.prompt(f"value of {key}", hide_input=True)
+        value = _read_value(key)
     body = {"value": value, "is_secret": True if secret else None, "plain": plain}
     body["service"] = service
     row = api(ctx).request("PUT", f"/environments/{env}/vars/{key}", json_body=body)
     state = f"version {row['version']}" if row["changed"] else "unchanged"
     out.print(f"{key} set in {env}{f'/{service}' if service else ''} ({state})", markup=False)
+
+
+def _read_value(key: str) -> str:
+    """The value from a hidden prompt on a terminal, or the first line of piped input (getpass
+    would warn that it cannot hide what is not typed)."""
+    if sys.stdin.isatty():
+        return str(typer.prompt(f"value of {key}", hide_input=True))
+    line = sys.stdin.readline()
+    if not line:
+        raise CliError(f"no value for {key}: give KEY=VALUE or pipe the value in")
+    return line.rstrip("\r\n")
 
 
 @app.command("unset")
