@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -288,3 +289,20 @@ def stack(db_url: str, admin_token: str, tmp_path: Path) -> Iterator[dict[str, A
         for srv in servers:
             srv.stop()
         cleanup(data_dir)
+
+
+@pytest.fixture
+def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of `@pytest.mark.disk_size("64k")` (default 64k) to fill up; skips where
+    mounting is not allowed."""
+    marker = request.node.get_closest_marker("disk_size")
+    size = marker.args[0] if marker else "64k"
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -43,19 +41,6 @@ def test_disk_full_is_recognised(error: BaseException, full: bool) -> None:
     assert disk_full(error) is full
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def _fill(path: Path) -> None:
     with open(path, "wb", buffering=0) as out:
         for size in (65536, 4096, 512):
@@ -66,6 +51,7 @@ def _fill(path: Path) -> None:
                 continue
 
 
+@pytest.mark.disk_size("3m")
 def test_a_full_store_disk_answers_503_and_recovers(
     small_disk: Path, sqlite_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

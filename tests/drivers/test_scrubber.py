@@ -12,10 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 WRITER = """
 import sys
@@ -26,19 +23,6 @@ for i in range(2000, 2100):           # ~11 KB: fits
     print(f"line {i} " + "x" * 100, flush=True)
 print("last line", flush=True)
 """
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_drops_lines_but_never_kills_the_replica(small_disk: Path) -> None:

@@ -177,6 +177,35 @@ def replica_info(replica: Replica) -> ReplicaInfo:
     )
 
 
+def service_spec(
+    service: Service,
+    environment: Environment,
+    *,
+    version: str,
+    commit_sha: str | None,
+    variables: dict[str, str],
+    secrets: list[str],
+    event: Event,
+) -> ServiceSpec:
+    """What a driver is told about a service and the release it runs (rollouts and restarts)."""
+    return ServiceSpec(
+        service_id=service.id,
+        service_name=service.name,
+        environment_name=environment.name,
+        command=service.command,
+        image=service.image,
+        version=version,
+        commit_sha=commit_sha,
+        target_replicas=service.target_replicas,
+        env=dict(variables),
+        config=dict(service.driver_config or {}),
+        health_check=dict(service.health_check or {}),
+        secrets=list(secrets),
+        event=event,
+        run_as=run_as_of(environment),
+    )
+
+
 class Engine:
     """Runs deployments for one worker; holds the drivers and the hook points."""
 
@@ -267,25 +296,14 @@ class Engine:
         return driver
 
     def spec(self, loaded: Loaded, *, event: Event = "deploy") -> ServiceSpec:
-        env = loaded.environment
-        svc = loaded.service
-        variables = dict(loaded.variables)
-        config = dict(svc.driver_config or {})
-        return ServiceSpec(
-            service_id=svc.id,
-            service_name=svc.name,
-            environment_name=env.name,
-            command=svc.command,
-            image=svc.image,
+        return service_spec(
+            loaded.service,
+            loaded.environment,
             version=loaded.artifact.version,
             commit_sha=loaded.artifact.commit_sha,
-            target_replicas=svc.target_replicas,
-            env=variables,
-            config=config,
-            health_check=dict(svc.health_check or {}),
-            secrets=list(loaded.secrets),
+            variables=loaded.variables,
+            secrets=loaded.secrets,
             event=event,
-            run_as=run_as_of(env),
         )
 
     # -- carrying out -----------------------------------------------------------------------

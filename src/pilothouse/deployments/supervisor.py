@@ -28,7 +28,7 @@ from pilothouse.deployments.engine import (
     Engine,
     record_replica,
     replica_info,
-    run_as_of,
+    service_spec,
 )
 from pilothouse.drivers import registry
 from pilothouse.drivers.base import Driver, RolloutFailed, ServiceSpec
@@ -198,21 +198,14 @@ class Supervisor:
             delivery = await variables.for_deployment(
                 session, self.engine.keyring(), env, service.id
             )
-        return ServiceSpec(
-            service_id=service.id,
-            service_name=service.name,
-            environment_name=env.name,
-            command=service.command,
-            image=service.image,
+        return service_spec(
+            service,
+            env,
             version=version,
             commit_sha=None,
-            target_replicas=service.target_replicas,
-            env=delivery.values,
-            config=dict(service.driver_config or {}),
-            health_check=dict(service.health_check or {}),
+            variables=delivery.values,
             secrets=delivery.secrets,
             event="restart",
-            run_as=run_as_of(env),
         )
 
     async def _restart(self, replica_id: uuid.UUID, service: Service, driver: Driver) -> None:

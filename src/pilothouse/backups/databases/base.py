@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -67,6 +68,34 @@ class Dump:
                 step()
         finally:
             self.close()
+
+    def count_alongside(
+        self, compute: Callable[[], Contents], *, name: str, done: Callable[[], None] | None = None
+    ) -> None:
+        """Take the contents (rows, checksums) in a thread while the tool streams, in the same
+        snapshot; finish() waits for them (then calls `done`) and fails if they failed."""
+        result: dict[str, Contents | Exception] = {}
+
+        def count() -> None:
+            try:
+                result["contents"] = compute()
+            except Exception as exc:
+                result["error"] = exc
+
+        counter = threading.Thread(target=count, name=name, daemon=True)
+        counter.start()
+
+        def after() -> None:
+            counter.join()
+            if done is not None:
+                done()
+            if "error" in result:
+                raise DatabaseError(f"row counts failed: {result['error']}")
+            contents = result["contents"]
+            assert isinstance(contents, Contents)
+            self.contents = contents
+
+        self.after.append(after)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

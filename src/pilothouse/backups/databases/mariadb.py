@@ -257,24 +257,9 @@ class MariaDB:
             defaults_cm.__exit__(None, None, None)
 
         dump.cleanup += [release, forget_defaults, snap.close]
-        result: dict[str, Any] = {}
-
-        def count() -> None:
-            try:
-                result["contents"] = _contents(snap, database, checksums=same_snapshot)
-            except Exception as exc:
-                result["error"] = exc
-
-        counter = threading.Thread(target=count, name="mariadb-contents", daemon=True)
-        counter.start()
-
-        def after() -> None:
-            counter.join()
-            if "error" in result:
-                raise DatabaseError(f"row counts failed: {result['error']}")
-            dump.contents = result["contents"]
-
-        dump.after.append(after)
+        dump.count_alongside(
+            lambda: _contents(snap, database, checksums=same_snapshot), name="mariadb-contents"
+        )
         return dump
 
     def contents(self, url: URL, *, checksums: bool) -> Contents:

@@ -12,7 +12,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -173,25 +172,9 @@ class PostgreSQL:
         grow_pipe(process.stdout.fileno())
         dump = Dump(process.stdout, version, "pg_dump", process, stderr)
         # Count (and checksum) in the exported snapshot while pg_dump streams: the same data.
-        result: dict[str, Any] = {}
-
-        def count() -> None:
-            try:
-                result["contents"] = _contents(conn, checksums=checksums)
-            except Exception as exc:
-                result["error"] = exc
-
-        counter = threading.Thread(target=count, name="pg-contents", daemon=True)
-        counter.start()
-
-        def after() -> None:
-            counter.join()
-            conn.close()
-            if "error" in result:
-                raise DatabaseError(f"row counts failed: {result['error']}")
-            dump.contents = result["contents"]
-
-        dump.after.append(after)
+        dump.count_alongside(
+            lambda: _contents(conn, checksums=checksums), name="pg-contents", done=conn.close
+        )
         return dump
 
     def contents(self, url: URL, *, checksums: bool) -> Contents:
