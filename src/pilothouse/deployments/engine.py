@@ -32,6 +32,7 @@ from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import unreachable
 from pilothouse.deployments import service as deployments
+from pilothouse.deployments import stopping
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers import registry
 from pilothouse.drivers.base import (
@@ -321,6 +322,8 @@ class Engine:
         loaded = await self._load(deployment_id)
         dep, svc = loaded.deployment, loaded.service
         events = DbEvents(self.db, dep, loaded.artifact.id, loaded.secrets)
+        if dep.event_type == "stop":
+            return await stopping.carry_out_stop(self, loaded, events)
         if loaded.problems:
             # Refused before anything starts: nothing changed, so there is nothing to roll back.
             reason = "environment variables: " + "; ".join(loaded.problems)
@@ -355,9 +358,9 @@ class Engine:
         )
         try:
             config = self._config(loaded, driver)
-            # A rollback or a scale returns to (or keeps) an artifact that was built and
-            # migrated for before.
-            forward = dep.event_type not in ("rollback", "scale")
+            # A rollback, a scale or a service start returns to (or keeps) an artifact that
+            # was built and migrated for before.
+            forward = dep.event_type not in ("rollback", "scale", "start")
             if not forward and (config.build_command or config.migration_command):
                 await events.log(f"{dep.event_type}: skipping the build and migration commands")
             if forward and config.build_command:

@@ -16,7 +16,7 @@ from pilothouse.core.types import JSONType, str_enum
 DEPLOYMENT_STATUSES = ("pending", "building", "deploying", "success", "failed", "rolled_back")
 ACTIVE_STATUSES = ("pending", "building", "deploying")
 ACTIVE_WHERE = "status IN ('pending', 'building', 'deploying')"
-EVENT_TYPES = ("deploy", "rollback", "restart", "config_update", "scale")
+EVENT_TYPES = ("deploy", "rollback", "restart", "config_update", "scale", "stop", "start")
 TRIGGERS = ("manual", "ci", "automated", "github_action")
 LOG_LEVELS = ("debug", "info", "warn", "error")
 

@@ -35,6 +35,11 @@ from pilothouse.history import service as history
 from pilothouse.history.models import StatusHistory
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
+from pilothouse.services import stopstart
+
+#: Deployments whose failure is not followed by an automatic rollback: they return to (or keep)
+#: the live release already.
+NO_AUTOMATIC_ROLLBACK = frozenset({"rollback", "scale", "stop", "start"})
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,9 @@ async def create_deployment(
         if origin.service_id != svc.id:
             raise ValidationFailed("rollback_from", "must be a deployment of the same service")
     await check_no_active(session, svc.id, svc.name)
+    stopped = stopstart.deploy_refusal(svc.name, svc.status, event_type)
+    if stopped is not None:
+        raise Conflict(stopped.message, detail=stopped.detail)
     previous = await artifacts.get_deployed(session, svc.id)
     if event_type == "deploy" and previous is not None and previous.id == artifact.id:
         raise AlreadyLive(
@@ -247,9 +255,10 @@ async def record_automatic_rollback(
 ) -> Deployment | None:
     """Record the automatic rollback of a failed deployment to the artifact that was live
     before it, already leased to the worker that carries it out. None when there is nothing to
-    go back to: the failed one was itself a rollback or a scale, there was no live artifact, or
-    that artifact was deleted."""
-    if failed.event_type in ("rollback", "scale") or failed.previous_artifact_id is None:
+    go back to: the failed one was itself a rollback or a scale, or a service stop or start (the
+    live release stays what it was), there was no live artifact, or that artifact was
+    deleted."""
+    if failed.event_type in NO_AUTOMATIC_ROLLBACK or failed.previous_artifact_id is None:
         return None
     previous = await session.get(Artifact, failed.previous_artifact_id)
     if previous is None or previous.deleted_at is not None:
@@ -546,8 +555,9 @@ async def scale(
     *,
     environment: str | None = None,
 ) -> tuple[Any, Deployment | None]:
-    """Set a service's target replicas; when it has a live artifact, record a `scale`
-    deployment of that artifact so a worker brings the replicas to the new count."""
+    """Set a service's target replicas; when it has a live artifact (and is not stopped),
+    record a `scale` deployment of that artifact so a worker brings the replicas to the new
+    count."""
     svc = await services.get_service(session, actor, service, environment=environment)
     require(actor, "scale")
     live = await artifacts.get_deployed(session, svc.id)
@@ -555,7 +565,8 @@ async def scale(
         await check_no_active(session, svc.id, svc.name)
     changed = svc.target_replicas != target_replicas
     svc = await services.scale_service(session, actor, str(svc.id), target_replicas)
-    if live is None or not changed:
+    if live is None or not changed or svc.status == "stopped":
+        # A stopped service keeps no replicas: `service start` brings up the new count.
         return svc, None
     deployment = await create_deployment(
         session, actor, service=str(svc.id), version=live.version, event_type="scale"
