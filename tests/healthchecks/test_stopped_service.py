@@ -17,7 +17,7 @@ from pilothouse.core.db import Database
 from pilothouse.core.probes import ProbeResult
 from pilothouse.deployments.models import Deployment
 from pilothouse.environments import service as environments
-from pilothouse.errors import Conflict
+from pilothouse.errors import Conflict, Forbidden
 from pilothouse.healthchecks import service as health
 from pilothouse.healthchecks.models import HealthCheck, HealthState, Incident
 from pilothouse.healthchecks.monitor import Monitor
@@ -133,7 +133,9 @@ async def test_stopped_time_is_not_downtime(db: Database, admin: Principal) -> N
     """The last checks before the stop got no answer and the next answer came after the start:
     without the stop that is one outage; with it, only the time it was meant to be up counts."""
     now = utcnow()
-    t_stop, t_start = now - timedelta(minutes=20), now - timedelta(minutes=10)
+    # Both failed checks in one minute (at :10 and :45): the per-minute 5xx rule stays out.
+    t_stop = (now - timedelta(minutes=20)).replace(second=50, microsecond=0)
+    t_start = t_stop + timedelta(minutes=10)
     if t_stop.month != now.month:
         pytest.skip("the timeline would cross into last month")
     service_id = await _running_service(db, admin)
@@ -164,3 +166,12 @@ async def test_stopped_time_is_not_downtime(db: Database, admin: Principal) -> N
     # 40 s before the stop and 30 s after the start were down; the ten stopped minutes not.
     assert report.downtime_minutes == pytest.approx(70 / 60, abs=1e-3)
     assert report.stopped_minutes == pytest.approx(10, abs=1e-3)
+
+
+async def test_stop_and_start_need_the_operator_role(db: Database, admin: Principal) -> None:
+    await _running_service(db, admin)
+    viewer = Principal(id=admin.id, name="viewer", role="viewer")  # sees it, may not act
+    for act in (lifecycle.stop_service, lifecycle.start_service):
+        async with db.session() as session:
+            with pytest.raises(Forbidden, match="needs 'operator'"):
+                await act(session, viewer, "web")

@@ -167,7 +167,8 @@ def test_cli_stop_and_start(stack: dict[str, Any], tmp_path: Path) -> None:
 
     first = cli("service", "stop", "web", "--reason", "maintenance of the host")
     assert first.returncode == 0, first.stderr
-    assert "stop of web recorded" in first.stdout and "succeeded" in first.stdout
+    assert "stop of web recorded" in first.stdout
+    assert "succeeded: the service is stopped" in first.stdout
     assert "web is stopped" in first.stdout
     second = cli("service", "stop", "web")
     assert second.returncode == 1

@@ -209,6 +209,7 @@ async def events(
                         "error_message": dep.error_message,
                         "rollback_deployment": str(state.rollback.id) if state.rollback else None,
                         "instances_deployed": dep.instances_deployed,
+                        "event_type": dep.event_type,
                     },
                 )
                 return
