@@ -65,7 +65,14 @@ def test_prune_keeps_rollback_targets_and_removes_the_rest(
         version: api.ok(
             api.post("/artifacts", {"service": "web", "version": version, "commit_sha": SHA}), 201
         )
-        for version in ("v1.0.0", "v2.0.0", "v3.0.0-broken", "v4.0.0-never", "v5.0.0-rolled")
+        for version in (
+            "v1.0.0",
+            "v2.0.0",
+            "v3.0.0-broken",
+            "v4.0.0-never",
+            "v5.0.0-rolled",
+            "v6.0.0-under-way",
+        )
     }
     # v1, v2 live in turn; v5 live, then rolled back by hand to v2 (v5 leaves the stack);
     # v3 fails and is rolled back automatically; v4 is never deployed.
@@ -106,13 +113,16 @@ def test_prune_keeps_rollback_targets_and_removes_the_rest(
     prune_at(29)
     assert not any(pruned().values())
 
+    under_way = _deploy(api, "v6.0.0-under-way")  # pending: what it rolls out is kept
     prune_at(31)
+    _move(api, under_way, "failed")
     assert pruned() == {
         "v1.0.0": False,  # a rollback from v2 returns to v1
         "v2.0.0": False,  # live
         "v3.0.0-broken": True,  # never went live
         "v4.0.0-never": True,  # never deployed
         "v5.0.0-rolled": True,  # rolled back: no rollback returns to it
+        "v6.0.0-under-way": False,  # a deployment was rolling it out
     }
     assert not files["v3.0.0-broken"].exists() and not files["v5.0.0-rolled"].exists()
     assert running.exists() and outside.exists()
@@ -133,5 +143,5 @@ def test_prune_keeps_rollback_targets_and_removes_the_rest(
     back = api.ok(api.post("/services/web/rollback", {}), 201)
     assert back["version"] == "v1.0.0"
 
-    prune_at(32)  # nothing more
-    assert sum(pruned().values()) == 3
+    prune_at(32)  # v6 is no longer under way and never went live
+    assert sum(pruned().values()) == 4 and pruned()["v6.0.0-under-way"]

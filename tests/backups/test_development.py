@@ -10,7 +10,8 @@ import pytest
 from pilothouse.backups.schedule import development_refusal
 from pilothouse.config import Settings
 from pilothouse.setup import ensure_master_key
-from tests.conftest import Api
+from tests.conftest import Api, LiveServer, one_store
+from tests.variables.test_cli_and_rotation import run_cli
 
 
 @pytest.mark.parametrize(
@@ -86,3 +87,37 @@ def test_a_development_target_is_not_scheduled_unless_forced(
     # removing a schedule or changing other fields needs no force
     assert api.ok(api.patch("/backup-targets/dev-db", {"schedule": ""}))["schedule"] is None
     assert api.ok(api.patch("/backup-targets/prod-db", {"schedule": "0 4 * * *"}))["schedule"]
+
+
+@one_store
+def test_cli_target_add_and_set_force(
+    settings: Settings, admin_token: str, sqlite_source: Path
+) -> None:
+    ensure_master_key(settings.master_key_path)
+    dsn = f"sqlite:///{sqlite_source}"
+    with LiveServer(settings) as server:
+
+        def cli(*args: str) -> Any:
+            return run_cli(server, admin_token, *args)
+
+        assert cli("env", "create", "dev", "--type", "development").returncode == 0
+        added = cli("backup", "target", "add", "db1", "--dsn", dsn, "--env", "dev", "--no-check")
+        assert added.returncode == 0 and "schedule none" in added.stdout, added.stderr
+        refused = cli(
+            "backup", "target", "add", "db2", "--dsn", dsn, "--env", "dev", "--no-check",
+            "--schedule", "0 2 * * *",
+        )  # fmt: skip
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert refused.stderr.startswith(
+            "error: schedule: scheduled backups are off for development"
+        )
+        forced = cli(
+            "backup", "target", "add", "db2", "--dsn", dsn, "--env", "dev", "--no-check",
+            "--schedule", "0 2 * * *", "--force",
+        )  # fmt: skip
+        assert forced.returncode == 0 and "schedule 0 2 * * *" in forced.stdout, forced.stderr
+        assert cli("backup", "target", "set", "db1", "--schedule", "0 5 * * *").returncode == 1
+        assert (
+            cli("backup", "target", "set", "db1", "--schedule", "0 5 * * *", "--force").returncode
+            == 0
+        )

@@ -4,6 +4,7 @@ readable by id and in the audit trail; active and live ones are never archived."
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -12,8 +13,9 @@ import pytest
 from pilothouse.config import Settings
 from pilothouse.core.clock import utcnow
 from pilothouse.deployments import archive
-from tests.conftest import SHA, Api
+from tests.conftest import SHA, Api, LiveServer, one_store
 from tests.retention_support import run_registered
+from tests.variables.test_cli_and_rotation import run_cli
 
 
 def _move(api: Api, dep: dict[str, Any], *steps: str) -> dict[str, Any]:
@@ -83,3 +85,34 @@ def test_old_deployments_are_archived_not_deleted(
     assert len(api.ok(api.get("/deployments", params={"archived": "true"}))["items"]) == 2
     assert _versions(api, archived="true", status="failed") == ["v3.0.0"]
     assert v2["status"] == "success"
+
+
+@one_store
+def test_cli_lists_archived_deployments_with_a_flag(
+    api: Api, settings: Settings, admin_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.ok(api.post("/environments", {"name": "prod", "type": "production"}), 201)
+    api.ok(
+        api.post("/services", {"environment": "prod", "name": "web", "command": "x {port}"}), 201
+    )
+    for version in ("v1.0.0", "v2.0.0"):
+        api.ok(
+            api.post("/artifacts", {"service": "web", "version": version, "commit_sha": SHA}), 201
+        )
+    old = _deploy(api, "v1.0.0", "building", "deploying", "success")
+    live = _deploy(api, "v2.0.0", "building", "deploying", "success")
+    run_registered(
+        settings,
+        "deployments.archive",
+        at=utcnow() + timedelta(days=100),
+        clock_in=archive,
+        monkeypatch=monkeypatch,
+    )
+    with LiveServer(settings) as server:
+        default = run_cli(server, admin_token, "deployments", "list", "--json")
+        assert [d["id"] for d in json.loads(default.stdout)["items"]] == [live["id"]]
+        archived = run_cli(server, admin_token, "deployments", "list", "--archived")
+        assert archived.returncode == 0, archived.stderr
+        assert "v1.0.0" in archived.stdout and "v2.0.0" not in archived.stdout
+        shown = run_cli(server, admin_token, "deployments", "show", old["id"], "--json")
+        assert json.loads(shown.stdout)["archived_at"]

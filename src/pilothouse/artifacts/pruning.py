@@ -2,11 +2,11 @@
 
 - `artifacts.prune` (once per hour slot across workers, registered in worker.CAPABILITIES):
   for each service with artifacts older than 30 days, works out what a rollback could return to
-  (deployments/rollback.py over the service's release history), marks every other artifact
-  unused for 30 days `pruned_at`, with one audit entry (action `prune`) each, and removes the
-  files pilothouse holds for it: the log files of its replicas that no longer run. One
-  transaction per service; files are removed after it commits, and only under the data
-  directory.
+  (deployments/rollback.py over the service's release history) and what a deployment under way
+  rolls out, marks every other artifact unused for 30 days `pruned_at`, with one audit entry
+  (action `prune`) each, and removes the files pilothouse holds for it: the log files of its
+  replicas that no longer run. One transaction per service; files are removed after it
+  commits, and only under the data directory.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pilothouse.core.db import Database
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Loop, Runtime
 from pilothouse.deployments import service as deployments
+from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.replicas.models import Replica
 
 log = get_logger("pilothouse.worker")
@@ -63,7 +64,17 @@ async def prune_service(
     live = await session.scalar(
         sa.select(Artifact.id).where(Artifact.service_id == service_id, Artifact.deployed.is_(True))
     )
-    keep = retention.rollback_keep(history, str(live) if live else None)
+    # Also kept: what a deployment under way is rolling out (it may become live).
+    active = await session.scalars(
+        sa.select(Deployment.artifact_id).where(
+            Deployment.service_id == service_id,
+            Deployment.status.in_(ACTIVE_STATUSES),
+            Deployment.artifact_id.is_not(None),
+        )
+    )
+    keep = retention.rollback_keep(history, str(live) if live else None) | {
+        str(ident) for ident in active
+    }
     facts = [
         retention.Facts(id=str(a.id), created_at=a.created_at, deployed_at=a.deployed_at)
         for a in candidates
