@@ -9,7 +9,7 @@ per service) is re-created with its WHERE clause. A downgrade records stop and s
 `restart` (the nearest older kind) before the constraint narrows again.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-01 18:30:00
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
