@@ -348,3 +348,34 @@ def test_sending_never_raises_for_a_missing_deployment(db_url: str) -> None:
             await db.dispose()
 
     assert asyncio.run(go()) == 0
+
+
+def test_a_failing_hook_never_reaches_the_deployment(db_url: str, tmp_path: Any) -> None:
+    """The engine's hook call is guarded, and the alerts hook only queues (returns at once)."""
+    from pilothouse.core.db import Database
+    from pilothouse.core.leases import Leases
+    from pilothouse.deployments.engine import Engine
+
+    queued: list[Any] = []
+
+    def spawn(key: Any, work: Any) -> bool:
+        queued.append(key)
+        work.close()  # not run: what matters is that emit did not wait for it
+        return True
+
+    def boom(deployment_id: uuid.UUID, event: str) -> None:
+        raise RuntimeError("a broken hook")
+
+    async def go() -> None:
+        db = Database(db_url)
+        try:
+            engine = Engine(db, tmp_path)
+            engine.event_hooks.extend([boom, notices.hook(db, Leases(db), spawn)])
+            dep = uuid.uuid4()
+            engine._emit(dep, "started")  # boom is logged, the next hook still runs
+            engine._emit(dep, None)  # a transition that notifies nobody
+            assert queued == [("deployment_notice", dep, "started")]
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())

@@ -79,7 +79,7 @@ class BackupLoops:
         for notice in notices:
             log.warning("backup freshness", target=notice.target, alert=notice.message["event"])
             try:
-                await notify(self.rt.db, notice.message, keyring=self.ctx.keyring())
+                await notify(self.rt.db, notice.message)
             except Exception as exc:  # the claim is spent: logged, like every other alert
                 log.error("backup freshness alert failed", exc_info=exc)
         return len(notices)
