@@ -330,7 +330,7 @@ def test_cli_opt_in_flags(settings: Settings, admin_token: str, api: Api) -> Non
         assert added.returncode == 0, added.stderr
         assert cli("channel", "update", "hook", "--deploy-envs", "").returncode == 0
         listed = cli("channel", "list")
-        assert "failed" in listed.stdout and "rolled_back" in listed.stdout
+        assert "failed,rolled_back" in listed.stdout and "all" in listed.stdout
     shown = api.ok(api.get("/channels/hook"))
     assert shown["deploy_events"] == ["failed", "rolled_back"]
     assert shown["deploy_environments"] == []

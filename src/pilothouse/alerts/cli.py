@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -81,13 +81,24 @@ def add(
     out.print(f"added {channel['kind']} channel {channel['name']}", markup=False)
 
 
+def _opt_ins(row: dict[str, Any]) -> dict[str, Any]:
+    """The deployment opt-ins as short text: "failed,rolled_back" and "prod" or "all"."""
+    events = row.get("deploy_events") or []
+    envs = row.get("deploy_environments") or []
+    return {
+        **row,
+        "deploy_events": ",".join(events) or "-",
+        "deploy_environments": (",".join(envs) or "all") if events else "-",
+    }
+
+
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List the channels you may see (credentials masked), with each one's last delivery
     outcome: when it last succeeded, when and why it last failed."""
     rows = api(ctx).request("GET", "/channels")
     print_json(rows) if as_json else print_table(
-        rows,
+        [_opt_ins(r) for r in rows],
         [
             "name",
             "kind",
