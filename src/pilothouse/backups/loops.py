@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pilothouse.alerts.service import notify
 from pilothouse.backups import freshness, jobs
 from pilothouse.core.clock import utcnow
+from pilothouse.core.crypto import CryptoError, Keyring
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Loop, Runtime
 from pilothouse.errors import Conflict
@@ -76,10 +77,14 @@ class BackupLoops:
         """Send the freshness alerts and recovery notices due (each once); how many."""
         grace = timedelta(minutes=self.rt.settings.backup_freshness_grace_minutes)
         notices = await freshness.check(self.rt.db, self.rt.leases, now or utcnow(), grace)
+        try:
+            keyring: Keyring | None = self.ctx.keyring()
+        except CryptoError:
+            keyring = None  # channels without sealed settings still get it
         for notice in notices:
             log.warning("backup freshness", target=notice.target, alert=notice.message["event"])
             try:
-                await notify(self.rt.db, notice.message)
+                await notify(self.rt.db, notice.message, keyring=keyring)
             except Exception as exc:  # the claim is spent: logged, like every other alert
                 log.error("backup freshness alert failed", exc_info=exc)
         return len(notices)
