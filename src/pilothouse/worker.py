@@ -30,6 +30,7 @@ CAPABILITIES = (
     "pilothouse.backups.loops",
     "pilothouse.deployments.archive",
     "pilothouse.artifacts.pruning",
+    "pilothouse.alerts.loops",
 )
 
 

@@ -50,7 +50,34 @@ app.add_typer(target_app, name="target")
 
 T = TypeVar("T")
 
-TARGET_COLUMNS = ["name", "engine", "database_name", "schedule", "drill_schedule", "enabled"]
+TARGET_COLUMNS = [
+    "name",
+    "engine",
+    "database_name",
+    "schedule",
+    "drill_schedule",
+    "enabled",
+    "last_verified",
+    "freshness",
+]
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h ago"
+
+
+def _freshness(row: dict[str, Any]) -> dict[str, Any]:
+    """A target row with its newest verified backup's age and "overdue" / "ok" / "-"."""
+    state = "overdue" if row.get("overdue") else ("ok" if row.get("due_by") else "-")
+    return {**row, "last_verified": _age(row.get("last_verified_age_seconds")), "freshness": state}
+
+
 BACKUP_COLUMNS = [
     "name",
     "id",
@@ -186,9 +213,13 @@ def target_add(
 
 @target_app.command("list")
 def target_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List backup targets."""
+    """List backup targets with their freshness: the age of each one's newest verified backup,
+    and "overdue" when it is older than the schedule interval plus the grace."""
     rows = api(ctx).request("GET", "/backup-targets")
-    print_json(rows) if as_json else print_table(rows, TARGET_COLUMNS, title="backup targets")
+    if as_json:
+        print_json(rows)
+    else:
+        print_table([_freshness(r) for r in rows], TARGET_COLUMNS, title="backup targets")
 
 
 @target_app.command("show")

@@ -181,6 +181,20 @@ class TargetRead(BaseModel):
     enabled: bool = Field(description="Whether schedules run.")
     content_checksums: bool = Field(description="Records per-table content checksums.")
     created_at: datetime = Field(description="Created (UTC).")
+    last_verified_at: datetime | None = Field(
+        default=None, description="When its newest verified backup completed (UTC)."
+    )
+    last_verified_age_seconds: int | None = Field(
+        default=None, description="Age of its newest verified backup, in seconds."
+    )
+    due_by: datetime | None = Field(
+        default=None,
+        description="When it becomes overdue without a new verified backup: the newest one's "
+        "time plus the schedule interval plus the grace (null: no schedule, or disabled).",
+    )
+    overdue: bool = Field(
+        default=False, description="No verified backup for its schedule interval plus the grace."
+    )
 
 
 class BackupRequest(BaseModel):

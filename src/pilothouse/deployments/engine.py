@@ -63,6 +63,11 @@ MAX_STORED_LINE = 4000  # characters of one stored log line, after scrubbing
 
 #: Pre-deployment hooks (the backups capability registers one): return a backup id or None.
 PreDeployHook = Callable[[Deployment, Service], Awaitable[uuid.UUID | None]]
+#: Event hooks (the alerts capability registers one): told (deployment id, event) after each
+#: committed transition; they must return at once (they queue, never send inline).
+EventHook = Callable[[uuid.UUID, str], None]
+#: The notified events of a deployment's statuses (a succeeded rollback is "rolled_back").
+NOTIFIED = {"building": "started", "success": "succeeded", "failed": "failed"}
 
 
 def run_as_of(environment: Environment) -> str | None:
@@ -233,6 +238,7 @@ class Engine:
         self.pre_deploy_hooks: list[PreDeployHook] = (
             pre_deploy_hooks if pre_deploy_hooks is not None else []
         )
+        self.event_hooks: list[EventHook] = []
         self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
         self.lost: dict[uuid.UUID, str] = {}  # stopped because the store went away: why
 
@@ -270,7 +276,17 @@ class Engine:
             dep = await session.get(Deployment, deployment_id, with_for_update=True)
             assert dep is not None
             await deployments.transition(session, dep, to, actor=ENGINE, reason=reason, **outcome)
-            return dep
+        rolled_back = to == "success" and dep.event_type == "rollback"
+        self._emit(dep.id, "rolled_back" if rolled_back else NOTIFIED.get(to))
+        return dep
+
+    def _emit(self, deployment_id: uuid.UUID, event: str | None) -> None:
+        """Tell the event hooks (notifications) after a committed transition; never fails."""
+        for hook in self.event_hooks if event else []:
+            try:
+                hook(deployment_id, str(event))
+            except Exception as exc:
+                log.warning("deployment event hook failed", reason=type(exc).__name__)
 
     async def _service_status(self, service_id: uuid.UUID, to: str, reason: str) -> None:
         async with self.db.session() as session:
@@ -519,7 +535,8 @@ class Engine:
         async with self.db.session() as session:
             current = await session.get(Deployment, dep.id, with_for_update=True)
             assert current is not None
-            if current.status in ACTIVE_STATUSES:
+            failing = current.status in ACTIVE_STATUSES
+            if failing:
                 await deployments.transition(
                     session,
                     current,
@@ -541,6 +558,7 @@ class Engine:
             )
             if rollback is not None:
                 rollback_id, previous_version = rollback.id, rollback.version
+        self._emit(dep.id, "failed" if failing else None)
         live = await self._current_replicas(svc.id)
         if live:
             await self._service_status(svc.id, "running", reason)
