@@ -22,7 +22,7 @@ from tests.engine_support import CHILD_PYTHON, SHA, Client, alive
 #: second on while a file named after the replica's log (its replica id) exists in SICK_DIR, so a
 #: restarted replica (same log) passes its readiness gate, then turns sick again, and the other
 #: replicas stay well; HOG_MB megabytes are allocated and touched at start.
-APP = r'''
+APP = r"""
 import os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 started = time.monotonic()
@@ -38,7 +38,7 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever(poll_interval=0.1)
-'''
+"""
 
 
 def _app() -> tuple[str, Path]:
@@ -175,7 +175,8 @@ def test_a_replica_failing_its_health_checks_is_restarted_then_given_up(
         assert still["restart_count"] == 0
         assert client.ok("GET", "/services/web")["status"] == "running"
         alert = _until(
-            "the alert", lambda: [b for b in receiver.bodies if b.get("event") == "service_degraded"]
+            "the alert",
+            lambda: [b for b in receiver.bodies if b.get("event") == "service_degraded"],
         )[0]
         assert alert["status"] == "degraded" and alert["replica"] == victim["id"]
         assert "1 replica(s) still running" in alert["text"]

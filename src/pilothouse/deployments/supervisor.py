@@ -64,6 +64,10 @@ STATS_EVERY = 5.0
 STOPPING_ABANDONED = 30.0
 DELETED_GRACE = 10.0
 ABANDONED_GRACE = 5.0
+#: Health checks in the first seconds after a (re)start do not count toward liveness: the health
+#: monitor rereads its targets every 5 s (healthchecks/monitor.py), so until then it may still
+#: probe the port of the replica's previous process. It is also the start-up grace of liveness.
+LIVENESS_SETTLE = 5.0
 
 
 def backoff(restart_count: int) -> float:
@@ -517,14 +521,15 @@ async def _restarts_within(session: AsyncSession, replica_id: uuid.UUID, window:
 async def _recent_checks(
     session: AsyncSession, rows: list[Any], limit: int
 ) -> dict[uuid.UUID, list[lifecycle.CheckResult]]:
-    """Each replica's newest `limit` health checks since it last started, newest first."""
+    """Each replica's newest `limit` health checks since it last started (and settled),
+    newest first."""
     out: dict[uuid.UUID, list[lifecycle.CheckResult]] = {}
     for replica, _service, _env in rows:
         found = await session.execute(
             sa.select(HealthCheck.ok, HealthCheck.http_status, HealthCheck.detail)
             .where(
                 HealthCheck.target == f"replica:{replica.id}",
-                HealthCheck.timestamp >= replica.started_at,
+                HealthCheck.timestamp >= replica.started_at + timedelta(seconds=LIVENESS_SETTLE),
             )
             .order_by(HealthCheck.timestamp.desc())
             .limit(limit)

@@ -303,14 +303,15 @@ class ProcessDriver:
 
     def exit_reason(self, replica: ReplicaInfo) -> str | None:
         """`memory: OOM-killed ...` when the kernel killed the replica at its cgroup limit."""
-        groups = self._cgroups
+        groups = self.cgroups()
         if groups is None or groups.oom_killed(replica.id) == 0:
             return None
         return "memory: OOM-killed by the kernel at its memory_mb limit (cgroup)"
 
     def _release(self, replica: ReplicaInfo) -> None:
-        if self._cgroups is not None:
-            self._cgroups.release(replica.id)
+        groups = self.cgroups()
+        if groups is not None:
+            groups.release(replica.id)
 
     def _log_path(self, spec: ServiceSpec, replica_id: uuid.UUID) -> Path:
         return self.data_dir / "replicas" / spec.service_name / f"{replica_id}.log"
