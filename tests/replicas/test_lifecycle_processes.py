@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -197,8 +200,27 @@ def test_a_replica_failing_its_health_checks_is_restarted_then_given_up(
         receiver.close()
 
 
+def _cli(stack: dict[str, Any], tmp_path: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "PILOTHOUSE_URL": stack["server"].url,
+        "PILOTHOUSE_TOKEN": stack["token"],
+        "PILOTHOUSE_CLI_CONFIG": str(tmp_path / "none.json"),
+        "COLUMNS": "250",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pilothouse", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
 def test_a_replica_over_its_memory_limit_is_restarted_with_the_reason(
-    stack: dict[str, Any],
+    stack: dict[str, Any], tmp_path: Path
 ) -> None:
     client: Client = stack["client"]
     command, _ = _app()
@@ -226,3 +248,5 @@ def test_a_replica_over_its_memory_limit_is_restarted_with_the_reason(
     assert row["restart_count"] == 1 and row["status"] == "failed"
     _until("its process is stopped", lambda: not alive(row["pid"]), 30)
     assert client.ok("GET", "/services/web")["status"] == "failed"
+    table = _cli(stack, tmp_path, "replicas", "web", "--env", "dev")
+    assert "limits" in table and expected in table and "gave up after 1 restarts" in table

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +48,7 @@ from pilothouse.drivers.base import (
 )
 from pilothouse.environments.models import Environment
 from pilothouse.healthchecks.models import HealthCheck
+from pilothouse.healthchecks.spec import parse as parse_health
 from pilothouse.history.models import StatusHistory
 from pilothouse.replicas import lifecycle
 from pilothouse.replicas import service as replicas
@@ -411,7 +412,7 @@ class Supervisor:
             wanted = {rid: n for rid, n in wanted.items() if n > 0}
             if not wanted:
                 return
-            checks = await _recent_checks(session, rows, max(wanted.values()))
+            checks = await _recent_checks(session, rows, wanted)
         for replica, service, environment in rows:
             n = wanted.get(replica.id, 0)
             reason = lifecycle.liveness_failure(checks.get(replica.id, []), n) if n else None
@@ -519,20 +520,50 @@ async def _restarts_within(session: AsyncSession, replica_id: uuid.UUID, window:
 
 
 async def _recent_checks(
-    session: AsyncSession, rows: list[Any], limit: int
+    session: AsyncSession, rows: list[Any], wanted: dict[uuid.UUID, int]
 ) -> dict[uuid.UUID, list[lifecycle.CheckResult]]:
-    """Each replica's newest `limit` health checks since it last started (and settled),
-    newest first."""
-    out: dict[uuid.UUID, list[lifecycle.CheckResult]] = {}
-    for replica, _service, _env in rows:
-        found = await session.execute(
-            sa.select(HealthCheck.ok, HealthCheck.http_status, HealthCheck.detail)
-            .where(
-                HealthCheck.target == f"replica:{replica.id}",
-                HealthCheck.timestamp >= replica.started_at + timedelta(seconds=LIVENESS_SETTLE),
-            )
-            .order_by(HealthCheck.timestamp.desc())
-            .limit(limit)
+    """Each replica's newest `wanted[id]` health checks since it last started (and settled),
+    newest first, in one query over a bounded stretch of recent checks."""
+    now = utcnow()
+    since: dict[str, datetime] = {}
+    for replica, service, _env in rows:
+        n = wanted.get(replica.id, 0)
+        if n <= 0:
+            continue
+        # Checks older than twice the time n probes take (plus slack) are never the newest n.
+        interval = parse_health(service.health_check).replica_interval
+        lookback = now - timedelta(seconds=2 * (n + 1) * interval + 10)
+        settled = replica.started_at + timedelta(seconds=LIVENESS_SETTLE)
+        since[f"replica:{replica.id}"] = max(settled, lookback)
+    if not since:
+        return {}
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=HealthCheck.target, order_by=HealthCheck.timestamp.desc())
+        .label("rank")
+    )
+    ranked = (
+        sa.select(
+            HealthCheck.target,
+            HealthCheck.ok,
+            HealthCheck.http_status,
+            HealthCheck.detail,
+            HealthCheck.timestamp,
+            rank,
         )
-        out[replica.id] = [lifecycle.CheckResult(ok, code, detail) for ok, code, detail in found]
+        .where(HealthCheck.target.in_(list(since)), HealthCheck.timestamp >= min(since.values()))
+        .subquery()
+    )
+    found = await session.execute(
+        sa.select(
+            ranked.c.target, ranked.c.ok, ranked.c.http_status, ranked.c.detail, ranked.c.timestamp
+        )
+        .where(ranked.c.rank <= max(wanted.values()))
+        .order_by(ranked.c.target, ranked.c.timestamp.desc())
+    )
+    out: dict[uuid.UUID, list[lifecycle.CheckResult]] = {}
+    for target, ok, code, detail, at in found:
+        if at >= since[target]:
+            replica_id = uuid.UUID(target.split(":", 1)[1])
+            out.setdefault(replica_id, []).append(lifecycle.CheckResult(ok, code, detail))
     return out
