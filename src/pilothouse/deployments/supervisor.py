@@ -387,7 +387,8 @@ class Supervisor:
         self.adopted.discard(replica.id)
         await self._route(service, driver)
         grace = float((service.driver_config or {}).get("grace_seconds", 10.0))
-        self.tasks.spawn(("stop", replica.id), driver.terminate(replica_info(replica), grace))
+        stop = driver.terminate(replica_info(replica), grace)
+        self.tasks.spawn(("stop", replica.id, replica.pid), stop)  # one per process
         if gave_up:
             await self._gave_up(replica.id, service, gave_up)
 
