@@ -209,6 +209,8 @@ def service_spec(
         secrets=list(secrets),
         event=event,
         run_as=run_as_of(environment),
+        memory_mb=service.memory_mb,
+        cpu_cores=service.cpu_cores,
     )
 
 

@@ -9,7 +9,12 @@ For every replica of a driver that supervises its replicas (`Driver.supervised`)
 - replicas of stopped services (`service stop`) are neither restarted nor sampled;
 - replicas of deleted services are stopped, and so are those a stop left running (its worker
   died, or a restart raced it); stops abandoned by a dead worker are finished, and
-  every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`).
+  every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`);
+- replica lifecycle (replicas/lifecycle.py decides, the service's driver_config configures):
+  a live replica whose last `liveness_failures` health checks failed, or (sampling enforcement)
+  that stays over its `memory_mb` longer than `memory_grace_seconds`, is stopped and restarted
+  like a crashed one; a replica restarted `max_restarts` times within `restart_window` is left
+  `failed`, its service is then degraded or failed, and an alert goes to the channels.
 The database decides who does what (a restart is claimed by a conditional UPDATE).
 """
 
@@ -17,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from pilothouse.alerts.service import notify
 from pilothouse.core.clock import utcnow
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Tasks
@@ -34,10 +42,22 @@ from pilothouse.deployments.engine import (
 )
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers import registry
-from pilothouse.drivers.base import Driver, ReplicaInfo, RolloutFailed, ServiceSpec
+from pilothouse.drivers.base import (
+    Driver,
+    LimitEnforcing,
+    ReplicaInfo,
+    RolloutFailed,
+    ServiceSpec,
+    SupervisedConfig,
+)
 from pilothouse.environments.models import Environment
+from pilothouse.healthchecks.models import HealthCheck
+from pilothouse.healthchecks.spec import parse as parse_health
+from pilothouse.history.models import StatusHistory
+from pilothouse.replicas import lifecycle
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
+from pilothouse.services import service as services
 from pilothouse.services.models import Service
 from pilothouse.variables import service as variables
 
@@ -49,6 +69,10 @@ STATS_EVERY = 5.0
 STOPPING_ABANDONED = 30.0
 DELETED_GRACE = 10.0
 ABANDONED_GRACE = 5.0
+#: Health checks in the first seconds after a (re)start do not count toward liveness: the health
+#: monitor rereads its targets every 5 s (healthchecks/monitor.py), so until then it may still
+#: probe the port of the replica's previous process. It is also the start-up grace of liveness.
+LIVENESS_SETTLE = 5.0
 
 
 def backoff(restart_count: int) -> float:
@@ -152,6 +176,7 @@ class Supervisor:
                     log.info("replica adopted", replica=str(replica.id), pid=replica.pid)
                 continue
             await self._mark_crashed(replica, service, driver)
+        await self._check_liveness()
         for replica, service, driver in await self._replicas(("failed",)):
             due = replica.next_restart_at is None or replica.next_restart_at <= now
             if due:
@@ -166,14 +191,21 @@ class Supervisor:
             await self._sample()
 
     async def _mark_crashed(self, replica: Replica, service: Service, driver: Driver) -> None:
+        known = (
+            driver.exit_reason(replica_info(replica))
+            if isinstance(driver, LimitEnforcing)
+            else None
+        )
+        reason = known or "process exited"
         async with self.db.session() as session:
             row = await session.get(Replica, replica.id, with_for_update=True)
             if row is None or row.status != "running":
                 return
-            row.next_restart_at = utcnow() + timedelta(seconds=backoff(row.restart_count))
-            await replicas.transition(session, row, "failed", actor=ENGINE, reason="process exited")
-        log.warning("replica crashed", replica=str(replica.id), service=service.name)
+            gave_up = await self._fail(session, row, service, reason)
+        log.warning("replica crashed", replica=str(replica.id), service=service.name, reason=reason)
         await self._route(service, driver)
+        if gave_up:
+            await self._gave_up(replica.id, service, gave_up)
 
     async def _claim_restart(self, replica_id: uuid.UUID) -> Replica | None:
         """Take a due restart for this worker (pushes next_restart_at an hour ahead)."""
@@ -228,13 +260,9 @@ class Supervisor:
             async with self.db.session() as session:
                 current = await session.get(Replica, replica_id, with_for_update=True)
                 assert current is not None
-                current.next_restart_at = utcnow() + timedelta(
-                    seconds=backoff(current.restart_count)
-                )
-                if current.status not in ("failed", "stopped"):
-                    await replicas.transition(
-                        session, current, "failed", actor=ENGINE, reason=exc.reason
-                    )
+                gave_up = await self._fail(session, current, service, exc.reason)
+            if gave_up:
+                await self._gave_up(replica_id, service, gave_up)
             return
         if await self._stopped_meanwhile(replica_id, restarted, driver):
             return
@@ -243,7 +271,9 @@ class Supervisor:
             assert current is not None
             current.next_restart_at = None
             current.health = "healthy"
-            await replicas.transition(session, current, "running", actor=ENGINE, reason="restarted")
+            await replicas.transition(
+                session, current, "running", actor=ENGINE, reason=_restarted(current)
+            )
             count = current.restart_count
         log.info("replica restarted", replica=str(replica_id), restarts=count)
         await self._route(service, driver)
@@ -346,7 +376,7 @@ class Supervisor:
                     )
 
     async def _sample(self) -> None:
-        for replica, _service, driver in await self._replicas(("running",)):
+        for replica, service, driver in await self._replicas(("running",)):
             figures = driver.sample(replica_info(replica))
             if figures is None:
                 continue
@@ -357,3 +387,232 @@ class Supervisor:
                     .values(cpu_percent=figures.cpu_percent, memory_mb=figures.memory_mb)
                     .execution_options(synchronize_session=False)
                 )
+            if replica.enforcement != "cgroup":
+                await self._check_memory(replica, service, driver, figures.memory_mb)
+
+    # -- replica lifecycle: liveness, memory limit, giving up (replicas/lifecycle.py) ------
+
+    async def _fail(
+        self, session: AsyncSession, row: Replica, service: Service, reason: str
+    ) -> str | None:
+        """Mark the replica failed for `reason`: due for a restart after its backoff, or, after
+        max_restarts within the window, given up (it stays failed). Returns the give-up reason."""
+        rules = policy(service)
+        recent = await _restarts_within(session, row.id, rules.restart_window)
+        row.restart_reason = reason[:500]
+        row.memory_over_since = None
+        gave_up = None
+        if lifecycle.give_up(recent, rules.max_restarts):
+            gave_up = lifecycle.given_up_reason(recent, rules.restart_window, reason)
+            row.keep_running = False
+            row.next_restart_at = None
+            row.restart_reason = gave_up
+        else:
+            row.next_restart_at = utcnow() + timedelta(seconds=backoff(row.restart_count))
+        if row.status not in ("failed", "stopped"):
+            await replicas.transition(
+                session, row, "failed", actor=ENGINE, reason=gave_up or reason
+            )
+        return gave_up
+
+    async def _stop_and_fail(
+        self, replica: Replica, service: Service, driver: Driver, reason: str
+    ) -> None:
+        """A live replica that must go (liveness, memory): out of the router, failed with the
+        reason, its process stopped; the crash path restarts it after its backoff."""
+        async with self.db.session() as session:
+            row = await session.get(Replica, replica.id, with_for_update=True)
+            if row is None or row.status != "running" or row.pid != replica.pid:
+                return  # someone else got there first (another worker, a rollout)
+            row.health = "unhealthy"
+            gave_up = await self._fail(session, row, service, reason)
+        log.warning(
+            "replica restarted by the supervisor",
+            replica=str(replica.id),
+            service=service.name,
+            reason=reason,
+        )
+        self.adopted.discard(replica.id)
+        await self._route(service, driver)
+        grace = float((service.driver_config or {}).get("grace_seconds", 10.0))
+        stop = driver.terminate(replica_info(replica), grace)
+        self.tasks.spawn(("stop", replica.id, replica.pid), stop)  # one per process
+        if gave_up:
+            await self._gave_up(replica.id, service, gave_up)
+
+    async def _check_liveness(self) -> None:
+        """Restart live replicas whose last `liveness_failures` health checks all failed."""
+        async with self.db.session(write=False) as session:
+            rows = list(
+                await session.execute(
+                    sa.select(Replica, Service, Environment)
+                    .join(Service, Service.id == Replica.service_id)
+                    .join(Environment, Environment.id == Service.environment_id)
+                    .where(
+                        Replica.status == "running",
+                        Replica.keep_running.is_(True),
+                        Replica.started_at.is_not(None),
+                        Service.deleted_at.is_(None),
+                        Environment.driver.in_(registry.supervised()),
+                    )
+                )
+            )
+            wanted = {r.id: policy(s).liveness_failures for r, s, _ in rows}
+            wanted = {rid: n for rid, n in wanted.items() if n > 0}
+            if not wanted:
+                return
+            checks = await _recent_checks(session, rows, wanted)
+        for replica, service, environment in rows:
+            n = wanted.get(replica.id, 0)
+            reason = lifecycle.liveness_failure(checks.get(replica.id, []), n) if n else None
+            driver = self._driver(environment)
+            if reason is not None and driver is not None:
+                await self._stop_and_fail(replica, service, driver, reason)
+
+    async def _check_memory(
+        self, replica: Replica, service: Service, driver: Driver, memory_mb: float
+    ) -> None:
+        """Sampling enforcement: start, keep or clear the over-limit clock; restart a replica
+        over its memory_mb for longer than the grace period."""
+        rules = policy(service)
+        verdict = lifecycle.memory_verdict(
+            memory_mb,
+            service.memory_mb,
+            replica.memory_over_since,
+            utcnow(),
+            rules.memory_grace_seconds,
+        )
+        if verdict.reason is not None:
+            await self._stop_and_fail(replica, service, driver, verdict.reason)
+            return
+        if verdict.over_since != replica.memory_over_since:
+            async with self.db.session() as session:
+                await session.execute(
+                    sa.update(Replica)
+                    .where(Replica.id == replica.id, Replica.status == "running")
+                    .values(memory_over_since=verdict.over_since)
+                    .execution_options(synchronize_session=False)
+                )
+
+    async def _gave_up(self, replica_id: uuid.UUID, service: Service, reason: str) -> None:
+        """A replica was given up: the service is degraded (others live) or failed (none);
+        the alert goes to every active channel."""
+        async with self.db.session() as session:
+            live = await session.scalar(
+                sa.select(sa.func.count())
+                .select_from(Replica)
+                .where(
+                    Replica.service_id == service.id,
+                    Replica.keep_running.is_(True),
+                    Replica.status.in_(("starting", "running", "failed")),
+                )
+            )
+            outcome = lifecycle.service_outcome(int(live or 0))
+            svc = await session.get(Service, service.id, with_for_update=True)
+            if outcome == "failed" and svc is not None and svc.status == "running":
+                await services.transition(
+                    session,
+                    svc,
+                    "failed",
+                    actor=ENGINE,
+                    reason=f"no replica left running: replica {str(replica_id)[:8]} {reason}"[:500],
+                )
+        still = int(live or 0)
+        text = f"{service.name} is {outcome}: replica {str(replica_id)[:8]} {reason}; " + (
+            f"{still} replica(s) still running" if still else "no replica left running"
+        )
+        log.error("replica given up", service=service.name, replica=str(replica_id), text=text)
+        message = {
+            "event": f"service_{outcome}",
+            "service": service.name,
+            "status": outcome,
+            "replica": str(replica_id),
+            "reason": reason,
+            "text": text,
+        }
+        try:
+            await notify(self.db, message)
+        except Exception as exc:  # an alert that cannot go out must not stop supervision
+            log.error("lifecycle alert failed", service=service.name, exc_info=exc)
+
+
+def policy(service: Service) -> SupervisedConfig:
+    """The service's lifecycle settings (its driver_config; defaults where unset or invalid)."""
+    try:
+        return SupervisedConfig.model_validate(service.driver_config or {})
+    except ValidationError:
+        return SupervisedConfig()
+
+
+def _restarted(replica: Replica) -> str:
+    """The reason of a replica's failed -> running after a restart."""
+    if replica.restart_reason:
+        return f"restarted after {replica.restart_reason}"[:500]
+    return "restarted"
+
+
+async def _restarts_within(session: AsyncSession, replica_id: uuid.UUID, window: float) -> int:
+    """How many times the replica was started again (failed -> starting) within the window."""
+    since = utcnow() - timedelta(seconds=window)
+    count = await session.scalar(
+        sa.select(sa.func.count())
+        .select_from(StatusHistory)
+        .where(
+            StatusHistory.entity_type == "replica",
+            StatusHistory.entity_id == replica_id,
+            StatusHistory.from_status == "failed",
+            StatusHistory.to_status == "starting",
+            StatusHistory.changed_at >= since,
+        )
+    )
+    return int(count or 0)
+
+
+async def _recent_checks(
+    session: AsyncSession, rows: list[Any], wanted: dict[uuid.UUID, int]
+) -> dict[uuid.UUID, list[lifecycle.CheckResult]]:
+    """Each replica's newest `wanted[id]` health checks since it last started (and settled),
+    newest first, in one query over a bounded stretch of recent checks."""
+    now = utcnow()
+    since: dict[str, datetime] = {}
+    for replica, service, _env in rows:
+        n = wanted.get(replica.id, 0)
+        if n <= 0:
+            continue
+        # Checks older than twice the time n probes take (plus slack) are never the newest n.
+        interval = parse_health(service.health_check).replica_interval
+        lookback = now - timedelta(seconds=2 * (n + 1) * interval + 10)
+        settled = replica.started_at + timedelta(seconds=LIVENESS_SETTLE)
+        since[f"replica:{replica.id}"] = max(settled, lookback)
+    if not since:
+        return {}
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=HealthCheck.target, order_by=HealthCheck.timestamp.desc())
+        .label("rank")
+    )
+    ranked = (
+        sa.select(
+            HealthCheck.target,
+            HealthCheck.ok,
+            HealthCheck.http_status,
+            HealthCheck.detail,
+            HealthCheck.timestamp,
+            rank,
+        )
+        .where(HealthCheck.target.in_(list(since)), HealthCheck.timestamp >= min(since.values()))
+        .subquery()
+    )
+    found = await session.execute(
+        sa.select(
+            ranked.c.target, ranked.c.ok, ranked.c.http_status, ranked.c.detail, ranked.c.timestamp
+        )
+        .where(ranked.c.rank <= max(wanted.values()))
+        .order_by(ranked.c.target, ranked.c.timestamp.desc())
+    )
+    out: dict[uuid.UUID, list[lifecycle.CheckResult]] = {}
+    for target, ok, code, detail, at in found:
+        if at >= since[target]:
+            replica_id = uuid.UUID(target.split(":", 1)[1])
+            out.setdefault(replica_id, []).append(lifecycle.CheckResult(ok, code, detail))
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,37 @@ class HookConfig(BaseModel):
     )
     migration_timeout: float = Field(default=600, gt=0, le=86400, description="Seconds.")
     cwd: str | None = Field(default=None, description="Working directory of commands/replicas.")
+
+
+class SupervisedConfig(HookConfig):
+    """The lifecycle part of `driver_config` of drivers whose replicas pilothouse supervises
+    (replicas/lifecycle.py decides with these; docs/releases.md "Replica lifecycle")."""
+
+    liveness_failures: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Failed health checks in a row that restart a live replica (0: off).",
+    )
+    max_restarts: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="Restarts within restart_window after which a replica stays failed (0: never).",
+    )
+    restart_window: float = Field(
+        default=600.0, gt=0, le=86400, description="Seconds over which restarts are counted."
+    )
+    memory_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Seconds a replica may stay over memory_mb before it is restarted.",
+    )
+    limits: Literal["auto", "sampling"] = Field(
+        default="auto",
+        description="auto: cgroups v2 where the host allows it, else sampling; sampling: always.",
+    )
 
 
 class RolloutFailed(Exception):
@@ -72,6 +103,8 @@ class ServiceSpec:
     secrets: list[str] = field(default_factory=list)  # values to scrub from any output
     event: Event = "deploy"
     run_as: str | None = None  # the environment's config.run_as (drivers/sandbox.py)
+    memory_mb: float | None = None  # the service's memory limit (enforced: drivers/cgroups.py)
+    cpu_cores: float | None = None  # the service's CPU limit (cgroups only)
 
 
 @dataclass(frozen=True)
@@ -155,4 +188,14 @@ class Driver(Protocol):
 
     async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:
         """Remove the service's router entry (the service was deleted)."""
+        ...
+
+
+@runtime_checkable
+class LimitEnforcing(Protocol):
+    """A supervised driver that enforces a replica's resource limits itself (cgroups) and can
+    tell when the kernel killed one at its limit."""
+
+    def exit_reason(self, replica: ReplicaInfo) -> str | None:
+        """Why a replica that is gone died, when the driver knows (an OOM kill), else None."""
         ...

@@ -36,7 +36,9 @@ from pilothouse.drivers.base import (
     RolloutPlan,
     Sample,
     ServiceSpec,
+    SupervisedConfig,
 )
+from pilothouse.drivers.cgroups import CgroupV2, Enforcement, detect
 from pilothouse.drivers.command import MAX_LINE
 from pilothouse.drivers.readiness import ReadinessSpec, ReadyResult, check_once, wait_ready
 from pilothouse.drivers.rolling import plan_rolling_update
@@ -52,7 +54,7 @@ class VerifySpec(BaseModel):
     window: float = Field(default=5.0, ge=0, le=600, description="Seconds to spread them over.")
 
 
-class ProcessConfig(HookConfig):
+class ProcessConfig(SupervisedConfig):
     """`driver_config` of a service run by the process driver (unknown keys are kept)."""
 
     max_surge: int = Field(default=1, ge=0, le=100, description="Extra replicas during rollout.")
@@ -271,9 +273,45 @@ class ProcessDriver:
     config_model: ClassVar[type[HookConfig]] = ProcessConfig
     supervised: ClassVar[bool] = True
 
-    def __init__(self, data_dir: Path, router: Router | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, router: Router | None = None, *, cgroups: bool = True
+    ) -> None:
         self.data_dir = data_dir
         self.router = router
+        self._cgroups_wanted = cgroups
+        self._cgroups: CgroupV2 | None = None
+        self._detected = False
+
+    def cgroups(self) -> CgroupV2 | None:
+        """The cgroup v2 hierarchy replicas go in (looked for once), None: sampling."""
+        if not self._detected:
+            self._detected = True
+            if self._cgroups_wanted:
+                found = detect()
+                self._cgroups = CgroupV2(found.root) if found.root is not None else None
+        return self._cgroups
+
+    def _limit(
+        self, spec: ServiceSpec, cfg: ProcessConfig, replica_id: uuid.UUID, pid: int
+    ) -> Enforcement:
+        """Put a new replica under its CPU and memory limits: in a cgroup when the host allows
+        it (and the service does not ask for sampling), else the supervisor samples it."""
+        groups = self.cgroups() if cfg.limits == "auto" else None
+        if groups is not None and groups.place(replica_id, pid, spec.memory_mb, spec.cpu_cores):
+            return "cgroup"
+        return "sampling"
+
+    def exit_reason(self, replica: ReplicaInfo) -> str | None:
+        """`memory: OOM-killed ...` when the kernel killed the replica at its cgroup limit."""
+        groups = self.cgroups()
+        if groups is None or groups.oom_killed(replica.id) == 0:
+            return None
+        return "memory: OOM-killed by the kernel at its memory_mb limit (cgroup)"
+
+    def _release(self, replica: ReplicaInfo) -> None:
+        groups = self.cgroups()
+        if groups is not None:
+            groups.release(replica.id)
 
     def _log_path(self, spec: ServiceSpec, replica_id: uuid.UUID) -> Path:
         return self.data_dir / "replicas" / spec.service_name / f"{replica_id}.log"
@@ -309,6 +347,7 @@ class ProcessDriver:
             run_as=spec.run_as,
         )
         register_child(spawned)
+        enforcement = self._limit(spec, cfg, replica_id, spawned.pid)
         await events.replica_changed(
             replica_id,
             "starting",
@@ -317,6 +356,8 @@ class ProcessDriver:
             process_started_at=spawned.started_at,
             ports={"http": port},
             log_path=str(log_path),
+            enforcement=enforcement,
+            memory_over_since=None,
         )
         stop_tail = asyncio.Event()
         label = f"replica:{str(replica_id)[:8]}"
@@ -370,6 +411,7 @@ class ProcessDriver:
         if cfg.drain_seconds:
             await asyncio.sleep(cfg.drain_seconds)
         code = await terminate(replica.pid, replica.process_started_at, cfg.grace_seconds)
+        self._release(replica)
         await events.replica_changed(replica.id, "stopped", exit_code=code)
 
     async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
@@ -570,7 +612,9 @@ class ProcessDriver:
         return Sample(figures["cpu_percent"], figures["memory_mb"]) if figures else None
 
     async def terminate(self, replica: ReplicaInfo, grace: float) -> int | None:
-        return await terminate(replica.pid, replica.process_started_at, grace)
+        code = await terminate(replica.pid, replica.process_started_at, grace)
+        self._release(replica)
+        return code
 
     async def route(self, service_id: uuid.UUID, config: dict[str, Any], ports: list[int]) -> None:
         cfg = ProcessConfig(**config)

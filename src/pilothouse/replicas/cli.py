@@ -9,7 +9,19 @@ import typer
 from pilothouse.cli_support import EnvOption, JsonFlag, api
 from pilothouse.console import print_json, print_table
 
-COLUMNS = ["id", "version", "status", "health", "pid", "port", "restarts", "cpu %", "memory MB"]
+COLUMNS = [
+    "id",
+    "version",
+    "status",
+    "health",
+    "pid",
+    "port",
+    "restarts",
+    "cpu %",
+    "memory MB",
+    "limits",
+    "last restart reason",
+]
 
 
 def replicas(
@@ -18,7 +30,8 @@ def replicas(
     env: EnvOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List a service's replicas: status, pid, port, restarts, CPU, memory."""
+    """List a service's replicas: status, pid, port, restarts, CPU, memory, how limits are
+    enforced (cgroup or sampling) and why each last failed or was restarted."""
     rows = api(ctx).request("GET", f"/services/{service}/replicas", params={"environment": env})
     if as_json:
         print_json(rows)
@@ -35,6 +48,8 @@ def replicas(
             "restarts": r["restart_count"],
             "cpu %": None if r["cpu_percent"] is None else f"{r['cpu_percent']:.1f}",
             "memory MB": None if r["memory_mb"] is None else f"{r['memory_mb']:.1f}",
+            "limits": r.get("enforcement"),
+            "last restart reason": r.get("restart_reason"),
         }
         for r in live
     ]

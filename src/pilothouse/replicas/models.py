@@ -66,3 +66,8 @@ class Replica(UUIDPk, Timestamps, Base):
     # True while the replica belongs to the live set: the supervisor restarts it if it dies.
     keep_running: Mapped[bool] = mapped_column(default=False)
     next_restart_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Replica lifecycle (replicas/lifecycle.py): why it last failed or was restarted, how its
+    # limits are enforced ("cgroup" or "sampling"), since when it is over its memory limit.
+    restart_reason: Mapped[str | None] = mapped_column(sa.String(500), default=None)
+    enforcement: Mapped[str | None] = mapped_column(sa.String(16), default=None)
+    memory_over_since: Mapped[datetime | None] = mapped_column(default=None)

@@ -30,3 +30,11 @@ class ReplicaRead(BaseModel):
     stopped_at: datetime | None = Field(description="Last time it stopped or failed.")
     cpu_percent: float | None = Field(description="CPU use, percent.")
     memory_mb: float | None = Field(description="Memory use, MB.")
+    restart_reason: str | None = Field(
+        description="Why it last failed or was restarted, e.g. 'liveness: 3 failed checks: "
+        "HTTP 503' or 'memory: 734 MB over the 512 MB limit for 10 s'."
+    )
+    enforcement: Literal["cgroup", "sampling"] | None = Field(
+        description="How its CPU and memory limits are enforced: cgroup (cgroups v2) or "
+        "sampling (the supervisor reads its memory and restarts it when over the limit)."
+    )
