@@ -32,6 +32,7 @@ from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import unreachable
 from pilothouse.deployments import service as deployments
+from pilothouse.deployments import withdata
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers import registry
 from pilothouse.drivers.base import (
@@ -103,7 +104,14 @@ class DbEvents:
         """Scrubbed first, then cut: a secret across the cut never leaves its prefix behind."""
         return redact.scrub(message, self.secrets)[:MAX_STORED_LINE]
 
-    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+    async def log(
+        self,
+        message: str,
+        *,
+        level: str = "info",
+        source: str = "deploy",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         async with self.db.session() as session:
             await deployments.write_logs(
                 session,
@@ -113,6 +121,7 @@ class DbEvents:
                         "message": self.clean(message),
                         "level": level,
                         "source": source,
+                        "metadata": metadata,
                     }
                 ],
             )
@@ -218,6 +227,7 @@ class Engine:
         lease_seconds: float = 15.0,
         master_key: str | None = None,
         pre_deploy_hooks: list[PreDeployHook] | None = None,
+        data_restore_hooks: list[withdata.DataRestoreHook] | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -232,6 +242,8 @@ class Engine:
         self.pre_deploy_hooks: list[PreDeployHook] = (
             pre_deploy_hooks if pre_deploy_hooks is not None else []
         )
+        # rollback --with-data (deployments/withdata.py); the backups capability registers one
+        self.data_restore_hooks = data_restore_hooks if data_restore_hooks is not None else []
         self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
         self.lost: dict[uuid.UUID, str] = {}  # stopped because the store went away: why
 
@@ -376,6 +388,10 @@ class Engine:
                         assert row is not None
                         row.backup_created, row.backup_id = True, backup_id
                     await events.log(f"pre-deployment backup {backup_id}")
+            if dep.restore_backup_ids:  # a rollback with data: the data goes back first
+                await withdata.restore_before_rollout(
+                    self.db, dep, self.data_restore_hooks, events.log, actor=ENGINE
+                )
             if forward and config.migration_command:
                 result = await self._command(
                     events, config.migration_command, "migration", config.migration_timeout, loaded

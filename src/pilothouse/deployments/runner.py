@@ -69,6 +69,7 @@ def loops(rt: Runtime) -> list[Loop]:
         lease_seconds=rt.leases.seconds,
         master_key=settings.master_key,
         pre_deploy_hooks=rt.hooks("pre_deploy"),
+        data_restore_hooks=rt.hooks("data_restore"),
     )
     runner = Runner(engine, rt.tasks)
     supervisor = Supervisor(engine, rt.tasks)
