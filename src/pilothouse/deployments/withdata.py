@@ -87,10 +87,6 @@ class Offer:
     def ids(self) -> list[str]:
         return [str(b.id) for b in self.backups]
 
-    def describe(self) -> str:
-        """`backup_... (app-db)` for each backup, comma-separated."""
-        return ", ".join(f"{b.name} ({b.target})" for b in self.backups)
-
 
 def offer(
     live_version: str,
@@ -314,6 +310,8 @@ async def restore_before_rollout(
             raise RolloutFailed(f"data restore failed: {done}{exc}") from None
         finally:
             reporter.cancel()
+            # its end (or a progress line that failed) is collected, not raised
+            await asyncio.gather(reporter, return_exceptions=True)
         meter.done = total or meter.done
         await _progress_line(log, label, meter, total)
         await log(summary, source="restore")
