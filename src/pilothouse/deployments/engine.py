@@ -1,7 +1,8 @@
 """The release engine: carries out a claimed deployment through its driver.
 
 pending -> building (optional build command) -> deploying (optional migration command, the
-pre-deployment hook point, then the driver's rollout) -> success | failed. A failure with a
+pre-deployment hook point, a rollback with data's restore (deployments/withdata.py), then the
+driver's rollout) -> success | failed. A failure with a
 previous artifact leads to an automatic rollback deployment (event_type rollback, rollback_from
 set); when it succeeds the failed deployment becomes rolled_back. Every step is logged to
 deployment_logs and every status change goes through the entities' transition().
