@@ -1,7 +1,7 @@
 """rollback with data: the backups a rollback restores, and when it did
 
 Revision ID: 0016
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-01 18:40:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0016"
-down_revision: str | None = "0008"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
