@@ -665,3 +665,16 @@ def pre_deploy_hook(ctx: BackupContext) -> Callable[[Any, Any], Any]:
         return last
 
     return hook
+
+
+def data_restore_hook(ctx: BackupContext) -> Callable[..., Any]:
+    """The release engine's data-restore hook (`rollback --with-data`): restore a completed
+    backup into the database it was taken from, replacing what it holds, through
+    `restore_backup` (authenticated as it streams; PostgreSQL in one transaction)."""
+
+    async def hook(backup_id: uuid.UUID, actor: Principal, progress: Progress | None = None) -> str:
+        _, target = await _completed(ctx, backup_id)
+        dsn = service.target_dsn(target, ctx.keyring())
+        return await restore_backup(ctx, backup_id, dsn, actor=actor, clean=True, progress=progress)
+
+    return hook

@@ -1,7 +1,8 @@
 """The backup capability's background work (registered in worker.CAPABILITIES).
 
 - `backups.pre_deploy_hook` (once at start): registers the pre-deployment backup with the
-  release engine (the "pre_deploy" hook list);
+  release engine (the "pre_deploy" hook list), and the restore of such a backup for
+  `rollback --with-data` (the "data_restore" hook list);
 - `backups.tick` (every 10 s, every worker): reconciles interrupted backups (expired leases),
   creates scheduled ones when their cron slot comes (once per target and slot), retries failed
   ones when due, and runs waiting ones (each claimed by lease, at most
@@ -50,6 +51,7 @@ class BackupLoops:
 
     async def register_hook(self) -> None:
         self.rt.hooks("pre_deploy").append(jobs.pre_deploy_hook(self.ctx))
+        self.rt.hooks("data_restore").append(jobs.data_restore_hook(self.ctx))
 
     async def tick(self) -> None:
         """Reconcile, schedule, retry, then start what waits; drills and cleanup by slot."""

@@ -14,9 +14,10 @@ from fastapi.responses import StreamingResponse
 
 from pilothouse.core.inputs import IsoDateTime
 from pilothouse.core.store import unreachable
-from pilothouse.deployments import service
+from pilothouse.deployments import service, withdata
 from pilothouse.deployments.schemas import (
     Accepted,
+    DataRestoreRead,
     DeploymentCreate,
     DeploymentPage,
     DeploymentRead,
@@ -27,6 +28,8 @@ from pilothouse.deployments.schemas import (
     LogLine,
     LogPage,
     LogRead,
+    RollbackPreview,
+    RollbackRead,
     RollbackRequest,
     ScaleRequest,
     ScaleResult,
@@ -237,14 +240,43 @@ async def scale(ref: str, body: ScaleRequest, session: Session, caller: Caller) 
     return result
 
 
+@service_actions.get(
+    "/{ref}/rollback",
+    response_model=RollbackPreview,
+    summary="What a rollback would do: the release it returns to, and the data it can restore",
+    description="Records nothing. `data_restore` says whether `with_data` would restore the "
+    "pre-deployment backup of the release being left (and which), or why not.",
+)
+async def rollback_preview(
+    ref: str,
+    session: Session,
+    caller: Caller,
+    to: str | None = Query(default=None, description="Version to roll back to."),
+    environment: str | None = Query(
+        default=None, description="Environment name or id, when the name is ambiguous."
+    ),
+) -> RollbackPreview:
+    plan = await service.plan_rollback(session, caller, ref, environment=environment, to_version=to)
+    found = await withdata.data_restore(session, plan.service.id, plan.live, plan.target)
+    return RollbackPreview(
+        service=plan.service.name,
+        from_version=plan.live.version,
+        to_version=plan.target.version,
+        data_restore=DataRestoreRead.model_validate(found),
+    )
+
+
 @service_actions.post(
     "/{ref}/rollback",
-    response_model=DeploymentRead,
+    response_model=RollbackRead,
     status_code=201,
     summary="Roll back by hand (operator): to `to`, or the release live before the current one",
     description="The default target is the last release that went live (a deployment of it "
     "succeeded) before the live one and was not rolled back since; a release that never went "
-    "live is never a target. 409 when there is none, or when `to` never went live.",
+    "live is never a target. 409 when there is none, or when `to` never went live. "
+    "`with_data` also restores the pre-deployment backup the release being left took before "
+    "its migration (409 when there is none that fits); without it, `data_restore` says whether "
+    "one was available.",
 )
 async def rollback(
     ref: str,
@@ -254,8 +286,15 @@ async def rollback(
     environment: str | None = Query(
         default=None, description="Environment name or id, when the name is ambiguous."
     ),
-) -> DeploymentRead:
+) -> RollbackRead:
     deployment = await service.create_rollback(
-        session, caller, ref, environment=environment, to_version=body.to
+        session, caller, ref, environment=environment, to_version=body.to, with_data=body.with_data
     )
-    return DeploymentRead.model_validate(deployment)
+    found = await withdata.data_restore_of(session, deployment)
+    result = RollbackRead.model_validate(
+        {
+            **DeploymentRead.model_validate(deployment).model_dump(),
+            "data_restore": DataRestoreRead.model_validate(found),
+        }
+    )
+    return result

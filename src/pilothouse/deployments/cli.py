@@ -11,6 +11,7 @@ from pilothouse.cli_support import EnvOption, JsonFlag, api
 from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_record, print_table, printable
 from pilothouse.deployments.follow import Collapser, follow_to_outcome, outcome_line
+from pilothouse.deployments.restore_prompt import confirm_data_restore, data_restore_hint
 from pilothouse.deployments.transitions import TERMINAL
 
 app = typer.Typer(help="Deployments: history, details and logs.", no_args_is_help=True)
@@ -82,6 +83,15 @@ def rollback(
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Follow it to its outcome.")
     ] = True,
+    with_data: Annotated[
+        bool,
+        typer.Option(
+            "--with-data",
+            help="Also restore the pre-deployment backup the release being left took before its "
+            "migration (asks first).",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Restore without asking.")] = False,
 ) -> None:
     """Roll SERVICE back by hand (operator) to the release live before the current one.
 
@@ -91,13 +101,18 @@ def rollback(
 
     Rolling back again goes further back. --to VERSION must have gone live once; else deploy it.
 
+    --with-data restores the data as it was before the release being left migrated it (its
+    pre-deployment backup), before the rollout; without it, the output says when one is available.
+
     Exits 0 when the rollback succeeds or the version is already live."""
     client = api(ctx)
+    if with_data:
+        confirm_data_restore(client, service, to, env, yes=yes)
     try:
         deployment = client.request(
             "POST",
             f"/services/{service}/rollback",
-            json_body={"to": to},
+            json_body={"to": to, "with_data": with_data},
             params={"environment": env},
         )
     except CliError as exc:
@@ -106,6 +121,7 @@ def rollback(
             return
         raise
     out.print(f"rollback {deployment['id']} of {service} to {deployment['version']} recorded")
+    data_restore_hint(service, deployment)
     if wait:
         follow_to_outcome(client, deployment["id"])
 

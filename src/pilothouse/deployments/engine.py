@@ -1,7 +1,8 @@
 """The release engine: carries out a claimed deployment through its driver.
 
 pending -> building (optional build command) -> deploying (optional migration command, the
-pre-deployment hook point, then the driver's rollout) -> success | failed. A failure with a
+pre-deployment hook point, a rollback with data's restore (deployments/withdata.py), then the
+driver's rollout) -> success | failed. A failure with a
 previous artifact leads to an automatic rollback deployment (event_type rollback, rollback_from
 set); when it succeeds the failed deployment becomes rolled_back. Every step is logged to
 deployment_logs and every status change goes through the entities' transition().
@@ -32,7 +33,7 @@ from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import unreachable
 from pilothouse.deployments import service as deployments
-from pilothouse.deployments import stopping
+from pilothouse.deployments import stopping, withdata
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers import registry
 from pilothouse.drivers.base import (
@@ -109,7 +110,14 @@ class DbEvents:
         """Scrubbed first, then cut: a secret across the cut never leaves its prefix behind."""
         return redact.scrub(message, self.secrets)[:MAX_STORED_LINE]
 
-    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+    async def log(
+        self,
+        message: str,
+        *,
+        level: str = "info",
+        source: str = "deploy",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         async with self.db.session() as session:
             await deployments.write_logs(
                 session,
@@ -119,6 +127,7 @@ class DbEvents:
                         "message": self.clean(message),
                         "level": level,
                         "source": source,
+                        "metadata": metadata,
                     }
                 ],
             )
@@ -226,6 +235,7 @@ class Engine:
         lease_seconds: float = 15.0,
         master_key: str | None = None,
         pre_deploy_hooks: list[PreDeployHook] | None = None,
+        data_restore_hooks: list[withdata.DataRestoreHook] | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -241,6 +251,8 @@ class Engine:
             pre_deploy_hooks if pre_deploy_hooks is not None else []
         )
         self.event_hooks: list[EventHook] = []
+        # rollback --with-data (deployments/withdata.py); the backups capability registers one
+        self.data_restore_hooks = data_restore_hooks if data_restore_hooks is not None else []
         self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
         self.lost: dict[uuid.UUID, str] = {}  # stopped because the store went away: why
 
@@ -397,6 +409,10 @@ class Engine:
                         assert row is not None
                         row.backup_created, row.backup_id = True, backup_id
                     await events.log(f"pre-deployment backup {backup_id}")
+            if dep.restore_backup_ids:  # a rollback with data: the data goes back first
+                await withdata.restore_before_rollout(
+                    self.db, dep, self.data_restore_hooks, events.log, actor=ENGINE
+                )
             if forward and config.migration_command:
                 result = await self._command(
                     events, config.migration_command, "migration", config.migration_timeout, loaded

@@ -1,4 +1,5 @@
-"""Following a deployment live in the terminal: a progress bar per replica, streamed logs.
+"""Following a deployment live in the terminal: a progress bar per replica (and for a data
+restore), streamed logs.
 
 Read at 3 a.m.: a run of the same log line (same level, source and message; only the time
 differs) prints once, then `... x N (first to last)` when the run ends, so a replica answering
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rich.filesize import decimal
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from pilothouse.client import ApiClient, CliError
@@ -106,7 +108,11 @@ def follow(client: ApiClient, deployment_id: str, *, quiet: bool = False) -> dic
 
         for event, data in client.events(f"/deployments/{deployment_id}/events"):
             if event == "log" and not quiet:
-                show(collapser.feed(data))
+                moving = (data.get("metadata") or {}).get("progress")
+                if isinstance(moving, dict):  # a data restore's progress: a bar, not a line
+                    _advance(progress, bars, moving)
+                else:
+                    show(collapser.feed(data))
             elif event == "replica":
                 rid = str(data["id"])
                 label = f"replica {rid[:8]} {data.get('status')}"
@@ -124,6 +130,17 @@ def follow(client: ApiClient, deployment_id: str, *, quiet: bool = False) -> dic
         if not quiet:
             show(collapser.flush())
     return result
+
+
+def _advance(progress: Progress, bars: dict[str, Any], moving: dict[str, Any]) -> None:
+    """Draw or move the bar of a long step that reports bytes (a data restore)."""
+    label = printable(str(moving.get("label", "")))
+    done, total = int(moving.get("done") or 0), int(moving.get("total") or 0) or None
+    state = f"{decimal(done)} of {decimal(total or done)}"
+    if label not in bars:
+        bars[label] = progress.add_task(label, total=total, completed=done, state=state)
+    else:
+        progress.update(bars[label], completed=done, state=state)
 
 
 def follow_to_outcome(client: ApiClient, deployment_id: str, *, quiet: bool = False) -> None:

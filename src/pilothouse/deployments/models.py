@@ -75,6 +75,10 @@ class Deployment(UUIDPk, Timestamps, Base):
     migration_version: Mapped[str | None] = mapped_column(sa.String(200), default=None)
     backup_created: Mapped[bool] = mapped_column(default=False)
     backup_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, default=None)
+    # A rollback with data: the pre-deployment backups it restores (ids, as strings), and when
+    # the restore finished (deployments/withdata.py).
+    restore_backup_ids: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+    data_restored_at: Mapped[datetime | None] = mapped_column(default=None)
     health_check_passed: Mapped[bool] = mapped_column(default=False)
     instances_deployed: Mapped[int] = mapped_column(default=0)
     error_message: Mapped[str | None] = mapped_column(sa.Text, default=None)

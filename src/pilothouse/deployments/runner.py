@@ -69,6 +69,7 @@ def loops(rt: Runtime) -> list[Loop]:
         lease_seconds=rt.leases.seconds,
         master_key=settings.master_key,
         pre_deploy_hooks=rt.hooks("pre_deploy"),
+        data_restore_hooks=rt.hooks("data_restore"),
     )
     engine.event_hooks = rt.hooks("deployment_event")  # the alerts capability fills it
     runner = Runner(engine, rt.tasks)

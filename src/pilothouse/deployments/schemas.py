@@ -92,6 +92,13 @@ class DeploymentRead(BaseModel):
     migration_version: str | None = Field(description="Migration version applied.")
     backup_created: bool = Field(description="Whether a pre-deployment backup was taken.")
     backup_id: uuid.UUID | None = Field(description="That backup.")
+    restore_backup_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        description="A rollback with data: the pre-deployment backups it restores.",
+    )
+    data_restored_at: datetime | None = Field(
+        default=None, description="A rollback with data: when its backups were restored."
+    )
     health_check_passed: bool = Field(description="Post-deploy verification result.")
     instances_deployed: int = Field(description="Replicas of the new artifact.")
     error_message: str | None = Field(description="Failure details.")
@@ -169,6 +176,44 @@ class RollbackRequest(BaseModel):
         default=None,
         description="Version to roll back to; it must have gone live once. Default: the release "
         "live before the current one.",
+    )
+    with_data: Flag = Field(
+        default=False,
+        description="Also restore the pre-deployment backup of the release being left (taken "
+        "before its migration), before the rollout; 409 when it has none that fits.",
+    )
+
+
+class BackupOffered(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(description="Backup id.")
+    name: str = Field(description="Backup name.")
+    target: str = Field(description="Backup target (the database it restores into).")
+    database: str = Field(description="Database name.")
+    taken_at: datetime | None = Field(description="When it was taken (UTC).")
+    stored_bytes: int | None = Field(description="Size of the stored object.")
+
+
+class DataRestoreRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    available: bool = Field(description="Whether the rollback can restore data.")
+    from_version: str | None = Field(description="The release whose migration it undoes.")
+    backups: list[BackupOffered] = Field(description="The pre-deployment backups it restores.")
+    reason: str | None = Field(description="Why no data restore is available.")
+
+
+class RollbackPreview(BaseModel):
+    service: str = Field(description="Service name.")
+    from_version: str = Field(description="The live release, which the rollback leaves.")
+    to_version: str = Field(description="The release it returns to.")
+    data_restore: DataRestoreRead = Field(description="What `with_data` would restore.")
+
+
+class RollbackRead(DeploymentRead):
+    data_restore: DataRestoreRead = Field(
+        description="What this rollback restores (with_data), or could have restored."
     )
 
 

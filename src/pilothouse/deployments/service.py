@@ -22,7 +22,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring
 from pilothouse.core.db import one_by_ref
 from pilothouse.core.statemachine import check_transition
-from pilothouse.deployments import frequency
+from pilothouse.deployments import frequency, withdata
 from pilothouse.deployments import rollback as rollback_rule
 from pilothouse.deployments.active import check_no_active
 from pilothouse.deployments.models import Deployment, DeploymentLog
@@ -36,6 +36,7 @@ from pilothouse.history.models import StatusHistory
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services import stopstart
+from pilothouse.services.models import Service
 
 #: Deployments whose failure is not followed by an automatic rollback: they return to (or keep)
 #: the live release already.
@@ -501,18 +502,27 @@ async def release_history(session: AsyncSession, service_id: uuid.UUID) -> list[
     return await _release_history(session, service_id)
 
 
-async def create_rollback(
+@dataclass
+class RollbackPlan:
+    """What a manual rollback of a service would do: from which release to which."""
+
+    service: Service
+    live: Artifact
+    target: Artifact
+    live_deployment: Deployment | None
+
+
+async def plan_rollback(
     session: AsyncSession,
     actor: Principal,
     service: str,
     *,
     environment: str | None = None,
     to_version: str | None = None,
-) -> Deployment:
-    """Roll a service back by hand: to `to_version` (a release that went live at some time), or
-    to the last release that went live before the live one and was not rolled back since
-    (deployments/rollback.py). Recorded as event_type rollback, rollback_from = the live
-    deployment."""
+) -> RollbackPlan:
+    """The release a rollback returns to: `to_version` (a release that went live at some time),
+    or the last release that went live before the live one and was not rolled back since
+    (deployments/rollback.py)."""
     svc = await services.get_service(session, actor, service, environment=environment)
     require(actor, "deploy")
     live = await artifacts.get_deployed(session, svc.id)
@@ -548,16 +558,47 @@ async def create_rollback(
                 f"{svc.name} has no earlier release to roll back to: none went live before "
                 f"{live.version} without being rolled back since"
             )
-    return await create_deployment(
+    return RollbackPlan(svc, live, target, live_deployment)
+
+
+async def create_rollback(
+    session: AsyncSession,
+    actor: Principal,
+    service: str,
+    *,
+    environment: str | None = None,
+    to_version: str | None = None,
+    with_data: bool = False,
+) -> Deployment:
+    """Roll a service back by hand to the release `plan_rollback` chooses. Recorded as
+    event_type rollback, rollback_from = the live deployment. `with_data` also restores the
+    pre-deployment backup of the release being left (deployments/withdata.py); 409 when it has
+    none that fits."""
+    plan = await plan_rollback(
+        session, actor, service, environment=environment, to_version=to_version
+    )
+    svc, live, target = plan.service, plan.live, plan.target
+    data = await withdata.data_restore(session, svc.id, live, target) if with_data else None
+    if data is not None and not data.available:
+        raise Conflict(
+            f"a rollback of {svc.name} from {live.version} to {target.version} cannot restore "
+            f"data: {data.reason}",
+            detail={"service": svc.name, "from": live.version, "to": target.version},
+        )
+    deployment = await create_deployment(
         session,
         actor,
         service=str(svc.id),
         version=target.version,
         event_type="rollback",
-        rollback_from=live_deployment.id if live_deployment else None,
+        rollback_from=plan.live_deployment.id if plan.live_deployment else None,
         allow_missing_origin=True,
         triggered_by="manual",
+        restore_backup_ids=data.ids if data is not None else None,
     )
+    if data is not None:
+        withdata.request_audit(session, actor, deployment, data)
+    return deployment
 
 
 async def scale(
