@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from pydantic import Field
@@ -85,6 +86,24 @@ class Settings(BaseSettings):
     )
     backup_concurrency: int = Field(
         default=1, ge=1, le=8, description="Backups one worker runs at the same time."
+    )
+
+    metrics_scrape_enabled: bool = Field(
+        default=True,
+        description="Scrape every running replica's /metrics and write the built-in samples.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description=(
+            "Bearer token that lets a scraper read pilothouse's own /metrics from any address."
+        ),
+    )
+    metrics_allow: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")],
+        description=(
+            "Addresses (CIDR, JSON list) that may read /metrics without the token; [] means "
+            "the token only."
+        ),
     )
 
     @property

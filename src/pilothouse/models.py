@@ -18,6 +18,7 @@ from pilothouse.healthchecks.models import (
     ProbeClaim,
 )
 from pilothouse.history.models import StatusHistory
+from pilothouse.metrics.figures import ReplicaFigures
 from pilothouse.replicas.models import Node, Replica
 from pilothouse.services.models import Service
 from pilothouse.users.models import ApiToken, User
@@ -47,6 +48,7 @@ __all__ = [
     "NotificationChannel",
     "ProbeClaim",
     "Replica",
+    "ReplicaFigures",
     "Service",
     "StatusHistory",
     "User",
