@@ -5,21 +5,25 @@ derived status (error-rate rules of healthchecks/derive.py)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from pilothouse.access import Principal
+from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
 from pilothouse.healthchecks.models import HealthCheck, HealthState
 from pilothouse.healthchecks.monitor import Monitor
 from pilothouse.metrics import builtin, scrape
 from pilothouse.metrics.figures import ReplicaFigures
+from pilothouse.metrics.models import MetricSeries, metric_samples
+from pilothouse.metrics.samples import write_samples
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
+from pilothouse.services.models import Service
 from tests.metrics.support import sampleapp
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -99,8 +103,58 @@ async def test_scrape_discovers_replicas_and_keeps_their_figures(
         assert outcome.counters.requests is not None and outcome.counters.requests >= 5
         async with db.session(write=False) as session:
             row = await session.get(ReplicaFigures, replica_id)
+            stored = {
+                (series.name, series.tags.get("path"), series.tags.get("code")): series
+                for series in await session.scalars(
+                    sa.select(MetricSeries).where(
+                        MetricSeries.name.in_(("http_requests_total", "up"))
+                    )
+                )
+            }
+            values = await session.scalar(sa.select(sa.func.count()).select_from(metric_samples))
+            up = list(
+                await session.scalars(
+                    sa.select(metric_samples.c.value).where(
+                        metric_samples.c.series_id == stored[("up", None, None)].id
+                    )
+                )
+            )
         assert row is not None and row.up and row.total_requests == outcome.counters.requests
         assert row.uptime_seconds is not None and row.active_connections == 1
+        # The samples are in the embedded store, their series tagged with the replica.
+        series = stored[("http_requests_total", "/", "200")]
+        assert series.tags["replica"] == str(replica_id) and series.source == "application"
+        assert up == [1.0]
+        assert values == len(outcome.samples) + 3  # + up, scrape duration, samples scraped
+
+
+async def test_builtin_samples_of_replicas_and_probes(db: Database, admin: Principal) -> None:
+    with sampleapp() as port:
+        replica_id = await _replica(db, admin, port)
+        async with db.session() as session:
+            await session.execute(
+                sa.update(Replica)
+                .where(Replica.id == replica_id)
+                .values(cpu_percent=12.5, memory_mb=64.0)
+            )
+        monitor = Monitor(db, figures=[builtin.figures_of])
+        await _probe_replica(monitor, replica_id)
+        now = utcnow()
+        samples = await builtin.builtin_samples(db, now - timedelta(minutes=1), now)
+        await write_samples(db, samples)
+    found = {(s.name, s.tags.get("replica") or s.tags.get("target")): s for s in samples}
+    cpu = found[("pilothouse_replica_cpu_percent", str(replica_id))]
+    assert cpu.value == 12.5 and cpu.source == "infrastructure"
+    assert cpu.tags["service"] == "web" and cpu.tags["environment"] == "e"
+    assert found[("pilothouse_replica_memory_bytes", str(replica_id))].value == 64 * 1024 * 1024
+    probe = found[("pilothouse_probe_success", f"replica:{replica_id}")]
+    assert probe.value == 1.0 and probe.tags["kind"] == "http"
+    assert found[("pilothouse_probe_duration_seconds", f"replica:{replica_id}")].value > 0
+    # The probe's health row has the driver's CPU and memory (and the memory share).
+    async with db.session(write=False) as session:
+        check = await session.scalar(sa.select(HealthCheck).where(HealthCheck.kind == "http"))
+    assert check is not None and check.cpu_usage_percent == 12.5
+    assert check.memory_usage_mb == 64.0 and check.memory_usage_percent == 12.5  # of 512 MB
 
 
 async def test_scrape_path_off_and_failures(db: Database, admin: Principal) -> None:
@@ -116,8 +170,8 @@ async def test_scrape_path_off_and_failures(db: Database, admin: Principal) -> N
             svc_id = await session.scalar(sa.select(Replica.service_id))
         async with db.session() as session:
             await session.execute(
-                sa.update(services.Service)
-                .where(services.Service.id == svc_id)
+                sa.update(Service)
+                .where(Service.id == svc_id)
                 .values(health_check={"metrics": {"enabled": False}})
             )
         assert await scrape.discover(db) == []

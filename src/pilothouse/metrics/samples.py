@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.core.db import Database
-from pilothouse.metrics.models import SOURCES, MetricSeries, metric_samples
+from pilothouse.metrics.models import SOURCES, MetricSeries
 
 #: Series looked up per SELECT (an IN list this long is fine on both stores).
 LOOKUP_CHUNK = 500
@@ -134,7 +134,7 @@ async def _series_ids(
     missing = [key for key in wanted if key not in ids]
     if not missing:
         return ids
-    from pilothouse.metrics.series import placement  # noqa: PLC0415 (keeps this module light)
+    from pilothouse.metrics.series import placement
 
     rows = []
     for key in missing:
@@ -157,7 +157,7 @@ async def _series_ids(
         if dialect == "postgresql"
         else sa.dialects.sqlite.insert(MetricSeries)
     )
-    from pilothouse.core.clock import utcnow  # noqa: PLC0415
+    from pilothouse.core.clock import utcnow
 
     now = utcnow()
     for row in rows:

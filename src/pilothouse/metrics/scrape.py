@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from pilothouse.core import probes
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.leases import slot_start
@@ -57,6 +57,8 @@ BUILTIN_EVERY = 15.0
 CONCURRENCY = 50
 #: Largest exposition read from one target.
 MAX_BYTES = 10 * 1024 * 1024
+#: What a scrape asks for: the text format (0.0.4), which prometheus_client's parser reads.
+ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,14 @@ def parse(text: str, tags: dict[str, str], at: datetime) -> tuple[list[Sample], 
     Prometheus's `honor_labels: false` does (the app's value moves to `exported_<name>`)."""
     families = list(text_string_to_metric_families(text))
     samples: list[Sample] = []
+    reserved = set(tags)
     for family in families:
         for s in family.samples:
             if not math.isfinite(s.value):
                 continue
-            labels = dict(s.labels)
-            for key in tags.keys() & labels.keys():
-                labels[f"exported_{key}"] = labels.pop(key)
+            labels = s.labels
+            if not reserved.isdisjoint(labels):
+                labels = {(f"exported_{k}" if k in reserved else k): v for k, v in labels.items()}
             when = at
             if s.timestamp is not None:
                 when = datetime.fromtimestamp(float(s.timestamp), UTC)
@@ -169,27 +172,30 @@ class Outcome:
     seconds: float
 
 
-async def scrape_one(client: httpx.AsyncClient, target: Target) -> Outcome:
-    """Fetch and parse one target; a failure is an outcome with up=False and the reason."""
+async def scrape_one(target: Target) -> Outcome:
+    """Fetch and parse one target; a failure is an outcome with up=False and the reason.
+    The fetch uses core/probes.py's small HTTP client (httpx's async pool costs several times
+    the CPU per request here: docs/benchmarks.md)."""
     at = utcnow()
     started = time.perf_counter()
     try:
-        response = await client.get(
-            target.url,
-            timeout=target.timeout,
-            headers={"Accept": "text/plain;version=0.0.4"},
+        status, body = await probes.http_get(
+            target.url, timeout=target.timeout, accept=ACCEPT, max_bytes=MAX_BYTES
         )
-        if response.status_code != 200:
-            raise ValueError(f"HTTP {response.status_code}")
-        if len(response.content) > MAX_BYTES:
-            raise ValueError(f"exposition larger than {MAX_BYTES} bytes")
-        samples, counters = parse(response.text, target.tags, at)
-    except (httpx.HTTPError, ValueError) as exc:
-        reason = str(exc) or type(exc).__name__
-        return Outcome(
-            target, at, False, reason[:300], [], builtin.Counters(), time.perf_counter() - started
-        )
+        if status != 200:
+            raise ValueError(f"HTTP {status}")
+        samples, counters = parse(body.decode("utf-8", errors="replace"), target.tags, at)
+    except TimeoutError:
+        return _failed(target, at, "timeout", started)
+    except (OSError, ValueError) as exc:
+        return _failed(target, at, str(exc) or type(exc).__name__, started)
     return Outcome(target, at, True, None, samples, counters, time.perf_counter() - started)
+
+
+def _failed(target: Target, at: datetime, reason: str, started: float) -> Outcome:
+    return Outcome(
+        target, at, False, reason[:300], [], builtin.Counters(), time.perf_counter() - started
+    )
 
 
 def target_series(outcome: Outcome) -> list[Sample]:
@@ -202,25 +208,17 @@ def target_series(outcome: Outcome) -> list[Sample]:
     ]
 
 
-async def scrape(
-    db: Database, targets: Sequence[Target], *, client: httpx.AsyncClient | None = None
-) -> list[Outcome]:
+async def scrape(db: Database, targets: Sequence[Target]) -> list[Outcome]:
     """Scrape `targets` (at most CONCURRENCY at a time), write their samples and figures."""
     if not targets:
         return []
-    own = client is None
-    client = client or httpx.AsyncClient(limits=httpx.Limits(max_connections=CONCURRENCY))
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def one(target: Target) -> Outcome:
         async with gate:
-            return await scrape_one(client, target)
+            return await scrape_one(target)
 
-    try:
-        outcomes = await asyncio.gather(*(one(t) for t in targets))
-    finally:
-        if own:
-            await client.aclose()
+    outcomes = await asyncio.gather(*(one(t) for t in targets))
     samples = [s for o in outcomes for s in (*o.samples, *target_series(o))]
     await write_samples(db, samples)
     await builtin.record_figures(
