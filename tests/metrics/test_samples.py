@@ -20,12 +20,16 @@ def test_canonical_sorts_tags() -> None:
 
 async def test_write_samples_creates_series_once_and_appends(db: Database) -> None:
     batch = [
-        Sample("latency_ms", {"service": "api", "endpoint": "/"}, 10.0 + i, T0 + timedelta(seconds=i))
+        Sample(
+            "latency_ms", {"service": "api", "endpoint": "/"}, 10.0 + i, T0 + timedelta(seconds=i)
+        )
         for i in range(50)
     ] + [Sample("cpu", {"replica": "r1"}, 0.5, T0, unit="percent", source="infrastructure")]
     assert await write_samples(db, batch) == 51
     # Same series again (tags in another order): no new series rows.
-    again = [Sample("latency_ms", {"endpoint": "/", "service": "api"}, 99.0, T0 + timedelta(hours=1))]
+    again = [
+        Sample("latency_ms", {"endpoint": "/", "service": "api"}, 99.0, T0 + timedelta(hours=1))
+    ]
     assert await write_samples(db, again) == 1
     async with db.session(write=False) as session:
         series = (await session.scalars(sa.select(MetricSeries).order_by(MetricSeries.name))).all()

@@ -31,19 +31,13 @@ def new_sketch(values: Iterable[float] = ()) -> DDSketch:
 
 
 def _bins(store: Any) -> list[tuple[int, float]]:
-    return [
-        (store.offset + index, weight) for index, weight in enumerate(store.bins) if weight > 0
-    ]
+    return [(store.offset + index, weight) for index, weight in enumerate(store.bins) if weight > 0]
 
 
 def dumps(sketch: DDSketch) -> bytes:
     """The sketch's stored form (see the module docstring)."""
     raw: Any = sketch
-    parts = [
-        _HEADER.pack(
-            VERSION, raw._count, raw._sum, raw._min, raw._max, raw._zero_count
-        )
-    ]
+    parts = [_HEADER.pack(VERSION, raw._count, raw._sum, raw._min, raw._max, raw._zero_count)]
     for store in (raw._store, raw._negative_store):
         bins = _bins(store)
         parts.append(_COUNT.pack(len(bins)))

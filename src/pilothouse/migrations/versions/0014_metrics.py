@@ -43,7 +43,9 @@ def upgrade() -> None:
         sa.Column("threshold", sa.Float(), nullable=True),
         sa.Column("threshold_warning", sa.Float(), nullable=True),
         sa.Column("threshold_critical", sa.Float(), nullable=True),
-        sa.Column("status", _enum("metric_status", "healthy", "warning", "critical"), nullable=False),
+        sa.Column(
+            "status", _enum("metric_status", "healthy", "warning", "critical"), nullable=False
+        ),
         sa.Column("last_value", sa.Float(), nullable=True),
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("retention_raw", sa.Integer(), nullable=True),
@@ -138,9 +140,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metric_alert_rules")),
         sa.UniqueConstraint("name", "service_id", name="uq_metric_alert_rules_name"),
     )
-    op.create_index(
-        op.f("ix_metric_alert_rules_service_id"), "metric_alert_rules", ["service_id"]
-    )
+    op.create_index(op.f("ix_metric_alert_rules_service_id"), "metric_alert_rules", ["service_id"])
     op.create_table(
         "metric_incidents",
         sa.Column("rule_id", sa.Uuid(), nullable=False),
