@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -80,7 +82,7 @@ def test_plan_covers_the_window_in_order(start: int, length: int, rolled: int) -
     segments = plan(start, end, done, {})
     assert segments[0][1] <= start
     assert segments[-1][2] >= end
-    for (_, _, hi), (_, lo, _) in zip(segments, segments[1:], strict=False):
+    for (_, _, hi), (_, lo, _) in itertools.pairwise(segments):
         assert hi == lo
     for level, lo, hi in segments:
         if level:
