@@ -88,6 +88,19 @@ class Settings(BaseSettings):
         default=1, ge=1, le=8, description="Backups one worker runs at the same time."
     )
 
+    metrics_enabled: bool = Field(
+        default=True, description="Run metric rollups, retention and alert rules in the worker."
+    )
+    metrics_raw_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Hours raw metric samples are kept before only rollups stay.",
+    )
+    metrics_1m_days: float = Field(default=7.0, gt=0, description="Days 1-minute rollups are kept.")
+    metrics_5m_days: float = Field(
+        default=30.0, gt=0, description="Days 5-minute rollups are kept."
+    )
+    metrics_1h_days: float = Field(default=400.0, gt=0, description="Days hourly rollups are kept.")
     metrics_scrape_enabled: bool = Field(
         default=True,
         description="Scrape every running replica's /metrics and write the built-in samples.",

@@ -19,8 +19,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.metrics.models import SOURCES, MetricSeries
 
@@ -64,7 +66,7 @@ def epoch_ms(at: datetime) -> int:
     """Milliseconds since the epoch of an aware datetime."""
     if at.tzinfo is None:
         raise ValueError("naive datetime given as a sample time")
-    return int(round(at.timestamp() * 1000))
+    return round(at.timestamp() * 1000)
 
 
 async def write_samples(
@@ -136,7 +138,8 @@ async def _series_ids(
         return ids
     from pilothouse.metrics.series import placement
 
-    rows = []
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
     for key in missing:
         new = wanted[key]
         env_id, service_id = await placement(session, new.tags, environment_id)
@@ -150,18 +153,10 @@ async def _series_ids(
                 "environment_id": env_id,
                 "service_id": service_id,
                 "status": "healthy",
+                "created_at": now,
             }
         )
-    insert = (
-        sa.dialects.postgresql.insert(MetricSeries)
-        if dialect == "postgresql"
-        else sa.dialects.sqlite.insert(MetricSeries)
-    )
-    from pilothouse.core.clock import utcnow
-
-    now = utcnow()
-    for row in rows:
-        row["created_at"] = now
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MetricSeries)
     await session.execute(insert.on_conflict_do_nothing(index_elements=["key"]), rows)
     ids.update(await _lookup(session, missing))
     return ids
