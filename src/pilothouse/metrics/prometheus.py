@@ -1,43 +1,54 @@
 """A Prometheus server as a metric source (type `prometheus`: a URL, queried with PromQL).
 
-For teams that already run Prometheus: thresholds, alert rules and autoscaling ask the same
-questions of it as of the embedded store. A question is a `Question` (series name, tag
-equalities, an aggregate over a window, optional grouping tags); `promql` turns it into the PromQL
-Prometheus answers the same way (pure, table-tested):
+For teams that already run Prometheus: thresholds, alert rules and autoscaling ask it the same
+question they ask the embedded store, through the same call: `source.aggregate(name, tags,
+window=..., stat=..., group_by=...)` answers `{group value: figure}` ("" when ungrouped) like
+`metrics.query.aggregate`. `source_for(db, spec)` gives the embedded store (no spec) or a
+Prometheus server. `promql` (pure, table-tested) turns the question into PromQL:
 
-| aggregate | PromQL over the window `w` |
+| stat | PromQL over the window `w`, per group `g` (`by (g)`; no `by` when ungrouped) |
 |---|---|
-| latest | `last_over_time(sel[w])` |
-| avg / min / max | `avg_over_time` / `min_over_time` / `max_over_time(sel[w])` |
-| p50 / p95 / p99 | `quantile_over_time(0.5 / 0.95 / 0.99, sel[w])` |
-| rate | `rate(sel[w])` (per second) |
-| rolling5m | `avg_over_time(sel[5m])` |
+| latest | `max by (g) (last_over_time(sel[w]))` (the largest of the series' last values) |
+| count / sum | `sum by (g) (count_over_time / sum_over_time(sel[w]))` |
+| avg | `sum by (g) (sum_over_time(sel[w])) / sum by (g) (count_over_time(sel[w]))` (pooled) |
+| min / max | `min by (g) (min_over_time(sel[w]))` / `max by (g) (max_over_time(sel[w]))` |
+| p50 / p95 / p99 | `max by (g) (quantile_over_time(q, sel[w]))` (the largest series' quantile) |
+| rate / increase | `sum by (g) (rate / increase(sel[w]))` (extrapolated to the window's edges) |
 
-grouped by tags `g`: `avg by (g) (...)` (`sum` for rate: a per-group total). Anything PromQL can
-say is also accepted as is (`PrometheusSource.query(promql)`).
-
-Answers come from the HTTP API (`/api/v1/query`, `/api/v1/query_range`) with httpx; an error
-of Prometheus (bad PromQL, timeout, unreachable) is a `SourceError` whose message says which,
-with the URL's credentials masked.
+Names and label names are checked, label values escaped, never spliced. Any PromQL can also
+be sent as is (`query`, `query_range`). Answers come from the HTTP API (`/api/v1/query`,
+`/api/v1/query_range`) with httpx; Prometheus refusing a query, timing out or being unreachable
+is a `SourceError` that says which, with credentials in the URL masked.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from pilothouse.core.db import Database
 from pilothouse.core.logging import mask_text
+from pilothouse.metrics import query
 
-Aggregate = Literal["latest", "avg", "min", "max", "p50", "p95", "p99", "rate", "rolling5m"]
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
-OVER_TIME = {"latest": "last_over_time", "avg": "avg_over_time", "min": "min_over_time",
-             "max": "max_over_time"}  # fmt: skip
+#: stat -> (the outer aggregation across series, the function over each series' window)
+PROMQL: dict[str, tuple[str, str]] = {
+    "latest": ("max", "last_over_time"),
+    "count": ("sum", "count_over_time"),
+    "sum": ("sum", "sum_over_time"),
+    "min": ("min", "min_over_time"),
+    "max": ("max", "max_over_time"),
+    "rate": ("sum", "rate"),
+    "increase": ("sum", "increase"),
+}
+STATS = (*PROMQL, "avg", *QUANTILES)
 NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -59,13 +70,13 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class Question:
-    """What thresholds, rules and autoscaling ask of a source."""
+    """What thresholds, rules and autoscaling ask of a source (`query.aggregate`'s arguments)."""
 
     name: str
-    aggregate: Aggregate
+    stat: str
     window: timedelta
     tags: dict[str, str] = field(default_factory=dict)
-    by: tuple[str, ...] = ()
+    group_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,23 +110,18 @@ def selector(name: str, tags: dict[str, str]) -> str:
 
 def promql(q: Question) -> str:
     """The PromQL that answers `q` (see the module docstring's table)."""
-    sel = selector(q.name, q.tags)
-    w = duration(q.window)
-    if q.aggregate == "rolling5m":
-        expr = f"avg_over_time({sel}[5m])"
-    elif q.aggregate == "rate":
-        expr = f"rate({sel}[{w}])"
-    elif q.aggregate in QUANTILES:
-        expr = f"quantile_over_time({QUANTILES[q.aggregate]}, {sel}[{w}])"
-    else:
-        expr = f"{OVER_TIME[q.aggregate]}({sel}[{w}])"
-    if q.by:
-        for key in q.by:
-            if not LABEL.match(key):
-                raise ValueError(f"not a label name: {key!r}")
-        outer = "sum" if q.aggregate == "rate" else "avg"
-        expr = f"{outer} by ({', '.join(q.by)}) ({expr})"
-    return expr
+    if q.stat not in STATS:
+        raise ValueError(f"unknown statistic {q.stat!r}; one of {', '.join(STATS)}")
+    if q.group_by is not None and not LABEL.match(q.group_by):
+        raise ValueError(f"not a label name: {q.group_by!r}")
+    over = f"{selector(q.name, q.tags)}[{duration(q.window)}]"
+    by = f" by ({q.group_by})" if q.group_by else ""
+    if q.stat == "avg":
+        return f"sum{by} (sum_over_time({over})) / sum{by} (count_over_time({over}))"
+    if q.stat in QUANTILES:
+        return f"max{by} (quantile_over_time({QUANTILES[q.stat]}, {over}))"
+    outer, inner = PROMQL[q.stat]
+    return f"{outer}{by} ({inner}({over}))"
 
 
 def _values(data: dict[str, Any]) -> list[Value]:
@@ -198,6 +204,69 @@ class PrometheusSource:
             out.append((tags, points))
         return out
 
-    async def ask(self, q: Question, at: datetime | None = None) -> list[Value]:
-        """The answer to a question, as the embedded store gives it."""
-        return await self.query(promql(q), at)
+    async def aggregate(
+        self,
+        name: str,
+        tags: Mapping[str, str] | None = None,
+        *,
+        window: timedelta,
+        stat: str = "avg",
+        group_by: str | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, float | None]:
+        """`stat` of `name` over `window` per group, as `metrics.query.aggregate` answers it."""
+        question = Question(name, stat, window, dict(tags or {}), group_by)
+        found = await self.query(promql(question), now)
+        return {
+            (v.tags.get(group_by, "") if group_by else ""): (
+                v.value if math.isfinite(v.value) else None
+            )
+            for v in found
+        }
+
+
+class MetricSource(Protocol):
+    """What thresholds, rules and autoscaling call, whichever store answers."""
+
+    async def aggregate(
+        self,
+        name: str,
+        tags: Mapping[str, str] | None = None,
+        *,
+        window: timedelta,
+        stat: str = "avg",
+        group_by: str | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, float | None]: ...
+
+
+class EmbeddedSource:
+    """The embedded store (metrics/query.py) behind the same call."""
+
+    kind = "embedded"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def aggregate(
+        self,
+        name: str,
+        tags: Mapping[str, str] | None = None,
+        *,
+        window: timedelta,
+        stat: str = "avg",
+        group_by: str | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, float | None]:
+        return await query.aggregate(
+            self.db, name, tags, window=window, stat=stat, group_by=group_by, now=now
+        )
+
+
+def source_for(db: Database, spec: Mapping[str, Any] | None) -> MetricSource:
+    """The source a setting names: none (or `{"type": "embedded"}`) is the embedded store; a
+    `{"type": "prometheus", "url": ...}` spec a Prometheus server (validated: pydantic's
+    ValidationError names the bad field)."""
+    if not spec or spec.get("type", "embedded") == "embedded":
+        return EmbeddedSource(db)
+    return PrometheusSource(PrometheusSpec.model_validate(spec))
