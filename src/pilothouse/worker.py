@@ -28,6 +28,7 @@ CAPABILITIES = (
     "pilothouse.deployments.runner",
     "pilothouse.healthchecks.loops",
     "pilothouse.backups.loops",
+    "pilothouse.metrics.loops",
     "pilothouse.metrics.scrape",
 )
 
