@@ -4,8 +4,8 @@
     python examples/sampleapp.py --port 8000          # version from PILOTHOUSE_VERSION
 
 Endpoints: `/` (hello, version, pid), `/health` (200 once ready, else 503), `/version`,
-`/burn?seconds=N` (burns CPU for N seconds, at most 30), `/metrics` (request and error counters
-in the Prometheus text format), `/errors?rate=R` (from now on, answer that share of requests to
+`/burn?seconds=N` (burns CPU for N seconds, at most 30), `/metrics` (request and error counters,
+mean request duration since the last scrape, in the Prometheus text format), `/errors?rate=R` (from now on, answer that share of requests to
 `/` with HTTP 500; `rate=0` stops it), `/fail` (always HTTP 500).
 
 Behaviour is chosen by variables, or by words in the version it is started as:
@@ -66,10 +66,13 @@ def main() -> None:
         "served": 0,
         "active": 0,
     }
+    # Durations (ms) of the requests answered since the last scrape of /metrics.
+    durations: list[float] = []
 
-    def count(path: str, status: int) -> None:
+    def count(path: str, status: int, ms: float) -> None:
         with lock:
             requests[(path, status)] = requests.get((path, status), 0) + 1
+            durations.append(ms)
 
     def should_fail() -> bool:
         # A deterministic, evenly spread share: request n fails when n * rate crosses an integer.
@@ -83,6 +86,8 @@ def main() -> None:
         with lock:
             counted = sorted(requests.items())
             active = state["active"]
+            recent = list(durations)
+            durations.clear()
         lines = [
             "# HELP http_requests_total Requests answered, by path and status code.",
             "# TYPE http_requests_total counter",
@@ -97,6 +102,15 @@ def main() -> None:
             "# HELP http_active_connections Requests being served now.",
             "# TYPE http_active_connections gauge",
             f"http_active_connections {active}",
+        ]
+        if recent:  # no request since the last scrape: no figure
+            lines += [
+                "# HELP http_request_duration_ms Mean duration of the requests answered since "
+                "the last scrape.",
+                "# TYPE http_request_duration_ms gauge",
+                f"http_request_duration_ms {sum(recent) / len(recent):.3f}",
+            ]
+        lines += [
             "# HELP process_start_time_seconds Start time of the process since the epoch.",
             "# TYPE process_start_time_seconds gauge",
             f"process_start_time_seconds {start_time:.3f}",
@@ -115,14 +129,16 @@ def main() -> None:
         def _reply(self, status: int, data: bytes, content_type: str) -> None:
             path = urlparse(self.path).path
             if path != "/metrics":  # a scrape is not a request of the app's users
-                count(path if path in KNOWN else "other", status)
+                ms = (time.perf_counter() - self.began) * 1000
+                count(path if path in KNOWN else "other", status, ms)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.began = time.perf_counter()
             with lock:
                 state["active"] += 1
             try:
