@@ -48,7 +48,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.deployments.models import DEPLOYMENT_STATUSES, Deployment
 from pilothouse.environments.models import Environment
-from pilothouse.errors import Forbidden, Unauthorized
+from pilothouse.errors import ErrorBody, Forbidden, Unauthorized
 from pilothouse.healthchecks.models import HealthCheck, HealthState, Incident
 from pilothouse.replicas.models import Replica
 from pilothouse.services.models import Service
@@ -388,7 +388,11 @@ router = APIRouter(tags=["meta"])
     "/metrics",
     summary="pilothouse's own state in the Prometheus text format (allow-listed address or token)",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "The exposition text."},
+        401: {"model": ErrorBody, "description": "A metrics token is set: send it."},
+        403: {"model": ErrorBody, "description": "The address is not allow-listed."},
+    },
 )
 async def metrics(request: Request) -> Response:
     """Deployments, rollouts, replicas, probes, backups, incidents and lease lag, for Prometheus."""
