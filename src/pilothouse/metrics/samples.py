@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,9 @@ from pilothouse.metrics.models import SOURCES, MetricSeries
 
 #: Series looked up per SELECT (an IN list this long is fine on both stores).
 LOOKUP_CHUNK = 500
+#: Series ids remembered per store (then the memory starts over).
+KNOWN_LIMIT = 200_000
+_KNOWN: weakref.WeakKeyDictionary[Database, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,21 @@ async def write_samples(
     were written. Non-finite values (NaN, +-Inf) are skipped: they carry no measurement."""
     if not samples:
         return 0
+    known = _KNOWN.setdefault(db, {})
+    if len(known) > KNOWN_LIMIT:
+        known.clear()
+    learned: dict[str, int] = {}
     async with db.session() as session:
-        return await write_samples_in(session, db.dialect, samples, environment_id=environment_id)
+        written = await write_samples_in(
+            session,
+            db.dialect,
+            samples,
+            environment_id=environment_id,
+            known=known,
+            learned=learned,
+        )
+    known.update(learned)  # only once committed: a rolled-back series id is never remembered
+    return written
 
 
 async def write_samples_in(
@@ -89,8 +106,12 @@ async def write_samples_in(
     samples: Sequence[Sample],
     *,
     environment_id: uuid.UUID | None = None,
+    known: dict[str, int] | None = None,
+    learned: dict[str, int] | None = None,
 ) -> int:
-    """`write_samples` inside the caller's transaction."""
+    """`write_samples` inside the caller's transaction. `known` caches series ids by key
+    (series rows are never deleted, so an id once seen stays right for that store); ids looked
+    up here are added to `learned`, for the caller to remember once the transaction commits."""
     keyed: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
     rows: list[tuple[str, int, float]] = []
     wanted: dict[str, _NewSeries] = {}
@@ -108,8 +129,12 @@ async def write_samples_in(
         rows.append((key, epoch_ms(sample.at), value))
     if not rows:
         return 0
-    ids = await _series_ids(session, dialect, wanted, environment_id)
-    values = [(ids[key], ts, value) for key, ts, value in rows]
+    cache = known or {}
+    fresh = learned if learned is not None else {}
+    unknown = {key: new for key, new in wanted.items() if key not in cache}
+    if unknown:
+        fresh.update(await _series_ids(session, dialect, unknown, environment_id))
+    values = [(cache.get(key) or fresh[key], ts, value) for key, ts, value in rows]
     await bulk_insert(session, dialect, values)
     return len(values)
 

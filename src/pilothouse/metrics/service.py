@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import INGEST, Principal, require
+from pilothouse.access import INGEST, Principal, granted_environment_ids, require
 from pilothouse.core.clock import utcnow
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
@@ -68,13 +69,22 @@ async def ingest(
     return await write_samples_in(session, dialect, placed, environment_id=env.id)
 
 
+def _environments(actor: Principal) -> sa.Select[Any]:
+    """Ids of the environments a non-admin owns or was granted."""
+    return sa.select(Environment.id).where(
+        sa.or_(
+            Environment.owner_id == actor.id,
+            Environment.id.in_(granted_environment_ids(actor)),
+        )
+    )
+
+
 def _visible(actor: Principal) -> sa.ColumnElement[bool]:
     """Series the actor may read: those in environments it can see (admins: all)."""
     require(actor, "read")
     if actor.is_admin:
         return sa.true()
-    envs = sa.select(Environment.id).where(environments._visible(actor))
-    return MetricSeries.environment_id.in_(envs)
+    return MetricSeries.environment_id.in_(_environments(actor))
 
 
 async def list_series(
@@ -216,6 +226,5 @@ async def list_rules(session: AsyncSession, actor: Principal) -> Sequence[Metric
     require(actor, "read")
     query = sa.select(MetricAlertRule).order_by(MetricAlertRule.name, MetricAlertRule.id)
     if not actor.is_admin:
-        envs = sa.select(Environment.id).where(environments._visible(actor))
-        query = query.where(MetricAlertRule.environment_id.in_(envs))
+        query = query.where(MetricAlertRule.environment_id.in_(_environments(actor)))
     return (await session.scalars(query)).all()
