@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from pilothouse.access import Principal
+from pilothouse.config import Settings
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
+from pilothouse.core.leases import Leases
+from pilothouse.core.loops import Runtime
 from pilothouse.environments import service as environments
 from pilothouse.healthchecks.models import HealthCheck, HealthState
 from pilothouse.healthchecks.monitor import Monitor
@@ -244,3 +248,23 @@ async def test_error_rate_from_metrics_changes_the_derived_status(
             assert row.total_requests is not None and row.total_requests >= 600
             assert row.uptime_seconds is not None
         assert replica_row.active_connections is not None
+
+
+async def test_loops_register_the_figures_hook_and_stale_figures_go(
+    db: Database, tmp_path: Path
+) -> None:
+    rt = Runtime(db, Settings(data_dir=tmp_path), Leases(db))
+    assert [loop.name for loop in scrape.loops(rt)] == ["metrics.scrape", "metrics.builtin"]
+    assert rt.hooks("replica_figures") == [builtin.figures_of]
+    off = Runtime(db, Settings(data_dir=tmp_path, metrics_scrape_enabled=False), Leases(db))
+    assert scrape.loops(off) == [] and off.hooks("replica_figures") == []
+    now = utcnow()
+    async with db.session() as session:
+        for age in (timedelta(hours=1), timedelta(days=2)):
+            row = ReplicaFigures(replica_id=uuid.uuid4(), service_id=uuid.uuid4())
+            row.points, row.scraped_at = [], now - age
+            session.add(row)
+    assert await builtin.prune_figures(db, now - timedelta(days=1)) == 1
+    async with db.session(write=False) as session:
+        left = await session.scalar(sa.select(sa.func.count()).select_from(ReplicaFigures))
+    assert left == 1

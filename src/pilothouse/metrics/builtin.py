@@ -218,6 +218,15 @@ async def record_figures(db: Database, scraped: Sequence[Scraped]) -> None:
             apply_scrape(row, item)
 
 
+async def prune_figures(db: Database, before: datetime) -> int:
+    """Forget the figures of replicas not scraped since `before` (stopped or gone)."""
+    async with db.session() as session:
+        result = await session.execute(
+            sa.delete(ReplicaFigures).where(ReplicaFigures.scraped_at < before)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def apply_scrape(row: ReplicaFigures, item: Scraped) -> None:
     """Fold one scrape into a figures row (pure apart from the row's attributes)."""
     now = item.at.timestamp()

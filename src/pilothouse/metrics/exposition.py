@@ -142,14 +142,13 @@ async def snapshot(db: Database, now: datetime | None = None) -> State:
                 sa.select(Service).where(*live, Service.status == "running")
             )
         }
+        keyed = {f"service:{i}": n for i, n in services.items()}
         for target, status in await session.execute(
             sa.select(HealthState.target, HealthState.status).where(
-                HealthState.target.like("service:%")
+                HealthState.target.in_(list(keyed))
             )
         ):
-            name = next((n for i, n in services.items() if f"service:{i}" == target), None)
-            if name is not None:
-                state.health[name] = status
+            state.health[keyed[target]] = status
         state.incidents = {name: 0 for name in services.values()}
         for service_id, count in await session.execute(
             sa.select(Incident.service_id, sa.func.count())

@@ -16,7 +16,8 @@ Loops (registered in worker.CAPABILITIES): `metrics.scrape` runs once per 5 s sl
 (the worker that claims the slot scrapes every target due in it: a target with interval I is due
 in the slot holding its next multiple of I, shifted by a stable per-target offset, so no state is
 needed to hand over between workers); `metrics.builtin` runs once per 15 s slot and writes the
-built-in samples (builtin.py). Off when PILOTHOUSE_METRICS_SCRAPE_ENABLED is false.
+built-in samples (builtin.py) and drops the figures of replicas not scraped for a day.
+Off when PILOTHOUSE_METRICS_SCRAPE_ENABLED is false.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ TICK = 5.0
 BUILTIN_EVERY = 15.0
 #: Scrapes running at the same time.
 CONCURRENCY = 50
+#: How long the figures of a replica no longer scraped are kept.
+FIGURES_KEPT = timedelta(days=1)
 #: Largest exposition read from one target.
 MAX_BYTES = 10 * 1024 * 1024
 #: What a scrape asks for: the text format (0.0.4), which prometheus_client's parser reads.
@@ -261,6 +264,8 @@ def loops(rt: Runtime) -> list[Loop]:
         end = slot_start(utcnow(), timedelta(seconds=builtin_every))
         samples = await builtin.builtin_samples(rt.db, end - timedelta(seconds=builtin_every), end)
         await write_samples(rt.db, samples)
+        # Figures of replicas no longer scraped (stopped, gone) are kept a day, then dropped.
+        await builtin.prune_figures(rt.db, end - FIGURES_KEPT)
 
     return [
         Loop("metrics.scrape", scrape_slot, TICK, once=True),
