@@ -28,6 +28,8 @@ CAPABILITIES = (
     "pilothouse.deployments.runner",
     "pilothouse.healthchecks.loops",
     "pilothouse.backups.loops",
+    "pilothouse.deployments.archive",
+    "pilothouse.artifacts.pruning",
     "pilothouse.metrics.loops",
 )
 

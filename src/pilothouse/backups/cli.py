@@ -98,8 +98,12 @@ def target_add(
     ],
     env: Annotated[str | None, typer.Option("--env", "-e", help="Environment.")] = None,
     schedule: Annotated[
-        str, typer.Option(help="Backup cron (UTC); '' for no scheduled backups.")
-    ] = "0 2 * * *",
+        str | None,
+        typer.Option(
+            help="Backup cron (UTC), default 0 2 * * * (none in a development environment); "
+            "'' for no scheduled backups."
+        ),
+    ] = None,
     drill_schedule: Annotated[
         str,
         typer.Option(help="Drill cron (UTC), default the last Sunday 04:00; '' for no drills."),
@@ -136,6 +140,9 @@ def target_add(
             help="Test the connection and the dump tool's version before saving (default on).",
         ),
     ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a schedule in a development environment.")
+    ] = False,
 ) -> None:
     """Register a database to back up (admin). The DSN is stored encrypted.
 
@@ -152,11 +159,10 @@ def target_add(
             "endpoint_url": s3_endpoint,
             "region": s3_region,
         }
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "dsn": dsn,
         "environment": env,
-        "schedule": schedule or None,
         "drill_schedule": drill_schedule or None,
         "storage": {k: v for k, v in storage.items() if v is not None},
         "retention": _retention(keep),
@@ -164,7 +170,10 @@ def target_add(
         "retry_delay_seconds": retry_delay,
         "before_deploy": before_deploy,
         "content_checksums": content_checksums,
+        "force": force,
     }
+    if schedule is not None:
+        body["schedule"] = schedule or None
     target = api(ctx).request(
         "POST", "/backup-targets", json_body=body, params={"check": str(check).lower()}
     )
@@ -216,6 +225,9 @@ def target_set(
             help="Record per-table content checksums that drills compare.",
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a schedule in a development environment.")
+    ] = False,
 ) -> None:
     """Change a target's schedules, retention or switches (admin)."""
     body: dict[str, Any] = {}
@@ -233,6 +245,8 @@ def target_set(
         body["content_checksums"] = content_checksums
     if not body:
         raise CliError("nothing to change: pass --schedule, --enabled, --keep, ...")
+    if force:
+        body["force"] = True
     row = api(ctx).request("PATCH", f"/backup-targets/{ref}", json_body=body)
     out.print(f"updated target {row['name']}")
 

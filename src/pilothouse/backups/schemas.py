@@ -97,7 +97,11 @@ class TargetCreate(BaseModel):
         default=None, description="Environment name or id (pre-deployment backups run for it)."
     )
     schedule: Cron = Field(
-        default="0 2 * * *", description="Cron (UTC) for scheduled backups; empty for none."
+        default="0 2 * * *",
+        description=(
+            "Cron (UTC) for scheduled backups; empty for none. In a development environment the "
+            "default is none and a schedule is refused (422) unless `force` is true (seed 000)."
+        ),
     )
     drill_schedule: Cron = Field(
         default="0 4 * * L0",
@@ -125,6 +129,10 @@ class TargetCreate(BaseModel):
             "drills compare (not only row counts)."
         ),
     )
+    force: Flag = Field(
+        default=False,
+        description="Allow a backup schedule in a development environment (refused otherwise).",
+    )
 
 
 class TargetUpdate(BaseModel):
@@ -147,6 +155,10 @@ class TargetUpdate(BaseModel):
     enabled: NotNull[Flag] = Field(default=None, description="Whether schedules run.")
     content_checksums: NotNull[Flag] = Field(
         default=None, description="Record per-table content checksums (compared by drills)."
+    )
+    force: Flag = Field(
+        default=False,
+        description="Allow a backup schedule in a development environment (refused otherwise).",
     )
 
 

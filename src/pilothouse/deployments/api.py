@@ -62,6 +62,10 @@ async def list_(
     until: IsoDateTime | None = Query(default=None, description="Created before (ISO 8601)."),
     limit: int = Query(default=50, ge=1, le=500, description="Page size."),
     cursor: str | None = Query(default=None, description="next_cursor of the previous page."),
+    archived: bool = Query(
+        default=False,
+        description="List the archived deployments (older than 90 days) instead of the others.",
+    ),
 ) -> DeploymentPage:
     filters = service.DeploymentFilter(
         environment=environment,
@@ -69,6 +73,7 @@ async def list_(
         statuses=tuple(status),
         since=since,
         until=until,
+        archived=archived,
     )
     rows, next_cursor = await service.list_deployments(
         session, caller, filters, limit=limit, cursor=cursor

@@ -92,6 +92,9 @@ class DeploymentRead(BaseModel):
     ci_run_id: str | None = Field(description="CI run id.")
     logs_url: str | None = Field(description="External log URL.")
     created_at: datetime = Field(description="Recorded at (UTC).")
+    archived_at: datetime | None = Field(
+        default=None, description="Archived (older than 90 days; hidden from default lists)."
+    )
     updated_at: datetime = Field(description="Last changed (UTC).")
 
 

@@ -44,6 +44,7 @@ class DeploymentFilter:
     statuses: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    archived: bool = False  # only the archived ones (retention.py) instead of the others
 
 
 def encode_cursor(created_at: datetime, deployment_id: uuid.UUID) -> str:
@@ -94,6 +95,11 @@ async def list_deployments(
 ) -> tuple[Sequence[Deployment], str | None]:
     """Newest first, filtered; returns the page and the cursor of the next one."""
     query = sa.select(Deployment).where(_visible(actor))
+    query = query.where(
+        Deployment.archived_at.is_not(None)
+        if filters.archived
+        else Deployment.archived_at.is_(None)
+    )
     if filters.service:
         svc = await services.get_service(
             session, actor, filters.service, environment=filters.environment
@@ -167,6 +173,7 @@ async def create_deployment(
     if not env.is_active:
         raise Conflict(f"environment {env.name!r} is inactive")
     artifact = await artifacts.get_by_version(session, actor, svc.id, version)
+    artifacts.check_deployable(artifact)
     if event_type == "rollback" and rollback_from is None and not allow_missing_origin:
         raise ValidationFailed("rollback_from", "is required when event_type is rollback")
     if rollback_from is not None:
@@ -477,6 +484,12 @@ async def _release_history(session: AsyncSession, service_id: uuid.UUID) -> list
         .order_by(StatusHistory.changed_at, Deployment.created_at)
     )
     return [RollbackStep(str(artifact), event, went_live=True) for artifact, event in rows]
+
+
+async def release_history(session: AsyncSession, service_id: uuid.UUID) -> list[RollbackStep]:
+    """The service's release history as deployments/rollback.py reads it (artifact retention
+    keeps what a rollback could return to)."""
+    return await _release_history(session, service_id)
 
 
 async def create_rollback(
