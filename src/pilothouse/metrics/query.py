@@ -273,7 +273,9 @@ async def run_query(
                         metric_samples.c.ts >= lo * 1000,
                         metric_samples.c.ts < hi * 1000,
                     )
-                    .order_by(metric_samples.c.ts)
+                    # The (series_id, ts) index's order: ordering by ts alone lets a planner
+                    # pick the ts index and scan every series in the window.
+                    .order_by(metric_samples.c.series_id, metric_samples.c.ts)
                 )
             ).all()
             for sid, ts, value in rows:
@@ -294,7 +296,7 @@ async def run_query(
                     MetricRollup.bucket >= lo,
                     MetricRollup.bucket < hi,
                 )
-                .order_by(MetricRollup.bucket)
+                .order_by(MetricRollup.series_id, MetricRollup.bucket)
             )
         ).all()
         for row in rollups:

@@ -1,7 +1,7 @@
 """metrics: series, raw samples, rollups, alert rules and their incidents; ingest tokens
 
 Revision ID: 0014
-Revises: 0013
+Revises: 0013 (given as 0008; re-chained after main gained 0013)
 Create Date: 2026-12-01 18:40:00
 """
 
