@@ -16,7 +16,10 @@ import sqlalchemy as sa
 from pilothouse.environments.models import EnvironmentGrant
 from pilothouse.errors import Forbidden
 
-ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+ROLE_RANK = {"ingest": -1, "viewer": 0, "operator": 1, "admin": 2}
+#: The role of a token scoped to metrics ingestion: it may push samples into its one
+#: environment and do nothing else (not even read).
+INGEST = "ingest"
 
 #: What each role may do beyond reading (seed 002 policies, issue 2 roles).
 ACTION_ROLE = {
@@ -35,6 +38,8 @@ ACTION_ROLE = {
     "manage_backups": "admin",
     "manage_vars": "operator",
     "reveal_secrets": "admin",
+    "ingest_metrics": "operator",  # and an ingest token, for its own environment
+    "manage_metrics": "operator",
 }
 
 
@@ -49,6 +54,8 @@ class Principal:
     id: uuid.UUID
     name: str
     role: str
+    #: Set for an ingest token: the one environment it may push metrics into.
+    environment_id: uuid.UUID | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -76,7 +83,10 @@ SYSTEM = system_actor()
 
 
 def may(principal: Principal, action: str) -> bool:
-    """True when the principal's role reaches the role the action needs."""
+    """True when the principal's role reaches the role the action needs (an ingest token may
+    ingest metrics and nothing else)."""
+    if principal.role == INGEST:
+        return action == "ingest_metrics"
     return ROLE_RANK[principal.role] >= ROLE_RANK[ACTION_ROLE[action]]
 
 

@@ -14,6 +14,7 @@ from pilothouse.environments.api import router as environments
 from pilothouse.errors import ERROR_RESPONSES
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
+from pilothouse.metrics.api import router as metrics
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
 from pilothouse.users.api import router as users
@@ -34,5 +35,6 @@ for feature in (
     channels,
     backups,
     variables,
+    metrics,
 ):
     router.include_router(feature)

@@ -28,6 +28,7 @@ from pilothouse.core.store import RETRY_AFTER_SECONDS, disk_full, unreachable
 from pilothouse.deps import refuse_bad_text
 from pilothouse.errors import PilothouseError
 from pilothouse.healthchecks.api import badges
+from pilothouse.metrics import exposition
 
 log = get_logger("pilothouse.api")
 
@@ -267,6 +268,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_error_handlers(app)
     app.include_router(api_router, responses=STORE_UNAVAILABLE)
     app.include_router(badges, responses=STORE_UNAVAILABLE)
+    app.include_router(exposition.router, responses=STORE_UNAVAILABLE)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: answers without touching the database")
     async def healthz() -> dict[str, str]:

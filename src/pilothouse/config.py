@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from pydantic import Field
@@ -93,6 +94,37 @@ class Settings(BaseSettings):
         description=(
             "Minutes past a target's schedule interval without a verified backup before it is "
             "overdue (one alert per overdue period, a notice when fresh again)."
+        ),
+    )
+
+    metrics_enabled: bool = Field(
+        default=True, description="Run metric rollups, retention and alert rules in the worker."
+    )
+    metrics_raw_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Hours raw metric samples are kept before only rollups stay.",
+    )
+    metrics_1m_days: float = Field(default=7.0, gt=0, description="Days 1-minute rollups are kept.")
+    metrics_5m_days: float = Field(
+        default=30.0, gt=0, description="Days 5-minute rollups are kept."
+    )
+    metrics_1h_days: float = Field(default=400.0, gt=0, description="Days hourly rollups are kept.")
+    metrics_scrape_enabled: bool = Field(
+        default=True,
+        description="Scrape every running replica's /metrics and write the built-in samples.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description=(
+            "Bearer token that lets a scraper read pilothouse's own /metrics from any address."
+        ),
+    )
+    metrics_allow: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")],
+        description=(
+            "Addresses (CIDR, JSON list) that may read /metrics without the token; [] means "
+            "the token only."
         ),
     )
 

@@ -53,6 +53,27 @@ async def _principal(
 Caller = Annotated[Principal, Depends(_principal)]
 
 
+async def _ingest_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller of a metric push route: any token, including an ingest token."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing API token: send `Authorization: Bearer <token>`")
+    db = get_db(request)
+    async with db.session(write=False) as session:
+        principal, token = await users.authenticate(
+            session, credentials.credentials, allow_ingest=True
+        )
+    if users.needs_touch(token):
+        async with db.session(write=True) as session:
+            await users.touch_token(session, token.id)
+    return principal
+
+
+IngestCaller = Annotated[Principal, Depends(_ingest_principal)]
+
+
 class KeyUnavailable(PilothouseError):
     status = 503
     code = "key_unavailable"

@@ -18,6 +18,14 @@ from pilothouse.healthchecks.models import (
     ProbeClaim,
 )
 from pilothouse.history.models import StatusHistory
+from pilothouse.metrics.figures import ReplicaFigures
+from pilothouse.metrics.models import (
+    MetricAlertRule,
+    MetricIncident,
+    MetricRollup,
+    MetricRollupProgress,
+    MetricSeries,
+)
 from pilothouse.replicas.models import Node, Replica
 from pilothouse.services.models import Service
 from pilothouse.users.models import ApiToken, User
@@ -43,10 +51,16 @@ __all__ = [
     "Incident",
     "JobSlot",
     "MaintenanceWindow",
+    "MetricAlertRule",
+    "MetricIncident",
+    "MetricRollup",
+    "MetricRollupProgress",
+    "MetricSeries",
     "Node",
     "NotificationChannel",
     "ProbeClaim",
     "Replica",
+    "ReplicaFigures",
     "Service",
     "StatusHistory",
     "User",

@@ -31,6 +31,8 @@ CAPABILITIES = (
     "pilothouse.deployments.archive",
     "pilothouse.artifacts.pruning",
     "pilothouse.alerts.loops",
+    "pilothouse.metrics.loops",
+    "pilothouse.metrics.scrape",
 )
 
 

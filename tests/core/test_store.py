@@ -44,6 +44,13 @@ TABLES = {
     "maintenance_windows",
     "incidents",
     "notification_channels",
+    # metrics (0014)
+    "metric_series",
+    "metric_samples",
+    "metric_rollups",
+    "metric_rollup_progress",
+    "metric_alert_rules",
+    "metric_incidents",
 }
 
 

@@ -120,6 +120,48 @@ async def http_probe(
     return ProbeResult(True, latency, f"HTTP {code}", code)
 
 
+async def http_get(
+    url: str, *, timeout: float, accept: str = "*/*", max_bytes: int = 10 * 1024 * 1024
+) -> tuple[int, bytes]:
+    """GET an http:// URL with the same small client: (status, body). Raises TimeoutError,
+    OSError, or ValueError (no status line, a body larger than `max_bytes`)."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    deadline = time.perf_counter() + timeout
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 80), timeout
+    )
+    try:
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: pilothouse\r\n"
+            f"Accept: {accept}\r\nConnection: close\r\n\r\n"
+        )
+        writer.write(request.encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(
+            reader.read(max_bytes + 65536), max(deadline - time.perf_counter(), 0.001)
+        )
+        chunks = [raw]
+        while raw:
+            raw = await asyncio.wait_for(
+                reader.read(max_bytes + 65536), max(deadline - time.perf_counter(), 0.001)
+            )
+            chunks.append(raw)
+            if sum(len(c) for c in chunks) > max_bytes + 65536:
+                raise ValueError(f"answer larger than {max_bytes} bytes")
+    finally:
+        writer.close()
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or not status_line[1].isdigit():
+        raise ValueError("no HTTP status line")
+    if b"transfer-encoding: chunked" in head.lower():
+        body = _dechunk(body)
+    if len(body) > max_bytes:
+        raise ValueError(f"answer larger than {max_bytes} bytes")
+    return int(status_line[1]), body
+
+
 def _dechunk(body: bytes) -> bytes:
     out, rest = b"", body
     while rest:

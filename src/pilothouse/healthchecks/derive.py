@@ -15,8 +15,9 @@ before a change back (defaults 3 and 2).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 DependencyStatus = Literal["connected", "slow", "disconnected"]
@@ -134,3 +135,28 @@ def damp(state: Damper, raw: Status, t: Thresholds = Thresholds()) -> Damper:
         if streak >= needed:
             status = raw
     return Damper(status=status, streak_status=raw, streak=streak)
+
+
+#: App-reported columns of health_checks (seed 000) summed over a service's replicas.
+SUMMED = ("total_requests", "active_connections", "memory_usage_mb", "cpu_usage_percent")
+
+
+def merge_figures(replicas: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A service's app-reported figures from its replicas': counts, memory and CPU summed, the
+    longest uptime, and the error rate of the summed 5-minute window (errors / requests, from
+    the `_window_requests` / `_window_errors` keys), so a busy replica weighs more than an idle
+    one. Keys nobody reported are left out."""
+    rows = list(replicas)
+    merged: dict[str, Any] = {}
+    for key in SUMMED:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            merged[key] = sum(values)
+    uptimes = [r["uptime_seconds"] for r in rows if r.get("uptime_seconds") is not None]
+    if uptimes:
+        merged["uptime_seconds"] = max(uptimes)
+    requests = sum(r.get("_window_requests") or 0 for r in rows)
+    errors = sum(r.get("_window_errors") or 0 for r in rows)
+    if requests > 0:
+        merged["error_rate_5min"] = min(errors / requests, 1.0)
+    return merged

@@ -36,6 +36,8 @@ class HealthLoops:
                 buffer=rt.settings.health_buffer,
                 worker=rt.leases.owner,
             ),
+            # App-reported figures per replica (the metrics capability appends its source).
+            figures=rt.hooks("replica_figures"),
         )
 
     async def probe(self) -> None:

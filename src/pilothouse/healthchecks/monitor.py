@@ -26,6 +26,7 @@ import time
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +53,7 @@ from pilothouse.healthchecks.derive import (
     damp,
     dependency_status,
     derive,
+    merge_figures,
 )
 from pilothouse.healthchecks.incidents import incident_action, reminder_due
 from pilothouse.healthchecks.models import (
@@ -139,10 +141,27 @@ def offset(key: str, interval: float) -> float:
     return (zlib.crc32(key.encode()) % max(1, int(interval * 1000))) / 1000
 
 
+#: A source of app-reported figures per replica (metrics/builtin.py `figures_of`): the seed 000
+#: columns of its health_checks rows (`error_rate_5min`, `total_requests`, ...), keys starting
+#: with `_` being for merging only.
+FiguresSource = Callable[
+    [Database, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, dict[str, Any]]]
+]
+
+
 class Monitor:
-    def __init__(self, db: Database, settings: MonitorSettings | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: MonitorSettings | None = None,
+        *,
+        figures: list[FiguresSource] | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings or MonitorSettings()
+        # Read at every flush: a capability registered later may still append its source.
+        self.figure_sources: list[FiguresSource] = figures if figures is not None else []
+        self.figures: dict[uuid.UUID, dict[str, Any]] = {}
         self.leases = Leases(db, owner=self.settings.worker)
         self.targets: list[Target] = []
         self.last_slot: dict[str, int] = {}
@@ -404,14 +423,20 @@ class Monitor:
             rows: list[dict[str, Any]] = []
             raws: dict[str, Raw] = {}
             affected: set[uuid.UUID] = set()
+            await self._read_figures({t.service_ids[0] for t, _r, _a in batch if t.replica_id})
             for target, result, at in batch:
-                rows.append(self._check_row(target, result, at))
+                row = self._check_row(target, result, at)
+                figures = self.figures.get(target.replica_id) if target.replica_id else None
+                if figures:
+                    row.update({k: v for k, v in figures.items() if not k.startswith("_")})
+                rows.append(row)
                 if target.replica_id is not None:
                     observation = Observation(
                         responded=result.ok,
                         http_statuses=(result.status_code,) if result.status_code else (),
                         response_ms=result.latency_ms,
                         timed_out="timeout" in result.detail,
+                        error_rate=(figures or {}).get("error_rate_5min"),
                     )
                     raw, reasons = derive(observation)
                     raws[f"replica:{target.replica_id}"] = (
@@ -436,7 +461,8 @@ class Monitor:
                 raw, reasons, responded, latency, code = evaluated
                 info = self.service_info[service_id]
                 rows.append(
-                    {
+                    self._service_figures(service_id)
+                    | {
                         "id": uuid.uuid4(),
                         "service_id": service_id,
                         "environment_id": info.environment_id,
@@ -467,6 +493,31 @@ class Monitor:
                 await self._incident(service_id, before, after, reasons, at=at)
         if back:
             self.sent_away.clear()  # every alert sent from memory has met its incident by now
+
+    async def _read_figures(self, services_: set[uuid.UUID]) -> None:
+        """App-reported figures of these services' replicas, from the registered sources (kept
+        from the last read when a source fails: the store may be away)."""
+        if not self.figure_sources or self._paused():
+            return
+        replicas = [
+            r
+            for sid in services_
+            if sid in self.service_info
+            for r in self.service_info[sid].replicas
+        ]
+        try:
+            for source in self.figure_sources:
+                self.figures.update(await source(self.db, replicas))
+        except Exception as exc:
+            self._pause(exc)
+
+    def _service_figures(self, service_id: uuid.UUID) -> dict[str, Any]:
+        """A service row's app-reported columns: its replicas' merged (derive.merge_figures)."""
+        info = self.service_info.get(service_id)
+        found = [self.figures[r] for r in info.replicas if r in self.figures] if info else []
+        if not found:
+            return {}
+        return merge_figures(found)
 
     async def _write(self, fresh: Evaluated | None) -> tuple[list[tuple[datetime, Change]], bool]:
         """Queue `fresh` and store the queue, oldest first. Returns the published changes with
@@ -662,6 +713,7 @@ class Monitor:
             http_statuses=tuple(c.status_code for c in front if c.status_code and not c.ok),
             response_ms=min(latencies) if latencies else None,
             timed_out=not responded and all("timeout" in c.detail for c in front),
+            error_rate=self._service_figures(service_id).get("error_rate_5min"),
             dependencies=deps,
         )
         raw, reasons = derive(observation, info.thresholds)

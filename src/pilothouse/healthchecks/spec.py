@@ -36,6 +36,19 @@ class ThresholdsSpec(BaseModel):
     successes_to_healthy: int = Field(default=2, ge=1, le=100, description="Consecutive.")
 
 
+class ScrapeSpec(BaseModel):
+    """How the metrics scraper reads a replica's Prometheus exposition (metrics/scrape.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="False: replicas are not scraped.")
+    path: str = Field(
+        default="/metrics", pattern=r"^/[^\s?#]*$", max_length=200, description="Scrape path."
+    )
+    interval: float = Field(default=15.0, ge=1, le=3600, description="Seconds between scrapes.")
+    timeout: float = Field(default=5.0, gt=0, le=60, description="Seconds per scrape.")
+
+
 class HealthCheckSpec(ReadinessSpec):
     """A service's `health_check` (unknown keys are refused)."""
 
@@ -60,6 +73,9 @@ class HealthCheckSpec(ReadinessSpec):
     )
     sla_target: float = Field(default=99.5, ge=0, le=100, description="Monthly uptime target %.")
     public_badge: bool = Field(default=False, description="Serve public badges of this service.")
+    metrics: ScrapeSpec = Field(
+        default_factory=ScrapeSpec, description="Scraping of each replica's /metrics."
+    )
 
     def url_interval(self) -> float:
         """Seconds between probes of the public URL."""

@@ -50,7 +50,12 @@ async def list_users(session: Session, caller: Caller) -> list[UserRead]:
 )
 async def create_token(body: TokenCreate, session: Session, caller: Caller) -> TokenIssued:
     row, token = await service.create_token(
-        session, caller, user_ref=body.user, name=body.name, expires_in_days=body.expires_in_days
+        session,
+        caller,
+        user_ref=body.user,
+        name=body.name,
+        expires_in_days=body.expires_in_days,
+        ingest_environment=body.ingest_environment,
     )
     return TokenIssued(**TokenRead.model_validate(row).model_dump(), token=token)
 

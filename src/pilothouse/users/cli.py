@@ -48,10 +48,22 @@ def create_token(
     user: Annotated[str | None, typer.Option(help="User name or id; default: you.")] = None,
     name: Annotated[str, typer.Option(help="A label for the token.")] = "cli",
     expires_in_days: Annotated[int | None, typer.Option(help="Lifetime in days.")] = None,
+    ingest: Annotated[
+        str | None,
+        typer.Option(
+            help="Make it an ingest token for this environment (name or id): it may push "
+            "metrics there and do nothing else."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Issue a token; it is printed once and stored only as a hash."""
-    body = {"user": user, "name": name, "expires_in_days": expires_in_days}
+    body = {
+        "user": user,
+        "name": name,
+        "expires_in_days": expires_in_days,
+        "ingest_environment": ingest,
+    }
     token = api(ctx).request("POST", "/tokens", json_body=body)
     if as_json:
         print_json(token)
@@ -68,7 +80,8 @@ def list_tokens(
 ) -> None:
     """List tokens (never their values)."""
     rows = api(ctx).request("GET", "/tokens", params={"user": user})
-    columns = ["id", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    columns = ["id", "name", "prefix", "scope", "created_at", "last_used_at", "expires_at"]
+    columns.append("revoked_at")
     print_json(rows) if as_json else print_table(rows, columns, title="tokens")
 
 

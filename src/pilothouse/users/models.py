@@ -36,3 +36,9 @@ class ApiToken(UUIDPk, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: None: the token acts as its user. "ingest": write-only metrics ingestion into
+    #: `environment_id` and nothing else (issue 14).
+    scope: Mapped[str | None] = mapped_column(sa.String(20), default=None)
+    environment_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("environments.id", ondelete="CASCADE"), default=None
+    )

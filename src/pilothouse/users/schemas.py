@@ -47,6 +47,13 @@ class TokenCreate(BaseModel):
     expires_in_days: Annotated[int, Field(ge=1, le=3650), NotBool] | None = Field(
         default=None, description="Lifetime in days; default: never expires."
     )
+    ingest_environment: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Make it an ingest token for this environment (name or id): it may push "
+        "metrics into it (POST /metrics/ingest) and do nothing else.",
+    )
 
 
 class TokenRead(BaseModel):
@@ -60,6 +67,10 @@ class TokenRead(BaseModel):
     last_used_at: datetime | None = Field(description="Last successful use (minute precision).")
     expires_at: datetime | None = Field(description="Expiry, if any.")
     revoked_at: datetime | None = Field(description="Revocation time, if revoked.")
+    scope: str | None = Field(default=None, description='"ingest" for an ingest token, else none.')
+    environment_id: uuid.UUID | None = Field(
+        default=None, description="The environment an ingest token pushes metrics into."
+    )
 
 
 class TokenIssued(TokenRead):

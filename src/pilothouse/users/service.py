@@ -11,11 +11,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import Principal, require
+from pilothouse.access import INGEST, Principal, require
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
-from pilothouse.core.db import one_by_ref
-from pilothouse.errors import Conflict, NotFound, Unauthorized
+from pilothouse.core.db import id_or_name, one_by_ref
+from pilothouse.errors import Conflict, Forbidden, NotFound, Unauthorized
 from pilothouse.users.models import ApiToken, User
 
 TOKEN_PREFIX = "ph_"
@@ -80,6 +80,8 @@ async def _issue(
     *,
     name: str,
     expires_in_days: int | None,
+    scope: str | None = None,
+    environment_id: uuid.UUID | None = None,
 ) -> tuple[ApiToken, str]:
     token = new_token()
     now = utcnow()
@@ -90,10 +92,15 @@ async def _issue(
         token_hash=hash_token(token),
         created_at=now,
         expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+        scope=scope,
+        environment_id=environment_id,
     )
     session.add(row)
     await session.flush()
-    audit.record(session, actor, "create", "api_token", row.id, {"user": user.name, "name": name})
+    what = {"user": user.name, "name": name}
+    if scope:
+        what.update(scope=scope, environment_id=str(environment_id))
+    audit.record(session, actor, "create", "api_token", row.id, what)
     return row, token
 
 
@@ -104,11 +111,35 @@ async def create_token(
     user_ref: str | None,
     name: str,
     expires_in_days: int | None = None,
+    ingest_environment: str | None = None,
 ) -> tuple[ApiToken, str]:
-    """Issue a token (admin only); returns the row and the plaintext, which is never stored."""
+    """Issue a token (admin only); returns the row and the plaintext, which is never stored.
+    With `ingest_environment` (an environment name or id) the token is an ingest token: it may
+    push metrics into that environment and do nothing else."""
     require(actor, "manage_tokens")
     user = await get_user(session, user_ref or actor.id)
-    return await _issue(session, actor, user, name=name, expires_in_days=expires_in_days)
+    environment_id = None
+    if ingest_environment is not None:
+        from pilothouse.environments.models import Environment
+
+        env = await session.scalar(
+            sa.select(Environment).where(
+                id_or_name(Environment.id, Environment.name, ingest_environment),
+                Environment.deleted_at.is_(None),
+            )
+        )
+        if env is None:
+            raise NotFound(f"environment {ingest_environment!r} not found")
+        environment_id = env.id
+    return await _issue(
+        session,
+        actor,
+        user,
+        name=name,
+        expires_in_days=expires_in_days,
+        scope=INGEST if environment_id else None,
+        environment_id=environment_id,
+    )
 
 
 async def list_tokens(
@@ -134,8 +165,12 @@ async def revoke_token(session: AsyncSession, actor: Principal, token_ref: str) 
     return row
 
 
-async def authenticate(session: AsyncSession, token: str) -> tuple[Principal, ApiToken]:
-    """The principal behind a bearer token, or Unauthorized (never says which part was wrong)."""
+async def authenticate(
+    session: AsyncSession, token: str, *, allow_ingest: bool = False
+) -> tuple[Principal, ApiToken]:
+    """The principal behind a bearer token, or Unauthorized (never says which part was wrong).
+    An ingest token authenticates only where `allow_ingest` (the metric push routes); anywhere
+    else it is Forbidden, so it can do nothing but push."""
     found = (
         await session.execute(
             sa.select(ApiToken, User)
@@ -151,6 +186,16 @@ async def authenticate(session: AsyncSession, token: str) -> tuple[Principal, Ap
         raise Unauthorized("invalid or missing API token")
     if not user.is_active:
         raise Unauthorized("invalid or missing API token")
+    if row.scope == INGEST:
+        if not allow_ingest:
+            raise Forbidden(
+                "an ingest token may only push metrics (POST /api/v1/metrics/ingest)",
+                detail={"role": INGEST},
+            )
+        principal = Principal(
+            id=user.id, name=user.name, role=INGEST, environment_id=row.environment_id
+        )
+        return principal, row
     return Principal(id=user.id, name=user.name, role=user.role), row
 
 

@@ -1,0 +1,238 @@
+"""Metrics benchmark: push ingestion and window queries on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/metrics.py                       # defaults below, both databases
+    .venv/bin/python bench/metrics.py --series 10000 --db postgres
+
+For each database (SQLite in a temp dir, PostgreSQL in a throwaway database on
+PILOTHOUSE_TEST_PG_URL):
+  1. ingestion through `write_samples` (series lookup/creation + COPY or executemany) in batches
+     of 5,000 samples spread over `--series` series, after a warm-up batch that creates them;
+     next to it, the baseline: the same rows appended by the bare bulk path alone (no series
+     lookup), in the same run;
+  2. ingestion through the API: `POST /api/v1/metrics/ingest` with 5,000-sample JSON bodies,
+     through the ASGI app in process (JSON parsing, validation, auth, write; no network);
+  3. 24 h of one sample a minute for every series (then the rollup job over it), and the P95
+     over 24 h of one series among them: p50/p95 latency of `aggregate(...)` from raw samples,
+     and again after the raw samples are dropped (read from the 1-minute/5-minute/hourly
+     rollups and their sketches).
+Prints figures and ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from pilothouse import migrations
+from pilothouse.app import create_app
+from pilothouse.config import Settings
+from pilothouse.core.db import Database
+from pilothouse.metrics.models import metric_samples
+from pilothouse.metrics.query import aggregate
+from pilothouse.metrics.samples import Sample, bulk_insert, write_samples
+from pilothouse.metrics.storage import Retention, retain, rollup
+from pilothouse.setup import _bootstrap
+
+PG_ADMIN_URL = os.environ.get("PILOTHOUSE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BATCH = 5000
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _batch(series: int, start: int, at: datetime) -> list[Sample]:
+    return [
+        Sample(
+            "http_request_duration_ms",
+            {"service": f"svc{(start + i) % series % 50}", "replica": f"r{(start + i) % series}"},
+            float((start + i) % 997),
+            at + timedelta(milliseconds=i),
+            unit="ms",
+        )
+        for i in range(BATCH)
+    ]
+
+
+async def ingest(db: Database, series: int, batches: int) -> dict[str, float]:
+    await write_samples(db, [s for k in range(0, series, BATCH) for s in _batch(series, k, NOW)])
+    work = [_batch(series, b * BATCH, NOW + timedelta(seconds=b)) for b in range(batches)]
+    started = time.perf_counter()
+    for batch in work:
+        await write_samples(db, batch)
+    ours = batches * BATCH / (time.perf_counter() - started)
+    rows = [(1 + i % series, 1_700_000_000_000 + i, float(i)) for i in range(BATCH)]
+    started = time.perf_counter()
+    for _ in range(batches):
+        async with db.session() as session:
+            await bulk_insert(session, db.dialect, rows)
+    bare = batches * BATCH / (time.perf_counter() - started)
+    return {"write_samples/s": ours, "bare bulk/s": bare}
+
+
+def ingest_api(url: str, tmp: Path, series: int, batches: int) -> float:
+    token = asyncio.run(_bootstrap(url, "admin"))
+    settings = Settings(data_dir=tmp / "data", database_url=url, role="api", max_body_bytes=8 << 20)
+    with TestClient(create_app(settings, migrate=False)) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.post(
+            "/api/v1/environments", json={"name": "bench"}, headers=headers
+        ).is_success
+        bodies = []
+        for b in range(batches):
+            at = NOW + timedelta(hours=1, seconds=b)
+            bodies.append(
+                {
+                    "environment": "bench",
+                    "samples": [
+                        {
+                            "name": s.name,
+                            "tags": dict(s.tags),
+                            "value": s.value,
+                            "timestamp": s.at.isoformat(),
+                            "unit": "ms",
+                        }
+                        for s in _batch(series, b * BATCH, at)
+                    ],
+                }
+            )
+        client.post("/api/v1/metrics/ingest", json=bodies[0], headers=headers)
+        started = time.perf_counter()
+        for body in bodies:
+            response = client.post("/api/v1/metrics/ingest", json=body, headers=headers)
+            assert response.status_code == 200, response.text
+        return batches * BATCH / (time.perf_counter() - started)
+
+
+async def query(db: Database, series: int, repeats: int) -> dict[str, float]:
+    async with db.session() as session:
+        await session.execute(sa.delete(metric_samples))
+    start = NOW - timedelta(hours=24)
+    minutes = 24 * 60
+    pending: list[Sample] = []
+    loaded = time.perf_counter()
+    for m in range(minutes):
+        at = start + timedelta(minutes=m)
+        pending.extend(
+            Sample("latency_ms", {"replica": f"r{k}"}, float((m * 7 + k) % 1000), at)
+            for k in range(series)
+        )
+        if len(pending) >= BATCH * 10:
+            await write_samples(db, pending)
+            pending = []
+    await write_samples(db, pending)
+    load_rate = series * minutes / (time.perf_counter() - loaded)
+    later = NOW + timedelta(minutes=2)
+
+    async def timings() -> list[float]:
+        out = []
+        for i in range(repeats):
+            tag = {"replica": f"r{(i * 37) % series}"}
+            began = time.perf_counter()
+            await aggregate(db, "latency_ms", tag, window=timedelta(hours=24), stat="p95", now=NOW)
+            out.append((time.perf_counter() - began) * 1000)
+        return out
+
+    raw = await timings()
+    rolled_at = time.perf_counter()
+    while True:
+        written = await rollup(db, later)
+        if not any(written.values()):
+            break
+    rollup_s = time.perf_counter() - rolled_at
+    await retain(db, later, Retention(raw=60))
+    from_rollups = await timings()
+
+    def pct(values: list[float], q: float) -> float:
+        return statistics.quantiles(values, n=100)[int(q) - 1]
+
+    return {
+        "load samples/s": load_rate,
+        "raw p50 ms": statistics.median(raw),
+        "raw p95 ms": pct(raw, 95),
+        "rollup p50 ms": statistics.median(from_rollups),
+        "rollup p95 ms": pct(from_rollups, 95),
+        "rollup job s": rollup_s,
+    }
+
+
+def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
+    migrations.upgrade(url)
+    result: dict[str, Any] = {"db": kind}
+
+    async def store_part() -> None:
+        db = Database(url)
+        try:
+            result.update(await ingest(db, args.series, args.batches))
+        finally:
+            await db.dispose()
+
+    asyncio.run(store_part())
+    result["api samples/s"] = ingest_api(url, tmp, args.series, args.batches)
+
+    async def query_part() -> None:
+        db = Database(url)
+        try:
+            result.update(await query(db, args.query_series, args.repeats))
+        finally:
+            await db.dispose()
+
+    asyncio.run(query_part())
+    print(kind, result, flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--series", type=int, default=10_000, help="series ingestion spreads over")
+    parser.add_argument("--batches", type=int, default=40, help="5,000-sample batches timed")
+    parser.add_argument("--query-series", type=int, default=1_000, help="series with 24 h of data")
+    parser.add_argument("--repeats", type=int, default=100, help="queries timed per path")
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.db in ("sqlite", "both"):
+            results.append(run_one("sqlite", f"sqlite:///{tmp}/bench.db", Path(tmp), args))
+        if args.db in ("postgres", "both"):
+            name = f"pilothouse_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            url = str(sa.engine.make_url(PG_ADMIN_URL).set(database=name))
+            try:
+                results.append(run_one("postgres", url, Path(tmp) / "pg", args))
+            finally:
+                with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    columns = [
+        "db",
+        "write_samples/s",
+        "bare bulk/s",
+        "api samples/s",
+        "load samples/s",
+        "raw p50 ms",
+        "raw p95 ms",
+        "rollup p50 ms",
+        "rollup p95 ms",
+        "rollup job s",
+    ]
+    print("\n| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for r in results:
+        cells = [r["db"]] + [f"{r[c]:,.0f}" if r[c] >= 100 else f"{r[c]:.2f}" for c in columns[1:]]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

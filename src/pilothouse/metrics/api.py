@@ -1,0 +1,139 @@
+"""/api/v1/metrics: push ingestion (JSON, Prometheus text), series, queries, alert rules."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+
+from pilothouse.core.clock import utcnow
+from pilothouse.deps import Caller, IngestCaller, Session, get_db
+from pilothouse.errors import ValidationFailed
+from pilothouse.metrics import service
+from pilothouse.metrics.ingest import parse_prometheus
+from pilothouse.metrics.schemas import (
+    IngestBatch,
+    IngestResult,
+    QueryGroup,
+    QueryResult,
+    RuleCreate,
+    RuleRead,
+    SeriesRead,
+    SeriesUpdate,
+)
+
+router = APIRouter(prefix="/metrics", tags=["metrics"])
+
+
+@router.post(
+    "/ingest",
+    response_model=IngestResult,
+    summary="Push a batch of samples (JSON); an ingest token writes into its environment only",
+)
+async def ingest(
+    body: IngestBatch, request: Request, session: Session, caller: IngestCaller
+) -> IngestResult:
+    env = await service.ingest_environment(session, caller, body.environment)
+    samples = service.to_samples(body.samples, env, utcnow())
+    written = await service.ingest(session, get_db(request).dialect, env, samples)
+    return IngestResult(written=written, environment=env.name)
+
+
+@router.post(
+    "/ingest/prometheus",
+    response_model=IngestResult,
+    summary="Push samples in the Prometheus text exposition format (as to a Pushgateway)",
+    openapi_extra={
+        "requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}, "required": True}
+    },
+)
+async def ingest_prometheus(
+    request: Request,
+    session: Session,
+    caller: IngestCaller,
+    environment: str | None = Query(default=None, description="Environment (name or id)."),
+    job: str | None = Query(default=None, max_length=200, description="Added as the job tag."),
+    instance: str | None = Query(
+        default=None, max_length=200, description="Added as the instance tag."
+    ),
+) -> IngestResult:
+    env = await service.ingest_environment(session, caller, environment)
+    raw = await request.body()
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ValidationFailed("body", "must be UTF-8 text") from None
+    extra = {k: v for k, v in (("job", job), ("instance", instance)) if v}
+    try:
+        samples = parse_prometheus(text, utcnow(), extra)
+    except ValueError as exc:
+        raise ValidationFailed("body", str(exc)) from None
+    written = await service.ingest(session, get_db(request).dialect, env, samples)
+    return IngestResult(written=written, environment=env.name)
+
+
+@router.get("/query", response_model=QueryResult, summary="Statistics of a metric over a window")
+async def query(
+    session: Session,
+    caller: Caller,
+    name: str = Query(description="Metric name."),
+    tag: list[str] = Query(
+        default=[], description="Only series with this tag: key=value (repeat)."
+    ),
+    window: str = Query(default="1h", description="Window ending now: 90s, 5m, 24h, 30d."),
+    stat: list[str] = Query(
+        default=["avg"],
+        description="latest, count, sum, avg, min, max, p50, p95, p99, rate, increase (repeat).",
+    ),
+    group_by: str | None = Query(default=None, description="Group by this tag's value."),
+) -> QueryResult:
+    groups = await service.query(
+        session,
+        caller,
+        name,
+        tags=service.parse_tags(tag),
+        window=window,
+        stats=stat,
+        group_by=group_by,
+    )
+    return QueryResult(
+        name=name,
+        window=window,
+        groups=[QueryGroup.model_validate(g, from_attributes=True) for g in groups],
+    )
+
+
+@router.get("/series", response_model=list[SeriesRead], summary="List metric series")
+async def list_series(
+    session: Session,
+    caller: Caller,
+    name: str | None = Query(default=None, description="Only names starting with this."),
+    environment: str | None = Query(default=None, description="Only this environment."),
+) -> list[SeriesRead]:
+    rows = await service.list_series(session, caller, name=name, environment=environment)
+    return [SeriesRead.model_validate(r) for r in rows]
+
+
+@router.get("/series/{series_id}", response_model=SeriesRead, summary="One metric series")
+async def get_series(series_id: int, session: Session, caller: Caller) -> SeriesRead:
+    return SeriesRead.model_validate(await service.get_series(session, caller, series_id))
+
+
+@router.patch(
+    "/series/{series_id}",
+    response_model=SeriesRead,
+    summary="Set a series' thresholds, baseline, unit or retention overrides",
+)
+async def update_series(
+    series_id: int, body: SeriesUpdate, session: Session, caller: Caller
+) -> SeriesRead:
+    row = await service.update_series(session, caller, series_id, body)
+    return SeriesRead.model_validate(row)
+
+
+@router.get("/rules", response_model=list[RuleRead], summary="List metric alert rules")
+async def list_rules(session: Session, caller: Caller) -> list[RuleRead]:
+    return [RuleRead.model_validate(r) for r in await service.list_rules(session, caller)]
+
+
+@router.post("/rules", response_model=RuleRead, status_code=201, summary="Create an alert rule")
+async def create_rule(body: RuleCreate, session: Session, caller: Caller) -> RuleRead:
+    return RuleRead.model_validate(await service.create_rule(session, caller, body))

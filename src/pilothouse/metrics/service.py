@@ -1,0 +1,230 @@
+"""Metric services: push ingestion, series (list, show, thresholds, retention), queries and
+alert rules, with the caller's rights. Services never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import INGEST, Principal, granted_environment_ids, require
+from pilothouse.core.clock import utcnow
+from pilothouse.environments import service as environments
+from pilothouse.environments.models import Environment
+from pilothouse.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from pilothouse.metrics.models import MetricAlertRule, MetricSeries
+from pilothouse.metrics.query import STATS, Group, matching_series, run_query
+from pilothouse.metrics.samples import Sample, write_samples_in
+from pilothouse.metrics.schemas import RuleCreate, SampleIn, SeriesUpdate, parse_duration
+from pilothouse.services import service as services
+
+
+async def ingest_environment(
+    session: AsyncSession, actor: Principal, ref: str | None
+) -> Environment:
+    """The environment a push goes to: an ingest token's own (another one named is refused),
+    else the named one the caller can see."""
+    require(actor, "ingest_metrics")
+    if actor.role == INGEST:
+        env = await session.get(Environment, actor.environment_id)
+        if env is None or env.deleted_at is not None:
+            raise NotFound("the ingest token's environment no longer exists")
+        if ref is not None and ref not in (env.name, str(env.id)):
+            raise Forbidden(f"this ingest token pushes into environment {env.name!r} only")
+        return env
+    if ref is None:
+        raise ValidationFailed("environment", "required: the environment the samples belong to")
+    return await environments.get_environment(session, actor, ref)
+
+
+def to_samples(items: Sequence[SampleIn], env: Environment, now: datetime) -> list[Sample]:
+    """Pushed samples with the environment tag set to where they are stored."""
+    return [
+        Sample(
+            item.name,
+            {**item.tags, "environment": env.name},
+            item.value,
+            item.timestamp or now,
+            unit=item.unit,
+            source=item.source,
+        )
+        for item in items
+    ]
+
+
+async def ingest(
+    session: AsyncSession, dialect: str, env: Environment, samples: Sequence[Sample]
+) -> int:
+    """Store pushed samples in `env` (tags forced to it: a push cannot write elsewhere)."""
+    placed = [
+        s
+        if s.tags.get("environment") == env.name
+        else Sample(s.name, {**s.tags, "environment": env.name}, s.value, s.at, s.unit, s.source)
+        for s in samples
+    ]
+    return await write_samples_in(session, dialect, placed, environment_id=env.id)
+
+
+def _environments(actor: Principal) -> sa.Select[Any]:
+    """Ids of the environments a non-admin owns or was granted."""
+    return sa.select(Environment.id).where(
+        sa.or_(
+            Environment.owner_id == actor.id,
+            Environment.id.in_(granted_environment_ids(actor)),
+        )
+    )
+
+
+def _visible(actor: Principal) -> sa.ColumnElement[bool]:
+    """Series the actor may read: those in environments it can see (admins: all)."""
+    require(actor, "read")
+    if actor.is_admin:
+        return sa.true()
+    return MetricSeries.environment_id.in_(_environments(actor))
+
+
+async def list_series(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    name: str | None = None,
+    environment: str | None = None,
+    limit: int = 500,
+) -> Sequence[MetricSeries]:
+    """Series the actor can see, optionally by name prefix and environment."""
+    query = sa.select(MetricSeries).where(_visible(actor))
+    if name:
+        query = query.where(MetricSeries.name.startswith(name, autoescape=True))
+    if environment:
+        env = await environments.get_environment(session, actor, environment)
+        query = query.where(MetricSeries.environment_id == env.id)
+    query = query.order_by(MetricSeries.name, MetricSeries.id).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def get_series(session: AsyncSession, actor: Principal, series_id: int) -> MetricSeries:
+    """One series the actor can see, or NotFound."""
+    found = await session.scalar(
+        sa.select(MetricSeries).where(MetricSeries.id == series_id, _visible(actor))
+    )
+    if found is None:
+        raise NotFound(f"metric series {series_id} not found")
+    return found
+
+
+async def update_series(
+    session: AsyncSession, actor: Principal, series_id: int, changes: SeriesUpdate
+) -> MetricSeries:
+    """Set thresholds, baseline, unit or retention overrides of a series."""
+    series = await get_series(session, actor, series_id)
+    require(actor, "manage_metrics")
+    fields = changes.model_dump(exclude_unset=True)
+    if "unit" in fields and fields["unit"] is None:
+        fields["unit"] = ""
+    for key, value in fields.items():
+        setattr(series, key, value)  # keys are SeriesUpdate's typed fields only
+    return series
+
+
+async def query(
+    session: AsyncSession,
+    actor: Principal,
+    name: str,
+    *,
+    tags: Mapping[str, str],
+    window: str,
+    stats: Sequence[str],
+    group_by: str | None = None,
+    now: datetime | None = None,
+) -> list[Group]:
+    """Figures of metric `name` over `window` for the series the actor can see."""
+    try:
+        span = parse_duration(window)
+    except ValueError as exc:
+        raise ValidationFailed("window", str(exc)) from None
+    unknown = [s for s in stats if s not in STATS]
+    if unknown or not stats:
+        raise ValidationFailed("stat", f"one or more of {', '.join(STATS)}")
+    found = await matching_series(session, name, tags, _visible(actor))
+    return await run_query(
+        session, found, window=span, stats=stats, group_by=group_by, now=now or utcnow()
+    )
+
+
+def parse_tags(pairs: Sequence[str]) -> dict[str, str]:
+    """`key=value` strings as a dict; ValidationFailed naming the bad one."""
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationFailed("tag", f"{pair!r} is not key=value")
+        tags[key] = value
+    return tags
+
+
+async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate) -> MetricAlertRule:
+    """An alert rule on a metric (optionally of one service)."""
+    require(actor, "manage_metrics")
+    try:
+        window = parse_duration(body.window)
+    except ValueError as exc:
+        raise ValidationFailed("window", str(exc)) from None
+    if body.for_m > body.for_n:
+        raise ValidationFailed("for_m", f"M ({body.for_m}) must not exceed N ({body.for_n})")
+    if body.warning is None and body.critical is None:
+        raise ValidationFailed("warning", "give a warning or a critical level (or both)")
+    if body.expression == "ratio" and not body.per_metric:
+        raise ValidationFailed("per_metric", "required for a ratio")
+    service_id: uuid.UUID | None = None
+    environment_id: uuid.UUID | None = None
+    if body.service:
+        svc = await services.get_service(session, actor, body.service, environment=body.environment)
+        service_id, environment_id = svc.id, svc.environment_id
+    elif body.environment:
+        environment_id = (await environments.get_environment(session, actor, body.environment)).id
+    elif not actor.is_admin:
+        raise ValidationFailed("service", "give a service or an environment")
+    taken = await session.scalar(
+        sa.select(MetricAlertRule.id).where(
+            MetricAlertRule.name == body.name,
+            MetricAlertRule.service_id.is_(None)
+            if service_id is None
+            else MetricAlertRule.service_id == service_id,
+        )
+    )
+    if taken:
+        raise Conflict(f"an alert rule named {body.name!r} already exists there")
+    rule = MetricAlertRule(
+        name=body.name,
+        service_id=service_id,
+        environment_id=environment_id,
+        metric=body.metric,
+        tags=dict(body.tags),
+        expression=body.expression,
+        per_metric=body.per_metric,
+        window_seconds=int(window.total_seconds()),
+        comparator=body.comparator,
+        warning=body.warning,
+        critical=body.critical,
+        for_m=body.for_m,
+        for_n=body.for_n,
+        recover_n=body.recover_n,
+        history=[],
+        status="healthy",
+    )
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+async def list_rules(session: AsyncSession, actor: Principal) -> Sequence[MetricAlertRule]:
+    """Alert rules in environments the actor can see."""
+    require(actor, "read")
+    query = sa.select(MetricAlertRule).order_by(MetricAlertRule.name, MetricAlertRule.id)
+    if not actor.is_admin:
+        query = query.where(MetricAlertRule.environment_id.in_(_environments(actor)))
+    return (await session.scalars(query)).all()

@@ -1,0 +1,88 @@
+"""End to end (issue 14): the sample app's /metrics is scraped from its replica, the query
+function gives its request rate and P95, a burst of errors opens an incident of the default
+error-rate rule (its name in the message) and recovery closes it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from pilothouse.access import Principal
+from pilothouse.core.clock import utcnow
+from pilothouse.core.db import Database
+from pilothouse.environments import service as environments
+from pilothouse.metrics import alerting, query, scrape
+from pilothouse.metrics.models import MetricIncident
+from pilothouse.replicas.models import Replica
+from pilothouse.services import service as services
+from tests.metrics.support import sampleapp
+
+
+async def test_scraped_errors_open_and_close_an_incident(db: Database, admin: Principal) -> None:
+    with sampleapp() as port:
+        base = f"http://127.0.0.1:{port}"
+        async with db.session() as session:
+            await environments.create_environment(session, admin, name="prod")
+            svc = await services.create_service(
+                session, admin, environment="prod", name="web", resources={}, public_url=base
+            )
+            svc.status = "running"
+            session.add(Replica(service_id=svc.id, status="running", ports={"http": port}))
+        assert await alerting.ensure_default_rules(db) == 3
+        targets = await scrape.discover(db)
+        messages: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        async def round_of(requests: int, error_rate: float) -> None:
+            """Traffic, a scrape, an evaluation of the rules."""
+            with httpx.Client() as client:
+                client.get(f"{base}/errors?rate={error_rate}")
+                for _ in range(requests):
+                    client.get(base + "/")
+            [outcome] = await scrape.scrape(db, targets)
+            assert outcome.up, outcome.detail
+            await asyncio.sleep(0.01)  # the next evaluation sees this scrape's samples
+            await alerting.evaluate(db, utcnow(), send, reminder_every=timedelta(hours=1))
+
+        await round_of(0, 0.0)  # the counters' first point
+        await round_of(100, 0.0)
+        await round_of(100, 0.0)
+        assert messages == []
+
+        # The query function other capabilities call: request rate and P95 of the durations.
+        tags = {"environment": "prod", "service": "web"}
+        rate = await query.aggregate(
+            db, "http_requests_total", tags, window=timedelta(minutes=5), stat="rate"
+        )
+        assert (rate[""] or 0) > 0
+        p95 = await query.aggregate(
+            db, "http_request_duration_ms", tags, window=timedelta(minutes=5), stat="p95"
+        )
+        assert p95[""] is not None and p95[""] > 0
+
+        # A burst of errors: the default error-rate rule fires (2 of 3 evaluations).
+        await round_of(20, 0.5)
+        await round_of(0, 0.0)
+        opened = [m for m in messages if m["event"] == "incident"]
+        assert [m["rule"] for m in opened] == ["error-rate"], messages
+        assert "error-rate" in opened[0]["text"] and opened[0]["service"] == "web"
+        async with db.session(write=False) as session:
+            incident = await session.scalar(sa.select(MetricIncident))
+        assert incident is not None and incident.ended_at is None
+
+        # Clean traffic dilutes the window's error ratio below 1%: recovery closes it.
+        for _ in range(200):
+            await round_of(400, 0.0)
+            if any(m["event"] == "recovery" for m in messages):
+                break
+        recovered = [m for m in messages if m["event"] == "recovery"]
+        assert [m["rule"] for m in recovered] == ["error-rate"], messages
+        async with db.session(write=False) as session:
+            incident = await session.scalar(sa.select(MetricIncident))
+        assert incident is not None and incident.ended_at is not None

@@ -1,0 +1,54 @@
+"""write_samples: series found or created by name + tags, values appended in bulk."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from pilothouse.core.db import Database
+from pilothouse.metrics.models import MetricSeries, metric_samples
+from pilothouse.metrics.samples import Sample, canonical, write_samples
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def test_canonical_sorts_tags() -> None:
+    assert canonical("http_requests", {"b": "2", "a": "1"}) == 'http_requests{a="1",b="2"}'
+    assert canonical("up", {}) == "up{}"
+
+
+async def test_write_samples_creates_series_once_and_appends(db: Database) -> None:
+    batch = [
+        Sample(
+            "latency_ms", {"service": "api", "endpoint": "/"}, 10.0 + i, T0 + timedelta(seconds=i)
+        )
+        for i in range(50)
+    ] + [Sample("cpu", {"replica": "r1"}, 0.5, T0, unit="percent", source="infrastructure")]
+    assert await write_samples(db, batch) == 51
+    # Same series again (tags in another order): no new series rows.
+    again = [
+        Sample("latency_ms", {"endpoint": "/", "service": "api"}, 99.0, T0 + timedelta(hours=1))
+    ]
+    assert await write_samples(db, again) == 1
+    async with db.session(write=False) as session:
+        series = (await session.scalars(sa.select(MetricSeries).order_by(MetricSeries.name))).all()
+        assert [(s.name, s.unit, s.source) for s in series] == [
+            ("cpu", "percent", "infrastructure"),
+            ("latency_ms", "", "application"),
+        ]
+        count = await session.scalar(sa.select(sa.func.count()).select_from(metric_samples))
+        assert count == 52
+        stored = await session.scalar(
+            sa.select(metric_samples.c.value)
+            .where(metric_samples.c.series_id == series[1].id)
+            .order_by(metric_samples.c.ts.desc())
+            .limit(1)
+        )
+        assert stored == 99.0
+
+
+async def test_write_samples_skips_non_finite_and_empty(db: Database) -> None:
+    assert await write_samples(db, []) == 0
+    batch = [Sample("x", {}, float("nan"), T0), Sample("x", {}, float("inf"), T0)]
+    assert await write_samples(db, batch) == 0
