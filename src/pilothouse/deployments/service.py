@@ -357,14 +357,17 @@ async def secret_patterns(
     session: AsyncSession, keyring: Keyring, deployment: Deployment
 ) -> list[str]:
     """What to scrub from text stored for this deployment: the values of the secret variables
-    its service's processes receive (they may echo them into anything they report)."""
+    its service's processes receive (they may echo them into anything they report): the
+    versions it pinned, and today's."""
+    from pilothouse.deployments import pins  # pins reads deployments through this module
     from pilothouse.variables import service as variables
 
     env = await session.get(Environment, deployment.environment_id)
     if env is None:
         return []
-    delivery = await variables.for_deployment(session, keyring, env, deployment.service_id)
-    return redact.patterns(delivery.secrets)
+    today = await variables.for_deployment(session, keyring, env, deployment.service_id)
+    pinned = await pins.delivery(session, keyring, env, deployment.service_id, deployment.id)
+    return redact.patterns(sorted({*today.secrets, *pinned.secrets}))
 
 
 async def transition_deployment(
