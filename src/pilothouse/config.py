@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     backup_concurrency: int = Field(
         default=1, ge=1, le=8, description="Backups one worker runs at the same time."
     )
+    backup_freshness_grace_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=10080,
+        description=(
+            "Minutes past a target's schedule interval without a verified backup before it is "
+            "overdue (one alert per overdue period, a notice when fresh again)."
+        ),
+    )
 
     @property
     def sqlite_path(self) -> Path:

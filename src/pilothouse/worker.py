@@ -28,6 +28,9 @@ CAPABILITIES = (
     "pilothouse.deployments.runner",
     "pilothouse.healthchecks.loops",
     "pilothouse.backups.loops",
+    "pilothouse.deployments.archive",
+    "pilothouse.artifacts.pruning",
+    "pilothouse.alerts.loops",
 )
 
 

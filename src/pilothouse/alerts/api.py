@@ -29,6 +29,8 @@ async def add(body: ChannelCreate, session: Session, caller: Caller, keys: Keys)
         kind=body.kind,
         config=body.config,
         environment=body.environment,
+        deploy_events=body.deploy_events,
+        deploy_environments=body.deploy_environments,
     )
     return _read(channel)
 
@@ -52,7 +54,14 @@ async def update(
     ref: str, body: ChannelUpdate, session: Session, caller: Caller, keys: Keys
 ) -> ChannelRead:
     channel = await service.update_channel(
-        session, caller, keys, ref, config=body.config, is_active=body.is_active
+        session,
+        caller,
+        keys,
+        ref,
+        config=body.config,
+        is_active=body.is_active,
+        deploy_events=body.deploy_events,
+        deploy_environments=body.deploy_environments,
     )
     return _read(channel)
 

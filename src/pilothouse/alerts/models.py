@@ -3,7 +3,11 @@
 A channel is an owned record like every other (its owner, or anyone granted its environment,
 sees it; admins see all). Its credentials (the webhook's HMAC key, the SMTP password, the whole
 URL of a webhook or Slack channel, which often carries a token) are sealed with the master
-keyring in `secrets_encrypted`; `config` keeps only what may be shown, with URLs masked."""
+keyring in `secrets_encrypted`; `config` keeps only what may be shown, with URLs masked.
+
+Deployment notifications are opt-in per channel: `deploy_events` lists the deployment events
+it receives (none by default) and `deploy_environments` the environments (by name; empty: all,
+or only its own environment when the channel belongs to one)."""
 
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Base, UUIDPk
-from pilothouse.core.types import str_enum
+from pilothouse.core.types import JSONType, str_enum
 
 CHANNEL_KINDS = ("webhook", "slack", "email")
+#: Deployment events a channel may opt in to (alerts/deployments.py sends them).
+DEPLOY_EVENTS = ("started", "succeeded", "failed", "rolled_back")
 
 
 class NotificationChannel(UUIDPk, Base):
@@ -40,3 +46,5 @@ class NotificationChannel(UUIDPk, Base):
     last_failure_at: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(sa.String(500), default=None)
     consecutive_failures: Mapped[int] = mapped_column(default=0)
+    deploy_events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    deploy_environments: Mapped[list[str]] = mapped_column(JSONType, default=list)

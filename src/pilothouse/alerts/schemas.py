@@ -20,6 +20,16 @@ CONFIG_HELP = (
     "Validated when written; credentials (URLs, secret, password) are sealed and never shown "
     "again."
 )
+DeployEvent = Literal["started", "succeeded", "failed", "rolled_back"]
+EVENTS_HELP = (
+    "Deployment events this channel receives (opt-in, none by default): started, succeeded, "
+    "failed, rolled_back (automatic and manual rollbacks)."
+)
+ENVIRONMENTS_HELP = (
+    "Environments (names) whose deployment events this channel receives; empty: every "
+    "environment (a channel that belongs to an environment only ever receives that one's)."
+)
+EnvironmentName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class ChannelCreate(BaseModel):
@@ -32,6 +42,12 @@ class ChannelCreate(BaseModel):
         default=None,
         description="Environment (name or id) whose granted users may see the channel.",
     )
+    deploy_events: list[DeployEvent] = Field(
+        default_factory=list, max_length=4, description=EVENTS_HELP
+    )
+    deploy_environments: list[EnvironmentName] = Field(
+        default_factory=list, max_length=100, description=ENVIRONMENTS_HELP
+    )
 
 
 class ChannelUpdate(BaseModel):
@@ -41,6 +57,12 @@ class ChannelUpdate(BaseModel):
         default=None, description="Replaces the settings."
     )
     is_active: NotNull[Flag] = Field(default=None, description="Whether it receives alerts.")
+    deploy_events: NotNull[Annotated[list[DeployEvent], Field(max_length=4)]] = Field(
+        default=None, description="Replaces the opted-in deployment events. " + EVENTS_HELP
+    )
+    deploy_environments: NotNull[Annotated[list[EnvironmentName], Field(max_length=100)]] = Field(
+        default=None, description="Replaces the environments. " + ENVIRONMENTS_HELP
+    )
 
 
 class ChannelRead(BaseModel):
@@ -59,6 +81,8 @@ class ChannelRead(BaseModel):
     last_failure_at: datetime | None = Field(description="Last failed delivery (UTC).")
     last_error: str | None = Field(description="Why the last failed delivery failed.")
     consecutive_failures: int = Field(description="Failed deliveries since the last success.")
+    deploy_events: list[str] = Field(description=EVENTS_HELP)
+    deploy_environments: list[str] = Field(description=ENVIRONMENTS_HELP)
 
 
 class ChannelTest(BaseModel):

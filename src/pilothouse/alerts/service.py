@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require, visible
 from pilothouse.alerts import settings as channel_settings
-from pilothouse.alerts.models import NotificationChannel
+from pilothouse.alerts.models import DEPLOY_EVENTS, NotificationChannel
 from pilothouse.alerts.notify import DeliveryFailed, deliver
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
@@ -29,7 +29,7 @@ from pilothouse.core.keys import process_keyring
 from pilothouse.core.logging import get_logger
 from pilothouse.core.urls import mask_text
 from pilothouse.environments import service as environments
-from pilothouse.errors import Conflict, NotFound
+from pilothouse.errors import Conflict, NotFound, ValidationFailed
 
 log = get_logger("pilothouse.alerts")
 
@@ -68,6 +68,8 @@ async def add_channel(
     kind: str,
     config: dict[str, Any],
     environment: str | None = None,
+    deploy_events: Sequence[str] = (),
+    deploy_environments: Sequence[str] = (),
 ) -> NotificationChannel:
     """Add a channel (admin); its settings are validated, its credentials sealed."""
     require(actor, "manage_environments")
@@ -82,6 +84,8 @@ async def add_channel(
         owner_id=actor.id, environment_id=env_id, name=name, kind=kind, config={}
     )
     _seal(channel, kind, config, keyring)
+    channel.deploy_events = _events(deploy_events)
+    channel.deploy_environments = await _environments(session, actor, deploy_environments)
     session.add(channel)
     await session.flush()
     audit.record(
@@ -90,9 +94,41 @@ async def add_channel(
         "create",
         "notification_channel",
         channel.id,
-        {"name": name, "kind": kind, "config": channel.config},
+        {
+            "name": name,
+            "kind": kind,
+            "config": channel.config,
+            "deploy_events": channel.deploy_events,
+            "deploy_environments": channel.deploy_environments,
+        },
     )
     return channel
+
+
+def _events(names: Sequence[str]) -> list[str]:
+    """The opted-in deployment events, each once, in their natural order (422 on an unknown
+    one, naming it: the API's schema already refuses them, this guards other callers)."""
+    for index, name in enumerate(names):
+        if name not in DEPLOY_EVENTS:
+            raise ValidationFailed(
+                f"deploy_events.{index}", f"must be one of {', '.join(DEPLOY_EVENTS)}"
+            )
+    return [e for e in DEPLOY_EVENTS if e in names]
+
+
+async def _environments(session: AsyncSession, actor: Principal, names: Sequence[str]) -> list[str]:
+    """The environments' names, each checked to exist (422 naming the entry otherwise)."""
+    found: list[str] = []
+    for index, name in enumerate(names):
+        try:
+            env = await environments.get_environment(session, actor, name)
+        except NotFound:
+            raise ValidationFailed(
+                f"deploy_environments.{index}", f"no environment named {name!r}"
+            ) from None
+        if env.name not in found:
+            found.append(env.name)
+    return found
 
 
 async def list_channels(session: AsyncSession, actor: Principal) -> Sequence[NotificationChannel]:
@@ -121,8 +157,11 @@ async def update_channel(
     *,
     config: dict[str, Any] | None = None,
     is_active: bool | None = None,
+    deploy_events: Sequence[str] | None = None,
+    deploy_environments: Sequence[str] | None = None,
 ) -> NotificationChannel:
-    """Replace a channel's settings (validated, sealed) and/or switch it on or off (admin)."""
+    """Replace a channel's settings (validated, sealed), its deployment opt-ins, and/or switch
+    it on or off (admin)."""
     channel = await get_channel(session, actor, ref)
     require(actor, "manage_environments")
     changes: dict[str, Any] = {}
@@ -132,6 +171,11 @@ async def update_channel(
     if is_active is not None:
         channel.is_active = is_active
         changes["is_active"] = is_active
+    if deploy_events is not None:
+        channel.deploy_events = changes["deploy_events"] = _events(deploy_events)
+    if deploy_environments is not None:
+        channel.deploy_environments = await _environments(session, actor, deploy_environments)
+        changes["deploy_environments"] = channel.deploy_environments
     audit.record(session, actor, "update", "notification_channel", channel.id, changes)
     return channel
 
@@ -201,7 +245,12 @@ async def active_channels(db: Database, keyring: Keyring | None = None) -> list[
             keyring = None
     async with db.session(write=False) as session:
         query = sa.select(NotificationChannel).where(NotificationChannel.is_active)
-        return [_endpoint(c, keyring) for c in await session.scalars(query)]
+        return endpoints(await session.scalars(query), keyring)
+
+
+def endpoints(channels: Iterable[NotificationChannel], keyring: Keyring | None) -> list[Endpoint]:
+    """Channels ready to deliver (a channel whose settings cannot be opened keeps its problem)."""
+    return [_endpoint(c, keyring) for c in channels]
 
 
 async def _deliver(

@@ -10,7 +10,7 @@ from pilothouse.cli_support import EnvOption, JsonFlag, api
 from pilothouse.console import out, print_json, print_table
 
 app = typer.Typer(help="Artifacts: versioned builds of a service.", no_args_is_help=True)
-COLUMNS = ["version", "commit_sha", "git_tag", "deployed", "created_at"]
+COLUMNS = ["version", "commit_sha", "git_tag", "deployed", "created_at", "pruned_at"]
 
 
 @app.command("register")

@@ -39,3 +39,6 @@ class Artifact(UUIDPk, SoftDelete, Base):
     deployed: Mapped[bool] = mapped_column(default=False)
     deployed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Seed 001: pruned after 30 days unless a rollback could return to it
+    # (artifacts/retention.py); the record stays, it can no longer be deployed.
+    pruned_at: Mapped[datetime | None] = mapped_column(default=None)

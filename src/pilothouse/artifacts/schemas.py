@@ -82,3 +82,7 @@ class ArtifactRead(BaseModel):
     deployed: bool = Field(description="Whether this is the service's live artifact.")
     deployed_at: datetime | None = Field(description="When it went live.")
     created_at: datetime = Field(description="Registered (UTC).")
+    pruned_at: datetime | None = Field(
+        default=None,
+        description="Pruned (unused for 30 days, not a rollback target): cannot be deployed.",
+    )

@@ -48,6 +48,16 @@ async def get_by_version(
     return artifact
 
 
+def check_deployable(artifact: Artifact) -> None:
+    """A 409 for a pruned artifact (artifacts/retention.py): the record stays, not its files.
+    The live one is never refused (a restart or a scale of what runs)."""
+    if artifact.pruned_at is not None and not artifact.deployed:
+        raise Conflict(
+            f"artifact {artifact.version!r} was pruned on {artifact.pruned_at:%Y-%m-%d} (unused "
+            "for 30 days and not a rollback target); register the build again as a new version"
+        )
+
+
 async def get_deployed(session: AsyncSession, service_id: uuid.UUID) -> Artifact | None:
     """The service's live artifact, if any."""
     return await session.scalar(

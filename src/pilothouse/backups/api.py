@@ -5,12 +5,15 @@ restores and drills on demand run on the host with `pilothouse backup restore|dr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
 from pilothouse.access import require
-from pilothouse.backups import service
+from pilothouse.backups import freshness, service
+from pilothouse.backups.models import BackupTarget
 from pilothouse.backups.schemas import (
     BackupRead,
     BackupRequest,
@@ -20,9 +23,29 @@ from pilothouse.backups.schemas import (
 )
 from pilothouse.backups.storage import open_storage
 from pilothouse.config import Settings
+from pilothouse.core.clock import utcnow
 from pilothouse.deps import Caller, Keys, Session
 
 router = APIRouter(tags=["backups"])
+
+
+async def _read(
+    session: Session, request: Request, targets: Sequence[BackupTarget]
+) -> list[TargetRead]:
+    """Targets as shown, with their freshness (newest verified backup, overdue or not)."""
+    settings: Settings = request.app.state.settings
+    grace = timedelta(minutes=settings.backup_freshness_grace_minutes)
+    states = await freshness.of_targets(session, targets, utcnow(), grace)
+    shown = []
+    for target in targets:
+        read = TargetRead.model_validate(target)
+        state = states[target.id]
+        read.last_verified_at = state.last_verified_at
+        read.last_verified_age_seconds = state.age_seconds
+        read.due_by = state.due_by
+        read.overdue = state.overdue
+        shown.append(read)
+    return shown
 
 
 @router.post(
@@ -38,6 +61,7 @@ router = APIRouter(tags=["backups"])
 )
 async def create_target(
     body: TargetCreate,
+    request: Request,
     session: Session,
     caller: Caller,
     keys: Keys,
@@ -46,17 +70,21 @@ async def create_target(
     ),
 ) -> TargetRead:
     target = await service.create_target(session, caller, keys, body, check=check)
-    return TargetRead.model_validate(target)
+    return (await _read(session, request, [target]))[0]
 
 
-@router.get("/backup-targets", response_model=list[TargetRead], summary="List backup targets")
-async def list_targets(session: Session, caller: Caller) -> list[TargetRead]:
-    return [TargetRead.model_validate(t) for t in await service.list_targets(session, caller)]
+@router.get(
+    "/backup-targets",
+    response_model=list[TargetRead],
+    summary="List backup targets with their freshness (newest verified backup, overdue)",
+)
+async def list_targets(request: Request, session: Session, caller: Caller) -> list[TargetRead]:
+    return await _read(session, request, await service.list_targets(session, caller))
 
 
 @router.get("/backup-targets/{ref}", response_model=TargetRead, summary="One target (id or name)")
-async def get_target(ref: str, session: Session, caller: Caller) -> TargetRead:
-    return TargetRead.model_validate(await service.get_target(session, caller, ref))
+async def get_target(ref: str, request: Request, session: Session, caller: Caller) -> TargetRead:
+    return (await _read(session, request, [await service.get_target(session, caller, ref)]))[0]
 
 
 @router.patch(
@@ -67,6 +95,7 @@ async def get_target(ref: str, session: Session, caller: Caller) -> TargetRead:
 async def update_target(
     ref: str,
     body: TargetUpdate,
+    request: Request,
     session: Session,
     caller: Caller,
     keys: Keys,
@@ -75,7 +104,7 @@ async def update_target(
     ),
 ) -> TargetRead:
     target = await service.update_target(session, caller, keys, ref, body, check=check)
-    return TargetRead.model_validate(target)
+    return (await _read(session, request, [target]))[0]
 
 
 @router.delete(

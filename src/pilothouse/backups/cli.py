@@ -50,7 +50,34 @@ app.add_typer(target_app, name="target")
 
 T = TypeVar("T")
 
-TARGET_COLUMNS = ["name", "engine", "database_name", "schedule", "drill_schedule", "enabled"]
+TARGET_COLUMNS = [
+    "name",
+    "engine",
+    "database_name",
+    "schedule",
+    "drill_schedule",
+    "enabled",
+    "last_verified",
+    "freshness",
+]
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h ago"
+
+
+def _freshness(row: dict[str, Any]) -> dict[str, Any]:
+    """A target row with its newest verified backup's age and "overdue" / "ok" / "-"."""
+    state = "overdue" if row.get("overdue") else ("ok" if row.get("due_by") else "-")
+    return {**row, "last_verified": _age(row.get("last_verified_age_seconds")), "freshness": state}
+
+
 BACKUP_COLUMNS = [
     "name",
     "id",
@@ -98,8 +125,12 @@ def target_add(
     ],
     env: Annotated[str | None, typer.Option("--env", "-e", help="Environment.")] = None,
     schedule: Annotated[
-        str, typer.Option(help="Backup cron (UTC); '' for no scheduled backups.")
-    ] = "0 2 * * *",
+        str | None,
+        typer.Option(
+            help="Backup cron (UTC), default 0 2 * * * (none in a development environment); "
+            "'' for no scheduled backups."
+        ),
+    ] = None,
     drill_schedule: Annotated[
         str,
         typer.Option(help="Drill cron (UTC), default the last Sunday 04:00; '' for no drills."),
@@ -136,6 +167,9 @@ def target_add(
             help="Test the connection and the dump tool's version before saving (default on).",
         ),
     ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a schedule in a development environment.")
+    ] = False,
 ) -> None:
     """Register a database to back up (admin). The DSN is stored encrypted.
 
@@ -152,11 +186,10 @@ def target_add(
             "endpoint_url": s3_endpoint,
             "region": s3_region,
         }
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "dsn": dsn,
         "environment": env,
-        "schedule": schedule or None,
         "drill_schedule": drill_schedule or None,
         "storage": {k: v for k, v in storage.items() if v is not None},
         "retention": _retention(keep),
@@ -164,7 +197,10 @@ def target_add(
         "retry_delay_seconds": retry_delay,
         "before_deploy": before_deploy,
         "content_checksums": content_checksums,
+        "force": force,
     }
+    if schedule is not None:
+        body["schedule"] = schedule or None
     target = api(ctx).request(
         "POST", "/backup-targets", json_body=body, params={"check": str(check).lower()}
     )
@@ -177,9 +213,13 @@ def target_add(
 
 @target_app.command("list")
 def target_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List backup targets."""
+    """List backup targets with their freshness: the age of each one's newest verified backup,
+    and "overdue" when it is older than the schedule interval plus the grace."""
     rows = api(ctx).request("GET", "/backup-targets")
-    print_json(rows) if as_json else print_table(rows, TARGET_COLUMNS, title="backup targets")
+    if as_json:
+        print_json(rows)
+    else:
+        print_table([_freshness(r) for r in rows], TARGET_COLUMNS, title="backup targets")
 
 
 @target_app.command("show")
@@ -216,6 +256,9 @@ def target_set(
             help="Record per-table content checksums that drills compare.",
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a schedule in a development environment.")
+    ] = False,
 ) -> None:
     """Change a target's schedules, retention or switches (admin)."""
     body: dict[str, Any] = {}
@@ -233,6 +276,8 @@ def target_set(
         body["content_checksums"] = content_checksums
     if not body:
         raise CliError("nothing to change: pass --schedule, --enabled, --keep, ...")
+    if force:
+        body["force"] = True
     row = api(ctx).request("PATCH", f"/backup-targets/{ref}", json_body=body)
     out.print(f"updated target {row['name']}")
 

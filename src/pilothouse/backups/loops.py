@@ -6,7 +6,10 @@
   creates scheduled ones when their cron slot comes (once per target and slot), retries failed
   ones when due, and runs waiting ones (each claimed by lease, at most
   PILOTHOUSE_BACKUP_CONCURRENCY at a time per worker); drills and the retention cleanup run when
-  their cron slot comes, claimed in job_slots so one worker runs each.
+  their cron slot comes, claimed in job_slots so one worker runs each;
+- `backups.freshness` (once per 60 s slot across workers): an alert when a target has had no
+  verified backup for its schedule interval plus PILOTHOUSE_BACKUP_FRESHNESS_GRACE_MINUTES, once
+  per overdue period, and a recovery notice when a verified backup lands (backups/freshness.py).
 Off when PILOTHOUSE_BACKUPS_ENABLED is false.
 """
 
@@ -15,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from datetime import datetime, timedelta
 
-from pilothouse.backups import jobs
+from pilothouse.alerts.service import notify
+from pilothouse.backups import freshness, jobs
 from pilothouse.core.clock import utcnow
+from pilothouse.core.crypto import CryptoError, Keyring
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Loop, Runtime
 from pilothouse.errors import Conflict
@@ -25,6 +31,7 @@ from pilothouse.errors import Conflict
 log = get_logger("pilothouse.worker")
 
 TICK_EVERY = 10.0
+FRESHNESS_EVERY = 60.0
 
 
 class BackupLoops:
@@ -66,6 +73,22 @@ class BackupLoops:
             with contextlib.suppress(Conflict):  # another worker claimed it first
                 await jobs.run_backup(self.ctx, backup_id)
 
+    async def freshness(self, now: datetime | None = None) -> int:
+        """Send the freshness alerts and recovery notices due (each once); how many."""
+        grace = timedelta(minutes=self.rt.settings.backup_freshness_grace_minutes)
+        notices = await freshness.check(self.rt.db, self.rt.leases, now or utcnow(), grace)
+        try:
+            keyring: Keyring | None = self.ctx.keyring()
+        except CryptoError:
+            keyring = None  # channels without sealed settings still get it
+        for notice in notices:
+            log.warning("backup freshness", target=notice.target, alert=notice.message["event"])
+            try:
+                await notify(self.rt.db, notice.message, keyring=keyring)
+            except Exception as exc:  # the claim is spent: logged, like every other alert
+                log.error("backup freshness alert failed", exc_info=exc)
+        return len(notices)
+
     async def _cleanup(self) -> None:
         figures = await jobs.cleanup(self.ctx)
         log.info("backup cleanup", **figures)
@@ -78,4 +101,5 @@ def loops(rt: Runtime) -> list[Loop]:
     return [
         Loop("backups.pre_deploy_hook", backups.register_hook, None),
         Loop("backups.tick", backups.tick, TICK_EVERY),
+        Loop("backups.freshness", backups.freshness, FRESHNESS_EVERY, once=True),
     ]

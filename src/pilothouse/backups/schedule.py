@@ -42,3 +42,17 @@ def due_slot(expr: str, now: datetime, *, since: datetime, window: timedelta) ->
     if slot <= since or now - slot > window:
         return None
     return slot
+
+
+def development_refusal(
+    environment_type: str | None, schedule: str | None, *, force: bool
+) -> str | None:
+    """Seed 000: "dev doesn't back up". Why a scheduled backup of a target in an environment of
+    `environment_type` is refused (the 422's rule on `schedule`), or None. No schedule, no
+    environment, a non-development environment, or `force`: allowed."""
+    if not schedule or environment_type != "development" or force:
+        return None
+    return (
+        "scheduled backups are off for development environments (seed 000: development is not "
+        "backed up); give an empty schedule, or force: true (--force) to schedule them anyway"
+    )

@@ -97,7 +97,11 @@ class TargetCreate(BaseModel):
         default=None, description="Environment name or id (pre-deployment backups run for it)."
     )
     schedule: Cron = Field(
-        default="0 2 * * *", description="Cron (UTC) for scheduled backups; empty for none."
+        default="0 2 * * *",
+        description=(
+            "Cron (UTC) for scheduled backups; empty for none. In a development environment the "
+            "default is none and a schedule is refused (422) unless `force` is true (seed 000)."
+        ),
     )
     drill_schedule: Cron = Field(
         default="0 4 * * L0",
@@ -125,6 +129,10 @@ class TargetCreate(BaseModel):
             "drills compare (not only row counts)."
         ),
     )
+    force: Flag = Field(
+        default=False,
+        description="Allow a backup schedule in a development environment (refused otherwise).",
+    )
 
 
 class TargetUpdate(BaseModel):
@@ -148,6 +156,10 @@ class TargetUpdate(BaseModel):
     content_checksums: NotNull[Flag] = Field(
         default=None, description="Record per-table content checksums (compared by drills)."
     )
+    force: Flag = Field(
+        default=False,
+        description="Allow a backup schedule in a development environment (refused otherwise).",
+    )
 
 
 class TargetRead(BaseModel):
@@ -169,6 +181,20 @@ class TargetRead(BaseModel):
     enabled: bool = Field(description="Whether schedules run.")
     content_checksums: bool = Field(description="Records per-table content checksums.")
     created_at: datetime = Field(description="Created (UTC).")
+    last_verified_at: datetime | None = Field(
+        default=None, description="When its newest verified backup completed (UTC)."
+    )
+    last_verified_age_seconds: int | None = Field(
+        default=None, description="Age of its newest verified backup, in seconds."
+    )
+    due_by: datetime | None = Field(
+        default=None,
+        description="When it becomes overdue without a new verified backup: the newest one's "
+        "time plus the schedule interval plus the grace (null: no schedule, or disabled).",
+    )
+    overdue: bool = Field(
+        default=False, description="No verified backup for its schedule interval plus the grace."
+    )
 
 
 class BackupRequest(BaseModel):

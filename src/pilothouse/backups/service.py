@@ -15,6 +15,7 @@ from pilothouse.audit import service as audit
 from pilothouse.backups.databases import DatabaseError, database, parse_dsn, safe_dsn
 from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.backups.retention import expires_at, merged_policy
+from pilothouse.backups.schedule import development_refusal
 from pilothouse.backups.schemas import TargetCreate, TargetUpdate
 from pilothouse.backups.storage import Storage
 from pilothouse.backups.transitions import TABLE
@@ -44,6 +45,13 @@ def _parse(dsn: str) -> tuple[str, str, str]:
     if engine != "sqlite" and not name:
         raise ValidationFailed("dsn", "must name the database (…/dbname)")
     return engine, name, safe_dsn(url)
+
+
+def _check_development(environment_type: str | None, schedule: str | None, *, force: bool) -> None:
+    """A 422 on `schedule` when it would back up a development environment unforced."""
+    rule = development_refusal(environment_type, schedule, force=force)
+    if rule is not None:
+        raise ValidationFailed("schedule", rule)
 
 
 async def get_target(session: AsyncSession, actor: Principal, ref: str) -> BackupTarget:
@@ -93,9 +101,13 @@ async def create_target(
     require(actor, "manage_backups")
     dsn = data.dsn.get_secret_value()
     engine, database, display = _parse(dsn)
-    env_id = None
+    env_id, schedule = None, data.schedule
     if data.environment:
-        env_id = (await environments.get_environment(session, actor, data.environment)).id
+        env = await environments.get_environment(session, actor, data.environment)
+        env_id = env.id
+        if env.type == "development" and "schedule" not in data.model_fields_set:
+            schedule = None  # seed 000: development is not backed up by default
+        _check_development(env.type, schedule, force=data.force)
     taken = await session.scalar(
         sa.select(BackupTarget.id).where(
             BackupTarget.name == data.name, BackupTarget.deleted_at.is_(None)
@@ -113,7 +125,7 @@ async def create_target(
         database_name=database,
         dsn_encrypted=seal_value(dsn, keyring),
         dsn_display=display,
-        schedule=data.schedule,
+        schedule=schedule,
         drill_schedule=data.drill_schedule,
         storage=data.storage.model_dump(exclude_none=True),
         retention=data.retention or {},
@@ -144,6 +156,10 @@ async def update_target(
     require(actor, "manage_backups")
     target = await get_target(session, actor, ref)
     changes = data.model_dump(exclude_unset=True)
+    force = changes.pop("force", False)
+    if changes.get("schedule") and target.environment_id is not None:
+        env = await session.get(Environment, target.environment_id)
+        _check_development(env.type if env else None, changes["schedule"], force=force)
     if "dsn" in changes:
         if data.dsn is None:
             raise ValidationFailed("dsn", "must be a database URL, not null")

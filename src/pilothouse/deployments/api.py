@@ -68,6 +68,10 @@ async def list_(
     until: IsoDateTime | None = Query(default=None, description="Created before (ISO 8601)."),
     limit: int = Query(default=50, ge=1, le=500, description="Page size."),
     cursor: str | None = Query(default=None, description="next_cursor of the previous page."),
+    archived: bool = Query(
+        default=False,
+        description="List the archived deployments (older than 90 days) instead of the others.",
+    ),
 ) -> DeploymentPage:
     filters = service.DeploymentFilter(
         environment=environment,
@@ -75,6 +79,7 @@ async def list_(
         statuses=tuple(status),
         since=since,
         until=until,
+        archived=archived,
     )
     rows, next_cursor = await service.list_deployments(
         session, caller, filters, limit=limit, cursor=cursor
@@ -289,6 +294,7 @@ async def events(
                         "error_message": dep.error_message,
                         "rollback_deployment": str(state.rollback.id) if state.rollback else None,
                         "instances_deployed": dep.instances_deployed,
+                        "event_type": dep.event_type,
                     },
                 )
                 return

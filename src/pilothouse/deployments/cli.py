@@ -124,10 +124,15 @@ def list_(
     until: Annotated[datetime | None, typer.Option(help="Created before.")] = None,
     limit: Annotated[int, typer.Option(help="How many (1-500).")] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor from a previous page.")] = None,
+    archived: Annotated[
+        bool,
+        typer.Option("--archived", help="List the archived ones (older than 90 days) instead."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List deployments, newest first."""
+    """List deployments, newest first (archived ones, older than 90 days, with --archived)."""
     params = {
+        "archived": "true" if archived else None,
         "service": service,
         "environment": env,
         "status": status or [],
@@ -140,7 +145,7 @@ def list_(
     if as_json:
         print_json(page)
         return
-    print_table(page["items"], COLUMNS, title="deployments")
+    print_table(page["items"], COLUMNS, title="archived deployments" if archived else "deployments")
     if page["next_cursor"]:
         out.print(f"more: --cursor {page['next_cursor']}")
 

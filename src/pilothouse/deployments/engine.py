@@ -31,7 +31,7 @@ from pilothouse.core.db import Database
 from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import unreachable
-from pilothouse.deployments import pins
+from pilothouse.deployments import pins, stopping
 from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers import registry
@@ -62,6 +62,11 @@ MAX_STORED_LINE = 4000  # characters of one stored log line, after scrubbing
 
 #: Pre-deployment hooks (the backups capability registers one): return a backup id or None.
 PreDeployHook = Callable[[Deployment, Service], Awaitable[uuid.UUID | None]]
+#: Event hooks (the alerts capability registers one): told (deployment id, event) after each
+#: committed transition; they must return at once (they queue, never send inline).
+EventHook = Callable[[uuid.UUID, str], None]
+#: The notified events of a deployment's statuses (a succeeded rollback is "rolled_back").
+NOTIFIED = {"building": "started", "success": "succeeded", "failed": "failed"}
 
 
 def run_as_of(environment: Environment) -> str | None:
@@ -233,6 +238,7 @@ class Engine:
         self.pre_deploy_hooks: list[PreDeployHook] = (
             pre_deploy_hooks if pre_deploy_hooks is not None else []
         )
+        self.event_hooks: list[EventHook] = []
         self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
         self.lost: dict[uuid.UUID, str] = {}  # stopped because the store went away: why
 
@@ -285,7 +291,17 @@ class Engine:
             dep = await session.get(Deployment, deployment_id, with_for_update=True)
             assert dep is not None
             await deployments.transition(session, dep, to, actor=ENGINE, reason=reason, **outcome)
-            return dep
+        rolled_back = to == "success" and dep.event_type == "rollback"
+        self._emit(dep.id, "rolled_back" if rolled_back else NOTIFIED.get(to))
+        return dep
+
+    def _emit(self, deployment_id: uuid.UUID, event: str | None) -> None:
+        """Tell the event hooks (notifications) after a committed transition; never fails."""
+        for hook in self.event_hooks if event else []:
+            try:
+                hook(deployment_id, str(event))
+            except Exception as exc:
+                log.warning("deployment event hook failed", reason=type(exc).__name__)
 
     async def _service_status(self, service_id: uuid.UUID, to: str, reason: str) -> None:
         async with self.db.session() as session:
@@ -339,6 +355,8 @@ class Engine:
         events = DbEvents(self.db, dep, loaded.artifact.id, loaded.secrets)
         if loaded.pinned:
             await events.log(loaded.pinned)
+        if dep.event_type == "stop":
+            return await stopping.carry_out_stop(self, loaded, events)
         if loaded.problems:
             # Refused before anything starts: nothing changed, so there is nothing to roll back.
             reason = "environment variables: " + "; ".join(loaded.problems)
@@ -373,9 +391,9 @@ class Engine:
         )
         try:
             config = self._config(loaded, driver)
-            # A rollback or a scale returns to (or keeps) an artifact that was built and
-            # migrated for before.
-            forward = dep.event_type not in ("rollback", "scale")
+            # A rollback, a scale or a service start returns to (or keeps) an artifact that
+            # was built and migrated for before.
+            forward = dep.event_type not in ("rollback", "scale", "start")
             if not forward and (config.build_command or config.migration_command):
                 await events.log(f"{dep.event_type}: skipping the build and migration commands")
             if forward and config.build_command:
@@ -534,7 +552,8 @@ class Engine:
         async with self.db.session() as session:
             current = await session.get(Deployment, dep.id, with_for_update=True)
             assert current is not None
-            if current.status in ACTIVE_STATUSES:
+            failing = current.status in ACTIVE_STATUSES
+            if failing:
                 await deployments.transition(
                     session,
                     current,
@@ -556,6 +575,7 @@ class Engine:
             )
             if rollback is not None:
                 rollback_id, previous_version = rollback.id, rollback.version
+        self._emit(dep.id, "failed" if failing else None)
         live = await self._current_replicas(svc.id)
         if live:
             await self._service_status(svc.id, "running", reason)

@@ -73,6 +73,8 @@ def collapse(
 def outcome_line(deployment_id: str, deployment: dict[str, Any]) -> str:
     """`deployment ID succeeded (N replicas)` or `deployment ID failed: reason`."""
     status = str(deployment.get("status"))
+    if status == "success" and deployment.get("event_type") == "stop":
+        return f"deployment {deployment_id} succeeded: the service is stopped"
     if status == "success":
         return (
             f"deployment {deployment_id} succeeded "

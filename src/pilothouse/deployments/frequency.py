@@ -2,12 +2,13 @@
 
 A pure rule. Only releases forward count and are checked: a rollback (manual or automatic) is
 the way out of a bad release and is never refused by the limit, nor does it use up the hour's
-allowance; a scale changes no release and an urgent scale-up must never wait either.
+allowance; a scale changes no release and an urgent scale-up must never wait either, nor may
+stopping or starting a service (`service stop` / `service start`: the same release).
 """
 
 from __future__ import annotations
 
-EXEMPT: frozenset[str] = frozenset({"rollback", "scale"})
+EXEMPT: frozenset[str] = frozenset({"rollback", "scale", "stop", "start"})
 
 
 def counts(event_type: str) -> bool:

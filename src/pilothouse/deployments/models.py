@@ -16,7 +16,7 @@ from pilothouse.core.types import JSONType, str_enum
 DEPLOYMENT_STATUSES = ("pending", "building", "deploying", "success", "failed", "rolled_back")
 ACTIVE_STATUSES = ("pending", "building", "deploying")
 ACTIVE_WHERE = "status IN ('pending', 'building', 'deploying')"
-EVENT_TYPES = ("deploy", "rollback", "restart", "config_update", "scale")
+EVENT_TYPES = ("deploy", "rollback", "restart", "config_update", "scale", "stop", "start")
 TRIGGERS = ("manual", "ci", "automated", "github_action")
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
@@ -29,6 +29,7 @@ class Deployment(UUIDPk, Timestamps, Base):
         sa.Index("ix_deployments_owner_created", "owner_id", "created_at"),
         sa.Index("ix_deployments_created_at", "created_at"),
         sa.Index("ix_deployments_status_created", "status", "created_at"),
+        sa.Index("ix_deployments_archived_at", "archived_at"),
         # One active deployment per service, enforced by the database so it holds across
         # every pilothouse process sharing it.
         sa.Index(
@@ -84,6 +85,9 @@ class Deployment(UUIDPk, Timestamps, Base):
     # Which worker is carrying it out, until when; an expired lease means that worker died.
     lease_owner: Mapped[str | None] = mapped_column(sa.String(100), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Seed 000: archived after 90 days (deployments/retention.py): hidden from default lists,
+    # kept for audit.
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
     # Pinned config (docs/releases.md "Pinned config"): when the variables this release delivers
     # were pinned (its DeploymentPin rows), the release whose pins a rollback or a scale
     # copied, and the driver settings it ran with (driver_config.env by name only).

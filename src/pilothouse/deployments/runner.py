@@ -70,6 +70,7 @@ def loops(rt: Runtime) -> list[Loop]:
         master_key=settings.master_key,
         pre_deploy_hooks=rt.hooks("pre_deploy"),
     )
+    engine.event_hooks = rt.hooks("deployment_event")  # the alerts capability fills it
     runner = Runner(engine, rt.tasks)
     supervisor = Supervisor(engine, rt.tasks)
     return [

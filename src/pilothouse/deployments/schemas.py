@@ -14,6 +14,11 @@ from pilothouse.services.schemas import Replicas, ServiceRead
 
 DeploymentStatus = Literal["pending", "building", "deploying", "success", "failed", "rolled_back"]
 EventType = Literal["deploy", "rollback", "restart", "config_update", "scale"]
+#: What a deployment record may be: also a service stop or start (recorded by
+#: POST /services/{ref}/stop and /start, never through POST /deployments).
+RecordedEventType = Literal[
+    "deploy", "rollback", "restart", "config_update", "scale", "stop", "start"
+]
 Trigger = Literal["manual", "ci", "automated", "github_action"]
 LogLevel = Literal["debug", "info", "warn", "error"]
 CommitMessage = Annotated[str, AfterValidator(keep_commit_message)]
@@ -73,7 +78,9 @@ class DeploymentRead(BaseModel):
     commit_sha: str | None = Field(description="Commit SHA of the artifact.")
     commit_message: str | None = Field(description="Commit message (500 characters at most).")
     status: DeploymentStatus = Field(description="Status.")
-    event_type: EventType = Field(description="Kind of rollout.")
+    event_type: RecordedEventType = Field(
+        description="Kind of rollout; stop and start are a service being stopped or started."
+    )
     triggered_by: Trigger = Field(description="Trigger.")
     operator: str = Field(description="User who started it.")
     started_at: datetime | None = Field(description="When work began.")
@@ -92,6 +99,9 @@ class DeploymentRead(BaseModel):
     ci_run_id: str | None = Field(description="CI run id.")
     logs_url: str | None = Field(description="External log URL.")
     created_at: datetime = Field(description="Recorded at (UTC).")
+    archived_at: datetime | None = Field(
+        default=None, description="Archived (older than 90 days; hidden from default lists)."
+    )
     updated_at: datetime = Field(description="Last changed (UTC).")
 
 

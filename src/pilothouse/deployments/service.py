@@ -35,6 +35,11 @@ from pilothouse.history import service as history
 from pilothouse.history.models import StatusHistory
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
+from pilothouse.services import stopstart
+
+#: Deployments whose failure is not followed by an automatic rollback: they return to (or keep)
+#: the live release already.
+NO_AUTOMATIC_ROLLBACK = frozenset({"rollback", "scale", "stop", "start"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class DeploymentFilter:
     statuses: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    archived: bool = False  # only the archived ones (retention.py) instead of the others
 
 
 def encode_cursor(created_at: datetime, deployment_id: uuid.UUID) -> str:
@@ -94,6 +100,11 @@ async def list_deployments(
 ) -> tuple[Sequence[Deployment], str | None]:
     """Newest first, filtered; returns the page and the cursor of the next one."""
     query = sa.select(Deployment).where(_visible(actor))
+    query = query.where(
+        Deployment.archived_at.is_not(None)
+        if filters.archived
+        else Deployment.archived_at.is_(None)
+    )
     if filters.service:
         svc = await services.get_service(
             session, actor, filters.service, environment=filters.environment
@@ -148,7 +159,7 @@ async def _check_frequency(
 
 
 #: Events whose pinned config is copied from an earlier release (deployments/pins.py).
-COPYING_CONFIG = ("rollback", "scale")
+COPYING_CONFIG = ("rollback", "scale", "start", "stop")
 
 
 async def went_live(
@@ -202,6 +213,7 @@ async def create_deployment(
     if not env.is_active:
         raise Conflict(f"environment {env.name!r} is inactive")
     artifact = await artifacts.get_by_version(session, actor, svc.id, version)
+    artifacts.check_deployable(artifact)
     if event_type == "rollback" and rollback_from is None and not allow_missing_origin:
         raise ValidationFailed("rollback_from", "is required when event_type is rollback")
     if rollback_from is not None:
@@ -209,6 +221,9 @@ async def create_deployment(
         if origin.service_id != svc.id:
             raise ValidationFailed("rollback_from", "must be a deployment of the same service")
     await check_no_active(session, svc.id, svc.name)
+    stopped = stopstart.deploy_refusal(svc.name, svc.status, event_type)
+    if stopped is not None:
+        raise Conflict(stopped.message, detail=stopped.detail)
     previous = await artifacts.get_deployed(session, svc.id)
     if event_type == "deploy" and previous is not None and previous.id == artifact.id:
         raise AlreadyLive(
@@ -283,9 +298,10 @@ async def record_automatic_rollback(
 ) -> Deployment | None:
     """Record the automatic rollback of a failed deployment to the artifact that was live
     before it, already leased to the worker that carries it out. None when there is nothing to
-    go back to: the failed one was itself a rollback or a scale, there was no live artifact, or
-    that artifact was deleted."""
-    if failed.event_type in ("rollback", "scale") or failed.previous_artifact_id is None:
+    go back to: the failed one was itself a rollback or a scale, or a service stop or start (the
+    live release stays what it was), there was no live artifact, or that artifact was
+    deleted."""
+    if failed.event_type in NO_AUTOMATIC_ROLLBACK or failed.previous_artifact_id is None:
         return None
     previous = await session.get(Artifact, failed.previous_artifact_id)
     if previous is None or previous.deleted_at is not None:
@@ -519,6 +535,12 @@ async def _release_history(session: AsyncSession, service_id: uuid.UUID) -> list
     return [RollbackStep(str(artifact), event, went_live=True) for artifact, event in rows]
 
 
+async def release_history(session: AsyncSession, service_id: uuid.UUID) -> list[RollbackStep]:
+    """The service's release history as deployments/rollback.py reads it (artifact retention
+    keeps what a rollback could return to)."""
+    return await _release_history(session, service_id)
+
+
 async def create_rollback(
     session: AsyncSession,
     actor: Principal,
@@ -586,8 +608,9 @@ async def scale(
     *,
     environment: str | None = None,
 ) -> tuple[Any, Deployment | None]:
-    """Set a service's target replicas; when it has a live artifact, record a `scale`
-    deployment of that artifact so a worker brings the replicas to the new count."""
+    """Set a service's target replicas; when it has a live artifact (and is not stopped),
+    record a `scale` deployment of that artifact so a worker brings the replicas to the new
+    count."""
     svc = await services.get_service(session, actor, service, environment=environment)
     require(actor, "scale")
     live = await artifacts.get_deployed(session, svc.id)
@@ -595,7 +618,8 @@ async def scale(
         await check_no_active(session, svc.id, svc.name)
     changed = svc.target_replicas != target_replicas
     svc = await services.scale_service(session, actor, str(svc.id), target_replicas)
-    if live is None or not changed:
+    if live is None or not changed or svc.status == "stopped":
+        # A stopped service keeps no replicas: `service start` brings up the new count.
         return svc, None
     deployment = await create_deployment(
         session, actor, service=str(svc.id), version=live.version, event_type="scale"

@@ -6,7 +6,9 @@ For every replica of a driver that supervises its replicas (`Driver.supervised`)
 - one that is gone is marked failed, due for a restart after `backoff(restart_count)`;
 - a failed one whose time has come is restarted by its driver (`Driver.restart`: same version,
   health-gated), put back in the router, or backed off again;
-- replicas of deleted services are stopped, stops abandoned by a dead worker are finished, and
+- replicas of stopped services (`service stop`) are neither restarted nor sampled;
+- replicas of deleted services are stopped, and so are those a stop left running (its worker
+  died, or a restart raced it); stops abandoned by a dead worker are finished, and
   every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`).
 The database decides who does what (a restart is claimed by a conditional UPDATE).
 """
@@ -31,8 +33,9 @@ from pilothouse.deployments.engine import (
     replica_info,
     service_spec,
 )
+from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers import registry
-from pilothouse.drivers.base import Driver, RolloutFailed, ServiceSpec
+from pilothouse.drivers.base import Driver, ReplicaInfo, RolloutFailed, ServiceSpec
 from pilothouse.environments.models import Environment
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
@@ -98,6 +101,7 @@ class Supervisor:
                     Replica.status.in_(statuses),
                     Replica.keep_running.is_(True),
                     Service.deleted_at.is_(None),
+                    Service.status != "stopped",  # `service stop`: never restarted
                     Environment.driver.in_(registry.supervised()),
                 )
             )
@@ -182,6 +186,9 @@ class Supervisor:
                     Replica.status == "failed",
                     Replica.keep_running.is_(True),
                     sa.or_(Replica.next_restart_at.is_(None), Replica.next_restart_at <= now),
+                    Replica.service_id.not_in(
+                        sa.select(Service.id).where(Service.status == "stopped")
+                    ),
                 )
                 .values(next_restart_at=now + timedelta(seconds=3600))
                 .execution_options(synchronize_session=False)
@@ -219,7 +226,7 @@ class Supervisor:
         info = replica_info(row)
         spec = await self._spec(service, info.version or "", row.deployment_id)
         try:
-            await driver.restart(spec, info, ReplicaEvents(self.engine, service))
+            restarted = await driver.restart(spec, info, ReplicaEvents(self.engine, service))
         except RolloutFailed as exc:
             async with self.db.session() as session:
                 current = await session.get(Replica, replica_id, with_for_update=True)
@@ -227,10 +234,12 @@ class Supervisor:
                 current.next_restart_at = utcnow() + timedelta(
                     seconds=backoff(current.restart_count)
                 )
-                if current.status != "failed":
+                if current.status not in ("failed", "stopped"):
                     await replicas.transition(
                         session, current, "failed", actor=ENGINE, reason=exc.reason
                     )
+            return
+        if await self._stopped_meanwhile(replica_id, restarted, driver):
             return
         async with self.db.session() as session:
             current = await session.get(Replica, replica_id, with_for_update=True)
@@ -242,15 +251,52 @@ class Supervisor:
         log.info("replica restarted", replica=str(replica_id), restarts=count)
         await self._route(service, driver)
 
+    async def _stopped_meanwhile(
+        self, replica_id: uuid.UUID, restarted: ReplicaInfo, driver: Driver
+    ) -> bool:
+        """A restart that was under way when its service was stopped: the process it started
+        is stopped again, never left running for a stopped service."""
+        async with self.db.session(write=False) as session:
+            row = await session.get(Replica, replica_id)
+            service = await session.get(Service, row.service_id) if row else None
+            stopped = (
+                row is None
+                or not row.keep_running
+                or (service is not None and service.status == "stopped")
+            )
+        if not stopped:
+            return False
+        code = await driver.terminate(restarted, DELETED_GRACE)
+        async with self.db.session() as session:
+            current = await session.get(Replica, replica_id, with_for_update=True)
+            if current is not None and current.status != "stopped":
+                current.keep_running, current.exit_code = False, code
+                if current.status in ("starting", "running"):
+                    await replicas.transition(session, current, "stopping", actor=ENGINE)
+                await replicas.transition(
+                    session, current, "stopped", actor=ENGINE, reason="service stopped"
+                )
+        return True
+
     async def _stop_deleted_services(self) -> None:
-        """Replicas of a deleted service are stopped and its router entry removed."""
+        """Replicas of a deleted service are stopped and its router entry removed; so are
+        those a `service stop` left behind (its worker died mid-stop, or a restart raced it):
+        replicas of a stopped service with no active deployment that may still run."""
+        active = sa.select(Deployment.id).where(
+            Deployment.service_id == Service.id, Deployment.status.in_(ACTIVE_STATUSES)
+        )
+        stopped_leftover = sa.and_(
+            Service.status == "stopped",
+            ~active.exists(),
+            sa.or_(Replica.status != "failed", Replica.keep_running.is_(True)),
+        )
         async with self.db.session(write=False) as session:
             rows = await session.execute(
                 sa.select(Replica, Service, Environment)
                 .join(Service, Service.id == Replica.service_id)
                 .join(Environment, Environment.id == Service.environment_id)
                 .where(
-                    Service.deleted_at.is_not(None),
+                    sa.or_(Service.deleted_at.is_not(None), stopped_leftover),
                     Replica.status.in_(("pending", "starting", "running", "failed")),
                 )
             )
@@ -270,8 +316,9 @@ class Supervisor:
                 row.keep_running = False
                 row.exit_code = code
                 to = "stopping" if row.status in ("starting", "running") else "stopped"
+                why = "deleted" if service.deleted_at is not None else "stopped"
                 await replicas.transition(
-                    session, row, to, actor=ENGINE, reason=f"service {service.name} deleted"
+                    session, row, to, actor=ENGINE, reason=f"service {service.name} {why}"
                 )
                 if to == "stopping":
                     await replicas.transition(session, row, "stopped", actor=ENGINE)

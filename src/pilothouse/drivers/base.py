@@ -51,7 +51,7 @@ class ReplicaInfo:
 
 
 #: What a deployment does (its event_type); drivers read it from `ServiceSpec.event`.
-Event = Literal["deploy", "rollback", "restart", "config_update", "scale"]
+Event = Literal["deploy", "rollback", "restart", "config_update", "scale", "stop", "start"]
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ async def uptime(
         end=report.end,
         minutes=report.minutes,
         downtime_minutes=report.downtime_minutes,
+        stopped_minutes=report.stopped_minutes,
         uptime_percent=report.uptime_percent,
         sla_target=report.sla_target,
         sla_met=report.sla_met,

@@ -92,6 +92,8 @@ def uptime(
         f"downtime {report['downtime_minutes']:.1f} of {report['minutes']:.0f} minutes, "
         f"{report['checks']} checks"
     )
+    if report.get("stopped_minutes"):
+        out.print(f"stopped {report['stopped_minutes']:.1f} minutes (not counted as downtime)")
     p95 = report["p95_ms"]
     avg = report["avg_ms"]
     out.print(

@@ -2,9 +2,11 @@
 
 Targets come from the database: every running replica (HTTP or TCP on its port, every
 `replica_interval` s, default 30), each service's public URL (every `interval` s, default 60) and
-the dependencies declared in its environment's config (`database_url`, `redis_url`). Each target
-runs once per time slot at a fixed per-target offset (jitter), claimed in probe_claims so it runs
-once however many workers share the database, with at most `concurrency` probes at a time.
+the dependencies declared in its environment's config (`database_url`, `redis_url`); a stopped
+service (`service stop`) has none, and what probes in flight when it stopped saw is dropped.
+Each target runs once per time slot at a fixed per-target offset (jitter), claimed in
+probe_claims so it runs once however many workers share the database, with at most
+`concurrency` probes at a time.
 Results become health_checks rows; replica and service health is derived (derive.py), damped, and
 each published change is a status_history row. A service leaving healthy opens an incident with
 one alert, reminders every `reminder_minutes` while it lasts, and one recovery message.
@@ -30,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import system_actor
 from pilothouse.alerts.service import Endpoint, active_channels, broadcast
@@ -672,7 +675,17 @@ class Monitor:
         (dated `now`, when the results were evaluated)."""
         changes: list[Change] = []
         async with self.db.session() as session:
-            await session.execute(sa.insert(HealthCheck), rows)
+            involved = {raw[2] for raw in raws.values()} | {
+                r["service_id"] for r in rows if r.get("service_id") is not None
+            }
+            stopped = await self._stopped(session, involved)
+            if stopped:
+                # Probes in flight when the service was stopped: a stopped service is not
+                # down, so what they saw is neither stored nor published.
+                rows = [r for r in rows if r.get("service_id") not in stopped]
+                raws = {k: raw for k, raw in raws.items() if raw[2] not in stopped}
+            if rows:
+                await session.execute(sa.insert(HealthCheck), rows)
             states = {
                 st.target: st
                 for st in await session.scalars(
@@ -731,6 +744,16 @@ class Monitor:
                             .execution_options(synchronize_session=False)
                         )
         return changes
+
+    @staticmethod
+    async def _stopped(session: AsyncSession, service_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these services are stopped now (`pilothouse service stop`)."""
+        if not service_ids:
+            return set()
+        found = await session.scalars(
+            sa.select(Service.id).where(Service.id.in_(service_ids), Service.status == "stopped")
+        )
+        return set(found)
 
     # -- incidents and alerts -------------------------------------------------------------
 

@@ -24,7 +24,10 @@ class CheckRead(BaseModel):
 
 
 class ServiceHealth(BaseModel):
-    status: str = Field(description="healthy, degraded, unhealthy, or unknown before any check.")
+    status: str = Field(
+        description="healthy, degraded, unhealthy, unknown before any check, or stopped while "
+        "the service is stopped (`service stop`: not probed, not down)."
+    )
     reasons: list[str] = Field(description="Why it has that status.")
     changed_at: datetime | None = Field(description="When the status last changed.")
     replicas: list[dict[str, object]] = Field(
@@ -40,7 +43,7 @@ class DeploymentMark(BaseModel):
     id: uuid.UUID = Field(description="Deployment.")
     version: str = Field(description="Version.")
     status: str = Field(description="Outcome.")
-    event_type: str = Field(description="deploy, rollback, scale...")
+    event_type: str = Field(description="deploy, rollback, scale, stop, start...")
     created_at: datetime = Field(description="When (UTC).")
 
 
@@ -50,7 +53,13 @@ class UptimeReport(BaseModel):
     start: datetime = Field(description="Start of the period.")
     end: datetime = Field(description="End of the period (now, for the current month).")
     minutes: float = Field(description="Minutes in the period.")
-    downtime_minutes: float = Field(description="Downtime, maintenance excluded.")
+    downtime_minutes: float = Field(
+        description="Downtime; maintenance windows and stopped time excluded."
+    )
+    stopped_minutes: float = Field(
+        default=0.0,
+        description="Minutes the service was stopped (`service stop`): not counted as downtime.",
+    )
     uptime_percent: float = Field(description="(minutes - downtime) / minutes x 100.")
     sla_target: float = Field(description="The service's SLA target, percent.")
     sla_met: bool = Field(description="uptime_percent >= sla_target.")

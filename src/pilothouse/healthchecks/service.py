@@ -31,6 +31,7 @@ from pilothouse.healthchecks.models import (
     ProbeClaim,
 )
 from pilothouse.healthchecks.spec import parse as parse_spec
+from pilothouse.history.models import StatusHistory
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
@@ -73,6 +74,15 @@ async def health_of(
     include_all every replica of the service (the newest 100)."""
     svc = await services.get_service(session, actor, ref, environment=environment)
     state = await session.get(HealthState, f"service:{svc.id}")
+    if svc.status == "stopped":
+        # Stopped on purpose: not probed, not down (its health states were reset at the stop).
+        since = await _stopped_since(session, svc.id)
+        state = HealthState(
+            target=f"service:{svc.id}",
+            status="stopped",
+            reasons=["stopped with `pilothouse service stop`; `service start` brings it back"],
+            changed_at=since,
+        )
     query = sa.select(Replica).where(Replica.service_id == svc.id)
     if not include_all:
         query = query.where(Replica.status == "running")
@@ -97,7 +107,7 @@ async def health_of(
     for row in rows:
         latest[row.target] = row
     return HealthView(
-        status=state.status if state else "unknown",
+        status=state.status if state is not None else "unknown",
         reasons=list(state.reasons or []) if state else [],
         changed_at=state.changed_at if state else None,
         replicas=[
@@ -162,6 +172,7 @@ async def uptime_of(
             )
         )
     ]
+    stopped = uptime.stopped_intervals(await _status_changes(session, svc.id, start), start, end)
     rollups = (
         await session.scalars(
             sa.select(HealthRollup).where(
@@ -186,6 +197,7 @@ async def uptime_of(
         end,
         stored + fresh,
         maintenance=windows,
+        stopped=stopped,
         response_ms=times,
         checks=len(checks) + sum(r.count for r in rollups),
         sla_target=sla,
@@ -204,6 +216,56 @@ async def uptime_of(
         )
     ).all()
     return report, list(deployments), svc
+
+
+async def _status_changes(
+    session: AsyncSession, service_id: uuid.UUID, since: datetime
+) -> list[tuple[datetime, str]]:
+    """The service's status changes from `since` on, after the last one before it, in order."""
+    where = sa.and_(StatusHistory.entity_type == "service", StatusHistory.entity_id == service_id)
+    before = await session.execute(
+        sa.select(StatusHistory.changed_at, StatusHistory.to_status)
+        .where(where, StatusHistory.changed_at < since)
+        .order_by(StatusHistory.changed_at.desc())
+        .limit(1)
+    )
+    after = await session.execute(
+        sa.select(StatusHistory.changed_at, StatusHistory.to_status)
+        .where(where, StatusHistory.changed_at >= since)
+        .order_by(StatusHistory.changed_at)
+    )
+    return [(at, to) for at, to in [*before, *after]]
+
+
+async def _stopped_since(session: AsyncSession, service_id: uuid.UUID) -> datetime | None:
+    """When the service last went to `stopped`."""
+    return await session.scalar(
+        sa.select(sa.func.max(StatusHistory.changed_at)).where(
+            StatusHistory.entity_type == "service",
+            StatusHistory.entity_id == service_id,
+            StatusHistory.to_status == "stopped",
+        )
+    )
+
+
+async def service_stopped(session: AsyncSession, service_id: uuid.UUID, *, reason: str) -> None:
+    """A service was stopped on purpose: its open incident ends (no recovery message: it did
+    not recover) and its published health is forgotten, so a start begins from `unknown`
+    rather than from the state it was stopped in."""
+    now = utcnow()
+    incident = await session.scalar(
+        sa.select(Incident)
+        .where(Incident.service_id == service_id, Incident.ended_at.is_(None))
+        .with_for_update()
+    )
+    if incident is not None:
+        incident.ended_at = now
+        incident.cause = f"{incident.cause} (ended: {reason})"[:2000]
+    await session.execute(
+        sa.delete(HealthState)
+        .where(HealthState.service_id == service_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def add_maintenance(

@@ -4,7 +4,8 @@ uptime % = (minutes in period - downtime minutes) / minutes in period, where dow
 - HTTP 5xx (or no answer) on more than 50% of the checks of each minute, for more than
   1 minute in a row, or
 - complete unavailability (no answer) for more than 30 seconds,
-and declared maintenance windows are not counted as downtime.
+and neither declared maintenance windows nor the time a service was stopped (`pilothouse service
+stop` until `service start`, from its status history) are counted as downtime.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Report:
     outages: list[Interval]
     sla_target: float
     sla_met: bool
+    stopped_minutes: float = 0.0  # the service was stopped: not counted as downtime
 
 
 def month_bounds(month: str) -> Interval:
@@ -86,6 +88,25 @@ def subtract(intervals: Sequence[Interval], holes: Sequence[Interval]) -> list[I
             pieces = next_pieces
         result.extend(pieces)
     return result
+
+
+def stopped_intervals(
+    changes: Sequence[tuple[datetime, str]], start: datetime, end: datetime
+) -> list[Interval]:
+    """The spans of [start, end) the service was `stopped`, from its status changes
+    (time, new status) in time order, the last one before `start` included: a span opens when
+    the service goes to `stopped` and closes at its next change (or at `end`)."""
+    spans: list[Interval] = []
+    since: datetime | None = None
+    for at, status in changes:
+        if status == "stopped":
+            since = at if since is None else since
+        elif since is not None:
+            spans.append((since, at))
+            since = None
+    if since is not None:
+        spans.append((since, end))
+    return clip(merge(spans), start, end)
 
 
 def clip(intervals: Iterable[Interval], start: datetime, end: datetime) -> list[Interval]:
@@ -175,13 +196,17 @@ def summarize(
     outages: Sequence[Interval],
     *,
     maintenance: Sequence[Interval] = (),
+    stopped: Sequence[Interval] = (),
     response_ms: Sequence[float] = (),
     checks: int = 0,
     sla_target: float = 99.5,
     p95_ms: float | None = None,
 ) -> Report:
-    """The report from downtime intervals already found (stored ones and fresh ones)."""
-    counted = subtract(clip(merge(outages), start, end), clip(maintenance, start, end))
+    """The report from downtime intervals already found (stored ones and fresh ones); neither
+    `maintenance` windows nor `stopped` spans count as downtime."""
+    excluded = clip([*maintenance, *stopped], start, end)
+    counted = subtract(clip(merge(outages), start, end), excluded)
+    stopped_seconds = sum((b - a).total_seconds() for a, b in merge(clip(stopped, start, end)))
     minutes = (end - start).total_seconds() / 60
     down = sum((b - a).total_seconds() for a, b in counted) / 60
     # 100 - share, so no downtime is exactly 100.0 (not 100 * m / m with rounding noise).
@@ -199,4 +224,5 @@ def summarize(
         outages=counted,
         sla_target=sla_target,
         sla_met=uptime >= sla_target,
+        stopped_minutes=stopped_seconds / 60,
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from pilothouse.deps import Caller, Session
-from pilothouse.services import service
+from pilothouse.services import lifecycle, service
 from pilothouse.services.schemas import (
     ServiceCreate,
     ServiceRead,
     ServiceTransition,
     ServiceUpdate,
+    StopStartRequest,
+    StopStartResult,
 )
 
 router = APIRouter(prefix="/services", tags=["services"])
@@ -69,6 +71,55 @@ async def transition(
 ) -> ServiceRead:
     svc = await service.transition_service(session, caller, ref, body.to, body.reason)
     return ServiceRead.model_validate(svc)
+
+
+@router.post(
+    "/{ref}/stop",
+    response_model=StopStartResult,
+    status_code=202,
+    summary="Stop a service (operator): drain and stop its replicas, remove its router entry",
+    description="The service is `stopped` at once: not probed, not counted as downtime, its "
+    "replicas never restarted. A `stop` deployment carries the stop out (follow it with "
+    "`deployment_id`). 409 when it is already stopped, has no live release, or has an active "
+    "deployment; deploys to a stopped service are refused until `POST /services/{ref}/start`.",
+)
+async def stop(
+    ref: str,
+    session: Session,
+    caller: Caller,
+    body: StopStartRequest | None = None,
+    environment: str | None = EnvQuery,
+) -> StopStartResult:
+    svc, deployment = await lifecycle.stop_service(
+        session, caller, ref, environment=environment, reason=body.reason if body else None
+    )
+    return StopStartResult.model_validate(
+        {**ServiceRead.model_validate(svc).model_dump(), "deployment_id": deployment.id}
+    )
+
+
+@router.post(
+    "/{ref}/start",
+    response_model=StopStartResult,
+    status_code=202,
+    summary="Start a stopped service (operator) at its live release",
+    description="A `start` deployment brings `target_replicas` replicas of the live release "
+    "back (no build, migration or backup), health-gated, and routes them. 409 unless the "
+    "service is stopped.",
+)
+async def start(
+    ref: str,
+    session: Session,
+    caller: Caller,
+    body: StopStartRequest | None = None,
+    environment: str | None = EnvQuery,
+) -> StopStartResult:
+    svc, deployment = await lifecycle.start_service(
+        session, caller, ref, environment=environment, reason=body.reason if body else None
+    )
+    return StopStartResult.model_validate(
+        {**ServiceRead.model_validate(svc).model_dump(), "deployment_id": deployment.id}
+    )
 
 
 @router.delete("/{ref}", status_code=204, summary="Soft delete (operator); frees the name")

@@ -1,4 +1,4 @@
-"""pilothouse service create|list|show|update|scale|delete."""
+"""pilothouse service create|list|show|update|scale|stop|start|delete."""
 
 from __future__ import annotations
 
@@ -172,6 +172,60 @@ def scale(
         out.print(f"scaling: deployment {svc['deployment_id']}")
         if wait:
             follow_to_outcome(client, svc["deployment_id"])
+
+
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why (kept in the history and the audit trail).")
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="Follow the stop or start to its outcome.")
+]
+
+
+@app.command("stop")
+def stop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name or id.")],
+    env: EnvOption = None,
+    reason: ReasonOption = None,
+    wait: WaitOption = True,
+) -> None:
+    """Stop a service (operator): drain and stop its replicas, remove its router entry.
+
+    It shows as `stopped` (not down) in `health`, stopped time is not downtime, and deploys to
+    it are refused until `pilothouse service start`."""
+    _act(ctx, "stop", name, env, reason, wait)
+
+
+@app.command("start")
+def start(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name or id.")],
+    env: EnvOption = None,
+    reason: ReasonOption = None,
+    wait: WaitOption = True,
+) -> None:
+    """Start a stopped service (operator) at its live release, health-gated."""
+    _act(ctx, "start", name, env, reason, wait)
+
+
+def _act(
+    ctx: typer.Context, verb: str, name: str, env: str | None, reason: str | None, wait: bool
+) -> None:
+    client = api(ctx)
+    svc = client.request(
+        "POST",
+        f"/services/{name}/{verb}",
+        params={"environment": env},
+        json_body={"reason": reason},
+    )
+    out.print(
+        f"{verb} of {svc['name']} recorded: deployment {svc['deployment_id']}"
+        + ("" if wait else f" (follow it: pilothouse logs {svc['deployment_id']} --follow)"),
+        markup=False,
+    )
+    if wait:
+        follow_to_outcome(client, svc["deployment_id"])
 
 
 @app.command("delete")

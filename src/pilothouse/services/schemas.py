@@ -136,3 +136,18 @@ class ServiceRead(BaseModel):
     owner_id: uuid.UUID = Field(description="Owner.")
     created_at: datetime = Field(description="Created (UTC).")
     updated_at: datetime = Field(description="Last changed (UTC).")
+
+
+class StopStartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(
+        default=None, max_length=500, description="Why (kept in the history and the audit trail)."
+    )
+
+
+class StopStartResult(ServiceRead):
+    deployment_id: uuid.UUID = Field(
+        description="The stop or start deployment the release engine carries out (follow it "
+        "like any deployment)."
+    )

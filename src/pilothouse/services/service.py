@@ -212,6 +212,14 @@ async def transition_service(
     require(actor, "manage_services")
     if to == "deleted":
         return await _soft_delete(session, actor, svc, reason)
+    if "stopped" in (to, svc.status) and to != svc.status:
+        # Stopping and starting act on replicas and the router: only through the engine.
+        verb = "stop" if to == "stopped" else "start"
+        raise Conflict(
+            f"service {svc.name} cannot go from {svc.status!r} to {to!r} by a status change: "
+            f"use `pilothouse service {verb} {svc.name}` (POST /services/{{ref}}/{verb})",
+            detail={"entity": "service", "from": svc.status, "to": to},
+        )
     return await transition(session, svc, to, actor=actor, reason=reason)
 
 

@@ -1,5 +1,12 @@
 """pilothouse vars ...: environment variables over HTTP. Secret values are never printed unless
-an admin passes --reveal (and each reveal is audited)."""
+an admin passes --reveal (and each reveal is audited).
+
+One argument style for every subcommand: the variable's name is the first positional argument
+(KEY), the scope is given by options: `--env/-e` (every subcommand but `diff`, whose two
+positional environments are what it compares) and `--service/-s` (where a service scope exists);
+`--json` prints JSON, `--output/-o` writes a file. Each option has one help text, defined once
+below. Older spellings keep working, hidden from --help: `vars check ENV`.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +25,16 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name or id.")]
-ServiceOpt = Annotated[
-    str | None, typer.Option("--service", "-s", help="A service: its own (overriding) scope.")
-]
+ENV_HELP = "Environment name or id."
+SERVICE_HELP = "Service name or id: its own scope, which overrides the environment's."
+KEY_HELP = "Variable name (A-Z a-z 0-9 _)."
+REVEAL_HELP = "Show secret values (admin; each reveal is audited)."
+OUTPUT_HELP = "Write to this file (mode 0600) instead of printing."
+
+EnvOpt = Annotated[str, typer.Option("--env", "-e", help=ENV_HELP)]
+ServiceOpt = Annotated[str | None, typer.Option("--service", "-s", help=SERVICE_HELP)]
+KeyArg = Annotated[str, typer.Argument(metavar="KEY", help=KEY_HELP)]
+RevealFlag = Annotated[bool, typer.Option("--reveal", help=REVEAL_HELP)]
 
 
 def _params(service: str | None, **extra: Any) -> dict[str, Any]:
@@ -36,10 +49,10 @@ def list_(
     ctx: typer.Context,
     env: EnvOpt,
     service: ServiceOpt = None,
-    reveal: Annotated[bool, typer.Option("--reveal", help="Show secret values (admin).")] = False,
+    reveal: RevealFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Variables of an environment (or a service's effective set); secrets as ********."""
+    """List the variables of an environment (or a service's effective set); secrets as ********."""
     rows = api(ctx).request(
         "GET", f"/environments/{env}/vars", params=_params(service, reveal=reveal or None)
     )
@@ -55,14 +68,19 @@ def list_(
 def set_(
     ctx: typer.Context,
     assignment: Annotated[
-        str, typer.Argument(help="KEY=VALUE, or KEY alone to be prompted (hidden) for the value.")
+        str,
+        typer.Argument(
+            metavar="KEY[=VALUE]",
+            help="KEY=VALUE, or KEY alone to be prompted (hidden) for the value or read it from "
+            "a pipe.",
+        ),
     ],
     env: EnvOpt,
+    service: ServiceOpt = None,
     secret: Annotated[bool, typer.Option("--secret", help="Mask it everywhere.")] = False,
     plain: Annotated[
         bool, typer.Option("--plain", help="Store it visible, even if it was a secret (audited).")
     ] = False,
-    service: ServiceOpt = None,
 ) -> None:
     """Set a variable; a change is a new version. A secret stays a secret unless --plain; a new
     variable whose name or value looks secret is one. Prefer `KEY` alone for secrets (no shell
@@ -89,17 +107,21 @@ def _read_value(key: str) -> str:
 
 
 @app.command("unset")
-def unset(ctx: typer.Context, key: str, env: EnvOpt, service: ServiceOpt = None) -> None:
+def unset(ctx: typer.Context, key: KeyArg, env: EnvOpt, service: ServiceOpt = None) -> None:
     """Remove a variable (its history stays)."""
     api(ctx).request("DELETE", f"/environments/{env}/vars/{key}", params=_params(service))
-    out.print(f"{key} unset in {env}")
+    out.print(f"{key} unset in {env}{f'/{service}' if service else ''}", markup=False)
 
 
 @app.command("history")
 def history(
-    ctx: typer.Context, key: str, env: EnvOpt, service: ServiceOpt = None, as_json: JsonFlag = False
+    ctx: typer.Context,
+    key: KeyArg,
+    env: EnvOpt,
+    service: ServiceOpt = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Every version of a variable: who, when, what kind of change (never values)."""
+    """List every version of a variable: who, when, what kind of change (never values)."""
     rows = api(ctx).request(
         "GET", f"/environments/{env}/vars/{key}/history", params=_params(service)
     )
@@ -112,7 +134,7 @@ def history(
 @app.command("revert")
 def revert(
     ctx: typer.Context,
-    key: str,
+    key: KeyArg,
     env: EnvOpt,
     to: Annotated[int, typer.Option("--to", help="Version whose value to restore.")],
     service: ServiceOpt = None,
@@ -191,10 +213,8 @@ def export(
     ctx: typer.Context,
     env: EnvOpt,
     service: ServiceOpt = None,
-    reveal: Annotated[
-        bool, typer.Option("--reveal", help="Include secret values (admin; audited).")
-    ] = False,
-    output: Annotated[Path | None, typer.Option("-o", help="Write here (mode 0600).")] = None,
+    reveal: RevealFlag = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=OUTPUT_HELP)] = None,
 ) -> None:
     """Print (or write) the variables as a .env file; secrets only with --reveal."""
     from pilothouse.variables.dotenv import render
@@ -216,7 +236,10 @@ def template(
     ctx: typer.Context,
     env: EnvOpt,
     output: Annotated[
-        Path | None, typer.Option("-o", help="File (default .env.<environment>.template).")
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file (default .env.<environment>.template)."
+        ),
     ] = None,
 ) -> None:
     """Write .env.<environment>.template: every key, non-secret values, secrets left empty."""
@@ -258,12 +281,13 @@ def _emit(text: str, output: Path | None) -> None:
 @app.command("diff")
 def diff(
     ctx: typer.Context,
-    left: Annotated[str, typer.Argument(help="Environment.")],
-    right: Annotated[str, typer.Argument(help="Environment.")],
+    left: Annotated[str, typer.Argument(metavar="ENV_A", help=ENV_HELP)],
+    right: Annotated[str, typer.Argument(metavar="ENV_B", help=ENV_HELP)],
     as_json: JsonFlag = False,
 ) -> None:
-    """Keys missing on either side and keys whose values differ (values never shown). Secrets
-    are compared only for admins; for others they are listed as not compared. Audited."""
+    """Compare two environments: keys missing on either side and keys whose values differ
+    (values never shown). Secrets are compared only for admins; for others they are listed as
+    not compared. Audited."""
     result = api(ctx).request("GET", "/vars-diff", params={"left": left, "right": right})
     if as_json:
         print_json(result)
@@ -272,13 +296,14 @@ def diff(
         out.print(f"{title.replace('_', ' ')}: {', '.join(keys) if keys else '-'}")
 
 
-@app.command("check")
+@app.command("check", context_settings={"allow_extra_args": True})
 def check(
     ctx: typer.Context,
-    env: Annotated[str, typer.Argument(help="Environment.")],
+    env_opt: Annotated[str | None, typer.Option("--env", "-e", help=ENV_HELP)] = None,
     service: ServiceOpt = None,
 ) -> None:
     """Run the pre-deployment check now: every problem at once (keys and rules, no values)."""
+    env = _one_env(env_opt, ctx.args)
     result = api(ctx).request("GET", f"/environments/{env}/vars-check", params=_params(service))
     if result["ok"]:
         out.print(f"{env}: all required variables are set and valid")
@@ -291,20 +316,23 @@ def check(
 @app.command("require")
 def require(
     ctx: typer.Context,
-    key: str,
+    key: KeyArg,
     env: EnvOpt,
     rule: Annotated[
         str | None,
         typer.Option(
-            help="url, https_url, postgres_dsn, redis_url, one_of, semver_or_sha, integer, regex."
+            "--rule",
+            help="url, https_url, postgres_dsn, redis_url, one_of, semver_or_sha, integer, regex.",
         ),
     ] = None,
     values: Annotated[
-        str | None, typer.Option(help="one_of: allowed values, comma-separated.")
+        str | None, typer.Option("--values", help="one_of: allowed values, comma-separated.")
     ] = None,
     minimum: Annotated[int | None, typer.Option("--min", help="integer: lowest.")] = None,
     maximum: Annotated[int | None, typer.Option("--max", help="integer: highest.")] = None,
-    pattern: Annotated[str | None, typer.Option(help="regex: the full-match pattern.")] = None,
+    pattern: Annotated[
+        str | None, typer.Option("--pattern", help="regex: the full-match pattern.")
+    ] = None,
     optional: Annotated[
         bool, typer.Option("--optional", help="Only check the format when it is set.")
     ] = False,
@@ -328,7 +356,7 @@ def require(
 
 @app.command("requirements")
 def requirements(ctx: typer.Context, env: EnvOpt, as_json: JsonFlag = False) -> None:
-    """The variables an environment requires, and their formats."""
+    """List the variables an environment requires, and their formats."""
     rows = api(ctx).request("GET", f"/environments/{env}/requirements")
     print_json(rows) if as_json else print_table(
         rows, ["key", "required", "rule", "args"], title="requirements"
@@ -336,7 +364,21 @@ def requirements(ctx: typer.Context, env: EnvOpt, as_json: JsonFlag = False) -> 
 
 
 @app.command("unrequire")
-def unrequire(ctx: typer.Context, key: str, env: EnvOpt) -> None:
-    """Drop a requirement."""
+def unrequire(ctx: typer.Context, key: KeyArg, env: EnvOpt) -> None:
+    """Drop a requirement (admin)."""
     api(ctx).request("DELETE", f"/environments/{env}/requirements/{key}")
     out.print(f"{env} no longer requires {key}")
+
+
+def _one_env(option: str | None, extra: list[str]) -> str:
+    """The environment from --env, or from the older positional spelling `vars check ENV`
+    (still accepted, not shown in --help)."""
+    if len(extra) > 1:
+        raise CliError(f"unexpected arguments {' '.join(extra[1:])!r}: give the environment once")
+    legacy = extra[0] if extra else None
+    if option and legacy and option != legacy:
+        raise CliError(f"two environments given ({legacy!r} and --env {option!r}): give one")
+    env = option or legacy
+    if not env:
+        raise CliError("missing option --env: the environment (name or id)")
+    return env
