@@ -271,12 +271,12 @@ def stack(db_url: str, admin_token: str, tmp_path: Path) -> Iterator[dict[str, A
     servers: list[ServerProcess] = []
 
     def server(role: str = "all") -> ServerProcess:
-        srv = ServerProcess(env, role).start()
-        servers.append(srv)
-        return srv
+        srv = ServerProcess(env, role)
+        servers.append(srv)  # before start(): a server that fails to come up is still stopped
+        return srv.start()
 
-    first = server()
     try:
+        first = server()
         yield {
             "server": first,
             "client": Client(first.url, admin_token),

@@ -75,7 +75,8 @@ class ServerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        # Generous: on a loaded 2-core machine `serve` has been seen taking 40 s to answer.
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -85,6 +86,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.log.read_text()[-2000:]}")
             time.sleep(0.1)
+        self.kill()
         raise RuntimeError("serve did not start")
 
     def kill(self) -> None:
