@@ -6,7 +6,7 @@ whose pins a rollback or a scale copied) and `driver_settings` (the driver setti
 Deployments recorded before this revision have no pins: they keep delivering current values.
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0012
 Create Date: 2026-12-01 18:30:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
-down_revision: str | None = "0008"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
