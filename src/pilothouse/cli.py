@@ -17,7 +17,7 @@ from pilothouse.cli_support import DataDir, DbUrl, local_settings
 from pilothouse.client import CliError, save_config
 from pilothouse.console import err, out
 from pilothouse.deployments.cli import app as deployments_app
-from pilothouse.deployments.cli import deploy, rollback
+from pilothouse.deployments.cli import deploy, diff, rollback
 from pilothouse.deployments.cli import logs as deployment_logs
 from pilothouse.environments.cli import app as env_app
 from pilothouse.errors import PilothouseError
@@ -261,6 +261,7 @@ app.add_typer(users_app, name="user")
 app.add_typer(tokens_app, name="token")
 app.command("deploy")(deploy)
 app.command("rollback")(rollback)
+app.command("diff")(diff)
 app.command("replicas")(replicas)
 app.command("logs")(deployment_logs)
 app.command("history")(history)

@@ -6,7 +6,7 @@ from pilothouse.audit.models import AuditEntry
 from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
-from pilothouse.deployments.models import Deployment, DeploymentLog
+from pilothouse.deployments.models import Deployment, DeploymentLog, DeploymentPin
 from pilothouse.environments.models import Environment, EnvironmentGrant
 from pilothouse.healthchecks.models import (
     Downtime,
@@ -40,6 +40,7 @@ __all__ = [
     "Base",
     "Deployment",
     "DeploymentLog",
+    "DeploymentPin",
     "Downtime",
     "EnvVar",
     "EnvVarVersion",

@@ -25,6 +25,7 @@ TABLES = {
     "artifacts",
     "deployments",
     "deployment_logs",
+    "deployment_pins",
     "nodes",
     "replicas",
     "status_history",

@@ -14,9 +14,10 @@ from fastapi.responses import StreamingResponse
 
 from pilothouse.core.inputs import IsoDateTime
 from pilothouse.core.store import unreachable
-from pilothouse.deployments import service, withdata
+from pilothouse.deployments import pins, service, withdata
 from pilothouse.deployments.schemas import (
     Accepted,
+    ConfigRead,
     DataRestoreRead,
     DeploymentCreate,
     DeploymentPage,
@@ -28,11 +29,16 @@ from pilothouse.deployments.schemas import (
     LogLine,
     LogPage,
     LogRead,
+    PinRead,
+    ReleaseDiffRead,
+    ReleaseRef,
     RollbackPreview,
     RollbackRead,
     RollbackRequest,
     ScaleRequest,
     ScaleResult,
+    SettingChangeRead,
+    VarChangeRead,
 )
 from pilothouse.deployments.transitions import TERMINAL
 from pilothouse.deps import Caller, Keys, Session, get_db
@@ -95,6 +101,80 @@ async def list_(
 async def get(deployment_id: str, session: Session, caller: Caller) -> DeploymentRead:
     return DeploymentRead.model_validate(
         await service.get_deployment(session, caller, deployment_id)
+    )
+
+
+def _config(view: pins.ConfigView) -> ConfigRead:
+    return ConfigRead(
+        deployment_id=view.deployment.id,
+        version=view.deployment.version,
+        pinned=view.pinned,
+        pinned_at=view.pinned_at,
+        copied_from=view.copied_from,
+        variables=[PinRead.model_validate(row) for row in pins.labels(view.pins)],
+        driver_settings=view.driver_settings,
+    )
+
+
+def _ref(view: pins.ConfigView) -> ReleaseRef:
+    dep = view.deployment
+    return ReleaseRef(
+        deployment_id=dep.id,
+        service_id=dep.service_id,
+        version=dep.version,
+        artifact_id=dep.artifact_id,
+        commit_sha=dep.commit_sha,
+        event_type=dep.event_type,
+        status=dep.status,
+        created_at=dep.created_at,
+        pinned=view.pinned,
+    )
+
+
+@router.get(
+    "/{deployment_id}/config",
+    response_model=ConfigRead,
+    summary="The config version a release delivered: variable names and versions, never values",
+    description="Accepts a unique id prefix. A deployment recorded before pinning, or not "
+    "started yet, has `pinned: false` and no variables.",
+)
+async def config(deployment_id: str, session: Session, caller: Caller) -> ConfigRead:
+    return _config(await pins.config_of(session, caller, deployment_id))
+
+
+@router.get(
+    "/{deployment_id}/diff/{other_id}",
+    response_model=ReleaseDiffRead,
+    summary="What changed between two releases: artifact, variables by name and version, "
+    "driver settings (never values)",
+    description="Both ids accept a unique id prefix; the first is the release compared from.",
+)
+async def diff(
+    deployment_id: str, other_id: str, session: Session, caller: Caller
+) -> ReleaseDiffRead:
+    result = await pins.diff_releases(session, caller, deployment_id, other_id)
+    a, b = result.before.deployment, result.after.deployment
+    return ReleaseDiffRead(
+        from_release=_ref(result.before),
+        to_release=_ref(result.after),
+        artifact_changed=(a.artifact_id, a.version) != (b.artifact_id, b.version),
+        variables=[
+            VarChangeRead(
+                key=c.key,
+                change=c.change,
+                source_from=c.source_from,
+                source_to=c.source_to,
+                version_from=c.version_from,
+                version_to=c.version_to,
+                secret=c.is_secret,
+            )
+            for c in result.variables
+        ],
+        driver_settings=[
+            SettingChangeRead(key=c.key, change=c.change, before=c.before, after=c.after)
+            for c in result.settings
+        ],
+        notes=result.notes,
     )
 
 

@@ -1,4 +1,4 @@
-"""pilothouse deploy, pilothouse rollback, and pilothouse deployments list|show|logs."""
+"""pilothouse deploy, rollback, diff, and pilothouse deployments list|show|logs."""
 
 from __future__ import annotations
 
@@ -172,9 +172,80 @@ def show(
     deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Show one deployment."""
-    deployment = api(ctx).request("GET", f"/deployments/{deployment_id}")
-    print_json(deployment) if as_json else print_record(deployment)
+    """Show one deployment and its config version: the variables it delivered, by name and
+    version (never values), and the driver settings it ran with."""
+    client = api(ctx)
+    deployment = client.request("GET", f"/deployments/{deployment_id}")
+    config = client.request("GET", f"/deployments/{deployment['id']}/config")
+    if as_json:
+        print_json({**deployment, "config": config})
+        return
+    print_record(deployment)
+    out.print("")
+    if not config["pinned"]:
+        out.print("config: not pinned (recorded before pinning, or not started yet)")
+        return
+    origin = f", copied from release {config['copied_from']}" if config["copied_from"] else ""
+    out.print(
+        f"config: {len(config['variables'])} variable(s) pinned at "
+        f"{str(config['pinned_at'])[:19].replace('T', ' ')}{origin}",
+        markup=False,
+    )
+    print_table(config["variables"], ["key", "source", "version", "secret"], title="variables")
+    settings = config["driver_settings"] or {}
+    shown = {
+        "driver": settings.get("driver"),
+        "target_replicas": settings.get("target_replicas"),
+        **{f"driver_config.{k}": v for k, v in (settings.get("config") or {}).items()},
+    }
+    if settings.get("env"):
+        shown["driver_config.env"] = ", ".join(settings["env"])
+    print_record(shown)
+
+
+def diff(
+    ctx: typer.Context,
+    release_a: Annotated[str, typer.Argument(help="Deployment id or unique id prefix (from).")],
+    release_b: Annotated[str, typer.Argument(help="Deployment id or unique id prefix (to).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show what changed between two releases (deployments): artifact, variables by name and
+    version (never values), driver settings.
+
+    Exits 0 whether or not they differ; 1 when a release cannot be found."""
+    result = api(ctx).request("GET", f"/deployments/{release_a}/diff/{release_b}")
+    if as_json:
+        print_json(result)
+        return
+    a, b = result["from_release"], result["to_release"]
+    lines = [f"from {a['deployment_id']} ({a['event_type']}, {a['status']})"]
+    lines.append(f"to   {b['deployment_id']} ({b['event_type']}, {b['status']})")
+    if result["artifact_changed"]:
+        lines.append(
+            f"artifact: {a['version']} -> {b['version']} "
+            f"(commit {(a['commit_sha'] or '-')[:12]} -> {(b['commit_sha'] or '-')[:12]})"
+        )
+    else:
+        lines.append(f"artifact: {a['version']} (unchanged)")
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    changes = result["variables"]
+    lines.append(f"variables: {len(changes)} changed" if changes else "variables: unchanged")
+    for c in changes:
+        before = f"{c['version_from']} ({c['source_from']})" if c["version_from"] else ""
+        after = f"{c['version_to']} ({c['source_to']})" if c["version_to"] else ""
+        arrow = f"{before} -> {after}" if before and after else before or after
+        secret = "  secret" if c["secret"] else ""
+        lines.append(f"  {marks[c['change']]} {c['key']}  {arrow}{secret}")
+    settings = result["driver_settings"]
+    lines.append(
+        f"driver settings: {len(settings)} changed" if settings else "driver settings: unchanged"
+    )
+    for c in settings:
+        before, after = c["before"] or "", c["after"] or ""
+        lines.append(f"  {marks[c['change']]} {c['key']}  {before} -> {after}")
+    lines += [f"note: {note}" for note in result["notes"]]
+    for line in lines:
+        out.print(printable(line), markup=False, highlight=False)
 
 
 @app.command("logs")

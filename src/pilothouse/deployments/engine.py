@@ -32,8 +32,8 @@ from pilothouse.core.db import Database
 from pilothouse.core.leases import WORKER_ID, Leases
 from pilothouse.core.logging import get_logger
 from pilothouse.core.store import unreachable
+from pilothouse.deployments import pins, stopping, withdata
 from pilothouse.deployments import service as deployments
-from pilothouse.deployments import stopping, withdata
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.drivers import registry
 from pilothouse.drivers.base import (
@@ -54,7 +54,6 @@ from pilothouse.services import service as services
 from pilothouse.services.models import Service
 from pilothouse.services.transitions import TABLE as SERVICE_TABLE
 from pilothouse.users.models import User
-from pilothouse.variables import service as variables
 
 log = get_logger("pilothouse.engine")
 
@@ -86,6 +85,7 @@ class Loaded:
     variables: dict[str, str] = field(default_factory=dict)  # decrypted: never log or store
     secrets: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    pinned: str | None = None  # the config line for the log, when pinned by this load
 
 
 class DbEvents:
@@ -264,7 +264,20 @@ class Engine:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    async def _pin(self, deployment_id: uuid.UUID) -> str | None:
+        """Pin the config this deployment delivers, once (deployments/pins.py)."""
+        async with self.db.session() as session:
+            dep = await session.get(Deployment, deployment_id, with_for_update=True)
+            assert dep is not None
+            if dep.config_pinned_at is not None:
+                return None
+            svc = await session.get(Service, dep.service_id)
+            env = await session.get(Environment, dep.environment_id)
+            assert svc is not None and env is not None
+            return await pins.pin_deployment(session, dep, svc, env)
+
     async def _load(self, deployment_id: uuid.UUID) -> Loaded:
+        pinned = await self._pin(deployment_id)
         async with self.db.session(write=False) as session:
             dep = await session.get(Deployment, deployment_id)
             assert dep is not None
@@ -272,8 +285,10 @@ class Engine:
             env = await session.get(Environment, dep.environment_id)
             art = await session.get(Artifact, dep.artifact_id) if dep.artifact_id else None
             assert svc is not None and env is not None and art is not None
-            delivery = await variables.for_deployment(session, self.keyring(), env, svc.id)
-            return Loaded(dep, svc, env, art, delivery.values, delivery.secrets, delivery.problems)
+            delivery = await pins.delivery(session, self.keyring(), env, svc.id, dep.id)
+            return Loaded(
+                dep, svc, env, art, delivery.values, delivery.secrets, delivery.problems, pinned
+            )
 
     def keyring(self) -> Keyring:
         """The master keyring; an empty one when there is none (every sealed value then fails
@@ -352,6 +367,8 @@ class Engine:
         loaded = await self._load(deployment_id)
         dep, svc = loaded.deployment, loaded.service
         events = DbEvents(self.db, dep, loaded.artifact.id, loaded.secrets)
+        if loaded.pinned:
+            await events.log(loaded.pinned)
         if dep.event_type == "stop":
             return await stopping.carry_out_stop(self, loaded, events)
         if loaded.problems:

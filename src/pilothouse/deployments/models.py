@@ -92,6 +92,38 @@ class Deployment(UUIDPk, Timestamps, Base):
     # Seed 000: archived after 90 days (deployments/retention.py): hidden from default lists,
     # kept for audit.
     archived_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Pinned config (docs/releases.md "Pinned config"): when the variables this release delivers
+    # were pinned (its DeploymentPin rows), the release whose pins a rollback or a scale
+    # copied, and the driver settings it ran with (driver_config.env by name only).
+    config_pinned_at: Mapped[datetime | None] = mapped_column(default=None)
+    config_from: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("deployments.id"), default=None
+    )
+    driver_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+
+
+PIN_SOURCES = ("environment", "service", "feature", "config")
+
+
+class DeploymentPin(UUIDPk, Base):
+    """One variable a deployment delivered: its name, where it came from and which version;
+    never its value (that stays sealed in env_var_versions). Feature flags have no versions:
+    their pin is the flag's state. `config.env` keys are pinned by name only."""
+
+    __tablename__ = "deployment_pins"
+    __table_args__ = (
+        sa.UniqueConstraint("deployment_id", "key", name="uq_deployment_pins_deployment_key"),
+    )
+
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(sa.String(255))
+    source: Mapped[str] = mapped_column(str_enum(*PIN_SOURCES, name="pin_source"))
+    var_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("env_vars.id"), default=None)
+    version: Mapped[int | None] = mapped_column(default=None)
+    is_secret: Mapped[bool] = mapped_column(default=False)
+    enabled: Mapped[bool | None] = mapped_column(default=None)  # feature flags only
 
 
 class DeploymentLog(Base):

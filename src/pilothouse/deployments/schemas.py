@@ -222,3 +222,74 @@ class ScaleResult(ServiceRead):
         default=None,
         description="The scale deployment bringing the replicas to the new count (live services).",
     )
+
+
+PinSource = Literal["environment", "service", "feature", "config"]
+Change = Literal["added", "removed", "changed"]
+
+
+class PinRead(BaseModel):
+    key: str = Field(description="Variable name.")
+    source: PinSource = Field(
+        description="environment or service (a variable), feature (a flag), config (the "
+        "environment's config.env, pinned by name only)."
+    )
+    version: str = Field(
+        description="The pinned version (`v3`), a flag's state (`on`/`off`), or `-` for config.env."
+    )
+    secret: bool = Field(description="Whether the variable is a secret (its value is never shown).")
+
+
+class ConfigRead(BaseModel):
+    deployment_id: uuid.UUID = Field(description="The release (deployment).")
+    version: str = Field(description="Artifact version of the release.")
+    pinned: bool = Field(
+        description="False for a deployment recorded before pinning or not started yet."
+    )
+    pinned_at: datetime | None = Field(description="When its config was pinned (UTC).")
+    copied_from: uuid.UUID | None = Field(
+        description="The release whose pins a rollback or a scale delivered."
+    )
+    variables: list[PinRead] = Field(description="Names and versions, never values.")
+    driver_settings: dict[str, Any] | None = Field(
+        description="Driver, target replicas and driver_config it ran with (driver_config.env "
+        "by name only; values that look secret masked)."
+    )
+
+
+class ReleaseRef(BaseModel):
+    deployment_id: uuid.UUID = Field(description="Deployment id.")
+    service_id: uuid.UUID = Field(description="Service.")
+    version: str = Field(description="Artifact version.")
+    artifact_id: uuid.UUID | None = Field(description="Artifact.")
+    commit_sha: str | None = Field(description="Commit SHA of the artifact.")
+    event_type: EventType = Field(description="Kind of rollout.")
+    status: DeploymentStatus = Field(description="Status.")
+    created_at: datetime = Field(description="Recorded at (UTC).")
+    pinned: bool = Field(description="Whether its config is pinned.")
+
+
+class VarChangeRead(BaseModel):
+    key: str = Field(description="Variable name.")
+    change: Change = Field(description="added, removed or changed (version or source).")
+    source_from: PinSource | None = Field(description="Source in the first release.")
+    source_to: PinSource | None = Field(description="Source in the second release.")
+    version_from: str | None = Field(description="Version in the first release.")
+    version_to: str | None = Field(description="Version in the second release.")
+    secret: bool = Field(description="Whether it is a secret (values are never shown).")
+
+
+class SettingChangeRead(BaseModel):
+    key: str = Field(description="driver, target_replicas, driver_config.KEY.")
+    change: Change = Field(description="added, removed or changed.")
+    before: str | None = Field(description="Value in the first release (`********` if masked).")
+    after: str | None = Field(description="Value in the second release (`********` if masked).")
+
+
+class ReleaseDiffRead(BaseModel):
+    from_release: ReleaseRef = Field(description="The first release.")
+    to_release: ReleaseRef = Field(description="The second release.")
+    artifact_changed: bool = Field(description="Whether the artifact (version) differs.")
+    variables: list[VarChangeRead] = Field(description="Variables that differ, by name.")
+    driver_settings: list[SettingChangeRead] = Field(description="Driver settings that differ.")
+    notes: list[str] = Field(description="What could not be compared, and why.")

@@ -159,6 +159,41 @@ async def _check_frequency(
         raise Conflict(message)
 
 
+#: Events whose pinned config is copied from an earlier release (deployments/pins.py).
+COPYING_CONFIG = ("rollback", "scale", "start", "stop")
+
+
+async def went_live(
+    session: AsyncSession, service_id: uuid.UUID, artifact_id: uuid.UUID
+) -> Deployment | None:
+    """The last deployment of `artifact_id` to the service that went live (reached success):
+    the release a rollback to that artifact returns to."""
+    return await session.scalar(
+        sa.select(Deployment)
+        .join(
+            StatusHistory,
+            sa.and_(
+                StatusHistory.entity_type == "deployment",
+                StatusHistory.entity_id == Deployment.id,
+                StatusHistory.to_status == "success",
+            ),
+        )
+        .where(Deployment.service_id == service_id, Deployment.artifact_id == artifact_id)
+        .order_by(StatusHistory.changed_at.desc(), Deployment.created_at.desc())
+        .limit(1)
+    )
+
+
+async def config_source(
+    session: AsyncSession, service_id: uuid.UUID, artifact_id: uuid.UUID, event_type: str
+) -> uuid.UUID | None:
+    """The release whose pins a new deployment copies (rollback, scale), or None (its own)."""
+    if event_type not in COPYING_CONFIG:
+        return None
+    source = await went_live(session, service_id, artifact_id)
+    return source.id if source is not None else None
+
+
 async def create_deployment(
     session: AsyncSession,
     actor: Principal,
@@ -208,6 +243,7 @@ async def create_deployment(
         commit_sha=artifact.commit_sha,
         event_type=event_type,
         rollback_from=rollback_from,
+        config_from=await config_source(session, svc.id, artifact.id, event_type),
         operator=actor.name,
         status="pending",
         **fields,
@@ -278,6 +314,7 @@ async def record_automatic_rollback(
         artifact_id=previous.id,
         previous_artifact_id=failed.artifact_id,
         rollback_from=failed.id,
+        config_from=await config_source(session, failed.service_id, previous.id, "rollback"),
         version=previous.version,
         commit_sha=previous.commit_sha,
         event_type="rollback",
@@ -337,14 +374,17 @@ async def secret_patterns(
     session: AsyncSession, keyring: Keyring, deployment: Deployment
 ) -> list[str]:
     """What to scrub from text stored for this deployment: the values of the secret variables
-    its service's processes receive (they may echo them into anything they report)."""
+    its service's processes receive (they may echo them into anything they report): the
+    versions it pinned, and today's."""
+    from pilothouse.deployments import pins  # pins reads deployments through this module
     from pilothouse.variables import service as variables
 
     env = await session.get(Environment, deployment.environment_id)
     if env is None:
         return []
-    delivery = await variables.for_deployment(session, keyring, env, deployment.service_id)
-    return redact.patterns(delivery.secrets)
+    today = await variables.for_deployment(session, keyring, env, deployment.service_id)
+    pinned = await pins.delivery(session, keyring, env, deployment.service_id, deployment.id)
+    return redact.patterns(sorted({*today.secrets, *pinned.secrets}))
 
 
 async def transition_deployment(

@@ -33,6 +33,7 @@ from pilothouse.alerts.service import notify
 from pilothouse.core.clock import utcnow
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Tasks
+from pilothouse.deployments import pins
 from pilothouse.deployments.engine import (
     ENGINE,
     Engine,
@@ -59,7 +60,6 @@ from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
-from pilothouse.variables import service as variables
 
 log = get_logger("pilothouse.worker")
 
@@ -229,13 +229,16 @@ class Supervisor:
                 return None
             return await session.get(Replica, replica_id)
 
-    async def _spec(self, service: Service, version: str) -> ServiceSpec:
-        """What the driver needs to start the replica again: its version, the variables now."""
+    async def _spec(
+        self, service: Service, version: str, deployment_id: uuid.UUID | None
+    ) -> ServiceSpec:
+        """What the driver needs to start the replica again: its version, and the variable
+        versions its own release pinned (never today's: replicas of a release never drift)."""
         async with self.db.session(write=False) as session:
             env = await session.get(Environment, service.environment_id)
             assert env is not None
-            delivery = await variables.for_deployment(
-                session, self.engine.keyring(), env, service.id
+            delivery = await pins.delivery(
+                session, self.engine.keyring(), env, service.id, deployment_id
             )
         return service_spec(
             service,
@@ -253,7 +256,7 @@ class Supervisor:
         if row is None or not service.command:
             return
         info = replica_info(row)
-        spec = await self._spec(service, info.version or "")
+        spec = await self._spec(service, info.version or "", row.deployment_id)
         try:
             restarted = await driver.restart(spec, info, ReplicaEvents(self.engine, service))
         except RolloutFailed as exc:

@@ -424,8 +424,9 @@ class ProcessDriver:
         cfg = ProcessConfig(**spec.config)
         ready = ReadinessSpec(**spec.health_check)
         alive = [r for r in plan.current if is_alive(r.pid, r.process_started_at)]
-        # A restart replaces every replica; otherwise live replicas of the version are kept.
-        restart = spec.event == "restart"
+        # A restart or a config update replaces every replica (each is a new release of the
+        # same version with its own pinned config); otherwise live replicas of it are kept.
+        restart = spec.event in ("restart", "config_update")
         same = [] if restart else [r for r in alive if r.version == spec.version]
         keep = same[: spec.target_replicas]
         old = [r for r in alive if r not in keep]

@@ -309,6 +309,7 @@ async def list_vars(
 
 
 LIVE_COLUMNS = (
+    EnvVar.id,
     EnvVar.key,
     EnvVar.scope,
     EnvVar.value_encrypted,
@@ -553,13 +554,17 @@ async def delete_requirement(
     audit.record(session, actor, "requirement_delete", "environment", env.id, {"variable": key})
 
 
+def feature_key(name: str) -> str:
+    """The variable a feature flag is delivered as: FEATURE_<NAME> (seed 002)."""
+    return "FEATURE_" + "".join(c if c.isalnum() else "_" for c in name).upper()
+
+
 def feature_variables(env: Environment) -> dict[str, str]:
     """Feature flags as variables: FEATURE_<NAME>=true|false (seed 002)."""
-    out = {}
-    for name, enabled in sorted((env.features or {}).items()):
-        key = "FEATURE_" + "".join(c if c.isalnum() else "_" for c in name).upper()
-        out[key] = "true" if enabled else "false"
-    return out
+    return {
+        feature_key(name): "true" if enabled else "false"
+        for name, enabled in sorted((env.features or {}).items())
+    }
 
 
 @dataclass(frozen=True)
@@ -600,6 +605,99 @@ async def for_deployment(
     ]
     # Off the event loop: a regex rule runs with a time limit, but may use it all.
     problems += await asyncio.to_thread(check_all, requirements, values)
+    register_secrets(secrets)  # this process now holds them: its logs must never show them
+    return Delivery(values, secrets, problems)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One variable a release delivers, by name and version (never its value): `source` is
+    `environment` or `service` (a variable: `var_id` and `version` name its env_var_versions
+    row), `feature` (a flag: `enabled` is its state) or `config` (the environment's
+    `config.env`, not versioned: pinned by name)."""
+
+    key: str
+    source: str
+    var_id: uuid.UUID | None = None
+    version: int | None = None
+    is_secret: bool = False
+    enabled: bool | None = None
+
+
+async def current_pins(
+    session: AsyncSession, env: Environment, service_id: uuid.UUID | None
+) -> list[Pin]:
+    """The versions `for_deployment` would deliver now: one pin per key, the winner of the
+    precedence (config.env < feature flags < environment variables < service variables)."""
+    pins: dict[str, Pin] = {}
+    for key in (env.config or {}).get("env") or {}:
+        pins[str(key)] = Pin(str(key), "config")
+    for name, enabled in sorted((env.features or {}).items()):
+        key = feature_key(name)
+        pins[key] = Pin(key, "feature", enabled=bool(enabled))
+    for var in await _live_rows(session, env.id, str(service_id) if service_id else ""):
+        source = "service" if var.scope else "environment"
+        pins[var.key] = Pin(var.key, source, var.id, var.version, var.is_secret)
+    return [pins[k] for k in sorted(pins)]
+
+
+async def for_pins(
+    session: AsyncSession,
+    keyring: Keyring,
+    env: Environment,
+    pins: Sequence[Pin],
+    *,
+    check: bool = False,
+) -> Delivery:
+    """What a release with these pins delivers: each variable's value at its pinned version
+    (opened from env_var_versions), each flag in its pinned state, and the pinned `config.env`
+    names with the environment's current values (config.env has no versions). With `check`,
+    the environment's requirements are checked too (a new release; a rollback returns to
+    values that were checked when they went live)."""
+    config_env = environments.open_config(env, keyring).get("env") or {}
+    wanted = [(p.var_id, p.version) for p in pins if p.var_id is not None]
+    sealed: dict[tuple[uuid.UUID, int | None], Any] = {}
+    for chunk in range(0, len(wanted), 500):
+        ids = [var_id for var_id, _ in wanted[chunk : chunk + 500]]
+        rows = await session.execute(
+            sa.select(
+                EnvVarVersion.var_id, EnvVarVersion.version, EnvVarVersion.value_encrypted
+            ).where(EnvVarVersion.var_id.in_(ids))
+        )
+        for var_id, version, value in rows:
+            sealed[(var_id, version)] = value
+    values: dict[str, str] = {}
+    secrets: list[str] = []
+    problems: list[str] = []
+    for pin in pins:
+        if pin.source == "config":
+            if pin.key in config_env:
+                values[pin.key] = str(config_env[pin.key])
+                if values[pin.key] and looks_secret(pin.key, values[pin.key]):
+                    secrets.append(values[pin.key])
+        elif pin.source == "feature":
+            values[pin.key] = "true" if pin.enabled else "false"
+        else:
+            value = sealed.get((pin.var_id, pin.version)) if pin.var_id else None
+            if value is None:
+                problems.append(f"{pin.key}: pinned version {pin.version} has no stored value")
+                continue
+            try:
+                plain = _open(pin.key, value, keyring)
+            except KeyMissing as exc:
+                problems.append(exc.message)
+                continue
+            values[pin.key] = plain
+            if pin.is_secret and plain:
+                secrets.append(plain)
+    if check:
+        requirements = [
+            Requirement(r.key, r.required, r.rule, r.args)
+            for r in await session.scalars(
+                sa.select(VarRequirement).where(VarRequirement.environment_id == env.id)
+            )
+        ]
+        problems += await asyncio.to_thread(check_all, requirements, values)
     register_secrets(secrets)  # this process now holds them: its logs must never show them
     return Delivery(values, secrets, problems)
 

@@ -1,7 +1,7 @@
 """metrics: series, raw samples, rollups, alert rules and their incidents; ingest tokens
 
 Revision ID: 0014
-Revises: 0016
+Revises: 0013
 Create Date: 2026-12-01 18:40:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0014"
-down_revision: str | None = "0016"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

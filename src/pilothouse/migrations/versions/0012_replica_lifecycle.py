@@ -5,8 +5,8 @@ HTTP 503`, `memory: ... over the ... MB limit`, or that pilothouse gave up on it
 and memory limits are enforced (`cgroup` or `sampling`), and since when it has been over its
 memory limit (the grace period of the sampling fallback).
 
-Revision ID: 0010
-Revises: 0012
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01 18:40:00
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0012"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,8 +8,8 @@ On SQLite the table is rebuilt (batch mode); its partial unique index (one activ
 per service) is re-created with its WHERE clause. A downgrade records stop and start rows as
 `restart` (the nearest older kind) before the constraint narrows again.
 
-Revision ID: 0011
-Revises: 0013
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01 18:30:00
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0013"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Retention marks: deployments.archived_at (seed 000: archived after 90 days, kept for audit)
 and artifacts.pruned_at (seed 001: pruned after 30 days unless a rollback could return to them)
 
-Revision ID: 0013
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-01 18:30:00
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

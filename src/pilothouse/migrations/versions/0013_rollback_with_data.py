@@ -1,7 +1,7 @@
 """rollback with data: the backups a rollback restores, and when it did
 
-Revision ID: 0016
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-01 18:40:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0016"
-down_revision: str | None = "0010"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
