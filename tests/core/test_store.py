@@ -52,6 +52,8 @@ TABLES = {
     "metric_rollup_progress",
     "metric_alert_rules",
     "metric_incidents",
+    # replica figures scraped from /metrics (0015)
+    "replica_figures",
 }
 
 
@@ -66,10 +68,12 @@ def _tables(url: str) -> set[str]:
 def test_migrations_down_and_up_again(db_url: str) -> None:
     assert _tables(db_url) == TABLES
     assert migrations.current_revision(db_url) == migrations.head_revision()
-    migrations.downgrade(db_url, "base")
-    assert _tables(db_url) == set()
-    assert migrations.current_revision(db_url) is None
-    migrations.upgrade(db_url)
+    try:
+        migrations.downgrade(db_url, "base")
+        assert _tables(db_url) == set()
+        assert migrations.current_revision(db_url) is None
+    finally:
+        migrations.upgrade(db_url)  # never leave the shared test database behind head
     assert _tables(db_url) == TABLES
 
 

@@ -101,36 +101,43 @@ def test_sla_markers_from_before_the_lease_kit_survive_the_upgrade(
     from pilothouse.healthchecks.models import HealthState
     from tests.alerts.test_channels import Receiver
 
-    migrations.downgrade(db_url, "0007")
     receiver = Receiver(204)
     now = utcnow()
     service_ids: list[uuid.UUID] = []
 
-    async def scenario() -> int | None:
+    async def before_the_upgrade() -> None:
         db = Database(db_url)
         try:
+            # users, services and channels are written at head (today's models hold columns
+            # revision 0007 lacks); the downgrade keeps the rows
             async with db.session() as session:
                 user, _ = await users.bootstrap_admin(session, "a")
                 admin = Principal(user.id, "a", "admin")
                 await environments.create_environment(session, admin, name="e")
-                ids = service_ids
                 for name in ("alerted", "fresh"):
                     svc = await services.create_service(
                         session, admin, environment="e", name=name, resources={}
                     )
                     svc.status = "running"
-                    ids.append(svc.id)
-                    _failing_checks(session, svc.id, now)
+                    service_ids.append(svc.id)
                 session.add(
                     NotificationChannel(
                         owner_id=user.id, name="hook", kind="webhook", config={"url": receiver.url}
                     )
                 )
+        finally:
+            await db.dispose()
+        migrations.downgrade(db_url, "0007")
+        db = Database(db_url)
+        try:
+            async with db.session() as session:
+                for service_id in service_ids:
+                    _failing_checks(session, service_id, now)
                 # what the SLA check wrote before the lease kit, earlier this month
                 session.add(
                     HealthState(
-                        target=f"sla:{ids[0]}:{now:%Y-%m}",
-                        service_id=ids[0],
+                        target=f"sla:{service_ids[0]}:{now:%Y-%m}",
+                        service_id=service_ids[0],
                         status="unhealthy",
                         streak_status="unhealthy",
                         streak=1,
@@ -139,6 +146,9 @@ def test_sla_markers_from_before_the_lease_kit_survive_the_upgrade(
                 )
         finally:
             await db.dispose()
+
+    async def scenario() -> int | None:
+        await before_the_upgrade()
         migrations.upgrade(db_url)
         db = Database(db_url)
         try:
@@ -157,6 +167,7 @@ def test_sla_markers_from_before_the_lease_kit_survive_the_upgrade(
         markers = asyncio.run(scenario())
     finally:
         receiver.close()
+        migrations.upgrade(db_url)  # never leave the shared test database behind head
     assert [(b["event"], b["service"]) for b in receiver.bodies] == [("sla", "fresh")]
     assert markers == 0  # the old rows are gone
     # downgrading writes the month's claims back as markers, for the code that reads them
