@@ -11,10 +11,12 @@ import sqlalchemy as sa
 from pilothouse.access import Principal
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
+from pilothouse.healthchecks import service as health
 from pilothouse.metrics import alerting
 from pilothouse.metrics.models import MetricAlertRule, MetricIncident, MetricSeries
 from pilothouse.metrics.samples import Sample, write_samples
 from pilothouse.services import service as services
+from pilothouse.services.models import Service
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 RESOURCES: dict[str, Any] = {}
@@ -99,6 +101,42 @@ async def test_error_burst_opens_an_incident_and_recovery_closes_it(
     async with db.session(write=False) as session:
         incidents = (await session.scalars(sa.select(MetricIncident))).all()
         assert len(incidents) == 1 and incidents[0].ended_at is not None
+
+
+async def test_a_stopped_service_ends_its_incident_and_is_not_evaluated(
+    db: Database, admin: Principal
+) -> None:
+    """`service stop` ends the open metric incident (no recovery message: it did not recover);
+    while stopped or deleted its rules are skipped: no `nodata` incident, no reminder."""
+    await _world(db, admin)
+    await alerting.ensure_default_rules(db)
+    sent: list[dict[str, Any]] = []
+
+    async def notify(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def tick(at: datetime) -> dict[str, int]:
+        return await alerting.evaluate(db, at, notify, reminder_every=timedelta(minutes=30))
+
+    await _traffic(db, T0, 10, error_every=10)
+    assert [(await tick(T0 + timedelta(minutes=m)))["opened"] for m in (7, 8)] == [0, 1]
+    async with db.session() as session:
+        web = await session.scalar(sa.select(Service).where(Service.name == "web"))
+        assert web is not None
+        web.status = "stopped"
+        await health.service_stopped(session, web.id, reason="service stopped by admin")
+    async with db.session(write=False) as session:
+        (incident,) = (await session.scalars(sa.select(MetricIncident))).all()
+        assert incident.ended_at is not None and "service stopped by admin" in incident.cause
+    # Hours later, no data: nothing opens, nothing is reminded.
+    figures = [await tick(T0 + timedelta(hours=h)) for h in (1, 2, 3)]
+    assert all(f == {"rules": 0, "opened": 0, "recovered": 0, "reminders": 0} for f in figures)
+    assert [m["event"] for m in sent] == ["incident"]
+    async with db.session() as session:
+        web = await session.scalar(sa.select(Service).where(Service.name == "web"))
+        assert web is not None
+        web.status, web.deleted_at = "running", T0
+    assert (await tick(T0 + timedelta(hours=4)))["rules"] == 0
 
 
 async def test_series_status_follows_thresholds(db: Database, admin: Principal) -> None:

@@ -10,7 +10,8 @@ import pytest
 from pilothouse.access import Principal
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
-from pilothouse.deployments.supervisor import LIVENESS_SETTLE, _recent_checks
+from pilothouse.deployments.models import Deployment
+from pilothouse.deployments.supervisor import LIVENESS_SETTLE, _liveness_candidates, _recent_checks
 from pilothouse.environments.models import Environment
 from pilothouse.healthchecks.models import HealthCheck
 from pilothouse.replicas.lifecycle import CheckResult, liveness_failure
@@ -83,3 +84,38 @@ async def test_recent_checks_are_the_newest_since_the_replica_settled(
     assert liveness_failure(found[old.id], 3) is None  # it recovered
     assert quiet.id not in found
     assert liveness_failure(found[old.id][1:], 2) == "liveness: 2 failed checks: HTTP 503"
+
+
+async def test_liveness_skips_stopped_services_and_those_mid_deployment(
+    db: Database, admin: Principal
+) -> None:
+    """Between `service stop` and the engine carrying it out, and during a deployment (a long
+    `rollback --with-data` restore), failing checks must not get replicas killed."""
+    now = utcnow()
+    async with db.session() as session:
+        env = Environment(owner_id=admin.id, name="dev", type="development")
+        session.add(env)
+        await session.flush()
+        names = ("live", "stopped", "rolling-back")
+        svcs = {n: Service(owner_id=admin.id, environment_id=env.id, name=n) for n in names}
+        svcs["stopped"].status = "stopped"
+        session.add_all(svcs.values())
+        await session.flush()
+        session.add(
+            Deployment(
+                owner_id=admin.id,
+                service_id=svcs["rolling-back"].id,
+                environment_id=env.id,
+                version="v1",
+                operator="admin",
+                event_type="rollback",
+                status="deploying",
+            )
+        )
+        session.add_all(
+            Replica(service_id=s.id, status="running", keep_running=True, started_at=now)
+            for s in svcs.values()
+        )
+    async with db.session(write=False) as session:
+        rows = await _liveness_candidates(session)
+    assert [s.name for _, s, _ in rows] == ["live"]

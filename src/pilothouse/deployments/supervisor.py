@@ -446,20 +446,7 @@ class Supervisor:
     async def _check_liveness(self) -> None:
         """Restart live replicas whose last `liveness_failures` health checks all failed."""
         async with self.db.session(write=False) as session:
-            rows = list(
-                await session.execute(
-                    sa.select(Replica, Service, Environment)
-                    .join(Service, Service.id == Replica.service_id)
-                    .join(Environment, Environment.id == Service.environment_id)
-                    .where(
-                        Replica.status == "running",
-                        Replica.keep_running.is_(True),
-                        Replica.started_at.is_not(None),
-                        Service.deleted_at.is_(None),
-                        Environment.driver.in_(registry.supervised()),
-                    )
-                )
-            )
+            rows = await _liveness_candidates(session)
             wanted = {r.id: policy(s).liveness_failures for r, s, _ in rows}
             wanted = {rid: n for rid, n in wanted.items() if n > 0}
             if not wanted:
@@ -569,6 +556,33 @@ async def _restarts_within(session: AsyncSession, replica_id: uuid.UUID, window:
         )
     )
     return int(count or 0)
+
+
+async def _liveness_candidates(
+    session: AsyncSession,
+) -> list[tuple[Replica, Service, Environment]]:
+    """Live replicas whose checks may get them restarted: not of a stopped service (its stop
+    may not be carried out yet) nor of one with an active deployment (a stop, or a rollback
+    whose data restore makes the release being left fail its checks)."""
+    active = sa.select(Deployment.id).where(
+        Deployment.service_id == Service.id, Deployment.status.in_(ACTIVE_STATUSES)
+    )
+    rows = await session.execute(
+        sa.select(Replica, Service, Environment)
+        .join(Service, Service.id == Replica.service_id)
+        .join(Environment, Environment.id == Service.environment_id)
+        .where(
+            Replica.status == "running",
+            Replica.keep_running.is_(True),
+            Replica.started_at.is_not(None),
+            Service.deleted_at.is_(None),
+            Service.status != "stopped",
+            ~active.exists(),
+            Environment.driver.in_(registry.supervised()),
+        )
+        .order_by(Service.name, Replica.id)
+    )
+    return [(r, s, e) for r, s, e in rows]
 
 
 async def _recent_checks(

@@ -32,6 +32,7 @@ from pilothouse.healthchecks.models import (
 )
 from pilothouse.healthchecks.spec import parse as parse_spec
 from pilothouse.history.models import StatusHistory
+from pilothouse.metrics import alerting
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
@@ -251,7 +252,7 @@ async def _stopped_since(session: AsyncSession, service_id: uuid.UUID) -> dateti
 async def service_stopped(session: AsyncSession, service_id: uuid.UUID, *, reason: str) -> None:
     """A service was stopped on purpose: its open incident ends (no recovery message: it did
     not recover) and its published health is forgotten, so a start begins from `unknown`
-    rather than from the state it was stopped in."""
+    rather than from the state it was stopped in. Its open metric incidents end too."""
     now = utcnow()
     incident = await session.scalar(
         sa.select(Incident)
@@ -261,6 +262,7 @@ async def service_stopped(session: AsyncSession, service_id: uuid.UUID, *, reaso
     if incident is not None:
         incident.ended_at = now
         incident.cause = f"{incident.cause} (ended: {reason})"[:2000]
+    await alerting.service_stopped(session, service_id, now, reason=reason)
     await session.execute(
         sa.delete(HealthState)
         .where(HealthState.service_id == service_id)

@@ -9,6 +9,7 @@ reminders, one recovery message) with the rule statuses mapped onto health sever
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -136,9 +137,20 @@ async def evaluate(
     messages: list[dict[str, Any]] = []
     figures = {"rules": 0, "opened": 0, "recovered": 0, "reminders": 0}
     async with db.session() as session:
+        # A stopped or deleted service has no data on purpose: its rules wait (`nodata` would
+        # open an incident, or keep one open with reminders, that never recovers).
+        resting = sa.select(Service.id).where(
+            sa.or_(Service.status == "stopped", Service.deleted_at.is_not(None))
+        )
         rules = (
             await session.scalars(
-                sa.select(MetricAlertRule).where(MetricAlertRule.is_active.is_(True))
+                sa.select(MetricAlertRule).where(
+                    MetricAlertRule.is_active.is_(True),
+                    sa.or_(
+                        MetricAlertRule.service_id.is_(None),
+                        MetricAlertRule.service_id.not_in(resting),
+                    ),
+                )
             )
         ).all()
         names = {
@@ -228,6 +240,27 @@ async def evaluate(
     for message in messages:
         await notify(message)
     return figures
+
+
+async def service_stopped(
+    session: AsyncSession, service_id: uuid.UUID, now: datetime, *, reason: str
+) -> None:
+    """A service was stopped on purpose: its open metric incidents end (no recovery message:
+    it did not recover) and its rules start afresh when it starts again."""
+    incidents = await session.scalars(
+        sa.select(MetricIncident)
+        .where(MetricIncident.service_id == service_id, MetricIncident.ended_at.is_(None))
+        .with_for_update()
+    )
+    for incident in incidents:
+        incident.ended_at = now
+        incident.cause = f"{incident.cause} (ended: {reason})"
+    await session.execute(
+        sa.update(MetricAlertRule)
+        .where(MetricAlertRule.service_id == service_id)
+        .values(status="healthy", history=[])
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def refresh_series_status(session: AsyncSession) -> int:
