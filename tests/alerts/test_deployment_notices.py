@@ -16,8 +16,16 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from pilothouse.access import Principal
 from pilothouse.alerts import deployments as notices
+from pilothouse.artifacts import service as artifacts
 from pilothouse.config import Settings
+from pilothouse.core.db import Database
+from pilothouse.deployments import service as deployments
+from pilothouse.environments import service as environments
+from pilothouse.services import lifecycle
+from pilothouse.services import service as services
+from pilothouse.services.models import Service
 from pilothouse.setup import ensure_master_key
 from tests.alerts.test_channels import Receiver
 from tests.conftest import Api, LiveServer, free_port, one_store
@@ -124,6 +132,59 @@ def test_message_names_service_environment_version_who_and_why(
         given.environment,
         given.version,
     }
+
+
+@pytest.mark.parametrize(
+    ("given", "text"),
+    [
+        (facts("started", kind="stop", version="v1"), "web (prod) stopping by alice"),
+        (
+            facts("succeeded", kind="stop", version="v1", reason="maintenance"),
+            "web (prod) stopped by alice (maintenance)",
+        ),
+        (
+            facts("failed", kind="stop", version="v1", reason="stop command exited with status 1"),
+            "web (prod) stop by alice failed: stop command exited with status 1",
+        ),
+        (
+            facts("started", kind="start", version="v1", reason="after maintenance"),
+            "web (prod) starting again at v1 by alice (after maintenance)",
+        ),
+        (facts("succeeded", kind="start", version="v1"), "web (prod) started again at v1 by alice"),
+        (
+            facts("failed", kind="start", version="v1", reason="no replica became ready"),
+            "web (prod) start at v1 by alice failed: no replica became ready",
+        ),
+    ],
+)
+def test_stop_and_start_say_what_happened(given: notices.Facts, text: str) -> None:
+    """A stop is not a release going live: its notices say stopped / started again."""
+    shown = notices.message(given)
+    assert shown["text"] == text
+    assert shown["kind"] == given.kind and shown["event"] == f"deployment_{given.event}"
+
+
+async def test_a_stop_notice_carries_the_operators_reason(db: Database, admin: Principal) -> None:
+    async with db.session() as session:
+        await environments.create_environment(session, admin, name="prod", type="production")
+        await services.create_service(
+            session, admin, environment="prod", name="web", resources={}, command="run {port}"
+        )
+        await artifacts.register_artifact(
+            session, admin, service="web", environment="prod", version="v1", commit_sha="d" * 40
+        )
+        deploy = await deployments.create_deployment(session, admin, service="web", version="v1")
+        for to in ("building", "deploying", "success"):
+            await deployments.transition(session, deploy, to, actor=admin)
+        svc = await session.get(Service, deploy.service_id)
+        assert svc is not None
+        await services.transition(session, svc, "scheduled", actor=admin)
+        await services.transition(session, svc, "running", actor=admin)
+        _, stop = await lifecycle.stop_service(session, admin, "web", reason="maintenance")
+    said = await notices.facts_of(db, stop.id, "succeeded")
+    assert said is not None and said.kind == "stop" and said.reason == "maintenance"
+    text = notices.message(said)["text"]
+    assert text == f"web (prod) stopped by {admin.name} (maintenance)"
 
 
 def test_opt_ins_are_validated_and_shown(api: Api, world: dict[str, Any]) -> None:

@@ -93,6 +93,43 @@ def test_driver_snapshot_keeps_names_and_masks_what_looks_secret() -> None:
     assert "sntl-DRV" not in repr(snapshot)
 
 
+DSN_PASSWORD = "sntl-DSN-hunter2"
+DSN = f"postgres://app:{DSN_PASSWORD}@db/app"
+
+
+@pytest.mark.parametrize(
+    ("config", "kept"),
+    [
+        (
+            {"migrate_command": f"DATABASE_URL={DSN} alembic upgrade head"},
+            {"migrate_command": "DATABASE_URL=postgres://app:***@db/app alembic upgrade head"},
+        ),
+        (
+            {"command": ["sh", "-c", f"psql 'host=db password={DSN_PASSWORD} user=app' -f x"]},
+            {"command": ["sh", "-c", "psql 'host=db password=*** user=app' -f x"]},
+        ),
+        (
+            {"hooks": {"pre": f"wait-for {DSN}", "db_password": DSN_PASSWORD, "n": 2}},
+            {"hooks": {"pre": "wait-for postgres://app:***@db/app", "db_password": MASK, "n": 2}},
+        ),
+        ({"verify": "/ready"}, {"verify": "/ready"}),
+    ],
+)
+def test_a_credential_inside_a_setting_is_masked_where_it_stands(
+    config: dict[str, Any], kept: dict[str, Any]
+) -> None:
+    """A DSN inside a command is masked in the stored snapshot and in the diff; the rest of
+    the setting stays readable."""
+    snapshot = driver_snapshot("process", config, 1)
+    assert snapshot["config"] == kept
+    changes = diff_settings(driver_snapshot("process", {}, 1), snapshot)
+    assert [c.change for c in changes] == ["added"] * len(config)
+    assert DSN_PASSWORD not in repr(snapshot) and DSN_PASSWORD not in repr(changes)
+    # a snapshot stored before this masking existed is masked when it is shown
+    stored = {"driver": "process", "target_replicas": 1, "config": config}
+    assert DSN_PASSWORD not in repr(diff_settings(None, stored))
+
+
 @pytest.mark.parametrize(
     ("before", "after", "expected"),
     [

@@ -140,3 +140,45 @@ async def test_a_release_without_pins_is_named_in_the_diff(db: Database, admin: 
         diff = await pins.diff_releases(session, admin, str(d1.id), str(d1.id))
         assert diff.variables == [] and len(diff.notes) == 2
         assert "has no pinned config" in diff.notes[0]
+
+
+async def test_a_password_inside_a_driver_setting_is_never_stored_or_shown(
+    db: Database, admin: Principal
+) -> None:
+    password = "sntl-PINS-hunter2"
+    command = f"DATABASE_URL=postgres://app:{password}@db/app alembic upgrade head"
+    async with db.session() as session:
+        await environments.create_environment(session, admin, name="e", type="staging")
+        await services.create_service(
+            session,
+            admin,
+            environment="e",
+            name="s",
+            resources={},
+            command="run {port}",
+            driver_config={"migrate_command": command},
+        )
+        await artifacts.register_artifact(
+            session, admin, service="s", environment="e", version="v1.0.0", commit_sha="c" * 40
+        )
+        d1 = await deployments.create_deployment(session, admin, service="s", version="v1.0.0")
+        svc = await session.get(Service, d1.service_id)
+        env = await session.get(Environment, d1.environment_id)
+        assert svc is not None and env is not None
+        await pins.pin_deployment(session, d1, svc, env)
+        view = await pins.config_of(session, admin, str(d1.id))
+        assert view.driver_settings is not None
+        assert view.driver_settings["config"]["migrate_command"] == (
+            "DATABASE_URL=postgres://app:***@db/app alembic upgrade head"
+        )
+        await go_live(session, d1, admin)
+        await services.update_service(session, admin, "s", {"driver_config": {}})
+        d2 = await deployments.create_deployment(
+            session, admin, service="s", version="v1.0.0", event_type="restart"
+        )
+        await pins.pin_deployment(session, d2, svc, env)
+        diff = await pins.diff_releases(session, admin, str(d1.id), str(d2.id))
+        assert [(c.key, c.change) for c in diff.settings] == [
+            ("driver_config.migrate_command", "removed")
+        ]
+        assert password not in repr(diff) and password not in repr(view)

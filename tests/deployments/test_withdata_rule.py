@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pilothouse.deployments.withdata import Arrival, BackupFact, offer
+from pilothouse.deployments.withdata import Arrival, BackupFact, WentLive, arrival_of, offer
 
 V1, V2 = uuid.uuid4(), uuid.uuid4()
 AT = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
@@ -75,3 +75,58 @@ def test_an_offer_only_ever_restores_data_that_fits(
         assert migrated and previous == V1 and integrity is not False
         assert all(b.status == "completed" for b in found.backups)
         assert found.backups == tuple(backups)
+
+
+D = [uuid.UUID(int=i) for i in range(10)]
+
+
+def went(n: int, artifact: uuid.UUID, event: str) -> WentLive:
+    return WentLive(D[n], artifact, event)
+
+
+@pytest.mark.parametrize(
+    ("history", "arrived"),
+    [
+        ([], None),
+        ([went(0, V2, "deploy")], D[0]),
+        ([went(0, V1, "deploy"), went(1, V2, "deploy")], D[1]),
+        # a scale, restart, config update, stop or start keeps the release: walk past them
+        (
+            [
+                went(0, V1, "deploy"),
+                went(1, V2, "deploy"),
+                went(2, V2, "scale"),
+                went(3, V2, "restart"),
+                went(4, V2, "config_update"),
+                went(5, V2, "stop"),
+                went(6, V2, "start"),
+            ],
+            D[1],
+        ),
+        # v2 deployed, stopped, started, rolled back to v1, then `rollback --to v2`: v2 came
+        # back through a rollback, so its old deploy's backup does not belong to it
+        (
+            [
+                went(0, V1, "deploy"),
+                went(1, V2, "deploy"),
+                went(2, V2, "stop"),
+                went(3, V2, "start"),
+                went(4, V1, "rollback"),
+                went(5, V2, "rollback"),
+            ],
+            None,
+        ),
+        ([went(0, V1, "deploy"), went(1, V2, "deploy"), went(2, V1, "rollback")], None),
+        (
+            [went(0, V1, "deploy"), went(1, V2, "rollback"), went(2, V2, "start")],
+            None,
+        ),
+        # an automatic rollback after a failure returns to the release that was live: no change
+        ([went(0, V1, "deploy"), went(1, V2, "deploy"), went(2, V2, "rollback")], D[1]),
+        # the newest went-live step is of another release than the one asked about
+        ([went(0, V2, "deploy"), went(1, V1, "scale")], None),
+    ],
+)
+def test_how_the_live_release_arrived(history: list[WentLive], arrived: uuid.UUID | None) -> None:
+    """The live release is V2 (the newest step's release, but in the last row)."""
+    assert arrival_of(history, V2) == arrived

@@ -9,7 +9,9 @@ and broadcasts with the usual isolation and retries (alerts/service.py). Nothing
 hold up or fail a deployment: every error is logged and dropped.
 
 Messages name the service, environment, version, who and why; never a variable's value (the
-failure reason is scrubbed of secret values by the engine and of URL credentials here).
+failure reason is scrubbed of secret values by the engine and of URL credentials here). A
+service stop or start is a deployment too (kind `stop` / `start`): its notices say the service
+stopped or started again, with the operator's reason from its audit entry.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.alerts.models import DEPLOY_EVENTS, NotificationChannel
 from pilothouse.alerts.service import Endpoint, broadcast, endpoints
+from pilothouse.audit.models import AuditEntry
 from pilothouse.core.crypto import CryptoError, Keyring
 from pilothouse.core.db import Database
 from pilothouse.core.keys import process_keyring
@@ -76,12 +80,33 @@ def wants(
     return not channel_environments or environment in channel_environments
 
 
+def _stop_start_text(facts: Facts, where: str, who: str) -> str:
+    """A service stop or start is no release going live: say what happened to the service."""
+    why = f" ({facts.reason})" if facts.reason else ""
+    if facts.kind == "stop":
+        texts = {
+            "started": f"{where} stopping {who}{why}",
+            "succeeded": f"{where} stopped {who}{why}",
+            "failed": f"{where} stop {who} failed: {facts.reason or 'unknown'}",
+        }
+    else:
+        at = f"at {facts.version} {who}"
+        texts = {
+            "started": f"{where} starting again {at}{why}",
+            "succeeded": f"{where} started again {at}{why}",
+            "failed": f"{where} start {at} failed: {facts.reason or 'unknown'}",
+        }
+    return texts.get(facts.event, f"{where} {facts.kind} {facts.event} {who}")
+
+
 def message(facts: Facts) -> dict[str, Any]:
     """The notice: one readable line in `text`, and the facts as fields."""
     where = f"{facts.service} ({facts.environment})"
     what = "rollback" if facts.kind == "rollback" else facts.kind
     who = "automatically" if facts.automatic else f"by {facts.operator}"
-    if facts.event == "started":
+    if facts.kind in ("stop", "start"):
+        text = _stop_start_text(facts, where, who)
+    elif facts.event == "started":
         if facts.kind == "rollback":
             text = f"{where}: rollback to {facts.version} started {who}"
         else:
@@ -115,6 +140,27 @@ def _reason(text: str | None) -> str | None:
     return mask_text(text)[:REASON_MAX] if text else None
 
 
+async def _operator_reason(session: AsyncSession, dep: Deployment) -> str | None:
+    """The reason the operator gave for a service stop or start (its audit entry names the
+    deployment; services/lifecycle.py)."""
+    rows = await session.scalars(
+        sa.select(AuditEntry)
+        .where(
+            AuditEntry.entity_type == "service",
+            AuditEntry.entity_id == str(dep.service_id),
+            AuditEntry.action == dep.event_type,
+        )
+        .order_by(AuditEntry.seq.desc())
+        .limit(20)
+    )
+    for entry in rows:
+        changes = entry.changes or {}
+        if changes.get("deployment") == str(dep.id):
+            reason = changes.get("reason")
+            return str(reason) if reason else None
+    return None
+
+
 async def facts_of(db: Database, deployment_id: uuid.UUID, event: str) -> Facts | None:
     """Read what a notice says from the store (None if the deployment is gone)."""
     async with db.session(write=False) as session:
@@ -128,6 +174,8 @@ async def facts_of(db: Database, deployment_id: uuid.UUID, event: str) -> Facts 
         reason: str | None = None
         if event == "failed":
             reason = dep.error_message
+        elif dep.event_type in ("stop", "start"):
+            reason = await _operator_reason(session, dep)
         elif event == "rolled_back":
             if automatic and origin is not None and origin.error_message:
                 reason = f"{origin.version} failed: {origin.error_message}"

@@ -63,13 +63,9 @@ TARGET_COLUMNS = [
 
 
 def _age(seconds: int | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds // 86400} d {seconds % 86400 // 3600} h ago"
+    from pilothouse.backups.freshness import describe_age  # the store's modules load lazily
+
+    return "never" if seconds is None else f"{describe_age(seconds)} ago"
 
 
 def _freshness(row: dict[str, Any]) -> dict[str, Any]:

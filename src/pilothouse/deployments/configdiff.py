@@ -2,7 +2,8 @@
 
 A release's variables are pins (name, source, version, never a value; variables.service.Pin);
 its driver settings are a snapshot taken when it ran (`driver_snapshot`), in which
-`driver_config.env` is kept by name only and a value that looks secret is masked. So neither
+`driver_config.env` is kept by name only, a value that looks secret is masked and a credential
+inside any other value (a DSN in a command) is masked in place. So neither
 side of a diff holds a secret, and nothing here can print one.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pilothouse.core.urls import mask_text
 from pilothouse.variables.rules import looks_secret
 from pilothouse.variables.service import Pin
 
@@ -82,23 +84,38 @@ def diff_pins(before: Sequence[Pin], after: Sequence[Pin]) -> list[VarChange]:
     return changes
 
 
+def _safe(key: str, value: Any) -> Any:
+    """A setting safe to store and show: masked whole when it looks secret (its name, or a URL
+    or DSN with a credential); otherwise every credential inside it masked where it stands (a
+    DSN inside a command), nested lists and mappings included."""
+    if looks_secret(key):
+        return MASK
+    if isinstance(value, str):
+        return MASK if looks_secret(key, value) else mask_text(value)
+    if isinstance(value, Mapping):
+        return {str(k): _safe(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_safe(key, v) for v in value]
+    return value
+
+
 def _shown(key: str, value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return MASK if looks_secret(key, text) else text
+    safe = _safe(key, value)
+    return safe if isinstance(safe, str) else json.dumps(safe, sort_keys=True)
 
 
 def driver_snapshot(
     driver: str, driver_config: Mapping[str, Any] | None, target_replicas: int
 ) -> dict[str, Any]:
     """The driver settings a release runs with, safe to store and show: `driver_config.env`
-    by name only, and any value that looks secret (by its name or as a URL with a credential)
-    masked."""
+    by name only, any value that looks secret (by its name or as a URL with a credential)
+    masked, and a credential inside any other value (a DSN in a command) masked in place."""
     config = dict(driver_config or {})
     env = config.pop("env", None)
     snapshot: dict[str, Any] = {
         "driver": driver,
         "target_replicas": target_replicas,
-        "config": {k: config[k] if _shown(k, config[k]) != MASK else MASK for k in sorted(config)},
+        "config": {k: _safe(k, config[k]) for k in sorted(config)},
     }
     if isinstance(env, Mapping):
         snapshot["env"] = sorted(str(k) for k in env)

@@ -93,8 +93,8 @@ class Deployment(UUIDPk, Timestamps, Base):
     # kept for audit.
     archived_at: Mapped[datetime | None] = mapped_column(default=None)
     # Pinned config (docs/releases.md "Pinned config"): when the variables this release delivers
-    # were pinned (its DeploymentPin rows), the release whose pins a rollback or a scale
-    # copied, and the driver settings it ran with (driver_config.env by name only).
+    # were pinned (its DeploymentPin rows), the release whose pins a rollback, a scale, a stop
+    # or a start copied, and the driver settings it ran with (driver_config.env by name only).
     config_pinned_at: Mapped[datetime | None] = mapped_column(default=None)
     config_from: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("deployments.id"), default=None

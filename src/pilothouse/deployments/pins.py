@@ -3,8 +3,9 @@
 - A `deploy`, `restart` or `config_update` pins the variables as they are when it runs (one
   `deployment_pins` row per delivered key: name, source, version; never a value).
 - A `rollback` copies the pins of the release it returns to (the last deployment of its
-  target artifact that went live), and a `scale` those of the live release: replicas of one
-  release never drift apart, and a rollback returns to its code *and* its config.
+  target artifact that went live), and a `scale`, a service `stop` and `start` those of the
+  live release: replicas of one release never drift apart, and a rollback returns to its code
+  *and* its config.
 - A replica restarted after a crash receives its own deployment's pinned values.
 Deployments recorded before pinning existed have no pins and deliver current values.
 """

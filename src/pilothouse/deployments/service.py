@@ -187,7 +187,8 @@ async def went_live(
 async def config_source(
     session: AsyncSession, service_id: uuid.UUID, artifact_id: uuid.UUID, event_type: str
 ) -> uuid.UUID | None:
-    """The release whose pins a new deployment copies (rollback, scale), or None (its own)."""
+    """The release whose pins a new deployment copies (rollback, scale, stop, start), or None
+    (it pins its own)."""
     if event_type not in COPYING_CONFIG:
         return None
     source = await went_live(session, service_id, artifact_id)

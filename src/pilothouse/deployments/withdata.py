@@ -1,11 +1,13 @@
 """Rollback with data: when the release being left ran a migration and took a pre-deployment
 backup, `rollback --with-data` restores that backup as part of the rollback.
 
-Which backup: the release being left went live through a deployment (its latest successful
-`deploy`); that deployment records whether its migration command ran (`migration_applied`) and
-the backups its pre-deployment hook took (backups.deployment_id). Those backups hold the data as
-it was under the release that was live before it (the deployment's `previous_artifact_id`), so
-they fit a rollback to that release only; a rollback further back restores one release at a time.
+Which backup: the release being left went live through a `deploy` (`arrival_of`: walking back
+from the newest deployment that went live, past the scales, restarts, config updates, stops and
+starts of that release; none when it came back through a rollback); that deployment records
+whether its migration command ran (`migration_applied`) and the backups its pre-deployment hook
+took (backups.deployment_id). Those backups hold the data as it was under the release that was
+live before it (the deployment's `previous_artifact_id`), so they fit a rollback to that release
+only; a rollback further back restores one release at a time.
 `offer()` decides this over plain values (table-tested); `data_restore()` reads it from the store.
 
 When: the release engine restores before the rollout, the mirror of a deployment that migrates
@@ -36,6 +38,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.deployments.models import Deployment
 from pilothouse.drivers.base import RolloutFailed
+from pilothouse.history.models import StatusHistory
 
 #: The backups capability registers one: restore backup `id` into the database it was taken
 #: from, replacing what it holds; `progress` gets the bytes of the stored object read so far.
@@ -86,6 +89,40 @@ class Offer:
     @property
     def ids(self) -> list[str]:
         return [str(b.id) for b in self.backups]
+
+
+@dataclass(frozen=True)
+class WentLive:
+    """One deployment of the service that went live (reached success), oldest first."""
+
+    deployment_id: uuid.UUID
+    artifact_id: uuid.UUID
+    event: str
+
+
+#: Deployments that keep the live release as it is (same artifact, same data).
+KEEPS_RELEASE = frozenset({"scale", "restart", "config_update", "stop", "start"})
+
+
+def arrival_of(history: Sequence[WentLive], live_artifact_id: uuid.UUID) -> uuid.UUID | None:
+    """The `deploy` through which the live release arrived (pure): walk back from the newest
+    deployment that went live, past the ones that kept that release (scale, restart,
+    config_update, stop, start; an automatic rollback that returned to it after a failure), to
+    a deploy of it. None when it came back through a rollback: a pre-deployment backup of an
+    earlier deploy of it no longer fits its data."""
+    for i in range(len(history) - 1, -1, -1):
+        step = history[i]
+        if step.artifact_id != live_artifact_id:
+            return None
+        if step.event == "deploy":
+            return step.deployment_id
+        if step.event == "rollback":
+            kept = i > 0 and history[i - 1].artifact_id == live_artifact_id
+            if not kept:
+                return None
+        elif step.event not in KEEPS_RELEASE:
+            return None
+    return None
 
 
 def offer(
@@ -158,21 +195,41 @@ async def _facts(session: AsyncSession, where: sa.ColumnElement[bool]) -> list[B
     ]
 
 
-async def data_restore(
-    session: AsyncSession, service_id: uuid.UUID, live: Artifact, target: Artifact
-) -> Offer:
-    """The data restore available to a rollback of a service from `live` to `target`."""
-    arrived = await session.scalar(
-        sa.select(Deployment)
-        .where(
-            Deployment.service_id == service_id,
-            Deployment.artifact_id == live.id,
-            Deployment.event_type == "deploy",
-            Deployment.status == "success",
+async def _went_live(
+    session: AsyncSession, service_id: uuid.UUID, before: datetime | None
+) -> list[WentLive]:
+    """The service's deployments that went live, in the order they did (before `before`)."""
+    query = (
+        sa.select(Deployment.id, Deployment.artifact_id, Deployment.event_type)
+        .join(
+            StatusHistory,
+            sa.and_(
+                StatusHistory.entity_type == "deployment",
+                StatusHistory.entity_id == Deployment.id,
+                StatusHistory.to_status == "success",
+            ),
         )
-        .order_by(Deployment.created_at.desc(), Deployment.id.desc())
-        .limit(1)
+        .where(Deployment.service_id == service_id, Deployment.artifact_id.is_not(None))
+        .order_by(StatusHistory.changed_at, Deployment.created_at)
     )
+    if before is not None:
+        query = query.where(StatusHistory.changed_at < before)
+    rows = await session.execute(query)
+    return [WentLive(d, a, e) for d, a, e in rows if a is not None]
+
+
+async def data_restore(
+    session: AsyncSession,
+    service_id: uuid.UUID,
+    live: Artifact,
+    target: Artifact,
+    *,
+    before: datetime | None = None,
+) -> Offer:
+    """The data restore available to a rollback of a service from `live` to `target` (as the
+    history stood `before` a given time, for a rollback already recorded)."""
+    arrived_id = arrival_of(await _went_live(session, service_id, before), live.id)
+    arrived = await session.get(Deployment, arrived_id) if arrived_id else None
     arrival: Arrival | None = None
     backups: list[BackupFact] = []
     if arrived is not None:
@@ -209,7 +266,9 @@ async def data_restore_of(session: AsyncSession, rollback: Deployment) -> Offer:
     target = await session.get(Artifact, rollback.artifact_id)
     if live is None or target is None:
         return Offer(reason="the releases of this rollback no longer exist")
-    return await data_restore(session, rollback.service_id, live, target)
+    return await data_restore(
+        session, rollback.service_id, live, target, before=rollback.created_at
+    )
 
 
 def request_audit(
