@@ -35,19 +35,28 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
-async def _principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, allow_ingest: bool
 ) -> Principal:
+    """The one token check of every route; `allow_ingest` only on the metric push routes."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API token: send `Authorization: Bearer <token>`")
     db = get_db(request)
     async with db.session(write=False) as session:
-        principal, token = await users.authenticate(session, credentials.credentials)
+        principal, token = await users.authenticate(
+            session, credentials.credentials, allow_ingest=allow_ingest
+        )
     if users.needs_touch(token):
         async with db.session(write=True) as session:
             await users.touch_token(session, token.id)
     return principal
+
+
+async def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    return await _authenticate(request, credentials, allow_ingest=False)
 
 
 Caller = Annotated[Principal, Depends(_principal)]
@@ -58,17 +67,7 @@ async def _ingest_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The caller of a metric push route: any token, including an ingest token."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing API token: send `Authorization: Bearer <token>`")
-    db = get_db(request)
-    async with db.session(write=False) as session:
-        principal, token = await users.authenticate(
-            session, credentials.credentials, allow_ingest=True
-        )
-    if users.needs_touch(token):
-        async with db.session(write=True) as session:
-            await users.touch_token(session, token.id)
-    return principal
+    return await _authenticate(request, credentials, allow_ingest=True)
 
 
 IngestCaller = Annotated[Principal, Depends(_ingest_principal)]
