@@ -93,3 +93,18 @@ def test_log_lines_mask_passwords_without_a_user() -> None:
 
     line = log_mask("probe of redis://:nouser-pw@cache:6379/0 failed; dsn host=h password=kv-pw")
     assert "nouser-pw" not in line and "kv-pw" not in line
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("PGPASSWORD=hunter2 pg_dump app", "PGPASSWORD=*** pg_dump app"),
+        ("MYSQL_PWD=hunter2 mysqldump", "MYSQL_PWD=*** mysqldump"),
+        ("DB_PASSWORD='hunter 2' ./migrate", "DB_PASSWORD=*** ./migrate"),
+        ("psql 'host=db password=hunter2'", "psql 'host=db password=***'"),
+        ('psql "host=db password=hunter2" -c 1', 'psql "host=db password=***" -c 1'),
+        ("password = hunter2", "password = ***"),
+    ],
+)
+def test_mask_text_hides_prefixed_names_and_keeps_quotes(text: str, expected: str) -> None:
+    assert mask_text(text) == expected

@@ -49,8 +49,11 @@ SECRET_PARAMS = frozenset(
 )
 _SECRET_WORDS = ("password", "secret", "token")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
+#: `password=`, `sslpassword=`, and names that end in one (`PGPASSWORD=`, `MYSQL_PWD=`,
+#: `DB_PASSWORD=`); an unquoted value stops at a quote, so `'host=db password=x'` keeps its `'`.
 _KV_PASSWORD = re.compile(
-    r"(?i)\b((?:ssl)?password|passwd|pwd)(\s*=\s*)('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,]+)"
+    r"(?i)\b([a-z0-9_]*?(?:password|passwd|pwd))(\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"]+)"
 )
 
 
