@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
 
 from pilothouse.core.clock import utcnow
 from pilothouse.deps import Caller, IngestCaller, Session, get_db
 from pilothouse.errors import ValidationFailed
 from pilothouse.metrics import service
 from pilothouse.metrics.ingest import parse_prometheus
+from pilothouse.metrics.query import Stat
 from pilothouse.metrics.schemas import (
     IngestBatch,
     IngestResult,
@@ -79,7 +82,7 @@ async def query(
         default=[], description="Only series with this tag: key=value (repeat)."
     ),
     window: str = Query(default="1h", description="Window ending now: 90s, 5m, 24h, 30d."),
-    stat: list[str] = Query(
+    stat: list[Stat] = Query(
         default=["avg"],
         description="latest, count, sum, avg, min, max, p50, p95, p99, rate, increase (repeat).",
     ),
@@ -91,7 +94,7 @@ async def query(
         name,
         tags=service.parse_tags(tag),
         window=window,
-        stats=stat,
+        stats=list(stat),
         group_by=group_by,
     )
     return QueryResult(
@@ -112,8 +115,12 @@ async def list_series(
     return [SeriesRead.model_validate(r) for r in rows]
 
 
+#: A series id: a 64-bit integer (a larger one is a 422, never a store error).
+SeriesId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Series id.")]
+
+
 @router.get("/series/{series_id}", response_model=SeriesRead, summary="One metric series")
-async def get_series(series_id: int, session: Session, caller: Caller) -> SeriesRead:
+async def get_series(series_id: SeriesId, session: Session, caller: Caller) -> SeriesRead:
     return SeriesRead.model_validate(await service.get_series(session, caller, series_id))
 
 
@@ -123,7 +130,7 @@ async def get_series(series_id: int, session: Session, caller: Caller) -> Series
     summary="Set a series' thresholds, baseline, unit or retention overrides",
 )
 async def update_series(
-    series_id: int, body: SeriesUpdate, session: Session, caller: Caller
+    series_id: SeriesId, body: SeriesUpdate, session: Session, caller: Caller
 ) -> SeriesRead:
     row = await service.update_series(session, caller, series_id, body)
     return SeriesRead.model_validate(row)
