@@ -43,7 +43,12 @@ class ScrapeSpec(BaseModel):
 
     enabled: bool = Field(default=True, description="False: replicas are not scraped.")
     path: str = Field(
-        default="/metrics", pattern=r"^/[^\s?#]*$", max_length=200, description="Scrape path."
+        default="/metrics",
+        # control characters and space spelled out: `\s` means different sets in Python,
+        # pydantic-core and JSON Schema, so a generated client could disagree with the server
+        pattern=r"^/[^\x00-\x20\x7f?#]*$",
+        max_length=200,
+        description="Scrape path.",
     )
     interval: float = Field(default=15.0, ge=1, le=3600, description="Seconds between scrapes.")
     timeout: float = Field(default=5.0, gt=0, le=60, description="Seconds per scrape.")
