@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Query, Response
 
 from pilothouse.deps import Caller, Session
@@ -14,6 +16,10 @@ from pilothouse.services.schemas import (
     StopStartRequest,
     StopStartResult,
 )
+
+if TYPE_CHECKING:
+    from pilothouse.deployments.models import Deployment
+    from pilothouse.services.models import Service
 
 router = APIRouter(prefix="/services", tags=["services"])
 EnvQuery = Query(default=None, description="Environment name or id, when the name is ambiguous.")
@@ -73,6 +79,12 @@ async def transition(
     return ServiceRead.model_validate(svc)
 
 
+def _stop_start_result(svc: Service, deployment: Deployment) -> StopStartResult:
+    return StopStartResult.model_validate(
+        {**ServiceRead.model_validate(svc).model_dump(), "deployment_id": deployment.id}
+    )
+
+
 @router.post(
     "/{ref}/stop",
     response_model=StopStartResult,
@@ -93,9 +105,7 @@ async def stop(
     svc, deployment = await lifecycle.stop_service(
         session, caller, ref, environment=environment, reason=body.reason if body else None
     )
-    return StopStartResult.model_validate(
-        {**ServiceRead.model_validate(svc).model_dump(), "deployment_id": deployment.id}
-    )
+    return _stop_start_result(svc, deployment)
 
 
 @router.post(
@@ -117,9 +127,7 @@ async def start(
     svc, deployment = await lifecycle.start_service(
         session, caller, ref, environment=environment, reason=body.reason if body else None
     )
-    return StopStartResult.model_validate(
-        {**ServiceRead.model_validate(svc).model_dump(), "deployment_id": deployment.id}
-    )
+    return _stop_start_result(svc, deployment)
 
 
 @router.delete("/{ref}", status_code=204, summary="Soft delete (operator); frees the name")

@@ -41,6 +41,34 @@ def _why(verb: str, actor: Principal, reason: str | None, deployment: Deployment
     return f"{verb} by {actor.name}{said} (deployment {deployment.id})"
 
 
+async def _record(
+    session: AsyncSession,
+    actor: Principal,
+    svc: Service,
+    version: str,
+    event: str,
+    reason: str | None,
+) -> Deployment:
+    """The stop or start deployment of the live release, and its audit entry."""
+    deployment = await deployments.create_deployment(
+        session,
+        actor,
+        service=str(svc.id),
+        version=version,
+        event_type=event,
+        triggered_by="manual",
+    )
+    audit.record(
+        session,
+        actor,
+        event,
+        "service",
+        svc.id,
+        {"deployment": str(deployment.id), "version": version, "reason": reason},
+    )
+    return deployment
+
+
 async def stop_service(
     session: AsyncSession,
     actor: Principal,
@@ -62,26 +90,11 @@ async def stop_service(
     if refusal is not None:
         raise _conflict(refusal)
     assert live is not None
-    deployment = await deployments.create_deployment(
-        session,
-        actor,
-        service=str(svc.id),
-        version=live.version,
-        event_type="stop",
-        triggered_by="manual",
-    )
+    deployment = await _record(session, actor, svc, live.version, "stop", reason)
     await services.transition(
         session, svc, "stopped", actor=actor, reason=_why("stopped", actor, reason, deployment)
     )
     await health.service_stopped(session, svc.id, reason=f"service stopped by {actor.name}")
-    audit.record(
-        session,
-        actor,
-        "stop",
-        "service",
-        svc.id,
-        {"deployment": str(deployment.id), "version": live.version, "reason": reason},
-    )
     return svc, deployment
 
 
@@ -101,20 +114,5 @@ async def start_service(
     if refusal is not None:
         raise _conflict(refusal)
     assert live is not None
-    deployment = await deployments.create_deployment(
-        session,
-        actor,
-        service=str(svc.id),
-        version=live.version,
-        event_type="start",
-        triggered_by="manual",
-    )
-    audit.record(
-        session,
-        actor,
-        "start",
-        "service",
-        svc.id,
-        {"deployment": str(deployment.id), "version": live.version, "reason": reason},
-    )
+    deployment = await _record(session, actor, svc, live.version, "start", reason)
     return svc, deployment
