@@ -108,7 +108,11 @@ def test_overdue_alert_once_per_period_and_recovery(
 ) -> None:
     receiver = Receiver(204)
     target_id = harness.target("app", f"sqlite:///{sqlite_source}", schedule="0 2 * * *")
-    created = utcnow()
+    # Created an hour ago: the first overdue period's deadline (creation + 25 h) then differs
+    # from the one after the real backup below (its completion + 25 h). Created now, both can
+    # fall in the same second, and the second period's alert claim would already be spent.
+    created = utcnow() - timedelta(hours=1)
+    _backdate(harness.db_url, target_id, created)
     settings = Settings(data_dir=data_dir, database_url=db_url)
 
     async def setup_channel() -> None:
