@@ -322,7 +322,7 @@ async def evaluate_round(
                 .values(evaluated_at=now)
             )
         if reasons:
-            table = ScalingPolicy.__table__
+            table: sa.Table = ScalingPolicy.__table__  # type: ignore[assignment]
             await session.execute(
                 sa.update(table)
                 .where(table.c.id == sa.bindparam("pid"))
