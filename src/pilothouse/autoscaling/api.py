@@ -3,12 +3,18 @@ events, and what-if replays of a policy over stored metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from pilothouse.autoscaling import service
-from pilothouse.autoscaling.schemas import EventRead, PolicyRead, PolicySet
+from pilothouse.autoscaling.schemas import (
+    EventRead,
+    PolicyRead,
+    PolicySet,
+    SimulateRequest,
+    SimulateResult,
+)
 from pilothouse.core.inputs import IsoDateTime
-from pilothouse.deps import Caller, Session
+from pilothouse.deps import Caller, Session, get_db
 
 router = APIRouter(prefix="/services", tags=["autoscaling"])
 
@@ -77,3 +83,18 @@ async def list_events(
         session, caller, ref, environment=environment, since=since, limit=limit
     )
     return [EventRead.model_validate(r) for r in rows]
+
+
+@router.post(
+    "/{ref}/scaling/simulate",
+    response_model=SimulateResult,
+    summary="What-if: replay stored metrics or a trace through a policy (records nothing)",
+    description="Evaluates the saved policy (with `policy` fields overriding it, or the "
+    "defaults for a service without one) every evaluation period from `start` to `end`, over "
+    "the stored CPU/memory (or the policy's metric) or the given `trace`; returns the "
+    "decisions it would have taken and the replica-hours they would have cost.",
+)
+async def simulate(
+    ref: str, body: SimulateRequest, request: Request, session: Session, caller: Caller
+) -> SimulateResult:
+    return await service.simulate(session, get_db(request), caller, ref, body)

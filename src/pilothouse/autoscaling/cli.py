@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from pilothouse.autoscaling.simulate import trace_points
 from pilothouse.cli_support import EnvOption, JsonFlag, api
 from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_table
+from pilothouse.errors import ValidationFailed
 
 scaling_app = typer.Typer(
     help="Autoscaling: a service's scaling policy, its scaling events, what-if replays.",
@@ -220,3 +225,80 @@ def events(
         out.print(f"no scaling events for {service}", markup=False)
         return
     print_table(shown, ["timestamp", "action", "replicas", "by", "ok", "reason"], title="scaling")
+
+
+def _since(text: str) -> str:
+    """A date (2026-11-01, midnight UTC) or an ISO 8601 time with offset, as ISO 8601."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{text!r}: expected a date (2026-11-01) or ISO 8601 time") from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+
+
+@scaling_app.command("simulate")
+def simulate(
+    ctx: typer.Context,
+    service: ServiceArg,
+    start: Annotated[str, typer.Option("--from", help="Start: 2026-11-01 or ISO 8601 (UTC).")],
+    end: Annotated[str, typer.Option("--to", help="End: 2026-11-08 or ISO 8601 (UTC).")],
+    env: EnvOption = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option("--policy", help="JSON file of policy fields overriding the saved ones."),
+    ] = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option(help="CSV trace (timestamp,cpu,memory,value) instead of stored metrics."),
+    ] = None,
+    replicas: Annotated[
+        int | None, typer.Option(help="Replicas at the start (default: now's).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What-if: the decisions a policy would have taken over stored metrics (or a trace), and
+    the replica-hours they would have cost. Records nothing."""
+    body: dict[str, Any] = {"start": _since(start), "end": _since(end)}
+    if policy_file is not None:
+        try:
+            body["policy"] = json.loads(policy_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--policy {policy_file}: {exc}") from None
+    if trace is not None:
+        try:
+            text = trace.read_text()
+        except OSError as exc:
+            raise CliError(f"--trace {trace}: {exc.strerror or exc}") from None
+        try:
+            points = trace_points(text)
+        except ValidationFailed as exc:
+            raise CliError(f"--trace {trace}: {exc.message}") from None
+        body["trace"] = [
+            {"timestamp": p.end.isoformat(), "cpu": p.cpu, "memory": p.memory, "value": p.value}
+            for p in points
+        ]
+    if replicas is not None:
+        body["initial_replicas"] = replicas
+    client = api(ctx)
+    ref = _ref(ctx, service, env)
+    result = client.request("POST", f"/services/{ref}/scaling/simulate", json_body=body)
+    if as_json:
+        print_json(result)
+        return
+    for step in result["steps"]:
+        out.print(
+            f"{step['at'][:19].replace('T', ' ')}  {step['action']:<10} "
+            f"{step['before']} -> {step['after']}  {step['reason']}",
+            markup=False,
+        )
+    if not result["steps"]:
+        out.print("no scaling decisions", markup=False)
+    saved = result["baseline_replica_hours"] - result["replica_hours"]
+    out.print(
+        f"{result['service']}: {result['evaluations']} evaluations over "
+        f"{result['datapoints']} datapoints ({result['source']}); replicas "
+        f"{result['initial']} -> {result['final']} (peak {result['peak']}); "
+        f"{result['replica_hours']:.2f} replica-hours vs {result['baseline_replica_hours']:.2f} "
+        f"at a fixed {result['initial']} ({saved:+.2f} saved)",
+        markup=False,
+    )

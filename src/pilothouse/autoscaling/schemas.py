@@ -10,6 +10,7 @@ from typing import Any, Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pilothouse.core.inputs import IsoDateTime
 from pilothouse.errors import ValidationFailed
 from pilothouse.metrics.query import STATS
 from pilothouse.metrics.schemas import MetricName, Tags
@@ -222,3 +223,55 @@ class EventRead(BaseModel):
     error_message: str | None = Field(description="Why not, when it failed.")
     deployment_id: uuid.UUID | None = Field(description="The scale deployment it recorded.")
     created_at: datetime = Field(description="Recorded.")
+
+
+class TracePoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: IsoDateTime = Field(description="The end of the period (ISO 8601 with offset).")
+    cpu: float | None = Field(default=None, ge=0, le=10000, description="CPU percent.")
+    memory: float | None = Field(default=None, ge=0, le=10000, description="Memory percent.")
+    value: float | None = Field(default=None, description="The policy's own metric.")
+
+
+class SimulateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: IsoDateTime = Field(description="Replay from (ISO 8601 with offset).")
+    end: IsoDateTime = Field(description="Replay to; at most 31 days after start.")
+    policy: PolicySet | None = Field(
+        default=None,
+        description="Fields overriding the saved policy (or the defaults without one): a "
+        "policy not yet saved.",
+    )
+    trace: list[TracePoint] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="Datapoints to replay instead of the stored metrics.",
+    )
+    initial_replicas: int | None = Field(
+        default=None, ge=1, le=100, description="Replicas at the start (default: now's)."
+    )
+
+
+class SimulatedStep(BaseModel):
+    at: datetime = Field(description="When the decision would have been taken.")
+    action: ActionName = Field(description="scale_up or scale_down.")
+    before: int = Field(description="Replicas before.")
+    after: int = Field(description="Replicas after.")
+    reason: str = Field(description="Why, as the event would say it.")
+
+
+class SimulateResult(BaseModel):
+    service: str = Field(description="Service name.")
+    start: datetime = Field(description="Replayed from.")
+    end: datetime = Field(description="Replayed to.")
+    source: Literal["stored", "trace"] = Field(description="Stored metrics or the given trace.")
+    evaluations: int = Field(description="Evaluations replayed.")
+    datapoints: int = Field(description="Datapoints with any value.")
+    initial: int = Field(description="Replicas at the start.")
+    final: int = Field(description="Replicas at the end.")
+    peak: int = Field(description="Most replicas at once.")
+    replica_hours: float = Field(description="Replica-hours the policy would have cost.")
+    baseline_replica_hours: float = Field(description="Replica-hours at the initial count.")
+    steps: list[SimulatedStep] = Field(description="The decisions that changed the count.")

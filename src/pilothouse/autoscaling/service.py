@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,11 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require
 from pilothouse.audit import service as audit
+from pilothouse.autoscaling import simulate as simulation
+from pilothouse.autoscaling.evaluate import Subject
 from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
-from pilothouse.autoscaling.schemas import DEFAULTS, PolicyRead, PolicySet, merged
+from pilothouse.autoscaling.rules import Datapoint, Policy
+from pilothouse.autoscaling.schemas import (
+    DEFAULTS,
+    PolicyRead,
+    PolicySet,
+    SimulatedStep,
+    SimulateRequest,
+    SimulateResult,
+    merged,
+)
 from pilothouse.core.clock import utcnow
+from pilothouse.core.db import Database
 from pilothouse.environments.models import Environment
-from pilothouse.errors import NotFound
+from pilothouse.errors import NotFound, ValidationFailed
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 
@@ -124,3 +136,59 @@ async def list_events(
     if since is not None:
         query = query.where(ScalingEvent.timestamp >= since)
     return (await session.scalars(query)).all()
+
+
+#: The longest range a simulation replays.
+SIMULATE_MAX = timedelta(days=31)
+
+
+async def simulate(
+    session: AsyncSession, db: Database, actor: Principal, ref: str, body: SimulateRequest
+) -> SimulateResult:
+    """Replay the stored metrics (or `body.trace`) through the saved policy with `body.policy`
+    applied (or the defaults with it, for a service without a policy). Records nothing."""
+    svc = await services.get_service(session, actor, ref)
+    if body.end <= body.start:
+        raise ValidationFailed("end", "must be after start")
+    if body.end - body.start > SIMULATE_MAX:
+        raise ValidationFailed("end", "must be at most 31 days after start")
+    saved = await policy_of(session, svc.id)
+    values = merged(
+        dict(DEFAULTS) if saved is None else values_of(saved), body.policy or PolicySet()
+    )
+    row = ScalingPolicy(service_id=svc.id, environment_id=svc.environment_id, **values)
+    policy = Policy.of(row)
+    initial = body.initial_replicas or svc.target_replicas
+    initial = min(max(initial, policy.min_instances), policy.max_instances)
+    if body.trace is not None:
+        points = [Datapoint(p.timestamp, p.cpu, p.memory, p.value) for p in body.trace]
+        source = "trace"
+    else:
+        subject = Subject(
+            row,
+            svc.id,
+            svc.name,
+            await _env_name(session, svc),
+            initial,
+            svc.cpu_cores,
+            svc.memory_mb,
+            svc.status,
+            svc.owner_id,
+        )
+        points = await simulation.stored_points(db, subject, policy, body.start, body.end)
+        source = "stored"
+    done = simulation.replay(policy, points, body.start, body.end, initial)
+    return SimulateResult(
+        service=svc.name,
+        start=body.start,
+        end=body.end,
+        source=source,
+        evaluations=done.evaluations,
+        datapoints=sum(1 for p in points if any(v is not None for v in (p.cpu, p.memory, p.value))),
+        initial=done.initial,
+        final=done.final,
+        peak=done.peak,
+        replica_hours=round(done.replica_hours, 3),
+        baseline_replica_hours=round(done.baseline_replica_hours, 3),
+        steps=[SimulatedStep.model_validate(s, from_attributes=True) for s in done.steps],
+    )
