@@ -115,6 +115,17 @@ def test_step_mode_table() -> None:
             4,
             "scale-down cooldown",
         ),
+        # ... counted from a scale-up too: just grown, not shrunk before the cooldown
+        (
+            STEP,
+            points(20, 25, memory=30),
+            4,
+            LastEvents(scale_up_at=NOW - timedelta(seconds=60)),
+            False,
+            "none",
+            4,
+            "scale-down cooldown",
+        ),
         (STEP, points(20, 25, memory=30), 4, quiet, True, "none", 4, "rollout is in progress"),
         (STEP, points(90, 90), 4, quiet, True, "none", 4, "scale-in is frozen"),
         (STEP, points(50, 50), 1, quiet, False, "scale_up", 2, "min_instances is 2"),
@@ -287,7 +298,8 @@ def test_properties(
         assert last.scale_up_at is None or (NOW - last.scale_up_at).total_seconds() >= 300
     else:
         assert got.after < current
-        assert last.scale_down_at is None or (NOW - last.scale_down_at).total_seconds() >= 600
+        for at in (last.scale_down_at, last.scale_up_at):
+            assert at is None or (NOW - at).total_seconds() >= 600
         names = {"cpu_memory": ("cpu", "memory"), "cpu": ("cpu",), "queue": ("value",)}[
             policy.metric
         ]

@@ -135,6 +135,14 @@ class LastEvents:
     scale_up_at: datetime | None = None
     scale_down_at: datetime | None = None
 
+    @property
+    def changed_at(self) -> datetime | None:
+        """The last change either way: the down-cooldown counts from it, so a service that
+        just grew is not shrunk before the cooldown (the seed's "since the last scale-down"
+        holds too)."""
+        known = [at for at in (self.scale_up_at, self.scale_down_at) if at is not None]
+        return max(known) if known else None
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -336,7 +344,7 @@ def _step(
         )
         if current <= floor:
             return none(f"{reason}; already at the floor {floor}")
-        if not _elapsed(last.scale_down_at, now, policy.scale_down_cooldown_seconds):
+        if not _elapsed(last.changed_at, now, policy.scale_down_cooldown_seconds):
             return none(f"{reason}; scale-down cooldown still running")
         return change(current - 1, reason)
     return none(f"within thresholds over {span}")
@@ -410,7 +418,7 @@ def _target(
             else f"already at the floor {floor}"
         )
         return none(f"{described}; {why}")
-    if not _elapsed(last.scale_down_at, now, policy.scale_down_cooldown_seconds):
+    if not _elapsed(last.changed_at, now, policy.scale_down_cooldown_seconds):
         return none(f"{described}; scale-down cooldown still running")
     return change(after, f"{described}: {stable} replicas wanted")
 
