@@ -71,6 +71,7 @@ def test_policy_refused_with_field_and_rule(api: Api, world: dict[str, Any]) -> 
     assert api.get("/services/web/scaling").status_code == 404  # nothing was stored
 
 
+@one_store
 def test_manual_scale_writes_a_scaling_event(api: Api, world: dict[str, Any]) -> None:
     api.ok(api.post("/services/web/scale", {"target_replicas": 3}))
     events = api.ok(api.get("/services/web/scaling/events"))

@@ -3,16 +3,21 @@ CLI over the API (`scaling set`, `simulate --trace`, `events`, a bad trace in on
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from pilothouse.autoscaling.rules import Datapoint, Policy
 from pilothouse.autoscaling.simulate import replay, trace_points
+from pilothouse.cli import app
+from pilothouse.client import CliError
 from tests.conftest import LiveServer, one_store
-from tests.test_cli import Cli
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 POLICY = Policy(
@@ -55,34 +60,48 @@ def test_replay_decisions_and_replica_hours() -> None:
 
 
 @one_store
-def test_scaling_cli(live_server: LiveServer, admin_token: str, tmp_path: Path) -> None:
-    cli = Cli(live_server.url, admin_token, tmp_path)
+def test_scaling_cli(
+    live_server: LiveServer, admin_token: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In process (the one-line error rendering is cli.main's, tested for every command in
+    tests/test_cli.py): set, simulate over a trace, a bad trace's message."""
+    monkeypatch.setenv("PILOTHOUSE_URL", live_server.url)
+    monkeypatch.setenv("PILOTHOUSE_TOKEN", admin_token)
+    monkeypatch.setenv("PILOTHOUSE_CLI_CONFIG", str(tmp_path / "cli.json"))
     http = httpx.Client(
         base_url=f"{live_server.url}/api/v1", headers={"Authorization": f"Bearer {admin_token}"}
     )
     http.post("/environments", json={"name": "prod"}).raise_for_status()
     http.post("/services", json={"environment": "prod", "name": "web"}).raise_for_status()
-    shown = cli.run("scaling", "set", "web", "--min", "1", "--max", "3", "--period", "60").stdout
-    assert "web (prod): enabled, step mode on cpu_memory, 1-3 replicas, now 1" in shown
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(app, list(args), catch_exceptions=True, terminal_width=200)
+
+    shown = run("scaling", "set", "web", "--min", "1", "--max", "3", "--period", "60")
+    assert shown.exit_code == 0, shown.output
+    assert "web (prod): enabled, step mode on cpu_memory, 1-3 replicas, now 1" in shown.output
     rows = ["timestamp,cpu,memory"] + [
         f"{(T0 + timedelta(minutes=i + 1)).isoformat()},{95 if i < 10 else 5},20" for i in range(20)
     ]
     trace = tmp_path / "trace.csv"
     trace.write_text("\n".join(rows) + "\n")
-    out = cli.run(
+    out = run(
         "scaling", "simulate", "web", "--from", "2026-11-01", "--to",
         "2026-11-01T00:20:00+00:00", "--trace", str(trace),
-    ).stdout  # fmt: skip
+    ).output  # fmt: skip
     assert "scale_up   1 -> 2  CPU 95% average for 2 minutes (threshold 80%)" in out
     assert "replicas 1 -> " in out and "replica-hours vs 0.33 at a fixed 1" in out
     trace.write_text("timestamp,cpu\nyesterday,5\n")
-    bad = cli.run(
+    bad = run(
         "scaling", "simulate", "web", "--from", "2026-11-01", "--to", "2026-11-02",
-        "--trace", str(trace), ok=False,
+        "--trace", str(trace),
     )  # fmt: skip
-    assert "trace line 2: timestamp must be ISO 8601" in bad.stderr
+    assert isinstance(bad.exception, CliError)
+    assert "trace line 2: timestamp must be ISO 8601" in bad.exception.message
     http.post("/services/web/scale", json={"target_replicas": 2}).raise_for_status()
-    [event] = http.get("/services/web/scaling/events").json()
+    listed = run("scaling", "events", "web", "--json")
+    [event] = json.loads(listed.output)
     assert event["action"] == "manual_scale" and event["instances_after"] == 2
     http.close()
 
