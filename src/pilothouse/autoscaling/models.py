@@ -67,7 +67,7 @@ class ScalingPolicy(UUIDPk, Timestamps, Base):
     max_step_down: Mapped[int] = mapped_column(default=1)
     #: [{"cron": "0 9 * * 1-5", "minutes": 540, "min_instances": 4}, ...]
     schedules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    evaluated_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    evaluated_at: Mapped[datetime | None] = mapped_column(default=None)
     #: The last decision's sentence (also when nothing changed), for `scaling show`.
     last_decision: Mapped[str | None] = mapped_column(sa.Text, default=None)
 

@@ -20,6 +20,7 @@ a service back inside [floor, max] does not wait for one); while a rollout runs 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class Policy:
             max_step_down=row.max_step_down,
             schedules=tuple(
                 Schedule(s["cron"], int(s["minutes"]), int(s["min_instances"]))
-                for s in (row.schedules or [])
+                for s in json_value(row.schedules, [])
             ),
         )
 
@@ -152,6 +153,14 @@ class Decision:
     reason: str
     cpu: float | None = None  # CPU percent average over the datapoints used
     memory: float | None = None
+
+
+def json_value(value: Any, empty: Any) -> Any:
+    """A JSON column's value, also when read as text (the evaluator reads it so, to decode only
+    the few that are not empty)."""
+    if isinstance(value, str):
+        return json.loads(value) if value not in ("", "[]", "{}", "null") else empty
+    return empty if value is None else value
 
 
 # -- sentences ---------------------------------------------------------------------------------

@@ -157,14 +157,10 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_scaling_policies_environment_id", ["environment_id"], unique=False
         )
-        batch_op.create_index(
-            batch_op.f("ix_scaling_policies_evaluated_at"), ["evaluated_at"], unique=False
-        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("scaling_policies", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_scaling_policies_evaluated_at"))
         batch_op.drop_index("ix_scaling_policies_environment_id")
 
     op.drop_table("scaling_policies")
