@@ -14,6 +14,7 @@ from pilothouse.access import Principal
 from pilothouse.artifacts.models import Artifact
 from pilothouse.autoscaling import evaluate
 from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
+from pilothouse.autoscaling.rules import Decision
 from pilothouse.autoscaling.schemas import DEFAULTS
 from pilothouse.core.db import Database
 from pilothouse.deployments.models import Deployment
@@ -113,6 +114,16 @@ async def test_round_scales_up_records_and_respects_cooldown_and_rollouts(
     await _load(db, now, 240, cpu=90.0, memory_mb=512)
     done = await evaluate.evaluate_round(db, later, send=send)
     assert "rollout is in progress" in done.decisions[svc.id].reason
+    # A scale decided just before a rollout started (a race) is refused by the release engine:
+    # recorded as a failed event with the engine's reason, and sent.
+    async with db.session(write=False) as session:
+        [subject], _ = await evaluate.load_subjects(session, later + timedelta(hours=1), 0)
+    raced = Decision("scale_up", 3, 4, "CPU 90% average for 2 minutes (threshold 80%)")
+    message = await evaluate.carry_out(db, subject, raced, later)
+    assert message["success"] is False and "FAILED: web already has an active" in message["text"]
+    failed = (await _events(db))[-1]
+    assert not failed.success and "wait for it to finish" in (failed.error_message or "")
+    assert await _replicas(db) == 3
     async with db.session() as session:
         await session.execute(sa.update(Deployment).values(status="success"))
     # Within the period of the last evaluation: not due.

@@ -161,9 +161,8 @@ async def builtin_windows(
             totals[base + k] += total
             counts[base + k] += n
 
-    owner = slot_of
     raw_from = start
-    if res and rolled_to > start and owner:
+    if res and rolled_to > start and slot_of:
         k = (sa.literal(now_s, sa.BigInteger) - MetricRollup.bucket - res) // period
         add(
             await session.execute(
@@ -178,7 +177,7 @@ async def builtin_windows(
         raw_from = rolled_to
     ts = metric_samples.c.ts
     k_raw = (sa.literal(now_s * 1000, sa.BigInteger) - ts) // (period * 1000)
-    if owner:
+    if slot_of:
         add(
             await session.execute(
                 sa.select(
@@ -415,14 +414,11 @@ async def evaluate_round(
 
 async def carry_out(db: Database, s: Subject, decision: Decision, now: datetime) -> dict[str, Any]:
     """Scale through the release engine and record the event (also when refused)."""
-    error = None
-    deployment_id = None
     try:
         async with db.session() as session:
             svc, deployment = await deployments.scale(
                 session, autoscaler(s.owner_id), str(s.service_id), decision.after, manual=False
             )
-            deployment_id = deployment.id if deployment else None
             event = scaling_events.record_event(
                 session,
                 svc,
@@ -433,7 +429,7 @@ async def carry_out(db: Database, s: Subject, decision: Decision, now: datetime)
                 triggered_by="autoscaler",
                 cpu=decision.cpu,
                 memory=decision.memory,
-                deployment_id=deployment_id,
+                deployment_id=deployment.id if deployment else None,
                 at=now,
             )
             policy = await session.get(ScalingPolicy, s.policy.id)
@@ -442,7 +438,7 @@ async def carry_out(db: Database, s: Subject, decision: Decision, now: datetime)
             message = scaling_events.event_message(s.service, s.environment, event)
     except PilothouseError as exc:
         error = exc.message
-    if error is None:
+    else:
         log.info(
             "scaled",
             service=s.service,
