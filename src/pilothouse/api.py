@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pilothouse.alerts.api import router as channels
+from pilothouse.apply.api import router as apply
 from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
 from pilothouse.backups.api import router as backups
@@ -36,5 +37,6 @@ for feature in (
     backups,
     variables,
     metrics,
+    apply,
 ):
     router.include_router(feature)

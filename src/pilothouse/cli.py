@@ -10,6 +10,7 @@ import typer
 
 from pilothouse import __version__
 from pilothouse.alerts.cli import app as channel_app
+from pilothouse.apply.cli import apply, export, schema
 from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.audit.cli import audit
 from pilothouse.backups.cli import app as backup_app
@@ -275,6 +276,9 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(keys_app, name="keys")
 app.add_typer(vars_app, name="vars")
 app.add_typer(metrics_app, name="metrics")
+app.command("apply")(apply)
+app.command("export")(export)
+app.command("schema")(schema)
 
 
 def main() -> None:
