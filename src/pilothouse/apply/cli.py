@@ -114,7 +114,10 @@ def apply(
             out.print("no changes: the live state matches the file")
         return
     if check:
-        raise typer.Exit(DRIFT_EXIT)
+        raise CliError(
+            f"the live state drifted from {file} ({len(plan['changes'])} change(s))",
+            exit_code=DRIFT_EXIT,
+        )
     if not yes:
         if not sys.stdin.isatty():
             raise CliError("nothing applied: pass --yes to apply without a terminal")

@@ -66,19 +66,22 @@ class Marks:
     values: dict[Path, tuple[int, int]]
     keys: dict[Path, tuple[int, int]]
 
-    def at(self, path: Path) -> tuple[int, int]:
-        """Position of `path`, or of its nearest ancestor present in the file."""
+    def at(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """Position of `path`'s value (of its key with `key`), or of its nearest ancestor's
+        value when the file does not have it."""
         probe = tuple(path)
+        if probe and probe[-1] == "[key]":  # pydantic's location of a bad mapping key
+            probe, key = probe[:-1], True
+        if key and probe in self.keys:
+            return self.keys[probe]
         while probe:
-            if probe in self.keys:
-                return self.keys[probe]
             if probe in self.values:
                 return self.values[probe]
             probe = probe[:-1]
         return self.values.get((), (1, 1))
 
-    def problem(self, path: Path, rule: str) -> Problem:
-        line, column = self.at(path)
+    def problem(self, path: Path, rule: str, *, key: bool = False) -> Problem:
+        line, column = self.at(path, key=key)
         return Problem(".".join(str(p) for p in path), line, column, rule)
 
 
@@ -150,7 +153,10 @@ def load(text: str) -> tuple[Document, Marks]:
     try:
         document = Document.model_validate(data)
     except ValidationError as exc:
-        problems += [marks.problem(tuple(e["loc"]), _rule(e)) for e in exc.errors()]
+        problems += [
+            marks.problem(tuple(e["loc"]), _rule(e), key=e["type"] == "extra_forbidden")
+            for e in exc.errors()
+        ]
     if problems:
         raise DocumentInvalid(problems)
     return document, marks
