@@ -15,6 +15,7 @@ from pilothouse.environments.api import router as environments
 from pilothouse.errors import ERROR_RESPONSES
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
+from pilothouse.hooks.api import router as hooks
 from pilothouse.metrics.api import router as metrics
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
@@ -38,5 +39,6 @@ for feature in (
     variables,
     metrics,
     apply,
+    hooks,
 ):
     router.include_router(feature)

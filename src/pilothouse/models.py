@@ -18,6 +18,7 @@ from pilothouse.healthchecks.models import (
     ProbeClaim,
 )
 from pilothouse.history.models import StatusHistory
+from pilothouse.hooks.models import DeployHook, HookDelivery
 from pilothouse.metrics.figures import ReplicaFigures
 from pilothouse.metrics.models import (
     MetricAlertRule,
@@ -38,6 +39,7 @@ __all__ = [
     "Backup",
     "BackupTarget",
     "Base",
+    "DeployHook",
     "Deployment",
     "DeploymentLog",
     "DeploymentPin",
@@ -49,6 +51,7 @@ __all__ = [
     "HealthCheck",
     "HealthRollup",
     "HealthState",
+    "HookDelivery",
     "Incident",
     "JobSlot",
     "MaintenanceWindow",
