@@ -24,6 +24,7 @@ from pilothouse.environments.cli import app as env_app
 from pilothouse.errors import PilothouseError
 from pilothouse.healthchecks.cli import health, incidents, maintenance_app, uptime
 from pilothouse.history.cli import history
+from pilothouse.hooks.cli import app as hook_app
 from pilothouse.metrics.cli import metrics_app
 from pilothouse.replicas.cli import replicas
 from pilothouse.services.cli import app as service_app
@@ -276,6 +277,7 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(keys_app, name="keys")
 app.add_typer(vars_app, name="vars")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(hook_app, name="hook")
 app.command("apply")(apply)
 app.command("export")(export)
 app.command("schema")(schema)
