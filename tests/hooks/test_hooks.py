@@ -3,11 +3,19 @@ signatures are refused, every call is audited, the secret never comes back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
+import sqlalchemy as sa
+
+from pilothouse.config import Settings
+from pilothouse.core.crypto import load_keyring, rotate_key_file
+from pilothouse.core.db import Database
+from pilothouse.hooks.models import DeployHook
 from pilothouse.hooks.signature import sign
+from pilothouse.rotation import reseal_all
 from tests.conftest import SHA, Api, one_store
 
 SECRET = "hook-secret-0123456789"
@@ -117,3 +125,27 @@ def test_signed_push_registers_and_deploys(api: Api, world: dict[str, Any]) -> N
         },
     )
     assert refused.status_code == 403
+
+
+@one_store
+def test_key_rotation_reseals_hook_secrets(
+    api: Api, world: dict[str, Any], settings: Settings, db_url: str
+) -> None:
+    make_hook(api)
+    rotate_key_file(settings.master_key_path)
+    ring = load_keyring(None, settings.master_key_path)
+
+    async def rotate() -> tuple[int, set[str]]:
+        db = Database(db_url)
+        try:
+            count = await reseal_all(db, ring)
+            async with db.session(write=False) as session:
+                ids = set(await session.scalars(sa.select(DeployHook.key_id)))
+            return count, ids
+        finally:
+            await db.dispose()
+
+    count, ids = asyncio.run(rotate())
+    assert count >= 1 and ids == {ring.current.hex()}
+    delivered = send(api, "gh", "push", {"ref": "refs/heads/main", "after": SHA}, "after-rotation")
+    assert delivered.status_code == 202, delivered.text

@@ -67,6 +67,25 @@ async def delete_hook(session: AsyncSession, actor: Principal, name: str) -> Non
     audit.record(session, actor, "delete", "deploy_hook", hook.id, {"name": name})
 
 
+async def reseal_batch(session: AsyncSession, keyring: Keyring, *, batch: int = 500) -> int:
+    """Re-encrypt up to `batch` hook secrets still sealed with an older key; returns how many
+    (`pilothouse keys rotate` calls it until it returns 0)."""
+    current = keyring.current.hex()
+    stale = list(
+        await session.scalars(
+            sa.select(DeployHook)
+            .where(DeployHook.key_id != current)
+            .order_by(DeployHook.id)
+            .limit(batch)
+            .with_for_update()
+        )
+    )
+    for hook in stale:
+        hook.secret_encrypted = seal_value(open_value(hook.secret_encrypted, keyring), keyring)
+        hook.key_id = current
+    return len(stale)
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
