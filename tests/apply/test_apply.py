@@ -57,6 +57,7 @@ def test_apply_then_reapply_writes_nothing(api: Api) -> None:
     assert writes == []
 
 
+@one_store
 def test_a_failing_change_applies_nothing(api: Api) -> None:
     text = example(70000)  # the driver refuses the port: the environment made before goes too
     refused = api.post("/apply", {"document": text})
@@ -65,6 +66,7 @@ def test_a_failing_change_applies_nothing(api: Api) -> None:
     assert api.ok(api.get("/environments")) == []
 
 
+@one_store
 def test_stale_plan_is_refused(api: Api) -> None:
     text = example(free_port())
     plan = api.ok(api.post("/apply/plan", {"document": text}))
