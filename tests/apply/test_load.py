@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pilothouse.apply.load import DocumentInvalid, load
 from pilothouse.apply.plan import Secret, make_plan
@@ -165,3 +167,44 @@ def test_json_schema_comes_from_the_models() -> None:
 def test_example_file_is_valid() -> None:
     document, _ = load((ROOT / "examples" / "pilothouse.yaml").read_text())
     assert "sample" in document.environments["demo"].services
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(-5, 500), st.text(max_size=8)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.dictionaries(
+                st.sampled_from(
+                    [
+                        "version",
+                        "environments",
+                        "prod",
+                        "services",
+                        "web",
+                        "type",
+                        "backups",
+                        "dsn",
+                        "channels",
+                        "kind",
+                        "secrets",
+                        "resources",
+                        "cpu_cores",
+                        "x",
+                    ]
+                ),
+                inner,
+                max_size=3,
+            ),
+        ),
+        max_leaves=12,
+    )
+)
+def test_any_document_loads_or_names_its_problems(data: object) -> None:
+    text = yaml.safe_dump(data)
+    try:
+        load(text)
+    except DocumentInvalid as exc:
+        lines = text.count("\n") + 1
+        assert exc.problems and all(1 <= p.line <= lines and p.column >= 1 for p in exc.problems)
