@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -59,11 +60,25 @@ def test_apply_then_reapply_writes_nothing(api: Api) -> None:
 
 @one_store
 def test_a_failing_change_applies_nothing(api: Api) -> None:
-    text = example(70000)  # the driver refuses the port: the environment made before goes too
-    refused = api.post("/apply", {"document": text})
-    assert refused.status_code == 422, refused.text
-    assert "router_port" in refused.text
+    """The router port is held by another process on this host: creating the service is refused
+    (409) after the environment and requirements were made, and the transaction takes them back."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        refused = api.post("/apply", {"document": example(holder.getsockname()[1])})
+    assert refused.status_code == 409, refused.text
+    assert "in use on this host" in refused.json()["message"]
     assert api.ok(api.get("/environments")) == []
+
+
+@one_store
+def test_driver_settings_are_checked_with_positions(api: Api) -> None:
+    text = example(70000).replace("router: nginx", "router: nginx\n          max_surge: -1")
+    refused = api.post("/apply/plan", {"document": text})
+    assert refused.status_code == 422, refused.text
+    fields = {(d["field"], d["line"]) for d in refused.json()["detail"]}
+    assert ("environments.demo.services.sample.driver_config.router_port", 29) in fields
+    assert ("environments.demo.services.sample.driver_config.max_surge", 28) in fields
 
 
 @one_store

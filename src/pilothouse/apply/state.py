@@ -12,10 +12,13 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from pilothouse.alerts import settings as channel_settings
 from pilothouse.apply.load import Marks, Problem
 from pilothouse.apply.plan import KINDS, Secret, State
 from pilothouse.apply.spec import Document, EnvironmentSpec, SecretRef
+from pilothouse.drivers import registry
 from pilothouse.environments import sealing
 from pilothouse.environments.schemas import EnvironmentConfig
 from pilothouse.errors import ValidationFailed
@@ -130,6 +133,20 @@ def _secret(
     return Secret(digest(value), ref_source(env, ref.variable))
 
 
+def _driver_problems(
+    driver: str, config: dict[str, Any], path: tuple[str | int, ...], marks: Marks
+) -> list[Problem]:
+    """Every key of a service's driver settings its environment's driver refuses."""
+    try:
+        registry.validate_config(driver, config)
+    except ValidationError as exc:
+        return [
+            marks.problem((*path, *error["loc"]), str(error["msg"]).removeprefix("Value error, "))
+            for error in exc.errors()
+        ]
+    return []
+
+
 def _environment(name: str, env: EnvironmentSpec) -> dict[str, Any]:
     return environment_fields(
         env.type,
@@ -172,6 +189,8 @@ def desired_state(
                 "args": dict(req.args),
             }
         for svc_name, svc in env.services.items():
+            path: tuple[str | int, ...] = (*base, "services", svc_name, "driver_config")
+            problems.extend(_driver_problems(env.driver, svc.driver_config, path, marks))
             state["service"][f"{env_name}/{svc_name}"] = service_fields(
                 svc.image,
                 svc.command,
@@ -182,7 +201,7 @@ def desired_state(
                 svc.health_check.model_dump(mode="json", exclude_unset=True),
             )
         for target_name, target in env.backups.items():
-            path: tuple[str | int, ...] = (*base, "backups", target_name)
+            path = (*base, "backups", target_name)
             if target_name in state["backup_target"]:
                 problems.append(
                     marks.problem(path, "backup target names are unique across environments")
