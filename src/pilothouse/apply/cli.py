@@ -101,7 +101,11 @@ def apply(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
-    """Apply a pilothouse.yaml: print the plan, confirm, apply it in one transaction."""
+    """Apply a pilothouse.yaml: print the plan, confirm, apply it in one transaction.
+
+    Problems in the file are listed as FILE:LINE:COLUMN: path: rule, all at once.
+
+    Exits 0 when applied or nothing changed, 1 on an error, 2 with --check on drift."""
     client = api(ctx)
     body = {"document": _read(file), "prune": prune}
     plan = _post(client, "/apply/plan", body, str(file))

@@ -164,11 +164,7 @@ class ChannelSpec(Strict):
 class Document(Strict):
     """A whole pilothouse.yaml."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        title="pilothouse.yaml",
-        json_schema_extra={"$id": "https://pilothouse.dev/schema/pilothouse.yaml.json"},
-    )
+    model_config = ConfigDict(extra="forbid", title="pilothouse.yaml")
 
     version: Literal[1] = Field(default=1, description="File format version (1).")
     environments: dict[Key, EnvironmentSpec] = Field(
