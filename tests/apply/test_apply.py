@@ -219,3 +219,25 @@ def test_example_round_trip(
     assert f"{bad}:3:11: environments.demo.type: Input should be" in lines[0]
     assert lines[1] == f"{bad}:4:5: environments.demo.colour: unknown key"
     assert lines[-1] == f"error: {bad}: 2 problem(s); nothing applied"
+
+
+@one_store
+def test_each_change_needs_the_role_it_needs_through_the_api(api: Api) -> None:
+    """An operator may plan, but creating an environment is admin work: 403, nothing applied;
+    with the environment made and granted, the operator applies the rest."""
+    otto = api.as_(api.user("otto", "operator"))
+    # a command defines what runs on the host (admin): the operator's file has none
+    text = example(free_port()).replace("command: python3 examples/sampleapp.py --port {port}", "")
+    assert otto.ok(otto.post("/apply/plan", {"document": text}))["counts"]["create"] == 5
+    refused = otto.post("/apply", {"document": text})
+    assert refused.status_code == 403 and "manage environments" in refused.json()["message"]
+    assert api.ok(api.get("/services")) == []
+    env_only = text.split("    requirements:")[0]
+    api.ok(api.post("/apply", {"document": env_only}))
+    api.ok(api.post("/environments/demo/grants", {"user": "otto"}), 204)
+    # requirements are admin work too; without them the operator applies services and rules
+    no_requirements = text.replace(
+        text[text.index("    requirements:") : text.index("    services:")], ""
+    )
+    done = otto.ok(otto.post("/apply", {"document": no_requirements}))
+    assert done["counts"] == {"create": 2, "update": 0, "delete": 0}
