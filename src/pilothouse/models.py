@@ -19,6 +19,7 @@ from pilothouse.healthchecks.models import (
     ProbeClaim,
 )
 from pilothouse.history.models import StatusHistory
+from pilothouse.hooks.models import DeployHook, HookDelivery
 from pilothouse.metrics.figures import ReplicaFigures
 from pilothouse.metrics.models import (
     MetricAlertRule,
@@ -39,6 +40,7 @@ __all__ = [
     "Backup",
     "BackupTarget",
     "Base",
+    "DeployHook",
     "Deployment",
     "DeploymentLog",
     "DeploymentPin",
@@ -50,6 +52,7 @@ __all__ = [
     "HealthCheck",
     "HealthRollup",
     "HealthState",
+    "HookDelivery",
     "Incident",
     "JobSlot",
     "MaintenanceWindow",

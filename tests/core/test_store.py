@@ -18,6 +18,8 @@ from pilothouse.services import service as services
 
 TABLES = {
     "users",
+    "deploy_hooks",
+    "hook_deliveries",
     "api_tokens",
     "environments",
     "environment_grants",

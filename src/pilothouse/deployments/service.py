@@ -401,7 +401,7 @@ async def transition_deployment(
 ) -> Deployment:
     """A status change asked for through the API (operator); reasons are scrubbed of secrets."""
     deployment = await get_deployment(session, actor, deployment_id, lock=True)
-    require(actor, "deploy")
+    require(actor, "transition_deployments")
     pats = await secret_patterns(session, keyring, deployment)
     reason = redact.scrub_value(reason, pats)
     outcome = redact.scrub_value(outcome, pats)
