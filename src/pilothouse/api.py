@@ -15,6 +15,7 @@ from pilothouse.errors import ERROR_RESPONSES
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
 from pilothouse.metrics.api import router as metrics
+from pilothouse.nodes.api import router as nodes
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
 from pilothouse.users.api import router as users
@@ -36,5 +37,6 @@ for feature in (
     backups,
     variables,
     metrics,
+    nodes,
 ):
     router.include_router(feature)

@@ -24,6 +24,7 @@ from pilothouse.errors import PilothouseError
 from pilothouse.healthchecks.cli import health, incidents, maintenance_app, uptime
 from pilothouse.history.cli import history
 from pilothouse.metrics.cli import metrics_app
+from pilothouse.nodes.cli import node_app
 from pilothouse.replicas.cli import replicas
 from pilothouse.services.cli import app as service_app
 from pilothouse.users.cli import tokens_app, users_app
@@ -275,6 +276,7 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(keys_app, name="keys")
 app.add_typer(vars_app, name="vars")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(node_app, name="node")
 
 
 def main() -> None:

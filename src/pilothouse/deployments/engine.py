@@ -48,6 +48,7 @@ from pilothouse.drivers.base import (
 from pilothouse.drivers.command import run_command
 from pilothouse.drivers.nginx import NginxRouter
 from pilothouse.environments.models import Environment
+from pilothouse.nodes import service as nodes
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
@@ -105,6 +106,7 @@ class DbEvents:
         self.deployment_id = deployment.id
         self.service_id = deployment.service_id
         self.artifact_id = artifact_id
+        self.node_id: uuid.UUID | None = None  # the node new replicas run on (this host)
 
     def clean(self, message: str) -> str:
         """Scrubbed first, then cut: a secret across the cut never leaves its prefix behind."""
@@ -156,6 +158,7 @@ class DbEvents:
                 version=version,
                 ports={"http": port} if port else {},
                 log_path=log_path,
+                node_id=self.node_id,
             )
             return replica.id
 
@@ -236,8 +239,12 @@ class Engine:
         master_key: str | None = None,
         pre_deploy_hooks: list[PreDeployHook] | None = None,
         data_restore_hooks: list[withdata.DataRestoreHook] | None = None,
+        node_name: str = nodes.LOCAL,
+        container_engine: str = "podman",
+        container_runtime: str | None = "runc",
     ) -> None:
         self.db = db
+        self.node_name = node_name
         self.data_dir = data_dir
         self.master_key = master_key
         self.leases = Leases(db, owner=worker_id, seconds=lease_seconds)
@@ -245,7 +252,12 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.router = NginxRouter(data_dir / "nginx")
         self.drivers: dict[str, Driver] = registry.create_all(
-            registry.DriverContext(data_dir, self.router)
+            registry.DriverContext(
+                data_dir,
+                self.router,
+                container_engine=container_engine,
+                container_runtime=container_runtime,
+            )
         )
         self.pre_deploy_hooks: list[PreDeployHook] = (
             pre_deploy_hooks if pre_deploy_hooks is not None else []
@@ -381,6 +393,20 @@ class Engine:
         if conflict is not None:  # refused before anything starts, like the variables above
             await events.log(f"deployment refused: {conflict}", level="error")
             await self._move(dep.id, "failed", reason="router port", error_message=conflict)
+            return "failed"
+        async with self.db.session() as session:  # capacity again: others may have taken it
+            short = await nodes.preflight(
+                session,
+                svc,
+                loaded.environment,
+                version=loaded.artifact.version,
+                event_type=dep.event_type,
+            )
+            events.node_id = await nodes.local_node_id(session, self.node_name)
+        if short is not None:
+            reason = f"{svc.name} does not fit: {short} (nothing was started or stopped)"
+            await events.log(f"deployment refused: {reason}", level="error")
+            await self._move(dep.id, "failed", reason="capacity", error_message=reason)
             return "failed"
         weak = sum(1 for secret in loaded.secrets if redact.unmaskable(secret))
         if weak:

@@ -26,6 +26,8 @@ class DriverContext:
 
     data_dir: Path
     router: Router | None = None
+    container_engine: str = "podman"  # the container driver's engine CLI (podman or docker)
+    container_runtime: str | None = "runc"  # OCI runtime in pilothouse's containers.conf
 
 
 Factory = Callable[[DriverContext], Driver]
