@@ -215,3 +215,28 @@ def test_containers_conf() -> None:
         'runtime = "runc"\n'
     )
     assert "[engine]" not in oci.containers_conf(runtime=None, nofile=1, nproc=1)
+
+
+CID = "09bbcffa2a8c" + "0" * 52
+KERNEL = [
+    "python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+    f"oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/libpod_parent/libpod-{CID},task=python3,"
+    "pid=19047,uid=0",
+    "Memory cgroup out of memory: Killed process 19047 (python3) total-vm:760220kB",
+]
+
+
+@pytest.mark.parametrize(
+    ("lines", "container", "pid", "expected"),
+    [
+        (KERNEL, CID, None, True),  # podman's cgroup path carries the id
+        (KERNEL, "f" * 64, 19047, True),  # by the main process
+        (KERNEL, "f" * 64, 19048, False),
+        (KERNEL[:1], CID, 19047, False),
+        ([], CID, 19047, False),
+    ],
+)
+def test_oom_in_kernel_log(
+    lines: list[str], container: str, pid: int | None, expected: bool
+) -> None:
+    assert oci.oom_in_kernel_log(lines, container, pid) is expected

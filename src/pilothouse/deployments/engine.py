@@ -192,6 +192,7 @@ def replica_info(replica: Replica) -> ReplicaInfo:
         port=int(port) if port else None,
         log_path=replica.log_path,
         status=replica.status,
+        container_id=replica.container_id,
     )
 
 
@@ -204,6 +205,7 @@ def service_spec(
     variables: dict[str, str],
     secrets: list[str],
     event: Event,
+    artifact: Artifact | None = None,
 ) -> ServiceSpec:
     """What a driver is told about a service and the release it runs (rollouts and restarts)."""
     return ServiceSpec(
@@ -211,7 +213,7 @@ def service_spec(
         service_name=service.name,
         environment_name=environment.name,
         command=service.command,
-        image=service.image,
+        image=(artifact.image_uri if artifact is not None else None) or service.image,
         version=version,
         commit_sha=commit_sha,
         target_replicas=service.target_replicas,
@@ -223,6 +225,9 @@ def service_spec(
         run_as=run_as_of(environment),
         memory_mb=service.memory_mb,
         cpu_cores=service.cpu_cores,
+        gpu_units=service.gpu_units,
+        storage_gb=service.storage_gb,
+        image_digest=artifact.image_digest if artifact is not None else None,
     )
 
 
@@ -362,6 +367,7 @@ class Engine:
             variables=loaded.variables,
             secrets=loaded.secrets,
             event=event,
+            artifact=loaded.artifact,
         )
 
     # -- carrying out -----------------------------------------------------------------------

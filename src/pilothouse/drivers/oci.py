@@ -245,6 +245,20 @@ def container_state(inspect_output: str) -> ContainerState:
     )
 
 
+def oom_in_kernel_log(lines: Sequence[str], container_id: str, pid: int | None) -> bool:
+    """Whether the kernel log says the memory cgroup of the container (its id is in the
+    cgroup path with podman and docker) or its main process was OOM-killed. Engines do not
+    always see it themselves (podman 4 with runc on cgroup v1 reports OOMKilled false)."""
+    for line in lines:
+        if "oom" not in line.lower():
+            continue
+        if container_id and "oom_memcg=" in line and container_id in line:
+            return True
+        if pid and f"Killed process {pid} " in line and "Memory cgroup" in line:
+            return True
+    return False
+
+
 def containers_conf(*, runtime: str | None, nofile: int, nproc: int) -> str:
     """The containers.conf pilothouse writes for itself (pointed to by CONTAINERS_CONF):
     lowered default ulimits and, where crun cannot run, runc (docs/containers.md)."""
