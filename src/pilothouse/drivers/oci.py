@@ -250,7 +250,8 @@ def oom_in_kernel_log(lines: Sequence[str], container_id: str, pid: int | None) 
     cgroup path with podman and docker) or its main process was OOM-killed. Engines do not
     always see it themselves (podman 4 with runc on cgroup v1 reports OOMKilled false)."""
     for line in lines:
-        if "oom" not in line.lower():
+        lowered = line.lower()
+        if "oom" not in lowered and "out of memory" not in lowered:
             continue
         if container_id and "oom_memcg=" in line and container_id in line:
             return True
