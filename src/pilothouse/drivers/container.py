@@ -262,18 +262,14 @@ class ContainerDriver(ProcessDriver):
     async def labelled(self, service_id: uuid.UUID) -> list[oci.ContainerState]:
         """Every container (running or not) labelled as one of the service's replicas."""
         try:
-            ids = await self.run(oci.ps_argv(self.engine, {LABEL_SERVICE: str(service_id)}))
-        except EngineError:
+            ids = (
+                await self.run(oci.ps_argv(self.engine, {LABEL_SERVICE: str(service_id)}))
+            ).split()
+            if not ids:
+                return []
+            return oci.container_states(await self.run(oci.inspect_argv(self.engine, *ids)))
+        except (EngineError, ValueError, KeyError, IndexError):
             return []
-        states = []
-        for cid in ids.split():
-            try:
-                states.append(
-                    oci.container_state(await self.run(oci.inspect_argv(self.engine, cid)))
-                )
-            except (EngineError, ValueError, KeyError, IndexError):
-                continue
-        return states
 
     async def remove_orphans(self, service_id: uuid.UUID, owned: set[uuid.UUID]) -> int:
         """Remove the service's labelled containers no live replica owns (a crash half-way
@@ -347,8 +343,6 @@ class ContainerDriver(ProcessDriver):
         name = f"ph-{replica_id}"
         env_file = self._write_env_file(env)
         try:
-            with contextlib.suppress(EngineError):  # a container of an earlier start of it
-                await self.run(oci.rm_argv(self.engine, name))
             run = oci.RunSpec(
                 name=name,
                 image=image_id,
@@ -369,9 +363,15 @@ class ContainerDriver(ProcessDriver):
                 network=cfg.network,
                 command=command,
             )
-            container_id = (
-                await self.run(oci.run_argv(self.engine, run), timeout=cfg.start_timeout)
-            ).strip()
+            try:
+                out = await self.run(oci.run_argv(self.engine, run), timeout=cfg.start_timeout)
+            except EngineError as exc:
+                if "already in use" not in str(exc):
+                    raise
+                # A container of an earlier start of this replica that was never recorded.
+                await self.run(oci.rm_argv(self.engine, name))
+                out = await self.run(oci.run_argv(self.engine, run), timeout=cfg.start_timeout)
+            container_id = out.strip().splitlines()[-1] if out.strip() else ""
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(env_file)
@@ -433,10 +433,12 @@ class ContainerDriver(ProcessDriver):
     ) -> tuple[Started | None, Any]:
         """Start the container (recorded as `starting`) and wait for readiness. (None, error
         text) when the engine refused it; else (started, ReadyResult)."""
+        begun = time.monotonic()
         try:
             started = await self.start_container(spec, cfg, replica_id, log_path=log_path)
         except (EngineError, ValueError) as exc:
             return None, str(exc)
+        start_seconds = time.monotonic() - begun
         digest = oci.normalise_digest(spec.image_digest) if spec.image_digest else None
         await events.replica_changed(
             replica_id,
@@ -462,6 +464,8 @@ class ContainerDriver(ProcessDriver):
         )
         if not result.ready:
             result.exit_code = await self.stop_container(started.container_id, cfg.grace_seconds)
+        # Readiness counts from the start request: `run` is what spawning is for a process.
+        result.seconds += start_seconds
         stop_tail.set()
         if tailing is not None:
             await tailing

@@ -98,9 +98,9 @@ def rm_argv(engine: str, container: str) -> list[str]:
     return [engine, "rm", "--force", container]
 
 
-def inspect_argv(engine: str, container: str) -> list[str]:
-    """The container's JSON (a one-element array in both engines)."""
-    return [engine, "container", "inspect", container]
+def inspect_argv(engine: str, container: str, *more: str) -> list[str]:
+    """The containers' JSON (an array, one element per container, in both engines)."""
+    return [engine, "container", "inspect", container, *more]
 
 
 def image_inspect_argv(engine: str, image: str) -> list[str]:
@@ -226,9 +226,19 @@ class ContainerState:
     image_id: str | None
 
 
+def container_states(inspect_output: str) -> list[ContainerState]:
+    """Every container of an `inspect_argv` answer."""
+    data: Any = json.loads(inspect_output)
+    items = data if isinstance(data, list) else [data]
+    return [_state(item) for item in items if isinstance(item, dict)]
+
+
 def container_state(inspect_output: str) -> ContainerState:
     data: Any = json.loads(inspect_output)
-    item = data[0] if isinstance(data, list) else data
+    return _state(data[0] if isinstance(data, list) else data)
+
+
+def _state(item: dict[str, Any]) -> ContainerState:
     state = item.get("State") or {}
     config = item.get("Config") or {}
     labels = config.get("Labels") or {}
