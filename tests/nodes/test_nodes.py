@@ -10,7 +10,7 @@ from typing import Any
 
 from pilothouse.core.db import Database
 from pilothouse.nodes import service as nodes
-from tests.conftest import SHA, Api
+from tests.conftest import SHA, Api, one_store
 
 
 def _set_capacity(db_url: str, capacity: dict[str, float]) -> None:
@@ -49,20 +49,14 @@ def _placed_world(api: Api, *, cpu: float = 1.5) -> dict[str, Any]:
     return svc
 
 
-def test_local_node_is_registered_with_detected_capacity(api: Api) -> None:
+def test_deploy_that_does_not_fit_is_refused_with_the_shortfall(api: Api, db_url: str) -> None:
+    # The local host is there before any worker ran, with its detected capacity.
     listed = api.ok(api.get("/nodes"))
     assert [n["name"] for n in listed] == ["local"]
-    local = listed[0]
-    assert local["capacity"]["cpu_cores"] >= 1
-    assert local["capacity"]["memory_mb"] > 100
-    assert local["capacity"]["storage_gb"] >= 1
-    assert local["allocated"]["cpu_cores"] == 0 and local["replicas"] == 0
-    shown = api.ok(api.get("/nodes/local"))
-    assert shown["replica_list"] == [] and shown["free"] == shown["capacity"]
+    detected = listed[0]["capacity"]
+    assert detected["cpu_cores"] >= 1 and detected["memory_mb"] > 100
+    assert detected["storage_gb"] >= 1 and listed[0]["replicas"] == 0
     assert api.get("/nodes/nowhere").status_code == 404
-
-
-def test_deploy_that_does_not_fit_is_refused_with_the_shortfall(api: Api, db_url: str) -> None:
     _set_capacity(db_url, {"cpu_cores": 1.0, "memory_mb": 4096, "storage_gb": 10})
     svc = _placed_world(api)
     api.ok(api.post(f"/services/{svc['id']}/scale", {"target_replicas": 2}))
@@ -72,6 +66,9 @@ def test_deploy_that_does_not_fit_is_refused_with_the_shortfall(api: Api, db_url
     assert "needs 2 x 1.5 CPU, node local has 1.0 free" in body["message"]
     assert body["detail"]["shortfall"] == "needs 2 x 1.5 CPU, node local has 1.0 free"
     assert api.ok(api.get("/deployments", params={"service": "web"}))["items"] == []
+    shown = api.ok(api.get("/nodes/local"))
+    assert shown["replica_list"] == [] and shown["free"]["cpu_cores"] == 1.0
+    assert shown["labels"] == {"zone": "a"}
 
 
 def test_scale_beyond_capacity_is_refused_and_nothing_changes(api: Api, db_url: str) -> None:
@@ -120,6 +117,7 @@ def _run_by_hand(db_url: str, service_id: str, deployment_id: str) -> None:
     asyncio.run(run())
 
 
+@one_store
 def test_engine_fails_at_pending_when_room_went_away(api: Api, db_url: str, tmp_path: Path) -> None:
     from pilothouse.deployments.engine import Engine
 

@@ -260,8 +260,8 @@ class Supervisor:
     async def _restart(self, replica_id: uuid.UUID, service: Service, driver: Driver) -> None:
         """Start a crashed replica again (same version, a fresh port); back off if it fails."""
         row = await self._claim_restart(replica_id)
-        if row is None or not (service.command or service.image):
-            return
+        if row is None or (not service.command and driver.name != "container"):
+            return  # a container runs its image's own command when the service has none
         info = replica_info(row)
         spec = await self._spec(service, info.version or "", row.deployment_id, row.artifact_id)
         try:
