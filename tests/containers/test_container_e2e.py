@@ -180,6 +180,9 @@ def test_containers_end_to_end(
     )
     assert "OOM-killed" in (oom["restart_reason"] or ""), oom
 
+    # CPU and memory come from the engine's stats (sampled every few seconds).
+    _wait("engine stats", lambda: all(r["memory_mb"] for r in client.replicas("web")), 15)
+
     # pilothouse restarts: the running containers are adopted, not restarted.
     before = {r["id"]: r["container_id"] for r in client.replicas("web")}
     stack["server"].kill()

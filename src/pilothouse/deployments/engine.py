@@ -400,7 +400,9 @@ class Engine:
             await events.log(f"deployment refused: {conflict}", level="error")
             await self._move(dep.id, "failed", reason="router port", error_message=conflict)
             return "failed"
-        async with self.db.session() as session:  # capacity again: others may have taken it
+        async with self.db.session(
+            write=False
+        ) as session:  # capacity again: others may have taken it
             short = await nodes.preflight(
                 session,
                 svc,

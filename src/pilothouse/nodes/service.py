@@ -265,9 +265,10 @@ async def check_capacity(
 
 
 async def local_node_id(session: AsyncSession, name: str = LOCAL) -> uuid.UUID | None:
-    """The id of the node this process runs on (registered under `name`)."""
+    """The id of the node this process runs on (registered under `name` by its worker at
+    start); else the only node; None when none is registered yet (read only: never writes)."""
     node_id: uuid.UUID | None = await session.scalar(sa.select(Node.id).where(Node.name == name))
     if node_id is None:
-        nodes = await ensure_nodes(session)
-        node_id = _local_id(nodes)
+        nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
+        node_id = _local_id(nodes) if nodes else None
     return node_id
