@@ -18,6 +18,7 @@ from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
 from pilothouse.hooks.api import router as hooks
 from pilothouse.metrics.api import router as metrics
+from pilothouse.nodes.api import router as nodes
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
 from pilothouse.users.api import router as users
@@ -42,5 +43,6 @@ for feature in (
     autoscaling,
     apply,
     hooks,
+    nodes,
 ):
     router.include_router(feature)

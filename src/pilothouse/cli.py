@@ -27,6 +27,7 @@ from pilothouse.healthchecks.cli import health, incidents, maintenance_app, upti
 from pilothouse.history.cli import history
 from pilothouse.hooks.cli import app as hook_app
 from pilothouse.metrics.cli import metrics_app
+from pilothouse.nodes.cli import node_app
 from pilothouse.replicas.cli import replicas
 from pilothouse.services.cli import app as service_app
 from pilothouse.users.cli import tokens_app, users_app
@@ -283,6 +284,7 @@ app.add_typer(hook_app, name="hook")
 app.command("apply")(apply)
 app.command("export")(export)
 app.command("schema")(schema)
+app.add_typer(node_app, name="node")
 
 
 def main() -> None:

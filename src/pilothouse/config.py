@@ -134,6 +134,34 @@ class Settings(BaseSettings):
         ),
     )
 
+    node_name: str = Field(
+        default="local",
+        min_length=1,
+        max_length=100,
+        description="Name this host registers itself under as a node (docs/nodes.md).",
+    )
+    node_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels of this host's node (JSON object)."
+    )
+    node_capacity: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Overrides of the detected capacity (JSON: cpu_cores, memory_mb, gpu_units, "
+            "storage_gb)."
+        ),
+    )
+    container_engine: str = Field(
+        default="podman",
+        description="Container engine CLI of the container driver: podman or docker.",
+    )
+    container_runtime: str | None = Field(
+        default="runc",
+        description=(
+            "OCI runtime written to pilothouse's own containers.conf (podman); empty: the "
+            "engine's default."
+        ),
+    )
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "pilothouse.db"

@@ -34,6 +34,7 @@ from pilothouse.environments.models import Environment
 from pilothouse.errors import AlreadyLive, Conflict, NotFound, ValidationFailed
 from pilothouse.history import service as history
 from pilothouse.history.models import StatusHistory
+from pilothouse.nodes import service as nodes
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services import stopstart
@@ -235,6 +236,9 @@ async def create_deployment(
             detail={"service": svc.name, "version": artifact.version},
         )
     await _check_frequency(session, env, svc.id, event_type)
+    # Pre-flight: the replicas this adds (surge included) must fit on the nodes (409 naming
+    # the shortfall; nothing is recorded, started or stopped).
+    await nodes.check_capacity(session, svc, env, version=artifact.version, event_type=event_type)
     deployment = Deployment(
         owner_id=actor.id,
         service_id=svc.id,

@@ -9,7 +9,7 @@ replaced by one that also allows `deployer`. Downgrading refuses while a deploye
 (the old constraint could not hold the row).
 
 Revision ID: 0023
-Revises: 0018
+Revises: 0022
 Create Date: 2026-12-01 21:45:00
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0023"
-down_revision: str | None = "0018"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
