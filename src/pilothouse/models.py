@@ -30,6 +30,7 @@ from pilothouse.replicas.models import Node, Replica
 from pilothouse.services.models import Service
 from pilothouse.users.models import ApiToken, User
 from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
+from pilothouse.web.models import PublicStatus, WebSession
 
 __all__ = [
     "ApiToken",
@@ -60,10 +61,12 @@ __all__ = [
     "Node",
     "NotificationChannel",
     "ProbeClaim",
+    "PublicStatus",
     "Replica",
     "ReplicaFigures",
     "Service",
     "StatusHistory",
     "User",
     "VarRequirement",
+    "WebSession",
 ]
