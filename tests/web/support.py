@@ -7,9 +7,6 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from pilothouse.app import create_app
-from pilothouse.config import Settings
-
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -31,10 +28,10 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def browser(settings: Settings, token: str | None = None, **kw: Any) -> TestClient:
-    """A new client (its own cookie jar) on a new app, logged in when a token is given."""
-    client = TestClient(create_app(settings, migrate=False), **kw)
-    client.__enter__()
+def browser(app: Any, token: str | None = None, **kw: Any) -> TestClient:
+    """A new client (its own cookie jar) on the running app of the `api` fixture (which
+    started its lifespan: the store is open), logged in when a token is given."""
+    client = TestClient(app, **kw)
     if token is not None:
         done = login(client, token)
         assert done.status_code == 303, done.text

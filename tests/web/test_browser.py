@@ -150,6 +150,7 @@ def test_the_dashboard_in_chromium(
         api.ok(api.post("/services", body), 201)
     viewer_token = api.user("vera", "viewer")
     api.ok(api.post("/environments/prod/grants", {"user": "vera"}), 204)
+    settings.web_poll_seconds = 0.5  # live refreshes sooner than the 2 s default: a shorter test
     with LiveServer(settings) as server:
         url = server.url
         page = _login(chromium, url, api.token)

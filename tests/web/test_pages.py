@@ -42,8 +42,8 @@ def _sql(db_url: str, *rows: Any) -> None:
     asyncio.run(run())
 
 
-def test_login_session_cookie_csrf_and_logout(settings: Settings, admin_token: str) -> None:
-    client = browser(settings)
+def test_login_session_cookie_csrf_and_logout(api: Api, admin_token: str) -> None:
+    client = browser(api.client.app)
     first = client.get("/services/x", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/login?next=/services/x"
     # the login form's CSRF: a token without the matching cookie is refused
@@ -64,7 +64,7 @@ def test_login_session_cookie_csrf_and_logout(settings: Settings, admin_token: s
     out = client.post("/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/login"
     # the old cookie is worthless afterwards (the session row is gone)
-    stale = browser(settings)
+    stale = browser(api.client.app)
     stale.cookies.set("ph_session", done.cookies["ph_session"])
     assert stale.get("/", follow_redirects=False).status_code == 303
     # an htmx request is told to go to the login page instead of getting it as a fragment
@@ -77,7 +77,7 @@ def test_cookie_is_secure_over_tls_and_revoking_the_token_ends_the_session(
     settings: Settings, api: Api
 ) -> None:
     token = api.user("tess", "viewer")
-    tls = browser(settings, base_url="https://testserver")
+    tls = browser(api.client.app, base_url="https://testserver")
     assert "Secure" in login(tls, token).headers["set-cookie"]
     assert tls.get("/", follow_redirects=False).status_code == 200
     tokens = api.ok(api.get("/tokens", params={"user": "tess"}))
@@ -105,7 +105,7 @@ def test_roles_and_isolation(settings: Settings, api: Api, world: dict[str, Any]
     svc = world["service"]["id"]
     vera_token = api.user("vera", "viewer")
     api.ok(api.post("/environments/prod/grants", {"user": "vera"}), 204)
-    vera = browser(settings, vera_token)
+    vera = browser(api.client.app, vera_token)
     pages = {
         "/": "web",
         f"/services/{svc}": "API_KEY",
@@ -128,7 +128,7 @@ def test_roles_and_isolation(settings: Settings, api: Api, world: dict[str, Any]
         assert refused.status_code == 403 and SECRET not in refused.text, path
     assert vera.get(f"/deployments/{dep['id']}/rollback").status_code == 403
     # another user's records: 404 on every page, absent from the grid
-    other = browser(settings, api.user("otto", "operator"))
+    other = browser(api.client.app, api.user("otto", "operator"))
     assert "No services match" in other.get("/").text
     for path in (f"/services/{svc}", f"/deployments/{dep['id']}", f"/services/{svc}/chart.json"):
         assert other.get(path).status_code == 404, path
@@ -177,7 +177,7 @@ def test_overview_grid(settings: Settings, api: Api, db_url: str) -> None:
         ),
         Replica(service_id=uuid.UUID(web), status="running"),
     )
-    client = browser(settings, api.token)
+    client = browser(api.client.app, api.token)
     page = client.get("/", params={"env": "prod"})
     assert page.status_code == 200
     rows = {r.split("</tr>")[0] for r in page.text.split('<tr data-service="')[1:]}
@@ -206,7 +206,7 @@ def test_rollback_with_confirmation_and_the_log_stream(
     _deploy(api, "v1.0.0")
     live = _deploy(api, "v1.1.0")
     api.ok(api.post(f"/deployments/{live['id']}/logs", {"message": "migrated 3 tables"}), 201)
-    client = browser(settings, api.token)
+    client = browser(api.client.app, api.token)
     page = client.get(f"/deployments/{live['id']}")
     assert "migrated 3 tables" in page.text and f"/deployments/{live['id']}/rollback" in page.text
     confirm = client.get(f"/deployments/{live['id']}/rollback")
@@ -228,9 +228,9 @@ def test_rollback_with_confirmation_and_the_log_stream(
 
 @one_store
 def test_public_status_page_is_opt_in(settings: Settings, api: Api, world: dict[str, Any]) -> None:
-    anonymous = browser(settings)
+    anonymous = browser(api.client.app)
     assert anonymous.get("/status/prod/web").status_code == 404
-    admin = browser(settings, api.token)
+    admin = browser(api.client.app, api.token)
     svc = world["service"]["id"]
     page = admin.get(f"/services/{svc}")
     admin.post(f"/services/{svc}/public", data={"csrf": csrf_of(page.text), "public": "on"})
@@ -283,7 +283,7 @@ def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[
         (f"/deployments/{live['id']}", "dep-status"),
     ]
     for who, token in tokens.items():
-        client = browser(settings, token)
+        client = browser(api.client.app, token)
         seen = [client.get(p).text for p in paths]
         seen += [
             client.get(p, headers={"HX-Request": "true", "HX-Target": t}).text for p, t in fragments
@@ -294,9 +294,9 @@ def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[
         for text in seen:
             for leak in (SECRET, DSN_PASSWORD, *tokens.values()):
                 assert leak not in text, (who, leak, text[:200])
-    assert target["name"] in browser(settings, api.token).get("/backups").text
+    assert target["name"] in browser(api.client.app, api.token).get("/backups").text
     # the admin's reveal shows the one value asked for, and audits that key alone
-    admin = browser(settings, api.token)
+    admin = browser(api.client.app, api.token)
     csrf = csrf_of(admin.get(f"/services/{svc}").text)
     revealed = admin.post(
         f"/services/{svc}/vars/reveal",
