@@ -23,6 +23,9 @@ SYMBOL = {
     "deploying": "↻",
     "stopped": "■",
     "unknown": "?",
+    "overdue": "!",
+    "open": "!",
+    "closed": "✓",
 }
 
 

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +27,7 @@ from sse_starlette.sse import EventSourceResponse
 from pilothouse import __version__
 from pilothouse.access import Principal, may
 from pilothouse.audit import service as audit
+from pilothouse.backups import freshness
 from pilothouse.backups import service as backups
 from pilothouse.backups.storage import open_storage
 from pilothouse.config import Settings
@@ -477,8 +478,19 @@ async def backups_page(request: Request, session: Session, viewer: Who) -> HTMLR
     """Targets (schedule, freshness, verify, drill) and the newest backups."""
     actor = viewer.principal
     targets = await backups.list_targets(session, actor)
+    grace = timedelta(minutes=_settings(request).backup_freshness_grace_minutes)
+    fresh = await freshness.of_targets(session, targets, utcnow(), grace)
     rows = await backups.list_backups(session, actor, limit=100)
-    return render(request, "backups.html", {"targets": targets, "backups": rows})
+    return render(
+        request,
+        "backups.html",
+        {
+            "targets": targets,
+            "fresh": fresh,
+            "backups": rows,
+            "describe_age": freshness.describe_age,
+        },
+    )
 
 
 @router.post("/backups/targets/{ref}/run")
