@@ -219,6 +219,24 @@ def test_rollback_with_confirmation_and_the_log_stream(
     assert done.status_code == 303
     rolled = client.get(done.headers["location"])
     assert "Rollback v1.0.0" in rolled.text and "pending" in rolled.text
+    # back up now (operator): queued for the worker, shown on the page
+    api.ok(
+        api.post(
+            "/backup-targets?check=false",
+            {"name": "appdb", "dsn": "sqlite:////tmp/none.db", "environment": "prod"},
+        ),
+        201,
+    )
+    backups_page = client.get("/backups")
+    target = api.ok(api.get("/backup-targets"))[0]["id"]
+    queued = client.post(
+        f"/backups/targets/{target}/run",
+        data={"csrf": csrf_of(backups_page.text)},
+        follow_redirects=False,
+    )
+    assert queued.status_code == 303
+    assert [b["status"] for b in api.ok(api.get("/backups"))] == ["in_progress"]
+    assert "in progress" in client.get("/backups").text
     # a finished deployment's stream sends its lines, its status, and ends
     with client.stream("GET", f"/deployments/{live['id']}/logs") as stream:
         body = "".join(stream.iter_text())
