@@ -208,9 +208,12 @@ def login(conn: http.client.HTTPConnection, token: str) -> str:
 
 def timed(
     conn: http.client.HTTPConnection, path: str, headers: dict[str, str], n: int
-) -> tuple[list[float], int]:
+) -> tuple[list[float], int, float]:
+    """Wall time of each request, the body's size, and CPU ms per request of this process
+    (the server thread and the client: a figure a loaded machine disturbs less than wall time)."""
     samples = []
     size = 0
+    cpu = time.process_time()
     for _ in range(n):
         start = time.perf_counter()
         conn.request("GET", path, headers=headers)
@@ -219,7 +222,7 @@ def timed(
         samples.append(time.perf_counter() - start)
         assert response.status == 200, (path, response.status, body[:200])
         size = len(body)
-    return samples, size
+    return samples, size, (time.process_time() - cpu) / n * 1000
 
 
 def measure(url: str, data_dir: Path, envs: int, per_env: int, n: int) -> dict[str, Any]:
@@ -242,8 +245,8 @@ def measure(url: str, data_dir: Path, envs: int, per_env: int, n: int) -> dict[s
         }
         for name, (path, headers) in cases.items():
             timed(conn, path, headers, 10)  # warm up
-            samples, size = timed(conn, path, headers, n)
-            results[name] = (pct(samples, 0.5), pct(samples, 0.95), size)
+            samples, size, cpu_ms = timed(conn, path, headers, n)
+            results[name] = (pct(samples, 0.5), pct(samples, 0.95), size, cpu_ms)
         conn.close()
     return results
 
@@ -255,6 +258,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     results = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         results["sqlite"] = measure(
             f"sqlite:///{tmp}/bench.db", Path(tmp) / "data", args.envs, args.services, args.requests
@@ -272,10 +276,12 @@ def main() -> None:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     total = args.envs * args.services
+    load_after = os.getloadavg()[0]
     print(f"{args.envs} environments x {args.services} services ({total:,}), ", end="")
     print(f"{args.requests} requests each\n")
-    print("| db | request | p50 ms | p95 ms | bytes | p95 vs JSON API |")
-    print("|---|---|---|---|---|---|")
+    print(f"load average before: {load_before:.1f}, after: {load_after:.1f}\n")
+    print("| db | request | p50 ms | p95 ms | CPU ms/request | bytes | p95 / CPU vs JSON API |")
+    print("|---|---|---|---|---|---|---|")
     labels = {
         "overview": "`GET /` (first page, 50 services)",
         "per_page_200": "`GET /?per_page=200`",
@@ -284,11 +290,14 @@ def main() -> None:
         "api": f"baseline: `GET /api/v1/services` (JSON, all {total:,})",
     }
     for db, r in results.items():
-        api_p95 = r["api"][1]
+        api_p95, api_cpu = r["api"][1], r["api"][3]
         for key, label in labels.items():
-            p50, p95, size = r[key]
-            print(f"| {db} | {label} | {p50:.1f} | {p95:.1f} | {size:,} | {p95 / api_p95:.2f}x |")
-        print(f"| {db} | seeding | {r['seed_s']:.1f} s | | | |")
+            p50, p95, size, cpu = r[key]
+            print(
+                f"| {db} | {label} | {p50:.1f} | {p95:.1f} | {cpu:.1f} | {size:,} "
+                f"| {p95 / api_p95:.2f}x / {cpu / api_cpu:.2f}x |"
+            )
+        print(f"| {db} | seeding | {r['seed_s']:.1f} s | | | | |")
 
 
 if __name__ == "__main__":

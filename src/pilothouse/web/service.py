@@ -70,8 +70,9 @@ async def overview(
     per_page: int = 50,
 ) -> Overview:
     """Every service the actor can see, by environment then name, filtered, one page of it
-    filled in. Seven queries however many services: the rows, their health and rollouts (for the
-    status filter), then releases, replicas, downtime, incidents and backups of the page only."""
+    filled in. Eight queries however many services: the rows, their health and rollouts (for the
+    status filter, in one query), then releases, replicas, downtime, incidents and backups of
+    the page only."""
     now = utcnow()
     envs = (
         await session.execute(
@@ -84,8 +85,27 @@ async def overview(
         )
     ).all()
     env_names = {env_id: name for env_id, name in envs}
+    health = (
+        sa.select(HealthState.status)
+        .where(HealthState.service_id == Service.id, HealthState.target.like("service:%"))
+        .limit(1)
+        .correlate(Service)
+        .scalar_subquery()
+    )
+    deploying = (
+        sa.exists()
+        .where(Deployment.service_id == Service.id, Deployment.status.in_(ACTIVE_STATUSES))
+        .correlate(Service)
+    )
     query = (
-        sa.select(Service.id, Service.name, Service.environment_id, Service.status)
+        sa.select(
+            Service.id,
+            Service.name,
+            Service.environment_id,
+            Service.status,
+            health.label("health"),
+            deploying.label("deploying"),
+        )
         .join(Environment, Environment.id == Service.environment_id)
         .where(
             Service.deleted_at.is_(None),
@@ -100,39 +120,12 @@ async def overview(
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Service.name.like(f"%{escaped}%", escape="\\"))
     rows = (await session.execute(query)).all()
-    ids = [r.id for r in rows]
-    health = (
-        dict(
-            (
-                await session.execute(
-                    sa.select(HealthState.service_id, HealthState.status).where(
-                        HealthState.target.like("service:%"), HealthState.service_id.in_(ids)
-                    )
-                )
-            ).all()
-        )
-        if ids
-        else {}
-    )
-    deploying = (
-        set(
-            (
-                await session.scalars(
-                    sa.select(Deployment.service_id).where(
-                        Deployment.status.in_(ACTIVE_STATUSES), Deployment.service_id.in_(ids)
-                    )
-                )
-            ).all()
-        )
-        if ids
-        else set()
-    )
     cells = [
         Cell(
             id=r.id,
             name=r.name,
             environment=env_names.get(r.environment_id, "?"),
-            status=present.grid_status(r.status, health.get(r.id), r.id in deploying),
+            status=present.grid_status(r.status, r.health, bool(r.deploying)),
         )
         for r in rows
     ]
