@@ -8,12 +8,16 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
+
 from pilothouse.config import Settings
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.healthchecks.models import HealthState, Incident
 from pilothouse.replicas.models import Replica
 from pilothouse.setup import ensure_master_key
+from pilothouse.web.models import WebSession
 from tests.conftest import SHA, Api, one_store
 from tests.web.support import browser, csrf_of, login
 
@@ -324,3 +328,41 @@ def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[
     assert SECRET in revealed.text and "DATABASE_URL" not in revealed.text
     reveals = [a for a in api.ok(api.get("/audit")) if a["action"] == "var_reveal"]
     assert reveals[0]["changes"]["variables"] == ["API_KEY"]
+
+
+@one_store
+def test_sessions_past_their_end_are_pruned_by_the_registered_loop(
+    settings: Settings, api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pilothouse.web import sessions as web_sessions
+    from tests.retention_support import run_registered
+
+    def count() -> int:
+        async def run() -> int:
+            db = Database(db_url)
+            try:
+                async with db.session(write=False) as session:
+                    found = await session.scalar(sa.select(sa.func.count()).select_from(WebSession))
+                    return int(found or 0)
+            finally:
+                await db.dispose()
+
+        return asyncio.run(run())
+
+    browser(api.client.app, api.token)  # lasts 12 h
+    browser(api.client.app, api.user("tess", "viewer"))
+    tokens = api.ok(api.get("/tokens", params={"user": "tess"}))
+    api.ok(api.delete(f"/tokens/{tokens[0]['id']}"))
+    assert count() == 2
+    run_registered(
+        settings, "web.sessions.prune", at=utcnow(), clock_in=web_sessions, monkeypatch=monkeypatch
+    )
+    assert count() == 1  # the revoked token's
+    run_registered(
+        settings,
+        "web.sessions.prune",
+        at=utcnow() + timedelta(hours=13),
+        clock_in=web_sessions,
+        monkeypatch=monkeypatch,
+    )
+    assert count() == 0
