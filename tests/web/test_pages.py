@@ -134,7 +134,13 @@ def test_roles_and_isolation(settings: Settings, api: Api, world: dict[str, Any]
     # another user's records: 404 on every page, absent from the grid
     other = browser(api.client.app, api.user("otto", "operator"))
     assert "No services match" in other.get("/").text
-    for path in (f"/services/{svc}", f"/deployments/{dep['id']}", f"/services/{svc}/chart.json"):
+    for path in (
+        f"/services/{svc}",
+        f"/services/{svc}/chart.json",
+        f"/deployments/{dep['id']}",
+        f"/deployments/{dep['id']}/logs",
+        f"/deployments/{dep['id']}/rollback",
+    ):
         assert other.get(path).status_code == 404, path
     assert "No backup targets." in other.get("/backups").text
 
