@@ -169,7 +169,7 @@ def _internal(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PilothouseError)
     async def _pilothouse(request: Request, exc: PilothouseError) -> Response:
-        page = web.error_page(request, exc)
+        page = web.error_page(request, exc.status, exc.message)
         if page is not None:  # a dashboard page: the error as HTML
             return page
         response = _error(exc.status, exc.code, exc.message, exc.detail)
@@ -178,9 +178,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         detail = [{"field": _field(e["loc"]), "rule": _rule(e["msg"])} for e in exc.errors()]
         message = "; ".join(f"{d['field']}: {d['rule']}" for d in detail)
+        page = web.error_page(request, 422, message)
+        if page is not None:  # a dashboard page: the same words, as HTML
+            return page
         return _error(422, "validation_failed", message, detail)
 
     @app.exception_handler(HTTPException)

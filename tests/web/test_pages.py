@@ -201,6 +201,9 @@ def test_overview_grid(settings: Settings, api: Api, db_url: str) -> None:
     assert '"api"' not in client.get("/", params={"status": "healthy"}).text
     assert 'Services <span class="muted">(1)</span>' in client.get("/", params={"q": "api"}).text
     first = client.get("/", params={"per_page": 10})
+    refused = client.get("/", params={"page": 0})  # an HTML error on a page, naming the rule
+    assert refused.status_code == 422 and "page: Input should be greater" in refused.text
+    assert refused.headers["content-type"].startswith("text/html")
     assert "Page 1 of 2" in first.text and "s08" not in first.text
     second = client.get("/", params={"per_page": 10, "page": 2})
     assert "s08" in second.text and 'rel="prev"' in second.text

@@ -36,7 +36,7 @@ from pilothouse.deployments import pins
 from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES
 from pilothouse.deps import Keys, Session, get_db
-from pilothouse.errors import Forbidden, PilothouseError, Unauthorized
+from pilothouse.errors import Forbidden, Unauthorized
 from pilothouse.healthchecks import service as health
 from pilothouse.history import service as history
 from pilothouse.replicas import service as replicas
@@ -561,16 +561,11 @@ def _wants_html(request: Request) -> bool:
     return not path.startswith(("/api/", "/badge/", "/metrics", "/healthz", "/readyz", "/openapi"))
 
 
-def error_page(request: Request, exc: PilothouseError) -> Response | None:
+def error_page(request: Request, status: int, message: str) -> Response | None:
     """The HTML answer to an error on a dashboard page; None for API paths (JSON as before)."""
     if not _wants_html(request):
         return None
-    return render(
-        request,
-        "error.html",
-        {"status": exc.status, "message": exc.message},
-        status=exc.status,
-    )
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
 
 
 def install(app: FastAPI) -> None:
