@@ -12,6 +12,8 @@ session cookie, p50/p95 of 200 requests of:
   2. `GET /?per_page=200` - a larger page.
   3. `GET /?status=unhealthy` - a status filter (derived over all 1,000 services).
   4. `GET /` as an htmx refresh (the grid fragment alone, what the page polls).
+Then, on SQLite, in Debian's Chromium (when installed): navigation to the overview until loaded,
+and a log line written through the API until visible on its deployment's page (SSE).
 Baseline, in the same run: the JSON API listing the same services, `GET /api/v1/services` (all
 1,000, bearer token). Ratios are page p95 / API p95. Asserts nothing.
 """
@@ -225,7 +227,9 @@ def timed(
     return samples, size, (time.process_time() - cpu) / n * 1000
 
 
-def measure(url: str, data_dir: Path, envs: int, per_env: int, n: int) -> dict[str, Any]:
+def measure(
+    url: str, data_dir: Path, envs: int, per_env: int, n: int, browser: bool = False
+) -> dict[str, Any]:
     migrations.upgrade(url)
     start = time.perf_counter()
     token = asyncio.run(seed(url, envs, per_env))
@@ -247,8 +251,68 @@ def measure(url: str, data_dir: Path, envs: int, per_env: int, n: int) -> dict[s
             timed(conn, path, headers, 10)  # warm up
             samples, size, cpu_ms = timed(conn, path, headers, n)
             results[name] = (pct(samples, 0.5), pct(samples, 0.95), size, cpu_ms)
+        if browser and Path(CHROMIUM).exists():
+            results["browser"] = in_chromium(conn, server.port, token)
         conn.close()
     return results
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def in_chromium(conn: http.client.HTTPConnection, port: int, token: str) -> dict[str, float]:
+    """In Debian's Chromium: navigation to the overview fully loaded (median of 5, ms), and a
+    log line written through the API until it is visible on the deployment's page (median of
+    5, ms)."""
+    import json
+    import statistics
+
+    from playwright.sync_api import sync_playwright
+
+    url = f"http://127.0.0.1:{port}"
+    api = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    conn.request("GET", "/api/v1/services", headers=api)
+    service = json.loads(conn.getresponse().read())[0]["id"]
+    artifact = {"service": service, "version": "v9.9.9", "commit_sha": "b" * 40}
+    conn.request("POST", "/api/v1/artifacts", body=json.dumps(artifact), headers=api)
+    conn.getresponse().read()
+    body = json.dumps({"service": service, "version": "v9.9.9"})
+    conn.request("POST", "/api/v1/deployments", body=body, headers=api)
+    created = json.loads(conn.getresponse().read())
+    assert "id" in created, created
+    deployment = created["id"]
+    loads, lines = [], []
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = chromium.new_page()
+        page.goto(f"{url}/login")
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{url}/")
+        for _ in range(5):
+            start = time.perf_counter()
+            page.goto(f"{url}/", wait_until="load")
+            loads.append((time.perf_counter() - start) * 1000)
+        page.goto(f"{url}/deployments/{deployment}")
+        page.wait_for_timeout(500)  # the SSE connection opens
+        for i in range(5):
+            body = json.dumps({"message": f"bench line {i}"})
+            start = time.perf_counter()
+            conn.request("POST", f"/api/v1/deployments/{deployment}/logs", body=body, headers=api)
+            conn.getresponse().read()
+            page.locator("#logs", has_text=f"bench line {i}").wait_for(timeout=10_000)
+            lines.append((time.perf_counter() - start) * 1000)
+        chromium.close()
+    return {"load_ms": statistics.median(loads), "log_ms": statistics.median(lines)}
 
 
 def main() -> None:
@@ -261,7 +325,12 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         results["sqlite"] = measure(
-            f"sqlite:///{tmp}/bench.db", Path(tmp) / "data", args.envs, args.services, args.requests
+            f"sqlite:///{tmp}/bench.db",
+            Path(tmp) / "data",
+            args.envs,
+            args.services,
+            args.requests,
+            browser=True,
         )
     name = f"ph_bench_dash_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -298,6 +367,13 @@ def main() -> None:
                 f"| {p95 / api_p95:.2f}x / {cpu / api_cpu:.2f}x |"
             )
         print(f"| {db} | seeding | {r['seed_s']:.1f} s | | | | |")
+    if "browser" in results["sqlite"]:
+        b = results["sqlite"]["browser"]
+        print("\nIn Chromium (SQLite, medians of 5):")
+        print(f"- navigation to the overview fully loaded: {b['load_ms']:.0f} ms (target < 1,000)")
+        print(
+            f"- a log line written until visible on its page: {b['log_ms']:.0f} ms (target < 1,000)"
+        )
 
 
 if __name__ == "__main__":
