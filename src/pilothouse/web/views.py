@@ -9,48 +9,38 @@ Every page works without JavaScript; htmx only refreshes parts of it (status and
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette.sse import EventSourceResponse
 
-from pilothouse import __version__
-from pilothouse.access import Principal, may
+from pilothouse.access import Principal, require
 from pilothouse.audit import service as audit
 from pilothouse.backups import freshness
 from pilothouse.backups import service as backups
 from pilothouse.backups.storage import open_storage
-from pilothouse.config import Settings
 from pilothouse.core.clock import utcnow
 from pilothouse.deployments import pins
 from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES
 from pilothouse.deps import Keys, Session, get_db
-from pilothouse.errors import Forbidden, Unauthorized
 from pilothouse.healthchecks import service as health
 from pilothouse.history import service as history
 from pilothouse.replicas import service as replicas
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 from pilothouse.variables import service as variables
-from pilothouse.web import present, sessions
+from pilothouse.web import auth, present
 from pilothouse.web import service as dashboard
+from pilothouse.web.auth import LoginRequired, Poster, Who
+from pilothouse.web.render import HERE, is_fragment, render, settings_of, templates
 
-HERE = Path(__file__).resolve().parent
-COOKIE = "ph_session"
-LOGIN_COOKIE = "ph_login"
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.globals.update(present=present, version=__version__)
 router = APIRouter(include_in_schema=False)
 
 TERMINAL = ("success", "failed", "rolled_back")
@@ -67,167 +57,6 @@ class Section:
 
 #: Capabilities append their Section here (in their own package, imported by install()).
 SERVICE_SECTIONS: list[Section] = []
-
-
-class LoginRequired(Exception):
-    """No valid session: pages redirect to /login, htmx fragments ask the browser to."""
-
-
-@dataclass
-class Viewer:
-    """The logged-in principal and the CSRF token of their session."""
-
-    principal: Principal
-    csrf: str
-
-
-async def _viewer(request: Request) -> Viewer:
-    secret = request.cookies.get(COOKIE)
-    if not secret:
-        raise LoginRequired
-    db = get_db(request)
-    async with db.session(write=False) as session:
-        try:
-            principal, web = await sessions.principal_for(session, secret)
-        except Unauthorized:
-            raise LoginRequired from None
-    if sessions.needs_touch(web):
-        async with db.session(write=True) as session:
-            await sessions.touch(session, web.id)
-    viewer = Viewer(principal, sessions.csrf_token(secret))
-    request.state.viewer = viewer
-    return viewer
-
-
-Who = Annotated[Viewer, Depends(_viewer)]
-
-
-async def _csrf(request: Request, viewer: Who) -> Viewer:
-    """POSTs must carry the session's CSRF token (form field `csrf` or header X-CSRF-Token)."""
-    sent = request.headers.get("x-csrf-token")
-    if sent is None:
-        form = await request.form()
-        value = form.get("csrf")
-        sent = value if isinstance(value, str) else None
-    if sent is None or sent != viewer.csrf:
-        raise Forbidden("the form's CSRF token is missing or wrong; reload the page and retry")
-    return viewer
-
-
-Poster = Annotated[Viewer, Depends(_csrf)]
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def render(
-    request: Request, name: str, context: dict[str, Any], *, status: int = 200
-) -> HTMLResponse:
-    """A page (or, for an htmx request naming a fragment, just that fragment)."""
-    viewer: Viewer | None = getattr(request.state, "viewer", None)
-    settings = _settings(request)
-    base = {
-        "viewer": viewer,
-        "may": (lambda action: viewer is not None and may(viewer.principal, action)),
-        "now": utcnow(),
-        "poll_ms": int(settings.web_poll_seconds * 1000),
-    }
-    response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _fragment(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true" and "hx-history-restore-request" not in (
-        request.headers
-    )
-
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-
-
-# -- login ---------------------------------------------------------------------------------
-
-
-@router.get("/login")
-async def login_form(request: Request, next: str = "/") -> HTMLResponse:
-    """The login form: an API token, once; CSRF by a double-submitted random cookie."""
-    nonce = uuid.uuid4().hex
-    response = render(request, "login.html", {"nonce": nonce, "next": _safe_next(next)})
-    response.set_cookie(
-        LOGIN_COOKIE,
-        nonce,
-        httponly=True,
-        secure=_secure(request),
-        samesite="strict",
-        max_age=1800,
-        path="/login",
-    )
-    return response
-
-
-def _safe_next(target: str) -> str:
-    """Only a path on this site (no scheme, no //host) may follow a login."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
-
-
-@router.post("/login")
-async def login(
-    request: Request,
-    token: Annotated[str, Form(max_length=200)],
-    csrf: Annotated[str, Form(max_length=100)],
-    next: Annotated[str, Form(max_length=2000)] = "/",
-) -> Response:
-    """Exchange a token for a session cookie (HttpOnly, SameSite=Strict, Secure over TLS)."""
-    if csrf != request.cookies.get(LOGIN_COOKIE):
-        return render(
-            request,
-            "login.html",
-            {"nonce": csrf, "next": _safe_next(next), "error": "The form expired; try again."},
-            status=403,
-        )
-    db = get_db(request)
-    try:
-        async with db.session(write=True) as session:
-            web, secret, _ = await sessions.open_session(
-                session, token, hours=_settings(request).web_session_hours
-            )
-            expires = web.expires_at
-    except (Unauthorized, Forbidden):
-        return render(
-            request,
-            "login.html",
-            {"nonce": csrf, "next": _safe_next(next), "error": "That token is not valid here."},
-            status=401,
-        )
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(
-        COOKIE,
-        secret,
-        httponly=True,
-        secure=_secure(request),
-        samesite="strict",
-        max_age=max(1, int((expires - utcnow()).total_seconds())),
-        path="/",
-    )
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
-    return response
-
-
-@router.post("/logout")
-async def logout(request: Request, viewer: Poster) -> Response:
-    """End the session (deleted from the store, so the cookie is worthless afterwards)."""
-    secret = request.cookies.get(COOKIE, "")
-    async with get_db(request).session(write=True) as session:
-        await sessions.close_session(session, secret)
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
-    return response
 
 
 # -- overview ------------------------------------------------------------------------------
@@ -255,7 +84,7 @@ async def overview(
         per_page=per_page,
     )
     filters = {"env": env or "", "status": status or "", "q": q or "", "per_page": per_page}
-    name = "_grid.html" if _fragment(request) else "overview.html"
+    name = "_grid.html" if is_fragment(request) else "overview.html"
     return render(request, name, {"grid": grid, "filters": filters})
 
 
@@ -272,7 +101,7 @@ async def service_page(
     env_id = str(svc.environment_id)
     view = await health.health_of(session, actor, str(svc.id), include_all=False)
     running = await replicas.list_replicas(session, actor, str(svc.id))
-    if _fragment(request) and request.headers.get("hx-target") == "live":
+    if is_fragment(request) and request.headers.get("hx-target") == "live":
         return render(
             request, "_service_live.html", {"svc": svc, "health": view, "replicas": running}
         )
@@ -355,7 +184,7 @@ async def reveal_vars(
         found = await variables.reveal_var(
             session, actor, keys, str(svc.environment_id), key, service=str(svc.id)
         )
-    name = "_revealed.html" if _fragment(request) else "revealed.html"
+    name = "_revealed.html" if is_fragment(request) else "revealed.html"
     return render(request, name, {"var": found, "svc": svc})
 
 
@@ -392,7 +221,7 @@ async def deployment_page(
     logs = await deployments.read_logs(session, actor, dep.id, limit=2000)
     svc = await services.get_service(session, actor, str(dep.service_id))
     pinned = await pins.pins_of(session, dep.id)
-    if _fragment(request) and request.headers.get("hx-target") == "dep-status":
+    if is_fragment(request) and request.headers.get("hx-target") == "dep-status":
         return render(request, "_dep_status.html", {"dep": dep, "steps": steps})
     return render(
         request,
@@ -441,7 +270,7 @@ async def deployment_logs(
 
     return EventSourceResponse(
         stream(),
-        ping=_settings(request).web_sse_ping_seconds,
+        ping=settings_of(request).web_sse_ping_seconds,
         headers={"Cache-Control": "no-cache"},
     )
 
@@ -453,8 +282,7 @@ async def rollback_confirm(
     """The confirmation step: what the rollback would do (operator)."""
     actor = viewer.principal
     dep = await deployments.get_deployment(session, actor, deployment_id)
-    if not may(actor, "deploy"):
-        raise Forbidden("role viewer may not deploy; needs 'operator'")
+    require(actor, "deploy", what="rollback")
     plan = await deployments.plan_rollback(session, actor, str(dep.service_id))
     return render(request, "rollback.html", {"dep": dep, "plan": plan})
 
@@ -478,7 +306,7 @@ async def backups_page(request: Request, session: Session, viewer: Who) -> HTMLR
     """Targets (schedule, freshness, verify, drill) and the newest backups."""
     actor = viewer.principal
     targets = await backups.list_targets(session, actor)
-    grace = timedelta(minutes=_settings(request).backup_freshness_grace_minutes)
+    grace = timedelta(minutes=settings_of(request).backup_freshness_grace_minutes)
     fresh = await freshness.of_targets(session, targets, utcnow(), grace)
     rows = await backups.list_backups(session, actor, limit=100)
     return render(
@@ -497,12 +325,10 @@ async def backups_page(request: Request, session: Session, viewer: Who) -> HTMLR
 async def queue_backup(ref: str, request: Request, viewer: Poster) -> Response:
     """Queue a manual backup of a target (operator); the worker runs it."""
     actor = viewer.principal
-    from pilothouse.access import require
-
     require(actor, "run_backups")
     async with get_db(request).session(write=True) as session:
         target = await backups.get_target(session, actor, ref)
-        storage = open_storage(target.storage, _settings(request).data_dir)
+        storage = open_storage(target.storage, settings_of(request).data_dir)
         await backups.new_backup(
             session, target, storage, trigger="manual", actor=actor, reason="dashboard"
         )
@@ -515,7 +341,7 @@ async def incidents_page(
 ) -> HTMLResponse:
     """Incidents, newest first (open ones first in the page's summary)."""
     rows = await health.list_incidents(session, viewer.principal, open_only=open_only)
-    name = "_incidents.html" if _fragment(request) else "incidents.html"
+    name = "_incidents.html" if is_fragment(request) else "incidents.html"
     return render(request, name, {"incidents": rows, "open_only": open_only})
 
 
@@ -570,6 +396,7 @@ def error_page(request: Request, status: int, message: str) -> Response | None:
 
 def install(app: FastAPI) -> None:
     """Mount the dashboard on the app: pages, static files, the login redirect."""
+    app.include_router(auth.router)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -588,10 +415,3 @@ def _quote(value: str) -> str:
     from urllib.parse import quote
 
     return quote(value, safe="/")
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
-
-
-_ = datetime
