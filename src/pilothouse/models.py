@@ -3,6 +3,7 @@
 from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
+from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
 from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
@@ -64,6 +65,8 @@ __all__ = [
     "PublicStatus",
     "Replica",
     "ReplicaFigures",
+    "ScalingEvent",
+    "ScalingPolicy",
     "Service",
     "StatusHistory",
     "User",

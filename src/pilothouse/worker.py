@@ -34,6 +34,7 @@ CAPABILITIES = (
     "pilothouse.metrics.loops",
     "pilothouse.web.loops",
     "pilothouse.metrics.scrape",
+    "pilothouse.autoscaling.loops",
 )
 
 

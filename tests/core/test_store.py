@@ -54,6 +54,9 @@ TABLES = {
     "metric_incidents",
     # replica figures scraped from /metrics (0015)
     "replica_figures",
+    # autoscaling (0018)
+    "scaling_policies",
+    "scaling_events",
     # dashboard sessions and public status pages (0021)
     "web_sessions",
     "public_status_pages",
