@@ -232,6 +232,16 @@ def test_rollback_with_confirmation_and_the_log_stream(
     assert done.status_code == 303
     rolled = client.get(done.headers["location"])
     assert "Rollback v1.0.0" in rolled.text and "pending" in rolled.text
+    # the scaling section (autoscaling's policy and events, through its service functions)
+    api.ok(
+        api.client.put(
+            f"/api/v1/services/{world['service']['id']}/scaling",
+            json={"min_instances": 1, "max_instances": 3},
+            headers={"Authorization": f"Bearer {api.token}"},
+        )
+    )
+    service_page = client.get(f"/services/{world['service']['id']}").text
+    assert 'id="scaling-h"' in service_page and "1 to 3" in service_page
     # back up now (operator): queued for the worker, shown on the page
     api.ok(
         api.post(

@@ -9,15 +9,13 @@ Every page works without JavaScript; htmx only refreshes parts of it (status and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette.sse import EventSourceResponse
 
 from pilothouse.access import Principal, require
@@ -34,29 +32,16 @@ from pilothouse.healthchecks import service as health
 from pilothouse.history import service as history
 from pilothouse.replicas import service as replicas
 from pilothouse.services import service as services
-from pilothouse.services.models import Service
 from pilothouse.variables import service as variables
 from pilothouse.web import auth, present
 from pilothouse.web import service as dashboard
 from pilothouse.web.auth import LoginRequired, Poster, Who
 from pilothouse.web.render import HERE, is_fragment, render, settings_of, templates
+from pilothouse.web.sections import SERVICE_SECTIONS
 
 router = APIRouter(include_in_schema=False)
 
 TERMINAL = ("success", "failed", "rolled_back")
-
-
-@dataclass
-class Section:
-    """A part of the service page a capability adds (scaling, certificates, findings...):
-    `load` returns the template's context; the template is included with it."""
-
-    template: str
-    load: Callable[[AsyncSession, Principal, Service], Awaitable[dict[str, Any]]]
-
-
-#: Capabilities append their Section here (in their own package, imported by install()).
-SERVICE_SECTIONS: list[Section] = []
 
 
 # -- overview ------------------------------------------------------------------------------
