@@ -161,6 +161,20 @@ class Settings(BaseSettings):
             "engine's default."
         ),
     )
+    web_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 30,
+        description="Hours a dashboard login lasts (its token's revocation ends it sooner).",
+    )
+    web_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between the dashboard's live refreshes of status and replicas.",
+    )
+    web_sse_ping_seconds: float = Field(
+        default=15.0, gt=0, description="Seconds between keep-alive pings on live log streams."
+    )
 
     @property
     def sqlite_path(self) -> Path:

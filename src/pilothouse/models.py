@@ -32,6 +32,7 @@ from pilothouse.replicas.models import Node, Replica
 from pilothouse.services.models import Service
 from pilothouse.users.models import ApiToken, User
 from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
+from pilothouse.web.models import PublicStatus, WebSession
 
 __all__ = [
     "ApiToken",
@@ -64,6 +65,7 @@ __all__ = [
     "Node",
     "NotificationChannel",
     "ProbeClaim",
+    "PublicStatus",
     "Replica",
     "ReplicaFigures",
     "ScalingEvent",
@@ -72,4 +74,5 @@ __all__ = [
     "StatusHistory",
     "User",
     "VarRequirement",
+    "WebSession",
 ]

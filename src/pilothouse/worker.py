@@ -33,6 +33,7 @@ CAPABILITIES = (
     "pilothouse.artifacts.pruning",
     "pilothouse.alerts.loops",
     "pilothouse.metrics.loops",
+    "pilothouse.web.loops",
     "pilothouse.metrics.scrape",
     "pilothouse.autoscaling.loops",
 )

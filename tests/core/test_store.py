@@ -59,6 +59,9 @@ TABLES = {
     # autoscaling (0018)
     "scaling_policies",
     "scaling_events",
+    # dashboard sessions and public status pages (0021)
+    "web_sessions",
+    "public_status_pages",
 }
 
 

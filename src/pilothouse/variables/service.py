@@ -308,6 +308,44 @@ async def list_vars(
     return views
 
 
+async def reveal_var(
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    env_ref: str,
+    key: str,
+    *,
+    service: str | None = None,
+) -> VarView:
+    """One variable's value (the dashboard's reveal button): admin only for a secret, audited
+    with just that key; NotFound when the key is not set."""
+    env = await environments.get_environment(session, actor, env_ref)
+    scope, svc = await _scope(session, actor, env, service)
+    require(actor, "reveal_secrets")
+    var = next((v for v in await _live_rows(session, env.id, scope) if v.key == key), None)
+    if var is None:
+        raise NotFound(f"variable {key!r} is not set in {env.name}")
+    if var.is_secret:
+        audit.record(
+            session,
+            actor,
+            "var_reveal",
+            "environment",
+            env.id,
+            {"environment": env.name, "scope": svc.name if svc else None, "variables": [key]},
+        )
+    return VarView(
+        key=var.key,
+        value=_open(var.key, var.value_encrypted, keyring),
+        is_secret=var.is_secret,
+        version=var.version,
+        scope=svc.name if (svc and var.scope) else "environment",
+        platform_synced=var.platform_synced,
+        updated_at=var.updated_at,
+        updated_by=var.updated_by,
+    )
+
+
 LIVE_COLUMNS = (
     EnvVar.id,
     EnvVar.key,
