@@ -54,6 +54,16 @@ def _map_value(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | N
     return _object(value, defs) if value is not None else None
 
 
+def _list_item(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | None:
+    """The object schema of a list's items (through `X | null`), if they are mappings."""
+    node = _resolve(node, defs)
+    for option in [node, *node.get("anyOf", [])]:
+        option = _resolve(option, defs)
+        if option.get("type") == "array" and isinstance(option.get("items"), dict):
+            return _object(option["items"], defs)
+    return None
+
+
 def _type(node: dict[str, Any], defs: dict[str, Any]) -> str:
     node = _resolve(node, defs)
     if "enum" in node:
@@ -86,7 +96,7 @@ def _default(node: dict[str, Any], required: bool) -> str:
 
 
 def rows(schema: dict[str, Any]) -> list[str]:
-    """One table row per key, depth first, maps shown as `<name>`."""
+    """One table row per key, depth first, maps shown as `<name>`, list items as `[]`."""
     defs = schema.get("$defs", {})
     out: list[str] = []
 
@@ -106,6 +116,10 @@ def rows(schema: dict[str, Any]) -> list[str]:
             value = _map_value(prop, defs)
             if value is not None:
                 walk(value, f"{path}.<name>.")
+                continue
+            item = _list_item(prop, defs)
+            if item is not None:
+                walk(item, f"{path}[].")
 
     walk(schema, "")
     return out

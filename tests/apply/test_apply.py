@@ -44,13 +44,16 @@ def count_writes(api: Api) -> list[str]:
 def test_apply_then_reapply_writes_nothing(api: Api) -> None:
     text = example(free_port())
     first = api.ok(api.post("/apply", {"document": text}))
-    assert first["applied"] and first["counts"] == {"create": 5, "update": 0, "delete": 0}
+    assert first["applied"] and first["counts"] == {"create": 6, "update": 0, "delete": 0}
     svc = api.ok(api.get("/services/sample", params={"environment": "demo"}))
     assert svc["target_replicas"] == 3 and svc["health_check"] == {"path": "/health", "timeout": 10}
     audited = {(e["action"], e["entity_type"]) for e in api.ok(api.get("/audit"))}
     assert {("create", "environment"), ("create", "service"), ("apply", "configuration")} <= audited
     assert ("requirement_set", "environment") in audited
     assert ("create", "metric_alert_rule") in audited
+    assert ("scaling_policy", "service") in audited  # autoscaling's own entry
+    policy = api.ok(api.get("/services/sample/scaling", params={"environment": "demo"}))
+    assert (policy["mode"], policy["min_instances"], policy["max_instances"]) == ("step", 2, 4)
 
     writes = count_writes(api)
     again = api.ok(api.post("/apply", {"document": text}))
@@ -163,10 +166,10 @@ def test_example_round_trip(
 
     applied = cli("apply", "-f", str(config), "--yes", subprocess_=True)
     assert "+ service demo/sample" in applied.stdout
-    assert "applied: 5 created" in applied.stdout
+    assert "applied: 6 created" in applied.stdout
     assert "no changes" in cli("apply", "-f", str(config), "--check").stdout
     # without a terminal and without --yes nothing is applied
-    config.write_text(example(port).replace("target_replicas: 3", "target_replicas: 2"))
+    config.write_text(example(port).replace("max_instances: 4", "max_instances: 6"))
     assert "--yes" in cli("apply", "-f", str(config), code=1).stderr
 
     # secrets live in variables; the file names them
@@ -181,7 +184,7 @@ def test_example_round_trip(
             headers=headers,
         )
         assert put.status_code == 200, put.text
-    edited = example(port).replace("target_replicas: 3", "target_replicas: 2") + (
+    edited = example(port).replace("max_instances: 4", "max_instances: 6") + (
         "    backups:\n"
         "      app-db:\n"
         "        dsn: {variable: APP_DB}\n"
@@ -195,8 +198,8 @@ def test_example_round_trip(
     )
     config.write_text(edited)
     drift = cli("apply", "-f", str(config), "--check", code=2)
-    assert "~ service demo/sample" in drift.stdout
-    assert "target_replicas: 3 -> 2" in drift.stdout
+    assert "~ scaling_policy demo/sample" in drift.stdout
+    assert "max_instances: 4 -> 6" in drift.stdout
     assert "+ backup_target app-db" in drift.stdout and "+ channel ops" in drift.stdout
     assert "secret-path" not in drift.stdout and "app.db" not in drift.stdout
     assert "<secret from variable APP_DB of demo>" in drift.stdout
@@ -206,6 +209,7 @@ def test_example_round_trip(
     cli("export", "-o", str(exported))
     text = exported.read_text()
     assert "variable: APP_DB" in text and "secret-path" not in text
+    assert "max_instances: 6" in text
     assert "no changes" in cli("apply", "-f", str(exported), "--check").stdout
 
     # --prune deletes what the file no longer mentions
@@ -228,16 +232,17 @@ def test_each_change_needs_the_role_it_needs_through_the_api(api: Api) -> None:
     otto = api.as_(api.user("otto", "operator"))
     # a command defines what runs on the host (admin): the operator's file has none
     text = example(free_port()).replace("command: python3 examples/sampleapp.py --port {port}", "")
-    assert otto.ok(otto.post("/apply/plan", {"document": text}))["counts"]["create"] == 5
+    assert otto.ok(otto.post("/apply/plan", {"document": text}))["counts"]["create"] == 6
     refused = otto.post("/apply", {"document": text})
     assert refused.status_code == 403 and "manage environments" in refused.json()["message"]
     assert api.ok(api.get("/services")) == []
     env_only = text.split("    requirements:")[0]
     api.ok(api.post("/apply", {"document": env_only}))
     api.ok(api.post("/environments/demo/grants", {"user": "otto"}), 204)
-    # requirements are admin work too; without them the operator applies services and rules
+    # requirements are admin work too; without them the operator applies services, their
+    # scaling policies and rules
     no_requirements = text.replace(
         text[text.index("    requirements:") : text.index("    services:")], ""
     )
     done = otto.ok(otto.post("/apply", {"document": no_requirements}))
-    assert done["counts"] == {"create": 2, "update": 0, "delete": 0}
+    assert done["counts"] == {"create": 3, "update": 0, "delete": 0}

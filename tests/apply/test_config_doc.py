@@ -25,6 +25,8 @@ def test_every_key_has_a_row_and_a_description() -> None:
         "environments.<name>.services.<name>.driver_config",
         "environments.<name>.backups.<name>.dsn.variable",
         "channels.<name>.secrets",
+        "environments.<name>.services.<name>.scaling.min_instances",
+        "environments.<name>.services.<name>.scaling.schedules[].cron",
     ):
         assert key in keys
     assert all(not row.endswith("|  |") for row in rows), "a key without a description"

@@ -97,6 +97,7 @@ environments:
         resources: {cpu_cores: 1.5}
         driver_config: {router: nginx, router_port: 8080}
         health_check: {path: /up, thresholds: {response_ms: 500}}
+        scaling: {mode: target, max_instances: 6, metric_tags: {tier: web}}
     backups:
       main-db:
         dsn: {variable: DB}

@@ -29,6 +29,14 @@ def test_policy_set_show_change_and_delete(api: Api, world: dict[str, Any]) -> N
     assert changed["min_instances"] == 2 and changed["mode"] == "target"
     assert changed["schedules"][0]["min_instances"] == 4
     assert api.ok(api.get("/services/web/scaling"))["target_cpu_percent"] == 60
+    # null keeps a field's value, except metric_target, which it clears (pilothouse.yaml
+    # needs that to go back from a named metric)
+    custom = {"metric": "queue_depth", "metric_target": 5, "min_instances": None}
+    assert api.ok(api.put("/services/web/scaling", custom))["metric_target"] == 5
+    refused = api.put("/services/web/scaling", {"metric_target": None})
+    assert refused.status_code == 422 and "is required" in refused.text
+    back = api.ok(api.put("/services/web/scaling", {"metric": "cpu", "metric_target": None}))
+    assert back["metric_target"] is None and back["min_instances"] == 2
     assert api.ok(api.put("/services/web/scaling", {"enabled": False}))["enabled"] is False
     viewer = api.as_(api.user("val", "viewer"))
     assert viewer.put("/services/web/scaling", {"enabled": True}).status_code in (403, 404)

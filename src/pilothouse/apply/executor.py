@@ -1,5 +1,6 @@
 """Carrying out a plan: each change through the service function the API route uses for it
-(create_service, update_environment, set_requirement, create_target, create_rule, add_channel...),
+(create_service, update_environment, set_requirement, set_policy, create_target, create_rule,
+add_channel...),
 so roles, validation and audit entries are theirs."""
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from pilothouse.access import Principal
 from pilothouse.alerts import service as channels
 from pilothouse.apply.plan import Change
 from pilothouse.apply.spec import Document
+from pilothouse.apply.state import scaling_fields
+from pilothouse.autoscaling import service as autoscaling
+from pilothouse.autoscaling.schemas import DEFAULTS as SCALING_DEFAULTS
+from pilothouse.autoscaling.schemas import PolicySet, merged
 from pilothouse.backups import service as backups
 from pilothouse.backups.schemas import StorageConfig, TargetCreate, TargetUpdate
 from pilothouse.core.crypto import Keyring
@@ -136,6 +141,25 @@ class Runner:
             await services.update_service(self.session, self.actor, ref, changes)
         if "target_replicas" in fields:
             await deployments.scale(self.session, self.actor, ref, spec.target_replicas)
+
+    async def _scaling_policy(self, change: Change) -> None:
+        """Through autoscaling's set_policy / delete_policy (its `scale` right, its checks and
+        its audit entries): a create gives the fields the file gives, an update the changed
+        ones."""
+        env_name, name = change.key.split("/", 1)
+        ref = self._id("service", change.key)
+        if change.action == "delete":
+            await autoscaling.delete_policy(self.session, self.actor, ref)
+            return
+        spec = self.document.environments[env_name].services[name].scaling
+        if spec is None:  # the plan has a change only for a policy in the file
+            raise ValidationFailed(f"environments.{env_name}.services.{name}.scaling", "missing")
+        if change.action == "create":
+            await autoscaling.set_policy(self.session, self.actor, ref, spec)
+            return
+        values = scaling_fields(merged(dict(SCALING_DEFAULTS), spec))
+        touched = PolicySet.model_validate({k: values[k] for k in change.top_fields()})
+        await autoscaling.set_policy(self.session, self.actor, ref, touched)
 
     async def _backup_target(self, change: Change) -> None:
         name = change.key

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 #: Creation order: every kind after those it refers to.
-KINDS = ("environment", "requirement", "service", "backup_target", "alert_rule", "channel")
+KINDS = (
+    "environment",
+    "requirement",
+    "service",
+    "scaling_policy",
+    "backup_target",
+    "alert_rule",
+    "channel",
+)
 
 State = dict[str, dict[str, dict[str, Any]]]
 Action = Literal["create", "update", "delete"]

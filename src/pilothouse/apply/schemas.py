@@ -36,7 +36,8 @@ class FieldChangeRead(BaseModel):
 class ChangeRead(BaseModel):
     action: Literal["create", "update", "delete"] = Field(description="What happens.")
     kind: str = Field(
-        description="environment, requirement, service, backup_target, alert_rule, channel."
+        description="environment, requirement, service, scaling_policy, backup_target, "
+        "alert_rule, channel."
     )
     key: str = Field(description="Its name (`environment/name` for what lives in one).")
     fields: list[FieldChangeRead] = Field(description="Field-level changes.")

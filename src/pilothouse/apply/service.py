@@ -32,9 +32,11 @@ from pilothouse.apply.state import (
     export_document,
     ref_source,
     referenced,
+    scaling_fields,
     service_fields,
 )
 from pilothouse.audit import service as audit
+from pilothouse.autoscaling import service as autoscaling
 from pilothouse.backups import service as backups
 from pilothouse.core.crypto import Keyring
 from pilothouse.environments import service as environments
@@ -109,6 +111,11 @@ async def live_state(
             svc.health_check,
         )
         ids[("service", key)] = svc.id
+    svc_keys = {i: k for (kind, k), i in ids.items() if kind == "service"}
+    for svc_id, policy in (await autoscaling.policies_of(session, list(svc_keys))).items():
+        key = svc_keys[svc_id]
+        state["scaling_policy"][key] = scaling_fields(autoscaling.values_of(policy))
+        ids[("scaling_policy", key)] = policy.id
     targets = [
         t
         for t in await backups.list_targets(session, actor)

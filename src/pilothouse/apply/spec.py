@@ -7,15 +7,16 @@ Layout (every map is keyed by the object's name, so a name cannot appear twice):
       <env>:            type, domain, driver, config, features, limits
         requirements:   <VARIABLE>: {required, rule, args}
         services:       <service>: image, command, target_replicas, resources, public_url,
-                                   driver_config (router...), health_check
+                                   driver_config (router...), health_check, scaling
         backups:        <target>: dsn (a reference to a secret variable), schedule, storage...
         alert_rules:    <rule>: service, metric, expression, window, warning, critical...
     channels:           <channel>: kind, config (no credentials), secrets (references)...
 
 Secrets are never written in the file: a backup target's `dsn` and a channel's credentials are
 references `{variable: KEY, environment: ENV}` to environment variables (set with `pilothouse vars
-set`), resolved on the server when the plan is made. Later sections (a service's `scaling`, an
-environment's `domains`) slot in as keys of the same models.
+set`), resolved on the server when the plan is made. A service's `scaling` is autoscaling's own
+PolicySet (same fields, ranges and cross-field rules, checked by autoscaling's code). Later
+sections (an environment's `domains`) slot in as keys of the same models.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pilothouse.alerts.schemas import DeployEvent
+from pilothouse.autoscaling.schemas import DEFAULTS as SCALING_DEFAULTS
+from pilothouse.autoscaling.schemas import PolicySet
 from pilothouse.backups.schemas import Cron, Retention, StorageConfig
 from pilothouse.environments.schemas import Driver, EnvironmentConfig, EnvType, Features, Limits
 from pilothouse.healthchecks.spec import HealthCheckSpec
@@ -50,6 +53,28 @@ class SecretRef(Strict):
     )
 
 
+def _scaling_schema(schema: dict[str, Any]) -> None:
+    """Show each field's real default (a field left out takes it) instead of PolicySet's null
+    ("keep the current value"), and null only where it means something (metric_target)."""
+    for name, prop in schema.get("properties", {}).items():
+        if name not in SCALING_DEFAULTS:
+            continue
+        prop["default"] = SCALING_DEFAULTS[name]
+        options = prop.get("anyOf")
+        if name != "metric_target" and isinstance(options, list):
+            kept = [o for o in options if o != {"type": "null"}]
+            if len(kept) == 1:
+                del prop["anyOf"]
+                prop.update(kept[0])
+
+
+class ScalingSpec(PolicySet):
+    """A service's scaling policy (docs/autoscaling.md): autoscaling's fields, ranges and rules;
+    a field left out takes its default."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_scaling_schema)
+
+
 class ServiceSpec(Strict):
     """A service: what runs, how many, with what resources, probed how, routed how."""
 
@@ -70,6 +95,13 @@ class ServiceSpec(Strict):
     health_check: HealthCheck = Field(
         default_factory=HealthCheckSpec,
         description="Readiness and health monitoring settings (docs/health.md).",
+    )
+    scaling: ScalingSpec | None = Field(
+        default=None,
+        description="The autoscaling policy (docs/autoscaling.md); `{}` for all defaults. "
+        "While it is enabled the autoscaler owns the replica count: `target_replicas` is only "
+        "the count a new service starts with, and is not compared. Left out: the live policy "
+        "is kept (deleted with --prune).",
     )
 
 

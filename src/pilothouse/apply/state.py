@@ -17,7 +17,9 @@ from pydantic import ValidationError
 from pilothouse.alerts import settings as channel_settings
 from pilothouse.apply.load import Marks, Problem
 from pilothouse.apply.plan import KINDS, Secret, State
-from pilothouse.apply.spec import Document, EnvironmentSpec, SecretRef
+from pilothouse.apply.spec import Document, EnvironmentSpec, ScalingSpec, SecretRef
+from pilothouse.autoscaling.schemas import DEFAULTS as SCALING_DEFAULTS
+from pilothouse.autoscaling.schemas import merged as merged_policy
 from pilothouse.drivers import registry
 from pilothouse.environments import sealing
 from pilothouse.environments.schemas import EnvironmentConfig
@@ -90,6 +92,19 @@ def service_fields(
         "driver_config": dict(driver_config or {}),
         "health_check": health(health_check),
     }
+
+
+def scaling_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete scaling policy's fields (autoscaling's DEFAULTS keys), as plain data."""
+    out = {name: values[name] for name in SCALING_DEFAULTS}
+    out["metric_tags"] = dict(out["metric_tags"] or {})
+    out["schedules"] = [dict(s) for s in out["schedules"] or []]
+    return out
+
+
+def scaling_owns_replicas(scaling: ScalingSpec | None) -> bool:
+    """An enabled policy in the file: the autoscaler, not the file, sets the replica count."""
+    return scaling is not None and scaling.enabled is not False
 
 
 # -- desired ------------------------------------------------------------------------------------
@@ -191,7 +206,7 @@ def desired_state(
         for svc_name, svc in env.services.items():
             path: tuple[str | int, ...] = (*base, "services", svc_name, "driver_config")
             problems.extend(_driver_problems(env.driver, svc.driver_config, path, marks))
-            state["service"][f"{env_name}/{svc_name}"] = service_fields(
+            fields = service_fields(
                 svc.image,
                 svc.command,
                 svc.target_replicas,
@@ -200,6 +215,18 @@ def desired_state(
                 svc.driver_config,
                 svc.health_check.model_dump(mode="json", exclude_unset=True),
             )
+            if scaling_owns_replicas(svc.scaling):
+                del fields["target_replicas"]
+            state["service"][f"{env_name}/{svc_name}"] = fields
+            if svc.scaling is not None:
+                path = (*base, "services", svc_name, "scaling")
+                try:
+                    policy = merged_policy(dict(SCALING_DEFAULTS), svc.scaling)
+                except ValidationFailed as exc:
+                    field_path = [int(p) if p.isdigit() else p for p in exc.field.split(".")]
+                    problems.append(marks.problem((*path, *field_path), exc.rule))
+                else:
+                    state["scaling_policy"][f"{env_name}/{svc_name}"] = scaling_fields(policy)
         for target_name, target in env.backups.items():
             path = (*base, "backups", target_name)
             if target_name in state["backup_target"]:
@@ -360,6 +387,12 @@ def export_document(live: State) -> dict[str, Any]:
         if "health_check" in svc:
             svc["health_check"] = _minimal_health(svc["health_check"], default_health)
         envs.setdefault(env_name, {}).setdefault("services", {})[svc_name] = svc
+    for key, fields in sorted(live["scaling_policy"].items()):
+        env_name, svc_name = key.split("/", 1)
+        services = envs.setdefault(env_name, {}).setdefault("services", {})
+        services.setdefault(svc_name, {})["scaling"] = _drop_defaults(
+            scaling_fields(fields), SCALING_DEFAULTS
+        )
     for name, fields in sorted(live["backup_target"].items()):
         target = dict(fields)
         env_name = target.pop("environment")

@@ -38,8 +38,9 @@ async def get_policy(
     response_model=PolicyRead,
     summary="Create or change a service's scaling policy (operator)",
     description="The fields given change; the others keep their value (a new policy starts "
-    "from the seed's defaults). 422 names the field and the rule: min_instances 1-100 and <= "
-    "max_instances, thresholds 0-1 with up > down, a custom metric needs metric_target.",
+    "from the seed's defaults; `metric_target: null` clears the target). 422 names the field "
+    "and the rule: min_instances 1-100 and <= max_instances, thresholds 0-1 with up > down, a "
+    "custom metric needs metric_target.",
 )
 async def set_policy(
     ref: str,

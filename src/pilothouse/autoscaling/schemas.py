@@ -110,7 +110,9 @@ class PolicySet(BaseModel):
         default=None, description="Only series with these tags (default: service and env)."
     )
     metric_target: float | None = Field(
-        default=None, gt=0, description="Target value of the metric (per replica when asked)."
+        default=None,
+        gt=0,
+        description="Target value of the metric (per replica when asked); null clears it.",
     )
     metric_per_replica: bool | None = Field(
         default=None, description="Divide the metric by the current replicas (requests/s)."
@@ -157,9 +159,19 @@ def check_policy(values: dict[str, Any]) -> None:
             )
 
 
+#: Fields an explicit null clears (for the others null means "keep").
+CLEARABLE = ("metric_target",)
+
+
 def merged(current: dict[str, Any], change: PolicySet) -> dict[str, Any]:
-    """The complete policy after applying `change`, checked."""
-    values = {**current, **change.model_dump(exclude_none=True)}
+    """The complete policy after applying `change`, checked. A field given as null keeps its
+    value, except `metric_target`, which null clears."""
+    cleared = {
+        name: None
+        for name in CLEARABLE
+        if name in change.model_fields_set and getattr(change, name) is None
+    }
+    values = {**current, **change.model_dump(exclude_none=True), **cleared}
     try:
         PolicySet.model_validate(values)
     except ValidationError as exc:

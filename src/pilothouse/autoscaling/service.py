@@ -69,6 +69,18 @@ async def policy_of(session: AsyncSession, service_id: uuid.UUID) -> ScalingPoli
     return found
 
 
+async def policies_of(
+    session: AsyncSession, service_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ScalingPolicy]:
+    """The policies of these services (those that have one), by service id: one query."""
+    if not service_ids:
+        return {}
+    rows = await session.scalars(
+        sa.select(ScalingPolicy).where(ScalingPolicy.service_id.in_(list(service_ids)))
+    )
+    return {row.service_id: row for row in rows}
+
+
 async def get_policy(
     session: AsyncSession, actor: Principal, ref: str, *, environment: str | None = None
 ) -> tuple[ScalingPolicy, Service]:
