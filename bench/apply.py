@@ -5,12 +5,13 @@
 For SQLite (temp dir) and PostgreSQL (a throwaway database on PILOTHOUSE_TEST_PG_URL), through
 the functions the API routes call (`apply.service.plan_document` / `apply_document`, one
 transaction each, as a request has), with a file of 5 environments x 100 services, each with
-resources, driver settings and a health check, plus requirements and alert rules:
+resources, driver settings, a health check and a scaling policy, plus requirements and alert
+rules:
   1. validate the file (YAML with positions + the models): no store;
   2. plan against an empty store (everything to create), apply it;
   3. plan the same file against the live state (no changes): median of 5. Target < 2 s;
   4. apply it again: no changes, 0 writes (counted);
-  5. plan with 50 services edited.
+  5. plan with 50 services edited (their scaling policy's max_instances).
 Baseline, in the same run: listing the 500 live services through `services.list_services`
 (what reading the state alone costs). Asserts nothing.
 """
@@ -60,15 +61,16 @@ def document(count: int, edited: int = 0) -> str:
             "    services:",
         ]
         for s in range(per_env):
-            replicas = 3 if n < edited else 2
+            ceiling = 8 if n < edited else 6
             lines += [
                 f"      svc{s:03d}:",
                 f"        command: python3 app.py --port {{port}} --name svc{s}",
-                f"        target_replicas: {replicas}",
+                "        target_replicas: 2",
                 "        resources: {cpu_cores: 1, memory_mb: 1024}",
                 "        driver_config: {max_surge: 1, drain_seconds: 2}",
                 "        health_check:",
                 "          {path: /health, timeout: 20, thresholds: {response_ms: 300}}",
+                f"        scaling: {{min_instances: 2, max_instances: {ceiling}}}",
             ]
             n += 1
         lines += [

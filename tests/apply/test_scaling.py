@@ -148,6 +148,16 @@ def changes(text: str, live_state: State, prune: bool = False) -> list[tuple[Any
         # a policy the file does not mention is kept, and deleted with --prune
         (doc(), live(doc()), False, []),
         (doc(), live(doc()), True, [("delete", "scaling_policy", "prod/web", [])]),
+        # pruning a service takes its policy first
+        (
+            "environments:\n  prod: {}\n",
+            live(doc("{}")),
+            True,
+            [
+                ("delete", "scaling_policy", "prod/web", []),
+                ("delete", "service", "prod/web", []),
+            ],
+        ),
     ],
 )
 def test_plan_of_a_policy(
