@@ -8,6 +8,12 @@ from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
 from pilothouse.deployments.models import Deployment, DeploymentLog, DeploymentPin
 from pilothouse.environments.models import Environment, EnvironmentGrant
+from pilothouse.findings.models import (
+    GateOverride,
+    ScanSchedule,
+    SecurityFinding,
+    SecurityScan,
+)
 from pilothouse.healthchecks.models import (
     Downtime,
     HealthCheck,
@@ -46,6 +52,7 @@ __all__ = [
     "EnvVarVersion",
     "Environment",
     "EnvironmentGrant",
+    "GateOverride",
     "HealthCheck",
     "HealthRollup",
     "HealthState",
@@ -62,6 +69,9 @@ __all__ = [
     "ProbeClaim",
     "Replica",
     "ReplicaFigures",
+    "ScanSchedule",
+    "SecurityFinding",
+    "SecurityScan",
     "Service",
     "StatusHistory",
     "User",

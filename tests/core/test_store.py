@@ -54,6 +54,12 @@ TABLES = {
     "metric_incidents",
     # replica figures scraped from /metrics (0015)
     "replica_figures",
+    # security findings (0020)
+    "security_scans",
+    "security_findings",
+    "security_finding_sightings",
+    "security_scan_schedules",
+    "security_gate_overrides",
 }
 
 

@@ -1,0 +1,353 @@
+"""Importing a report into a scan: stream, fingerprint, match against the scope, write in batches.
+
+One pass over the report's findings (formats.py streams them): each is fingerprinted, matched
+against the scope's known findings (deduplicate.Matcher) and written at once: a sighting for a
+match, a finding row for a new one, an update only for a match whose severity or location
+changed or that comes back (reopened). Findings that may continue a known one in a renamed file
+wait for the end. Then a complete scan resolves what it no longer reports, and the scan gets its
+seed 002 summary. Rows go out with executemany in batches, so memory holds the scope's index
+(ids and fingerprints) and one batch, never the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import Principal, require
+from pilothouse.artifacts import service as artifacts
+from pilothouse.artifacts.models import Artifact
+from pilothouse.core.clock import utcnow
+from pilothouse.environments import service as environments
+from pilothouse.errors import ValidationFailed
+from pilothouse.findings import formats
+from pilothouse.findings.deduplicate import RESOLVABLE, Incoming, Known, Matcher
+from pilothouse.findings.fingerprints import content_key, fingerprint, numbered
+from pilothouse.findings.models import SecurityFinding, SecurityScan, security_finding_sightings
+from pilothouse.findings.rules import DEFAULT_SLA_DAYS, SCAN_TYPES, sla_due, summary
+from pilothouse.services import service as services
+from pilothouse.services.models import Service
+
+BATCH = 2000
+FINDINGS: sa.Table = SecurityFinding.__table__  # type: ignore[assignment]
+SIGHTINGS = security_finding_sightings
+
+
+def scope_key(environment_id: uuid.UUID, scan_type: str, target: str, tool: str) -> str:
+    """The dedup scope: findings of one tool's scans of one type of one target in one env."""
+    raw = "\x1f".join((str(environment_id), scan_type, target, tool))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def location_of(path: str, line: int | None) -> str | None:
+    if not path:
+        return None
+    return f"{path}:{line}" if line else path
+
+
+@dataclass
+class Target:
+    """Where a scan's findings belong."""
+
+    environment_id: uuid.UUID
+    service: Service | None
+    artifact: Artifact | None
+    name: str
+
+
+async def resolve_target(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    environment: str,
+    service: str | None,
+    artifact: str | None,
+    target: str | None,
+) -> Target:
+    """The environment, service and artifact a scan is about (artifact: a version of the
+    service; a service is required with one). The target defaults to the service's name."""
+    env = await environments.get_environment(session, actor, environment)
+    svc = (
+        await services.get_service(session, actor, service, environment=env.name)
+        if service
+        else None
+    )
+    if svc is not None and svc.environment_id != env.id:
+        raise ValidationFailed("service", f"is not a service of environment {env.name}")
+    art = None
+    if artifact is not None:
+        if svc is None:
+            raise ValidationFailed("service", "is required with an artifact")
+        art = await artifacts.get_by_version(session, actor, svc.id, artifact)
+    name = target or (svc.name if svc is not None else None)
+    if not name:
+        raise ValidationFailed("target", "is required when no service is given")
+    return Target(env.id, svc, art, name[:200])
+
+
+async def create_scan(
+    session: AsyncSession,
+    actor: Principal,
+    where: Target,
+    *,
+    scan_type: str,
+    source: str,
+    tool: str | None = None,
+    complete: bool = True,
+    status: str = "pending",
+) -> SecurityScan:
+    """A scan row (pending, or running for an import that starts at once)."""
+    require(actor, "import_scans")
+    if scan_type not in SCAN_TYPES:
+        raise ValidationFailed("type", f"must be one of {', '.join(SCAN_TYPES)}")
+    scan = SecurityScan(
+        owner_id=actor.id,
+        environment_id=where.environment_id,
+        service_id=where.service.id if where.service else None,
+        artifact_id=where.artifact.id if where.artifact else None,
+        type=scan_type,
+        target=where.name,
+        tool=tool,
+        source=source,
+        complete=complete,
+        status=status,
+        started_at=utcnow(),
+    )
+    session.add(scan)
+    await session.flush()
+    return scan
+
+
+@dataclass
+class _State:
+    """Per-import bookkeeping (counts only; rows leave in batches)."""
+
+    scan: SecurityScan
+    scope: str
+    now: datetime
+    sla_days: Mapping[str, int]
+    new_rows: list[dict[str, Any]] = field(default_factory=list)
+    sightings: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    open_counts: Counter[str] = field(default_factory=Counter)
+    changes: Counter[str] = field(default_factory=Counter)
+
+
+async def _load_known(
+    session: AsyncSession, scope: str
+) -> tuple[dict[str, Known], dict[object, tuple[str, str | None, int | None]]]:
+    """The scope's findings: matcher entries, and (severity, path, line) to spot changes."""
+    known: dict[str, Known] = {}
+    shape: dict[object, tuple[str, str | None, int | None]] = {}
+    result = await session.stream(
+        sa.select(
+            FINDINGS.c.id,
+            FINDINGS.c.fingerprint,
+            FINDINGS.c.content_key,
+            FINDINGS.c.status,
+            FINDINGS.c.severity,
+            FINDINGS.c.path,
+            FINDINGS.c.line,
+        ).where(FINDINGS.c.scope_key == scope)
+    )
+    async for fid, fp, ck, status, severity, path, line in result:
+        known[fp] = Known(fid, fp, ck, status)
+        shape[fid] = (severity, path, line)
+    return known, shape
+
+
+async def _flush(session: AsyncSession, state: _State, *, force: bool = False) -> None:
+    if state.new_rows and (force or len(state.new_rows) >= BATCH):
+        await session.execute(sa.insert(FINDINGS), state.new_rows)
+        state.new_rows.clear()
+    if state.sightings and (force or len(state.sightings) >= BATCH):
+        # after the new findings: a sighting refers to its finding
+        if state.new_rows:
+            await session.execute(sa.insert(FINDINGS), state.new_rows)
+            state.new_rows.clear()
+        await session.execute(sa.insert(SIGHTINGS), state.sightings)
+        state.sightings.clear()
+    if state.updates and (force or len(state.updates) >= BATCH):
+        for row in state.updates:
+            fid = row.pop("id")
+            await session.execute(sa.update(FINDINGS).where(FINDINGS.c.id == fid).values(**row))
+        state.updates.clear()
+
+
+def _new_row(state: _State, raw: formats.Raw, fp: str, ck: str | None) -> dict[str, Any]:
+    scan = state.scan
+    return {
+        "id": uuid.uuid4(),
+        "scan_id": scan.id,
+        "environment_id": scan.environment_id,
+        "service_id": scan.service_id,
+        "scope_key": state.scope,
+        "fingerprint": fp,
+        "content_key": ck,
+        "type": scan.type,
+        "tool": raw.tool[:100],
+        "rule_id": raw.rule_id,
+        "severity": raw.severity,
+        "title": raw.title or raw.rule_id,
+        "description": raw.description,
+        "location": location_of(raw.path, raw.line),
+        "path": raw.path or None,
+        "line": raw.line,
+        "cwe_id": raw.cwe_id,
+        "remediation": raw.remediation,
+        "status": "open",
+        "resolved": False,
+        "resolved_at": None,
+        "resolved_by_scan_id": None,
+        "reopened_count": 0,
+        "accepted_until": None,
+        "triage_reason": None,
+        "triaged_by": None,
+        "triaged_at": None,
+        "sla_due_at": sla_due(state.now, raw.severity, state.sla_days),
+        "sla_alerted_at": None,
+        "first_seen_at": state.now,
+        "created_at": state.now,
+    }
+
+
+def _add_new(state: _State, raw: formats.Raw, fp: str, ck: str | None) -> None:
+    row = _new_row(state, raw, fp, ck)
+    state.new_rows.append(row)
+    state.sightings.append({"finding_id": row["id"], "scan_id": state.scan.id, "line": raw.line})
+    state.changes["new"] += 1
+    state.open_counts[raw.severity] += 1
+
+
+def _add_match(
+    state: _State,
+    raw: formats.Raw,
+    known: Known,
+    shape: tuple[str, str | None, int | None],
+    *,
+    renamed: tuple[str, str | None] | None = None,
+) -> None:
+    state.sightings.append({"finding_id": known.id, "scan_id": state.scan.id, "line": raw.line})
+    change: dict[str, Any] = {}
+    severity, path, line = shape
+    if raw.severity != severity:
+        change["severity"] = raw.severity
+        state.changes["severity_changed"] += 1
+    if (raw.path or None) != path or raw.line != line:
+        change.update(
+            path=raw.path or None, line=raw.line, location=location_of(raw.path, raw.line)
+        )
+    if renamed is not None:
+        change["fingerprint"], change["content_key"] = renamed
+        state.changes["renamed"] += 1
+    status = known.status
+    if status == "resolved":
+        change.update(
+            status="open",
+            resolved=False,
+            resolved_at=None,
+            resolved_by_scan_id=None,
+            reopened_count=FINDINGS.c.reopened_count + 1,
+        )
+        state.changes["reopened"] += 1
+        status = "open"
+    if change:
+        state.updates.append({"id": known.id, **change})
+        state.changes["rewritten"] += 1
+    else:
+        state.changes["unchanged"] += 1
+    if status == "open":
+        state.open_counts[raw.severity] += 1
+
+
+async def import_report(
+    session: AsyncSession,
+    actor: Principal,
+    scan: SecurityScan,
+    report: Path,
+    *,
+    fmt: str | None = None,
+    root: str | None = None,
+    sla_days: Mapping[str, int] = DEFAULT_SLA_DAYS,
+    duration_ms: int | None = None,
+) -> SecurityScan:
+    """Read `report` into `scan` (see the module docstring); a report that is not valid raises
+    ValidationFailed naming the part and the rule, and nothing of it is written."""
+    require(actor, "import_scans")
+    started = time.monotonic()
+    with report.open("rb") as stream:
+        try:
+            fmt = fmt or formats.detect(stream)
+            tool = scan.tool or formats.tool_of(stream, fmt)
+        except formats.ReportError as exc:
+            raise ValidationFailed(f"report {exc.where}", exc.rule) from None
+        scan.tool, scan.format = tool[:100], fmt
+        scope = scope_key(scan.environment_id, scan.type, scan.target, scan.tool)
+        known, shapes = await _load_known(session, scope)
+        matcher = Matcher(known)
+        state = _State(scan, scope, utcnow(), sla_days)
+        occurrences: Counter[str] = Counter()
+        deferred: list[tuple[formats.Raw, str, str | None]] = []
+        try:
+            for raw in formats.read(stream, fmt, root=root):
+                base = fingerprint(raw.rule_id, raw.path, raw.line, raw.snippet, dict(raw.partial))
+                occurrences[base] += 1
+                fp = numbered(base, occurrences[base])
+                ck_base = content_key(raw.rule_id, raw.snippet)
+                ck = None
+                if ck_base is not None:
+                    occurrences["ck" + ck_base + raw.path] += 1
+                    ck = numbered(ck_base, occurrences["ck" + ck_base + raw.path])
+                state.counts[raw.severity] += 1
+                verdict, found = matcher.see(Incoming(fp, ck))
+                if verdict == "matched":
+                    hit = known[fp]
+                    _add_match(state, raw, hit, shapes[hit.id])
+                elif verdict == "deferred":
+                    deferred.append((raw, fp, ck))
+                else:
+                    _add_new(state, raw, fp, ck)
+                await _flush(session, state)
+        except formats.ReportError as exc:
+            raise ValidationFailed(f"report {exc.where}", exc.rule) from None
+    by_id = {k.id: k for k in known.values()}
+    settled = matcher.settle([Incoming(fp, ck) for _, fp, ck in deferred])
+    for (raw, fp, ck), found in zip(deferred, settled, strict=True):
+        if found is None:
+            _add_new(state, raw, fp, ck)
+        else:
+            _add_match(state, raw, by_id[found], shapes[found], renamed=(fp, ck))
+    await _flush(session, state, force=True)
+    if scan.complete:
+        gone = [k.id for k in matcher.unmatched() if k.status in RESOLVABLE]
+        for i in range(0, len(gone), 1000):
+            await session.execute(
+                sa.update(FINDINGS)
+                .where(FINDINGS.c.id.in_(gone[i : i + 1000]))
+                .values(
+                    status="resolved",
+                    resolved=True,
+                    resolved_at=state.now,
+                    resolved_by_scan_id=scan.id,
+                )
+            )
+        state.changes["resolved"] = len(gone)
+    elapsed = int((time.monotonic() - started) * 1000)
+    scan.summary = summary(state.counts, state.open_counts, duration_ms or elapsed)
+    scan.changes = {
+        k: state.changes.get(k, 0)
+        for k in ("new", "unchanged", "rewritten", "reopened", "renamed", "resolved")
+    }
+    scan.status, scan.completed_at = "completed", utcnow()
+    return scan
