@@ -12,6 +12,7 @@ from pilothouse.deployments.api import router as deployments
 from pilothouse.deployments.api import service_actions
 from pilothouse.environments.api import router as environments
 from pilothouse.errors import ERROR_RESPONSES
+from pilothouse.findings.api import router as findings
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
 from pilothouse.metrics.api import router as metrics
@@ -36,5 +37,6 @@ for feature in (
     backups,
     variables,
     metrics,
+    findings,
 ):
     router.include_router(feature)

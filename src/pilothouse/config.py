@@ -128,6 +128,34 @@ class Settings(BaseSettings):
         ),
     )
 
+    findings_enabled: bool = Field(
+        default=True,
+        description="Run scheduled scans, SLA breach alerts and risk expiry in the worker.",
+    )
+    findings_sla_days: dict[str, int] = Field(
+        default_factory=lambda: {"critical": 7, "high": 30, "medium": 90, "low": 180},
+        description="Days to fix an open finding, by severity (JSON object).",
+    )
+    findings_gate_severities: list[str] = Field(
+        default_factory=lambda: ["critical"],
+        description=(
+            "Severities of open findings that block a deployment (JSON list); [] turns the "
+            "security gate off."
+        ),
+    )
+    findings_gate_environment_types: list[str] = Field(
+        default_factory=lambda: ["production"],
+        description="Environment types whose deployments the security gate applies to.",
+    )
+    findings_scan_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds a `scan run` scanner may take before it fails."
+    )
+    findings_max_report_mb: int = Field(
+        default=512,
+        ge=1,
+        description="Largest scan report `scan import` accepts, in MB (streamed to disk).",
+    )
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "pilothouse.db"

@@ -33,6 +33,7 @@ CAPABILITIES = (
     "pilothouse.alerts.loops",
     "pilothouse.metrics.loops",
     "pilothouse.metrics.scrape",
+    "pilothouse.findings.loops",
 )
 
 

@@ -70,6 +70,7 @@ def loops(rt: Runtime) -> list[Loop]:
         master_key=settings.master_key,
         pre_deploy_hooks=rt.hooks("pre_deploy"),
         data_restore_hooks=rt.hooks("data_restore"),
+        pre_start_checks=rt.hooks("pre_start"),  # the findings capability's security gate
     )
     engine.event_hooks = rt.hooks("deployment_event")  # the alerts capability fills it
     runner = Runner(engine, rt.tasks)

@@ -108,15 +108,22 @@ def detect(stream: IO[bytes]) -> str:
     raise ReportError("$", "is not SARIF, bandit, pip-audit or semgrep JSON")
 
 
-def read(stream: IO[bytes], fmt: str | None = None, *, root: str | None = None) -> Iterator[Raw]:
-    """Every finding of a report (format detected unless given), streamed."""
+def read(
+    stream: IO[bytes],
+    fmt: str | None = None,
+    *,
+    root: str | None = None,
+    skipped: list[str] | None = None,
+) -> Iterator[Raw]:
+    """Every finding of a report (format detected unless given), streamed. What the scanner
+    says it could not check (pip-audit's skipped dependencies) is appended to `skipped`."""
     fmt = fmt or detect(stream)
     if fmt == "sarif":
         return read_sarif(stream, root=root)
     if fmt == "bandit":
         return read_bandit(stream, root=root)
     if fmt == "pip-audit":
-        return read_pip_audit(stream)
+        return read_pip_audit(stream, skipped=skipped)
     if fmt == "semgrep":
         return read_semgrep(stream, root=root)
     raise ReportError("format", f"must be one of {', '.join(FORMATS)}")
@@ -408,12 +415,15 @@ def read_semgrep(stream: IO[bytes], *, root: str | None = None) -> Iterator[Raw]
         )
 
 
-def read_pip_audit(stream: IO[bytes]) -> Iterator[Raw]:
+def read_pip_audit(stream: IO[bytes], *, skipped: list[str] | None = None) -> Iterator[Raw]:
     """pip-audit -f json: `dependencies[]` with name, version, vulns[{id, fix_versions,
-    aliases, description}]. pip-audit gives no severity: a known vulnerability is high."""
+    aliases, description}]. pip-audit gives no severity: a known vulnerability is high.
+    A dependency with a `skip_reason` was not audited: its reason goes to `skipped`."""
     for n, dep in enumerate(_items(stream, "dependencies.item")):
         if not isinstance(dep, dict) or "name" not in dep:
             raise ReportError(f"dependencies[{n}]", "must be a pip-audit dependency with a name")
+        if dep.get("skip_reason") and skipped is not None:
+            skipped.append(str(dep["skip_reason"])[:300])
         name, version = str(dep["name"]), str(dep.get("version") or "")
         for vuln in dep.get("vulns") or []:
             vid = str(vuln.get("id") or "unknown")

@@ -299,8 +299,9 @@ async def import_report(
         state = _State(scan, scope, utcnow(), sla_days)
         occurrences: Counter[str] = Counter()
         deferred: list[tuple[formats.Raw, str, str | None]] = []
+        skipped: list[str] = []
         try:
-            for raw in formats.read(stream, fmt, root=root):
+            for raw in formats.read(stream, fmt, root=root, skipped=skipped):
                 base = fingerprint(raw.rule_id, raw.path, raw.line, raw.snippet, dict(raw.partial))
                 occurrences[base] += 1
                 fp = numbered(base, occurrences[base])
@@ -329,6 +330,12 @@ async def import_report(
         else:
             _add_match(state, raw, by_id[found], shapes[found], renamed=(fp, ck))
     await _flush(session, state, force=True)
+    if skipped:
+        # What was not checked may still be there: such a scan resolves nothing.
+        scan.complete = False
+        scan.error_message = (
+            f"{len(skipped)} item(s) not checked, so nothing was resolved: " + "; ".join(skipped)
+        )[:4000]
     if scan.complete:
         gone = [k.id for k in matcher.unmatched() if k.status in RESOLVABLE]
         for i in range(0, len(gone), 1000):

@@ -50,6 +50,8 @@ class SecurityScan(UUIDPk, Base):
     source: Mapped[str] = mapped_column(
         str_enum(*SCAN_SOURCES, name="security_scan_source"), default="import"
     )
+    #: What `scan run` scans: the source directory (sast) or requirements file (dependency).
+    source_path: Mapped[str | None] = mapped_column(sa.String(1000), default=None)
     #: A complete scan resolves what it no longer reports; a partial one only adds and updates.
     complete: Mapped[bool] = mapped_column(default=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -302,7 +302,7 @@ async def environment_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[
     rows = await session.execute(
         sa.select(Environment.id, Environment.name).where(Environment.id.in_(ids))
     )
-    return dict(rows.tuples().all())
+    return {key: value for key, value in rows}
 
 
 async def artifact_versions(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -311,4 +311,4 @@ async def artifact_versions(session: AsyncSession, ids: set[uuid.UUID]) -> dict[
     rows = await session.execute(
         sa.select(Artifact.id, Artifact.version).where(Artifact.id.in_(ids))
     )
-    return dict(rows.tuples().all())
+    return {key: value for key, value in rows}

@@ -134,6 +134,7 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
+        sa.Column("source_path", sa.String(length=1000), nullable=True),
         sa.Column("complete", sa.Boolean(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
