@@ -85,9 +85,26 @@ async def resolve_target(
     if svc is not None and svc.environment_id != env.id:
         raise ValidationFailed("service", f"is not a service of environment {env.name}")
     art = None
-    if artifact is not None:
-        if svc is None:
-            raise ValidationFailed("service", "is required with an artifact")
+    if artifact is not None and svc is None:
+        # a version alone: the one service of the environment that has it
+        found = (
+            await session.scalars(
+                sa.select(Artifact)
+                .join(Service, Service.id == Artifact.service_id)
+                .where(
+                    Service.environment_id == env.id,
+                    Service.deleted_at.is_(None),
+                    Artifact.version == artifact,
+                    Artifact.deleted_at.is_(None),
+                )
+                .limit(2)
+            )
+        ).all()
+        if len(found) != 1:
+            rule = "matches artifacts of several services" if found else "is not an artifact"
+            raise ValidationFailed("artifact", f"{rule} in {env.name}: give the service")
+        svc = await services.get_service(session, actor, str(found[0].service_id))
+    if artifact is not None and svc is not None:
         art = await artifacts.get_by_version(session, actor, svc.id, artifact)
     name = target or (svc.name if svc is not None else None)
     if not name:
