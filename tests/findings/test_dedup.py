@@ -4,6 +4,7 @@ on the same issue, resolution by a complete scan and reopening (DefectDojo #6598
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -49,7 +50,7 @@ async def test_reimport_shift_rename_resolve_reopen(
 
     # lines shifted by an edit above, conf.py renamed to settings.py: still the same findings
     shifted = [
-        result("B602", "app.py", 15, "subprocess.call(cmd,  shell=True)"),
+        result("B602", "app.py", 15, "subprocess.call(cmd,  shell=True)", level="warning"),
         result("B307", "app.py", 25, "eval(x)"),
         result("B307", "app.py", 35, "eval(x)"),
         result("B105", "settings.py", 3, 'PASSWORD = "x"', level="note"),
@@ -60,6 +61,9 @@ async def test_reimport_shift_rename_resolve_reopen(
     now = {f.line: f for f in await _findings(db)}
     assert {now[15].id, now[25].id, now[35].id, now[3].id} == set(ids.values())
     assert now[3].path == "settings.py" and now[3].location == "settings.py:3"
+    # a severity the scanner lowered is taken, and the SLA follows it (90 days for medium)
+    assert now[15].severity == "medium"
+    assert now[15].sla_due_at - now[15].first_seen_at == timedelta(days=90)
 
     # one eval fixed: resolved by that scan; the others stay open
     fixed = [shifted[0], shifted[1], shifted[3]]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Known:
     """What the matcher needs of a stored finding."""
 
@@ -26,7 +26,7 @@ class Known:
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Incoming:
     fingerprint: str
     content_key: str | None
@@ -45,10 +45,18 @@ class Matcher:
     def __init__(self, known: Mapping[str, Known]) -> None:
         self.known = known
         self.used: set[object] = set()
-        self.contents: dict[str, list[Known]] = defaultdict(list)
+        # content key -> the known finding with it, or a list when several share it (memory:
+        # most keys are unique, and a list per key would double the index)
+        self.contents: dict[str, Known | list[Known]] = {}
         for k in known.values():
             if k.content_key:
-                self.contents[k.content_key].append(k)
+                there = self.contents.get(k.content_key)
+                if there is None:
+                    self.contents[k.content_key] = k
+                elif isinstance(there, list):
+                    there.append(k)
+                else:
+                    self.contents[k.content_key] = [there, k]
 
     def see(self, item: Incoming) -> tuple[str, object | None]:
         """("matched", id), ("deferred", None) or ("new", None)."""
@@ -69,7 +77,9 @@ class Matcher:
         out: list[object | None] = []
         for item in deferred:
             key = item.content_key or ""
-            candidates = [k for k in self.contents.get(key, []) if k.id not in self.used]
+            there = self.contents.get(key, [])
+            found = there if isinstance(there, list) else [there]
+            candidates = [k for k in found if k.id not in self.used]
             if len(candidates) == 1 and wanted[key] == 1:
                 self.used.add(candidates[0].id)
                 out.append(candidates[0].id)

@@ -39,7 +39,7 @@ class ReportError(Exception):
         self.rule = rule
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Raw:
     """One finding as a report states it (before fingerprinting)."""
 
@@ -114,12 +114,13 @@ def read(
     *,
     root: str | None = None,
     skipped: list[str] | None = None,
+    validate: bool = True,
 ) -> Iterator[Raw]:
     """Every finding of a report (format detected unless given), streamed. What the scanner
     says it could not check (pip-audit's skipped dependencies) is appended to `skipped`."""
     fmt = fmt or detect(stream)
     if fmt == "sarif":
-        return read_sarif(stream, root=root)
+        return read_sarif(stream, root=root, validate=validate)
     if fmt == "bandit":
         return read_bandit(stream, root=root)
     if fmt == "pip-audit":
@@ -159,14 +160,16 @@ def _handlers() -> dict[str, Any]:
 
 @cache
 def _log_validator() -> Any:
-    return fastjsonschema.compile(_schema(), handlers=_handlers())
+    return fastjsonschema.compile(_schema(), handlers=_handlers(), detailed_exceptions=False)
 
 
 @cache
 def _result_validator() -> Any:
     s = _schema()
     sub = {"$schema": s["$schema"], "id": s["id"], "definitions": s["definitions"]}
-    return fastjsonschema.compile({**sub, "$ref": "#/definitions/result"}, handlers=_handlers())
+    return fastjsonschema.compile(
+        {**sub, "$ref": "#/definitions/result"}, handlers=_handlers(), detailed_exceptions=False
+    )
 
 
 def _validate(validator: Any, value: Any, where: str) -> None:
@@ -178,23 +181,26 @@ def _validate(validator: Any, value: Any, where: str) -> None:
 
 
 def envelope(stream: IO[bytes]) -> dict[str, Any]:
-    """The SARIF log without its results (each run's `results` left empty), validated."""
-    builder = ijson.ObjectBuilder()
+    """The SARIF log's envelope: its version and each run's tool (driver, extensions, rules),
+    validated against the full schema with the results left out (they are validated one by one
+    as they stream). Read by ijson's C parser, which skips the results without building them."""
     try:
-        for prefix, event, value in ijson.parse(stream, use_float=True):
-            if prefix.startswith("runs.item.results.item"):
-                continue
-            builder.event(event, value)
+        version = next(iter(ijson.items(stream, "version")), None)
+        stream.seek(0)
+        tools = list(ijson.items(stream, "runs.item.tool", use_float=True))
     except ijson.JSONError as exc:
         raise ReportError("$", f"is not JSON ({exc})") from None
     finally:
         stream.seek(0)
-    log: Any = getattr(builder, "value", None)
-    if not isinstance(log, dict):
-        raise ReportError("$", "must be a SARIF log object")
-    if log.get("version") != "2.1.0":
+    if version != "2.1.0":
         raise ReportError("version", "must be 2.1.0 (only SARIF 2.1.0 is read)")
+    counts = None if len(tools) == 1 else _result_counts(stream)
+    if counts is not None and len(counts) != len(tools):
+        raise ReportError("runs", "every run must have a tool (SARIF 2.1.0 schema)")
+    log = {"version": version, "runs": [{"tool": tool, "results": []} for tool in tools]}
     _validate(_log_validator(), log, "$")
+    if counts is not None:
+        log["result_counts"] = counts
     return log
 
 
@@ -213,17 +219,12 @@ def _runs(log: dict[str, Any], root: str | None) -> list[_Run]:
         rules = list(driver.get("rules") or [])
         for ext in (run.get("tool") or {}).get("extensions") or []:
             rules.extend(ext.get("rules") or [])
-        base = root
-        for value in (run.get("originalUriBaseIds") or {}).values():
-            uri = str((value or {}).get("uri") or "")
-            if uri.startswith("file://") and base is None:
-                base = normalise_path(uri)
         runs.append(
             _Run(
                 str(driver.get("name") or "sarif")[:100],
                 {str(r.get("id")): r for r in rules if r.get("id")},
                 rules,
-                base,
+                root,
             )
         )
     return runs
@@ -307,11 +308,15 @@ def sarif_finding(run: _Run, result: dict[str, Any]) -> Raw:
     )
 
 
-def read_sarif(stream: IO[bytes], *, root: str | None = None) -> Iterator[Raw]:
-    """Every result of every run, validated and mapped (see the module docstring)."""
-    runs = _runs(envelope(stream), root)
+def read_sarif(
+    stream: IO[bytes], *, root: str | None = None, validate: bool = True
+) -> Iterator[Raw]:
+    """Every result of every run, validated (unless `validate` is False: the caller validates
+    the results elsewhere, see validate_results) and mapped (see the module docstring)."""
+    log = envelope(stream)
+    runs = _runs(log, root)
     validator = _result_validator()
-    counts = _result_counts(stream) if len(runs) > 1 else None
+    counts: list[int] | None = log.get("result_counts")
     run_index, left = 0, (counts[0] if counts else -1)
     try:
         for n, result in enumerate(ijson.items(stream, "runs.item.results.item", use_float=True)):
@@ -320,10 +325,29 @@ def read_sarif(stream: IO[bytes], *, root: str | None = None) -> Iterator[Raw]:
                     run_index += 1
                     left = counts[run_index]
                 left -= 1
-            _validate(validator, result, f"results[{n}]")
+            if validate:
+                _validate(validator, result, f"results[{n}]")
             yield sarif_finding(runs[run_index], result)
     except ijson.JSONError as exc:
         raise ReportError("runs", f"is not JSON ({exc})") from None
+
+
+def validate_results(path: str) -> tuple[str, str] | None:
+    """Validate every result of a SARIF file against the schema's result definition; the
+    first problem as (where, rule), or None. Run in a second process next to the import of a
+    large file (ingest.py), so validation and import use both cores."""
+    validator = _result_validator()
+    with open(path, "rb") as stream:
+        try:
+            for n, result in enumerate(
+                ijson.items(stream, "runs.item.results.item", use_float=True)
+            ):
+                _validate(validator, result, f"results[{n}]")
+        except ReportError as exc:
+            return exc.where, exc.rule
+        except ijson.JSONError as exc:
+            return "runs", f"is not JSON ({exc})"
+    return None
 
 
 def _result_counts(stream: IO[bytes]) -> list[int]:

@@ -11,11 +11,14 @@ seed 002 summary. Rows go out with executemany in batches, so memory holds the s
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
+import multiprocessing
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,17 +33,35 @@ from pilothouse.artifacts.models import Artifact
 from pilothouse.core.clock import utcnow
 from pilothouse.environments import service as environments
 from pilothouse.errors import ValidationFailed
-from pilothouse.findings import formats
+from pilothouse.findings import bulk, formats, same_report
 from pilothouse.findings.deduplicate import RESOLVABLE, Incoming, Known, Matcher
 from pilothouse.findings.fingerprints import content_key, fingerprint, numbered
 from pilothouse.findings.models import SecurityFinding, SecurityScan, security_finding_sightings
-from pilothouse.findings.rules import DEFAULT_SLA_DAYS, SCAN_TYPES, sla_due, summary
+from pilothouse.findings.rules import DEFAULT_SLA_DAYS, SCAN_TYPES, SEVERITIES, sla_due, summary
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 
 BATCH = 2000
 FINDINGS: sa.Table = SecurityFinding.__table__  # type: ignore[assignment]
 SIGHTINGS = security_finding_sightings
+SIGHTING_COLUMNS = ("finding_id", "scan_id", "line")
+
+
+#: From this size on, a SARIF file's results are validated in a second process while this one
+#: imports them (the two halves of the work on two cores); smaller files are validated inline.
+PARALLEL_CHECK_BYTES = 4 * 1024 * 1024
+_checker: concurrent.futures.ProcessPoolExecutor | None = None
+
+
+def _check_elsewhere(report: Path) -> asyncio.Future[tuple[str, str] | None]:
+    """Validate the report's results in the checker process (spawned once, then kept)."""
+    global _checker
+    if _checker is None:
+        _checker = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+    loop = asyncio.get_running_loop()
+    return loop.run_in_executor(_checker, formats.validate_results, str(report))
 
 
 def scope_key(environment_id: uuid.UUID, scan_type: str, target: str, tool: str) -> str:
@@ -153,20 +174,43 @@ class _State:
     scope: str
     now: datetime
     sla_days: Mapping[str, int]
-    new_rows: list[dict[str, Any]] = field(default_factory=list)
-    sightings: list[dict[str, Any]] = field(default_factory=list)
+    native: bool = True  # PostgreSQL takes Python values; SQLite rows are converted (bulk.py)
+    constants: dict[str, Any] = field(default_factory=dict)
+    new_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    sightings: list[tuple[Any, ...]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     open_counts: Counter[str] = field(default_factory=Counter)
     changes: Counter[str] = field(default_factory=Counter)
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def _constants(state: _State) -> dict[str, Any]:
+    """What every new row of this import shares, converted once for the store."""
+    value: Callable[[Any], Any] = _same if state.native else bulk.sqlite_value
+    scan = state.scan
+    return {
+        "scan_id": value(scan.id),
+        "environment_id": value(scan.environment_id),
+        "service_id": value(scan.service_id),
+        "type": scan.type,
+        "false": value(False),
+        "now": value(state.now),
+        "due": {s: value(sla_due(state.now, s, state.sla_days)) for s in SEVERITIES},
+    }
+
+
 async def _load_known(
     session: AsyncSession, scope: str
-) -> tuple[dict[str, Known], dict[object, tuple[str, str | None, int | None]]]:
-    """The scope's findings: matcher entries, and (severity, path, line) to spot changes."""
+) -> tuple[dict[str, Known], dict[object, int]]:
+    """The scope's findings: matcher entries, and a hash of (severity, path, line) each, to
+    spot the ones a report changes (a hash, not the values: the index of 100,000 findings
+    must stay small)."""
     known: dict[str, Known] = {}
-    shape: dict[object, tuple[str, str | None, int | None]] = {}
+    shape: dict[object, int] = {}
     result = await session.stream(
         sa.select(
             FINDINGS.c.id,
@@ -178,71 +222,64 @@ async def _load_known(
             FINDINGS.c.line,
         ).where(FINDINGS.c.scope_key == scope)
     )
-    async for fid, fp, ck, status, severity, path, line in result:
-        known[fp] = Known(fid, fp, ck, status)
-        shape[fid] = (severity, path, line)
+    async for part in result.partitions(5000):
+        for fid, fp, ck, status, severity, path, line in part:
+            known[fp] = Known(fid, fp, ck, status)
+            shape[fid] = hash((severity, path, line))
     return known, shape
 
 
 async def _flush(session: AsyncSession, state: _State, *, force: bool = False) -> None:
     if state.new_rows and (force or len(state.new_rows) >= BATCH):
-        await session.execute(sa.insert(FINDINGS), state.new_rows)
+        await bulk.insert_rows(session, FINDINGS, NEW_COLUMNS, state.new_rows)
         state.new_rows.clear()
     if state.sightings and (force or len(state.sightings) >= BATCH):
         # after the new findings: a sighting refers to its finding
         if state.new_rows:
-            await session.execute(sa.insert(FINDINGS), state.new_rows)
+            await bulk.insert_rows(session, FINDINGS, NEW_COLUMNS, state.new_rows)
             state.new_rows.clear()
-        await session.execute(sa.insert(SIGHTINGS), state.sightings)
+        await bulk.insert_rows(session, SIGHTINGS, SIGHTING_COLUMNS, state.sightings)
         state.sightings.clear()
     if state.updates and (force or len(state.updates) >= BATCH):
         for row in state.updates:
             fid = row.pop("id")
+            if "severity" in row:  # the SLA follows the severity, from when it was first seen
+                first = await session.scalar(
+                    sa.select(FINDINGS.c.first_seen_at).where(FINDINGS.c.id == fid)
+                )
+                assert first is not None
+                row["sla_due_at"] = sla_due(first, row["severity"], state.sla_days)
             await session.execute(sa.update(FINDINGS).where(FINDINGS.c.id == fid).values(**row))
         state.updates.clear()
 
 
-def _new_row(state: _State, raw: formats.Raw, fp: str, ck: str | None) -> dict[str, Any]:
-    scan = state.scan
-    return {
-        "id": uuid.uuid4(),
-        "scan_id": scan.id,
-        "environment_id": scan.environment_id,
-        "service_id": scan.service_id,
-        "scope_key": state.scope,
-        "fingerprint": fp,
-        "content_key": ck,
-        "type": scan.type,
-        "tool": raw.tool[:100],
-        "rule_id": raw.rule_id,
-        "severity": raw.severity,
-        "title": raw.title or raw.rule_id,
-        "description": raw.description,
-        "location": location_of(raw.path, raw.line),
-        "path": raw.path or None,
-        "line": raw.line,
-        "cwe_id": raw.cwe_id,
-        "remediation": raw.remediation,
-        "status": "open",
-        "resolved": False,
-        "resolved_at": None,
-        "resolved_by_scan_id": None,
-        "reopened_count": 0,
-        "accepted_until": None,
-        "triage_reason": None,
-        "triaged_by": None,
-        "triaged_at": None,
-        "sla_due_at": sla_due(state.now, raw.severity, state.sla_days),
-        "sla_alerted_at": None,
-        "first_seen_at": state.now,
-        "created_at": state.now,
-    }
+#: The columns a new finding is written with, in order (the others take their defaults).
+NEW_COLUMNS = (
+    "id", "scan_id", "environment_id", "service_id", "scope_key", "fingerprint", "content_key",
+    "type", "tool", "rule_id", "severity", "title", "description", "location", "path", "line",
+    "cwe_id", "remediation", "status", "resolved", "reopened_count", "sla_due_at",
+    "first_seen_at", "created_at",
+)  # fmt: skip
+
+
+def _new_row(state: _State, raw: formats.Raw, fp: str, ck: str | None) -> tuple[Any, ...]:
+    """A new finding as a row of NEW_COLUMNS, values already in the store's form."""
+    fid = uuid.uuid4()
+    c = state.constants
+    return (
+        fid if state.native else fid.hex,
+        c["scan_id"], c["environment_id"], c["service_id"], state.scope, fp, ck,
+        c["type"], raw.tool[:100], raw.rule_id, raw.severity, raw.title or raw.rule_id,
+        raw.description, location_of(raw.path, raw.line), raw.path or None, raw.line,
+        raw.cwe_id, raw.remediation, "open", c["false"], 0, c["due"][raw.severity],
+        c["now"], c["now"],
+    )  # fmt: skip
 
 
 def _add_new(state: _State, raw: formats.Raw, fp: str, ck: str | None) -> None:
     row = _new_row(state, raw, fp, ck)
     state.new_rows.append(row)
-    state.sightings.append({"finding_id": row["id"], "scan_id": state.scan.id, "line": raw.line})
+    state.sightings.append((row[0], state.constants["scan_id"], raw.line))
     state.changes["new"] += 1
     state.open_counts[raw.severity] += 1
 
@@ -251,19 +288,19 @@ def _add_match(
     state: _State,
     raw: formats.Raw,
     known: Known,
-    shape: tuple[str, str | None, int | None],
+    shape: int,
     *,
     renamed: tuple[str, str | None] | None = None,
 ) -> None:
-    state.sightings.append({"finding_id": known.id, "scan_id": state.scan.id, "line": raw.line})
+    fid: Any = known.id
+    state.sightings.append((fid if state.native else fid.hex, state.constants["scan_id"], raw.line))
     change: dict[str, Any] = {}
-    severity, path, line = shape
-    if raw.severity != severity:
-        change["severity"] = raw.severity
-        state.changes["severity_changed"] += 1
-    if (raw.path or None) != path or raw.line != line:
+    if hash((raw.severity, raw.path or None, raw.line)) != shape:
         change.update(
-            path=raw.path or None, line=raw.line, location=location_of(raw.path, raw.line)
+            severity=raw.severity,
+            path=raw.path or None,
+            line=raw.line,
+            location=location_of(raw.path, raw.line),
         )
     if renamed is not None:
         change["fingerprint"], change["content_key"] = renamed
@@ -303,6 +340,7 @@ async def import_report(
     ValidationFailed naming the part and the rule, and nothing of it is written."""
     require(actor, "import_scans")
     started = time.monotonic()
+    checking: asyncio.Future[tuple[str, str] | None] | None = None
     with report.open("rb") as stream:
         try:
             fmt = fmt or formats.detect(stream)
@@ -311,22 +349,42 @@ async def import_report(
             raise ValidationFailed(f"report {exc.where}", exc.rule) from None
         scan.tool, scan.format = tool[:100], fmt
         scope = scope_key(scan.environment_id, scan.type, scan.target, scan.tool)
+        scan.report_sha256 = same_report.digest(report)
+        previous = await same_report.previous_same(session, scan, scan.report_sha256)
+        if previous is not None:
+            counts, open_counts, changes = await same_report.replay(
+                session, scan, previous, scope, utcnow()
+            )
+            elapsed = int((time.monotonic() - started) * 1000)
+            scan.summary = summary(counts, open_counts, duration_ms or elapsed)
+            scan.changes = changes
+            scan.status, scan.completed_at = "completed", utcnow()
+            return scan
+        if fmt == "sarif" and report.stat().st_size >= PARALLEL_CHECK_BYTES:
+            checking = _check_elsewhere(report)
         known, shapes = await _load_known(session, scope)
         matcher = Matcher(known)
         state = _State(scan, scope, utcnow(), sla_days)
+        state.native = (await session.connection()).dialect.name == "postgresql"
+        state.constants = _constants(state)
         occurrences: Counter[str] = Counter()
+        seen_here: Counter[int] = Counter()
         deferred: list[tuple[formats.Raw, str, str | None]] = []
         skipped: list[str] = []
         try:
-            for raw in formats.read(stream, fmt, root=root, skipped=skipped):
+            reading = formats.read(
+                stream, fmt, root=root, skipped=skipped, validate=checking is None
+            )
+            for raw in reading:
                 base = fingerprint(raw.rule_id, raw.path, raw.line, raw.snippet, dict(raw.partial))
                 occurrences[base] += 1
                 fp = numbered(base, occurrences[base])
                 ck_base = content_key(raw.rule_id, raw.snippet)
                 ck = None
                 if ck_base is not None:
-                    occurrences["ck" + ck_base + raw.path] += 1
-                    ck = numbered(ck_base, occurrences["ck" + ck_base + raw.path])
+                    where = hash((ck_base, raw.path))  # an int key: the counter stays small
+                    seen_here[where] += 1
+                    ck = numbered(ck_base, seen_here[where])
                 state.counts[raw.severity] += 1
                 verdict, found = matcher.see(Incoming(fp, ck))
                 if verdict == "matched":
@@ -338,8 +396,14 @@ async def import_report(
                     _add_new(state, raw, fp, ck)
                 await _flush(session, state)
         except formats.ReportError as exc:
+            if checking is not None:
+                checking.cancel()
             raise ValidationFailed(f"report {exc.where}", exc.rule) from None
-    by_id = {k.id: k for k in known.values()}
+    if checking is not None:
+        problem = await checking
+        if problem is not None:  # nothing of the report is kept: the caller rolls back
+            raise ValidationFailed(f"report {problem[0]}", problem[1])
+    by_id = {k.id: k for k in known.values()} if deferred else {}
     settled = matcher.settle([Incoming(fp, ck) for _, fp, ck in deferred])
     for (raw, fp, ck), found in zip(deferred, settled, strict=True):
         if found is None:

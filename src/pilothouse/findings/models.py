@@ -50,6 +50,9 @@ class SecurityScan(UUIDPk, Base):
     source: Mapped[str] = mapped_column(
         str_enum(*SCAN_SOURCES, name="security_scan_source"), default="import"
     )
+    #: sha256 of the imported report: a reimport of the same bytes takes a shortcut
+    #: (findings/same_report.py).
+    report_sha256: Mapped[str | None] = mapped_column(sa.String(64), default=None)
     #: What `scan run` scans: the source directory (sast) or requirements file (dependency).
     source_path: Mapped[str | None] = mapped_column(sa.String(1000), default=None)
     #: A complete scan resolves what it no longer reports; a partial one only adds and updates.

@@ -134,6 +134,7 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
+        sa.Column("report_sha256", sa.String(length=64), nullable=True),
         sa.Column("source_path", sa.String(length=1000), nullable=True),
         sa.Column("complete", sa.Boolean(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
