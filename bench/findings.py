@@ -9,7 +9,12 @@ message (about 50 MB). Each import runs in a fresh child process (`--child`), so
 (from wait4) is the import's own: the app's modules, the scope's index and one batch. The
 baseline `sarif summary FILE` (sarif-tools, which loads the file whole) is timed and measured
 the same way. The reimport of the same file must rewrite no finding (`rewritten` = 0); it only
-adds one sighting per finding. Prints figures and ratios; asserts nothing.
+adds one sighting per finding (same bytes as the scope's last scan: findings/same_report.py).
+A third import, of the same results with every 100th left out, takes the full dedup path
+(every result parsed, validated, fingerprinted and matched; 1,000 findings resolved).
+Figures: the import's own time, the child process's wall time, its CPU time (user + system:
+the figure that does not depend on how loaded the machine is), its peak RSS. Prints figures
+and ratios; asserts nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ RULES = 60
 FILES = 5000
 
 
-def generate(path: Path, results: int, seed: int = 17) -> int:
-    """Write the SARIF file result by result (never whole in memory); returns its size."""
+def generate(path: Path, results: int, seed: int = 17, drop_every: int = 0) -> int:
+    """Write the SARIF file result by result (never whole in memory); returns its size. With
+    `drop_every`, every n-th result is left out (a scan after some fixes)."""
     rng = random.Random(seed)
     levels = ["error", "warning", "note"]
     rules = [
@@ -62,6 +68,7 @@ def generate(path: Path, results: int, seed: int = 17) -> int:
         out.write(', "runs": [{"tool": {"driver": {"name": "benchscan", "rules": ')
         out.write(json.dumps(rules))
         out.write('}}, "results": [')
+        start = out.tell()
         for n in range(results):
             rule = n % RULES
             line = rng.randint(1, 2000)
@@ -84,7 +91,9 @@ def generate(path: Path, results: int, seed: int = 17) -> int:
                     }
                 ],
             }
-            out.write(("," if n else "") + json.dumps(result))
+            if drop_every and n % drop_every == 0:
+                continue
+            out.write(("," if out.tell() > start else "") + json.dumps(result))
         out.write("]}]}")
     return path.stat().st_size
 
@@ -158,11 +167,11 @@ def measured(argv: list[str]) -> tuple[float, float, str, float]:
     return wall, usage.ru_maxrss / 1024, stdout.decode(), usage.ru_utime + usage.ru_stime
 
 
-def run_store(name: str, url: str, report: Path) -> dict[str, Any]:
+def run_store(name: str, url: str, report: Path, fixed: Path) -> dict[str, Any]:
     asyncio.run(setup(url))
-    child = [sys.executable, __file__, "--child", url, str(report)]
     rows: dict[str, Any] = {"db": name}
-    for label in ("import", "reimport"):
+    for label, path in (("import", report), ("reimport", report), ("fixed", fixed)):
+        child = [sys.executable, __file__, "--child", url, str(path)]
         wall, rss, out, cpu = measured(child)
         rows[f"{label} cpu s"] = round(cpu, 2)
         figures = json.loads(out.strip().splitlines()[-1])
@@ -189,22 +198,25 @@ def main() -> None:
         report = Path(tmp) / "bench.sarif"
         size = generate(report, args.results)
         print(f"SARIF file: {args.results:,} results, {size / 1e6:.1f} MB")
+        fixed = Path(tmp) / "fixed.sarif"
+        generate(fixed, args.results, drop_every=100)
         sarif_cli = shutil.which("sarif") or str(Path(sys.executable).with_name("sarif"))
         base_wall, base_rss, _, base_cpu = measured([sarif_cli, "summary", str(report)])
         print(
             f"baseline `sarif summary` (sarif-tools): {base_wall:.2f} s (cpu {base_cpu:.2f} s), "
-            f"peak {base_rss:.0f} MB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            f"peak {base_rss:.0f} MB; load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores"
         )
         results = []
         if args.db in ("sqlite", "both"):
-            results.append(run_store("sqlite", f"sqlite:///{tmp}/bench.db", report))
+            results.append(run_store("sqlite", f"sqlite:///{tmp}/bench.db", report, fixed))
         if args.db in ("postgres", "both"):
             name = f"pilothouse_bench_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
             url = str(sa.engine.make_url(PG_ADMIN_URL).set(database=name))
             try:
-                results.append(run_store("postgres", url, report))
+                results.append(run_store("postgres", url, report, fixed))
             finally:
                 with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -214,6 +226,12 @@ def main() -> None:
             f"cpu {row['import cpu s']} s, peak {row['import peak MB']} MB), reimport "
             f"{row['reimport s']} s (process {row['reimport process s']} s, cpu "
             f"{row['reimport cpu s']} s, peak {row['reimport peak MB']} MB)"
+        )
+        print(
+            f"  then a scan with 1% fixed (full dedup path): {row['fixed s']} s (process "
+            f"{row['fixed process s']} s, cpu {row['fixed cpu s']} s, "
+            f"peak {row['fixed peak MB']} MB)"
+            f"\n  its changes: {row['fixed changes']}"
         )
         print(f"  import changes: {row['import changes']}")
         print(f"  reimport changes: {row['reimport changes']}")
