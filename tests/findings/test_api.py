@@ -88,6 +88,8 @@ def test_import_list_triage_summary_export(api: Api, world: dict[str, Any]) -> N
     assert invalid.status_code == 422 and "schema" in invalid.text
     viewer = api.as_(api.user("v", "viewer"))
     assert _import(viewer, REPORT).status_code in (403, 404)
+    assert api.ok(viewer.get("/findings")) == []  # not granted prod: nothing to see
+    assert viewer.get(f"/findings/{fid}").status_code == 404
 
 
 def test_gate_fails_production_deployment_at_pending_and_override(

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import Principal, require, visible
+from pilothouse.access import Principal, granted_environment_ids, require, visible
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
@@ -35,10 +35,10 @@ def _scans_visible(actor: Principal) -> sa.ColumnElement[bool]:
 def _findings_visible(actor: Principal) -> sa.ColumnElement[bool]:
     if actor.is_admin:
         return sa.true()
-    owned = sa.select(SecurityScan.id).where(_scans_visible(actor))
+    owned = sa.select(SecurityScan.id).where(SecurityScan.owner_id == actor.id)
     return sa.or_(
         SecurityFinding.scan_id.in_(owned),
-        visible(actor, SecurityFinding.environment_id, SecurityFinding.environment_id),
+        SecurityFinding.environment_id.in_(granted_environment_ids(actor)),
     )
 
 
