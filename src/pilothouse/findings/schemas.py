@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,8 +14,89 @@ Severity = Literal["low", "medium", "high", "critical"]
 FindingStatus = Literal["open", "resolved", "accepted_risk", "false_positive"]
 ReportFormat = Literal["sarif", "bandit", "pip-audit", "semgrep"]
 
+#: OpenAPI descriptions of the fields, by name (one place for the words every model shares).
+DESCRIPTIONS = {
+    "id": "Id (a unique prefix of at least 4 hex digits is accepted as a reference).",
+    "type": "Scan type: dependency, sast, container or iac.",
+    "environment": "Environment name.",
+    "status": "Status.",
+    "started_at": "When the scan started (UTC).",
+    "completed_at": "When the scan completed or failed (UTC).",
+    "summary": "Seed 002 summary: totals per severity, duration, compliance score.",
+    "error_message": "Why the scan failed, or what it could not check.",
+    "service_id": "The service scanned.",
+    "environment_id": "The environment.",
+    "target": "What was scanned (the service name by default): part of the dedup scope.",
+    "tool": "The scanner (SARIF: the driver name).",
+    "format": "The report format: sarif, bandit, pip-audit or semgrep.",
+    "source": "import, run or schedule.",
+    "scan_id": "The scan that first reported it.",
+    "severity": "low, medium, high or critical.",
+    "title": "Short title (the rule's).",
+    "description": "What the scanner said about this occurrence.",
+    "location": "path:line.",
+    "cwe_id": "CWE, e.g. CWE-79.",
+    "remediation": "How to fix it (the rule's help).",
+    "resolved": "True when a scan resolved it (status resolved).",
+    "resolved_at": "When a scan resolved it.",
+    "created_at": "When it was recorded (UTC).",
+    "rule_id": "The scanner's rule id.",
+    "path": "File (or requirements:<package>), relative.",
+    "line": "Line in the last scan that reported it.",
+    "fingerprint": "Stable fingerprint within the scope (docs/findings.md).",
+    "resolved_by_scan_id": "The scan that resolved it.",
+    "reopened_count": "How many times it came back after being resolved.",
+    "accepted_until": "When an accepted risk expires.",
+    "triage_reason": "Why it was accepted or marked a false positive.",
+    "triaged_by": "Who triaged it last.",
+    "sla_due_at": "When an open finding breaches its severity's SLA.",
+    "sla_breached": "Open and past its SLA (environment summary: how many).",
+    "first_seen_at": "First reported.",
+    "last_seen_at": "Last reported (the newest scan that reported it).",
+    "scans_seen": "How many scans reported it.",
+    "cron": "Cron expression (UTC).",
+    "is_active": "Whether the schedule runs.",
+    "last_run_at": "When the schedule last recorded a scan.",
+    "artifact_id": "The artifact.",
+    "reason": "Why (audited).",
+    "created_by": "The admin who granted it.",
+    "used_by_deployment_id": "The deployment it let through.",
+    "used_at": "When it was used.",
+    "open_findings": "Open findings.",
+    "critical_findings": "Critical findings.",
+    "high_findings": "High findings.",
+    "medium_findings": "Medium findings.",
+    "low_findings": "Low findings.",
+    "total_findings": "Findings the scan reported.",
+    "scan_duration_ms": "How long the scan (or import) took, in milliseconds.",
+    "by_status": "Findings by status.",
+    "compliance_score": "max(0, 100 - (25 x critical + 10 x high + 3 x medium + 1 x low)) over "
+    "open findings (docs/findings.md).",
+    "changes": "What the scan did: new, unchanged, rewritten, reopened, renamed, resolved.",
+    "complete": "A complete scan resolves what it no longer reports.",
+    "artifact": "Artifact version.",
+    "scans": "Every scan that reported it, oldest first.",
+    "service": "Service (name or id).",
+    "version": "Artifact version.",
+    "until": "When an accepted risk expires.",
+    "sla_breached_count": "Open findings past their SLA.",
+    "last_scan_at": "When the environment's last scan completed.",
+}
 
-class ScanSummary(BaseModel):
+
+def _describe(schema: dict[str, Any]) -> None:
+    for name, prop in schema.get("properties", {}).items():
+        if not prop.get("description") and name in DESCRIPTIONS:
+            prop["description"] = DESCRIPTIONS[name]
+
+
+class Described(BaseModel):
+    """Fields without their own description take the shared one (DESCRIPTIONS)."""
+
+    model_config = ConfigDict(json_schema_extra=_describe)
+
+
+class ScanSummary(Described):
     """Seed 002 SecurityScanSummary."""
 
     total_findings: int
@@ -31,7 +112,7 @@ class ScanSummary(BaseModel):
     )
 
 
-class ScanRead(BaseModel):
+class ScanRead(Described):
     id: uuid.UUID
     type: ScanType
     environment: str
@@ -52,7 +133,7 @@ class ScanRead(BaseModel):
     )
 
 
-class FindingRead(BaseModel):
+class FindingRead(Described):
     id: uuid.UUID
     scan_id: uuid.UUID = Field(description="The scan that first reported it.")
     environment: str
@@ -88,8 +169,8 @@ class FindingDetail(FindingRead):
     scans: list[uuid.UUID] = Field(description="Every scan that reported it, oldest first.")
 
 
-class Triage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Triage(Described):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_describe)
 
     reason: str | None = Field(
         default=None,
@@ -101,8 +182,8 @@ class Triage(BaseModel):
     )
 
 
-class ScanRun(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScanRun(Described):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_describe)
 
     type: Literal["sast", "dependency"] = Field(
         description="sast runs bandit, dependency pip-audit."
@@ -118,8 +199,8 @@ class ScanRun(BaseModel):
     )
 
 
-class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScheduleCreate(Described):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_describe)
 
     type: Literal["sast", "dependency"]
     service: str = Field(min_length=1, max_length=100)
@@ -127,7 +208,7 @@ class ScheduleCreate(BaseModel):
     cron: str = Field(min_length=1, max_length=100, description="Cron expression (UTC).")
 
 
-class ScheduleRead(BaseModel):
+class ScheduleRead(Described):
     id: uuid.UUID
     type: ScanType
     service_id: uuid.UUID
@@ -138,8 +219,8 @@ class ScheduleRead(BaseModel):
     created_at: datetime
 
 
-class OverrideCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OverrideCreate(Described):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_describe)
 
     service: str = Field(min_length=1, max_length=100, description="Service (name or id).")
     environment: str | None = Field(default=None, description="Environment, when ambiguous.")
@@ -147,7 +228,7 @@ class OverrideCreate(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="Why (audited).")
 
 
-class OverrideRead(BaseModel):
+class OverrideRead(Described):
     id: uuid.UUID
     artifact_id: uuid.UUID
     reason: str
@@ -157,7 +238,7 @@ class OverrideRead(BaseModel):
     used_at: datetime | None
 
 
-class EnvironmentSummary(BaseModel):
+class EnvironmentSummary(Described):
     environment: str
     open_findings: int
     critical_findings: int
