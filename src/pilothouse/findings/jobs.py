@@ -29,7 +29,6 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.leases import Leases
 from pilothouse.core.logging import get_logger
-from pilothouse.environments.models import Environment
 from pilothouse.errors import PilothouseError
 from pilothouse.findings import ingest, scanners
 from pilothouse.findings import service as findings
@@ -223,8 +222,3 @@ async def expire(db: Database, now: datetime) -> int:
     """Accepted risks past their expiry are open again (audited)."""
     async with db.session() as session:
         return await findings.expire_acceptances(session, now, system_actor("findings"))
-
-
-async def environment_ids(db: Database) -> list[uuid.UUID]:
-    async with db.session(write=False) as session:
-        return list(await session.scalars(sa.select(Environment.id)))
