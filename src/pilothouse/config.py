@@ -6,9 +6,12 @@ from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The seed 002 words the findings settings take (config.py imports no feature module).
+SEVERITIES = ("low", "medium", "high", "critical")
+ENVIRONMENT_TYPES = ("development", "staging", "production")
 MASTER_KEY_FILE = "master.key"  # in the data directory: one base64 key per line, mode 0600
 
 
@@ -155,6 +158,32 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest scan report `scan import` accepts, in MB (streamed to disk).",
     )
+
+    @field_validator("findings_sla_days")
+    @classmethod
+    def _sla_days(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - set(SEVERITIES)
+        if unknown:
+            raise ValueError(f"unknown severities {sorted(unknown)}; use {', '.join(SEVERITIES)}")
+        if any(not 1 <= days <= 3650 for days in value.values()):
+            raise ValueError("days must be between 1 and 3650")
+        return {**{"critical": 7, "high": 30, "medium": 90, "low": 180}, **value}
+
+    @field_validator("findings_gate_severities")
+    @classmethod
+    def _gate_severities(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(SEVERITIES)
+        if unknown:
+            raise ValueError(f"unknown severities {sorted(unknown)}; use {', '.join(SEVERITIES)}")
+        return value
+
+    @field_validator("findings_gate_environment_types")
+    @classmethod
+    def _gate_types(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(ENVIRONMENT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown environment types {sorted(unknown)}")
+        return value
 
     @property
     def sqlite_path(self) -> Path:

@@ -7,11 +7,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from pilothouse.access import Principal
 from pilothouse.core.db import Database
+from pilothouse.errors import ValidationFailed
+from pilothouse.findings import ingest
 from pilothouse.findings.models import SecurityFinding, security_finding_sightings
+from tests.conftest import one_store
 from tests.findings.support import result, run_import, sarif, world, write
 
 
@@ -102,3 +106,25 @@ async def test_two_scanners_and_partial_scans_do_not_close_each_other(
         db, admin, write(tmp_path, "d.json", sarif([], tool="semgrep")), complete=False
     )
     assert partial.changes is not None and partial.changes["resolved"] == 0
+
+
+@one_store
+async def test_results_validated_in_a_second_process_fail_the_whole_import(
+    db: Database, admin: Principal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large files are validated by a second process while this one imports: an invalid result
+    near the end still fails the import, and nothing of it is kept."""
+    await world(db, admin)
+    monkeypatch.setattr(ingest, "PARALLEL_CHECK_BYTES", 0)  # every file counts as large
+    good = [result("R1", f"m{i}.py", 1, f"call({i})") for i in range(50)]
+    scan = await run_import(db, admin, write(tmp_path, "ok.json", sarif(good)))
+    assert scan.summary is not None and scan.summary["total_findings"] == 50
+    bad = [*good, result("R1", "z.py", 1, "x", level="fatal")]
+    with pytest.raises(ValidationFailed, match=r"results\[50\].*level"):
+        await run_import(db, admin, write(tmp_path, "bad.json", sarif(bad)))
+    async with db.session(write=False) as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(SecurityFinding)) == 50
+        assert (
+            await session.scalar(sa.select(sa.func.count()).select_from(security_finding_sightings))
+            == 50
+        )

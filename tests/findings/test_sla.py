@@ -9,9 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from pilothouse.access import Principal
+from pilothouse.config import Settings
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.findings import jobs, scanners
@@ -108,3 +111,18 @@ def test_scanner_commands_and_until() -> None:
     assert "--no-deps" in scanners.command("dependency", "/r.txt", out)
     assert _until("30d") > _until("2d")
     assert _until("2030-01-02").startswith("2030-01-02T00:00:00+00:00")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"findings_sla_days": {"urgent": 1}},
+        {"findings_sla_days": {"low": 0}},
+        {"findings_gate_severities": ["severe"]},
+        {"findings_gate_environment_types": ["prod"]},
+    ],
+)
+def test_findings_settings_are_checked(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**bad)
+    assert Settings(findings_sla_days={"critical": 3}).findings_sla_days["high"] == 30

@@ -12,6 +12,7 @@ seed 002 summary. Rows go out with executemany in batches, so memory holds the s
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import hashlib
 import multiprocessing
@@ -60,6 +61,7 @@ def _check_elsewhere(report: Path) -> asyncio.Future[tuple[str, str] | None]:
         _checker = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn")
         )
+        atexit.register(_checker.shutdown, wait=False, cancel_futures=True)
     loop = asyncio.get_running_loop()
     return loop.run_in_executor(_checker, formats.validate_results, str(report))
 
