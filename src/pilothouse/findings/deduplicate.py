@@ -24,6 +24,7 @@ class Known:
     fingerprint: str
     content_key: str | None
     status: str
+    shape: int = 0  # the caller's hash of what a report may change (severity, location)
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,14 +205,11 @@ def _constants(state: _State) -> dict[str, Any]:
     }
 
 
-async def _load_known(
-    session: AsyncSession, scope: str
-) -> tuple[dict[str, Known], dict[object, int]]:
+async def _load_known(session: AsyncSession, scope: str) -> dict[str, Known]:
     """The scope's findings: matcher entries, and a hash of (severity, path, line) each, to
     spot the ones a report changes (a hash, not the values: the index of 100,000 findings
     must stay small)."""
     known: dict[str, Known] = {}
-    shape: dict[object, int] = {}
     result = await session.stream(
         sa.select(
             FINDINGS.c.id,
@@ -226,9 +223,8 @@ async def _load_known(
     )
     async for part in result.partitions(5000):
         for fid, fp, ck, status, severity, path, line in part:
-            known[fp] = Known(fid, fp, ck, status)
-            shape[fid] = hash((severity, path, line))
-    return known, shape
+            known[fp] = Known(fid, fp, ck, status, hash((severity, path, line)))
+    return known
 
 
 async def _flush(session: AsyncSession, state: _State, *, force: bool = False) -> None:
@@ -290,14 +286,13 @@ def _add_match(
     state: _State,
     raw: formats.Raw,
     known: Known,
-    shape: int,
     *,
     renamed: tuple[str, str | None] | None = None,
 ) -> None:
     fid: Any = known.id
     state.sightings.append((fid if state.native else fid.hex, state.constants["scan_id"], raw.line))
     change: dict[str, Any] = {}
-    if hash((raw.severity, raw.path or None, raw.line)) != shape:
+    if hash((raw.severity, raw.path or None, raw.line)) != known.shape:
         change.update(
             severity=raw.severity,
             path=raw.path or None,
@@ -364,7 +359,7 @@ async def import_report(
             return scan
         if fmt == "sarif" and report.stat().st_size >= PARALLEL_CHECK_BYTES:
             checking = _check_elsewhere(report)
-        known, shapes = await _load_known(session, scope)
+        known = await _load_known(session, scope)
         matcher = Matcher(known)
         state = _State(scan, scope, utcnow(), sla_days)
         state.native = (await session.connection()).dialect.name == "postgresql"
@@ -391,7 +386,7 @@ async def import_report(
                 verdict, found = matcher.see(Incoming(fp, ck))
                 if verdict == "matched":
                     hit = known[fp]
-                    _add_match(state, raw, hit, shapes[hit.id])
+                    _add_match(state, raw, hit)
                 elif verdict == "deferred":
                     deferred.append((raw, fp, ck))
                 else:
@@ -411,7 +406,7 @@ async def import_report(
         if found is None:
             _add_new(state, raw, fp, ck)
         else:
-            _add_match(state, raw, by_id[found], shapes[found], renamed=(fp, ck))
+            _add_match(state, raw, by_id[found], renamed=(fp, ck))
     await _flush(session, state, force=True)
     if skipped:
         # What was not checked may still be there: such a scan resolves nothing.
