@@ -24,7 +24,7 @@ from pilothouse.deployments.models import Deployment
 from pilothouse.findings import gate, jobs
 from pilothouse.findings.rules import DEFAULT_SLA_DAYS
 from tests.conftest import LiveServer, one_store
-from tests.findings.support import SHA
+from tests.findings.support import SHA, result, sarif
 from tests.test_cli import Cli
 
 UNTIL = (datetime.now(UTC) + timedelta(days=10)).isoformat()
@@ -144,3 +144,10 @@ def test_bandit_scan_fix_rescan_gate_override(
     assert (
         exported["version"] == "2.1.0" and exported["runs"][0]["tool"]["driver"]["name"] == "bandit"
     )
+
+    # a report made elsewhere, imported from the CLI (streamed), found by its version alone
+    report = tmp_path / "codeql.sarif"
+    crit = result("py/sqli", "db.py", 3, "q % x", properties={"security-severity": "9.8"})
+    report.write_text(json.dumps(sarif([crit], tool="CodeQL")))
+    line = cli.run("scan", "import", str(report), "--env", "prod", "--artifact", "v1.0.0").stdout
+    assert "1 finding(s): 1 critical" in line and "1 new" in line
