@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from pilothouse.alerts.api import router as channels
 from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
+from pilothouse.autoscaling.api import router as autoscaling
 from pilothouse.backups.api import router as backups
 from pilothouse.deployments.api import router as deployments
 from pilothouse.deployments.api import service_actions
@@ -38,5 +39,6 @@ for feature in (
     variables,
     metrics,
     findings,
+    autoscaling,
 ):
     router.include_router(feature)

@@ -12,6 +12,7 @@ from pilothouse import __version__
 from pilothouse.alerts.cli import app as channel_app
 from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.audit.cli import audit
+from pilothouse.autoscaling.cli import scaling_app
 from pilothouse.backups.cli import app as backup_app
 from pilothouse.cli_support import DataDir, DbUrl, local_settings
 from pilothouse.client import CliError, save_config
@@ -278,6 +279,7 @@ app.add_typer(vars_app, name="vars")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(scan_app, name="scan")
 app.add_typer(findings_app, name="findings")
+app.add_typer(scaling_app, name="scaling")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
+from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
 from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
@@ -69,6 +70,8 @@ __all__ = [
     "ProbeClaim",
     "Replica",
     "ReplicaFigures",
+    "ScalingEvent",
+    "ScalingPolicy",
     "ScanSchedule",
     "SecurityFinding",
     "SecurityScan",

@@ -34,6 +34,7 @@ CAPABILITIES = (
     "pilothouse.metrics.loops",
     "pilothouse.metrics.scrape",
     "pilothouse.findings.loops",
+    "pilothouse.autoscaling.loops",
 )
 
 

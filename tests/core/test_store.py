@@ -54,6 +54,9 @@ TABLES = {
     "metric_incidents",
     # replica figures scraped from /metrics (0015)
     "replica_figures",
+    # autoscaling (0018)
+    "scaling_policies",
+    "scaling_events",
     # security findings (0020)
     "security_scans",
     "security_findings",
