@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pilothouse.alerts.api import router as channels
+from pilothouse.apply.api import router as apply
 from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
 from pilothouse.autoscaling.api import router as autoscaling
@@ -16,7 +17,9 @@ from pilothouse.errors import ERROR_RESPONSES
 from pilothouse.findings.api import router as findings
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
+from pilothouse.hooks.api import router as hooks
 from pilothouse.metrics.api import router as metrics
+from pilothouse.nodes.api import router as nodes
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
 from pilothouse.users.api import router as users
@@ -40,5 +43,8 @@ for feature in (
     metrics,
     findings,
     autoscaling,
+    apply,
+    hooks,
+    nodes,
 ):
     router.include_router(feature)

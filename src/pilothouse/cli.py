@@ -10,6 +10,7 @@ import typer
 
 from pilothouse import __version__
 from pilothouse.alerts.cli import app as channel_app
+from pilothouse.apply.cli import apply, export, schema
 from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.audit.cli import audit
 from pilothouse.autoscaling.cli import scaling_app
@@ -25,7 +26,9 @@ from pilothouse.errors import PilothouseError
 from pilothouse.findings.cli import findings_app, scan_app
 from pilothouse.healthchecks.cli import health, incidents, maintenance_app, uptime
 from pilothouse.history.cli import history
+from pilothouse.hooks.cli import app as hook_app
 from pilothouse.metrics.cli import metrics_app
+from pilothouse.nodes.cli import node_app
 from pilothouse.replicas.cli import replicas
 from pilothouse.services.cli import app as service_app
 from pilothouse.users.cli import tokens_app, users_app
@@ -280,6 +283,11 @@ app.add_typer(metrics_app, name="metrics")
 app.add_typer(scan_app, name="scan")
 app.add_typer(findings_app, name="findings")
 app.add_typer(scaling_app, name="scaling")
+app.add_typer(hook_app, name="hook")
+app.command("apply")(apply)
+app.command("export")(export)
+app.command("schema")(schema)
+app.add_typer(node_app, name="node")
 
 
 def main() -> None:

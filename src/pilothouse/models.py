@@ -25,6 +25,7 @@ from pilothouse.healthchecks.models import (
     ProbeClaim,
 )
 from pilothouse.history.models import StatusHistory
+from pilothouse.hooks.models import DeployHook, HookDelivery
 from pilothouse.metrics.figures import ReplicaFigures
 from pilothouse.metrics.models import (
     MetricAlertRule,
@@ -37,6 +38,7 @@ from pilothouse.replicas.models import Node, Replica
 from pilothouse.services.models import Service
 from pilothouse.users.models import ApiToken, User
 from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
+from pilothouse.web.models import PublicStatus, WebSession
 
 __all__ = [
     "ApiToken",
@@ -45,6 +47,7 @@ __all__ = [
     "Backup",
     "BackupTarget",
     "Base",
+    "DeployHook",
     "Deployment",
     "DeploymentLog",
     "DeploymentPin",
@@ -57,6 +60,7 @@ __all__ = [
     "HealthCheck",
     "HealthRollup",
     "HealthState",
+    "HookDelivery",
     "Incident",
     "JobSlot",
     "MaintenanceWindow",
@@ -68,6 +72,7 @@ __all__ = [
     "Node",
     "NotificationChannel",
     "ProbeClaim",
+    "PublicStatus",
     "Replica",
     "ReplicaFigures",
     "ScalingEvent",
@@ -79,4 +84,5 @@ __all__ = [
     "StatusHistory",
     "User",
     "VarRequirement",
+    "WebSession",
 ]

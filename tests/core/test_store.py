@@ -18,6 +18,8 @@ from pilothouse.services import service as services
 
 TABLES = {
     "users",
+    "deploy_hooks",
+    "hook_deliveries",
     "api_tokens",
     "environments",
     "environment_grants",
@@ -57,6 +59,9 @@ TABLES = {
     # autoscaling (0018)
     "scaling_policies",
     "scaling_events",
+    # dashboard sessions and public status pages (0021)
+    "web_sessions",
+    "public_status_pages",
     # security findings (0020)
     "security_scans",
     "security_findings",

@@ -34,6 +34,7 @@ from pilothouse.environments.models import Environment
 from pilothouse.errors import AlreadyLive, Conflict, NotFound, ValidationFailed
 from pilothouse.history import service as history
 from pilothouse.history.models import StatusHistory
+from pilothouse.nodes import service as nodes
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services import stopstart
@@ -235,6 +236,9 @@ async def create_deployment(
             detail={"service": svc.name, "version": artifact.version},
         )
     await _check_frequency(session, env, svc.id, event_type)
+    # Pre-flight: the replicas this adds (surge included) must fit on the nodes (409 naming
+    # the shortfall; nothing is recorded, started or stopped).
+    await nodes.check_capacity(session, svc, env, version=artifact.version, event_type=event_type)
     deployment = Deployment(
         owner_id=actor.id,
         service_id=svc.id,
@@ -401,7 +405,7 @@ async def transition_deployment(
 ) -> Deployment:
     """A status change asked for through the API (operator); reasons are scrubbed of secrets."""
     deployment = await get_deployment(session, actor, deployment_id, lock=True)
-    require(actor, "deploy")
+    require(actor, "transition_deployments")
     pats = await secret_patterns(session, keyring, deployment)
     reason = redact.scrub_value(reason, pats)
     outcome = redact.scrub_value(outcome, pats)

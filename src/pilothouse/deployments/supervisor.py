@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.alerts.service import notify
+from pilothouse.artifacts.models import Artifact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Tasks
@@ -232,13 +233,18 @@ class Supervisor:
             return await session.get(Replica, replica_id)
 
     async def _spec(
-        self, service: Service, version: str, deployment_id: uuid.UUID | None
+        self,
+        service: Service,
+        version: str,
+        deployment_id: uuid.UUID | None,
+        artifact_id: uuid.UUID | None = None,
     ) -> ServiceSpec:
         """What the driver needs to start the replica again: its version, and the variable
         versions its own release pinned (never today's: replicas of a release never drift)."""
         async with self.db.session(write=False) as session:
             env = await session.get(Environment, service.environment_id)
             assert env is not None
+            artifact = await session.get(Artifact, artifact_id) if artifact_id else None
             delivery = await pins.delivery(
                 session, self.engine.keyring(), env, service.id, deployment_id
             )
@@ -250,15 +256,16 @@ class Supervisor:
             variables=delivery.values,
             secrets=delivery.secrets,
             event="restart",
+            artifact=artifact,
         )
 
     async def _restart(self, replica_id: uuid.UUID, service: Service, driver: Driver) -> None:
         """Start a crashed replica again (same version, a fresh port); back off if it fails."""
         row = await self._claim_restart(replica_id)
-        if row is None or not service.command:
-            return
+        if row is None or (not service.command and driver.name != "container"):
+            return  # a container runs its image's own command when the service has none
         info = replica_info(row)
-        spec = await self._spec(service, info.version or "", row.deployment_id)
+        spec = await self._spec(service, info.version or "", row.deployment_id, row.artifact_id)
         try:
             restarted = await driver.restart(spec, info, ReplicaEvents(self.engine, service))
         except RolloutFailed as exc:
