@@ -8,6 +8,7 @@ from pilothouse.alerts.api import router as channels
 from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
 from pilothouse.backups.api import router as backups
+from pilothouse.certificates.api import router as certificates
 from pilothouse.deployments.api import router as deployments
 from pilothouse.deployments.api import service_actions
 from pilothouse.environments.api import router as environments
@@ -36,5 +37,6 @@ for feature in (
     backups,
     variables,
     metrics,
+    certificates,
 ):
     router.include_router(feature)

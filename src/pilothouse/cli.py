@@ -13,6 +13,7 @@ from pilothouse.alerts.cli import app as channel_app
 from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.audit.cli import audit
 from pilothouse.backups.cli import app as backup_app
+from pilothouse.certificates.cli import cert_app, domain_app
 from pilothouse.cli_support import DataDir, DbUrl, local_settings
 from pilothouse.client import CliError, save_config
 from pilothouse.console import err, out
@@ -275,6 +276,8 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(keys_app, name="keys")
 app.add_typer(vars_app, name="vars")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(cert_app, name="cert")
+app.add_typer(domain_app, name="domain")
 
 
 def main() -> None:

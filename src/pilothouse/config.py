@@ -128,6 +128,50 @@ class Settings(BaseSettings):
         ),
     )
 
+    certs_enabled: bool = Field(
+        default=True,
+        description=(
+            "Check tracked certificates, send expiry alerts and verify domains in the worker."
+        ),
+    )
+    certs_check_minutes: float = Field(
+        default=60.0, gt=0, description="Minutes between two handshakes with a tracked endpoint."
+    )
+    certs_ca_file: str | None = Field(
+        default=None,
+        description="Extra CA certificates (PEM file) trusted when checking certificate chains.",
+    )
+    certs_warn_days: int = Field(
+        default=14,
+        ge=0,
+        le=365,
+        description=(
+            "A service whose certificate expires within this many days is degraded (a warning, "
+            "never downtime)."
+        ),
+    )
+    dns_resolver: str | None = Field(
+        default=None,
+        description=(
+            "DNS server used to verify domains, as host or host:port; unset: the system's."
+        ),
+    )
+    dns_target: str | None = Field(
+        default=None,
+        description=(
+            "Where custom domains must point: a hostname (CNAME) or an IP address (A record); "
+            "unset: the environment's domain."
+        ),
+    )
+    domain_recheck_hours: float = Field(
+        default=24.0, gt=0, description="Hours between re-checks of a verified domain."
+    )
+    domain_max_attempts: int = Field(
+        default=30,
+        ge=1,
+        description="Verification attempts (with backoff) before a pending domain is failed.",
+    )
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "pilothouse.db"

@@ -4,6 +4,7 @@ from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
 from pilothouse.backups.models import Backup, BackupTarget
+from pilothouse.certificates.models import Certificate, Domain
 from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
 from pilothouse.deployments.models import Deployment, DeploymentLog, DeploymentPin
@@ -38,9 +39,11 @@ __all__ = [
     "Backup",
     "BackupTarget",
     "Base",
+    "Certificate",
     "Deployment",
     "DeploymentLog",
     "DeploymentPin",
+    "Domain",
     "Downtime",
     "EnvVar",
     "EnvVarVersion",

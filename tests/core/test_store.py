@@ -54,6 +54,9 @@ TABLES = {
     "metric_incidents",
     # replica figures scraped from /metrics (0015)
     "replica_figures",
+    # certificates and domains (0019)
+    "certificates",
+    "domains",
 }
 
 

@@ -1,0 +1,87 @@
+"""The certificates capability's background work (registered in worker.CAPABILITIES).
+
+- `certs.check` (every 60 s, once per slot across workers): handshakes with the tracked
+  endpoints not checked for PILOTHOUSE_CERTS_CHECK_MINUTES, then sends the expiry alerts
+  (30/14/7/3/1 days by default, per certificate) and failure alerts due, each once
+  (claimed in job_slots, certificates/service.py);
+- `domains.verify` (every 30 s, once per slot across workers): resolves the domains whose
+  next check is due (pending and configured ones with backoff, verified ones daily) and
+  moves them along the seed's state machine (certificates/domains.py).
+Off when PILOTHOUSE_CERTS_ENABLED is false.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pilothouse.alerts.service import notify
+from pilothouse.certificates import domains, service
+from pilothouse.core.clock import utcnow
+from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
+from pilothouse.core.logging import get_logger
+from pilothouse.core.loops import Loop, Runtime
+
+log = get_logger("pilothouse.worker")
+
+CHECK_EVERY = 60.0
+VERIFY_EVERY = 30.0
+
+
+class CertLoops:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def keyring(self) -> Keyring | None:
+        """This process's keyring (channels' sealed settings); None when there is none
+        (channels without sealed settings still get the alert)."""
+        try:
+            return load_keyring(self.rt.settings.master_key, self.rt.settings.master_key_path)
+        except CryptoError:
+            return None
+
+    async def check(self, now: datetime | None = None) -> int:
+        """Check what is due, then send the alerts due; how many alerts."""
+        now = now or utcnow()
+        settings = self.rt.settings
+        await service.check_due(
+            self.rt.db, now, settings.certs_check_minutes, ca_file=settings.certs_ca_file
+        )
+        notices = await service.alerts_due(self.rt.db, self.rt.leases, now)
+        for notice in notices:
+            log.warning(
+                "certificate alert", alert=notice.message["event"], id=str(notice.certificate_id)
+            )
+            try:
+                await notify(self.rt.db, notice.message, keyring=self.keyring())
+            except Exception as exc:  # the claim is spent: logged, like every other alert
+                log.error("certificate alert failed", exc_info=exc)
+        return len(notices)
+
+    async def verify(self, now: datetime | None = None) -> int:
+        settings = self.rt.settings
+        found = await domains.verify_due(
+            self.rt.db,
+            now or utcnow(),
+            domains.Resolver.from_setting(settings.dns_resolver),
+            recheck_hours=settings.domain_recheck_hours,
+            max_attempts=settings.domain_max_attempts,
+        )
+        for domain, before, after in found:
+            if before == "verified" and after != "verified":
+                message = domains.lost_message(domain)
+                log.warning("domain stopped pointing to us", domain=domain.domain_name)
+                try:
+                    await notify(self.rt.db, message, keyring=self.keyring())
+                except Exception as exc:
+                    log.error("domain alert failed", exc_info=exc)
+        return len(found)
+
+
+def loops(rt: Runtime) -> list[Loop]:
+    if not rt.settings.certs_enabled:
+        return []
+    certs = CertLoops(rt)
+    return [
+        Loop("certs.check", certs.check, CHECK_EVERY, once=True),
+        Loop("domains.verify", certs.verify, VERIFY_EVERY, once=True),
+    ]
