@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -170,6 +171,41 @@ class Settings(BaseSettings):
         default=30,
         ge=1,
         description="Verification attempts (with backoff) before a pending domain is failed.",
+    )
+
+    acme_directory_url: str = Field(
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        description=(
+            "ACME directory certificates are issued from (Let's Encrypt production; its "
+            "staging, ZeroSSL or a private CA work the same)."
+        ),
+    )
+    acme_email: str | None = Field(default=None, description="Contact e-mail of the ACME account.")
+    acme_ca_file: str | None = Field(
+        default=None, description="CA certificates (PEM) to trust for the ACME directory's TLS."
+    )
+    acme_challenge: Literal["http-01", "dns-01"] = Field(
+        default="http-01", description="ACME challenge: http-01 (router) or dns-01 (RFC 2136)."
+    )
+    acme_dns_server: str | None = Field(
+        default=None, description="DNS-01: server (host or host:port) taking RFC 2136 updates."
+    )
+    acme_dns_zone: str | None = Field(
+        default=None, description="DNS-01: the zone the updates go to (e.g. example.com)."
+    )
+    acme_tsig_name: str | None = Field(default=None, description="DNS-01: TSIG key name.")
+    acme_tsig_secret: str | None = Field(
+        default=None, description="DNS-01: TSIG key secret (base64)."
+    )
+    acme_tsig_algorithm: str = Field(default="hmac-sha256", description="DNS-01: TSIG algorithm.")
+    acme_dns_propagation_seconds: float = Field(
+        default=10.0, ge=0, description="DNS-01: seconds to wait after publishing a record."
+    )
+    acme_renew_before_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Renew ACME certificates this many days before expiry.",
     )
 
     @property

@@ -4,7 +4,7 @@ from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
 from pilothouse.backups.models import Backup, BackupTarget
-from pilothouse.certificates.models import Certificate, Domain
+from pilothouse.certificates.models import AcmeAccount, AcmeChallenge, Certificate, Domain
 from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
 from pilothouse.deployments.models import Deployment, DeploymentLog, DeploymentPin
@@ -33,6 +33,8 @@ from pilothouse.users.models import ApiToken, User
 from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
 
 __all__ = [
+    "AcmeAccount",
+    "AcmeChallenge",
     "ApiToken",
     "Artifact",
     "AuditEntry",

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dns.message
+import dns.opcode
 import dns.rdatatype
 import dns.rrset
 import trustme
@@ -75,16 +76,72 @@ def ca_file(ca: trustme.CA, tmp: Path) -> str:
 
 
 class DnsServer:
-    """Answers A, CNAME and TXT questions from `records` {(name, type): [values]} (UDP)."""
+    """Answers A, CNAME and TXT questions from `records` {(name, type): [values]} over UDP
+    (with `default_a`, every other A question gets that address, as pebble's challtestsrv
+    does); takes RFC 2136 updates of TXT records over TCP on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_a: str | None = None) -> None:
         self.records: dict[tuple[str, str], list[str]] = {}
+        self.default_a = default_a
+        self.updates = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
         self._stop = False
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(8)
         threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(target=self._serve_tcp, daemon=True).start()
+
+    def _serve_tcp(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    size = int.from_bytes(conn.recv(2), "big")
+                    data = b""
+                    while len(data) < size:
+                        data += conn.recv(size - len(data))
+                    answer = self._answer(data)
+                    conn.sendall(len(answer).to_bytes(2, "big") + answer)
+                except OSError:
+                    pass
+
+    def _answer(self, data: bytes) -> bytes:
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        if query.opcode() == dns.opcode.UPDATE:
+            zone = query.question[0].name
+            for rrset in query.authority:  # the update section
+                name = rrset.name.derelativize(zone).to_text().rstrip(".").lower()
+                key = (name, "TXT")
+                values = [b"".join(r.strings).decode() for r in rrset] if len(rrset) else []
+                if getattr(rrset, "deleting", None) is None:
+                    self.records.setdefault(key, []).extend(values)
+                else:  # a delete (class NONE or ANY)
+                    kept = [v for v in self.records.get(key, []) if v not in values]
+                    self.records[key] = kept if values else []
+            self.updates += 1
+            return bytes(response.to_wire())
+        question = query.question[0]
+        name = question.name.to_text().rstrip(".").lower()
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        values = self.records.get((name, rdtype), [])
+        if not values and rdtype == "A" and self.default_a:
+            values = [self.default_a]
+        if values:
+            if rdtype == "TXT":
+                values = [f'"{v}"' for v in values]
+            response.answer.append(
+                dns.rrset.from_text_list(question.name, 60, "IN", rdtype, values)
+            )
+        return bytes(response.to_wire())
 
     def set(self, name: str, rdtype: str, *values: str) -> None:
         self.records[(name.rstrip(".").lower(), rdtype)] = list(values)
@@ -96,22 +153,11 @@ class DnsServer:
             except OSError:
                 return
             try:
-                query = dns.message.from_wire(data)
+                self.sock.sendto(self._answer(data), peer)
             except Exception:
                 continue
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            name = question.name.to_text().rstrip(".").lower()
-            rdtype = dns.rdatatype.to_text(question.rdtype)
-            values = self.records.get((name, rdtype), [])
-            if values:
-                if rdtype == "TXT":
-                    values = [f'"{v}"' for v in values]
-                response.answer.append(
-                    dns.rrset.from_text_list(question.name, 60, "IN", rdtype, values)
-                )
-            self.sock.sendto(response.to_wire(), peer)
 
     def close(self) -> None:
         self._stop = True
         self.sock.close()
+        self.tcp.close()

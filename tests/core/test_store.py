@@ -57,6 +57,8 @@ TABLES = {
     # certificates and domains (0019)
     "certificates",
     "domains",
+    "acme_accounts",
+    "acme_challenges",
 }
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import PlainTextResponse
 
-from pilothouse.certificates import domains, rules, service
+from pilothouse.access import require
+from pilothouse.certificates import domains, issue, rules, service
 from pilothouse.certificates.models import Certificate, Domain
 from pilothouse.certificates.observe import client_context
 from pilothouse.certificates.schemas import (
@@ -18,9 +20,12 @@ from pilothouse.certificates.schemas import (
     DomainRead,
 )
 from pilothouse.core.clock import utcnow
-from pilothouse.deps import Caller, Session
+from pilothouse.deps import Caller, Keys, Session, get_db
+from pilothouse.errors import NotFound
 
 router = APIRouter(tags=["certificates"])
+#: Served at the application's root: ACME HTTP-01 answers (the router proxies the path here).
+challenges = APIRouter(tags=["certificates"])
 Ref = Path(min_length=1, max_length=253, description="Id, id prefix, or domain name.")
 
 
@@ -96,14 +101,21 @@ async def update(
 @router.post(
     "/certificates/{ref}/renew",
     response_model=CertificateRead,
-    summary="Check an observed certificate again now (a renewal made elsewhere shows up)",
+    summary="Renew an ACME certificate now; check an observed one again (a renewal made "
+    "elsewhere shows up)",
 )
 async def renew(
-    request: Request, session: Session, caller: Caller, ref: str = Ref
+    request: Request, session: Session, caller: Caller, keyring: Keys, ref: str = Ref
 ) -> CertificateRead:
-    cert = await service.recheck(
-        session, caller, ref, utcnow(), ca_file=request.app.state.settings.certs_ca_file
-    )
+    settings = request.app.state.settings
+    cert = await service.get_certificate(session, caller, ref)
+    if cert.source == "acme":
+        require(caller, "manage_services")
+        await session.commit()
+        await issue.issue(get_db(request), keyring, issue.config_from(settings), cert.id, utcnow())
+        await session.refresh(cert)
+        return cert_read(cert)
+    cert = await service.recheck(session, caller, ref, utcnow(), ca_file=settings.certs_ca_file)
     return cert_read(cert)
 
 
@@ -169,3 +181,40 @@ async def verify(request: Request, session: Session, caller: Caller, ref: str = 
 async def remove_domain(session: Session, caller: Caller, ref: str = Ref) -> Response:
     await domains.remove_domain(session, caller, ref)
     return Response(status_code=204)
+
+
+@router.post(
+    "/domains/{ref}/certificate",
+    response_model=CertificateRead,
+    summary="Issue (or reissue) a certificate for a verified domain from the ACME directory",
+)
+async def issue_certificate(
+    request: Request, session: Session, caller: Caller, keyring: Keys, ref: str = Ref
+) -> CertificateRead:
+    settings = request.app.state.settings
+    cert = await issue.request(
+        session,
+        caller,
+        ref,
+        directory_url=settings.acme_directory_url,
+        renew_before_days=settings.acme_renew_before_days,
+    )
+    await session.commit()  # the worker-free issuance below uses its own sessions
+    await issue.issue(get_db(request), keyring, issue.config_from(settings), cert.id, utcnow())
+    await session.refresh(cert)
+    return cert_read(cert)
+
+
+@challenges.get(
+    "/.well-known/acme-challenge/{token}",
+    response_class=PlainTextResponse,
+    summary="ACME HTTP-01 challenge answers (no token needed; the CA fetches them)",
+)
+async def challenge(
+    request: Request,
+    token: str = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$"),
+) -> PlainTextResponse:
+    answer = await issue.challenge_answer(get_db(request), token)
+    if answer is None:
+        raise NotFound("no such challenge")
+    return PlainTextResponse(answer)

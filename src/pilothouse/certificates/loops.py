@@ -6,7 +6,10 @@
   (claimed in job_slots, certificates/service.py);
 - `domains.verify` (every 30 s, once per slot across workers): resolves the domains whose
   next check is due (pending and configured ones with backoff, verified ones daily) and
-  moves them along the seed's state machine (certificates/domains.py).
+  moves them along the seed's state machine (certificates/domains.py);
+- `certs.renew` (every 5 min, once per slot across workers): renews the ACME certificates
+  within PILOTHOUSE_ACME_RENEW_BEFORE_DAYS of expiry (per certificate), with backoff after a
+  failure (1 min doubling to 6 h); a failure alerts once (certificates/issue.py).
 Off when PILOTHOUSE_CERTS_ENABLED is false.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pilothouse.alerts.service import notify
-from pilothouse.certificates import domains, service
+from pilothouse.certificates import domains, issue, service
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.logging import get_logger
@@ -25,6 +28,7 @@ log = get_logger("pilothouse.worker")
 
 CHECK_EVERY = 60.0
 VERIFY_EVERY = 30.0
+RENEW_EVERY = 300.0
 
 
 class CertLoops:
@@ -57,6 +61,15 @@ class CertLoops:
                 log.error("certificate alert failed", exc_info=exc)
         return len(notices)
 
+    async def renew(self, now: datetime | None = None) -> int:
+        """Renew the ACME certificates inside their window (backoff after failures); how
+        many were attempted. Failures alert through `certs.check` (once per certificate)."""
+        keyring = self.keyring()
+        if keyring is None:
+            return 0  # no master key: nothing can be sealed, so nothing is issued
+        config = issue.config_from(self.rt.settings)
+        return len(await issue.renew_due(self.rt.db, keyring, config, now or utcnow()))
+
     async def verify(self, now: datetime | None = None) -> int:
         settings = self.rt.settings
         found = await domains.verify_due(
@@ -84,4 +97,5 @@ def loops(rt: Runtime) -> list[Loop]:
     return [
         Loop("certs.check", certs.check, CHECK_EVERY, once=True),
         Loop("domains.verify", certs.verify, VERIFY_EVERY, once=True),
+        Loop("certs.renew", certs.renew, RENEW_EVERY, once=True),
     ]

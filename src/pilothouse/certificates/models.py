@@ -130,3 +130,28 @@ class Domain(UUIDPk, Base):
     next_check_at: Mapped[datetime | None] = mapped_column(default=None)
     last_checked_at: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(sa.String(500), default=None)
+
+
+class AcmeAccount(UUIDPk, Base):
+    """pilothouse's account with one ACME directory; its key sealed with the keyring."""
+
+    __tablename__ = "acme_accounts"
+    __table_args__ = (sa.UniqueConstraint("directory_url", name="uq_acme_accounts_directory"),)
+
+    directory_url: Mapped[str] = mapped_column(sa.String(500))
+    uri: Mapped[str | None] = mapped_column(sa.String(500), default=None)
+    key_sealed: Mapped[str] = mapped_column(sa.Text)
+    key_id: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AcmeChallenge(Base):
+    """An HTTP-01 challenge being answered: any pilothouse API process serves it at
+    /.well-known/acme-challenge/<token> (the router proxies that path to the API)."""
+
+    __tablename__ = "acme_challenges"
+
+    token: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    key_authorization: Mapped[str] = mapped_column(sa.String(500))
+    domain: Mapped[str] = mapped_column(sa.String(253))
+    expires_at: Mapped[datetime] = mapped_column()

@@ -206,8 +206,30 @@ def upgrade() -> None:
     with op.batch_alter_table("domains", schema=None) as batch_op:
         batch_op.create_index("ix_domains_owner", ["owner_id"], unique=False)
 
+    op.create_table(
+        "acme_accounts",
+        sa.Column("directory_url", sa.String(length=500), nullable=False),
+        sa.Column("uri", sa.String(length=500), nullable=True),
+        sa.Column("key_sealed", sa.Text(), nullable=False),
+        sa.Column("key_id", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_acme_accounts")),
+        sa.UniqueConstraint("directory_url", name="uq_acme_accounts_directory"),
+    )
+    op.create_table(
+        "acme_challenges",
+        sa.Column("token", sa.String(length=200), nullable=False),
+        sa.Column("key_authorization", sa.String(length=500), nullable=False),
+        sa.Column("domain", sa.String(length=253), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("token", name=op.f("pk_acme_challenges")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("acme_challenges")
+    op.drop_table("acme_accounts")
     with op.batch_alter_table("domains", schema=None) as batch_op:
         batch_op.drop_index("ix_domains_owner")
 
