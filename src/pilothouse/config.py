@@ -208,6 +208,23 @@ class Settings(BaseSettings):
         description="Renew ACME certificates this many days before expiry.",
     )
 
+    router_https_port: int = Field(
+        default=443, ge=1, le=65535, description="Port the router serves custom domains on (TLS)."
+    )
+    router_http_port: int = Field(
+        default=80,
+        ge=1,
+        le=65535,
+        description="Port the router redirects to HTTPS on (and answers ACME HTTP-01 through).",
+    )
+    router_tls_bind: str = Field(
+        default="0.0.0.0", description="Address the router's HTTPS and HTTP ports bind to."
+    )
+    router_hsts: bool = Field(
+        default=False, description="Send Strict-Transport-Security on the custom domains."
+    )
+    router_hsts_max_age: int = Field(default=31536000, ge=0, description="HSTS max-age in seconds.")
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "pilothouse.db"

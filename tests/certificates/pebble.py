@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -71,7 +72,7 @@ class Pebble:
     def root_pem(self) -> str:
         """The root that signs pebble's certificates (it makes a new one at every start)."""
         url = f"https://127.0.0.1:{self.management}/roots/0"
-        return httpx.get(url, verify=self.ca_file).text
+        return httpx.get(url, verify=ssl.create_default_context(cafile=self.ca_file)).text
 
     def close(self) -> None:
         if self.process.poll() is None:

@@ -1,33 +1,49 @@
-"""ACME end to end against a real pebble (one store: the store is not what is tested here).
+"""ACME end to end against a real pebble and the real nginx router (one store: the store is
+not what is tested here).
 
 A domain is registered and verified on the loopback DNS server (which also answers pebble's
-lookups), a certificate is refused before verification (seed 003), then issued over HTTP-01
-(pebble fetches /.well-known/acme-challenge/<token> from the live pilothouse API), renewed on
-demand (a new certificate), and a second one issued over DNS-01 through the RFC 2136 provider.
-Keys are stored sealed."""
+lookups), a certificate is refused before verification (seed 003), then issued over HTTP-01:
+pebble fetches /.well-known/acme-challenge/<token> from the router's HTTP port, which proxies
+it to the live pilothouse API. `curl --cacert <pebble root> --resolve` then reaches the
+service through the router over HTTPS; a forced renewal is served after the next sync. A
+second certificate is issued over DNS-01 through the RFC 2136 provider. Keys are stored
+sealed."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import hashlib
+import http.server
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from pilothouse.certificates import issue
+from pilothouse.certificates import router as tls_router
 from pilothouse.certificates.dnsprovider import Rfc2136
 from pilothouse.certificates.models import AcmeAccount, Certificate
 from pilothouse.config import Settings
 from pilothouse.core.crypto import load_keyring
 from pilothouse.core.db import Database
+from pilothouse.drivers.nginx import NginxRouter
 from tests.certificates.pebble import Pebble, available
 from tests.certificates.support import DnsServer
-from tests.conftest import LiveServer, one_store
+from tests.conftest import LiveServer, free_port, one_store
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.skipif(
-    not available(), reason="Debian's pebble is not installed (./dev test installs it)"
+    not available() or shutil.which("nginx") is None or shutil.which("curl") is None,
+    reason="Debian's pebble, nginx and curl are needed (./dev test installs pebble and nginx)",
 )
 
 TARGET = "edge.pilothouse.test"
@@ -51,8 +67,13 @@ def test_issue_renew_and_dns01_with_pebble(
         dns_resolver=dns_server.address,
         dns_target=TARGET,
     )
-    with LiveServer(settings) as server:
-        pebble = Pebble(tmp_path, http_port=server.port, dns_address=dns_server.address)
+    router = NginxRouter(tmp_path / "nginx")
+    http_port, https_port = free_port(), free_port()
+    settings.router_http_port, settings.router_https_port = http_port, https_port
+    settings.router_tls_bind = "127.0.0.1"
+    with LiveServer(settings) as server, Backend() as backend:
+        settings.port = server.port  # where the router sends ACME challenges
+        pebble = Pebble(tmp_path, http_port=http_port, dns_address=dns_server.address)
         try:
             settings.acme_directory_url = pebble.directory
             settings.acme_ca_file = pebble.ca_file
@@ -70,6 +91,9 @@ def test_issue_renew_and_dns01_with_pebble(
                 dns_server.set(txt["name"], "TXT", txt["value"])
                 verified = c.post("/domains/api.example.test/verify").json()
                 assert verified["dns_status"] == "verified"
+                # The service is routed (as a deployment does) and its domain served on HTTP.
+                run(router.set_backends(verified["service_id"], free_port(), [backend.port]))
+                assert run(sync(db_url, settings, router)) == 1
 
                 issued = c.post("/domains/api.example.test/certificate")
                 assert issued.status_code == 200, issued.text
@@ -81,10 +105,19 @@ def test_issue_renew_and_dns01_with_pebble(
                 shown = c.get("/domains/api.example.test").json()
                 assert shown["ssl_certificate_id"] == cert["id"]
 
+                run(sync(db_url, settings, router))
+                root = tmp_path / "pebble-root.pem"
+                root.write_text(pebble.root_pem())
+                assert curl(root, https_port) == "from web"
+                assert served_hash(root, https_port) == cert["certificate_hash"]
+
                 renewed = c.post(f"/certificates/{cert['id']}/renew").json()
                 assert renewed["status"] == "active"
                 assert renewed["certificate_hash"] != cert["certificate_hash"]
                 assert renewed["last_renewal_attempt"] is not None
+                run(sync(db_url, settings, router))
+                assert served_hash(root, https_port) == renewed["certificate_hash"]
+                assert curl(root, https_port) == "from web"
 
             async def dns01() -> tuple[issue.Issued, list[str]]:
                 db = Database(db_url)
@@ -111,3 +144,73 @@ def test_issue_renew_and_dns01_with_pebble(
             assert sealed and not any("PRIVATE KEY" in s for s in sealed)
         finally:
             pebble.close()
+            run(router.stop())
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def sync(db_url: str, settings: Settings, router: NginxRouter) -> int:
+    db = Database(db_url)
+    try:
+        keyring = load_keyring(None, settings.master_key_path)
+        return await tls_router.sync(db, keyring, router, tls_router.tls_settings(settings))
+    finally:
+        await db.dispose()
+
+
+def curl(root: Path, port: int) -> str:
+    """curl --cacert <pebble root> --resolve api.example.test:PORT:127.0.0.1 (the proof)."""
+    proc = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--fail",
+            "--cacert",
+            str(root),
+            "--resolve",
+            f"api.example.test:{port}:127.0.0.1",
+            f"https://api.example.test:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def served_hash(root: Path, port: int) -> str:
+    context = ssl.create_default_context(cafile=str(root))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="api.example.test") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+class Backend:
+    """The service's one replica: answers "from web"."""
+
+    def __enter__(self) -> Backend:
+        class Answer(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "8")
+                self.end_headers()
+                self.wfile.write(b"from web")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

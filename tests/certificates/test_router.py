@@ -65,6 +65,13 @@ def test_render_sites(tls: TlsSettings, expected: list[str], absent: list[str]) 
     assert render_sites([], tls) == ""
 
 
+def test_a_domain_without_certificate_is_served_over_http() -> None:
+    text = render_sites([Site("new.example.test", "svc")], TlsSettings())
+    assert "location /.well-known/acme-challenge/" in text
+    assert "proxy_pass http://svc_svc;" in text
+    assert "ssl" not in text and "return 308" not in text
+
+
 class _Answer(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 

@@ -9,7 +9,10 @@
   moves them along the seed's state machine (certificates/domains.py);
 - `certs.renew` (every 5 min, once per slot across workers): renews the ACME certificates
   within PILOTHOUSE_ACME_RENEW_BEFORE_DAYS of expiry (per certificate), with backoff after a
-  failure (1 min doubling to 6 h); a failure alerts once (certificates/issue.py).
+  failure (1 min doubling to 6 h); a failure alerts once (certificates/issue.py);
+- `certs.serve` (every 30 s, every worker: each host has its router): writes the verified
+  domains' active certificates for nginx and reloads it gracefully when they changed
+  (certificates/router.py).
 Off when PILOTHOUSE_CERTS_ENABLED is false.
 """
 
@@ -19,21 +22,25 @@ from datetime import datetime
 
 from pilothouse.alerts.service import notify
 from pilothouse.certificates import domains, issue, service
+from pilothouse.certificates import router as tls_router
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Loop, Runtime
+from pilothouse.drivers.nginx import NginxRouter, RouterError
 
 log = get_logger("pilothouse.worker")
 
 CHECK_EVERY = 60.0
 VERIFY_EVERY = 30.0
 RENEW_EVERY = 300.0
+SERVE_EVERY = 30.0
 
 
 class CertLoops:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.router = NginxRouter(rt.data_dir / "nginx")
 
     def keyring(self) -> Keyring | None:
         """This process's keyring (channels' sealed settings); None when there is none
@@ -70,6 +77,20 @@ class CertLoops:
         config = issue.config_from(self.rt.settings)
         return len(await issue.renew_due(self.rt.db, keyring, config, now or utcnow()))
 
+    async def serve(self) -> int:
+        """Serve the verified domains' active certificates at this host's router (only when
+        the router runs: a host without routed services has nothing to serve)."""
+        keyring = self.keyring()
+        if keyring is None or self.router.pid() is None:
+            return 0
+        try:
+            return await tls_router.sync(
+                self.rt.db, keyring, self.router, tls_router.tls_settings(self.rt.settings)
+            )
+        except RouterError as exc:
+            log.error("router TLS sites not applied", reason=str(exc)[:300])
+            return 0
+
     async def verify(self, now: datetime | None = None) -> int:
         settings = self.rt.settings
         found = await domains.verify_due(
@@ -98,4 +119,5 @@ def loops(rt: Runtime) -> list[Loop]:
         Loop("certs.check", certs.check, CHECK_EVERY, once=True),
         Loop("domains.verify", certs.verify, VERIFY_EVERY, once=True),
         Loop("certs.renew", certs.renew, RENEW_EVERY, once=True),
+        Loop("certs.serve", certs.serve, SERVE_EVERY),
     ]

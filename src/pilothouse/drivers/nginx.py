@@ -63,13 +63,14 @@ server {{
 
 @dataclass(frozen=True)
 class Site:
-    """A custom domain served over TLS: its certificate and key files, and the service
-    (by its key) whose upstream it proxies to."""
+    """A custom domain: the service (by its key) whose upstream it proxies to, and its
+    certificate and key files once it has a certificate (until then it is served over HTTP,
+    so the ACME HTTP-01 challenge can reach pilothouse)."""
 
     domain: str
     service_key: str
-    cert_file: str
-    key_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,39 +84,54 @@ class TlsSettings:
     challenges: str = "127.0.0.1:8600"
 
 
-def render_sites(sites: list[Site], tls: TlsSettings) -> str:
-    """The nginx config of the TLS sites: per domain (SNI) a TLS server with its certificate,
-    proxying to its service's upstream, optional HSTS; on the HTTP port the ACME HTTP-01 path
-    goes to pilothouse's API and everything else is redirected to HTTPS."""
-    if not sites:
-        return ""
-    names = " ".join(sorted({s.domain for s in sites}))
-    port = "" if tls.https_port == 443 else f":{tls.https_port}"
-    blocks = [
-        f"""\
-# managed by pilothouse: TLS sites
-server {{
-    listen {tls.bind}:{tls.http_port};
-    server_name {names};
-    location /.well-known/acme-challenge/ {{
-        proxy_pass http://{tls.challenges};
+PROXY = """\
+        proxy_pass http://svc_{upstream};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
         proxy_set_header Host $host;
-    }}
-    location / {{
-        return 308 https://$host{port}$request_uri;
-    }}
-}}
+        proxy_set_header X-Forwarded-Proto {scheme};
+        proxy_next_upstream error timeout http_502 http_503;
 """
-    ]
+
+
+def render_sites(sites: list[Site], tls: TlsSettings) -> str:
+    """The nginx config of the custom domains. On the HTTP port, per domain: the ACME HTTP-01
+    path goes to pilothouse's API; everything else is redirected to HTTPS once the domain has
+    a certificate, else proxied to its service. On the HTTPS port, per domain with a
+    certificate (SNI): a TLS server with it, proxying to its service, HSTS optional."""
+    port = "" if tls.https_port == 443 else f":{tls.https_port}"
     hsts = (
         f'    add_header Strict-Transport-Security "max-age={tls.hsts_max_age}" always;\n'
         if tls.hsts
         else ""
     )
+    blocks = []
     for site in sorted(sites, key=lambda s: s.domain):
         upstream = site.service_key.replace("-", "")
+        secure = site.cert_file is not None and site.key_file is not None
+        plain = (
+            f"        return 308 https://$host{port}$request_uri;\n"
+            if secure
+            else PROXY.format(upstream=upstream, scheme="http")
+        )
         blocks.append(
             f"""\
+# managed by pilothouse: {site.domain}
+server {{
+    listen {tls.bind}:{tls.http_port};
+    server_name {site.domain};
+    location /.well-known/acme-challenge/ {{
+        proxy_pass http://{tls.challenges};
+        proxy_set_header Host $host;
+    }}
+    location / {{
+{plain}    }}
+}}
+"""
+        )
+        if secure:
+            blocks.append(
+                f"""\
 server {{
     listen {tls.bind}:{tls.https_port} ssl;
     server_name {site.domain};
@@ -123,16 +139,10 @@ server {{
     ssl_certificate_key {site.key_file};
     ssl_protocols TLSv1.2 TLSv1.3;
 {hsts}    location / {{
-        proxy_pass http://svc_{upstream};
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-Proto https;
-        proxy_next_upstream error timeout http_502 http_503;
-    }}
+{PROXY.format(upstream=upstream, scheme="https")}    }}
 }}
 """
-        )
+            )
     return "\n".join(blocks)
 
 
