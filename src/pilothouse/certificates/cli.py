@@ -10,7 +10,8 @@ from pilothouse.cli_support import JsonFlag, api
 from pilothouse.console import out, print_json, print_table
 
 cert_app = typer.Typer(
-    help="Certificates: track TLS endpoints by real handshakes; expiry alerts.",
+    help="Certificates: track TLS endpoints by real handshakes, issue and renew with ACME; "
+    "expiry alerts.",
     no_args_is_help=True,
 )
 domain_app = typer.Typer(
@@ -139,8 +140,23 @@ def cert_renew(
     ref: Annotated[str, typer.Argument(help="Certificate id, id prefix, or domain.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Check a certificate again now (shows a certificate renewed elsewhere)."""
+    """Renew an issued (ACME) certificate now; check an observed one again."""
     cert = api(ctx).request("POST", f"/certificates/{ref}/renew")
+    if as_json:
+        print_json(cert)
+        return
+    _print_cert(cert)
+
+
+@cert_app.command("issue")
+def cert_issue(
+    ctx: typer.Context,
+    domain: Annotated[str, typer.Argument(help="A verified domain (name or id).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a certificate for a verified domain from the ACME directory (renewed
+    automatically before expiry)."""
+    cert = api(ctx).request("POST", f"/domains/{domain}/certificate")
     if as_json:
         print_json(cert)
         return
