@@ -33,8 +33,6 @@ def test_cert_and_domain_commands(cli: Cli, live_server: LiveServer, admin_token
     finally:
         server.close()
     assert cert["status"] == "failed" and cert["chain_valid"] is False  # not a trusted CA
-    shown = cli.run("cert", "show", "web.example.test").stdout
-    assert "chain_error" in shown and "sans: web.example.test" in shown
 
     added = cli.run("domain", "add", "api.example.com", "--service", "web").stdout
     assert "create these DNS records" in added

@@ -171,7 +171,7 @@ async def check(
     now: datetime,
     *,
     context: ssl.SSLContext | None = None,
-    concurrency: int = 200,
+    concurrency: int = 50,
     timeout: float = 5.0,
 ) -> list[tuple[Certificate, str, str]]:
     """Handshake with every certificate's endpoint (at most `concurrency` at once) and record
