@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pilothouse.alerts import service as alerts
 from pilothouse.backups import service as backups
+from pilothouse.certificates import issue as certificates
 from pilothouse.core.crypto import Keyring
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
@@ -20,14 +21,15 @@ async def reseal_all(
     batch: int = 500,
 ) -> int:
     """Rewrite every variable (and its history), every channel's credentials, every
-    environment's config credentials and every backup target DSN still sealed with an older
-    key; returns how many values were rewritten."""
+    environment's config credentials, every backup target DSN and every certificate and ACME
+    account key still sealed with an older key; returns how many values were rewritten."""
     total = 0
     for reseal_batch in (
         variables.reseal_batch,
         alerts.reseal_batch,
         environments.reseal_batch,
         backups.reseal_batch,
+        certificates.reseal_batch,
     ):
         while True:
             async with db.session() as session:

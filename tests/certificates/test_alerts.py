@@ -4,6 +4,7 @@ single failure alert; neither is downtime (the rules' tests show the health side
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,18 @@ from pilothouse.access import Principal
 from pilothouse.alerts import service as alerts
 from pilothouse.certificates import service
 from pilothouse.certificates.loops import CertLoops
-from pilothouse.certificates.models import Certificate
+from pilothouse.certificates.models import AcmeAccount, Certificate
 from pilothouse.config import Settings
 from pilothouse.core.clock import utcnow
-from pilothouse.core.crypto import load_keyring
+from pilothouse.core.crypto import load_keyring, open_value, rotate_key_file, seal_value
 from pilothouse.core.db import Database
 from pilothouse.core.leases import Leases
 from pilothouse.core.loops import Runtime
+from pilothouse.rotation import reseal_all
 from pilothouse.setup import ensure_master_key
 from tests.alerts.test_channels import Receiver
 from tests.certificates.support import TlsServer, ca_file, leaf
+from tests.conftest import one_store
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +84,51 @@ async def test_one_seven_day_alert_and_one_failure_alert(
         soon.close()
         untrusted.close()
         receiver.close()
+
+
+@one_store
+async def test_renewal_failure_alerts_once_and_keys_reseal(
+    db: Database, admin: Principal, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "master.key"
+    ensure_master_key(key_file)
+    old = load_keyring(None, key_file)
+    now = utcnow()
+    async with db.session() as session:
+        cert = Certificate(
+            owner_id=admin.id,
+            domain="api.example.test",
+            host="api.example.test",
+            server_name="api.example.test",
+            source="acme",
+            platform="router",
+            status="active",
+            expires_at=now + timedelta(days=20),
+            auto_renewal=True,
+            renewal_failures=1,
+            last_error="validation failed: api.example.test: connection refused",
+            key_sealed=seal_value("-----BEGIN PRIVATE KEY-----", old),
+            key_id=old.current.hex(),
+        )
+        session.add(cert)
+        session.add(
+            AcmeAccount(
+                directory_url="https://ca.test/dir",
+                key_sealed=seal_value("account key", old),
+                key_id=old.current.hex(),
+            )
+        )
+    leases = Leases(db, owner="w1")
+    [notice] = [n for n in await service.alerts_due(db, leases, now) if "level" not in n.message]
+    assert notice.message["event"] == "certificate_renewal_failed"
+    assert "connection refused" in notice.message["text"]
+    again = await service.alerts_due(db, leases, now + timedelta(minutes=5))
+    assert [n for n in again if "level" not in n.message] == []
+
+    rotate_key_file(key_file)
+    new = load_keyring(None, key_file)
+    assert await reseal_all(db, new) == 2
+    async with db.session(write=False) as session:
+        stored = await session.get(Certificate, cert.id)
+        assert stored is not None and stored.key_id == new.current.hex()
+        assert open_value(stored.key_sealed or "", new) == "-----BEGIN PRIVATE KEY-----"

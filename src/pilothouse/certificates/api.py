@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Path, Request, Response
-from fastapi.responses import PlainTextResponse
 
 from pilothouse.access import require
 from pilothouse.certificates import domains, issue, rules, service
@@ -21,7 +20,7 @@ from pilothouse.certificates.schemas import (
 )
 from pilothouse.core.clock import utcnow
 from pilothouse.deps import Caller, Keys, Session, get_db
-from pilothouse.errors import NotFound
+from pilothouse.errors import ERROR_RESPONSES, NotFound
 
 router = APIRouter(tags=["certificates"])
 #: Served at the application's root: ACME HTTP-01 answers (the router proxies the path here).
@@ -207,14 +206,21 @@ async def issue_certificate(
 
 @challenges.get(
     "/.well-known/acme-challenge/{token}",
-    response_class=PlainTextResponse,
     summary="ACME HTTP-01 challenge answers (no token needed; the CA fetches them)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The key authorization, as text.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **{k: ERROR_RESPONSES[k] for k in (404, 422)},
+    },
 )
 async def challenge(
     request: Request,
     token: str = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$"),
-) -> PlainTextResponse:
+) -> Response:
     answer = await issue.challenge_answer(get_db(request), token)
     if answer is None:
         raise NotFound("no such challenge")
-    return PlainTextResponse(answer)
+    return Response(answer, media_type="text/plain")

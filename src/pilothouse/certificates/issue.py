@@ -381,3 +381,33 @@ def config_from(settings: Any) -> AcmeConfig:
         dns=dns,
         propagation_seconds=settings.acme_dns_propagation_seconds,
     )
+
+
+async def reseal_batch(session: AsyncSession, keyring: Keyring, *, batch: int = 500) -> int:
+    """Re-seal up to `batch` certificate and ACME account keys still sealed with an older key;
+    returns how many. `keys rotate` calls it."""
+    current = keyring.current.hex()
+    certs = list(
+        await session.scalars(
+            sa.select(Certificate)
+            .where(Certificate.key_sealed.is_not(None), Certificate.key_id != current)
+            .limit(batch)
+            .with_for_update()
+        )
+    )
+    for cert in certs:
+        assert cert.key_sealed is not None
+        cert.key_sealed = seal_value(open_value(cert.key_sealed, keyring), keyring)
+        cert.key_id = current
+    accounts = list(
+        await session.scalars(
+            sa.select(AcmeAccount)
+            .where(AcmeAccount.key_id != current)
+            .limit(max(batch - len(certs), 0))
+            .with_for_update()
+        )
+    )
+    for account in accounts:
+        account.key_sealed = seal_value(open_value(account.key_sealed, keyring), keyring)
+        account.key_id = current
+    return len(certs) + len(accounts)

@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 CertStatus = Literal["active", "pending", "expired", "failed"]
 DnsStatus = Literal["pending", "configured", "verified", "failed"]
 Platform = Literal["railway", "vercel", "router", "external"]
+#: Labels of 1-63 letters, digits and inner hyphens; at least two; the last not numeric.
+DOMAIN_PATTERN = (
+    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$"
+)
 Hostname = Annotated[
     str,
     Field(
@@ -86,7 +90,12 @@ class CertificateRead(BaseModel):
 class DomainAdd(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    domain: str = Field(min_length=3, max_length=253, description="Full domain name.")
+    domain: str = Field(
+        min_length=3,
+        max_length=253,
+        pattern=DOMAIN_PATTERN,
+        description="Full domain name, e.g. api.example.com.",
+    )
     service: str = Field(min_length=1, max_length=100, description="Service (name or id).")
     environment: str | None = Field(
         default=None, max_length=100, description="The service's environment."
