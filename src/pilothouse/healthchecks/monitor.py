@@ -129,7 +129,7 @@ class MonitorSettings:
     store_retry: float = 5.0  # seconds between attempts to reach the store while it is away
     worker: str = WORKER_ID
     cert_warn_days: int = 14  # a certificate expiring sooner makes its service degraded
-    tls_ca_file: str | None = None  # extra CA certificates the TLS probe trusts
+    tls_ca_file: str | None = None  # extra CA certificates the https and TLS probes trust
 
 
 def health_spec(service: Service) -> HealthCheckSpec:
@@ -396,6 +396,7 @@ class Monitor:
                 body_contains=spec.get("body_contains"),
                 json_equals=spec.get("json_equals"),
                 latency_limit_ms=spec.get("latency_limit_ms"),
+                ssl_context=self._tls,
             )
         if target.kind == "tcp":
             return await probes.tcp_probe("127.0.0.1", int(spec["port"]), timeout=target.timeout)
