@@ -165,17 +165,14 @@ def apply(cert: Certificate, seen: Seen, now: datetime) -> tuple[str, str]:
     return before, after
 
 
-async def check(
-    session: AsyncSession,
+async def observe_many(
     certs: Sequence[Certificate],
-    now: datetime,
     *,
     context: ssl.SSLContext | None = None,
     concurrency: int = 50,
     timeout: float = 5.0,
-) -> list[tuple[Certificate, str, str]]:
-    """Handshake with every certificate's endpoint (at most `concurrency` at once) and record
-    what was seen; (certificate, before, after) for each."""
+) -> list[Seen]:
+    """Handshake with every certificate's endpoint, at most `concurrency` at once."""
     context = context or client_context()
     gate = asyncio.Semaphore(concurrency)
 
@@ -190,16 +187,30 @@ async def check(
                 context=context,
             )
 
-    seen = await asyncio.gather(*(one(c) for c in certs))
+    return list(await asyncio.gather(*(one(c) for c in certs)))
+
+
+async def check(
+    session: AsyncSession,
+    certs: Sequence[Certificate],
+    now: datetime,
+    *,
+    context: ssl.SSLContext | None = None,
+) -> list[tuple[Certificate, str, str]]:
+    """Handshake with these certificates' endpoints and record what was seen on the rows;
+    (certificate, before, after) for each."""
+    seen = await observe_many(certs, context=context)
     return [(c, *apply(c, s, now)) for c, s in zip(certs, seen, strict=True)]
 
 
 async def check_due(
     db: Database, now: datetime, every_minutes: float, *, ca_file: str | None = None
 ) -> int:
-    """Check the observed certificates not checked for `every_minutes`; how many."""
+    """Check the observed certificates not checked for `every_minutes`; how many. The
+    handshakes run outside any transaction (a SQLite store stays writable meanwhile); what
+    they saw is written in one transaction after."""
     cutoff = now - timedelta(minutes=every_minutes)
-    async with db.session() as session:
+    async with db.session(write=False) as session:
         certs = list(
             await session.scalars(
                 sa.select(Certificate)
@@ -213,8 +224,19 @@ async def check_due(
                 .limit(5000)
             )
         )
-        if certs:
-            await check(session, certs, now, context=client_context(ca_file))
+    if not certs:
+        return 0
+    seen = await observe_many(certs, context=client_context(ca_file))
+    async with db.session() as session:
+        rows = {
+            row.id: row
+            for row in await session.scalars(
+                sa.select(Certificate).where(Certificate.id.in_([c.id for c in certs]))
+            )
+        }
+        for cert, found in zip(certs, seen, strict=True):
+            if cert.id in rows:  # untracked meanwhile: nothing to record
+                apply(rows[cert.id], found, now)
     return len(certs)
 
 
