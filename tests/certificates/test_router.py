@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trustme
 
-from pilothouse.drivers.nginx import NginxRouter, Site, TlsSettings, render_sites
+from pilothouse.drivers.nginx import NginxRouter, RouterError, Site, TlsSettings, render_sites
 from tests.certificates.support import leaf
 from tests.conftest import free_port
 
@@ -146,6 +146,12 @@ def test_sni_redirect_hsts_and_a_swap_under_load(tmp_path: Path, backend: int) -
                 )
                 assert plain.status_code == 308
                 assert plain.headers["location"] == f"https://api.example.test:{https_port}/x?y=1"
+
+            # A site nginx cannot load is refused and the previous sites stay served.
+            broken = Site("bad.example.test", "svc-1", str(files / "missing.pem"), key_file)
+            with pytest.raises(RouterError, match=r"missing\.pem"):
+                await router.set_sites([site, broken], tls)
+            assert "bad.example.test" not in (tmp_path / "nginx/sites/tls.conf").read_text()
 
             hashes = [_served_hash(https_port, context)]
             stop = threading.Event()

@@ -356,12 +356,29 @@ class NginxRouter:
         read at reload, so a swap is: write the new files, then call this (or `reload`)."""
         async with self._lock:
             self._prepare()
+            state_path, conf_path = (
+                self.root / "sites" / "tls.json",
+                self.root / "sites" / "tls.conf",
+            )
+            kept = {p: p.read_text() for p in (state_path, conf_path) if p.exists()}
             state = {"sites": [asdict(s) for s in sites], "tls": asdict(tls)}
-            (self.root / "sites" / "tls.json").write_text(json.dumps(state))
+            state_path.write_text(json.dumps(state))
             if not self._render_sites():
                 return False
-            if self.pid() is not None:
-                await self._reload()
+            try:
+                # A site nginx cannot load (a missing certificate, a port it may not bind)
+                # must not break the router for every service: check first, and put the
+                # previous sites back when the check or the reload fails.
+                await self._nginx("-t", "-q")
+                if self.pid() is not None:
+                    await self._reload()
+            except RouterError:
+                for path in (state_path, conf_path):
+                    if path in kept:
+                        path.write_text(kept[path])
+                    else:
+                        path.unlink(missing_ok=True)
+                raise
             return True
 
     def _render_sites(self) -> bool:
