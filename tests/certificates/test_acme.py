@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,7 +116,10 @@ def test_issue_renew_and_dns01_with_pebble(
                 assert renewed["status"] == "active"
                 assert renewed["certificate_hash"] != cert["certificate_hash"]
                 assert renewed["last_renewal_attempt"] is not None
-                run(sync(db_url, settings, router))
+                with Load(root, https_port) as load:  # clients keep calling during the swap
+                    run(sync(db_url, settings, router))
+                    time.sleep(0.2)
+                assert load.failed == [] and load.ok > 0
                 assert served_hash(root, https_port) == renewed["certificate_hash"]
                 assert curl(root, https_port) == "from web"
 
@@ -190,6 +194,43 @@ def served_hash(root: Path, port: int) -> str:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return hashlib.sha256(der).hexdigest()
+
+
+class Load:
+    """Two clients calling https://api.example.test through the router, a new connection
+    each time, until the block ends; counts answers and failures."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.context = ssl.create_default_context(cafile=str(root))
+        self.port, self.ok, self.failed = port, 0, list[str]()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
+
+    def run(self) -> None:
+        with httpx.Client(verify=self.context, timeout=5) as client:
+            while not self.stop.is_set():
+                try:
+                    answer = client.get(
+                        f"https://127.0.0.1:{self.port}/",
+                        headers={"Host": "api.example.test", "Connection": "close"},
+                        extensions={"sni_hostname": "api.example.test"},
+                    )
+                    if answer.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failed.append(f"HTTP {answer.status_code}")
+                except httpx.HTTPError as exc:
+                    self.failed.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
 
 
 class Backend:
