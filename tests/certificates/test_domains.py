@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pilothouse.alerts import service as alerts
 from pilothouse.certificates import domains
 from pilothouse.certificates.loops import CertLoops
 from pilothouse.config import Settings
@@ -19,6 +20,7 @@ from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.core.leases import Leases
 from pilothouse.core.loops import Runtime
+from tests.alerts.test_channels import Receiver
 from tests.certificates.support import DnsServer
 from tests.conftest import Api, one_store
 
@@ -78,20 +80,29 @@ def test_add_verify_and_lose_a_domain(
     # The record goes away: the next (daily) re-check flags it and alerts once.
     dns_server.records.pop(("api.example.test", "CNAME"))
 
-    async def recheck() -> list[tuple[str, str, str]]:
+    receiver = Receiver(204)
+    channel = {"name": "oncall", "kind": "webhook", "config": {"url": receiver.url}}
+    api.ok(api.post("/channels", channel), 201)
+
+    async def recheck() -> tuple[int, int]:
         db = Database(db_url)
         try:
-            rt = Runtime(db, settings, Leases(db, owner="w1"))
-            later = utcnow() + timedelta(hours=25)
-            found = await domains.verify_due(
-                db, later, domains.Resolver(settings.dns_resolver), recheck_hours=24, max_attempts=3
-            )
-            assert await CertLoops(rt).verify(later + timedelta(hours=25)) == 0
-            return [(d.domain_name, before, after) for d, before, after in found]
+            loops = CertLoops(Runtime(db, settings, Leases(db, owner="w1")))
+            later = utcnow() + timedelta(hours=25)  # the daily re-check is due
+            checked = await loops.verify(later)
+            again = await loops.verify(later + timedelta(hours=25))  # failed: not re-checked
+            await alerts.settle()
+            return checked, again
         finally:
             await db.dispose()
 
-    assert asyncio.run(recheck()) == [("api.example.test", "verified", "failed")]
+    try:
+        assert asyncio.run(recheck()) == (1, 0)
+        [alert] = receiver.bodies
+    finally:
+        receiver.close()
+    assert alert["event"] == "domain_lost" and alert["domain"] == "api.example.test"
+    assert "stopped pointing to us" in alert["text"]
     lost = api.ok(api.get("/domains/api.example.test"))
     assert lost["dns_status"] == "failed"
     assert lost["last_error"].startswith("stopped pointing to us")
