@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pilothouse.alerts.api import router as channels
+from pilothouse.apply.api import router as apply
 from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
+from pilothouse.autoscaling.api import router as autoscaling
 from pilothouse.backups.api import router as backups
 from pilothouse.certificates.api import router as certificates
 from pilothouse.deployments.api import router as deployments
@@ -15,6 +17,7 @@ from pilothouse.environments.api import router as environments
 from pilothouse.errors import ERROR_RESPONSES
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
+from pilothouse.hooks.api import router as hooks
 from pilothouse.metrics.api import router as metrics
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
@@ -38,5 +41,8 @@ for feature in (
     variables,
     metrics,
     certificates,
+    autoscaling,
+    apply,
+    hooks,
 ):
     router.include_router(feature)

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
         default=True,
         description="Scrape every running replica's /metrics and write the built-in samples.",
     )
+    autoscaling_enabled: bool = Field(
+        default=True, description="Evaluate scaling policies in the worker (autoscaling)."
+    )
+    scaling_event_days: float = Field(
+        default=90.0, gt=0, description="Days scaling events are kept."
+    )
     metrics_token: str | None = Field(
         default=None,
         description=(

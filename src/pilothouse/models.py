@@ -3,6 +3,7 @@
 from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
+from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
 from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.certificates.models import AcmeAccount, AcmeChallenge, Certificate, Domain
 from pilothouse.core.db import Base
@@ -19,6 +20,7 @@ from pilothouse.healthchecks.models import (
     ProbeClaim,
 )
 from pilothouse.history.models import StatusHistory
+from pilothouse.hooks.models import DeployHook, HookDelivery
 from pilothouse.metrics.figures import ReplicaFigures
 from pilothouse.metrics.models import (
     MetricAlertRule,
@@ -42,6 +44,7 @@ __all__ = [
     "BackupTarget",
     "Base",
     "Certificate",
+    "DeployHook",
     "Deployment",
     "DeploymentLog",
     "DeploymentPin",
@@ -54,6 +57,7 @@ __all__ = [
     "HealthCheck",
     "HealthRollup",
     "HealthState",
+    "HookDelivery",
     "Incident",
     "JobSlot",
     "MaintenanceWindow",
@@ -67,6 +71,8 @@ __all__ = [
     "ProbeClaim",
     "Replica",
     "ReplicaFigures",
+    "ScalingEvent",
+    "ScalingPolicy",
     "Service",
     "StatusHistory",
     "User",

@@ -11,6 +11,7 @@ from pilothouse.certificates import issue as certificates
 from pilothouse.core.crypto import Keyring
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
+from pilothouse.hooks import service as hooks
 from pilothouse.variables import service as variables
 
 
@@ -21,14 +22,16 @@ async def reseal_all(
     batch: int = 500,
 ) -> int:
     """Rewrite every variable (and its history), every channel's credentials, every
-    environment's config credentials, every backup target DSN and every certificate and ACME
-    account key still sealed with an older key; returns how many values were rewritten."""
+    environment's config credentials, every backup target DSN, every deploy hook secret and
+    every certificate and ACME account key still sealed with an older key; returns how many
+    values were rewritten."""
     total = 0
     for reseal_batch in (
         variables.reseal_batch,
         alerts.reseal_batch,
         environments.reseal_batch,
         backups.reseal_batch,
+        hooks.reseal_batch,
         certificates.reseal_batch,
     ):
         while True:

@@ -34,6 +34,7 @@ CAPABILITIES = (
     "pilothouse.alerts.loops",
     "pilothouse.metrics.loops",
     "pilothouse.metrics.scrape",
+    "pilothouse.autoscaling.loops",
 )
 
 

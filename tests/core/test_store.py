@@ -18,6 +18,8 @@ from pilothouse.services import service as services
 
 TABLES = {
     "users",
+    "deploy_hooks",
+    "hook_deliveries",
     "api_tokens",
     "environments",
     "environment_grants",
@@ -59,6 +61,9 @@ TABLES = {
     "domains",
     "acme_accounts",
     "acme_challenges",
+    # autoscaling (0018)
+    "scaling_policies",
+    "scaling_events",
 }
 
 

@@ -18,7 +18,7 @@ from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Loop, Runtime, Tasks
 from pilothouse.deployments.engine import Engine
 from pilothouse.deployments.models import Deployment
-from pilothouse.deployments.supervisor import Supervisor
+from pilothouse.deployments.supervisor import STATS_EVERY, Supervisor
 
 log = get_logger("pilothouse.worker")
 
@@ -73,7 +73,8 @@ def loops(rt: Runtime) -> list[Loop]:
     )
     engine.event_hooks = rt.hooks("deployment_event")  # the alerts capability fills it
     runner = Runner(engine, rt.tasks)
-    supervisor = Supervisor(engine, rt.tasks)
+    stats_every = settings.loop_intervals.get("deployments.sample", STATS_EVERY)
+    supervisor = Supervisor(engine, rt.tasks, stats_every=float(stats_every))
     return [
         Loop("deployments.restore_router", supervisor.restore_router, None),
         Loop("deployments.run", runner.run_pending, RUN_EVERY),

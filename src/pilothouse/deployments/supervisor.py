@@ -9,7 +9,8 @@ For every replica of a driver that supervises its replicas (`Driver.supervised`)
 - replicas of stopped services (`service stop`) are neither restarted nor sampled;
 - replicas of deleted services are stopped, and so are those a stop left running (its worker
   died, or a restart raced it); stops abandoned by a dead worker are finished, and
-  every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`);
+  every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`; the loop interval
+  `deployments.sample` overrides it: the autoscaler reacts no faster than this);
 - replica lifecycle (replicas/lifecycle.py decides, the service's driver_config configures):
   a live replica whose last `liveness_failures` health checks failed, or (sampling enforcement)
   that stays over its `memory_mb` longer than `memory_grace_seconds`, is stopped and restarted
@@ -105,12 +106,13 @@ class ReplicaEvents:
 
 
 class Supervisor:
-    def __init__(self, engine: Engine, tasks: Tasks) -> None:
+    def __init__(self, engine: Engine, tasks: Tasks, *, stats_every: float = STATS_EVERY) -> None:
         self.engine = engine
         self.db = engine.db
         self.tasks = tasks
         self.adopted: set[uuid.UUID] = set()
-        self._last_stats = -STATS_EVERY
+        self.stats_every = stats_every
+        self._last_stats = -stats_every
 
     def _driver(self, environment: Environment) -> Driver | None:
         return self.engine.drivers.get(environment.driver)
@@ -186,7 +188,7 @@ class Supervisor:
         await self._finish_abandoned_stops()
         await self._stop_deleted_services()
         loop_now = asyncio.get_running_loop().time()
-        if loop_now - self._last_stats >= STATS_EVERY:
+        if loop_now - self._last_stats >= self.stats_every:
             self._last_stats = loop_now
             await self._sample()
 

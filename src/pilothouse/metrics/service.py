@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import INGEST, Principal, granted_environment_ids, require
+from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
@@ -166,9 +168,15 @@ def parse_tags(pairs: Sequence[str]) -> dict[str, str]:
     return tags
 
 
-async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate) -> MetricAlertRule:
-    """An alert rule on a metric (optionally of one service)."""
-    require(actor, "manage_metrics")
+@dataclass(frozen=True)
+class _Checked:
+    window_seconds: int
+    service_id: uuid.UUID | None
+    environment_id: uuid.UUID | None
+
+
+async def _checked(session: AsyncSession, actor: Principal, body: RuleCreate) -> _Checked:
+    """The rule's window in seconds and where it sits, or a 422 naming the field."""
     try:
         window = parse_duration(body.window)
     except ValueError as exc:
@@ -188,6 +196,14 @@ async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate)
         environment_id = (await environments.get_environment(session, actor, body.environment)).id
     elif not actor.is_admin:
         raise ValidationFailed("service", "give a service or an environment")
+    return _Checked(int(window.total_seconds()), service_id, environment_id)
+
+
+async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate) -> MetricAlertRule:
+    """An alert rule on a metric (optionally of one service)."""
+    require(actor, "manage_metrics")
+    checked = await _checked(session, actor, body)
+    service_id, environment_id = checked.service_id, checked.environment_id
     taken = await session.scalar(
         sa.select(MetricAlertRule.id).where(
             MetricAlertRule.name == body.name,
@@ -206,7 +222,7 @@ async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate)
         tags=dict(body.tags),
         expression=body.expression,
         per_metric=body.per_metric,
-        window_seconds=int(window.total_seconds()),
+        window_seconds=checked.window_seconds,
         comparator=body.comparator,
         warning=body.warning,
         critical=body.critical,
@@ -218,7 +234,61 @@ async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate)
     )
     session.add(rule)
     await session.flush()
+    audit.record(session, actor, "create", "metric_alert_rule", rule.id, {"name": rule.name})
     return rule
+
+
+async def get_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> MetricAlertRule:
+    """An alert rule in an environment the actor can see; otherwise NotFound."""
+    query = sa.select(MetricAlertRule).where(MetricAlertRule.id == rule_id)
+    if not actor.is_admin:
+        query = query.where(MetricAlertRule.environment_id.in_(_environments(actor)))
+    rule = await session.scalar(query)
+    if rule is None:
+        raise NotFound(f"alert rule {rule_id} not found")
+    return rule
+
+
+async def update_rule(
+    session: AsyncSession, actor: Principal, rule_id: uuid.UUID, body: RuleCreate
+) -> MetricAlertRule:
+    """Replace a rule's definition (its name and place stay); its history starts afresh when
+    what it measures changes."""
+    rule = await get_rule(session, actor, rule_id)
+    require(actor, "manage_metrics")
+    check = await _checked(session, actor, body)
+    if (check.service_id, check.environment_id) != (rule.service_id, rule.environment_id):
+        raise ValidationFailed("service", "a rule cannot move; delete it and create it anew")
+    changes = {
+        "metric": body.metric,
+        "tags": dict(body.tags),
+        "expression": body.expression,
+        "per_metric": body.per_metric,
+        "window_seconds": check.window_seconds,
+        "comparator": body.comparator,
+        "warning": body.warning,
+        "critical": body.critical,
+        "for_m": body.for_m,
+        "for_n": body.for_n,
+        "recover_n": body.recover_n,
+    }
+    changed = {k: v for k, v in changes.items() if getattr(rule, k) != v}
+    for key, value in changed.items():
+        setattr(rule, key, value)
+    if changed.keys() & {"metric", "tags", "expression", "per_metric", "window_seconds"}:
+        rule.history = []
+    audit.record(session, actor, "update", "metric_alert_rule", rule.id, changed)
+    return rule
+
+
+async def delete_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> None:
+    """Delete an alert rule (shipped defaults stay: switch them off instead)."""
+    rule = await get_rule(session, actor, rule_id)
+    require(actor, "manage_metrics")
+    if rule.is_default:
+        raise Conflict(f"alert rule {rule.name!r} is a shipped default; it cannot be deleted")
+    await session.delete(rule)
+    audit.record(session, actor, "delete", "metric_alert_rule", rule.id, {"name": rule.name})
 
 
 async def list_rules(session: AsyncSession, actor: Principal) -> Sequence[MetricAlertRule]:

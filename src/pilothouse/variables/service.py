@@ -554,6 +554,24 @@ async def delete_requirement(
     audit.record(session, actor, "requirement_delete", "environment", env.id, {"variable": key})
 
 
+async def environment_values(
+    session: AsyncSession, environment_ids: Sequence[uuid.UUID], keyring: Keyring
+) -> dict[tuple[uuid.UUID, str], str]:
+    """The clear values of the environments' own variables (not service overrides), by
+    (environment id, key): for resolving the secret references of a pilothouse.yaml (never
+    shown)."""
+    if not environment_ids:
+        return {}
+    rows = await session.scalars(
+        sa.select(EnvVar).where(
+            EnvVar.environment_id.in_(list(environment_ids)),
+            EnvVar.scope == "",
+            EnvVar.deleted_at.is_(None),
+        )
+    )
+    return {(r.environment_id, r.key): _open(r.key, r.value_encrypted, keyring) for r in rows}
+
+
 def feature_key(name: str) -> str:
     """The variable a feature flag is delivered as: FEATURE_<NAME> (seed 002)."""
     return "FEATURE_" + "".join(c if c.isalnum() else "_" for c in name).upper()

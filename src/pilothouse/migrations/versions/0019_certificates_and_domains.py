@@ -6,7 +6,7 @@ renewal bookkeeping; `domains` keeps seed 003's Domain Registry fields plus the 
 create, the ownership token and the verification retries.
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0023
 Create Date: 2026-12-01 21:30:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0019"
-down_revision: str | None = "0016"
+down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
