@@ -146,6 +146,38 @@ class RuleCreate(BaseModel):
     recover_n: int = Field(default=1, ge=1, le=100, description="Clear evaluations to recover.")
 
 
+class RuleUpdate(BaseModel):
+    """Only the fields given change; `null` clears a level (one level must remain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: MetricName | None = Field(default=None, description="Metric name.")
+    tags: Tags | None = Field(default=None, description="Only series with these tags.")
+    expression: Expression | None = Field(default=None, description="Statistic over the window.")
+    per_metric: MetricName | None = Field(default=None, description="Denominator of a ratio.")
+    window: str | None = Field(default=None, description="Window, e.g. 5m, 1h.")
+    comparator: Literal[">", "<"] | None = Field(default=None, description="> or <.")
+    warning: float | None = Field(default=None, description="Warning level (null: none).")
+    critical: float | None = Field(default=None, description="Critical level (null: none).")
+    for_m: int | None = Field(default=None, ge=1, le=100, description="M of the last N.")
+    for_n: int | None = Field(default=None, ge=1, le=100, description="N evaluations.")
+    recover_n: int | None = Field(default=None, ge=1, le=100, description="Clear to recover.")
+    is_active: bool | None = Field(default=None, description="false: the rule is not evaluated.")
+
+
+class MetricIncidentRead(BaseModel):
+    id: uuid.UUID = Field(description="Incident id.")
+    rule_id: uuid.UUID = Field(description="The alert rule that opened it.")
+    rule: str = Field(description="The alert rule's name.")
+    service_id: uuid.UUID | None = Field(description="Service, when the rule watches one.")
+    service: str = Field(description="Service name ('' for a rule on no service).")
+    started_at: datetime = Field(description="When the rule left healthy.")
+    ended_at: datetime | None = Field(description="When it recovered (null while open).")
+    status: Status = Field(description="warning or critical (the latest).")
+    cause: str = Field(description="Rule, expression, window and value.")
+    reminders: int = Field(description="Reminders sent.")
+
+
 class RuleRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -165,6 +197,7 @@ class RuleRead(BaseModel):
     for_n: int = Field(description="N.")
     recover_n: int = Field(description="Clear evaluations to recover.")
     is_default: bool = Field(description="Shipped default (seed 003 targets).")
+    is_active: bool = Field(description="Evaluated (false: paused).")
     status: Status = Field(description="Current status.")
     last_value: float | None = Field(description="Value at the last evaluation.")
     evaluated_at: datetime | None = Field(description="Last evaluation.")
