@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import struct
 import tempfile
 import time
 import uuid
@@ -39,10 +40,11 @@ from pilothouse import migrations
 from pilothouse.app import create_app
 from pilothouse.config import Settings
 from pilothouse.core.db import Database
-from pilothouse.metrics.models import metric_samples
+from pilothouse.metrics.models import MetricRollupProgress, MetricSeries, metric_samples
 from pilothouse.metrics.query import aggregate
 from pilothouse.metrics.samples import Sample, bulk_insert, write_samples
-from pilothouse.metrics.storage import Retention, retain, rollup
+from pilothouse.metrics.sketch import dumps, new_sketch
+from pilothouse.metrics.storage import Retention, floor_to, retain, rollup
 from pilothouse.setup import _bootstrap
 
 PG_ADMIN_URL = os.environ.get("PILOTHOUSE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -70,9 +72,14 @@ async def ingest(db: Database, series: int, batches: int) -> dict[str, float]:
     for batch in work:
         await write_samples(db, batch)
     ours = batches * BATCH / (time.perf_counter() - started)
-    rows = [(1 + i % series, 1_700_000_000_000 + i, float(i)) for i in range(BATCH)]
+    # The same rows (series spread, times increasing) through the bare bulk path alone.
+    later = int(NOW.timestamp() * 1000) + 3_600_000
+    bare_rows = [
+        [(1 + (b * BATCH + i) % series, later + b * 1000 + i, float(i % 997)) for i in range(BATCH)]
+        for b in range(batches)
+    ]
     started = time.perf_counter()
-    for _ in range(batches):
+    for rows in bare_rows:
         async with db.session() as session:
             await bulk_insert(session, db.dialect, rows)
     bare = batches * BATCH / (time.perf_counter() - started)
@@ -165,6 +172,133 @@ async def query(db: Database, series: int, repeats: int) -> dict[str, float]:
     }
 
 
+RollupRow = tuple[int, int, int, int, float, float, float, float, bytes]
+_ROLLUP_ROW = struct.Struct("!hiqiiiqiqidididid")
+
+
+def _copy_rollups(
+    rows: list[tuple[int, int, int, int, float, float, float, float, bytes]],
+) -> bytes:
+    parts = [b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)]
+    pack = _ROLLUP_ROW.pack
+    for sid, res, bucket, count, total, low, high, last, sketch in rows:
+        parts.append(
+            pack(9, 8, sid, 4, res, 8, bucket, 8, count, 8, total, 8, low, 8, high, 8, last)
+            + struct.pack("!i", len(sketch))
+            + sketch
+        )
+    parts.append(struct.pack("!h", -1))
+    return b"".join(parts)
+
+
+async def _insert_rollups(db: Database, rows: list[RollupRow]) -> None:
+    """Rollup rows appended in bulk: binary COPY on PostgreSQL, executemany on SQLite."""
+    async with db.session() as session:
+        conn = await session.connection()
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        if db.dialect == "postgresql":
+            async with (
+                driver.cursor() as cursor,
+                cursor.copy(
+                    "COPY metric_rollups (series_id, resolution, bucket, count, sum, min, max, "
+                    "last, sketch) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                await copy.write(_copy_rollups(rows))
+        else:
+            await driver.executemany(
+                "INSERT INTO metric_rollups (series_id, resolution, bucket, count, sum, min, "
+                "max, last, sketch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+
+async def query_at_scale(
+    db: Database, series: int, days: int, raw_every: int, repeats: int
+) -> dict[str, float]:
+    """The issue's query case: P95 over 24 h of one series among `series`, with `days` of data
+    held the way retention keeps it: hourly rollups over all the days, 5-minute and 1-minute
+    rollups over the last 2 hours (the window's edges), raw samples (one per `raw_every` s) over
+    the last 24 h. Seeded straight into the tables in bulk; returns seed and query figures."""
+    now = NOW + timedelta(minutes=17, seconds=30)  # not on an hour: the window has edges
+    now_s = int(now.timestamp())
+    done = {60: floor_to(now_s - 120, 60)}
+    done[300] = floor_to(done[60], 300)
+    done[3600] = floor_to(done[300], 3600)
+    seeded = time.perf_counter()
+    await write_samples(
+        db, [Sample("latency_ms", {"replica": f"r{k}"}, 100.0, now) for k in range(series)]
+    )
+    async with db.session(write=False) as session:
+        ids = [
+            sid
+            for (sid,) in await session.execute(
+                sa.select(MetricSeries.id).where(MetricSeries.name == "latency_ms")
+            )
+        ]
+    blobs = [dumps(new_sketch(80.0 + (j * 7 + i) % 40 for i in range(12))) for j in range(8)]
+    rollup_rows = 0
+    for res, first in ((3600, done[3600] - days * 86400), (300, now_s - 7200), (60, now_s - 7200)):
+        start = floor_to(first, res)
+        buckets = list(range(start, done[res], res))
+        pending: list[Any] = []
+        for n, bucket in enumerate(buckets):
+            count = 12 if res == 3600 else 1
+            pending.extend(
+                (sid, res, bucket, count, 1200.0, 80.0, 119.0, 100.0, blobs[(n + sid) % 8])
+                for sid in ids
+            )
+            if len(pending) >= 200_000:
+                await _insert_rollups(db, pending)
+                rollup_rows += len(pending)
+                pending = []
+        if pending:
+            await _insert_rollups(db, pending)
+            rollup_rows += len(pending)
+    raw_rows = 0
+    pending_raw: list[tuple[int, int, float]] = []
+    for at in range(now_s - 86400, now_s, raw_every):
+        pending_raw.extend((sid, at * 1000, 80.0 + (at // 60 + sid) % 40) for sid in ids)
+        if len(pending_raw) >= 200_000:
+            async with db.session() as session:
+                await bulk_insert(session, db.dialect, pending_raw)
+            raw_rows += len(pending_raw)
+            pending_raw = []
+    async with db.session() as session:
+        if pending_raw:
+            await bulk_insert(session, db.dialect, pending_raw)
+            raw_rows += len(pending_raw)
+        for res, until in done.items():
+            mark = db.insert(MetricRollupProgress).values(resolution=res, done_until=until)
+            await session.execute(
+                mark.on_conflict_do_update(
+                    index_elements=["resolution"], set_={"done_until": until}
+                )
+            )
+    if db.dialect == "postgresql":
+        async with db.session() as session:
+            await session.execute(sa.text("ANALYZE"))
+    seed_s = time.perf_counter() - seeded
+    out = []
+    for i in range(repeats):
+        tag = {"replica": f"r{(i * 7919) % series}"}
+        began = time.perf_counter()
+        got = await aggregate(
+            db, "latency_ms", tag, window=timedelta(hours=24), stat="p95", now=now
+        )
+        out.append((time.perf_counter() - began) * 1000)
+        assert got[""] is not None
+    return {
+        "scale series": series,
+        "scale rollup rows": rollup_rows,
+        "scale raw rows": raw_rows,
+        "scale seed s": seed_s,
+        "scale p50 ms": statistics.median(out),
+        "scale p95 ms": statistics.quantiles(out, n=100)[94],
+    }
+
+
 def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
     migrations.upgrade(url)
     result: dict[str, Any] = {"db": kind}
@@ -187,6 +321,22 @@ def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
             await db.dispose()
 
     asyncio.run(query_part())
+
+    async def scale_part() -> None:
+        db = Database(url)
+        try:
+            async with db.session() as session:
+                for table in ("metric_samples", "metric_rollups", "metric_rollup_progress"):
+                    await session.execute(sa.text(f"DELETE FROM {table}"))
+            result.update(
+                await query_at_scale(db, args.scale_series, args.days, args.raw_every, args.repeats)
+            )
+        finally:
+            await db.dispose()
+
+    if args.scale_series:
+        asyncio.run(scale_part())
+    result["load average"] = os.getloadavg()[0]
     print(kind, result, flush=True)
     return result
 
@@ -200,6 +350,14 @@ def main() -> None:
     parser.add_argument("--query-series", type=int, default=1_000, help="series with 24 h of data")
     parser.add_argument("--repeats", type=int, default=100, help="queries timed per path")
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--scale-series",
+        type=int,
+        default=10_000,
+        help="series of the query-at-scale case (0: skip)",
+    )
+    parser.add_argument("--days", type=int, default=30, help="days of data in that case")
+    parser.add_argument("--raw-every", type=int, default=300, help="seconds between raw samples")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,11 +384,18 @@ def main() -> None:
         "rollup p50 ms",
         "rollup p95 ms",
         "rollup job s",
+        "scale seed s",
+        "scale p50 ms",
+        "scale p95 ms",
+        "load average",
     ]
     print("\n| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for r in results:
-        cells = [r["db"]] + [f"{r[c]:,.0f}" if r[c] >= 100 else f"{r[c]:.2f}" for c in columns[1:]]
+        cells = [r["db"]] + [
+            "-" if c not in r else f"{r[c]:,.0f}" if r[c] >= 100 else f"{r[c]:.2f}"
+            for c in columns[1:]
+        ]
         print("| " + " | ".join(cells) + " |")
 
 

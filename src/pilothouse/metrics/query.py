@@ -228,8 +228,12 @@ async def matching_series(
     tags: Mapping[str, str],
     visible: sa.ColumnElement[bool] | None,
 ) -> list[MetricSeries]:
-    """The series named `name` whose tags include all of `tags`."""
+    """The series named `name` whose tags include all of `tags`. The store filters on the tags
+    (one of 10,000 series of a name is read, not all of them); the exact comparison is made
+    again here."""
     query = sa.select(MetricSeries).where(MetricSeries.name == name).order_by(MetricSeries.id)
+    for key, value in tags.items():
+        query = query.where(MetricSeries.tags[key].as_string() == value)
     if visible is not None:
         query = query.where(visible)
     rows = (await session.scalars(query)).all()
