@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
+import random
+import shutil
 import statistics
 import struct
+import subprocess
 import tempfile
 import time
 import uuid
@@ -40,7 +44,12 @@ from pilothouse import migrations
 from pilothouse.app import create_app
 from pilothouse.config import Settings
 from pilothouse.core.db import Database
-from pilothouse.metrics.models import MetricRollupProgress, MetricSeries, metric_samples
+from pilothouse.metrics.models import (
+    MetricRollup,
+    MetricRollupProgress,
+    MetricSeries,
+    metric_samples,
+)
 from pilothouse.metrics.query import aggregate
 from pilothouse.metrics.samples import Sample, bulk_insert, write_samples
 from pilothouse.metrics.sketch import dumps, new_sketch
@@ -299,6 +308,123 @@ async def query_at_scale(
     }
 
 
+def storage_data(series: int, hours: int, every: int) -> list[Sample]:
+    """The storage case's samples: half counters (requests served), half gauges (latency in ms,
+    two decimals), one sample per `every` seconds, as a scrape records them."""
+    rng = random.Random(14)
+    start = NOW - timedelta(hours=hours)
+    out: list[Sample] = []
+    totals = [0.0] * series
+    for n in range(hours * 3600 // every):
+        at = start + timedelta(seconds=n * every)
+        for k in range(series):
+            if k % 2:
+                totals[k] += rng.randint(0, 50)
+                out.append(Sample("requests_total", {"replica": f"r{k}"}, totals[k], at))
+            else:
+                value = round(120 + 30 * math.sin(n / 40 + k) + rng.gauss(0, 8), 2)
+                out.append(Sample("latency_ms", {"replica": f"r{k}"}, value, at))
+    return out
+
+
+async def storage(db: Database, samples: list[Sample], series: int, hours: int) -> dict[str, float]:
+    """Bytes per raw sample (table and indexes) and per series-day of rollups (all three
+    levels), after the rollup job ran over the samples."""
+    for start in range(0, len(samples), 50_000):
+        await write_samples(db, samples[start : start + 50_000])
+    later = NOW + timedelta(minutes=2)
+    while any((await rollup(db, later)).values()):
+        pass
+    async with db.session() as session:
+        if db.dialect == "postgresql":
+            raw_bytes = await session.scalar(
+                sa.text("SELECT pg_total_relation_size('metric_samples')")
+            )
+            rollup_bytes = await session.scalar(
+                sa.text("SELECT pg_total_relation_size('metric_rollups')")
+            )
+        else:
+            query = sa.text("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")
+            sizes: dict[str, int] = {k: int(v) for k, v in await session.execute(query)}
+            raw_bytes = sum(v for k, v in sizes.items() if "metric_samples" in k)
+            rollup_bytes = sum(v for k, v in sizes.items() if "metric_rollups" in k)
+        # The table's bytes split by level in proportion to each level's row payload (eight
+        # 8-byte columns and the sketch).
+        weight = sa.func.sum(sa.func.length(MetricRollup.sketch) + 64)
+        levels = {
+            int(res): float(w)
+            for res, w in await session.execute(
+                sa.select(MetricRollup.resolution, weight).group_by(MetricRollup.resolution)
+            )
+        }
+    days = hours / 24
+    total_weight = sum(levels.values()) or 1.0
+    per_day = int(rollup_bytes or 0) / (series * days)
+    return {
+        "storage samples": len(samples),
+        "bytes/raw sample": int(raw_bytes or 0) / len(samples),
+        "rollup bytes/series-day": per_day,
+        **{
+            f"{res}s bytes/series-day": per_day * levels.get(res, 0.0) / total_weight
+            for res in (60, 300, 3600)
+        },
+    }
+
+
+def prometheus_storage(
+    tmp: Path, samples: list[Sample], series: int, hours: int
+) -> dict[str, float]:
+    """The same samples as Prometheus TSDB blocks (promtool tsdb create-blocks-from openmetrics,
+    Debian's prometheus package): bytes of the block directories per sample."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return {}
+    text = tmp / "samples.om"
+    by_series: dict[tuple[str, str], list[str]] = {}
+    for sample in samples:
+        by_series.setdefault((sample.name, sample.tags["replica"]), []).append(
+            f"{sample.value} {sample.at.timestamp():.3f}"
+        )
+    with text.open("w") as out:
+        for name in sorted({name for name, _ in by_series}):
+            kind = "counter" if name.endswith("_total") else "gauge"
+            family = name.removesuffix("_total")
+            out.write(f"# TYPE {family} {kind}\n")
+            for (metric, replica), points in by_series.items():
+                if metric == name:
+                    out.writelines(f'{name}{{replica="{replica}"}} {p}\n' for p in points)
+        out.write("# EOF\n")
+    blocks = tmp / "tsdb"
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", "-q", str(text), str(blocks)],
+        check=True,
+        capture_output=True,
+    )
+    size = sum(f.stat().st_size for f in blocks.rglob("*") if f.is_file())
+    chunks = sum(f.stat().st_size for f in blocks.rglob("chunks/*") if f.is_file())
+    return {
+        "prometheus bytes/sample": size / len(samples),
+        "prometheus chunk bytes/sample": chunks / len(samples),
+        "prometheus bytes/series-day": size / (series * hours / 24),
+    }
+
+
+def run_storage(kind: str, url: str, data: list[Sample], args: Any) -> dict[str, Any]:
+    """The storage case on a fresh database of this kind."""
+    migrations.upgrade(url)
+
+    async def part() -> dict[str, float]:
+        db = Database(url)
+        try:
+            return await storage(db, data, args.storage_series, args.storage_hours)
+        finally:
+            await db.dispose()
+
+    result: dict[str, Any] = {"db": kind, **asyncio.run(part())}
+    print(kind, result, flush=True)
+    return result
+
+
 def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
     migrations.upgrade(url)
     result: dict[str, Any] = {"db": kind}
@@ -336,6 +462,7 @@ def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
 
     if args.scale_series:
         asyncio.run(scale_part())
+
     result["load average"] = os.getloadavg()[0]
     print(kind, result, flush=True)
     return result
@@ -358,21 +485,51 @@ def main() -> None:
     )
     parser.add_argument("--days", type=int, default=30, help="days of data in that case")
     parser.add_argument("--raw-every", type=int, default=300, help="seconds between raw samples")
+    parser.add_argument(
+        "--storage-series", type=int, default=50, help="series of the storage case (0: skip)"
+    )
+    parser.add_argument("--storage-hours", type=int, default=24, help="hours of 15 s samples")
+    parser.add_argument("--only-storage", action="store_true", help="run the storage case only")
     args = parser.parse_args()
     results = []
+    stored: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        data = (
+            storage_data(args.storage_series, args.storage_hours, 15) if args.storage_series else []
+        )
         if args.db in ("sqlite", "both"):
-            results.append(run_one("sqlite", f"sqlite:///{tmp}/bench.db", Path(tmp), args))
+            if not args.only_storage:
+                results.append(run_one("sqlite", f"sqlite:///{tmp}/bench.db", Path(tmp), args))
+            if data:
+                stored.append(run_storage("sqlite", f"sqlite:///{tmp}/storage.db", data, args))
         if args.db in ("postgres", "both"):
-            name = f"pilothouse_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            url = str(sa.engine.make_url(PG_ADMIN_URL).set(database=name))
-            try:
-                results.append(run_one("postgres", url, Path(tmp) / "pg", args))
-            finally:
+            for part in ("bench", "storage"):
+                if (part == "storage" and not data) or (part == "bench" and args.only_storage):
+                    continue
+                name = f"pilothouse_{part}_{uuid.uuid4().hex[:8]}"
                 with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                url = str(sa.engine.make_url(PG_ADMIN_URL).set(database=name))
+                try:
+                    if part == "bench":
+                        results.append(run_one("postgres", url, Path(tmp) / "pg", args))
+                    else:
+                        stored.append(run_storage("postgres", url, data, args))
+                finally:
+                    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if data:
+            prom = prometheus_storage(Path(tmp), data, args.storage_series, args.storage_hours)
+            if prom:
+                print("prometheus", prom, flush=True)
+                stored.append(
+                    {
+                        "db": "prometheus tsdb",
+                        "bytes/raw sample": prom["prometheus bytes/sample"],
+                        "rollup bytes/series-day": prom["prometheus bytes/series-day"],
+                        "chunk bytes/sample": prom["prometheus chunk bytes/sample"],
+                    }
+                )
     columns = [
         "db",
         "write_samples/s",
@@ -397,6 +554,21 @@ def main() -> None:
             for c in columns[1:]
         ]
         print("| " + " | ".join(cells) + " |")
+    _print_storage(stored)
+
+
+def _print_storage(stored: list[dict[str, Any]]) -> None:
+    if not stored:
+        return
+    print(
+        "\n| store | samples | bytes per raw sample | bytes per series-day (rollups; TSDB: raw) |"
+    )
+    print("|---|---|---|---|")
+    for r in stored:
+        print(
+            f"| {r['db']} | {r.get('storage samples', '-')} | {r['bytes/raw sample']:.1f} | "
+            f"{r['rollup bytes/series-day']:,.0f} |"
+        )
 
 
 if __name__ == "__main__":
