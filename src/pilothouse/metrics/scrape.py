@@ -242,32 +242,47 @@ def _remember(key: str, text: str, tags: dict[str, str], entries: list[_Entry]) 
 
 
 def _reuse(shape: _Shape, text: str, at: datetime) -> tuple[list[Sample], builtin.Counters] | None:
-    """The exposition read with a shape of the same lines; None when the lines differ or a
-    value is not one the parser would read the same way."""
-    cut = _cut(text)
-    if cut is None or cut[0] != shape.skeleton:
+    """The exposition read with a shape of the same lines, in one pass; None when a line
+    differs or a value is not one the parser would read the same way."""
+    lines = text.split("\n")
+    skeleton = shape.skeleton
+    if len(lines) != len(skeleton):
         return None
+    entries = iter(shape.entries)
     samples: list[Sample] = []
     values: list[float] = []
     isfinite = math.isfinite
     try:
-        for entry, rest in zip(shape.entries, cut[1], strict=True):
+        for raw, expected in zip(lines, skeleton, strict=True):
+            line = raw.strip()
+            if not line or line[0] == "#":
+                if line != expected:
+                    return None
+                continue
+            if not expected or expected[0] == "#" or not line.startswith(expected):
+                return None
+            rest = line[len(expected) :]
+            if expected[-1] != "}" and rest[:1] not in (" ", "\t"):
+                return None  # the name goes on: another series
             if "_" in rest:
                 return None  # float() reads 1_000; the parser refuses it
             parts = rest.split()
+            entry = next(entries)
             value = float(parts[0])
             values.append(value)
-            if not isfinite(value):
-                continue
-            when = at
             if len(parts) == 2:
                 when = datetime.fromtimestamp(float(parts[1]) / 1000, UTC)
-            samples.append(Sample(entry.name, entry.tags, value, when, entry.unit))
-    except (ValueError, OverflowError, OSError):
+            elif len(parts) == 1:
+                when = at
+            else:
+                return None
+            if isfinite(value):
+                samples.append(Sample(entry.name, entry.tags, value, when, entry.unit))
+    except (ValueError, OverflowError, OSError, IndexError):
         return None
-    entries = shape.entries
+    every = shape.entries
     counters = builtin.counters_of(
-        (entries[i].name, entries[i].labels, values[i]) for i in shape.counted
+        (every[i].name, every[i].labels, values[i]) for i in shape.counted
     )
     return samples, counters
 
