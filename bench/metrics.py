@@ -15,7 +15,15 @@ PILOTHOUSE_TEST_PG_URL):
      over 24 h of one series among them: p50/p95 latency of `aggregate(...)` from raw samples,
      and again after the raw samples are dropped (read from the 1-minute/5-minute/hourly
      rollups and their sketches).
-Prints figures and ratios; asserts nothing.
+  4. The query at the issue's scale (`--scale-series`, `--days`): P95 over 24 h of one series
+     among 10,000 with 30 days of data, seeded in bulk straight into the tables the way
+     retention keeps it (see `query_at_scale`).
+  5. Storage (`--storage-series`, `--storage-hours`, on a fresh database): 15-second samples,
+     half counters and half gauges, written and rolled up; bytes per raw sample (table and
+     indexes) and per series-day of rollups. The same samples go to Prometheus's TSDB through
+     `promtool tsdb create-blocks-from openmetrics` (Debian's prometheus package) for the
+     comparison. `--only-storage` runs this part alone.
+Prints figures, ratios and the load average; asserts nothing.
 """
 
 from __future__ import annotations
