@@ -109,6 +109,9 @@ def _truncate_pg(url: str) -> None:
 #: supervisor): they run on SQLite only. Every store guarantee (constraints, leases, claims,
 #: concurrency, what is written where) keeps its own test on both databases.
 one_store = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+#: The same, on PostgreSQL: for a scenario whose store-level check is written for the
+#: production store (a pg_dump of every table, say).
+production_store = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

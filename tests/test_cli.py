@@ -276,6 +276,7 @@ FORGED = (
 )
 
 
+@one_store
 def test_logs_never_print_terminal_control_sequences(cli: Cli, live_server: LiveServer) -> None:
     """An operator posts a line that would erase, overwrite or forge lines on a terminal: the
     CLI prints it on one line with the sequences removed and other controls made visible."""

@@ -23,7 +23,7 @@ from pilothouse.backups import jobs
 from pilothouse.backups.storage import S3Storage
 from pilothouse.core.clock import utcnow
 from tests.backups.conftest import Harness, _pgbench, drop_pg, need_pg
-from tests.conftest import PG_ADMIN_URL, free_port
+from tests.conftest import PG_ADMIN_URL, free_port, one_store
 
 
 @pytest.fixture
@@ -196,6 +196,7 @@ def test_cleanup_expires_objects_then_records(harness: Harness, sqlite_source: P
 # -- unattended: the worker schedules, verifies and drills ------------------------------------
 
 
+@one_store
 def test_worker_runs_a_scheduled_backup_its_check_and_a_drill(
     stack: dict[str, Any], db_url: str, pg_source: str
 ) -> None:

@@ -71,6 +71,7 @@ def test_command_output_and_posted_text_are_scrubbed(stack: dict[str, Any]) -> N
     assert "posted ********" in stored and "why ********" in stored
 
 
+@one_store
 def test_a_line_over_64_kib_and_a_failed_command_leave_nothing_behind(
     stack: dict[str, Any],
 ) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from pilothouse.setup import ensure_master_key
+from tests.conftest import one_store
 from tests.engine_support import Client
 
 SECRETS = ("sntl-PIN-one-4f1a", "sntl-PIN-two-8b2c", "sntl-PIN-three-d3e9")
@@ -67,6 +68,7 @@ def cli(stack: dict[str, Any], *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+@one_store
 def test_rollback_and_crash_restart_deliver_pinned_values(stack: dict[str, Any]) -> None:
     ensure_master_key(stack["data_dir"] / "master.key")
     client: Client = stack["client"]

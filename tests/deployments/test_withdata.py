@@ -100,6 +100,7 @@ def run(cli: Cli, *args: str, input: str | None = None) -> subprocess.CompletedP
     return proc
 
 
+@one_store
 def test_rollback_with_data_puts_the_database_back_as_before_the_deploy(
     stack: dict[str, Any], app_db: str, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from pilothouse.core.clock import utcnow
 from pilothouse.healthchecks.models import HealthCheck, Incident
 from pilothouse.replicas.models import Replica
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, one_store
 from tests.test_cli import Cli
 
 
@@ -25,6 +25,7 @@ def _store(db_url: str) -> sa.Engine:
     )
 
 
+@one_store
 def test_incidents_health_and_uptime_read_well(
     live_server: LiveServer, admin_token: str, tmp_path: Path, db_url: str
 ) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pilothouse.drivers.cgroups import detect
+from tests.conftest import one_store
 from tests.engine_support import CHILD_PYTHON, SHA, Client, alive
 
 #: A replica app whose health and memory the test steers: /health answers 503 from its second
@@ -129,6 +130,7 @@ def _reasons(client: Client, kind: str, entity: str) -> list[tuple[str, str | No
     return [(h["to_status"], h["reason"]) for h in client.ok("GET", f"/history/{kind}/{entity}")]
 
 
+@one_store
 def test_a_replica_failing_its_health_checks_is_restarted_then_given_up(
     stack: dict[str, Any],
 ) -> None:
@@ -219,6 +221,7 @@ def _cli(stack: dict[str, Any], tmp_path: Path, *args: str) -> str:
     return proc.stdout
 
 
+@one_store
 def test_a_replica_over_its_memory_limit_is_restarted_with_the_reason(
     stack: dict[str, Any], tmp_path: Path
 ) -> None:

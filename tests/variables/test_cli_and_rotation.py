@@ -20,7 +20,7 @@ from pilothouse.rotation import reseal_all
 from pilothouse.setup import ensure_master_key
 from pilothouse.variables import service
 from pilothouse.variables.models import EnvVar, EnvVarVersion
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, one_store
 
 SENTINEL = "sntl-cli-0b7d"
 
@@ -37,6 +37,7 @@ def run_cli(server: LiveServer, token: str, *args: str, stdin: str | None = None
     )
 
 
+@one_store
 def test_import_export_template_diff_check(
     settings: Settings, admin_token: str, tmp_path: Path
 ) -> None:

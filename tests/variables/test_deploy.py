@@ -15,6 +15,7 @@ import httpx
 import sqlalchemy as sa
 
 from pilothouse.setup import ensure_master_key
+from tests.conftest import production_store
 from tests.engine_support import Client
 
 SECRET_TOKEN = "424242:sntl-BOT-7c1e9a"
@@ -70,6 +71,7 @@ def cli(stack: dict[str, Any], *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+@production_store
 def test_refused_then_delivered_and_nothing_leaks(stack: dict[str, Any], db_url: str) -> None:
     ensure_master_key(stack["data_dir"] / "master.key")
     client: Client = stack["client"]
