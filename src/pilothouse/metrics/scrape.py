@@ -248,10 +248,13 @@ def _reuse(shape: _Shape, text: str, at: datetime) -> tuple[list[Sample], builti
     skeleton = shape.skeleton
     if len(lines) != len(skeleton):
         return None
-    entries = iter(shape.entries)
+    entries = shape.entries
     samples: list[Sample] = []
     values: list[float] = []
+    append = samples.append
+    make = tuple.__new__  # a Sample without the Python-level __new__ call
     isfinite = math.isfinite
+    n = 0
     try:
         for raw, expected in zip(lines, skeleton, strict=True):
             line = raw.strip()
@@ -267,24 +270,26 @@ def _reuse(shape: _Shape, text: str, at: datetime) -> tuple[list[Sample], builti
             if "_" in rest:
                 return None  # float() reads 1_000; the parser refuses it
             parts = rest.split()
-            entry = next(entries)
+            entry = entries[n]
+            n += 1
             value = float(parts[0])
             values.append(value)
-            if len(parts) == 2:
-                when = datetime.fromtimestamp(float(parts[1]) / 1000, UTC)
-            elif len(parts) == 1:
+            if len(parts) == 1:
                 when = at
+            elif len(parts) == 2:
+                when = datetime.fromtimestamp(float(parts[1]) / 1000, UTC)
             else:
                 return None
             if isfinite(value):
-                samples.append(Sample(entry.name, entry.tags, value, when, entry.unit))
+                append(
+                    make(Sample, (entry.name, entry.tags, value, when, entry.unit, "application"))
+                )
     except (ValueError, OverflowError, OSError, IndexError):
         return None
-    every = shape.entries
-    counters = builtin.counters_of(
-        (every[i].name, every[i].labels, values[i]) for i in shape.counted
-    )
-    return samples, counters
+    if n != len(entries):
+        return None
+    counted = ((entries[i].name, entries[i].labels, values[i]) for i in shape.counted)
+    return samples, builtin.counters_of(counted)
 
 
 @dataclass
