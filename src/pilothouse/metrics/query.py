@@ -27,8 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.metrics import sketch as sketches
-from pilothouse.metrics.models import RESOLUTIONS, MetricRollup, MetricSeries, metric_samples
-from pilothouse.metrics.storage import floor_to, progress
+from pilothouse.metrics.models import (
+    RESOLUTIONS,
+    MetricRollup,
+    MetricRollupProgress,
+    MetricSeries,
+    metric_samples,
+)
+from pilothouse.metrics.storage import floor_to
 
 Stat = Literal[
     "latest", "count", "sum", "avg", "min", "max", "p50", "p95", "p99", "rate", "increase"
@@ -209,10 +215,11 @@ class Group:
     rolling: list[tuple[int, float]]
 
 
-async def kept_from(session: AsyncSession) -> dict[int, int]:
-    """The oldest second each level still holds (0: raw samples), from the data itself (so
+async def levels(session: AsyncSession) -> tuple[dict[int, int], dict[int, int]]:
+    """(done, kept): up to which second each rollup level is rolled up (absent: never), and
+    the oldest second each level still holds (0: raw samples), from the data itself (so
     retention overrides and passes that have not run yet are accounted for). One statement:
-    each figure is an index's first entry."""
+    each figure is a primary key or an index's first entry."""
     oldest = sa.select(sa.func.min(metric_samples.c.ts)).scalar_subquery()
     firsts = [
         sa.select(sa.func.min(MetricRollup.bucket))
@@ -220,11 +227,23 @@ async def kept_from(session: AsyncSession) -> dict[int, int]:
         .scalar_subquery()
         for res in RESOLUTIONS
     ]
-    row = (await session.execute(sa.select(oldest, *firsts))).one()
+    marks = [
+        sa.select(MetricRollupProgress.done_until)
+        .where(MetricRollupProgress.resolution == res)
+        .scalar_subquery()
+        for res in RESOLUTIONS
+    ]
+    row = (await session.execute(sa.select(oldest, *firsts, *marks))).one()
+    count = len(RESOLUTIONS)
     kept = {0: 2**62 if row[0] is None else int(row[0]) // 1000}
-    for res, bucket in zip(RESOLUTIONS, row[1:], strict=True):
+    for res, bucket in zip(RESOLUTIONS, row[1 : 1 + count], strict=True):
         kept[res] = 2**62 if bucket is None else int(bucket)
-    return kept
+    done = {
+        res: int(mark)
+        for res, mark in zip(RESOLUTIONS, row[1 + count :], strict=True)
+        if mark is not None
+    }
+    return done, kept
 
 
 async def matching_series(
@@ -260,8 +279,7 @@ async def run_query(
     now_s = int(now.timestamp())
     start = now_s - max(int(window.total_seconds()), 1)
     end = now_s + 1  # a sample at `now` is inside the window
-    done = await progress(session)
-    kept = await kept_from(session)
+    done, kept = await levels(session)
     segments = plan(start, end, done, kept)
     groups: dict[str, list[int]] = {}
     for s in series:
