@@ -134,7 +134,8 @@ def test_three_workers_run_every_slot_job_once_per_slot(cluster: dict[str, Any])
     assert sum(1 for names in per_worker if names) >= 2, "slots are won by whichever worker"
     numbers = [m["reminder"] for m in Collector.received if m["event"] == "reminder"]
     assert len(numbers) == len(set(numbers)), f"a reminder was sent twice: {numbers}"
-    assert numbers == sorted(numbers)
+    # Claimed in order, but posted by three workers at once: under load two posts can arrive
+    # swapped (seen: ... 40, 38 ...), so only the numbers taken are checked, not their arrival.
     remind_runs = sum(1 for n, _ in runs if n == "healthchecks.remind")
     assert len(numbers) <= remind_runs
 

@@ -244,6 +244,8 @@ def test_outage_is_probed_alerted_buffered_and_written_back(
     assert {r.overall_status for r in seen["service_rows"]} == {"unhealthy"}
 
     # One incident, opened inside the outage, closed after it; one alert and one recovery.
+    opened = [(i.cause, i.started_at, i.ended_at) for i in seen["incidents"]]
+    assert len(opened) == 1, opened
     [incident] = seen["incidents"]
     assert began < incident.started_at <= began + timedelta(seconds=30)
     assert incident.ended_at is not None and incident.ended_at > ended
