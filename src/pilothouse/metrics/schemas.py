@@ -7,9 +7,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from pilothouse.metrics.ingest import check_tags
+from pilothouse.metrics.ingest import MAX_TAG_LENGTH, MAX_TAGS, check_tags
 
 Source = Literal["application", "infrastructure", "external"]
 Status = Literal["healthy", "warning", "critical"]
@@ -33,7 +33,19 @@ def _tags(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-Tags = Annotated[dict[str, str], AfterValidator(_tags)]
+#: Tags as the schema states them (check_tags enforces the same on every path).
+Tags = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_TAG_LENGTH)]],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_TAGS,
+            "propertyNames": {"minLength": 1, "maxLength": MAX_TAG_LENGTH},
+            "additionalProperties": {"type": "string", "maxLength": MAX_TAG_LENGTH},
+        }
+    ),
+    AfterValidator(_tags),
+]
 
 
 class SampleIn(BaseModel):
@@ -120,6 +132,11 @@ class QueryResult(BaseModel):
     groups: list[QueryGroup] = Field(description="One entry per group.")
 
 
+#: A rule's window: a positive count of seconds, minutes, hours or days (under 3.2 years).
+RuleWindow = Annotated[
+    str, Field(pattern=r"^([1-9][0-9]{0,7}s|[1-9][0-9]{0,5}m|[1-9][0-9]{0,4}h|[1-9][0-9]{0,2}d)$")
+]
+
 Expression = Literal[
     "latest", "avg", "min", "max", "p50", "p95", "p99", "rate", "increase", "count", "ratio"
 ]
@@ -129,15 +146,21 @@ class RuleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, description="Rule name (shown in alerts).")
-    service: str | None = Field(default=None, description="Service (name or id) it watches.")
-    environment: str | None = Field(default=None, description="Environment, when ambiguous.")
+    service: str | None = Field(
+        default=None, description="Service (name or id) it watches; this or `environment`."
+    )
+    environment: str | None = Field(
+        default=None,
+        description="Environment (name or id): the rule's own without a service, else where "
+        "to find the service when its name is ambiguous.",
+    )
     metric: MetricName = Field(description="Metric name.")
     tags: Tags = Field(default_factory=dict, description="Only series with these tags.")
     expression: Expression = Field(description="Statistic over the window.")
     per_metric: MetricName | None = Field(
         default=None, description="For ratio: 100 x increase(metric) / increase(per_metric)."
     )
-    window: str = Field(default="5m", description="Window, e.g. 5m, 1h.")
+    window: RuleWindow = Field(default="5m", description="Window, e.g. 5m, 1h.")
     comparator: Literal[">", "<"] = Field(default=">", description="Breach when value > or <.")
     warning: float | None = Field(default=None, description="Warning level.")
     critical: float | None = Field(default=None, description="Critical level.")
@@ -155,7 +178,7 @@ class RuleUpdate(BaseModel):
     tags: Tags | None = Field(default=None, description="Only series with these tags.")
     expression: Expression | None = Field(default=None, description="Statistic over the window.")
     per_metric: MetricName | None = Field(default=None, description="Denominator of a ratio.")
-    window: str | None = Field(default=None, description="Window, e.g. 5m, 1h.")
+    window: RuleWindow | None = Field(default=None, description="Window, e.g. 5m, 1h.")
     comparator: Literal[">", "<"] | None = Field(default=None, description="> or <.")
     warning: float | None = Field(default=None, description="Warning level (null: none).")
     critical: float | None = Field(default=None, description="Critical level (null: none).")

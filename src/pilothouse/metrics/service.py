@@ -203,7 +203,7 @@ async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate)
         service_id, environment_id = svc.id, svc.environment_id
     elif body.environment:
         environment_id = (await environments.get_environment(session, actor, body.environment)).id
-    elif not actor.is_admin:
+    else:  # a rule lives in an environment: who sees it, and where its incidents belong
         raise ValidationFailed("service", "give a service or an environment")
     taken = await session.scalar(
         sa.select(MetricAlertRule.id).where(
