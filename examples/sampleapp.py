@@ -4,7 +4,8 @@
     python examples/sampleapp.py --port 8000          # version from PILOTHOUSE_VERSION
 
 Endpoints: `/` (hello, version, pid), `/health` (200 once ready, else 503), `/version`,
-`/burn?seconds=N` (burns CPU for N seconds, at most 30), `/metrics` (request and error counters,
+`/burn?seconds=N` (burns CPU for N seconds, at most 30), `/alloc?mb=N` (keeps N more MB of
+memory in use, at most 4096: for memory limit tests), `/metrics` (request and error counters,
 mean request duration since the last scrape, in the Prometheus text format), `/errors?rate=R` (from now on, answer that share of requests to
 `/` with HTTP 500; `rate=0` stops it), `/fail` (always HTTP 500).
 
@@ -31,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 #: Paths counted under their own name in /metrics (anything else counts as "other").
-KNOWN = ("/", "/health", "/version", "/burn", "/errors", "/fail")
+KNOWN = ("/", "/health", "/version", "/burn", "/alloc", "/errors", "/fail")
 
 
 def _flag(name: str) -> bool:
@@ -66,6 +67,7 @@ def main() -> None:
         "served": 0,
         "active": 0,
     }
+    held: list[bytes] = []  # what /alloc keeps in use
     # Durations (ms) of the requests answered since the last scrape of /metrics.
     durations: list[float] = []
 
@@ -180,6 +182,11 @@ def main() -> None:
                 while time.monotonic() < end:
                     n += 1
                 self._send(200, {"burned_seconds": seconds, "loops": n})
+            elif url.path == "/alloc":
+                mb = min(int(parse_qs(url.query).get("mb", ["1"])[0]), 4096)
+                for _ in range(mb):
+                    held.append(b"\x01" * (1024 * 1024))  # written, so resident
+                self._send(200, {"held_mb": len(held)})
             elif url.path == "/" and should_fail():
                 self._send(500, {"error": "failing as asked", "version": version})
             elif url.path == "/":

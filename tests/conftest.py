@@ -177,6 +177,9 @@ class Api:
     def patch(self, path: str, body: Any = None, **kw: Any) -> Any:
         return self.client.patch(f"/api/v1{path}", json=body, headers=self._headers(), **kw)
 
+    def put(self, path: str, body: Any = None, **kw: Any) -> Any:
+        return self.client.put(f"/api/v1{path}", json=body, headers=self._headers(), **kw)
+
     def delete(self, path: str, **kw: Any) -> Any:
         return self.client.delete(f"/api/v1{path}", headers=self._headers(), **kw)
 

@@ -220,3 +220,71 @@ def test_operator_tunes_rollouts_without_touching_commands(api: Api, world: dict
     otto.ok(otto.post("/services", {"environment": "prod", "name": "plain", "image": "x:1"}), 201)
     # removing a command is a change of what runs, too
     assert otto.patch(f"/services/{sid}", {"driver_config": {"max_surge": 2}}).status_code == 403
+
+
+def _go_live(api: Api, dep: dict[str, Any]) -> None:
+    for step in ("building", "deploying", "success"):
+        api.ok(api.post(f"/deployments/{dep['id']}/transition", {"to": step}))
+
+
+def test_deployer_registers_deploys_and_rolls_back_in_its_environments_only(
+    api: Api, world: dict[str, Any]
+) -> None:
+    issued = api.ok(api.post("/users", {"name": "ci", "role": "deployer"}), 201)["token"]
+    assert issued["expires_at"] is not None  # a deployer's token always expires
+    api.ok(api.post("/environments", {"name": "other"}), 201)
+    other = api.ok(api.post("/services", {"environment": "other", "name": "api"}), 201)
+    ci = api.as_(issued["token"])
+    sid = world["service"]["id"]
+    # nothing is visible before a grant
+    assert ci.get(f"/services/{sid}").status_code == 404
+    api.ok(api.post("/environments/prod/grants", {"user": "ci"}), 204)
+
+    art = ci.ok(
+        ci.post("/artifacts", {"service": sid, "version": "v2.0.0", "commit_sha": SHA}), 201
+    )
+    first = ci.ok(ci.post("/deployments", {"service": sid, "version": "v1.0.0"}), 201)
+    _go_live(api, first)
+    second = ci.ok(ci.post("/deployments", {"service": sid, "version": "v2.0.0"}), 201)
+    assert second["operator"] == "ci"
+    _go_live(api, second)
+    back = ci.ok(ci.post(f"/services/{sid}/rollback", {}), 201)
+    assert back["event_type"] == "rollback" and back["version"] == "v1.0.0"
+    assert ci.ok(ci.get(f"/deployments/{back['id']}"))["id"] == back["id"]
+
+    forbidden = [
+        ci.post(f"/services/{sid}/scale", {"target_replicas": 2}),
+        ci.patch(f"/services/{sid}", {"image": "x"}),
+        ci.post("/services", {"environment": "prod", "name": "x"}),
+        ci.delete(f"/services/{sid}"),
+        ci.post(f"/services/{sid}/stop", {}),
+        ci.post(f"/deployments/{back['id']}/transition", {"to": "building"}),
+        ci.patch(f"/artifacts/{art['id']}", {"changelog": "x"}),
+        ci.delete(f"/artifacts/{art['id']}"),
+        ci.client.put(
+            "/api/v1/environments/prod/vars/X", json={"value": "1"}, headers=ci._headers()
+        ),
+        ci.post("/environments", {"name": "mine"}),
+        ci.post("/tokens", {"name": "x"}),
+        ci.get("/audit"),
+    ]
+    for response in forbidden:
+        assert response.status_code == 403, (response.request.url, response.text)
+        assert "deployer" in response.json()["message"]
+    # another environment stays invisible, whatever the action
+    for response in (
+        ci.get(f"/services/{other['id']}"),
+        ci.post("/artifacts", {"service": other["id"], "version": "v1.0.0", "commit_sha": SHA}),
+        ci.post("/deployments", {"service": other["id"], "version": "v1.0.0"}),
+    ):
+        assert response.status_code == 404, (response.request.url, response.text)
+
+
+def test_deployer_tokens_expire(api: Api) -> None:
+    api.ok(api.post("/users", {"name": "ci", "role": "deployer", "with_token": False}), 201)
+    too_long = api.post("/tokens", {"user": "ci", "expires_in_days": 400})
+    assert (
+        too_long.status_code == 422 and too_long.json()["detail"][0]["field"] == "expires_in_days"
+    )
+    week = api.ok(api.post("/tokens", {"user": "ci", "expires_in_days": 7}), 201)
+    assert week["expires_at"] is not None

@@ -16,19 +16,29 @@ import sqlalchemy as sa
 from pilothouse.environments.models import EnvironmentGrant
 from pilothouse.errors import Forbidden
 
-ROLE_RANK = {"ingest": -1, "viewer": 0, "operator": 1, "admin": 2}
+ROLE_RANK = {"ingest": -1, "viewer": 0, "deployer": 0, "operator": 1, "admin": 2}
 #: The role of a token scoped to metrics ingestion: it may push samples into its one
 #: environment and do nothing else (not even read).
 INGEST = "ingest"
+#: The role of CI: in the environments granted to it, it may read, register artifacts, deploy
+#: and roll back, and nothing else (not scale, stop, change settings or variables).
+DEPLOYER = "deployer"
+DEPLOYER_ACTIONS = frozenset({"read", "register_artifacts", "deploy"})
+#: Days a deployer's token lives when no lifetime is asked for (at most DEPLOYER_TOKEN_MAX_DAYS).
+DEPLOYER_TOKEN_DAYS = 90
+DEPLOYER_TOKEN_MAX_DAYS = 365
 
 #: What each role may do beyond reading (seed 002 policies, issue 2 roles).
 ACTION_ROLE = {
     "read": "viewer",
-    "deploy": "operator",
+    "deploy": "operator",  # and a deployer: deploy, roll back
     "scale": "operator",
     "manage_services": "operator",
     "define_commands": "admin",  # what runs on the host: commands, scripts, hooks, cwd
-    "register_artifacts": "operator",
+    "register_artifacts": "operator",  # and a deployer
+    "manage_artifacts": "operator",  # change or delete a registered artifact
+    "stop_start": "operator",  # stop a service, start it again
+    "transition_deployments": "operator",  # set a deployment's status by hand
     "write_logs": "operator",
     "manage_environments": "admin",
     "manage_users": "admin",
@@ -87,6 +97,8 @@ def may(principal: Principal, action: str) -> bool:
     ingest metrics and nothing else)."""
     if principal.role == INGEST:
         return action == "ingest_metrics"
+    if principal.role == DEPLOYER:
+        return action in DEPLOYER_ACTIONS
     return ROLE_RANK[principal.role] >= ROLE_RANK[ACTION_ROLE[action]]
 
 

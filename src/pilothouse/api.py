@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pilothouse.alerts.api import router as channels
+from pilothouse.apply.api import router as apply
 from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
+from pilothouse.autoscaling.api import router as autoscaling
 from pilothouse.backups.api import router as backups
 from pilothouse.deployments.api import router as deployments
 from pilothouse.deployments.api import service_actions
@@ -14,7 +16,9 @@ from pilothouse.environments.api import router as environments
 from pilothouse.errors import ERROR_RESPONSES
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
+from pilothouse.hooks.api import router as hooks
 from pilothouse.metrics.api import router as metrics
+from pilothouse.nodes.api import router as nodes
 from pilothouse.replicas.api import router as replicas
 from pilothouse.services.api import router as services
 from pilothouse.users.api import router as users
@@ -36,5 +40,9 @@ for feature in (
     backups,
     variables,
     metrics,
+    autoscaling,
+    apply,
+    hooks,
+    nodes,
 ):
     router.include_router(feature)

@@ -1,4 +1,5 @@
-"""create_app(): the FastAPI application with its error handlers and the /api/v1 routes."""
+"""create_app(): the FastAPI application with its error handlers, the /api/v1 routes and the
+dashboard (web/)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
@@ -29,6 +30,7 @@ from pilothouse.deps import refuse_bad_text
 from pilothouse.errors import PilothouseError
 from pilothouse.healthchecks.api import badges
 from pilothouse.metrics import exposition
+from pilothouse.web import views as web
 
 log = get_logger("pilothouse.api")
 
@@ -166,16 +168,22 @@ def _internal(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PilothouseError)
-    async def _pilothouse(_: Request, exc: PilothouseError) -> JSONResponse:
+    async def _pilothouse(request: Request, exc: PilothouseError) -> Response:
+        page = web.error_page(request, exc.status, exc.message)
+        if page is not None:  # a dashboard page: the error as HTML
+            return page
         response = _error(exc.status, exc.code, exc.message, exc.detail)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         detail = [{"field": _field(e["loc"]), "rule": _rule(e["msg"])} for e in exc.errors()]
         message = "; ".join(f"{d['field']}: {d['rule']}" for d in detail)
+        page = web.error_page(request, 422, message)
+        if page is not None:  # a dashboard page: the same words, as HTML
+            return page
         return _error(422, "validation_failed", message, detail)
 
     @app.exception_handler(HTTPException)
@@ -269,6 +277,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(api_router, responses=STORE_UNAVAILABLE)
     app.include_router(badges, responses=STORE_UNAVAILABLE)
     app.include_router(exposition.router, responses=STORE_UNAVAILABLE)
+    web.install(app)  # the dashboard: `/`, its pages and /static
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: answers without touching the database")
     async def healthz() -> dict[str, str]:

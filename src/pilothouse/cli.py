@@ -10,8 +10,10 @@ import typer
 
 from pilothouse import __version__
 from pilothouse.alerts.cli import app as channel_app
+from pilothouse.apply.cli import apply, export, schema
 from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.audit.cli import audit
+from pilothouse.autoscaling.cli import scaling_app
 from pilothouse.backups.cli import app as backup_app
 from pilothouse.cli_support import DataDir, DbUrl, local_settings
 from pilothouse.client import CliError, save_config
@@ -23,7 +25,9 @@ from pilothouse.environments.cli import app as env_app
 from pilothouse.errors import PilothouseError
 from pilothouse.healthchecks.cli import health, incidents, maintenance_app, uptime
 from pilothouse.history.cli import history
+from pilothouse.hooks.cli import app as hook_app
 from pilothouse.metrics.cli import metrics_app
+from pilothouse.nodes.cli import node_app
 from pilothouse.replicas.cli import replicas
 from pilothouse.services.cli import app as service_app
 from pilothouse.users.cli import tokens_app, users_app
@@ -275,6 +279,12 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(keys_app, name="keys")
 app.add_typer(vars_app, name="vars")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(scaling_app, name="scaling")
+app.add_typer(hook_app, name="hook")
+app.command("apply")(apply)
+app.command("export")(export)
+app.command("schema")(schema)
+app.add_typer(node_app, name="node")
 
 
 def main() -> None:

@@ -17,11 +17,14 @@ DEFAULT_URL = "http://127.0.0.1:8600"
 class CliError(Exception):
     """One readable line for the user; the CLI prints it and exits non-zero."""
 
-    def __init__(self, message: str, exit_code: int = 1, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, exit_code: int = 1, code: str | None = None, detail: Any = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
         self.code = code
+        self.detail = detail
 
 
 def config_path() -> Path:
@@ -151,4 +154,5 @@ class ApiClient:
 def _error(status: int, reason: str, body: Any) -> CliError:
     message = body.get("message") if isinstance(body, dict) else None
     code = body.get("error") if isinstance(body, dict) else None
-    return CliError(f"{message or reason} (HTTP {status})", code=code)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return CliError(f"{message or reason} (HTTP {status})", code=code, detail=detail)

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         default=True,
         description="Scrape every running replica's /metrics and write the built-in samples.",
     )
+    autoscaling_enabled: bool = Field(
+        default=True, description="Evaluate scaling policies in the worker (autoscaling)."
+    )
+    scaling_event_days: float = Field(
+        default=90.0, gt=0, description="Days scaling events are kept."
+    )
     metrics_token: str | None = Field(
         default=None,
         description=(
@@ -126,6 +132,48 @@ class Settings(BaseSettings):
             "Addresses (CIDR, JSON list) that may read /metrics without the token; [] means "
             "the token only."
         ),
+    )
+
+    node_name: str = Field(
+        default="local",
+        min_length=1,
+        max_length=100,
+        description="Name this host registers itself under as a node (docs/nodes.md).",
+    )
+    node_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels of this host's node (JSON object)."
+    )
+    node_capacity: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Overrides of the detected capacity (JSON: cpu_cores, memory_mb, gpu_units, "
+            "storage_gb)."
+        ),
+    )
+    container_engine: str = Field(
+        default="podman",
+        description="Container engine CLI of the container driver: podman or docker.",
+    )
+    container_runtime: str | None = Field(
+        default="runc",
+        description=(
+            "OCI runtime written to pilothouse's own containers.conf (podman); empty: the "
+            "engine's default."
+        ),
+    )
+    web_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 30,
+        description="Hours a dashboard login lasts (its token's revocation ends it sooner).",
+    )
+    web_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between the dashboard's live refreshes of status and replicas.",
+    )
+    web_sse_ping_seconds: float = Field(
+        default=15.0, gt=0, description="Seconds between keep-alive pings on live log streams."
     )
 
     @property

@@ -3,6 +3,7 @@
 from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
+from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
 from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
@@ -18,6 +19,7 @@ from pilothouse.healthchecks.models import (
     ProbeClaim,
 )
 from pilothouse.history.models import StatusHistory
+from pilothouse.hooks.models import DeployHook, HookDelivery
 from pilothouse.metrics.figures import ReplicaFigures
 from pilothouse.metrics.models import (
     MetricAlertRule,
@@ -30,6 +32,7 @@ from pilothouse.replicas.models import Node, Replica
 from pilothouse.services.models import Service
 from pilothouse.users.models import ApiToken, User
 from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
+from pilothouse.web.models import PublicStatus, WebSession
 
 __all__ = [
     "ApiToken",
@@ -38,6 +41,7 @@ __all__ = [
     "Backup",
     "BackupTarget",
     "Base",
+    "DeployHook",
     "Deployment",
     "DeploymentLog",
     "DeploymentPin",
@@ -49,6 +53,7 @@ __all__ = [
     "HealthCheck",
     "HealthRollup",
     "HealthState",
+    "HookDelivery",
     "Incident",
     "JobSlot",
     "MaintenanceWindow",
@@ -60,10 +65,14 @@ __all__ = [
     "Node",
     "NotificationChannel",
     "ProbeClaim",
+    "PublicStatus",
     "Replica",
     "ReplicaFigures",
+    "ScalingEvent",
+    "ScalingPolicy",
     "Service",
     "StatusHistory",
     "User",
     "VarRequirement",
+    "WebSession",
 ]

@@ -10,6 +10,7 @@ from pilothouse.backups import service as backups
 from pilothouse.core.crypto import Keyring
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
+from pilothouse.hooks import service as hooks
 from pilothouse.variables import service as variables
 
 
@@ -20,7 +21,8 @@ async def reseal_all(
     batch: int = 500,
 ) -> int:
     """Rewrite every variable (and its history), every channel's credentials, every
-    environment's config credentials and every backup target DSN still sealed with an older
+    environment's config credentials, every backup target DSN and every deploy hook secret
+    still sealed with an older
     key; returns how many values were rewritten."""
     total = 0
     for reseal_batch in (
@@ -28,6 +30,7 @@ async def reseal_all(
         alerts.reseal_batch,
         environments.reseal_batch,
         backups.reseal_batch,
+        hooks.reseal_batch,
     ):
         while True:
             async with db.session() as session:

@@ -25,6 +25,7 @@ log = get_logger("pilothouse.worker")
 
 #: The registration lines: one module per capability with background work, in start order.
 CAPABILITIES = (
+    "pilothouse.nodes.loops",
     "pilothouse.deployments.runner",
     "pilothouse.healthchecks.loops",
     "pilothouse.backups.loops",
@@ -32,7 +33,9 @@ CAPABILITIES = (
     "pilothouse.artifacts.pruning",
     "pilothouse.alerts.loops",
     "pilothouse.metrics.loops",
+    "pilothouse.web.loops",
     "pilothouse.metrics.scrape",
+    "pilothouse.autoscaling.loops",
 )
 
 

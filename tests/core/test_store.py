@@ -18,6 +18,8 @@ from pilothouse.services import service as services
 
 TABLES = {
     "users",
+    "deploy_hooks",
+    "hook_deliveries",
     "api_tokens",
     "environments",
     "environment_grants",
@@ -54,6 +56,12 @@ TABLES = {
     "metric_incidents",
     # replica figures scraped from /metrics (0015)
     "replica_figures",
+    # autoscaling (0018)
+    "scaling_policies",
+    "scaling_events",
+    # dashboard sessions and public status pages (0021)
+    "web_sessions",
+    "public_status_pages",
 }
 
 

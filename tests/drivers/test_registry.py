@@ -11,14 +11,16 @@ from pilothouse.deployments.supervisor import backoff
 from pilothouse.drivers import registry
 from pilothouse.drivers.base import ReplicaInfo, RolloutFailed
 from pilothouse.drivers.command import CommandConfig, CommandDriver
+from pilothouse.drivers.container import ContainerConfig
 from pilothouse.drivers.process import ProcessConfig
 from pilothouse.errors import ValidationFailed
 
 
 def test_known_drivers_and_their_config_models() -> None:
-    assert registry.names() == ["command", "process"]
-    assert registry.supervised() == ["process"]
+    assert registry.names() == ["command", "container", "process"]
+    assert registry.supervised() == ["container", "process"]
     assert registry.config_model("process") is ProcessConfig
+    assert registry.config_model("container") is ContainerConfig
     assert registry.config_model("command") is CommandConfig
 
 

@@ -111,7 +111,7 @@ async def update_artifact(
     session: AsyncSession, actor: Principal, artifact_id: uuid.UUID, changes: dict[str, Any]
 ) -> Artifact:
     artifact = await get_artifact(session, actor, artifact_id)
-    require(actor, "register_artifacts")
+    require(actor, "manage_artifacts")
     for key, value in changes.items():
         setattr(artifact, key, value)
     audit.record(session, actor, "update", "artifact", artifact.id, changes)
@@ -123,7 +123,7 @@ async def delete_artifact(
 ) -> Artifact:
     """Soft delete; the live artifact cannot be deleted."""
     artifact = await get_artifact(session, actor, artifact_id)
-    require(actor, "register_artifacts")
+    require(actor, "manage_artifacts")
     if artifact.deployed:
         raise Conflict(f"artifact {artifact.version!r} is deployed; deploy another one first")
     artifact.deleted_at = utcnow()

@@ -355,3 +355,23 @@ async def earlier_scheduled(
         Backup.started_at < started_at,
     )
     return list(await session.scalars(query))
+
+
+async def last_completed(
+    session: AsyncSession, actor: Principal, environment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, datetime]:
+    """When the newest completed backup the actor can see finished, per environment (the
+    dashboard's "last backup" column)."""
+    if not environment_ids:
+        return {}
+    rows = await session.execute(
+        sa.select(Backup.environment_id, sa.func.max(Backup.completed_at))
+        .where(
+            Backup.environment_id.in_(environment_ids),
+            Backup.status == "completed",
+            Backup.deleted_at.is_(None),
+            _visible_backups(actor),
+        )
+        .group_by(Backup.environment_id)
+    )
+    return {env: at for env, at in rows if env is not None and at is not None}

@@ -48,6 +48,7 @@ from pilothouse.drivers.base import (
 from pilothouse.drivers.command import run_command
 from pilothouse.drivers.nginx import NginxRouter
 from pilothouse.environments.models import Environment
+from pilothouse.nodes import service as nodes
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
@@ -105,6 +106,7 @@ class DbEvents:
         self.deployment_id = deployment.id
         self.service_id = deployment.service_id
         self.artifact_id = artifact_id
+        self.node_id: uuid.UUID | None = None  # the node new replicas run on (this host)
 
     def clean(self, message: str) -> str:
         """Scrubbed first, then cut: a secret across the cut never leaves its prefix behind."""
@@ -156,6 +158,7 @@ class DbEvents:
                 version=version,
                 ports={"http": port} if port else {},
                 log_path=log_path,
+                node_id=self.node_id,
             )
             return replica.id
 
@@ -189,6 +192,7 @@ def replica_info(replica: Replica) -> ReplicaInfo:
         port=int(port) if port else None,
         log_path=replica.log_path,
         status=replica.status,
+        container_id=replica.container_id,
     )
 
 
@@ -201,6 +205,7 @@ def service_spec(
     variables: dict[str, str],
     secrets: list[str],
     event: Event,
+    artifact: Artifact | None = None,
 ) -> ServiceSpec:
     """What a driver is told about a service and the release it runs (rollouts and restarts)."""
     return ServiceSpec(
@@ -208,7 +213,7 @@ def service_spec(
         service_name=service.name,
         environment_name=environment.name,
         command=service.command,
-        image=service.image,
+        image=(artifact.image_uri if artifact is not None else None) or service.image,
         version=version,
         commit_sha=commit_sha,
         target_replicas=service.target_replicas,
@@ -220,6 +225,9 @@ def service_spec(
         run_as=run_as_of(environment),
         memory_mb=service.memory_mb,
         cpu_cores=service.cpu_cores,
+        gpu_units=service.gpu_units,
+        storage_gb=service.storage_gb,
+        image_digest=artifact.image_digest if artifact is not None else None,
     )
 
 
@@ -236,8 +244,12 @@ class Engine:
         master_key: str | None = None,
         pre_deploy_hooks: list[PreDeployHook] | None = None,
         data_restore_hooks: list[withdata.DataRestoreHook] | None = None,
+        node_name: str = nodes.LOCAL,
+        container_engine: str = "podman",
+        container_runtime: str | None = "runc",
     ) -> None:
         self.db = db
+        self.node_name = node_name
         self.data_dir = data_dir
         self.master_key = master_key
         self.leases = Leases(db, owner=worker_id, seconds=lease_seconds)
@@ -245,7 +257,12 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.router = NginxRouter(data_dir / "nginx")
         self.drivers: dict[str, Driver] = registry.create_all(
-            registry.DriverContext(data_dir, self.router)
+            registry.DriverContext(
+                data_dir,
+                self.router,
+                container_engine=container_engine,
+                container_runtime=container_runtime,
+            )
         )
         self.pre_deploy_hooks: list[PreDeployHook] = (
             pre_deploy_hooks if pre_deploy_hooks is not None else []
@@ -350,6 +367,7 @@ class Engine:
             variables=loaded.variables,
             secrets=loaded.secrets,
             event=event,
+            artifact=loaded.artifact,
         )
 
     # -- carrying out -----------------------------------------------------------------------
@@ -381,6 +399,22 @@ class Engine:
         if conflict is not None:  # refused before anything starts, like the variables above
             await events.log(f"deployment refused: {conflict}", level="error")
             await self._move(dep.id, "failed", reason="router port", error_message=conflict)
+            return "failed"
+        async with self.db.session(
+            write=False
+        ) as session:  # capacity again: others may have taken it
+            short = await nodes.preflight(
+                session,
+                svc,
+                loaded.environment,
+                version=loaded.artifact.version,
+                event_type=dep.event_type,
+            )
+            events.node_id = await nodes.local_node_id(session, self.node_name)
+        if short is not None:
+            reason = f"{svc.name} does not fit: {short} (nothing was started or stopped)"
+            await events.log(f"deployment refused: {reason}", level="error")
+            await self._move(dep.id, "failed", reason="capacity", error_message=reason)
             return "failed"
         weak = sum(1 for secret in loaded.secrets if redact.unmaskable(secret))
         if weak:

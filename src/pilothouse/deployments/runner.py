@@ -18,7 +18,7 @@ from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Loop, Runtime, Tasks
 from pilothouse.deployments.engine import Engine
 from pilothouse.deployments.models import Deployment
-from pilothouse.deployments.supervisor import Supervisor
+from pilothouse.deployments.supervisor import STATS_EVERY, Supervisor
 
 log = get_logger("pilothouse.worker")
 
@@ -70,10 +70,14 @@ def loops(rt: Runtime) -> list[Loop]:
         master_key=settings.master_key,
         pre_deploy_hooks=rt.hooks("pre_deploy"),
         data_restore_hooks=rt.hooks("data_restore"),
+        node_name=settings.node_name,
+        container_engine=settings.container_engine,
+        container_runtime=settings.container_runtime or None,
     )
     engine.event_hooks = rt.hooks("deployment_event")  # the alerts capability fills it
     runner = Runner(engine, rt.tasks)
-    supervisor = Supervisor(engine, rt.tasks)
+    stats_every = settings.loop_intervals.get("deployments.sample", STATS_EVERY)
+    supervisor = Supervisor(engine, rt.tasks, stats_every=float(stats_every))
     return [
         Loop("deployments.restore_router", supervisor.restore_router, None),
         Loop("deployments.run", runner.run_pending, RUN_EVERY),

@@ -17,6 +17,7 @@ from pilothouse.access import Principal, require, visible
 from pilothouse.artifacts import service as artifacts
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
+from pilothouse.autoscaling import events as scaling_events
 from pilothouse.core import redact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring
@@ -33,6 +34,7 @@ from pilothouse.environments.models import Environment
 from pilothouse.errors import AlreadyLive, Conflict, NotFound, ValidationFailed
 from pilothouse.history import service as history
 from pilothouse.history.models import StatusHistory
+from pilothouse.nodes import service as nodes
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services import stopstart
@@ -234,6 +236,9 @@ async def create_deployment(
             detail={"service": svc.name, "version": artifact.version},
         )
     await _check_frequency(session, env, svc.id, event_type)
+    # Pre-flight: the replicas this adds (surge included) must fit on the nodes (409 naming
+    # the shortfall; nothing is recorded, started or stopped).
+    await nodes.check_capacity(session, svc, env, version=artifact.version, event_type=event_type)
     deployment = Deployment(
         owner_id=actor.id,
         service_id=svc.id,
@@ -400,7 +405,7 @@ async def transition_deployment(
 ) -> Deployment:
     """A status change asked for through the API (operator); reasons are scrubbed of secrets."""
     deployment = await get_deployment(session, actor, deployment_id, lock=True)
-    require(actor, "deploy")
+    require(actor, "transition_deployments")
     pats = await secret_patterns(session, keyring, deployment)
     reason = redact.scrub_value(reason, pats)
     outcome = redact.scrub_value(outcome, pats)
@@ -649,21 +654,28 @@ async def scale(
     target_replicas: int,
     *,
     environment: str | None = None,
+    manual: bool = True,
 ) -> tuple[Any, Deployment | None]:
     """Set a service's target replicas; when it has a live artifact (and is not stopped),
     record a `scale` deployment of that artifact so a worker brings the replicas to the new
-    count."""
+    count. A scale by hand (`manual`) also records a `manual_scale` scaling event; the
+    autoscaler records its own."""
     svc = await services.get_service(session, actor, service, environment=environment)
     require(actor, "scale")
     live = await artifacts.get_deployed(session, svc.id)
     if live is not None:
         await check_no_active(session, svc.id, svc.name)
-    changed = svc.target_replicas != target_replicas
+    before = svc.target_replicas
+    changed = before != target_replicas
     svc = await services.scale_service(session, actor, str(svc.id), target_replicas)
-    if live is None or not changed or svc.status == "stopped":
+    deployment = None
+    if live is not None and changed and svc.status != "stopped":
         # A stopped service keeps no replicas: `service start` brings up the new count.
-        return svc, None
-    deployment = await create_deployment(
-        session, actor, service=str(svc.id), version=live.version, event_type="scale"
-    )
+        deployment = await create_deployment(
+            session, actor, service=str(svc.id), version=live.version, event_type="scale"
+        )
+    if manual:
+        scaling_events.manual_event(
+            session, actor, svc, before, target_replicas, deployment.id if deployment else None
+        )
     return svc, deployment

@@ -9,7 +9,8 @@ For every replica of a driver that supervises its replicas (`Driver.supervised`)
 - replicas of stopped services (`service stop`) are neither restarted nor sampled;
 - replicas of deleted services are stopped, and so are those a stop left running (its worker
   died, or a restart raced it); stops abandoned by a dead worker are finished, and
-  every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`);
+  every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`; the loop interval
+  `deployments.sample` overrides it: the autoscaler reacts no faster than this);
 - replica lifecycle (replicas/lifecycle.py decides, the service's driver_config configures):
   a live replica whose last `liveness_failures` health checks failed, or (sampling enforcement)
   that stays over its `memory_mb` longer than `memory_grace_seconds`, is stopped and restarted
@@ -30,6 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.alerts.service import notify
+from pilothouse.artifacts.models import Artifact
 from pilothouse.core.clock import utcnow
 from pilothouse.core.logging import get_logger
 from pilothouse.core.loops import Tasks
@@ -105,12 +107,13 @@ class ReplicaEvents:
 
 
 class Supervisor:
-    def __init__(self, engine: Engine, tasks: Tasks) -> None:
+    def __init__(self, engine: Engine, tasks: Tasks, *, stats_every: float = STATS_EVERY) -> None:
         self.engine = engine
         self.db = engine.db
         self.tasks = tasks
         self.adopted: set[uuid.UUID] = set()
-        self._last_stats = -STATS_EVERY
+        self.stats_every = stats_every
+        self._last_stats = -stats_every
 
     def _driver(self, environment: Environment) -> Driver | None:
         return self.engine.drivers.get(environment.driver)
@@ -186,7 +189,7 @@ class Supervisor:
         await self._finish_abandoned_stops()
         await self._stop_deleted_services()
         loop_now = asyncio.get_running_loop().time()
-        if loop_now - self._last_stats >= STATS_EVERY:
+        if loop_now - self._last_stats >= self.stats_every:
             self._last_stats = loop_now
             await self._sample()
 
@@ -230,13 +233,18 @@ class Supervisor:
             return await session.get(Replica, replica_id)
 
     async def _spec(
-        self, service: Service, version: str, deployment_id: uuid.UUID | None
+        self,
+        service: Service,
+        version: str,
+        deployment_id: uuid.UUID | None,
+        artifact_id: uuid.UUID | None = None,
     ) -> ServiceSpec:
         """What the driver needs to start the replica again: its version, and the variable
         versions its own release pinned (never today's: replicas of a release never drift)."""
         async with self.db.session(write=False) as session:
             env = await session.get(Environment, service.environment_id)
             assert env is not None
+            artifact = await session.get(Artifact, artifact_id) if artifact_id else None
             delivery = await pins.delivery(
                 session, self.engine.keyring(), env, service.id, deployment_id
             )
@@ -248,15 +256,16 @@ class Supervisor:
             variables=delivery.values,
             secrets=delivery.secrets,
             event="restart",
+            artifact=artifact,
         )
 
     async def _restart(self, replica_id: uuid.UUID, service: Service, driver: Driver) -> None:
         """Start a crashed replica again (same version, a fresh port); back off if it fails."""
         row = await self._claim_restart(replica_id)
-        if row is None or not service.command:
-            return
+        if row is None or (not service.command and driver.name != "container"):
+            return  # a container runs its image's own command when the service has none
         info = replica_info(row)
-        spec = await self._spec(service, info.version or "", row.deployment_id)
+        spec = await self._spec(service, info.version or "", row.deployment_id, row.artifact_id)
         try:
             restarted = await driver.restart(spec, info, ReplicaEvents(self.engine, service))
         except RolloutFailed as exc:

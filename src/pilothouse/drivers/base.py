@@ -79,6 +79,7 @@ class ReplicaInfo:
     port: int | None = None
     log_path: str | None = None
     status: str = "running"
+    container_id: str | None = None  # container drivers
 
 
 #: What a deployment does (its event_type); drivers read it from `ServiceSpec.event`.
@@ -105,6 +106,9 @@ class ServiceSpec:
     run_as: str | None = None  # the environment's config.run_as (drivers/sandbox.py)
     memory_mb: float | None = None  # the service's memory limit (enforced: drivers/cgroups.py)
     cpu_cores: float | None = None  # the service's CPU limit (cgroups only)
+    gpu_units: int = 0  # GPUs (container driver: one CDI device each)
+    storage_gb: int | None = None  # the service's storage (container driver: a volume)
+    image_digest: str | None = None  # the artifact's digest: the image must have it
 
 
 @dataclass(frozen=True)

@@ -313,6 +313,20 @@ class ProcessDriver:
         if groups is not None:
             groups.release(replica.id)
 
+    def _parse(self, config: dict[str, Any]) -> ProcessConfig:
+        """The service's driver_config as this driver reads it."""
+        return ProcessConfig(**config)
+
+    async def _before_rollout(
+        self,
+        spec: ServiceSpec,
+        cfg: ProcessConfig,
+        current: list[ReplicaInfo],
+        events: Events,
+    ) -> None:
+        """A hook before a rollout starts anything (the container driver resolves and checks
+        the image here); raise RolloutFailed to refuse it."""
+
     def _log_path(self, spec: ServiceSpec, replica_id: uuid.UUID) -> Path:
         return self.data_dir / "replicas" / spec.service_name / f"{replica_id}.log"
 
@@ -421,9 +435,10 @@ class ProcessDriver:
         Returns once traffic is entirely on the target set; old replicas still draining are
         handed back as `cleanup` (like Kubernetes, which counts terminating pods as gone)."""
         spec = plan.spec
-        cfg = ProcessConfig(**spec.config)
+        cfg = self._parse(spec.config)
         ready = ReadinessSpec(**spec.health_check)
-        alive = [r for r in plan.current if is_alive(r.pid, r.process_started_at)]
+        await self._before_rollout(spec, cfg, plan.current, events)
+        alive = [r for r in plan.current if self.alive(r)]
         # A restart or a config update replaces every replica (each is a new release of the
         # same version with its own pinned config); otherwise live replicas of it are kept.
         restart = spec.event in ("restart", "config_update")

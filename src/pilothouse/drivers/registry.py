@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from pilothouse.drivers.base import Driver, HookConfig
 from pilothouse.drivers.command import CommandDriver
+from pilothouse.drivers.container import ContainerDriver
 from pilothouse.drivers.process import ProcessDriver, Router
 from pilothouse.errors import ValidationFailed
 
@@ -26,6 +27,8 @@ class DriverContext:
 
     data_dir: Path
     router: Router | None = None
+    container_engine: str = "podman"  # the container driver's engine CLI (podman or docker)
+    container_runtime: str | None = "runc"  # OCI runtime in pilothouse's containers.conf
 
 
 Factory = Callable[[DriverContext], Driver]
@@ -49,6 +52,14 @@ register(
     "process", lambda ctx: ProcessDriver(ctx.data_dir, ctx.router), ProcessDriver.config_model, True
 )
 register("command", lambda ctx: CommandDriver(), CommandDriver.config_model, False)
+register(
+    "container",
+    lambda ctx: ContainerDriver(
+        ctx.data_dir, ctx.router, engine=ctx.container_engine, runtime=ctx.container_runtime
+    ),
+    ContainerDriver.config_model,
+    True,
+)
 
 
 class UnknownDriver(ValueError):

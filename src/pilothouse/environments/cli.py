@@ -23,7 +23,7 @@ def create(
         str, typer.Option("--type", "-t", help="development, staging or production.")
     ] = "development",
     domain: Annotated[str | None, typer.Option(help="Base domain.")] = None,
-    driver: Annotated[str, typer.Option(help="process or command.")] = "process",
+    driver: Annotated[str, typer.Option(help="process, container or command.")] = "process",
     config: Annotated[str | None, typer.Option(help="Settings as a JSON object.")] = None,
     limits: Annotated[
         str | None, typer.Option(help="Limits as JSON, e.g. '{\"max_deployment_frequency\": 6}'.")

@@ -40,6 +40,14 @@ class EnvironmentConfig(BaseModel):
     dependency_interval: float = Field(
         default=60.0, gt=0, le=86400, description="Seconds between dependency probes."
     )
+    placement: Literal["binpack", "spread"] | None = Field(
+        default=None,
+        description="Place replicas on nodes with a capacity check: binpack or spread "
+        "(docs/nodes.md); unset: only container environments are placed (binpack).",
+    )
+    node_labels: dict[str, str] | None = Field(
+        default=None, description="Place replicas only on nodes carrying all these labels."
+    )
 
 
 def _stored_config(config: EnvironmentConfig) -> dict[str, Any]:

@@ -487,3 +487,23 @@ async def badge_values(
         return "status", view.status, STATUS_COLORS.get(view.status, "#9f9f9f")
     report, _, _ = await uptime_of(session, SYSTEM, str(svc.id), month)
     return "uptime", f"{report.uptime_percent:.2f}%", "#4c1" if report.sla_met else "#e05d44"
+
+
+async def hourly_rollups(
+    session: AsyncSession, service_id: uuid.UUID, *, since: datetime
+) -> dict[str, list[float | None]]:
+    """The service's hourly rollups from `since` as chart columns (the caller checked that the
+    actor may see the service): unix time, average and P95 response time (ms), uptime (%)."""
+    rows = (
+        await session.scalars(
+            sa.select(HealthRollup)
+            .where(HealthRollup.target == f"service:{service_id}", HealthRollup.hour >= since)
+            .order_by(HealthRollup.hour)
+        )
+    ).all()
+    return {
+        "t": [r.hour.timestamp() for r in rows],
+        "avg_ms": [r.avg_ms for r in rows],
+        "p95_ms": [r.p95_ms for r in rows],
+        "uptime": [100.0 * (r.count - r.unhealthy) / r.count if r.count else None for r in rows],
+    }

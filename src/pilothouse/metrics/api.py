@@ -157,7 +157,7 @@ async def create_rule(body: RuleCreate, session: Session, caller: Caller) -> Rul
 async def update_rule(
     rule_id: uuid.UUID, body: RuleUpdate, session: Session, caller: Caller
 ) -> RuleRead:
-    return RuleRead.model_validate(await service.update_rule(session, caller, rule_id, body))
+    return RuleRead.model_validate(await service.change_rule(session, caller, rule_id, body))
 
 
 @router.delete(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -191,9 +192,15 @@ def _check_rule(rule: Mapping[str, Any]) -> None:
         raise ValidationFailed("per_metric", "required for a ratio")
 
 
-async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate) -> MetricAlertRule:
-    """An alert rule on a metric (optionally of one service)."""
-    require(actor, "manage_metrics")
+@dataclass(frozen=True)
+class _Checked:
+    window_seconds: int
+    service_id: uuid.UUID | None
+    environment_id: uuid.UUID | None
+
+
+async def _checked(session: AsyncSession, actor: Principal, body: RuleCreate) -> _Checked:
+    """The rule's window in seconds and where it sits, or a 422 naming the field."""
     window = _window(body.window)
     _check_rule(body.model_dump())
     service_id: uuid.UUID | None = None
@@ -205,6 +212,14 @@ async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate)
         environment_id = (await environments.get_environment(session, actor, body.environment)).id
     else:  # a rule lives in an environment: who sees it, and where its incidents belong
         raise ValidationFailed("service", "give a service or an environment")
+    return _Checked(int(window.total_seconds()), service_id, environment_id)
+
+
+async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate) -> MetricAlertRule:
+    """An alert rule on a metric (optionally of one service)."""
+    require(actor, "manage_metrics")
+    checked = await _checked(session, actor, body)
+    service_id, environment_id = checked.service_id, checked.environment_id
     taken = await session.scalar(
         sa.select(MetricAlertRule.id).where(
             MetricAlertRule.name == body.name,
@@ -223,7 +238,7 @@ async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate)
         tags=dict(body.tags),
         expression=body.expression,
         per_metric=body.per_metric,
-        window_seconds=int(window.total_seconds()),
+        window_seconds=checked.window_seconds,
         comparator=body.comparator,
         warning=body.warning,
         critical=body.critical,
@@ -235,7 +250,61 @@ async def create_rule(session: AsyncSession, actor: Principal, body: RuleCreate)
     )
     session.add(rule)
     await session.flush()
+    audit.record(session, actor, "create", "metric_alert_rule", rule.id, {"name": rule.name})
     return rule
+
+
+async def get_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> MetricAlertRule:
+    """An alert rule in an environment the actor can see; otherwise NotFound."""
+    query = sa.select(MetricAlertRule).where(MetricAlertRule.id == rule_id)
+    if not actor.is_admin:
+        query = query.where(MetricAlertRule.environment_id.in_(_environments(actor)))
+    rule = await session.scalar(query)
+    if rule is None:
+        raise NotFound(f"alert rule {rule_id} not found")
+    return rule
+
+
+async def update_rule(
+    session: AsyncSession, actor: Principal, rule_id: uuid.UUID, body: RuleCreate
+) -> MetricAlertRule:
+    """Replace a rule's definition (its name and place stay); its history starts afresh when
+    what it measures changes."""
+    rule = await get_rule(session, actor, rule_id)
+    require(actor, "manage_metrics")
+    check = await _checked(session, actor, body)
+    if (check.service_id, check.environment_id) != (rule.service_id, rule.environment_id):
+        raise ValidationFailed("service", "a rule cannot move; delete it and create it anew")
+    changes = {
+        "metric": body.metric,
+        "tags": dict(body.tags),
+        "expression": body.expression,
+        "per_metric": body.per_metric,
+        "window_seconds": check.window_seconds,
+        "comparator": body.comparator,
+        "warning": body.warning,
+        "critical": body.critical,
+        "for_m": body.for_m,
+        "for_n": body.for_n,
+        "recover_n": body.recover_n,
+    }
+    changed = {k: v for k, v in changes.items() if getattr(rule, k) != v}
+    for key, value in changed.items():
+        setattr(rule, key, value)
+    if changed.keys() & {"metric", "tags", "expression", "per_metric", "window_seconds"}:
+        rule.history = []
+    audit.record(session, actor, "update", "metric_alert_rule", rule.id, changed)
+    return rule
+
+
+async def delete_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> None:
+    """Delete an alert rule (shipped defaults stay: switch them off instead)."""
+    rule = await get_rule(session, actor, rule_id)
+    require(actor, "manage_metrics")
+    if rule.is_default:
+        raise Conflict(f"alert rule {rule.name!r} is a shipped default; it cannot be deleted")
+    await session.delete(rule)
+    audit.record(session, actor, "delete", "metric_alert_rule", rule.id, {"name": rule.name})
 
 
 async def list_rules(session: AsyncSession, actor: Principal) -> Sequence[MetricAlertRule]:
@@ -251,21 +320,11 @@ async def list_rules(session: AsyncSession, actor: Principal) -> Sequence[Metric
 DEFINITION = ("metric", "tags", "expression", "per_metric", "window_seconds", "comparator")
 
 
-async def get_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> MetricAlertRule:
-    """A rule the actor can see, or NotFound."""
-    query = sa.select(MetricAlertRule).where(MetricAlertRule.id == rule_id)
-    if not actor.is_admin:
-        query = query.where(MetricAlertRule.environment_id.in_(_environments(actor)))
-    found = await session.scalar(query)
-    if found is None:
-        raise NotFound(f"alert rule {rule_id} not found")
-    return found
-
-
-async def update_rule(
+async def change_rule(
     session: AsyncSession, actor: Principal, rule_id: uuid.UUID, changes: RuleUpdate
 ) -> MetricAlertRule:
-    """Change a rule's fields; a default rule can be tuned or paused like any other."""
+    """Change the fields given (PATCH; `update_rule` replaces a whole definition); a default
+    rule can be tuned or paused like any other."""
     rule = await get_rule(session, actor, rule_id)
     require(actor, "manage_metrics")
     fields = changes.model_dump(exclude_unset=True)
@@ -292,21 +351,6 @@ async def update_rule(
     audit.record(session, actor, "update", "metric_alert_rule", rule.id, changed)
     await session.flush()
     return rule
-
-
-async def delete_rule(session: AsyncSession, actor: Principal, rule_id: uuid.UUID) -> None:
-    """Delete a rule and its incidents. A default rule would come back on the next pass:
-    pause it instead (is_active=false)."""
-    rule = await get_rule(session, actor, rule_id)
-    require(actor, "manage_metrics")
-    if rule.is_default:
-        raise Conflict(
-            f"alert rule {rule.name!r} is a default rule, recreated on the next pass: it cannot "
-            "go from default to deleted; pause it instead (is_active=false)"
-        )
-    await session.execute(sa.delete(MetricIncident).where(MetricIncident.rule_id == rule.id))
-    await session.delete(rule)
-    audit.record(session, actor, "delete", "metric_alert_rule", rule.id, {"name": rule.name})
 
 
 async def list_incidents(

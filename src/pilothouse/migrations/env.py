@@ -20,9 +20,13 @@ def run_migrations_online(url: str) -> None:
     with engine.connect() as connection:
         is_sqlite = connection.dialect.name == "sqlite"
         if is_sqlite:
-            # Batch migrations copy tables; foreign keys must be off while they do.
-            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            connection.commit()
+            # Batch migrations copy tables; foreign keys must be off while they do. Set on the
+            # driver's connection, outside any transaction: through SQLAlchemy the statement
+            # would open one first (core/db.py emits BEGIN), where SQLite ignores this pragma,
+            # and dropping a referenced table would then cascade or fail.
+            connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA foreign_keys=OFF"
+            )
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,

@@ -26,7 +26,9 @@ class Node(UUIDPk, Timestamps, Base):
     status: Mapped[str] = mapped_column(
         str_enum(*NODE_STATUSES, name="node_status"), default="ready"
     )
+    # cpu_cores, memory_mb, gpu_units, storage_gb: the services' resource field names
     capacity: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -53,6 +55,8 @@ class Replica(UUIDPk, Timestamps, Base):
     pid: Mapped[int | None] = mapped_column(default=None)
     process_started_at: Mapped[float | None] = mapped_column(sa.Float, default=None)
     container_id: Mapped[str | None] = mapped_column(sa.String(128), default=None)
+    # The image digest the container runs (`sha256:` + 64 hex), checked against the artifact's.
+    image_digest: Mapped[str | None] = mapped_column(sa.String(71), default=None)
     ports: Mapped[dict[str, Any]] = mapped_column(default=dict)
     restart_count: Mapped[int] = mapped_column(default=0)
     last_restart_at: Mapped[datetime | None] = mapped_column(default=None)

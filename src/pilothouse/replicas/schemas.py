@@ -24,6 +24,9 @@ class ReplicaRead(BaseModel):
     health: str = Field(description="unknown, healthy, degraded or unhealthy.")
     pid: int | None = Field(description="Process id (process driver).")
     container_id: str | None = Field(description="Container id (container drivers).")
+    image_digest: str | None = Field(
+        description="Digest of the image the container runs (sha256:<64 hex>), the artifact's."
+    )
     ports: dict[str, Any] = Field(description="Port bindings.")
     restart_count: int = Field(description="Restarts since it was created.")
     started_at: datetime | None = Field(description="Last time it became running.")

@@ -79,7 +79,7 @@ async def stop_service(
 ) -> tuple[Service, Deployment]:
     """Stop a service (operator): record the stop deployment, mark the service stopped."""
     svc = await services.get_service(session, actor, ref, environment=environment)
-    require(actor, "deploy")
+    require(actor, "stop_start")
     env = await session.get(Environment, svc.environment_id)
     assert env is not None
     live = await artifacts.get_deployed(session, svc.id)
@@ -108,7 +108,7 @@ async def start_service(
 ) -> tuple[Service, Deployment]:
     """Start a stopped service (operator) at its live release: record the start deployment."""
     svc = await services.get_service(session, actor, ref, environment=environment)
-    require(actor, "deploy")
+    require(actor, "stop_start")
     live = await artifacts.get_deployed(session, svc.id)
     refusal = start_refusal(svc.name, svc.status, live.version if live else None)
     if refusal is not None:

@@ -17,7 +17,9 @@ tokens_app = typer.Typer(help="API tokens (admin); a token is shown once.", no_a
 def create_user(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="User name.")],
-    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    role: Annotated[
+        str, typer.Option(help="viewer, deployer (CI; grant it environments), operator or admin.")
+    ] = "viewer",
     email: Annotated[str | None, typer.Option(help="Contact address.")] = None,
     no_token: Annotated[bool, typer.Option("--no-token", help="Do not issue a token.")] = False,
     as_json: JsonFlag = False,

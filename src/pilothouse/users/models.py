@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from pilothouse.core.db import Base, Timestamps, UUIDPk
 from pilothouse.core.types import str_enum
 
-ROLES = ("viewer", "operator", "admin")
+ROLES = ("viewer", "deployer", "operator", "admin")
 
 
 class User(UUIDPk, Timestamps, Base):

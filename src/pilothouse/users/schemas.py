@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pilothouse.core.inputs import Flag, NotBool
 from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 
-Role = Literal["viewer", "operator", "admin"]
+Role = Literal["viewer", "deployer", "operator", "admin"]
 Name = Annotated[
     str, AfterValidator(as_validator(check_name)), schema_hint(pattern=NAME_RE.pattern)
 ]
@@ -21,7 +21,11 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(description="Unique user name: 1-100 of A-Z a-z 0-9 - _.")
-    role: Role = Field(description="viewer (read), operator (deploy, scale), admin (everything).")
+    role: Role = Field(
+        description="viewer (read), deployer (CI: register artifacts, deploy and roll back in "
+        "the environments granted to it; tokens expire), operator (deploy, scale, settings), "
+        "admin (everything)."
+    )
     email: str | None = Field(default=None, max_length=320, description="Contact address.")
     with_token: Flag = Field(default=True, description="Also issue a first API token.")
 
@@ -45,7 +49,9 @@ class TokenCreate(BaseModel):
     )
     name: str = Field(default="cli", min_length=1, max_length=100, description="A label.")
     expires_in_days: Annotated[int, Field(ge=1, le=3650), NotBool] | None = Field(
-        default=None, description="Lifetime in days; default: never expires."
+        default=None,
+        description="Lifetime in days; default: never expires (a deployer's token: 90 days, "
+        "at most 365).",
     )
     ingest_environment: str | None = Field(
         default=None,

@@ -11,11 +11,18 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import INGEST, Principal, require
+from pilothouse.access import (
+    DEPLOYER,
+    DEPLOYER_TOKEN_DAYS,
+    DEPLOYER_TOKEN_MAX_DAYS,
+    INGEST,
+    Principal,
+    require,
+)
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import id_or_name, one_by_ref
-from pilothouse.errors import Conflict, Forbidden, NotFound, Unauthorized
+from pilothouse.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from pilothouse.users.models import ApiToken, User
 
 TOKEN_PREFIX = "ph_"
@@ -83,6 +90,13 @@ async def _issue(
     scope: str | None = None,
     environment_id: uuid.UUID | None = None,
 ) -> tuple[ApiToken, str]:
+    if user.role == DEPLOYER:
+        expires_in_days = expires_in_days or DEPLOYER_TOKEN_DAYS
+        if expires_in_days > DEPLOYER_TOKEN_MAX_DAYS:
+            raise ValidationFailed(
+                "expires_in_days",
+                f"a deployer's token lives at most {DEPLOYER_TOKEN_MAX_DAYS} days",
+            )
     token = new_token()
     now = utcnow()
     row = ApiToken(

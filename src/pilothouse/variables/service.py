@@ -308,6 +308,44 @@ async def list_vars(
     return views
 
 
+async def reveal_var(
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    env_ref: str,
+    key: str,
+    *,
+    service: str | None = None,
+) -> VarView:
+    """One variable's value (the dashboard's reveal button): admin only for a secret, audited
+    with just that key; NotFound when the key is not set."""
+    env = await environments.get_environment(session, actor, env_ref)
+    scope, svc = await _scope(session, actor, env, service)
+    require(actor, "reveal_secrets")
+    var = next((v for v in await _live_rows(session, env.id, scope) if v.key == key), None)
+    if var is None:
+        raise NotFound(f"variable {key!r} is not set in {env.name}")
+    if var.is_secret:
+        audit.record(
+            session,
+            actor,
+            "var_reveal",
+            "environment",
+            env.id,
+            {"environment": env.name, "scope": svc.name if svc else None, "variables": [key]},
+        )
+    return VarView(
+        key=var.key,
+        value=_open(var.key, var.value_encrypted, keyring),
+        is_secret=var.is_secret,
+        version=var.version,
+        scope=svc.name if (svc and var.scope) else "environment",
+        platform_synced=var.platform_synced,
+        updated_at=var.updated_at,
+        updated_by=var.updated_by,
+    )
+
+
 LIVE_COLUMNS = (
     EnvVar.id,
     EnvVar.key,
@@ -552,6 +590,24 @@ async def delete_requirement(
         raise NotFound(f"no requirement for {key!r} in {env.name}")
     await session.delete(row)
     audit.record(session, actor, "requirement_delete", "environment", env.id, {"variable": key})
+
+
+async def environment_values(
+    session: AsyncSession, environment_ids: Sequence[uuid.UUID], keyring: Keyring
+) -> dict[tuple[uuid.UUID, str], str]:
+    """The clear values of the environments' own variables (not service overrides), by
+    (environment id, key): for resolving the secret references of a pilothouse.yaml (never
+    shown)."""
+    if not environment_ids:
+        return {}
+    rows = await session.scalars(
+        sa.select(EnvVar).where(
+            EnvVar.environment_id.in_(list(environment_ids)),
+            EnvVar.scope == "",
+            EnvVar.deleted_at.is_(None),
+        )
+    )
+    return {(r.environment_id, r.key): _open(r.key, r.value_encrypted, keyring) for r in rows}
 
 
 def feature_key(name: str) -> str:

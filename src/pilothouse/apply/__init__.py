@@ -1,0 +1,1 @@
+"""Configuration as code: pilothouse.yaml validated, planned against the live state, applied."""

@@ -1,0 +1,1 @@
+"""Autoscaling: one scaling policy per service, the evaluator, scaling events, what-if replays."""

@@ -1,0 +1,478 @@
+"""The evaluator: one round evaluates every due enabled policy and carries out its decision
+through the release engine (a `scale` deployment, as a manual scale), recording a scaling event.
+
+Reading is batched so a round over thousands of policies stays well under a second: one query
+for the policies with their services, one for the services with an active rollout, one for the
+last scale-up and scale-down of each service, and per evaluation period one aggregate over the
+CPU and memory series (from rollups where they are done, raw samples after them), grouped by
+service and period in the store. A policy on another metric reads it through the metrics
+capability's `query.aggregate`, one period at a time.
+
+CPU is the replicas' CPU percent relative to the service's `cpu_cores`; memory is the replicas'
+memory relative to the service's `memory_mb`; both averaged over the replicas and the period.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import Principal
+from pilothouse.autoscaling import events as scaling_events
+from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
+from pilothouse.autoscaling.rules import (
+    Datapoint,
+    Decision,
+    LastEvents,
+    Policy,
+    decide,
+    json_value,
+)
+from pilothouse.core.db import Database
+from pilothouse.core.logging import get_logger
+from pilothouse.deployments import service as deployments
+from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
+from pilothouse.environments.models import Environment
+from pilothouse.errors import PilothouseError
+from pilothouse.metrics import query
+from pilothouse.metrics.models import MetricRollup, MetricSeries, metric_samples
+from pilothouse.metrics.storage import progress
+from pilothouse.services.models import Service
+
+log = get_logger("pilothouse.autoscaling")
+
+
+def autoscaler(owner_id: uuid.UUID) -> Principal:
+    """Who scales: the autoscaler, on behalf of the service's owner (a deployment is owned by a
+    user, as an automatic rollback is by the failed deployment's owner)."""
+    return Principal(id=owner_id, name="autoscaler", role="admin")
+
+
+CPU = "pilothouse_replica_cpu_percent"
+MEMORY = "pilothouse_replica_memory_bytes"
+MIB = 1024.0 * 1024.0
+
+
+@dataclass
+class Subject:
+    """One policy with what the decision needs about its service."""
+
+    policy: Any  # a scaling_policies row (Core row or ORM object: attributes by column name)
+    service_id: uuid.UUID
+    service: str
+    environment: str
+    replicas: int
+    cpu_cores: float
+    memory_mb: int
+    status: str
+    owner_id: uuid.UUID
+
+
+@dataclass
+class Round:
+    evaluated: int = 0
+    scaled: int = 0
+    failed: int = 0
+    decisions: dict[uuid.UUID, Decision] = field(default_factory=dict)
+
+
+def periods_needed(policy: Policy) -> int:
+    return max(math.ceil(policy.window_seconds() / policy.evaluation_period_seconds), 1)
+
+
+@dataclass
+class SeriesMap:
+    """The CPU and memory series of services: id -> (service id, name). Series are never
+    deleted nor moved, so each round only reads those created since (ids above `upto`)."""
+
+    upto: int = 0
+    owner: dict[int, tuple[uuid.UUID, str]] = field(default_factory=dict)
+
+
+_SERIES: weakref.WeakKeyDictionary[Database, SeriesMap] = weakref.WeakKeyDictionary()
+
+
+async def series_map(session: AsyncSession, db: Database) -> dict[int, tuple[uuid.UUID, str]]:
+    known = _SERIES.setdefault(db, SeriesMap())
+    rows = await session.execute(
+        sa.select(MetricSeries.id, MetricSeries.service_id, MetricSeries.name).where(
+            MetricSeries.name.in_((CPU, MEMORY)),
+            MetricSeries.service_id.is_not(None),
+            MetricSeries.id > known.upto,
+        )
+    )
+    for series_id, service_id, name in rows:
+        if service_id is not None:
+            known.owner[series_id] = (service_id, name)
+        known.upto = max(known.upto, series_id)
+    return known.owner
+
+
+async def builtin_windows(
+    session: AsyncSession,
+    db: Database,
+    subjects: Sequence[Subject],
+    period: int,
+    count: int,
+    now: datetime,
+) -> dict[uuid.UUID, list[Datapoint]]:
+    """Per service, `count` datapoints of `period` seconds ending `now` (oldest first): CPU and
+    memory averages, from rollups where rolled up, raw samples after."""
+    now_s = int(now.timestamp())
+    start = now_s - period * count
+    done = await progress(session)
+    # Rollups serve periods that are whole buckets; each bucket counts in the period its end
+    # falls in (so a datapoint may lag the exact period by less than one bucket).
+    res = next((r for r in (300, 60) if period % r == 0), None)
+    rolled_to = min(done.get(res, 0), now_s) if res else 0
+    wanted = {s.service_id for s in subjects}
+    names = (CPU, MEMORY)
+    chosen = sa.select(MetricSeries.id).where(
+        MetricSeries.name.in_(names), MetricSeries.service_id.is_not(None)
+    )
+    if len(wanted) <= 500:
+        chosen = chosen.where(MetricSeries.service_id.in_(wanted))
+    # Plain numbers per bucket, mapped to services through the series map (no join, no UUID
+    # per row: decoding 10,000s of them was most of a round), summed into flat lists at
+    # (subject, metric, period) offsets.
+    position = {s.service_id: i for i, s in enumerate(subjects)}
+    slot_of = {
+        series_id: (position[service_id] * 2 + (0 if name == CPU else 1)) * count
+        for series_id, (service_id, name) in (await series_map(session, db)).items()
+        if service_id in position
+    }
+    totals = [0.0] * (len(subjects) * 2 * count)
+    counts = [0.0] * len(totals)
+
+    def add(rows: Iterable[Any]) -> None:
+        for series_id, k, total, n in rows:
+            base = slot_of.get(series_id)
+            if base is None or not n or not 0 <= k < count:
+                continue
+            totals[base + k] += total
+            counts[base + k] += n
+
+    raw_from = start
+    if res and rolled_to > start and slot_of:
+        k = (sa.literal(now_s, sa.BigInteger) - MetricRollup.bucket - res) // period
+        add(
+            await session.execute(
+                sa.select(MetricRollup.series_id, k, MetricRollup.sum, MetricRollup.count).where(
+                    MetricRollup.series_id.in_(chosen),
+                    MetricRollup.resolution == res,
+                    MetricRollup.bucket > start - res,
+                    MetricRollup.bucket + res <= rolled_to,
+                )
+            )
+        )
+        raw_from = rolled_to
+    ts = metric_samples.c.ts
+    k_raw = (sa.literal(now_s * 1000, sa.BigInteger) - ts) // (period * 1000)
+    if slot_of:
+        add(
+            await session.execute(
+                sa.select(
+                    metric_samples.c.series_id,
+                    k_raw,
+                    sa.func.sum(metric_samples.c.value),
+                    sa.func.count(),
+                )
+                .where(
+                    metric_samples.c.series_id.in_(chosen),
+                    ts > raw_from * 1000,
+                    ts <= now_s * 1000,
+                )
+                .group_by(metric_samples.c.series_id, k_raw)
+            )
+        )
+    ends = [now - timedelta(seconds=period * index) for index in range(count)]
+    out: dict[uuid.UUID, list[Datapoint]] = {}
+    for i, s in enumerate(subjects):
+        cores = max(s.cpu_cores, 0.01)
+        limit = max(s.memory_mb, 1) * MIB / 100.0
+        cpu_at, mem_at = i * 2 * count, (i * 2 + 1) * count
+        out[s.service_id] = [
+            Datapoint(
+                end=ends[k],
+                cpu=totals[cpu_at + k] / counts[cpu_at + k] / cores if counts[cpu_at + k] else None,
+                memory=totals[mem_at + k] / counts[mem_at + k] / limit
+                if counts[mem_at + k]
+                else None,
+            )
+            for k in range(count - 1, -1, -1)
+        ]
+    return out
+
+
+async def metric_window(
+    db: Database, subject: Subject, policy: Policy, count: int, now: datetime
+) -> list[Datapoint]:
+    """`count` datapoints of the policy's own metric (per replica when asked), oldest first."""
+    row = subject.policy
+    tags = dict(json_value(row.metric_tags, {})) or {
+        "service": subject.service,
+        "environment": subject.environment,
+    }
+    period = timedelta(seconds=policy.evaluation_period_seconds)
+    points = []
+    for index in range(count - 1, -1, -1):
+        end = now - period * index
+        groups = await query.aggregate(
+            db, policy.metric, tags, window=period, stat=policy.metric_stat, now=end
+        )
+        value = groups.get("")
+        if value is not None and policy.metric_per_replica:
+            value = value / max(subject.replicas, 1)
+        points.append(Datapoint(end=end, value=value))
+    return points
+
+
+async def load_subjects(
+    session: AsyncSession, now: datetime, slack: float
+) -> tuple[list[Subject], int]:
+    """The enabled policies due now (their period elapsed since their last evaluation, less
+    `slack` seconds), with their live services; and how many enabled policies there are."""
+    table = ScalingPolicy.__table__
+    # Core rows, not ORM objects: a round reads thousands and only looks at them; the JSON
+    # columns as text, decoded only when not empty (rules.json_value).
+    skip = {"created_at", "updated_at", "environment_id", "schedules", "metric_tags"}
+    rows = await session.execute(
+        sa.select(
+            *(c for c in table.c if c.name not in skip),
+            sa.cast(table.c.schedules, sa.Text).label("schedules"),
+            sa.cast(table.c.metric_tags, sa.Text).label("metric_tags"),
+            Service.name.label("service_name"),
+            Environment.name.label("environment_name"),
+            Service.target_replicas,
+            Service.cpu_cores,
+            Service.memory_mb,
+            Service.status,
+            Service.owner_id,
+        )
+        .join(Service, Service.id == table.c.service_id)
+        .join(Environment, Environment.id == Service.environment_id)
+        .where(table.c.enabled.is_(True), Service.deleted_at.is_(None))
+    )
+    out = []
+    total = 0
+    keys = list(rows.keys())
+    for row in rows:
+        total += 1
+        # Plain attributes: a Row's (and its mapping's) are several times slower to read.
+        policy = SimpleNamespace(**dict(zip(keys, row, strict=True)))
+        at = policy.evaluated_at
+        if at is not None and (now - at).total_seconds() < policy.evaluation_period_seconds - slack:
+            continue
+        out.append(
+            Subject(
+                policy,
+                policy.service_id,
+                policy.service_name,
+                policy.environment_name,
+                policy.target_replicas,
+                policy.cpu_cores,
+                policy.memory_mb,
+                policy.status,
+                policy.owner_id,
+            )
+        )
+    return out, total
+
+
+async def last_events(
+    session: AsyncSession, service_ids: Sequence[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, LastEvents]:
+    """When each service last grew and shrank (successful events since `since`)."""
+    grew = sa.case(
+        (ScalingEvent.instances_after > ScalingEvent.instances_before, True), else_=False
+    )
+    query_ = (
+        sa.select(ScalingEvent.service_id, grew, sa.func.max(ScalingEvent.timestamp))
+        .where(ScalingEvent.success.is_(True), ScalingEvent.timestamp >= since)
+        .group_by(ScalingEvent.service_id, grew)
+    )
+    if len(service_ids) <= 500:
+        query_ = query_.where(ScalingEvent.service_id.in_(service_ids))
+    ups: dict[uuid.UUID, datetime] = {}
+    downs: dict[uuid.UUID, datetime] = {}
+    for service_id, up, at in await session.execute(query_):
+        (ups if up else downs)[service_id] = at
+    return {s: LastEvents(ups.get(s), downs.get(s)) for s in service_ids}
+
+
+async def rolling_out(session: AsyncSession, service_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    query_ = sa.select(Deployment.service_id).where(Deployment.status.in_(ACTIVE_STATUSES))
+    if len(service_ids) <= 500:
+        query_ = query_.where(Deployment.service_id.in_(service_ids))
+    return set(await session.scalars(query_))
+
+
+Send = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+async def evaluate_round(
+    db: Database,
+    now: datetime,
+    *,
+    send: Send | None = None,
+    slack: float = 0.0,
+    apply: bool = True,
+) -> Round:
+    """Evaluate every due enabled policy at `now`; carry out and record what changes (unless
+    `apply` is false: the bench's read-and-decide figure)."""
+    result = Round()
+    async with db.session(write=False) as session:
+        subjects, everyone = await load_subjects(session, now, slack)
+        if not subjects:
+            return result
+        ids = [s.service_id for s in subjects]
+        policies = {s.service_id: Policy.of(s.policy) for s in subjects}
+        longest = max(
+            max(p.scale_up_cooldown_seconds, p.scale_down_cooldown_seconds)
+            for p in policies.values()
+        )
+        last = await last_events(session, ids, now - timedelta(seconds=longest))
+        busy = await rolling_out(session, ids)
+        windows: dict[uuid.UUID, list[Datapoint]] = {}
+        groups: dict[tuple[int, int], list[Subject]] = {}
+        for s in subjects:
+            p = policies[s.service_id]
+            if p.metrics != ("value",):
+                groups.setdefault((p.evaluation_period_seconds, periods_needed(p)), []).append(s)
+        for (period, count), members in groups.items():
+            windows.update(await builtin_windows(session, db, members, period, count, now))
+    for s in subjects:
+        p = policies[s.service_id]
+        if p.metrics == ("value",):
+            windows[s.service_id] = await metric_window(db, s, p, periods_needed(p), now)
+    changes: list[tuple[Subject, Decision]] = []
+    reasons: list[dict[str, Any]] = []
+    for s in subjects:
+        if s.status == "stopped":
+            decision = Decision("none", s.replicas, s.replicas, "the service is stopped")
+        else:
+            decision = decide(
+                policies[s.service_id],
+                windows.get(s.service_id, []),
+                s.replicas,
+                last[s.service_id],
+                s.service_id in busy,
+                now,
+            )
+        result.decisions[s.service_id] = decision
+        result.evaluated += 1
+        if decision.action != "none":
+            changes.append((s, decision))
+        elif decision.reason != s.policy.last_decision:
+            reasons.append({"pid": s.policy.id, "why": decision.reason})
+    if not apply:
+        return result
+    async with db.session() as session:
+        ids_ = [s.policy.id for s in subjects]
+        if len(subjects) == everyone:
+            # Every enabled policy was due: no id list to send. (One enabled meanwhile is
+            # marked too: its first evaluation waits one period.)
+            ids_ = []
+            await session.execute(
+                sa.update(ScalingPolicy)
+                .where(ScalingPolicy.enabled.is_(True))
+                .values(evaluated_at=now)
+            )
+        for chunk in range(0, len(ids_), 5000):
+            await session.execute(
+                sa.update(ScalingPolicy)
+                .where(ScalingPolicy.id.in_(ids_[chunk : chunk + 5000]))
+                .values(evaluated_at=now)
+            )
+        if reasons:
+            table: sa.Table = ScalingPolicy.__table__  # type: ignore[assignment]
+            await session.execute(
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("pid"))
+                .values(last_decision=sa.bindparam("why")),
+                reasons,
+            )
+    for s, decision in changes:
+        message = await carry_out(db, s, decision, now)
+        if message["success"]:
+            result.scaled += 1
+        else:
+            result.failed += 1
+        if send is not None:
+            await send(message)
+    return result
+
+
+async def carry_out(db: Database, s: Subject, decision: Decision, now: datetime) -> dict[str, Any]:
+    """Scale through the release engine and record the event (also when refused)."""
+    try:
+        async with db.session() as session:
+            svc, deployment = await deployments.scale(
+                session, autoscaler(s.owner_id), str(s.service_id), decision.after, manual=False
+            )
+            event = scaling_events.record_event(
+                session,
+                svc,
+                action=decision.action,
+                before=decision.before,
+                after=decision.after,
+                reason=decision.reason,
+                triggered_by="autoscaler",
+                cpu=decision.cpu,
+                memory=decision.memory,
+                deployment_id=deployment.id if deployment else None,
+                at=now,
+            )
+            policy = await session.get(ScalingPolicy, s.policy.id)
+            if policy is not None:
+                policy.last_decision = decision.reason
+            message = scaling_events.event_message(s.service, s.environment, event)
+    except PilothouseError as exc:
+        error = exc.message
+    else:
+        log.info(
+            "scaled",
+            service=s.service,
+            before=decision.before,
+            after=decision.after,
+            reason=decision.reason,
+        )
+        return message
+    async with db.session() as session:
+        svc_row = await session.get(Service, s.service_id)
+        assert svc_row is not None
+        event = scaling_events.record_event(
+            session,
+            svc_row,
+            action=decision.action,
+            before=decision.before,
+            after=decision.after,
+            reason=decision.reason,
+            triggered_by="autoscaler",
+            success=False,
+            error=error,
+            cpu=decision.cpu,
+            memory=decision.memory,
+            at=now,
+        )
+        message = scaling_events.event_message(s.service, s.environment, event)
+    log.warning("scaling refused", service=s.service, error=error)
+    return message
+
+
+async def retain(db: Database, before: datetime) -> int:
+    """Delete scaling events older than `before` (kept 90 days by default)."""
+    async with db.session() as session:
+        result = await session.execute(
+            sa.delete(ScalingEvent).where(ScalingEvent.timestamp < before)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,594 @@
+"""The `container` driver: each replica is an OCI container run by podman (or the docker CLI).
+
+It is the process driver's rolling update, routing (nginx), verification and supervision with
+containers instead of processes (docs/containers.md):
+
+- **Image**: before a rollout starts anything, the artifact's image (`image_uri`, else the
+  service's `image`) is looked up locally, pulled when missing, and its digests (image id,
+  manifest and repository digests) compared with the artifact's `image_digest`: a mismatch
+  refuses the rollout ("supply chain"). Containers run the resolved image id, so every replica
+  runs exactly the checked image; the replica records `container_id` and `image_digest`.
+- **Resources**: `--cpus` and `--memory` (= `--memory-swap`) from the service, one CDI
+  `--device` per GPU, a named volume at `data_path` when set (no size limit: the local volume
+  driver has none without XFS project quotas; storage_gb is reserved by placement only).
+- **Variables** go through `--env-file`: a private (0600) temporary file, removed as soon as the
+  engine has read it; never a value on the command line. Output is followed with `logs
+  --follow` into the same scrubbing relay as process replicas.
+- **Supervision**: the container's main process (its pid and start time, recorded on the
+  replica) tells whether it lives, so pilothouse adopts running containers after a restart;
+  containers carry labels (`pilothouse.service`, `pilothouse.replica`, `pilothouse.version`),
+  and a rollout removes labelled containers of the service that no live replica owns (left by
+  a crash half-way). An OOM kill is read from the engine (`State.OOMKilled`) and recorded as the
+  restart reason. Stats (CPU, memory) come from `stats --no-stream`, refreshed in the
+  background.
+- Podman on hosts where crun cannot run: pilothouse writes its own containers.conf (runc and
+  lowered default ulimits) and points CONTAINERS_CONF at it; no system file is edited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import psutil
+from pydantic import Field
+
+from pilothouse.drivers import oci
+from pilothouse.drivers.base import (
+    Events,
+    HookConfig,
+    ReplicaInfo,
+    RolloutFailed,
+    Sample,
+    ServiceSpec,
+)
+from pilothouse.drivers.process import (
+    ProcessConfig,
+    ProcessDriver,
+    Router,
+    _scrubbed_output,
+    _tail,
+    free_port,
+    is_alive,
+    render_command,
+)
+from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
+
+LABEL_SERVICE = "pilothouse.service"
+LABEL_REPLICA = "pilothouse.replica"
+LABEL_VERSION = "pilothouse.version"
+STATS_TTL = 2.0  # seconds a `stats` answer is reused
+
+
+class ContainerConfig(ProcessConfig):
+    """`driver_config` of a service run by the container driver (unknown keys are kept)."""
+
+    container_port: int = Field(
+        default=8000, ge=1, le=65535, description="Port the app listens on inside the container."
+    )
+    network: Literal["bridge", "host"] = Field(
+        default="bridge",
+        description="bridge: publish a free host port on 127.0.0.1; host: the host's network "
+        "(the app listens on $PORT).",
+    )
+    data_path: str | None = Field(
+        default=None, description="Mount a named volume of the service at this path."
+    )
+    gpu_device: str = Field(
+        default="nvidia.com/gpu", description="CDI device kind for GPUs (`<kind>=<index>`)."
+    )
+    pull: Literal["missing", "never"] = Field(
+        default="missing", description="Pull the image when it is not present locally."
+    )
+    start_timeout: float = Field(
+        default=120, gt=0, le=3600, description="Seconds an engine command may take."
+    )
+
+
+@dataclass
+class Started:
+    container_id: str
+    pid: int
+    started_at: float
+    port: int
+    log_path: Path
+
+
+@dataclass
+class _Stats:
+    at: float = 0.0
+    figures: dict[str, oci.StatsLine] = field(default_factory=dict)
+    refreshing: asyncio.Task[None] | None = None
+
+
+def kernel_log(limit: int = 4000) -> list[str]:
+    """The newest lines of the kernel log (/dev/kmsg, read without blocking); [] when it
+    cannot be read (not root, a container without it)."""
+    lines: list[str] = []
+    try:
+        fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return lines
+    try:
+        while True:
+            try:
+                record = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE: a record was overwritten while reading; go on
+                continue
+            if not record:
+                break
+            lines.append(record.decode(errors="replace").split(";", 1)[-1].strip())
+    finally:
+        os.close(fd)
+    return lines[-limit:]
+
+
+class EngineError(RuntimeError):
+    """An engine command failed; the message carries its last output line."""
+
+
+class ContainerDriver(ProcessDriver):
+    """Rolling updates of OCI containers behind an optional router."""
+
+    name = "container"
+    config_model: ClassVar[type[HookConfig]] = ContainerConfig
+    supervised: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        data_dir: Path,
+        router: Router | None = None,
+        *,
+        engine: str = "podman",
+        runtime: str | None = "runc",
+    ) -> None:
+        super().__init__(data_dir, router, cgroups=False)
+        self.engine = engine
+        self.runtime = runtime
+        self._stats = _Stats()
+        self._image_ids: dict[str, str] = {}  # image reference -> resolved id (this rollout)
+
+    # -- the engine ---------------------------------------------------------------------------
+
+    def environ(self) -> dict[str, str]:
+        """The engine's environment: ours plus CONTAINERS_CONF -> pilothouse's own file."""
+        env = dict(os.environ)
+        if os.path.basename(self.engine) == "podman":
+            conf = self.data_dir / "containers" / "containers.conf"
+            text = oci.containers_conf(runtime=self.runtime, nofile=20000, nproc=32768)
+            if not conf.exists() or conf.read_text() != text:
+                conf.parent.mkdir(parents=True, exist_ok=True)
+                conf.write_text(text)
+            env["CONTAINERS_CONF"] = str(conf)
+        return env
+
+    async def run(self, argv: list[str], *, timeout: float = 120) -> str:
+        """Run an engine command; its stdout, or EngineError with its last error line.
+        (A thread with the stdlib's subprocess: under uvloop a detached `run` never closes the
+        pipes of an asyncio subprocess, as the engine's monitor process inherits them.)"""
+        try:
+            done = await asyncio.to_thread(
+                subprocess.run,
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env=self.environ(),
+                check=False,
+            )
+        except OSError as exc:
+            raise EngineError(f"{argv[0]} could not run: {exc.strerror or exc}") from None
+        except subprocess.TimeoutExpired:
+            raise EngineError(f"{argv[0]} {argv[1]} timed out after {timeout:g}s") from None
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace")
+            lines = [line for line in err.splitlines() if line.strip()]
+            raise EngineError(lines[-1][:500] if lines else f"exit status {done.returncode}")
+        return done.stdout.decode(errors="replace")
+
+    def run_sync(self, argv: list[str], *, timeout: float = 10) -> str | None:
+        """A short engine query from synchronous code (exit reasons); None when it fails."""
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, timeout=timeout, env=self.environ(), check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.decode(errors="replace") if done.returncode == 0 else None
+
+    def _parse(self, config: dict[str, Any]) -> ContainerConfig:
+        return ContainerConfig(**config)
+
+    # -- images -------------------------------------------------------------------------------
+
+    async def resolve_image(self, spec: ServiceSpec, cfg: ContainerConfig) -> tuple[str, str]:
+        """(image id to run, digest to record) for the spec's image; RolloutFailed when it is
+        missing or its digest is not the artifact's."""
+        image = spec.image
+        if not image:
+            raise RolloutFailed(
+                "the service has no image to run "
+                "(set one: `pilothouse service update NAME --image ...`, or the artifact's "
+                "image_uri)"
+            )
+        try:
+            found = await self.run(oci.image_inspect_argv(self.engine, image), timeout=30)
+        except EngineError:
+            if cfg.pull == "never":
+                raise RolloutFailed(f"image {image} is not present (pull: never)") from None
+            try:
+                await self.run(oci.pull_argv(self.engine, image), timeout=cfg.start_timeout)
+                found = await self.run(oci.image_inspect_argv(self.engine, image), timeout=30)
+            except EngineError as exc:
+                raise RolloutFailed(f"image {image} could not be pulled: {exc}") from None
+        digests = oci.image_digests(found)
+        data = json.loads(found)
+        raw_id = str((data[0] if isinstance(data, list) else data).get("Id") or "")
+        image_id = oci.normalise_digest(raw_id) if raw_id else image
+        wanted = oci.normalise_digest(spec.image_digest) if spec.image_digest else None
+        if wanted is not None and wanted not in digests:
+            known = ", ".join(sorted(digests)) or "none"
+            raise RolloutFailed(
+                f"image {image} has digest {known}, the artifact says {wanted}: refused "
+                "(the image is not the one the artifact was built as)"
+            )
+        return image_id.removeprefix("sha256:"), wanted or image_id
+
+    async def _before_rollout(
+        self,
+        spec: ServiceSpec,
+        cfg: ProcessConfig,
+        current: list[ReplicaInfo],
+        events: Events,
+    ) -> None:
+        assert isinstance(cfg, ContainerConfig)
+        image_id, digest = await self.resolve_image(spec, cfg)
+        self._image_ids[str(spec.service_id)] = image_id
+        await events.log(f"image {spec.image} is {digest}")
+        await self.remove_orphans(spec.service_id, {r.id for r in current})
+
+    async def labelled(self, service_id: uuid.UUID) -> list[oci.ContainerState]:
+        """Every container (running or not) labelled as one of the service's replicas."""
+        try:
+            ids = (
+                await self.run(oci.ps_argv(self.engine, {LABEL_SERVICE: str(service_id)}))
+            ).split()
+            if not ids:
+                return []
+            return oci.container_states(await self.run(oci.inspect_argv(self.engine, *ids)))
+        except (EngineError, ValueError, KeyError, IndexError):
+            return []
+
+    async def remove_orphans(self, service_id: uuid.UUID, owned: set[uuid.UUID]) -> int:
+        """Remove the service's labelled containers no live replica owns (a crash half-way
+        through starting one); returns how many."""
+        removed = 0
+        for state in await self.labelled(service_id):
+            if state.labels.get(LABEL_REPLICA) not in {str(r) for r in owned}:
+                with contextlib.suppress(EngineError):
+                    await self.run(oci.rm_argv(self.engine, state.id))
+                    removed += 1
+        return removed
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def _write_env_file(self, env: dict[str, str]) -> str:
+        """A private temporary env-file (0600) in the data directory; the caller removes it."""
+        text = oci.env_file_text(env)
+        folder = self.data_dir / "tmp"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle, path = tempfile.mkstemp(prefix="env-", dir=folder)
+        try:
+            os.fchmod(handle, 0o600)
+            os.write(handle, text.encode())
+        finally:
+            os.close(handle)
+        return path
+
+    def _follow_logs(self, container_id: str, log_path: Path, secrets: list[str]) -> None:
+        """`logs --follow` of the container into its log file, through the scrubbing relay
+        when there are secrets; detached, so it outlives pilothouse (ends with the container)."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        out_fd = (
+            _scrubbed_output(log_path, secrets)
+            if secrets
+            else os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        )
+        try:
+            subprocess.Popen(
+                oci.logs_argv(self.engine, container_id, follow=True),
+                stdout=out_fd,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.environ(),
+                start_new_session=True,
+            )
+        finally:
+            os.close(out_fd)
+
+    async def start_container(
+        self,
+        spec: ServiceSpec,
+        cfg: ContainerConfig,
+        replica_id: uuid.UUID,
+        *,
+        log_path: Path,
+    ) -> Started:
+        """`run --detach` one replica; its id, main pid and host port. EngineError when the
+        engine refuses; ValueError when a variable cannot go into an env-file."""
+        image_id = self._image_ids.get(str(spec.service_id))
+        if image_id is None:
+            image_id, _ = await self.resolve_image(spec, cfg)
+            self._image_ids[str(spec.service_id)] = image_id
+        host_port = free_port()
+        inside = host_port if cfg.network == "host" else cfg.container_port
+        env = {**spec.env, **cfg.env, "PILOTHOUSE_VERSION": spec.version, "PORT": str(inside)}
+        command = (
+            shlex.split(render_command(spec.command, port=inside, version=spec.version))
+            if spec.command
+            else []
+        )
+        name = f"ph-{replica_id}"
+        env_file = self._write_env_file(env)
+        try:
+            run = oci.RunSpec(
+                name=name,
+                image=image_id,
+                labels={
+                    LABEL_SERVICE: str(spec.service_id),
+                    LABEL_REPLICA: str(replica_id),
+                    LABEL_VERSION: spec.version,
+                },
+                host_port=host_port,
+                container_port=cfg.container_port,
+                env_file=env_file,
+                cpus=spec.cpu_cores,
+                memory_mb=spec.memory_mb,
+                volume=f"pilothouse-{spec.service_name}-data" if cfg.data_path else None,
+                volume_target=cfg.data_path or "/data",
+                gpus=spec.gpu_units,
+                gpu_device=cfg.gpu_device,
+                network=cfg.network,
+                command=command,
+            )
+            try:
+                out = await self.run(oci.run_argv(self.engine, run), timeout=cfg.start_timeout)
+            except EngineError as exc:
+                if "already in use" not in str(exc):
+                    raise
+                # A container of an earlier start of this replica that was never recorded.
+                await self.run(oci.rm_argv(self.engine, name))
+                out = await self.run(oci.run_argv(self.engine, run), timeout=cfg.start_timeout)
+            container_id = out.strip().splitlines()[-1] if out.strip() else ""
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(env_file)
+        self._follow_logs(container_id, log_path, spec.secrets)
+        state = oci.container_state(await self.run(oci.inspect_argv(self.engine, container_id)))
+        started_at = 0.0
+        if state.pid:
+            with contextlib.suppress(psutil.Error):
+                started_at = psutil.Process(state.pid).create_time()
+        return Started(container_id, state.pid or 0, started_at, host_port, log_path)
+
+    async def _start_one(
+        self, spec: ServiceSpec, cfg: ProcessConfig, ready: ReadinessSpec, events: Events
+    ) -> ReplicaInfo:
+        assert isinstance(cfg, ContainerConfig)
+        replica_id = await events.replica_created(spec.version, port=None, log_path=None)
+        log_path = self._log_path(spec, replica_id)
+        started, result = await self._launch_container(
+            spec, cfg, ready, events, replica_id, log_path=log_path, reason=None, tail=True
+        )
+        if started is None:
+            await events.replica_changed(replica_id, "failed", log_path=str(log_path))
+            raise RolloutFailed(f"could not start container: {result}")
+        if not isinstance(result, str) and not result.ready:
+            await events.replica_changed(
+                replica_id, "failed", exit_code=result.exit_code, keep_running=False
+            )
+            raise RolloutFailed(f"container on port {started.port} {result.detail}")
+        await events.replica_changed(replica_id, "running", keep_running=True, health="healthy")
+        seconds = 0.0 if isinstance(result, str) else result.seconds
+        await events.log(
+            f"replica {str(replica_id)[:8]} (container {started.container_id[:12]}) ready on "
+            f"port {started.port} in {seconds:.2f}s"
+        )
+        return self._info(replica_id, spec.version, started)
+
+    def _info(self, replica_id: uuid.UUID, version: str, started: Started) -> ReplicaInfo:
+        return ReplicaInfo(
+            replica_id,
+            version,
+            started.pid,
+            started.started_at,
+            started.port,
+            str(started.log_path),
+            container_id=started.container_id,
+        )
+
+    async def _launch_container(
+        self,
+        spec: ServiceSpec,
+        cfg: ContainerConfig,
+        ready: ReadinessSpec,
+        events: Events,
+        replica_id: uuid.UUID,
+        *,
+        log_path: Path,
+        reason: str | None,
+        tail: bool,
+    ) -> tuple[Started | None, Any]:
+        """Start the container (recorded as `starting`) and wait for readiness. (None, error
+        text) when the engine refused it; else (started, ReadyResult)."""
+        begun = time.monotonic()
+        try:
+            started = await self.start_container(spec, cfg, replica_id, log_path=log_path)
+        except (EngineError, ValueError) as exc:
+            return None, str(exc)
+        start_seconds = time.monotonic() - begun
+        digest = oci.normalise_digest(spec.image_digest) if spec.image_digest else None
+        await events.replica_changed(
+            replica_id,
+            "starting",
+            reason=reason,
+            pid=started.pid,
+            process_started_at=started.started_at,
+            container_id=started.container_id,
+            image_digest=digest or f"sha256:{self._image_ids.get(str(spec.service_id), '')}"[:71],
+            ports={"http": started.port},
+            log_path=str(log_path),
+            enforcement="cgroup",
+            memory_over_since=None,
+        )
+        stop_tail = asyncio.Event()
+        label = f"replica:{str(replica_id)[:8]}"
+        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
+        result = await wait_ready(
+            ready,
+            "127.0.0.1",
+            started.port,
+            alive=lambda: is_alive(started.pid, started.started_at),
+        )
+        if not result.ready:
+            result.exit_code = await self.stop_container(started.container_id, cfg.grace_seconds)
+        # Readiness counts from the start request: `run` is what spawning is for a process.
+        result.seconds += start_seconds
+        stop_tail.set()
+        if tailing is not None:
+            await tailing
+        return started, result
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def stop_container(self, container: str | None, grace: float) -> int | None:
+        """Stop (SIGTERM, SIGKILL after grace) and remove; the exit code when known."""
+        if not container:
+            return None
+        with contextlib.suppress(EngineError):
+            await self.run(oci.stop_argv(self.engine, container, grace), timeout=grace + 30)
+        code = None
+        with contextlib.suppress(EngineError, ValueError, KeyError, IndexError):
+            code = oci.container_state(
+                await self.run(oci.inspect_argv(self.engine, container))
+            ).exit_code
+        with contextlib.suppress(EngineError):
+            await self.run(oci.rm_argv(self.engine, container))
+        return code
+
+    async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
+        await events.replica_changed(replica.id, "stopping", keep_running=False)
+        if cfg.drain_seconds:
+            await asyncio.sleep(cfg.drain_seconds)
+        code = await self.stop_container(replica.container_id, cfg.grace_seconds)
+        await events.replica_changed(replica.id, "stopped", exit_code=code)
+
+    async def stop(self, replicas: list[ReplicaInfo], events: Events) -> None:
+        cfg = ContainerConfig()
+        await asyncio.gather(*(self._retire(r, cfg, events) for r in replicas))
+
+    async def terminate(self, replica: ReplicaInfo, grace: float) -> int | None:
+        return await self.stop_container(replica.container_id, grace)
+
+    # -- supervision --------------------------------------------------------------------------
+
+    def exit_reason(self, replica: ReplicaInfo) -> str | None:
+        """`memory: OOM-killed ...` when the engine says the kernel killed the container."""
+        if not replica.container_id:
+            return None
+        found = self.run_sync(oci.inspect_argv(self.engine, replica.container_id))
+        if found is None:
+            return None
+        try:
+            state = oci.container_state(found)
+        except (ValueError, KeyError, IndexError):
+            return None
+        if state.oom_killed or (
+            state.exit_code == 137
+            and oci.oom_in_kernel_log(kernel_log(), state.id or replica.container_id, replica.pid)
+        ):
+            return "memory: OOM-killed by the kernel at its memory_mb limit (container)"
+        if state.exit_code is not None and not state.running:
+            return f"container exited with status {state.exit_code}"
+        return None
+
+    async def restart(self, spec: ServiceSpec, replica: ReplicaInfo, events: Events) -> ReplicaInfo:
+        """The crashed replica again: same id and version, a new container, a fresh port."""
+        cfg = self._parse(spec.config)
+        log_path = Path(replica.log_path) if replica.log_path else self._log_path(spec, replica.id)
+        await self.stop_container(replica.container_id, 0)
+        started, result = await self._launch_container(
+            spec,
+            cfg,
+            ReadinessSpec(**spec.health_check),
+            events,
+            replica.id,
+            log_path=log_path,
+            reason="restart after crash",
+            tail=False,
+        )
+        if started is None:
+            raise RolloutFailed(f"could not start container: {result}")
+        if not result.ready:
+            raise RolloutFailed(result.detail)
+        return self._info(replica.id, spec.version, started)
+
+    def sample(self, replica: ReplicaInfo) -> Sample | None:
+        """CPU and memory from the engine's `stats` (refreshed in the background, at most
+        every STATS_TTL seconds); None when the container is not running or not yet seen."""
+        if not replica.container_id or not self.alive(replica):
+            return None
+        stats = self._stats
+        stale = time.monotonic() - stats.at > STATS_TTL
+        if stale and (stats.refreshing is None or stats.refreshing.done()):
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to refresh
+                stats.refreshing = asyncio.get_running_loop().create_task(self._refresh_stats())
+        line = stats.figures.get(replica.container_id[:12]) or stats.figures.get(
+            replica.container_id
+        )
+        return Sample(line.cpu_percent, line.memory_mb) if line else None
+
+    async def _refresh_stats(self) -> None:
+        try:
+            out = await self.run(
+                [self.engine, "ps", "--quiet", "--no-trunc", "--filter", f"label={LABEL_SERVICE}"]
+            )
+            ids = out.split()
+            text = await self.run(oci.stats_argv(self.engine, ids)) if ids else ""
+        except EngineError:
+            return
+        figures: dict[str, oci.StatsLine] = {}
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                parsed = oci.parse_stats_line(line)
+                figures[parsed.container[:12]] = parsed
+        self._stats.figures = figures
+        self._stats.at = time.monotonic()
+
+    async def status(self, replicas: list[ReplicaInfo]) -> dict[uuid.UUID, dict[str, Any]]:
+        await self._refresh_stats()
+        out: dict[uuid.UUID, dict[str, Any]] = {}
+        for replica in replicas:
+            figures = self.sample(replica)
+            out[replica.id] = {
+                "alive": self.alive(replica),
+                "container_id": replica.container_id,
+                **(
+                    {"cpu_percent": figures.cpu_percent, "memory_mb": figures.memory_mb}
+                    if figures
+                    else {}
+                ),
+            }
+        return out

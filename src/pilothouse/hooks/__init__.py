@@ -1,0 +1,1 @@
+"""Inbound deploy webhooks: a signed push (GitHub or generic) registers an artifact and deploys."""

@@ -1,0 +1,176 @@
+"""Capacity and placement rules (seed 004 DeploymentResource, nodes). Pure.
+
+- A node has a `capacity` (cpu_cores, memory_mb, gpu_units, storage_gb: the service's field
+  names) and an allocation: the sum of the resources of the live replicas placed on it.
+- A rollout or a scale needs room for the replicas it adds at its peak: `extra_replicas` walks
+  the rolling-update plan (drivers/rolling.py) and counts how many replicas run at once above
+  those running now (the surge included; old replicas retired ahead of their replacements under
+  `max_unavailable` free their room first).
+- `place` puts that many replicas on the ready nodes that carry the wanted labels, one at a time:
+  `binpack` fills the fullest node that still fits, `spread` the emptiest. When they do not all
+  fit, the shortfall names the first resource that runs out and what each node has free:
+  "needs 2 x 1.5 CPU, node local has 1.0 free".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from pilothouse.drivers.rolling import plan_rolling_update
+
+Strategy = Literal["binpack", "spread"]
+STRATEGIES: tuple[Strategy, ...] = ("binpack", "spread")
+RESOURCES = ("cpu_cores", "memory_mb", "gpu_units", "storage_gb")
+UNITS = {
+    "cpu_cores": "CPU",
+    "memory_mb": "MB memory",
+    "gpu_units": "GPU",
+    "storage_gb": "GB storage",
+}
+EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_cores: float = 0.0
+    memory_mb: float = 0.0
+    gpu_units: float = 0.0
+    storage_gb: float = 0.0
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any] | None) -> Resources:
+        values = values or {}
+        return cls(**{r: float(values.get(r) or 0) for r in RESOURCES})
+
+    def get(self, resource: str) -> float:
+        return float(getattr(self, resource))
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(**{r: self.get(r) + other.get(r) for r in RESOURCES})
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(**{r: self.get(r) - other.get(r) for r in RESOURCES})
+
+    def times(self, count: int) -> Resources:
+        return Resources(**{r: self.get(r) * count for r in RESOURCES})
+
+    def fits_in(self, free: Resources) -> bool:
+        return all(self.get(r) <= free.get(r) + EPSILON for r in RESOURCES)
+
+    def as_dict(self) -> dict[str, float]:
+        return {r: round(self.get(r), 3) for r in RESOURCES}
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    capacity: Resources
+    allocated: Resources = field(default_factory=Resources)
+    status: str = "ready"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def free(self) -> Resources:
+        return self.capacity - self.allocated
+
+
+@dataclass(frozen=True)
+class Placement:
+    nodes: tuple[str, ...]  # one node name per replica placed, in order
+    shortfall: str | None = None  # set when not every replica fits
+
+
+def extra_replicas(
+    *, keep: int, old: int, target: int, max_surge: int, max_unavailable: int
+) -> int:
+    """How many replicas the rollout runs at its peak above the `keep + old` running now."""
+    plan = plan_rolling_update(
+        keep=keep, old=old, target=target, max_surge=max_surge, max_unavailable=max_unavailable
+    )
+    initial = keep + old
+    serving = peak = initial
+    for step in plan.steps:
+        serving -= step.retire_first
+        peak = max(peak, serving + step.start)
+        serving += step.start - step.retire_after
+    return max(0, peak - initial)
+
+
+def amount(value: float) -> str:
+    """1.0 -> '1.0', 1.5 -> '1.5', 512.0 -> '512', 0.25 -> '0.25'."""
+    if abs(value - round(value)) < EPSILON and abs(value) >= 10:
+        return str(round(value))
+    text = f"{value:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pick(candidates: list[NodeState], strategy: Strategy) -> NodeState:
+    """binpack: the node with the least free CPU (then memory); spread: the most."""
+    sign = -1 if strategy == "spread" else 1
+    return min(candidates, key=lambda n: (sign * n.free.cpu_cores, sign * n.free.memory_mb, n.name))
+
+
+def place(
+    nodes: Sequence[NodeState],
+    need: Resources,
+    count: int,
+    *,
+    strategy: Strategy = "binpack",
+    selector: Mapping[str, str] | None = None,
+) -> Placement:
+    """Place `count` replicas needing `need` each; the shortfall when they do not all fit."""
+    selector = selector or {}
+    eligible = [n for n in nodes if n.status == "ready" and matches(n.labels, selector)]
+    if count <= 0:
+        return Placement(())
+    if not eligible:
+        wanted = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        known = ", ".join(f"{n.name} is {n.status}" for n in nodes) or "none registered"
+        where = f" with labels {wanted}" if wanted else ""
+        return Placement((), f"no ready node{where} (nodes: {known})")
+    state = {n.name: n for n in eligible}
+    placed: list[str] = []
+    for _ in range(count):
+        candidates = [n for n in state.values() if need.fits_in(n.free)]
+        if not candidates:
+            return Placement(tuple(placed), shortfall(eligible, need, count))
+        chosen = _pick(candidates, strategy)
+        state[chosen.name] = replace(chosen, allocated=chosen.allocated + need)
+        placed.append(chosen.name)
+    return Placement(tuple(placed))
+
+
+def shortfall(nodes: Sequence[NodeState], need: Resources, count: int) -> str:
+    """'needs 2 x 1.5 CPU, node local has 1.0 free': the first resource that cannot hold
+    `count` replicas on these nodes, with what each node has free of it."""
+    short = next(
+        (
+            r
+            for r in RESOURCES
+            if need.get(r) > 0
+            and sum(int((n.free.get(r) + EPSILON) // need.get(r)) for n in nodes) < count
+        ),
+        None,
+    )
+    if short is None:  # each resource alone fits, not all together on one node
+        short = (
+            next(r for r in RESOURCES if need.get(r) > 0)
+            if any(need.get(r) > 0 for r in RESOURCES)
+            else "cpu_cores"
+        )
+    frees = ", ".join(
+        f"node {n.name} has {amount(max(0.0, n.free.get(short)))} free" for n in nodes
+    )
+    return f"needs {count} x {amount(need.get(short))} {UNITS[short]}, {frees}"
+
+
+def strategy_of(config: Mapping[str, Any] | None) -> Strategy | None:
+    """An environment's placement strategy (`config.placement`), None when not set."""
+    value = (config or {}).get("placement")
+    return value if value in STRATEGIES else None

@@ -1,0 +1,274 @@
+"""Nodes: registration of this host, allocation vs capacity, and the pre-flight capacity check.
+
+The rules are pure (nodes/placement.py); this module reads the store for them. A node's
+allocation is the sum of the resources (the service's cpu_cores, memory_mb, gpu_units,
+storage_gb) of its live replicas (pending, starting, running, stopping). A replica recorded
+without a node (before nodes were recorded) counts on the local node.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pilothouse.access import Principal, visible
+from pilothouse.core.clock import utcnow
+from pilothouse.core.db import one_by_ref
+from pilothouse.environments.models import Environment
+from pilothouse.errors import Conflict
+from pilothouse.nodes import detect
+from pilothouse.nodes.placement import (
+    NodeState,
+    Resources,
+    Strategy,
+    extra_replicas,
+    place,
+    strategy_of,
+)
+from pilothouse.replicas.models import Node, Replica
+from pilothouse.services.models import Service
+
+#: Replica statuses that hold their resources on a node.
+HOLDING = ("pending", "starting", "running", "stopping")
+#: Drivers whose services are always placed (their resources are reserved on a node); other
+#: environments opt in with `config.placement`.
+PLACED_DRIVERS = frozenset({"container"})
+LOCAL = "local"
+
+
+async def register(
+    session: AsyncSession,
+    name: str,
+    *,
+    capacity: Mapping[str, float],
+    labels: Mapping[str, str] | None = None,
+    hostname: str | None = None,
+) -> Node:
+    """Create or refresh the node `name` (its capacity, labels, hostname, last seen)."""
+    node = await session.scalar(sa.select(Node).where(Node.name == name).with_for_update())
+    if node is None:
+        node = Node(name=name, hostname=hostname or detect.hostname(), status="ready")
+        session.add(node)
+    node.hostname = hostname or node.hostname or detect.hostname()
+    node.capacity = dict(capacity)
+    node.labels = dict(labels or {})
+    node.last_seen_at = utcnow()
+    await session.flush()
+    return node
+
+
+async def register_local(
+    session: AsyncSession,
+    data_dir: Path,
+    *,
+    name: str = LOCAL,
+    labels: Mapping[str, str] | None = None,
+    overrides: Mapping[str, float] | None = None,
+) -> Node:
+    """This host as a node, with its detected capacity (start-up and heartbeat)."""
+    return await register(
+        session, name, capacity=detect.capacity(data_dir, overrides), labels=labels
+    )
+
+
+async def ensure_nodes(session: AsyncSession) -> Sequence[Node]:
+    """Every node; the local host registered with its detected capacity when none is yet
+    (an API-only process before any worker started)."""
+    nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
+    if not nodes:
+        await register_local(session, Path("/"))
+        nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
+    return nodes
+
+
+async def allocations(session: AsyncSession) -> dict[uuid.UUID | None, Resources]:
+    """Per node id (None: replicas recorded without a node), the resources its live replicas
+    hold."""
+    rows = await session.execute(
+        sa.select(
+            Replica.node_id,
+            sa.func.count(),
+            sa.func.sum(Service.cpu_cores),
+            sa.func.sum(Service.memory_mb),
+            sa.func.sum(Service.gpu_units),
+            sa.func.sum(Service.storage_gb),
+        )
+        .join(Service, Service.id == Replica.service_id)
+        .where(Replica.status.in_(HOLDING))
+        .group_by(Replica.node_id)
+    )
+    out: dict[uuid.UUID | None, Resources] = {}
+    for node_id, _count, cpu, mem, gpu, storage in rows:
+        out[node_id] = Resources(
+            float(cpu or 0), float(mem or 0), float(gpu or 0), float(storage or 0)
+        )
+    return out
+
+
+async def replica_counts(session: AsyncSession) -> dict[uuid.UUID | None, int]:
+    rows = await session.execute(
+        sa.select(Replica.node_id, sa.func.count())
+        .where(Replica.status.in_(HOLDING))
+        .group_by(Replica.node_id)
+    )
+    return {node_id: int(count) for node_id, count in rows}
+
+
+def _local_id(nodes: Sequence[Node]) -> uuid.UUID | None:
+    local = next((n for n in nodes if n.name == LOCAL), nodes[0] if len(nodes) == 1 else None)
+    return local.id if local is not None else None
+
+
+@dataclass(frozen=True)
+class NodeView:
+    node: Node
+    capacity: Resources
+    allocated: Resources
+    replicas: int
+
+    @property
+    def free(self) -> Resources:
+        return self.capacity - self.allocated
+
+
+async def node_views(session: AsyncSession) -> list[NodeView]:
+    nodes = await ensure_nodes(session)
+    held = await allocations(session)
+    counts = await replica_counts(session)
+    local = _local_id(nodes)
+    views = []
+    for node in nodes:
+        allocated = held.get(node.id, Resources())
+        replicas = counts.get(node.id, 0)
+        if node.id == local:  # replicas recorded without a node run here
+            allocated = allocated + held.get(None, Resources())
+            replicas += counts.get(None, 0)
+        views.append(NodeView(node, Resources.of(node.capacity), allocated, replicas))
+    return views
+
+
+async def list_nodes(session: AsyncSession, actor: Principal) -> list[NodeView]:
+    """Every node with its allocation (any signed-in caller may read them)."""
+    return await node_views(session)
+
+
+async def get_node(session: AsyncSession, actor: Principal, ref: str) -> NodeView:
+    """One node by name, id or unique id prefix; 404 when none matches."""
+    await ensure_nodes(session)
+    found: Node = await one_by_ref(
+        session, sa.select(Node).order_by(Node.id), Node.id, ref, "node", name_column=Node.name
+    )
+    views = await node_views(session)
+    return next(v for v in views if v.node.id == found.id)
+
+
+async def node_replicas(session: AsyncSession, actor: Principal, view: NodeView) -> Sequence[Any]:
+    """The live replicas on the node the actor may see, with their service names."""
+    nodes = await ensure_nodes(session)
+    here = Replica.node_id == view.node.id
+    if view.node.id == _local_id(nodes):
+        here = sa.or_(here, Replica.node_id.is_(None))
+    query = (
+        sa.select(Replica, Service.name)
+        .join(Service, Service.id == Replica.service_id)
+        .where(
+            here,
+            Replica.status.in_(HOLDING),
+            Service.deleted_at.is_(None),
+            visible(actor, Service.owner_id, Service.environment_id),
+        )
+        .order_by(Replica.created_at)
+    )
+    return (await session.execute(query)).all()
+
+
+def applies(environment: Environment) -> Strategy | None:
+    """The placement strategy of the environment's services, None when they are not placed."""
+    strategy = strategy_of(environment.config)
+    if strategy is None and environment.driver in PLACED_DRIVERS:
+        return "binpack"
+    return strategy
+
+
+def need_of(service: Service) -> Resources:
+    return Resources(
+        float(service.cpu_cores),
+        float(service.memory_mb),
+        float(service.gpu_units),
+        float(service.storage_gb),
+    )
+
+
+async def preflight(
+    session: AsyncSession,
+    service: Service,
+    environment: Environment,
+    *,
+    version: str,
+    event_type: str,
+) -> str | None:
+    """The shortfall when the replicas a rollout or scale adds (surge included) do not fit on
+    the ready nodes, else None. Services of environments that are not placed always fit."""
+    strategy = applies(environment)
+    if strategy is None or event_type == "stop":
+        return None
+    live = (
+        await session.scalars(
+            sa.select(Replica.version).where(
+                Replica.service_id == service.id, Replica.status.in_(("starting", "running"))
+            )
+        )
+    ).all()
+    replaces = event_type in ("restart", "config_update")
+    keep = 0 if replaces else min(sum(1 for v in live if v == version), service.target_replicas)
+    config = service.driver_config or {}
+    extra = extra_replicas(
+        keep=keep,
+        old=len(live) - keep,
+        target=service.target_replicas,
+        max_surge=int(config.get("max_surge", 1)),
+        max_unavailable=int(config.get("max_unavailable", 0)),
+    )
+    if extra == 0:
+        return None
+    views = await node_views(session)
+    states = [
+        NodeState(v.node.name, v.capacity, v.allocated, v.node.status, v.node.labels or {})
+        for v in views
+    ]
+    selector = (environment.config or {}).get("node_labels") or {}
+    result = place(states, need_of(service), extra, strategy=strategy, selector=selector)
+    return result.shortfall
+
+
+async def check_capacity(
+    session: AsyncSession,
+    service: Service,
+    environment: Environment,
+    *,
+    version: str,
+    event_type: str,
+) -> None:
+    """409 naming the shortfall when the new replicas do not fit; nothing is changed."""
+    short = await preflight(session, service, environment, version=version, event_type=event_type)
+    if short is not None:
+        raise Conflict(
+            f"{service.name} does not fit: {short} (nothing was started or stopped)",
+            detail={"service": service.name, "shortfall": short},
+        )
+
+
+async def local_node_id(session: AsyncSession, name: str = LOCAL) -> uuid.UUID | None:
+    """The id of the node this process runs on (registered under `name` by its worker at
+    start); else the only node; None when none is registered yet (read only: never writes)."""
+    node_id: uuid.UUID | None = await session.scalar(sa.select(Node.id).where(Node.name == name))
+    if node_id is None:
+        nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
+        node_id = _local_id(nodes) if nodes else None
+    return node_id

@@ -1,0 +1,154 @@
+"""One evaluation round against the store: CPU and memory windows read from raw samples and
+rollups (both stores: the aggregate is grouped in SQL), the decision carried out as a `scale`
+deployment with an event and a message, cooldowns from the events, the freeze during a rollout,
+a custom metric through the metrics capability, and retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from pilothouse.access import Principal
+from pilothouse.artifacts.models import Artifact
+from pilothouse.autoscaling import evaluate
+from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
+from pilothouse.autoscaling.rules import Decision
+from pilothouse.autoscaling.schemas import DEFAULTS
+from pilothouse.core.db import Database
+from pilothouse.deployments.models import Deployment
+from pilothouse.environments import service as environments
+from pilothouse.metrics.samples import Sample, write_samples
+from pilothouse.metrics.storage import rollup
+from pilothouse.services import service as services
+from pilothouse.services.models import Service
+
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+MIB = 1024 * 1024
+
+
+async def _world(db: Database, admin: Principal, **policy: Any) -> Service:
+    async with db.session() as session:
+        await environments.create_environment(session, admin, name="prod", type="production")
+        svc = await services.create_service(
+            session,
+            admin,
+            environment="prod",
+            name="web",
+            resources={"cpu_cores": 1.0, "memory_mb": 1024},
+            command="run {port}",
+        )
+        svc.target_replicas = 2
+        session.add(
+            ScalingPolicy(
+                **{
+                    **DEFAULTS,
+                    "min_instances": 1,
+                    "max_instances": 4,
+                    "evaluation_period_seconds": 60,
+                    "scale_up_cooldown_seconds": 120,
+                    "scale_down_cooldown_seconds": 300,
+                    **policy,
+                },
+                service_id=svc.id,
+                environment_id=svc.environment_id,
+            )
+        )
+        return svc
+
+
+async def _load(db: Database, start: datetime, seconds: int, cpu: float, memory_mb: float) -> None:
+    """Two replicas' built-in samples every 10 s."""
+    batch = []
+    for i in range(0, seconds, 10):
+        for replica in ("r1", "r2"):
+            tags = {"environment": "prod", "service": "web", "replica": replica}
+            at = start + timedelta(seconds=i)
+            batch.append(Sample("pilothouse_replica_cpu_percent", tags, cpu, at))
+            batch.append(Sample("pilothouse_replica_memory_bytes", tags, memory_mb * MIB, at))
+    await write_samples(db, batch)
+
+
+async def _events(db: Database) -> list[ScalingEvent]:
+    async with db.session(write=False) as session:
+        return list(await session.scalars(sa.select(ScalingEvent).order_by(ScalingEvent.timestamp)))
+
+
+async def _replicas(db: Database) -> int:
+    async with db.session(write=False) as session:
+        return int(await session.scalar(sa.select(Service.target_replicas)) or 0)
+
+
+async def test_round_scales_up_records_and_respects_cooldown_and_rollouts(
+    db: Database, admin: Principal
+) -> None:
+    svc = await _world(db, admin)
+    async with db.session() as session:  # a live artifact: scaling records a scale deployment
+        art = Artifact(
+            owner_id=admin.id, service_id=svc.id, version="v1", commit_sha="a" * 40, deployed=True
+        )
+        session.add(art)
+    # Ten minutes at 90% CPU, half the memory: rolled up for the first part, raw after.
+    await _load(db, T0, 600, cpu=90.0, memory_mb=512)
+    await rollup(db, T0 + timedelta(seconds=420))
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    now = T0 + timedelta(seconds=600)
+    done = await evaluate.evaluate_round(db, now, send=send)
+    assert (done.evaluated, done.scaled) == (1, 1)
+    decision = done.decisions[svc.id]
+    assert decision.cpu is not None and abs(decision.cpu - 90.0) < 0.01
+    assert decision.memory is not None and abs(decision.memory - 50.0) < 0.01
+    [event] = await _events(db)
+    assert (event.action, event.instances_before, event.instances_after) == ("scale_up", 2, 3)
+    assert event.trigger_reason == "CPU 90% average for 2 minutes (threshold 80%)"
+    assert event.triggered_by == "autoscaler" and event.success and event.deployment_id
+    assert sent[0]["event"] == "scaling" and "scaled up from 2 to 3" in sent[0]["text"]
+    assert await _replicas(db) == 3
+    # The scale deployment is still active: the next round changes nothing (a rollout runs).
+    later = now + timedelta(seconds=180)
+    await _load(db, now, 240, cpu=90.0, memory_mb=512)
+    done = await evaluate.evaluate_round(db, later, send=send)
+    assert "rollout is in progress" in done.decisions[svc.id].reason
+    # A scale decided just before a rollout started (a race) is refused by the release engine:
+    # recorded as a failed event with the engine's reason, and sent.
+    async with db.session(write=False) as session:
+        [subject], _ = await evaluate.load_subjects(session, later + timedelta(hours=1), 0)
+    raced = Decision("scale_up", 3, 4, "CPU 90% average for 2 minutes (threshold 80%)")
+    message = await evaluate.carry_out(db, subject, raced, later)
+    assert message["success"] is False and "FAILED: web already has an active" in message["text"]
+    failed = (await _events(db))[-1]
+    assert not failed.success and "wait for it to finish" in (failed.error_message or "")
+    assert await _replicas(db) == 3
+    async with db.session() as session:
+        await session.execute(sa.update(Deployment).values(status="success"))
+    # Within the period of the last evaluation: not due.
+    assert (await evaluate.evaluate_round(db, later + timedelta(seconds=30))).evaluated == 0
+    # Cooldown: a scale-up 120 s ago at most allows the next one.
+    done = await evaluate.evaluate_round(db, later + timedelta(seconds=60), send=send)
+    assert done.scaled == 1 and await _replicas(db) == 4
+    assert len(sent) == 2
+
+
+async def test_custom_metric_and_missing_data(db: Database, admin: Principal) -> None:
+    """A queue-depth policy in target mode reads through the metrics capability; with no data
+    nothing shrinks."""
+    await _world(
+        db, admin, mode="target", metric="queue_depth", metric_target=10.0, datapoints_to_trigger=1
+    )
+    now = T0 + timedelta(seconds=300)
+    done = await evaluate.evaluate_round(db, now)
+    assert done.decisions.popitem()[1].action == "none"
+    tags = {"environment": "prod", "service": "web"}
+    await write_samples(
+        db, [Sample("queue_depth", tags, 40.0, now + timedelta(seconds=s)) for s in (10, 40)]
+    )
+    done = await evaluate.evaluate_round(db, now + timedelta(seconds=60))
+    decision = done.decisions.popitem()[1]
+    assert (decision.action, decision.after) == ("scale_up", 4), decision
+    assert "queue_depth 40 average for 1 minute (target 10)" in decision.reason
+    assert (await evaluate.retain(db, now + timedelta(days=91))) == 1

@@ -1,0 +1,106 @@
+"""The container driver against a stand-in engine (a script that records what it is asked):
+variables reach the engine only through a private env-file that is gone after the start, never
+on the command line; container output goes through the scrubbing relay; a digest mismatch is
+refused before anything runs. The real engine is tested in tests/containers/."""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pilothouse.drivers.base import RolloutFailed, ServiceSpec
+from pilothouse.drivers.container import ContainerConfig, ContainerDriver
+
+SECRET = "s3cret-Value-8472"
+HEX = "ab" * 32
+
+ENGINE = r"""#!/usr/bin/env python3
+import json, os, stat, sys
+log = os.environ["FAKE_ENGINE_LOG"]
+args = sys.argv[1:]
+with open(log, "a") as f:
+    f.write(json.dumps(args) + "\n")
+if args[:2] == ["image", "inspect"]:
+    print(json.dumps([{"Id": "@HEX@", "RepoDigests": []}]))
+elif args[0] == "run":
+    path = args[args.index("--env-file") + 1]
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    with open(log + ".envfile", "w") as f:
+        f.write(json.dumps({"mode": mode, "text": open(path).read()}))
+    print("c" * 64)
+elif args[:2] == ["container", "inspect"]:
+    print(json.dumps([{"Id": "c" * 64, "State": {"Running": True, "Pid": os.getppid()},
+                       "Config": {"Labels": {}}}]))
+elif args[0] == "logs":
+    print("starting with token @SECRET@", flush=True)
+elif args[0] == "ps":
+    print("")
+""".replace("@HEX@", HEX).replace("@SECRET@", SECRET)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    script = tmp_path / "fake-engine"
+    script.write_text(ENGINE)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("FAKE_ENGINE_LOG", str(tmp_path / "calls.log"))
+    return script
+
+
+def spec(digest: str | None = f"sha256:{HEX}") -> ServiceSpec:
+    return ServiceSpec(
+        service_id=uuid.uuid4(),
+        service_name="web",
+        environment_name="e",
+        command=None,
+        image="localhost/app:1",
+        version="v1",
+        commit_sha=None,
+        target_replicas=1,
+        env={"API_TOKEN": SECRET, "MODE": "x y"},
+        secrets=[SECRET],
+        memory_mb=512,
+        cpu_cores=0.5,
+        image_digest=digest,
+    )
+
+
+async def test_variables_go_through_a_private_env_file_and_output_is_scrubbed(
+    engine: Path, tmp_path: Path
+) -> None:
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    log_path = tmp_path / "replica.log"
+    started = await driver.start_container(
+        spec(), ContainerConfig(), uuid.uuid4(), log_path=log_path
+    )
+    assert started.container_id == "c" * 64
+    calls = [json.loads(line) for line in (tmp_path / "calls.log").read_text().splitlines()]
+    run = next(c for c in calls if c[0] == "run")
+    assert not any(SECRET in arg for arg in run)  # never on the command line
+    assert run[run.index("--cpus") : run.index("--cpus") + 2] == ["--cpus", "0.5"]
+    seen = json.loads((tmp_path / "calls.log.envfile").read_text())
+    assert seen["mode"] == 0o600
+    assert f"API_TOKEN={SECRET}\n" in seen["text"] and "PILOTHOUSE_VERSION=v1\n" in seen["text"]
+    assert not list((tmp_path / "data" / "tmp").iterdir())  # removed after the start
+    deadline = time.monotonic() + 10
+    while "starting with token" not in (log_path.read_text() if log_path.exists() else ""):
+        assert time.monotonic() < deadline, "the relay wrote nothing"
+        time.sleep(0.05)
+    text = log_path.read_text()
+    assert SECRET not in text and "starting with token" in text
+
+
+async def test_a_digest_that_is_not_the_artifacts_is_refused(engine: Path, tmp_path: Path) -> None:
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    wrong = "sha256:" + "cd" * 32
+    with pytest.raises(RolloutFailed, match=f"the artifact says {wrong}: refused"):
+        await driver.resolve_image(spec(wrong), ContainerConfig())
+    image_id, digest = await driver.resolve_image(spec(), ContainerConfig())
+    assert (image_id, digest) == (HEX, f"sha256:{HEX}")
+    calls = (tmp_path / "calls.log").read_text()
+    assert '"run"' not in calls  # nothing was started

@@ -1,0 +1,163 @@
+"""Capacity and placement rules (nodes/placement.py): tables, and a hypothesis property."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pilothouse.nodes.placement import (
+    NodeState,
+    Placement,
+    Resources,
+    amount,
+    extra_replicas,
+    place,
+    strategy_of,
+)
+
+CPU15 = Resources(cpu_cores=1.5, memory_mb=512, storage_gb=1)
+
+
+def node(
+    name: str, cpu: float, mem: float = 8192, *, used_cpu: float = 0, **kw: object
+) -> NodeState:
+    return NodeState(
+        name,
+        Resources(cpu_cores=cpu, memory_mb=mem, gpu_units=kw.pop("gpus", 0), storage_gb=100),  # type: ignore[arg-type]
+        Resources(cpu_cores=used_cpu),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("counts", "extra"),
+    [
+        ((0, 0, 3, 1, 0), 3),  # first deploy: every replica is new
+        ((0, 3, 3, 1, 0), 1),  # rolling 3 with surge 1: one above
+        ((0, 3, 3, 2, 0), 2),
+        ((0, 4, 4, 1, 1), 1),  # one retired first, two started: 3 + 2 = 5, one above 4
+        ((0, 3, 3, 0, 3), 0),  # all retired first
+        ((2, 0, 4, 1, 0), 2),  # scale up by two
+        ((3, 1, 3, 1, 0), 0),  # scale down
+        ((3, 0, 3, 1, 0), 0),  # nothing to do
+    ],
+)
+def test_extra_replicas(counts: tuple[int, int, int, int, int], extra: int) -> None:
+    keep, old, target, surge, unavailable = counts
+    assert (
+        extra_replicas(
+            keep=keep, old=old, target=target, max_surge=surge, max_unavailable=unavailable
+        )
+        == extra
+    )
+
+
+@pytest.mark.parametrize(
+    ("nodes", "need", "count", "strategy", "expected"),
+    [
+        pytest.param(
+            [node("local", 2.0, used_cpu=1.0)],
+            CPU15,
+            2,
+            "binpack",
+            Placement((), "needs 2 x 1.5 CPU, node local has 1.0 free"),
+            id="issue-example",
+        ),
+        pytest.param(
+            [node("local", 4.0)], CPU15, 2, "binpack", Placement(("local", "local")), id="fits"
+        ),
+        pytest.param(
+            [node("local", 4.0, mem=800)],
+            CPU15,
+            2,
+            "binpack",
+            Placement(("local",), "needs 2 x 512 MB memory, node local has 800 free"),
+            id="memory-short",
+        ),
+        pytest.param(
+            [node("a", 4.0), node("b", 8.0)],
+            CPU15,
+            2,
+            "binpack",
+            Placement(("a", "a")),
+            id="binpack-fills-fullest",
+        ),
+        pytest.param(
+            [node("a", 4.0), node("b", 8.0)],
+            CPU15,
+            4,
+            "spread",
+            Placement(("b", "b", "b", "a")),
+            id="spread-takes-emptiest",
+        ),
+        pytest.param(
+            [node("a", 1.0), node("b", 1.0)],
+            CPU15,
+            1,
+            "binpack",
+            Placement((), "needs 1 x 1.5 CPU, node a has 1.0 free, node b has 1.0 free"),
+            id="two-nodes-short",
+        ),
+        pytest.param(
+            [node("a", 8.0, status="down")],
+            CPU15,
+            1,
+            "binpack",
+            Placement((), "no ready node (nodes: a is down)"),
+            id="none-ready",
+        ),
+        pytest.param(
+            [node("a", 8.0)],
+            Resources(cpu_cores=0.5, memory_mb=512, gpu_units=1),
+            1,
+            "binpack",
+            Placement((), "needs 1 x 1.0 GPU, node a has 0.0 free"),
+            id="gpu-short",
+        ),
+        pytest.param([node("a", 0.0)], CPU15, 0, "binpack", Placement(()), id="nothing-needed"),
+    ],
+)
+def test_place(
+    nodes: list[NodeState], need: Resources, count: int, strategy: str, expected: Placement
+) -> None:
+    assert place(nodes, need, count, strategy=strategy) == expected  # type: ignore[arg-type]
+
+
+def test_selector_picks_labelled_nodes() -> None:
+    nodes = [node("a", 8.0, labels={"zone": "x"}), node("b", 8.0, labels={"zone": "y"})]
+    assert place(nodes, CPU15, 2, selector={"zone": "y"}).nodes == ("b", "b")
+    assert place(nodes, CPU15, 1, selector={"zone": "z"}).shortfall == (
+        "no ready node with labels zone=z (nodes: a is ready, b is ready)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(1.0, "1.0"), (1.5, "1.5"), (512.0, "512"), (0.25, "0.25"), (2, "2.0")]
+)
+def test_amount(value: float, text: str) -> None:
+    assert amount(value) == text
+
+
+def test_strategy_of() -> None:
+    assert strategy_of({"placement": "spread"}) == "spread"
+    assert strategy_of({}) is None
+    assert strategy_of(None) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    caps=st.lists(st.integers(0, 16), min_size=1, max_size=4),
+    count=st.integers(0, 12),
+    strategy=st.sampled_from(["binpack", "spread"]),
+)
+def test_placement_never_overcommits(caps: list[int], count: int, strategy: str) -> None:
+    nodes = [node(f"n{i}", float(c)) for i, c in enumerate(caps)]
+    need = Resources(cpu_cores=1.0, memory_mb=1)
+    result = place(nodes, need, count, strategy=strategy)  # type: ignore[arg-type]
+    for n in nodes:
+        assert result.nodes.count(n.name) <= n.capacity.cpu_cores
+    fits = sum(caps) >= count
+    assert (result.shortfall is None) == fits
+    if fits:
+        assert len(result.nodes) == count

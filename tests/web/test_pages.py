@@ -1,0 +1,387 @@
+"""The dashboard over TestClient: login and sessions, CSRF, roles and isolation, the overview
+grid, rollback, log streaming, the public status page, and the leak test on every page."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from pilothouse.config import Settings
+from pilothouse.core.clock import utcnow
+from pilothouse.core.db import Database
+from pilothouse.healthchecks.models import HealthState, Incident
+from pilothouse.replicas.models import Replica
+from pilothouse.setup import ensure_master_key
+from pilothouse.web.models import WebSession
+from tests.conftest import SHA, Api, one_store
+from tests.web.support import browser, csrf_of, login
+
+SECRET = "sntl-WEB-5b7e19"
+DSN_PASSWORD = "sntl-WEBDSN-0c44a2"
+
+
+def _deploy(api: Api, version: str, to: str = "success") -> dict[str, Any]:
+    dep = api.ok(api.post("/deployments", {"service": "web", "version": version}), 201)
+    for step in ("building", "deploying", to):
+        api.ok(api.post(f"/deployments/{dep['id']}/transition", {"to": step}))
+    return dep  # type: ignore[no-any-return]
+
+
+def _sql(db_url: str, *rows: Any) -> None:
+    """Rows the worker would have written (health states, replicas, incidents)."""
+
+    async def run() -> None:
+        db = Database(db_url)
+        try:
+            async with db.session() as session:
+                session.add_all(rows)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+def test_login_session_cookie_csrf_and_logout(api: Api, admin_token: str) -> None:
+    client = browser(api.client.app)
+    first = client.get("/services/x", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/login?next=/services/x"
+    # the login form's CSRF: a token without the matching cookie is refused
+    refused = client.post("/login", data={"token": admin_token, "csrf": "forged"})
+    assert refused.status_code == 403 and "ph_session" not in refused.cookies
+    assert login(client, "ph_not-a-token").status_code == 401
+    done = login(client, admin_token, next="//evil.example/")
+    assert done.status_code == 303 and done.headers["location"] == "/"  # no open redirect
+    cookie = done.headers["set-cookie"]
+    assert "ph_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP; see the TLS test
+    assert admin_token not in cookie
+    page = client.get("/")
+    assert page.status_code == 200 and "admin (admin)" in page.text
+    # every form carries the CSRF token; a POST without it (or with another) is refused
+    assert client.post("/logout", follow_redirects=False).status_code == 403
+    assert client.post("/logout", data={"csrf": "0" * 64}).status_code == 403
+    out = client.post("/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    # the old cookie is worthless afterwards (the session row is gone)
+    stale = browser(api.client.app)
+    stale.cookies.set("ph_session", done.cookies["ph_session"])
+    assert stale.get("/", follow_redirects=False).status_code == 303
+    # an htmx request is told to go to the login page instead of getting it as a fragment
+    asked = stale.get("/", headers={"HX-Request": "true"})
+    assert asked.status_code == 401 and asked.headers["HX-Redirect"].startswith("/login")
+
+
+@one_store
+def test_cookie_is_secure_over_tls_and_revoking_the_token_ends_the_session(
+    settings: Settings, api: Api
+) -> None:
+    token = api.user("tess", "viewer")
+    tls = browser(api.client.app, base_url="https://testserver")
+    assert "Secure" in login(tls, token).headers["set-cookie"]
+    assert tls.get("/", follow_redirects=False).status_code == 200
+    tokens = api.ok(api.get("/tokens", params={"user": "tess"}))
+    api.ok(api.delete(f"/tokens/{tokens[0]['id']}"))
+    assert tls.get("/", follow_redirects=False).status_code == 303
+
+
+@one_store
+def test_roles_and_isolation(settings: Settings, api: Api, world: dict[str, Any]) -> None:
+    ensure_master_key(settings.master_key_path)
+    api.client.put(
+        "/api/v1/environments/prod/vars/API_KEY",
+        json={"value": SECRET, "is_secret": True},
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    api.ok(
+        api.post(
+            "/backup-targets?check=false",
+            {"name": "db", "dsn": "postgresql://u:pw@127.0.0.1:5432/app", "environment": "prod"},
+        ),
+        201,
+    )
+    dep = _deploy(api, "v1.0.0")
+    _deploy(api, "v1.1.0")
+    svc = world["service"]["id"]
+    vera_token = api.user("vera", "viewer")
+    api.ok(api.post("/environments/prod/grants", {"user": "vera"}), 204)
+    vera = browser(api.client.app, vera_token)
+    pages = {
+        "/": "web",
+        f"/services/{svc}": "API_KEY",
+        f"/deployments/{dep['id']}": "v1.0.0",
+        "/backups": "db",
+    }
+    for path, shown in pages.items():
+        page = vera.get(path)
+        assert page.status_code == 200 and shown in page.text, path
+        for button in ("Reveal", "Back up now", "Roll back", "Make public", "Audit</a>"):
+            assert button not in page.text, (path, button)
+    csrf = csrf_of(vera.get("/").text)
+    assert vera.get("/audit").status_code == 403
+    for path, data in (
+        (f"/services/{svc}/vars/reveal", {"key": "API_KEY"}),
+        (f"/deployments/{dep['id']}/rollback", {}),
+        (f"/services/{svc}/public", {"public": "on"}),
+    ):
+        refused = vera.post(path, data={"csrf": csrf, **data})
+        assert refused.status_code == 403 and SECRET not in refused.text, path
+    assert vera.get(f"/deployments/{dep['id']}/rollback").status_code == 403
+    # another user's records: 404 on every page, absent from the grid
+    other = browser(api.client.app, api.user("otto", "operator"))
+    assert "No services match" in other.get("/").text
+    for path in (
+        f"/services/{svc}",
+        f"/services/{svc}/chart.json",
+        f"/deployments/{dep['id']}",
+        f"/deployments/{dep['id']}/logs",
+        f"/deployments/{dep['id']}/rollback",
+    ):
+        assert other.get(path).status_code == 404, path
+    assert "No backup targets." in other.get("/backups").text
+
+
+def test_overview_grid(settings: Settings, api: Api, db_url: str) -> None:
+    for env in ("prod", "staging"):
+        api.ok(
+            api.post(
+                "/environments", {"name": env, "type": "production" if env == "prod" else "staging"}
+            ),
+            201,
+        )
+    ids = {}
+    for env, name in [("prod", "web"), ("prod", "api"), ("staging", "web")] + [
+        ("staging", f"s{i:02d}") for i in range(10)
+    ]:
+        body = {"environment": env, "name": name, "command": "run {port}", "target_replicas": 2}
+        ids[(env, name)] = api.ok(api.post("/services", body), 201)["id"]
+    web = ids[("prod", "web")]
+    api.ok(api.post("/artifacts", {"service": web, "version": "v3.1.4", "commit_sha": SHA}), 201)
+    dep = api.ok(api.post("/deployments", {"service": web, "version": "v3.1.4"}), 201)
+    for step in ("building", "deploying", "success"):
+        api.ok(api.post(f"/deployments/{dep['id']}/transition", {"to": step}))
+    api_id = uuid.UUID(ids[("prod", "api")])
+    now = utcnow()
+    _sql(
+        db_url,
+        HealthState(
+            target=f"service:{web}",
+            service_id=uuid.UUID(web),
+            status="healthy",
+            streak_status="healthy",
+            streak=3,
+        ),
+        HealthState(
+            target=f"service:{api_id}",
+            service_id=api_id,
+            status="unhealthy",
+            streak_status="unhealthy",
+            streak=3,
+        ),
+        Incident(
+            service_id=api_id, started_at=now - timedelta(hours=1), status="unhealthy", cause="down"
+        ),
+        Replica(service_id=uuid.UUID(web), status="running"),
+    )
+    client = browser(api.client.app, api.token)
+    page = client.get("/", params={"env": "prod"})
+    assert page.status_code == 200
+    rows = {r.split("</tr>")[0] for r in page.text.split('<tr data-service="')[1:]}
+    web_row = next(r for r in rows if r.startswith("web"))
+    api_row = next(r for r in rows if r.startswith("api"))
+    assert "healthy" in web_row and "v3.1.4" in web_row and "1 / 2" in web_row
+    assert "100 %" in web_row and "never" in web_row
+    assert "unhealthy" in api_row and ">1</a>" in api_row and "100 %" not in api_row
+    assert "(2)" in page.text and "s00" not in page.text
+    # status filter, name search, pagination (13 services, 10 a page)
+    assert '"api"' not in client.get("/", params={"status": "healthy"}).text
+    assert 'Services <span class="muted">(1)</span>' in client.get("/", params={"q": "api"}).text
+    first = client.get("/", params={"per_page": 10})
+    refused = client.get("/", params={"page": 0})  # an HTML error on a page, naming the rule
+    assert refused.status_code == 422 and "page: Input should be greater" in refused.text
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "Page 1 of 2" in first.text and "s08" not in first.text
+    second = client.get("/", params={"per_page": 10, "page": 2})
+    assert "s08" in second.text and 'rel="prev"' in second.text
+    # the htmx refresh returns the grid alone
+    fragment = client.get("/", params={"env": "prod"}, headers={"HX-Request": "true"})
+    assert fragment.text.lstrip().startswith('<section id="grid"') and "<html" not in fragment.text
+
+
+@one_store
+def test_rollback_with_confirmation_and_the_log_stream(
+    settings: Settings, api: Api, world: dict[str, Any]
+) -> None:
+    _deploy(api, "v1.0.0")
+    live = _deploy(api, "v1.1.0")
+    api.ok(api.post(f"/deployments/{live['id']}/logs", {"message": "migrated 3 tables"}), 201)
+    client = browser(api.client.app, api.token)
+    page = client.get(f"/deployments/{live['id']}")
+    assert "migrated 3 tables" in page.text and f"/deployments/{live['id']}/rollback" in page.text
+    confirm = client.get(f"/deployments/{live['id']}/rollback")
+    assert "v1.0.0" in confirm.text and "Yes, roll back" in confirm.text
+    done = client.post(
+        f"/deployments/{live['id']}/rollback",
+        data={"csrf": csrf_of(confirm.text)},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    rolled = client.get(done.headers["location"])
+    assert "Rollback v1.0.0" in rolled.text and "pending" in rolled.text
+    # the scaling section (autoscaling's policy and events, through its service functions)
+    api.ok(
+        api.client.put(
+            f"/api/v1/services/{world['service']['id']}/scaling",
+            json={"min_instances": 1, "max_instances": 3},
+            headers={"Authorization": f"Bearer {api.token}"},
+        )
+    )
+    service_page = client.get(f"/services/{world['service']['id']}").text
+    assert 'id="scaling-h"' in service_page and "1 to 3" in service_page
+    # back up now (operator): queued for the worker, shown on the page
+    api.ok(
+        api.post(
+            "/backup-targets?check=false",
+            {"name": "appdb", "dsn": "sqlite:////tmp/none.db", "environment": "prod"},
+        ),
+        201,
+    )
+    backups_page = client.get("/backups")
+    target = api.ok(api.get("/backup-targets"))[0]["id"]
+    queued = client.post(
+        f"/backups/targets/{target}/run",
+        data={"csrf": csrf_of(backups_page.text)},
+        follow_redirects=False,
+    )
+    assert queued.status_code == 303
+    assert [b["status"] for b in api.ok(api.get("/backups"))] == ["in_progress"]
+    assert "in progress" in client.get("/backups").text
+    # a finished deployment's stream sends its lines, its status, and ends
+    with client.stream("GET", f"/deployments/{live['id']}/logs") as stream:
+        body = "".join(stream.iter_text())
+    assert "event: log" in body and "migrated 3 tables" in body
+    assert "event: status" in body and "event: end" in body
+
+
+@one_store
+def test_public_status_page_is_opt_in(settings: Settings, api: Api, world: dict[str, Any]) -> None:
+    anonymous = browser(api.client.app)
+    assert anonymous.get("/status/prod/web").status_code == 404
+    admin = browser(api.client.app, api.token)
+    svc = world["service"]["id"]
+    page = admin.get(f"/services/{svc}")
+    admin.post(f"/services/{svc}/public", data={"csrf": csrf_of(page.text), "public": "on"})
+    shown = anonymous.get("/status/prod/web")
+    assert shown.status_code == 200 and shown.text.count('<li class="s-') == 90
+    assert "Log out" not in shown.text and "command" not in shown.text
+    assert anonymous.get("/status/prod/nope").status_code == 404
+    assert "public_status" in str(api.ok(api.get("/audit")))
+
+
+@one_store
+def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[str, Any]) -> None:
+    """The leak test (tests/variables) extended to the dashboard: every page and fragment, for
+    every role, holds neither the secret variable, the DSN's password, nor a token."""
+    ensure_master_key(settings.master_key_path)
+    for key in ("API_KEY", "DATABASE_URL"):
+        value = SECRET if key == "API_KEY" else f"postgresql://u:{SECRET}@db/app"
+        api.client.put(
+            f"/api/v1/environments/prod/vars/{key}",
+            json={"value": value, "is_secret": True},
+            headers={"Authorization": f"Bearer {api.token}"},
+        )
+    dsn = f"postgresql://u:{DSN_PASSWORD}@127.0.0.1:5432/app"
+    target = api.ok(
+        api.post("/backup-targets?check=false", {"name": "db", "dsn": dsn, "environment": "prod"}),
+        201,
+    )
+    live = _deploy(api, "v1.0.0")
+    api.ok(api.post(f"/deployments/{live['id']}/logs", {"message": f"using {SECRET}"}), 201)
+    svc = world["service"]["id"]
+    tokens = {"admin": api.token}
+    for name, role in (("ola", "operator"), ("vera", "viewer")):
+        tokens[name] = api.user(name, role)
+        api.ok(api.post("/environments/prod/grants", {"user": name}), 204)
+    paths = [
+        "/",
+        "/?env=prod&q=web",
+        f"/services/{svc}",
+        f"/services/{svc}/chart.json",
+        f"/deployments/{live['id']}",
+        f"/deployments/{live['id']}/rollback",
+        "/backups",
+        "/incidents",
+        "/audit",
+        "/login",
+    ]
+    fragments = [
+        ("/", "grid"),
+        (f"/services/{svc}", "live"),
+        (f"/deployments/{live['id']}", "dep-status"),
+    ]
+    for who, token in tokens.items():
+        client = browser(api.client.app, token)
+        seen = [client.get(p).text for p in paths]
+        seen += [
+            client.get(p, headers={"HX-Request": "true", "HX-Target": t}).text for p, t in fragments
+        ]
+        with client.stream("GET", f"/deployments/{live['id']}/logs") as stream:
+            seen.append("".join(stream.iter_text()))
+        seen.append(str(client.cookies))
+        for text in seen:
+            for leak in (SECRET, DSN_PASSWORD, *tokens.values()):
+                assert leak not in text, (who, leak, text[:200])
+    assert target["name"] in browser(api.client.app, api.token).get("/backups").text
+    # the admin's reveal shows the one value asked for, and audits that key alone
+    admin = browser(api.client.app, api.token)
+    csrf = csrf_of(admin.get(f"/services/{svc}").text)
+    revealed = admin.post(
+        f"/services/{svc}/vars/reveal",
+        data={"csrf": csrf, "key": "API_KEY"},
+        headers={"HX-Request": "true"},
+    )
+    assert SECRET in revealed.text and "DATABASE_URL" not in revealed.text
+    reveals = [a for a in api.ok(api.get("/audit")) if a["action"] == "var_reveal"]
+    assert reveals[0]["changes"]["variables"] == ["API_KEY"]
+
+
+@one_store
+def test_sessions_past_their_end_are_pruned_by_the_registered_loop(
+    settings: Settings, api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pilothouse.web import sessions as web_sessions
+    from tests.retention_support import run_registered
+
+    def count() -> int:
+        async def run() -> int:
+            db = Database(db_url)
+            try:
+                async with db.session(write=False) as session:
+                    found = await session.scalar(sa.select(sa.func.count()).select_from(WebSession))
+                    return int(found or 0)
+            finally:
+                await db.dispose()
+
+        return asyncio.run(run())
+
+    browser(api.client.app, api.token)  # lasts 12 h
+    browser(api.client.app, api.user("tess", "viewer"))
+    tokens = api.ok(api.get("/tokens", params={"user": "tess"}))
+    api.ok(api.delete(f"/tokens/{tokens[0]['id']}"))
+    assert count() == 2
+    run_registered(
+        settings, "web.sessions.prune", at=utcnow(), clock_in=web_sessions, monkeypatch=monkeypatch
+    )
+    assert count() == 1  # the revoked token's
+    run_registered(
+        settings,
+        "web.sessions.prune",
+        at=utcnow() + timedelta(hours=13),
+        clock_in=web_sessions,
+        monkeypatch=monkeypatch,
+    )
+    assert count() == 0
