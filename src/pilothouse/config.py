@@ -233,6 +233,7 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown environment types {sorted(unknown)}")
         return value
+
     certs_enabled: bool = Field(
         default=True,
         description=(
