@@ -65,6 +65,9 @@ def test_login_session_cookie_csrf_and_logout(api: Api, admin_token: str) -> Non
     # every form carries the CSRF token; a POST without it (or with another) is refused
     assert client.post("/logout", follow_redirects=False).status_code == 403
     assert client.post("/logout", data={"csrf": "0" * 64}).status_code == 403
+    # a token that is not ASCII is refused too, not a server error
+    assert client.post("/logout", headers={"X-CSRF-Token": b"\xe9\xff"}).status_code == 403
+    assert client.post("/logout", data={"csrf": "\u00e9t\u00e9"}).status_code == 403
     out = client.post("/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/login"
     # the old cookie is worthless afterwards (the session row is gone)

@@ -6,7 +6,6 @@ Without a valid session a page redirects to /login and an htmx request gets `HX-
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Annotated
 
@@ -56,7 +55,7 @@ async def _csrf(request: Request, viewer: Who) -> Viewer:
         form = await request.form()
         value = form.get("csrf")
         sent = value if isinstance(value, str) else None
-    if sent is None or not hmac.compare_digest(sent, viewer.csrf):
+    if sent is None or not sessions.same_token(sent, viewer.csrf):
         raise Forbidden("the form's CSRF token is missing or wrong; reload the page and retry")
     return viewer
 

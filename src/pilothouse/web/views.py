@@ -199,7 +199,8 @@ async def service_chart(ref: str, session: Session, viewer: Who) -> JSONResponse
 async def deployment_page(
     deployment_id: str, request: Request, session: Session, viewer: Who
 ) -> HTMLResponse:
-    """Status history, logs (streamed while it runs), pinned config, rollback (operator)."""
+    """Status history, logs (streamed while it runs), pinned config, rollback (operator or
+    deployer)."""
     actor = viewer.principal
     dep = await deployments.get_deployment(session, actor, deployment_id)
     steps = await history.list_for(session, "deployment", dep.id)
@@ -264,7 +265,7 @@ async def deployment_logs(
 async def rollback_confirm(
     deployment_id: str, request: Request, session: Session, viewer: Who
 ) -> HTMLResponse:
-    """The confirmation step: what the rollback would do (operator)."""
+    """The confirmation step: what the rollback would do (operator or deployer)."""
     actor = viewer.principal
     dep = await deployments.get_deployment(session, actor, deployment_id)
     require(actor, "deploy", what="rollback")
@@ -274,7 +275,8 @@ async def rollback_confirm(
 
 @router.post("/deployments/{deployment_id}/rollback")
 async def rollback(deployment_id: str, request: Request, viewer: Poster) -> Response:
-    """Roll the deployment's service back to the release before (operator; confirmed)."""
+    """Roll the deployment's service back to the release before (operator or deployer;
+    confirmed)."""
     actor = viewer.principal
     async with get_db(request).session(write=True) as session:
         dep = await deployments.get_deployment(session, actor, deployment_id)
