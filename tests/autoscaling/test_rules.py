@@ -19,6 +19,7 @@ from pilothouse.autoscaling.rules import (
     decide,
     duration,
     scheduled_floor,
+    thresholds,
 )
 
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -354,3 +355,22 @@ def test_a_refused_change_starts_its_cooldown_too() -> None:
         got = decide(policy, window, current, last, False, NOW)
         assert (got.action, got.after) == (action, after), (words, last, got)
         assert words in got.reason, (words, got.reason)
+
+
+def test_thresholds_are_worded_as_the_decisions_word_them() -> None:
+    """Thresholds are fractions: of 100% for CPU and memory, of metric_target for a named
+    metric (the dashboard shows them so)."""
+    queue = replace(STEP, metric="queue_depth", metric_target=50.0, scale_down_threshold=0.3)
+    cases = [
+        (STEP, "up above 80%, down below 40%"),
+        (replace(STEP, scale_up_threshold=0.755), "up above 76%, down below 40%"),
+        (queue, "up above 40, down below 15"),
+        (
+            replace(queue, metric_per_replica=True, metric_target=0.5),
+            "up above 0.4, down below 0.15",
+        ),
+        (replace(TARGET, metric="cpu_memory"), "target CPU 50%, memory 75%"),
+        (replace(queue, mode="target"), "target queue_depth 50"),
+    ]
+    for policy, words in cases:
+        assert thresholds(policy) == words

@@ -385,3 +385,30 @@ def test_sessions_past_their_end_are_pruned_by_the_registered_loop(
         monkeypatch=monkeypatch,
     )
     assert count() == 0
+
+
+def _timeline_of(html: str) -> str:
+    start = html.index('<h2 id="timeline-h">')
+    return html[start : html.index("</ol>", start)]
+
+
+@one_store
+def test_scaling_thresholds_and_events_on_the_service_page(
+    settings: Settings, api: Api, world: dict[str, Any]
+) -> None:
+    """Thresholds are fractions (of 100% for CPU and memory, of metric_target for a named
+    metric), shown as the decision's sentences show them; scaling events are on the timeline."""
+    svc = world["service"]["id"]
+    client = browser(api.client.app, api.token)
+    api.ok(api.put(f"/services/{svc}/scaling", {"min_instances": 1, "max_instances": 3}))
+    page = client.get(f"/services/{svc}").text
+    assert "up above 80%, down below 40%" in page and "0.8 %" not in page
+    named = {"metric": "queue_depth", "metric_target": 50.0, "scale_down_threshold": 0.3}
+    api.ok(api.put(f"/services/{svc}/scaling", named))
+    assert "up above 40, down below 15" in client.get(f"/services/{svc}").text
+    # a scale by hand writes a manual_scale event: on the timeline with the deployments
+    _deploy(api, "v1.0.0")
+    api.ok(api.post(f"/services/{svc}/scale", {"target_replicas": 2}))
+    timeline = _timeline_of(client.get(f"/services/{svc}").text)
+    assert "manual scale 1 → 2: scaled by hand by admin from 1 to 2 replicas" in timeline
+    assert "deploy v1.0.0" in timeline

@@ -207,6 +207,31 @@ def shown(name: str, value: float) -> str:
     return f"{number(value)}%" if name in ("cpu", "memory") else number(value)
 
 
+def threshold(policy: Policy, name: str, level: float) -> str:
+    """A step threshold (a fraction, 0-1) as a person reads it: 0.8 -> "80%" for CPU and
+    memory, 0.8 of a named metric's target 1000 -> "800"."""
+    if name in ("cpu", "memory"):
+        return f"{number(level * 100)}%"
+    return number(level * (policy.metric_target or 0.0))
+
+
+def thresholds(policy: Policy) -> str:
+    """What the policy's decisions compare against, worded as they word it: step mode
+    "up above 80%, down below 40%" (`threshold`, on its first metric), target mode
+    "target CPU 70%, memory 75%" or "target queue_depth 10"."""
+    if policy.mode == "target":
+        return "target " + ", ".join(
+            f"{label(policy, name)} {shown(name, target)}"
+            for name in policy.metrics
+            if (target := target_of(policy, name)) is not None
+        )
+    name = policy.metrics[0]
+    return (
+        f"up above {threshold(policy, name, policy.scale_up_threshold)}, "
+        f"down below {threshold(policy, name, policy.scale_down_threshold)}"
+    )
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -366,16 +391,11 @@ def _step(
         ):
             low = False
 
-    def threshold(name: str, level: float) -> str:
-        if name in ("cpu", "memory"):
-            return f"{number(level * 100)}%"
-        return number(level * (policy.metric_target or 0.0))
-
     if high:
         name, avg = max(high, key=lambda h: h[1])
         reason = (
             f"{label(policy, name)} {shown(name, avg)} average for {span} "
-            f"(threshold {threshold(name, policy.scale_up_threshold)})"
+            f"(threshold {threshold(policy, name, policy.scale_up_threshold)})"
         )
         if current >= policy.max_instances:
             return none(f"{reason}; already at max_instances {policy.max_instances}")
@@ -388,11 +408,8 @@ def _step(
             for name in policy.metrics
             if (v := _mean([p.get(name) for p in recent])) is not None
         ]
-        level = policy.scale_down_threshold
-        names = policy.metrics
-        reason = (
-            f"{' and '.join(parts)} average for {span} (threshold {threshold(names[0], level)})"
-        )
+        level = threshold(policy, policy.metrics[0], policy.scale_down_threshold)
+        reason = f"{' and '.join(parts)} average for {span} (threshold {level})"
         if current <= floor:
             return none(f"{reason}; already at the floor {floor}")
         if held := cooldown(policy, last, False, now):

@@ -20,6 +20,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from pilothouse.access import Principal, require
 from pilothouse.audit import service as audit
+from pilothouse.autoscaling import service as autoscaling
 from pilothouse.backups import freshness
 from pilothouse.backups import service as backups
 from pilothouse.backups.storage import open_storage
@@ -97,7 +98,8 @@ async def service_page(
     )
     incidents = await health.list_incidents(session, actor, service=str(svc.id))
     windows = await health.list_maintenance(session, actor, str(svc.id))
-    timeline = _timeline(rows, [i for i, _ in incidents], windows)
+    scaled = await autoscaling.list_events(session, actor, str(svc.id), limit=30)
+    timeline = _timeline(rows, [i for i, _ in incidents], windows, scaled)
     vars_ = await variables.list_vars(session, actor, keys, env_id, service=str(svc.id))
     env = await _env_name(session, actor, env_id)
     public = await dashboard.is_public(session, svc.id)
@@ -128,7 +130,7 @@ async def _env_name(session: Any, actor: Principal, env_id: str) -> str:
     return (await environments.get_environment(session, actor, env_id)).name
 
 
-def _timeline(rows: Any, incidents: Any, windows: Any) -> list[dict[str, Any]]:
+def _timeline(rows: Any, incidents: Any, windows: Any, scaled: Any) -> list[dict[str, Any]]:
     """Deployments, rollbacks, scaling events, incidents and maintenance on one time axis."""
     items: list[dict[str, Any]] = []
     for d in rows:
@@ -149,6 +151,17 @@ def _timeline(rows: Any, incidents: Any, windows: Any) -> list[dict[str, Any]]:
                 "at": w.starts_at,
                 "kind": "maintenance",
                 "text": f"maintenance until {w.ends_at:%Y-%m-%d %H:%M}",
+            }
+        )
+    for e in scaled:
+        failed = "" if e.success else f" (failed: {e.error_message})"
+        items.append(
+            {
+                "at": e.timestamp,
+                "kind": e.action,
+                "text": f"{e.action.replace('_', ' ')} {e.instances_before} → "
+                f"{e.instances_after}{failed}: {e.trigger_reason}",
+                "href": "#scaling-h",
             }
         )
     return sorted(items, key=lambda item: item["at"], reverse=True)
