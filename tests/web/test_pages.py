@@ -4,6 +4,7 @@ grid, rollback, log streaming, the public status page, and the leak test on ever
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -412,3 +413,37 @@ def test_scaling_thresholds_and_events_on_the_service_page(
     timeline = _timeline_of(client.get(f"/services/{svc}").text)
     assert "manual scale 1 → 2: scaled by hand by admin from 1 to 2 replicas" in timeline
     assert "deploy v1.0.0" in timeline
+
+
+@one_store
+def test_the_log_stream_ends_with_the_session(
+    settings: Settings, api: Api, world: dict[str, Any]
+) -> None:
+    """A live log stream re-checks its session every PILOTHOUSE_WEB_POLL_SECONDS: logging out,
+    or revoking the token the session came from, ends it (with `end`, so htmx stops)."""
+    settings.web_poll_seconds = settings.web_sse_ping_seconds = 0.2
+    dep = api.ok(api.post("/deployments", {"service": "web", "version": "v1.0.0"}), 201)
+    other = api.user("ada", "admin")
+
+    def log_out(client: Any) -> None:
+        page = client.get(f"/deployments/{dep['id']}")
+        assert client.post("/logout", data={"csrf": csrf_of(page.text)}).status_code == 200
+
+    def revoke(_: Any) -> None:
+        [token] = api.ok(api.get("/tokens", params={"user": "ada"}))
+        api.ok(api.delete(f"/tokens/{token['id']}"))
+
+    for token, end_session in ((api.token, log_out), (other, revoke)):
+        client = browser(api.client.app, token)
+        with client.stream("GET", f"/deployments/{dep['id']}/logs") as stream:
+            chunks = stream.iter_text()
+            body = next(chunks)
+            while "event: status" not in body:
+                body += next(chunks)
+            assert "data: pending" in body
+            end_session(client)
+            ended = time.monotonic()
+            for chunk in chunks:  # pings keep coming while the stream lives
+                body += chunk
+                assert time.monotonic() - ended < 10, "the stream outlived its session"
+        assert "event: end" in body and "session ended" in body

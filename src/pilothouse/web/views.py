@@ -9,6 +9,7 @@ Every page works without JavaScript; htmx only refreshes parts of it (status and
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
@@ -243,16 +244,29 @@ async def deployment_logs(
     viewer: Who,
     after: int = Query(default=0, ge=0, le=2**62),
 ) -> EventSourceResponse:
-    """New log lines as SSE `log` events (HTML rows), `status` when it changes, keep-alive pings."""
+    """New log lines as SSE `log` events (HTML rows), `status` when it changes, keep-alive pings.
+    The session is checked again every `web_poll_seconds`: when it has ended (logout, expiry,
+    the token revoked) the stream sends `end` and closes."""
     db = get_db(request)
     actor = viewer.principal
     async with db.session(write=False) as session:
         resolved = (await deployments.get_deployment(session, actor, deployment_id)).id
     log_row = templates.env.get_template("_log_line.html")
+    secret = request.cookies.get(auth.COOKIE, "")
+    recheck = settings_of(request).web_poll_seconds
 
     async def stream() -> AsyncIterator[dict[str, str]]:
+        nonlocal actor
         last, last_status = after, None
+        checked = time.monotonic()
         while True:
+            if time.monotonic() - checked >= recheck:
+                checked = time.monotonic()
+                now_signed_in = await auth.still_signed_in(db, secret)
+                if now_signed_in is None:
+                    yield {"event": "end", "data": "session ended"}
+                    return
+                actor = now_signed_in
             async with db.session(write=False) as session:
                 state = await deployments.progress(session, actor, resolved, after=last)
             for line in state.logs:
