@@ -28,7 +28,7 @@ from pilothouse.backups.storage import open_storage
 from pilothouse.core.clock import utcnow
 from pilothouse.deployments import pins
 from pilothouse.deployments import service as deployments
-from pilothouse.deployments.models import ACTIVE_STATUSES
+from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.deps import Keys, Session, get_db
 from pilothouse.healthchecks import service as health
 from pilothouse.history import service as history
@@ -38,7 +38,7 @@ from pilothouse.variables import service as variables
 from pilothouse.web import auth, present
 from pilothouse.web import service as dashboard
 from pilothouse.web.auth import LoginRequired, Poster, Who
-from pilothouse.web.render import HERE, is_fragment, render, settings_of, templates
+from pilothouse.web.render import HERE, Viewer, is_fragment, render, settings_of, templates
 from pilothouse.web.sections import SERVICE_SECTIONS
 
 router = APIRouter(include_in_schema=False)
@@ -209,13 +209,24 @@ async def service_chart(ref: str, session: Session, viewer: Who) -> JSONResponse
 # -- deployments ---------------------------------------------------------------------------
 
 
+async def _deployment(
+    session: Any, viewer: Viewer, deployment_id: str, *, rollback: bool = False
+) -> tuple[Principal, Deployment]:
+    """The viewer's principal and the deployment (404 unless theirs to see); with `rollback`,
+    403 unless they may roll it back."""
+    actor = viewer.principal
+    dep = await deployments.get_deployment(session, actor, deployment_id)
+    if rollback:
+        require(actor, "deploy", what="rollback")
+    return actor, dep
+
+
 @router.get("/deployments/{deployment_id}")
 async def deployment_page(
     deployment_id: str, request: Request, session: Session, viewer: Who
 ) -> HTMLResponse:
     """Status history, logs (streamed while it runs), pinned config, rollback (operator)."""
-    actor = viewer.principal
-    dep = await deployments.get_deployment(session, actor, deployment_id)
+    actor, dep = await _deployment(session, viewer, deployment_id)
     steps = await history.list_for(session, "deployment", dep.id)
     logs = await deployments.read_logs(session, actor, dep.id, limit=2000)
     svc = await services.get_service(session, actor, str(dep.service_id))
@@ -248,9 +259,9 @@ async def deployment_logs(
     The session is checked again every `web_poll_seconds`: when it has ended (logout, expiry,
     the token revoked) the stream sends `end` and closes."""
     db = get_db(request)
-    actor = viewer.principal
     async with db.session(write=False) as session:
-        resolved = (await deployments.get_deployment(session, actor, deployment_id)).id
+        actor, dep = await _deployment(session, viewer, deployment_id)
+    resolved = dep.id
     log_row = templates.env.get_template("_log_line.html")
     secret = request.cookies.get(auth.COOKIE, "")
     recheck = settings_of(request).web_poll_seconds
@@ -292,9 +303,7 @@ async def rollback_confirm(
     deployment_id: str, request: Request, session: Session, viewer: Who
 ) -> HTMLResponse:
     """The confirmation step: what the rollback would do (operator)."""
-    actor = viewer.principal
-    dep = await deployments.get_deployment(session, actor, deployment_id)
-    require(actor, "deploy", what="rollback")
+    actor, dep = await _deployment(session, viewer, deployment_id, rollback=True)
     plan = await deployments.plan_rollback(session, actor, str(dep.service_id))
     return render(request, "rollback.html", {"dep": dep, "plan": plan})
 
@@ -302,9 +311,8 @@ async def rollback_confirm(
 @router.post("/deployments/{deployment_id}/rollback")
 async def rollback(deployment_id: str, request: Request, viewer: Poster) -> Response:
     """Roll the deployment's service back to the release before (operator; confirmed)."""
-    actor = viewer.principal
     async with get_db(request).session(write=True) as session:
-        dep = await deployments.get_deployment(session, actor, deployment_id)
+        actor, dep = await _deployment(session, viewer, deployment_id, rollback=True)
         created = await deployments.create_rollback(session, actor, str(dep.service_id))
         target = created.id
     return RedirectResponse(f"/deployments/{target}", status_code=303)
