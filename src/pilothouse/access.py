@@ -50,6 +50,9 @@ ACTION_ROLE = {
     "reveal_secrets": "admin",
     "ingest_metrics": "operator",  # and an ingest token, for its own environment
     "manage_metrics": "operator",
+    "import_scans": "operator",  # import a report, run or schedule a scan
+    "triage_findings": "operator",  # accept a risk, mark a false positive, reopen
+    "override_gate": "admin",  # let one deployment past the security gate
 }
 
 

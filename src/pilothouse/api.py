@@ -14,6 +14,7 @@ from pilothouse.deployments.api import router as deployments
 from pilothouse.deployments.api import service_actions
 from pilothouse.environments.api import router as environments
 from pilothouse.errors import ERROR_RESPONSES
+from pilothouse.findings.api import router as findings
 from pilothouse.healthchecks.api import router as health
 from pilothouse.history.api import router as history
 from pilothouse.hooks.api import router as hooks
@@ -40,6 +41,7 @@ for feature in (
     backups,
     variables,
     metrics,
+    findings,
     autoscaling,
     apply,
     hooks,

@@ -271,7 +271,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
         dependencies=[Depends(refuse_bad_text)],
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        # a scan report is streamed to disk by its route (findings/api.py)
+        larger={"/api/v1/scans/import": settings.findings_max_report_mb * 1024 * 1024},
+    )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router, responses=STORE_UNAVAILABLE)

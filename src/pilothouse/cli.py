@@ -23,6 +23,7 @@ from pilothouse.deployments.cli import deploy, diff, rollback
 from pilothouse.deployments.cli import logs as deployment_logs
 from pilothouse.environments.cli import app as env_app
 from pilothouse.errors import PilothouseError
+from pilothouse.findings.cli import findings_app, scan_app
 from pilothouse.healthchecks.cli import health, incidents, maintenance_app, uptime
 from pilothouse.history.cli import history
 from pilothouse.hooks.cli import app as hook_app
@@ -279,6 +280,8 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(keys_app, name="keys")
 app.add_typer(vars_app, name="vars")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(scan_app, name="scan")
+app.add_typer(findings_app, name="findings")
 app.add_typer(scaling_app, name="scaling")
 app.add_typer(hook_app, name="hook")
 app.command("apply")(apply)

@@ -81,21 +81,28 @@ class ApiClient:
         *,
         json_body: Any = None,
         params: dict[str, Any] | None = None,
+        content: Any = None,
+        timeout: float | None = None,
     ) -> Any:
-        """Call /api/v1<path>: decoded JSON, or CliError carrying the server's message."""
+        """Call /api/v1<path>: decoded JSON, or CliError carrying the server's message.
+        `content` (bytes or a file opened in binary mode, streamed) is sent as a JSON body."""
         if not self.token:
             raise CliError(
                 "no API token: set PILOTHOUSE_TOKEN or run `pilothouse init` on the server host"
             )
         clean = {k: v for k, v in (params or {}).items() if v not in (None, [], "")}
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         try:
             response = httpx.request(
                 method,
                 f"{self.url}/api/v1{path}",
                 json=json_body,
+                content=content,
                 params=clean,
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=self.timeout,
+                headers=headers,
+                timeout=timeout or self.timeout,
             )
         except httpx.ConnectError:
             raise CliError(
@@ -103,7 +110,7 @@ class ApiClient:
             ) from None
         except httpx.TimeoutException:
             raise CliError(
-                f"pilothouse at {self.url} did not answer within {self.timeout:.0f}s"
+                f"pilothouse at {self.url} did not answer within {timeout or self.timeout:.0f}s"
             ) from None
         except httpx.HTTPError as exc:
             raise CliError(f"request to {self.url} failed: {type(exc).__name__}") from None

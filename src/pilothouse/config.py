@@ -6,9 +6,12 @@ from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The seed 002 words the findings settings take (config.py imports no feature module).
+SEVERITIES = ("low", "medium", "high", "critical")
+ENVIRONMENT_TYPES = ("development", "staging", "production")
 MASTER_KEY_FILE = "master.key"  # in the data directory: one base64 key per line, mode 0600
 
 
@@ -178,6 +181,60 @@ class Settings(BaseSettings):
     web_sse_ping_seconds: float = Field(
         default=15.0, gt=0, description="Seconds between keep-alive pings on live log streams."
     )
+
+    findings_enabled: bool = Field(
+        default=True,
+        description="Run scheduled scans, SLA breach alerts and risk expiry in the worker.",
+    )
+    findings_sla_days: dict[str, int] = Field(
+        default_factory=lambda: {"critical": 7, "high": 30, "medium": 90, "low": 180},
+        description="Days to fix an open finding, by severity (JSON object).",
+    )
+    findings_gate_severities: list[str] = Field(
+        default_factory=lambda: ["critical"],
+        description=(
+            "Severities of open findings that block a deployment (JSON list); [] turns the "
+            "security gate off."
+        ),
+    )
+    findings_gate_environment_types: list[str] = Field(
+        default_factory=lambda: ["production"],
+        description="Environment types whose deployments the security gate applies to.",
+    )
+    findings_scan_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds a `scan run` scanner may take before it fails."
+    )
+    findings_max_report_mb: int = Field(
+        default=512,
+        ge=1,
+        description="Largest scan report `scan import` accepts, in MB (streamed to disk).",
+    )
+
+    @field_validator("findings_sla_days")
+    @classmethod
+    def _sla_days(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - set(SEVERITIES)
+        if unknown:
+            raise ValueError(f"unknown severities {sorted(unknown)}; use {', '.join(SEVERITIES)}")
+        if any(not 1 <= days <= 3650 for days in value.values()):
+            raise ValueError("days must be between 1 and 3650")
+        return {**{"critical": 7, "high": 30, "medium": 90, "low": 180}, **value}
+
+    @field_validator("findings_gate_severities")
+    @classmethod
+    def _gate_severities(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(SEVERITIES)
+        if unknown:
+            raise ValueError(f"unknown severities {sorted(unknown)}; use {', '.join(SEVERITIES)}")
+        return value
+
+    @field_validator("findings_gate_environment_types")
+    @classmethod
+    def _gate_types(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(ENVIRONMENT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown environment types {sorted(unknown)}")
+        return value
 
     @property
     def sqlite_path(self) -> Path:

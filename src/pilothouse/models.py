@@ -9,6 +9,12 @@ from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
 from pilothouse.deployments.models import Deployment, DeploymentLog, DeploymentPin
 from pilothouse.environments.models import Environment, EnvironmentGrant
+from pilothouse.findings.models import (
+    GateOverride,
+    ScanSchedule,
+    SecurityFinding,
+    SecurityScan,
+)
 from pilothouse.healthchecks.models import (
     Downtime,
     HealthCheck,
@@ -50,6 +56,7 @@ __all__ = [
     "EnvVarVersion",
     "Environment",
     "EnvironmentGrant",
+    "GateOverride",
     "HealthCheck",
     "HealthRollup",
     "HealthState",
@@ -70,6 +77,9 @@ __all__ = [
     "ReplicaFigures",
     "ScalingEvent",
     "ScalingPolicy",
+    "ScanSchedule",
+    "SecurityFinding",
+    "SecurityScan",
     "Service",
     "StatusHistory",
     "User",

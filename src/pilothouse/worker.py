@@ -35,6 +35,7 @@ CAPABILITIES = (
     "pilothouse.metrics.loops",
     "pilothouse.web.loops",
     "pilothouse.metrics.scrape",
+    "pilothouse.findings.loops",
     "pilothouse.autoscaling.loops",
 )
 

@@ -62,6 +62,12 @@ TABLES = {
     # dashboard sessions and public status pages (0021)
     "web_sessions",
     "public_status_pages",
+    # security findings (0020)
+    "security_scans",
+    "security_findings",
+    "security_finding_sightings",
+    "security_scan_schedules",
+    "security_gate_overrides",
 }
 
 

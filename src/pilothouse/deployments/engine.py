@@ -64,6 +64,10 @@ MAX_STORED_LINE = 4000  # characters of one stored log line, after scrubbing
 
 #: Pre-deployment hooks (the backups capability registers one): return a backup id or None.
 PreDeployHook = Callable[[Deployment, Service], Awaitable[uuid.UUID | None]]
+#: Pre-start checks (the findings capability registers its security gate): given a pending
+#: deployment, None to let it go on, or (reason, lines) to fail it at pending before anything
+#: starts; the lines go to the deployment's log (e.g. every blocking finding).
+PreStartCheck = Callable[[Deployment], Awaitable[tuple[str, list[str]] | None]]
 #: Event hooks (the alerts capability registers one): told (deployment id, event) after each
 #: committed transition; they must return at once (they queue, never send inline).
 EventHook = Callable[[uuid.UUID, str], None]
@@ -244,6 +248,7 @@ class Engine:
         master_key: str | None = None,
         pre_deploy_hooks: list[PreDeployHook] | None = None,
         data_restore_hooks: list[withdata.DataRestoreHook] | None = None,
+        pre_start_checks: list[PreStartCheck] | None = None,
         node_name: str = nodes.LOCAL,
         container_engine: str = "podman",
         container_runtime: str | None = "runc",
@@ -268,6 +273,7 @@ class Engine:
             pre_deploy_hooks if pre_deploy_hooks is not None else []
         )
         self.event_hooks: list[EventHook] = []
+        self.pre_start_checks = pre_start_checks if pre_start_checks is not None else []
         # rollback --with-data (deployments/withdata.py); the backups capability registers one
         self.data_restore_hooks = data_restore_hooks if data_restore_hooks is not None else []
         self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
@@ -395,6 +401,14 @@ class Engine:
             await events.log(f"deployment refused: {reason}", level="error")
             await self._move(dep.id, "failed", reason="variables", error_message=reason[:4000])
             return "failed"
+        for check in self.pre_start_checks:  # refused before anything starts, like the above
+            refusal = await check(dep)
+            if refusal is not None:
+                reason, lines = refusal
+                await events.log(f"deployment refused: {reason}", level="error")
+                await events.log_many(lines, source="deploy")
+                await self._move(dep.id, "failed", reason="pre-start check", error_message=reason)
+                return "failed"
         conflict = await self._router_conflict(loaded)
         if conflict is not None:  # refused before anything starts, like the variables above
             await events.log(f"deployment refused: {conflict}", level="error")

@@ -70,6 +70,7 @@ def loops(rt: Runtime) -> list[Loop]:
         master_key=settings.master_key,
         pre_deploy_hooks=rt.hooks("pre_deploy"),
         data_restore_hooks=rt.hooks("data_restore"),
+        pre_start_checks=rt.hooks("pre_start"),  # the findings capability's security gate
         node_name=settings.node_name,
         container_engine=settings.container_engine,
         container_runtime=settings.container_runtime or None,
