@@ -174,7 +174,10 @@ class Settings(BaseSettings):
     web_poll_seconds: float = Field(
         default=2.0,
         gt=0,
-        description="Seconds between the dashboard's live refreshes of status and replicas.",
+        description=(
+            "Seconds between the dashboard's live refreshes of status and replicas, and "
+            "between a live log stream's session checks."
+        ),
     )
     web_sse_ping_seconds: float = Field(
         default=15.0, gt=0, description="Seconds between keep-alive pings on live log streams."

@@ -12,7 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from pilothouse.access import Principal
 from pilothouse.core.clock import utcnow
+from pilothouse.core.db import Database
 from pilothouse.deps import get_db
 from pilothouse.errors import Forbidden, Unauthorized
 from pilothouse.web import sessions
@@ -46,6 +48,18 @@ async def _viewer(request: Request) -> Viewer:
 
 
 Who = Annotated[Viewer, Depends(_viewer)]
+
+
+async def still_signed_in(db: Database, secret: str) -> Principal | None:
+    """The principal behind a session cookie now, or None when the session has ended (logged
+    out, expired, its token revoked or expired, its user deactivated): what a long-lived
+    response (the SSE log stream) re-checks while it runs."""
+    async with db.session(write=False) as session:
+        try:
+            principal, _ = await sessions.principal_for(session, secret)
+        except Unauthorized:
+            return None
+    return principal
 
 
 async def _csrf(request: Request, viewer: Who) -> Viewer:
