@@ -80,3 +80,13 @@ def test_unreachable_endpoint_is_failed(api: Api) -> None:
 
     cert = api.ok(api.post("/certificates", {"host": "127.0.0.1", "port": free_port()}), 201)
     assert cert["status"] == "failed" and "handshake failed" in cert["last_error"]
+
+
+@one_store
+def test_an_unknown_challenge_is_a_json_404_not_a_dashboard_page(api: Api) -> None:
+    # The CA fetches this path, not a person: the dashboard's HTML error pages stay off it
+    # (the schema fuzzer found the HTML 404 its schema does not document).
+    got = api.client.get("/.well-known/acme-challenge/0")
+    assert got.status_code == 404
+    assert got.headers["content-type"].startswith("application/json")
+    assert got.json()["error"] == "not_found"

@@ -406,7 +406,9 @@ async def status_page(
 
 def _wants_html(request: Request) -> bool:
     path = request.url.path
-    return not path.startswith(("/api/", "/badge/", "/metrics", "/healthz", "/readyz", "/openapi"))
+    return not path.startswith(
+        ("/api/", "/badge/", "/metrics", "/healthz", "/readyz", "/openapi", "/.well-known/")
+    )
 
 
 def error_page(request: Request, status: int, message: str) -> Response | None:
