@@ -44,19 +44,24 @@ TARGET_SERVER = textwrap.dedent(
 
     SERIES = int(sys.argv[2])
 
+    TICKS = {}
+
     def exposition(seed):
+        # Every request moves the values on (counters count, gauges change), as a live app's
+        # do: the lines stay, the values differ from one scrape to the next.
+        tick = TICKS[seed] = TICKS.get(seed, 0) + 1
         lines = ["# HELP http_requests_total Requests.", "# TYPE http_requests_total counter"]
         n = 0
         for path in ("/", "/api", "/login", "/search", "/cart"):
             for code in ("200", "404", "500"):
                 if n < SERIES // 2:
                     labels = f'path="{path}",code="{code}"'
-                    lines.append(f"http_requests_total{{{labels}}} {seed * 7 + n}")
+                    lines.append(f"http_requests_total{{{labels}}} {seed * 7 + n + tick * 3}")
                     n += 1
         lines += ["# HELP queue_depth Items waiting.", "# TYPE queue_depth gauge"]
         i = 0
         while n < SERIES:
-            lines.append(f'queue_depth{{queue="q{i}",shard="{i % 4}"}} {seed + i}.5')
+            lines.append(f'queue_depth{{queue="q{i}",shard="{i % 4}"}} {seed + i + tick % 7}.5')
             n += 1
             i += 1
         return ("\\n".join(lines) + "\\n").encode()

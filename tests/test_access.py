@@ -259,6 +259,12 @@ def test_deployer_registers_deploys_and_rolls_back_in_its_environments_only(
         ci.delete(f"/services/{sid}"),
         ci.post(f"/services/{sid}/stop", {}),
         ci.post(f"/deployments/{back['id']}/transition", {"to": "building"}),
+        # a deployer deploys and rolls back, nothing else (not restart, config_update, scale)
+        ci.post("/deployments", {"service": sid, "version": "v1.0.0", "event_type": "restart"}),
+        ci.post(
+            "/deployments", {"service": sid, "version": "v1.0.0", "event_type": "config_update"}
+        ),
+        ci.post("/deployments", {"service": sid, "version": "v1.0.0", "event_type": "scale"}),
         ci.patch(f"/artifacts/{art['id']}", {"changelog": "x"}),
         ci.delete(f"/artifacts/{art['id']}"),
         ci.client.put(

@@ -19,7 +19,7 @@ def test_unknown_driver_is_a_422_naming_the_known_ones(api: Api) -> None:
     bad = api.post("/environments", {"name": "k8s", "driver": "kubernetes"})
     assert _fields(bad) == ["driver"]
     assert "unknown driver 'kubernetes'" in bad.json()["message"]
-    assert "command, process" in bad.json()["message"]
+    assert "command, container, process" in bad.json()["message"]
     api.ok(api.post("/environments", {"name": "dev", "driver": "command"}), 201)
     assert _fields(api.patch("/environments/dev", {"driver": "ssh"})) == ["driver"]
 

@@ -24,6 +24,8 @@ INGEST = "ingest"
 #: and roll back, and nothing else (not scale, stop, change settings or variables).
 DEPLOYER = "deployer"
 DEPLOYER_ACTIONS = frozenset({"read", "register_artifacts", "deploy"})
+#: The deployment event types a deployer may record (restart, config_update, scale: operator).
+DEPLOYER_EVENT_TYPES = frozenset({"deploy", "rollback"})
 #: Days a deployer's token lives when no lifetime is asked for (at most DEPLOYER_TOKEN_MAX_DAYS).
 DEPLOYER_TOKEN_DAYS = 90
 DEPLOYER_TOKEN_MAX_DAYS = 365

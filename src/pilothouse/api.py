@@ -10,6 +10,7 @@ from pilothouse.artifacts.api import router as artifacts
 from pilothouse.audit.api import router as audit
 from pilothouse.autoscaling.api import router as autoscaling
 from pilothouse.backups.api import router as backups
+from pilothouse.certificates.api import router as certificates
 from pilothouse.deployments.api import router as deployments
 from pilothouse.deployments.api import service_actions
 from pilothouse.environments.api import router as environments
@@ -42,6 +43,7 @@ for feature in (
     variables,
     metrics,
     findings,
+    certificates,
     autoscaling,
     apply,
     hooks,

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from pilothouse import __version__
 from pilothouse.api import router as api_router
+from pilothouse.certificates.api import challenges as acme_challenges
 from pilothouse.config import Settings, get_settings
 from pilothouse.core import keys
 from pilothouse.core.asgi import BodyLimit
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(badges, responses=STORE_UNAVAILABLE)
     app.include_router(exposition.router, responses=STORE_UNAVAILABLE)
     web.install(app)  # the dashboard: `/`, its pages and /static
+    app.include_router(acme_challenges, responses=STORE_UNAVAILABLE)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: answers without touching the database")
     async def healthz() -> dict[str, str]:

@@ -15,6 +15,7 @@ from pilothouse.artifacts.cli import app as artifact_app
 from pilothouse.audit.cli import audit
 from pilothouse.autoscaling.cli import scaling_app
 from pilothouse.backups.cli import app as backup_app
+from pilothouse.certificates.cli import cert_app, domain_app
 from pilothouse.cli_support import DataDir, DbUrl, local_settings
 from pilothouse.client import CliError, save_config
 from pilothouse.console import err, out
@@ -282,6 +283,8 @@ app.add_typer(vars_app, name="vars")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(scan_app, name="scan")
 app.add_typer(findings_app, name="findings")
+app.add_typer(cert_app, name="cert")
+app.add_typer(domain_app, name="domain")
 app.add_typer(scaling_app, name="scaling")
 app.add_typer(hook_app, name="hook")
 app.command("apply")(apply)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -173,7 +174,10 @@ class Settings(BaseSettings):
     web_poll_seconds: float = Field(
         default=2.0,
         gt=0,
-        description="Seconds between the dashboard's live refreshes of status and replicas.",
+        description=(
+            "Seconds between the dashboard's live refreshes of status and replicas, and "
+            "between a live log stream's session checks."
+        ),
     )
     web_sse_ping_seconds: float = Field(
         default=15.0, gt=0, description="Seconds between keep-alive pings on live log streams."
@@ -232,6 +236,102 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown environment types {sorted(unknown)}")
         return value
+
+    certs_enabled: bool = Field(
+        default=True,
+        description=(
+            "Check tracked certificates, send expiry alerts and verify domains in the worker."
+        ),
+    )
+    certs_check_minutes: float = Field(
+        default=60.0, gt=0, description="Minutes between two handshakes with a tracked endpoint."
+    )
+    certs_ca_file: str | None = Field(
+        default=None,
+        description="Extra CA certificates (PEM file) trusted when checking certificate chains.",
+    )
+    certs_warn_days: int = Field(
+        default=14,
+        ge=0,
+        le=365,
+        description=(
+            "A service whose certificate expires within this many days is degraded (a warning, "
+            "never downtime)."
+        ),
+    )
+    dns_resolver: str | None = Field(
+        default=None,
+        description=(
+            "DNS server used to verify domains, as host or host:port; unset: the system's."
+        ),
+    )
+    dns_target: str | None = Field(
+        default=None,
+        description=(
+            "Where custom domains must point: a hostname (CNAME) or an IP address (A record); "
+            "unset: the environment's domain."
+        ),
+    )
+    domain_recheck_hours: float = Field(
+        default=24.0, gt=0, description="Hours between re-checks of a verified domain."
+    )
+    domain_max_attempts: int = Field(
+        default=30,
+        ge=1,
+        description="Verification attempts (with backoff) before a pending domain is failed.",
+    )
+
+    acme_directory_url: str = Field(
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        description=(
+            "ACME directory certificates are issued from (Let's Encrypt production; its "
+            "staging, ZeroSSL or a private CA work the same)."
+        ),
+    )
+    acme_email: str | None = Field(default=None, description="Contact e-mail of the ACME account.")
+    acme_ca_file: str | None = Field(
+        default=None, description="CA certificates (PEM) to trust for the ACME directory's TLS."
+    )
+    acme_challenge: Literal["http-01", "dns-01"] = Field(
+        default="http-01", description="ACME challenge: http-01 (router) or dns-01 (RFC 2136)."
+    )
+    acme_dns_server: str | None = Field(
+        default=None, description="DNS-01: server (host or host:port) taking RFC 2136 updates."
+    )
+    acme_dns_zone: str | None = Field(
+        default=None, description="DNS-01: the zone the updates go to (e.g. example.com)."
+    )
+    acme_tsig_name: str | None = Field(default=None, description="DNS-01: TSIG key name.")
+    acme_tsig_secret: str | None = Field(
+        default=None, description="DNS-01: TSIG key secret (base64)."
+    )
+    acme_tsig_algorithm: str = Field(default="hmac-sha256", description="DNS-01: TSIG algorithm.")
+    acme_dns_propagation_seconds: float = Field(
+        default=10.0, ge=0, description="DNS-01: seconds to wait after publishing a record."
+    )
+    acme_renew_before_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Renew ACME certificates this many days before expiry.",
+    )
+
+    router_https_port: int = Field(
+        default=443, ge=1, le=65535, description="Port the router serves custom domains on (TLS)."
+    )
+    router_http_port: int = Field(
+        default=80,
+        ge=1,
+        le=65535,
+        description="Port the router redirects to HTTPS on (and answers ACME HTTP-01 through).",
+    )
+    router_tls_bind: str = Field(
+        default="0.0.0.0", description="Address the router's HTTPS and HTTP ports bind to."
+    )
+    router_hsts: bool = Field(
+        default=False, description="Send Strict-Transport-Security on the custom domains."
+    )
+    router_hsts_max_age: int = Field(default=31536000, ge=0, description="HSTS max-age in seconds.")
 
     @property
     def sqlite_path(self) -> Path:

@@ -5,6 +5,7 @@ from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
 from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
 from pilothouse.backups.models import Backup, BackupTarget
+from pilothouse.certificates.models import AcmeAccount, AcmeChallenge, Certificate, Domain
 from pilothouse.core.db import Base
 from pilothouse.core.leases import JobSlot
 from pilothouse.deployments.models import Deployment, DeploymentLog, DeploymentPin
@@ -41,16 +42,20 @@ from pilothouse.variables.models import EnvVar, EnvVarVersion, VarRequirement
 from pilothouse.web.models import PublicStatus, WebSession
 
 __all__ = [
+    "AcmeAccount",
+    "AcmeChallenge",
     "ApiToken",
     "Artifact",
     "AuditEntry",
     "Backup",
     "BackupTarget",
     "Base",
+    "Certificate",
     "DeployHook",
     "Deployment",
     "DeploymentLog",
     "DeploymentPin",
+    "Domain",
     "Downtime",
     "EnvVar",
     "EnvVarVersion",

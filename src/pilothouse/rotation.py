@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pilothouse.alerts import service as alerts
 from pilothouse.backups import service as backups
+from pilothouse.certificates import issue as certificates
 from pilothouse.core.crypto import Keyring
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
@@ -21,9 +22,9 @@ async def reseal_all(
     batch: int = 500,
 ) -> int:
     """Rewrite every variable (and its history), every channel's credentials, every
-    environment's config credentials, every backup target DSN and every deploy hook secret
-    still sealed with an older
-    key; returns how many values were rewritten."""
+    environment's config credentials, every backup target DSN, every deploy hook secret and
+    every certificate and ACME account key still sealed with an older key; returns how many
+    values were rewritten."""
     total = 0
     for reseal_batch in (
         variables.reseal_batch,
@@ -31,6 +32,7 @@ async def reseal_all(
         environments.reseal_batch,
         backups.reseal_batch,
         hooks.reseal_batch,
+        certificates.reseal_batch,
     ):
         while True:
             async with db.session() as session:

@@ -29,6 +29,7 @@ CAPABILITIES = (
     "pilothouse.deployments.runner",
     "pilothouse.healthchecks.loops",
     "pilothouse.backups.loops",
+    "pilothouse.certificates.loops",
     "pilothouse.deployments.archive",
     "pilothouse.artifacts.pruning",
     "pilothouse.alerts.loops",

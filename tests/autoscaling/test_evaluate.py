@@ -120,6 +120,7 @@ async def test_round_scales_up_records_and_respects_cooldown_and_rollouts(
         [subject], _ = await evaluate.load_subjects(session, later + timedelta(hours=1), 0)
     raced = Decision("scale_up", 3, 4, "CPU 90% average for 2 minutes (threshold 80%)")
     message = await evaluate.carry_out(db, subject, raced, later)
+    assert message is not None
     assert message["success"] is False and "FAILED: web already has an active" in message["text"]
     failed = (await _events(db))[-1]
     assert not failed.success and "wait for it to finish" in (failed.error_message or "")
@@ -128,8 +129,16 @@ async def test_round_scales_up_records_and_respects_cooldown_and_rollouts(
         await session.execute(sa.update(Deployment).values(status="success"))
     # Within the period of the last evaluation: not due.
     assert (await evaluate.evaluate_round(db, later + timedelta(seconds=30))).evaluated == 0
-    # Cooldown: a scale-up 120 s ago at most allows the next one.
+    # The refused attempt started the up-cooldown (120 s): the next due round neither retries
+    # nor records nor sends anything; the one after the cooldown scales.
     done = await evaluate.evaluate_round(db, later + timedelta(seconds=60), send=send)
+    assert (done.scaled, done.failed) == (0, 0), done.decisions[svc.id]
+    assert "scale-up cooldown still running after a refused attempt" in (
+        done.decisions[svc.id].reason
+    )
+    assert len(await _events(db)) == 2 and len(sent) == 1
+    await _load(db, later + timedelta(seconds=60), 60, cpu=90.0, memory_mb=512)
+    done = await evaluate.evaluate_round(db, later + timedelta(seconds=120), send=send)
     assert done.scaled == 1 and await _replicas(db) == 4
     assert len(sent) == 2
 
@@ -152,3 +161,21 @@ async def test_custom_metric_and_missing_data(db: Database, admin: Principal) ->
     assert (decision.action, decision.after) == ("scale_up", 4), decision
     assert "queue_depth 40 average for 1 minute (target 10)" in decision.reason
     assert (await evaluate.retain(db, now + timedelta(days=91))) == 1
+
+
+async def test_a_service_stopped_or_deleted_mid_round_is_not_scaled(
+    db: Database, admin: Principal
+) -> None:
+    """The round reads the service's status before deciding; a stop (or delete) landing between
+    that read and the change is seen in the change's own transaction: nothing is scaled,
+    recorded or sent."""
+    await _world(db, admin)
+    async with db.session(write=False) as session:
+        [subject], _ = await evaluate.load_subjects(session, T0, 0)
+    assert subject.status != "stopped"
+    up = Decision("scale_up", 2, 3, "CPU 90% average for 2 minutes (threshold 80%)")
+    for change in ({"status": "stopped"}, {"status": "deleted", "deleted_at": T0}):
+        async with db.session() as session:
+            await session.execute(sa.update(Service).values(**change))
+        assert await evaluate.carry_out(db, subject, up, T0) is None
+        assert await _replicas(db) == 2 and await _events(db) == []

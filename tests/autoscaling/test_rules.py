@@ -1,6 +1,7 @@
 """The scaling decision: table tests for both modes, scheduled floors, the rollout freeze, and
-hypothesis properties (never outside min/max, never during a cooldown, never on fewer than
-datapoints_to_trigger datapoints, missing data never scales down)."""
+hypothesis properties (never outside min/max, never during a cooldown, also one started by a
+refused attempt, never on fewer than datapoints_to_trigger datapoints, missing data never
+scales down)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pilothouse.autoscaling.rules import (
     decide,
     duration,
     scheduled_floor,
+    thresholds,
 )
 
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -274,7 +276,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Policy, list[Datapoint], int, LastEvents
     ]
     current = draw(st.integers(low, high))
     since = st.one_of(st.none(), st.integers(0, 1200).map(lambda s: NOW - timedelta(seconds=s)))
-    return policy, window, current, LastEvents(draw(since), draw(since))
+    return policy, window, current, LastEvents(*(draw(since) for _ in range(4)))
 
 
 @settings(max_examples=150, deadline=None)
@@ -295,13 +297,80 @@ def test_properties(
     assert len(used) >= n  # never on fewer datapoints
     if got.action == "scale_up":
         assert got.after > current
-        assert last.scale_up_at is None or (NOW - last.scale_up_at).total_seconds() >= 300
+        for at in (last.scale_up_at, last.failed_up_at):  # a refused attempt counts too
+            assert at is None or (NOW - at).total_seconds() >= 300
     else:
         assert got.after < current
-        for at in (last.scale_down_at, last.scale_up_at):
+        for at in (last.scale_down_at, last.scale_up_at, last.failed_down_at):
             assert at is None or (NOW - at).total_seconds() >= 600
         names = {"cpu_memory": ("cpu", "memory"), "cpu": ("cpu",), "queue": ("value",)}[
             policy.metric
         ]
         # missing data never scales down
         assert all(p.get(name) is not None for p in used for name in names)
+
+
+def test_a_refused_change_starts_its_cooldown_too() -> None:
+    """A change the engine refused (no capacity, a rollout in between) is not retried every
+    period with a failed event and an alert each time: it waits for its direction's cooldown
+    since the refused attempt, like a change that was carried out."""
+    ago = lambda s: NOW - timedelta(seconds=s)  # noqa: E731
+    cases: list[tuple[Policy, list[Datapoint], int, LastEvents, str, int, str]] = [
+        # policy, window, current, last, action, after, words in the reason
+        (STEP, points(90, 90), 3, LastEvents(failed_up_at=ago(100)), "none", 3, "refused"),
+        (STEP, points(90, 90), 3, LastEvents(failed_up_at=ago(300)), "scale_up", 4, "CPU"),
+        (TARGET, points(90, 90), 4, LastEvents(failed_up_at=ago(299)), "none", 4, "refused"),
+        (TARGET, points(90, 90), 4, LastEvents(failed_up_at=ago(300)), "scale_up", 8, "wanted"),
+        (
+            STEP,
+            points(20, 25, memory=30),
+            4,
+            LastEvents(failed_down_at=ago(599)),
+            "none",
+            4,
+            "scale-down cooldown",
+        ),
+        (
+            STEP,
+            points(20, 25, memory=30),
+            4,
+            LastEvents(failed_down_at=ago(600)),
+            "scale_down",
+            3,
+            "",
+        ),
+        (TARGET, points(20, 20), 5, LastEvents(failed_down_at=ago(10)), "none", 5, "refused"),
+        # a refused scale-up does not hold a scale-down (nothing changed), nor the reverse
+        (STEP, points(20, 25, memory=30), 4, LastEvents(failed_up_at=ago(10)), "scale_down", 3, ""),
+        (STEP, points(90, 90), 3, LastEvents(failed_down_at=ago(10)), "scale_up", 4, "CPU"),
+        # bringing a service back inside [floor, max] waits too once it was refused
+        (STEP, points(50, 50), 1, LastEvents(failed_up_at=ago(100)), "none", 1, "below the floor"),
+        (STEP, points(50, 50), 1, LastEvents(failed_up_at=ago(300)), "scale_up", 2, "floor"),
+        (STEP, points(50, 50), 12, LastEvents(failed_down_at=ago(60)), "none", 12, "refused"),
+        (STEP, points(50, 50), 12, LastEvents(failed_down_at=ago(600)), "scale_down", 10, "max"),
+        # ... while a successful change never holds the way back inside
+        (STEP, points(50, 50), 1, LastEvents(scale_up_at=ago(1)), "scale_up", 2, "floor"),
+    ]
+    for policy, window, current, last, action, after, words in cases:
+        got = decide(policy, window, current, last, False, NOW)
+        assert (got.action, got.after) == (action, after), (words, last, got)
+        assert words in got.reason, (words, got.reason)
+
+
+def test_thresholds_are_worded_as_the_decisions_word_them() -> None:
+    """Thresholds are fractions: of 100% for CPU and memory, of metric_target for a named
+    metric (the dashboard shows them so)."""
+    queue = replace(STEP, metric="queue_depth", metric_target=50.0, scale_down_threshold=0.3)
+    cases = [
+        (STEP, "up above 80%, down below 40%"),
+        (replace(STEP, scale_up_threshold=0.755), "up above 76%, down below 40%"),
+        (queue, "up above 40, down below 15"),
+        (
+            replace(queue, metric_per_replica=True, metric_target=0.5),
+            "up above 0.4, down below 0.15",
+        ),
+        (replace(TARGET, metric="cpu_memory"), "target CPU 50%, memory 75%"),
+        (replace(queue, mode="target"), "target queue_depth 50"),
+    ]
+    for policy, words in cases:
+        assert thresholds(policy) == words

@@ -56,6 +56,11 @@ TABLES = {
     "metric_incidents",
     # replica figures scraped from /metrics (0015)
     "replica_figures",
+    # certificates and domains (0019)
+    "certificates",
+    "domains",
+    "acme_accounts",
+    "acme_challenges",
     # autoscaling (0018)
     "scaling_policies",
     "scaling_events",

@@ -18,6 +18,7 @@ from pilothouse.hooks.signature import (
     check_signature,
     match,
     parse_event,
+    replay_key,
     sign,
     version_of,
 )
@@ -32,12 +33,14 @@ def github(body: bytes = BODY, secret: str = SECRET, delivery: str = "d-1") -> d
     return {"x-hub-signature-256": sign(secret, body), "x-github-delivery": delivery}
 
 
-def generic(body: bytes = BODY, at: int = NOW, secret: str = SECRET) -> dict[str, str]:
+def generic(
+    body: bytes = BODY, at: int = NOW, secret: str = SECRET, delivery: str = "g-1"
+) -> dict[str, str]:
     stamp = str(at)
     return {
-        "x-pilothouse-signature": sign(secret, body, stamp),
+        "x-pilothouse-signature": sign(secret, body, stamp, delivery),
         "x-pilothouse-timestamp": stamp,
-        "x-pilothouse-delivery": "g-1",
+        "x-pilothouse-delivery": delivery,
     }
 
 
@@ -76,6 +79,38 @@ def generic(body: bytes = BODY, at: int = NOW, secret: str = SECRET) -> dict[str
             BODY,
             Refused(401, "missing or malformed X-Pilothouse-Timestamp"),
         ),
+        # the delivery id is signed: a new id on a seen request breaks the signature
+        (
+            {**generic(), "x-pilothouse-delivery": "g-2"},
+            BODY,
+            Refused(401, "bad signature"),
+        ),
+        (
+            {k: v for k, v in generic().items() if k != "x-pilothouse-delivery"},
+            BODY,
+            Refused(400, "missing or malformed X-Pilothouse-Delivery"),
+        ),
+        # non-ASCII headers are refused, never a crash
+        (
+            {**github(), "x-hub-signature-256": "sha256=\u00e9"},
+            BODY,
+            Refused(401, "bad signature"),
+        ),
+        (
+            {**generic(), "x-pilothouse-signature": "sha256=\u00e9\u00ff"},
+            BODY,
+            Refused(401, "bad signature"),
+        ),
+        (
+            {**generic(), "x-pilothouse-timestamp": "\u00b2"},
+            BODY,
+            Refused(401, "missing or malformed X-Pilothouse-Timestamp"),
+        ),
+        (
+            {**generic(), "x-pilothouse-timestamp": "\u0661\u0662"},
+            BODY,
+            Refused(401, "missing or malformed X-Pilothouse-Timestamp"),
+        ),
     ],
 )
 def test_check_signature(headers: dict[str, str], body: bytes, expected: object) -> None:
@@ -88,6 +123,17 @@ def test_only_the_secret_signs(body: bytes, other: str) -> None:
     assert check_signature(SECRET, github(body), body, NOW) == ("github", "d-1")
     if other != SECRET:
         assert isinstance(check_signature(SECRET, github(body, other), body, NOW), Refused)
+
+
+def test_replay_key() -> None:
+    """GitHub signs only the body, so the body itself is what a replay repeats; the generic
+    format signs its delivery id, so the id is enough."""
+    key = replay_key("github", "d-1", BODY)
+    assert key == replay_key("github", "d-2", BODY)  # a new delivery id does not help
+    assert key != replay_key("github", "d-1", BODY + b" ")
+    assert key.startswith("sha256=") and len(key) <= 100
+    assert replay_key("generic", "g-1", BODY) == "g-1"
+    assert replay_key("generic", "g-2", BODY) != replay_key("generic", "g-1", BODY)
 
 
 def push_body(**extra: Any) -> bytes:

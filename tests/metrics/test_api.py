@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import Api
+from tests.conftest import Api, one_store
 
 PROM_TEXT = """\
 # HELP http_requests_total Requests served.
@@ -147,3 +147,29 @@ def test_series_thresholds_and_retention_overrides(api: Api, world: dict[str, An
     assert api.get("/metrics/series/999999").status_code == 404
     too_short = api.patch(f"/metrics/series/{series['id']}", {"retention_raw": 5})
     assert too_short.status_code == 422
+
+
+@one_store
+def test_alert_rules_update_and_delete(api: Api, world: dict[str, Any]) -> None:
+    body = {"name": "slow", "service": "web", "metric": "lat", "expression": "p95", "warning": 5}
+    rule = api.ok(api.post("/metrics/rules", body), 201)
+    changed = api.ok(
+        api.patch(f"/metrics/rules/{rule['id']}", {"critical": 9, "window": "1h", "for_n": 3})
+    )
+    assert (changed["critical"], changed["window_seconds"], changed["for_n"]) == (9, 3600, 3)
+    paused = api.ok(api.patch(f"/metrics/rules/{rule['id']}", {"is_active": False}))
+    assert paused["is_active"] is False and paused["warning"] == 5
+    for bad, field in (
+        ({"for_m": 4}, "for_m"),
+        ({"warning": None, "critical": None}, "warning"),
+        ({"window": "soon"}, "window"),
+        ({"expression": None}, "expression"),
+    ):
+        refused = api.patch(f"/metrics/rules/{rule['id']}", bad)
+        assert refused.status_code == 422 and field in refused.text, (bad, refused.text)
+    viewer = api.as_(api.user("vic", "viewer"))
+    assert viewer.patch(f"/metrics/rules/{rule['id']}", {"warning": 1}).status_code == 404
+    assert api.ok(api.get("/metrics/incidents")) == []
+    assert api.delete(f"/metrics/rules/{rule['id']}").status_code == 204
+    assert api.delete(f"/metrics/rules/{rule['id']}").status_code == 404
+    assert api.ok(api.get("/metrics/rules")) == []

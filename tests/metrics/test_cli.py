@@ -64,3 +64,15 @@ def test_metrics_cli(live_server: LiveServer, admin_token: str, tmp_path: Path) 
     bad = cli.run("metrics", "query", "x", "--window", "soon", ok=False)
     assert "window" in bad.stderr
     cli.run("metrics", "show", "424242", ok=False)
+
+    # Alert rules: add, list, tune/pause, remove.
+    cli.run(
+        "metrics", "rules", "add", "slow", "--env", "prod", "--metric", "http_request_duration_ms",
+        "--expression", "p95", "--warning", "50", "--for-m", "2", "--for-n", "3",
+    )  # fmt: skip
+    table = cli.run("metrics", "rules", "list").stdout
+    assert "slow" in table and "p95(http_request_duration_ms) over 300s > 50/-" in table
+    paused = cli.json("metrics", "rules", "update", "slow", "--critical", "90", "--paused")
+    assert paused["critical"] == 90 and paused["is_active"] is False
+    cli.run("metrics", "rules", "rm", "slow")
+    assert "not found" in cli.run("metrics", "rules", "rm", "slow", ok=False).stderr

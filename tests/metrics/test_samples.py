@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from pilothouse.core.db import Database
 from pilothouse.metrics.models import MetricSeries, metric_samples
-from pilothouse.metrics.samples import Sample, canonical, write_samples
+from pilothouse.metrics.samples import Sample, canonical, write_samples, write_samples_in
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -52,3 +52,29 @@ async def test_write_samples_skips_non_finite_and_empty(db: Database) -> None:
     assert await write_samples(db, []) == 0
     batch = [Sample("x", {}, float("nan"), T0), Sample("x", {}, float("inf"), T0)]
     assert await write_samples(db, batch) == 0
+
+
+async def test_a_rolled_back_series_id_is_never_remembered(db: Database) -> None:
+    """SQLite gives a rolled-back rowid to the next series: a remembered id would file the
+    first series' samples under the second."""
+
+    class Abort(Exception):
+        pass
+
+    try:
+        async with db.session() as session:
+            await write_samples_in(session, db.dialect, [Sample("gone", {}, 1.0, T0)])
+            raise Abort
+    except Abort:
+        pass
+    assert await write_samples(db, [Sample("other", {}, 2.0, T0)]) == 1
+    assert await write_samples(db, [Sample("gone", {}, 3.0, T0)]) == 1
+    async with db.session(write=False) as session:
+        stored = (
+            await session.execute(
+                sa.select(MetricSeries.name, metric_samples.c.value)
+                .join(metric_samples, metric_samples.c.series_id == MetricSeries.id)
+                .order_by(metric_samples.c.value)
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [("other", 2.0), ("gone", 3.0)]

@@ -66,6 +66,42 @@ def test_parse_keeps_app_labels_and_tags_win() -> None:
     assert counters == builtin.Counters()
 
 
+EXPOSITIONS = [
+    # (first exposition, next one): the next one must read exactly as the parser reads it.
+    (
+        '# TYPE http_requests_total counter\nhttp_requests_total{code="200",path="/a b"} 5\n'
+        'http_requests_total{code="500",path="/"} 1\n# TYPE up gauge\nup 1\n',
+        '# TYPE http_requests_total counter\nhttp_requests_total{code="200",path="/a b"} 9\n'
+        'http_requests_total{code="500",path="/"} 3\n# TYPE up gauge\nup NaN\n',
+    ),
+    # A counter named without _total (the parser adds it), a timestamp, a tab.
+    (
+        "# TYPE hits counter\nhits 1\nold\t7 1700000000000\n",
+        "# TYPE hits counter\nhits 2\nold\t8 1700000060000\n",
+    ),
+    # Lines that differ (a new label set, a changed TYPE): parsed again.
+    ('x{a="1"} 1\n', 'x{a="1"} 2\nx{a="2"} 3\n'),
+    ("# TYPE c counter\nc_total 1\n", "# TYPE c gauge\nc_total 2\n"),
+    # The name given as __name__, a value with _ (float() would take it, the parser refuses).
+    ('{__name__="n",service="s"} 1\n', '{__name__="n",service="s"} 4\n'),
+    ("v 1\n", "v 1_000\n"),
+]
+
+
+@pytest.mark.parametrize(("first", "then"), EXPOSITIONS)
+def test_parse_reusing_the_last_shape_reads_as_the_parser(first: str, then: str) -> None:
+    tags = {"service": "web", "replica": "r1"}
+    scrape.parse(first, tags, AT, key="t")
+    try:
+        expected = scrape.parse(then, tags, AT)
+    except ValueError:
+        with pytest.raises(ValueError):
+            scrape.parse(then, tags, AT, key="t")
+        return
+    assert scrape.parse(then, tags, AT, key="t") == expected
+    assert scrape.parse(then, tags, AT, key="t") == expected  # and from its own shape
+
+
 async def _replica(db: Database, admin: Principal, port: int, **health: object) -> uuid.UUID:
     async with db.session() as session:
         await environments.create_environment(session, admin, name="e")

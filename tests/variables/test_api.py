@@ -53,7 +53,11 @@ def test_masking_reveal_versions_and_revert(api: Api, world: dict[str, Any]) -> 
     assert revealed["BOT_TOKEN"]["value"] == SENTINEL
     audit = api.ok(api.get("/audit", params={"limit": 1000}))
     reveal = [a for a in audit if a["action"] == "var_reveal"]
-    assert reveal and reveal[0]["changes"]["variables"] == ["BOT_TOKEN"]
+    assert reveal and reveal[0]["changes"] == {
+        "environment": "prod",
+        "scope": None,
+        "variables": ["BOT_TOKEN"],
+    }
 
     versions = api.ok(api.get("/environments/prod/vars/LOG_LEVEL/history"))
     assert [(v["version"], v["action"]) for v in versions] == [(1, "set"), (2, "set")]

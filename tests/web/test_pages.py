@@ -4,6 +4,7 @@ grid, rollback, log streaming, the public status page, and the leak test on ever
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -65,6 +66,9 @@ def test_login_session_cookie_csrf_and_logout(api: Api, admin_token: str) -> Non
     # every form carries the CSRF token; a POST without it (or with another) is refused
     assert client.post("/logout", follow_redirects=False).status_code == 403
     assert client.post("/logout", data={"csrf": "0" * 64}).status_code == 403
+    # a token that is not ASCII is refused too, not a server error
+    assert client.post("/logout", headers={"X-CSRF-Token": b"\xe9\xff"}).status_code == 403
+    assert client.post("/logout", data={"csrf": "\u00e9t\u00e9"}).status_code == 403
     out = client.post("/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/login"
     # the old cookie is worthless afterwards (the session row is gone)
@@ -346,7 +350,8 @@ def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[
     )
     assert SECRET in revealed.text and "DATABASE_URL" not in revealed.text
     reveals = [a for a in api.ok(api.get("/audit")) if a["action"] == "var_reveal"]
-    assert reveals[0]["changes"]["variables"] == ["API_KEY"]
+    only = {"environment": "prod", "scope": "web", "variables": ["API_KEY"]}
+    assert reveals[0]["changes"] == only
 
 
 @one_store
@@ -385,3 +390,64 @@ def test_sessions_past_their_end_are_pruned_by_the_registered_loop(
         monkeypatch=monkeypatch,
     )
     assert count() == 0
+
+
+def _timeline_of(html: str) -> str:
+    start = html.index('<h2 id="timeline-h">')
+    return html[start : html.index("</ol>", start)]
+
+
+@one_store
+def test_scaling_thresholds_and_events_on_the_service_page(
+    settings: Settings, api: Api, world: dict[str, Any]
+) -> None:
+    """Thresholds are fractions (of 100% for CPU and memory, of metric_target for a named
+    metric), shown as the decision's sentences show them; scaling events are on the timeline."""
+    svc = world["service"]["id"]
+    client = browser(api.client.app, api.token)
+    api.ok(api.put(f"/services/{svc}/scaling", {"min_instances": 1, "max_instances": 3}))
+    page = client.get(f"/services/{svc}").text
+    assert "up above 80%, down below 40%" in page and "0.8 %" not in page
+    named = {"metric": "queue_depth", "metric_target": 50.0, "scale_down_threshold": 0.3}
+    api.ok(api.put(f"/services/{svc}/scaling", named))
+    assert "up above 40, down below 15" in client.get(f"/services/{svc}").text
+    # a scale by hand writes a manual_scale event: on the timeline with the deployments
+    _deploy(api, "v1.0.0")
+    api.ok(api.post(f"/services/{svc}/scale", {"target_replicas": 2}))
+    timeline = _timeline_of(client.get(f"/services/{svc}").text)
+    assert "manual scale 1 → 2: scaled by hand by admin from 1 to 2 replicas" in timeline
+    assert "deploy v1.0.0" in timeline
+
+
+@one_store
+def test_the_log_stream_ends_with_the_session(
+    settings: Settings, api: Api, world: dict[str, Any]
+) -> None:
+    """A live log stream re-checks its session every PILOTHOUSE_WEB_POLL_SECONDS: logging out,
+    or revoking the token the session came from, ends it (with `end`, so htmx stops)."""
+    settings.web_poll_seconds = settings.web_sse_ping_seconds = 0.2
+    dep = api.ok(api.post("/deployments", {"service": "web", "version": "v1.0.0"}), 201)
+    other = api.user("ada", "admin")
+
+    def log_out(client: Any) -> None:
+        page = client.get(f"/deployments/{dep['id']}")
+        assert client.post("/logout", data={"csrf": csrf_of(page.text)}).status_code == 200
+
+    def revoke(_: Any) -> None:
+        [token] = api.ok(api.get("/tokens", params={"user": "ada"}))
+        api.ok(api.delete(f"/tokens/{token['id']}"))
+
+    for token, end_session in ((api.token, log_out), (other, revoke)):
+        client = browser(api.client.app, token)
+        with client.stream("GET", f"/deployments/{dep['id']}/logs") as stream:
+            chunks = stream.iter_text()
+            body = next(chunks)
+            while "event: status" not in body:
+                body += next(chunks)
+            assert "data: pending" in body
+            end_session(client)
+            ended = time.monotonic()
+            for chunk in chunks:  # pings keep coming while the stream lives
+                body += chunk
+                assert time.monotonic() - ended < 10, "the stream outlived its session"
+        assert "event: end" in body and "session ended" in body

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from pilothouse.apply.spec import json_schema
 from pilothouse.cli_support import api
 from pilothouse.client import ApiClient, CliError
 from pilothouse.console import err, out, print_json
@@ -159,6 +158,10 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of pilothouse.yaml (for editor completion and validation)."""
+    # Imported here: the models pull in the store and driver layers, which --help and the
+    # HTTP commands never load (tests/test_cli.py).
+    from pilothouse.apply.spec import json_schema
+
     text = json.dumps(json_schema(), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)

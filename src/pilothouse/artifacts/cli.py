@@ -27,7 +27,7 @@ def register(
     env: EnvOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Register a build of a service (operator)."""
+    """Register a build of a service (operator or deployer)."""
     body = {
         "service": service,
         "environment": env,

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from pilothouse.autoscaling.simulate import trace_points
 from pilothouse.cli_support import EnvOption, JsonFlag, api
 from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_table
@@ -270,6 +269,8 @@ def simulate(
         except OSError as exc:
             raise CliError(f"--trace {trace}: {exc.strerror or exc}") from None
         try:
+            from pilothouse.autoscaling.simulate import trace_points  # loads the store layer
+
             points = trace_points(text)
         except ValidationFailed as exc:
             raise CliError(f"--trace {trace}: {exc.message}") from None

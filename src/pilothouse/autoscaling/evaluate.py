@@ -291,22 +291,33 @@ async def load_subjects(
 async def last_events(
     session: AsyncSession, service_ids: Sequence[uuid.UUID], since: datetime
 ) -> dict[uuid.UUID, LastEvents]:
-    """When each service last grew and shrank (successful events since `since`)."""
+    """When each service last grew and shrank, and when an attempt either way was last refused
+    (events since `since`): a refused attempt starts the cooldown too (rules.cooldown)."""
     grew = sa.case(
         (ScalingEvent.instances_after > ScalingEvent.instances_before, True), else_=False
     )
     query_ = (
-        sa.select(ScalingEvent.service_id, grew, sa.func.max(ScalingEvent.timestamp))
-        .where(ScalingEvent.success.is_(True), ScalingEvent.timestamp >= since)
-        .group_by(ScalingEvent.service_id, grew)
+        sa.select(
+            ScalingEvent.service_id,
+            grew,
+            ScalingEvent.success,
+            sa.func.max(ScalingEvent.timestamp),
+        )
+        .where(ScalingEvent.timestamp >= since)
+        .group_by(ScalingEvent.service_id, grew, ScalingEvent.success)
     )
     if len(service_ids) <= 500:
         query_ = query_.where(ScalingEvent.service_id.in_(service_ids))
-    ups: dict[uuid.UUID, datetime] = {}
-    downs: dict[uuid.UUID, datetime] = {}
-    for service_id, up, at in await session.execute(query_):
-        (ups if up else downs)[service_id] = at
-    return {s: LastEvents(ups.get(s), downs.get(s)) for s in service_ids}
+    # (grew, success) -> service -> when
+    found: dict[tuple[bool, bool], dict[uuid.UUID, datetime]] = {}
+    for service_id, up, success, at in await session.execute(query_):
+        found.setdefault((bool(up), bool(success)), {})[service_id] = at
+    ups, downs = found.get((True, True), {}), found.get((False, True), {})
+    failed_ups, failed_downs = found.get((True, False), {}), found.get((False, False), {})
+    return {
+        s: LastEvents(ups.get(s), downs.get(s), failed_ups.get(s), failed_downs.get(s))
+        for s in service_ids
+    }
 
 
 async def rolling_out(session: AsyncSession, service_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -403,6 +414,8 @@ async def evaluate_round(
             )
     for s, decision in changes:
         message = await carry_out(db, s, decision, now)
+        if message is None:  # stopped or deleted since it was read
+            continue
         if message["success"]:
             result.scaled += 1
         else:
@@ -412,30 +425,26 @@ async def evaluate_round(
     return result
 
 
-async def carry_out(db: Database, s: Subject, decision: Decision, now: datetime) -> dict[str, Any]:
-    """Scale through the release engine and record the event (also when refused)."""
+async def carry_out(
+    db: Database, s: Subject, decision: Decision, now: datetime
+) -> dict[str, Any] | None:
+    """Scale through the release engine and record the event (also when refused); returns the
+    alert channels' message. Nothing at all when the service was stopped or deleted since the
+    round read it: that is checked again here, in the change's own transaction with the
+    service's row locked, so a stop landing mid-round is never undone by a scale."""
     try:
         async with db.session() as session:
+            svc = await _live_service(session, s.service_id)
+            if svc is None:
+                log.info("not scaled: stopped or deleted meanwhile", service=s.service)
+                return None
             svc, deployment = await deployments.scale(
                 session, autoscaler(s.owner_id), str(s.service_id), decision.after, manual=False
             )
-            event = scaling_events.record_event(
-                session,
-                svc,
-                action=decision.action,
-                before=decision.before,
-                after=decision.after,
-                reason=decision.reason,
-                triggered_by="autoscaler",
-                cpu=decision.cpu,
-                memory=decision.memory,
-                deployment_id=deployment.id if deployment else None,
-                at=now,
-            )
+            message = _record(session, s, svc, decision, now, deployment.id if deployment else None)
             policy = await session.get(ScalingPolicy, s.policy.id)
             if policy is not None:
                 policy.last_decision = decision.reason
-            message = scaling_events.event_message(s.service, s.environment, event)
     except PilothouseError as exc:
         error = exc.message
     else:
@@ -448,25 +457,50 @@ async def carry_out(db: Database, s: Subject, decision: Decision, now: datetime)
         )
         return message
     async with db.session() as session:
-        svc_row = await session.get(Service, s.service_id)
-        assert svc_row is not None
-        event = scaling_events.record_event(
-            session,
-            svc_row,
-            action=decision.action,
-            before=decision.before,
-            after=decision.after,
-            reason=decision.reason,
-            triggered_by="autoscaler",
-            success=False,
-            error=error,
-            cpu=decision.cpu,
-            memory=decision.memory,
-            at=now,
-        )
-        message = scaling_events.event_message(s.service, s.environment, event)
+        svc = await _live_service(session, s.service_id)
+        if svc is None:
+            return None
+        message = _record(session, s, svc, decision, now, error=error)
     log.warning("scaling refused", service=s.service, error=error)
     return message
+
+
+async def _live_service(session: AsyncSession, service_id: uuid.UUID) -> Service | None:
+    """The service, read afresh and locked for the transaction; None when it is stopped or
+    deleted."""
+    svc = await session.get(Service, service_id, with_for_update=True, populate_existing=True)
+    if svc is None or svc.deleted_at is not None or svc.status in ("stopped", "deleted"):
+        return None
+    return svc
+
+
+def _record(
+    session: AsyncSession,
+    s: Subject,
+    svc: Service,
+    decision: Decision,
+    now: datetime,
+    deployment_id: uuid.UUID | None = None,
+    *,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The autoscaler's event for `decision` (failed when `error`), and its message."""
+    event = scaling_events.record_event(
+        session,
+        svc,
+        action=decision.action,
+        before=decision.before,
+        after=decision.after,
+        reason=decision.reason,
+        triggered_by="autoscaler",
+        success=error is None,
+        error=error,
+        cpu=decision.cpu,
+        memory=decision.memory,
+        deployment_id=deployment_id,
+        at=now,
+    )
+    return scaling_events.event_message(s.service, s.environment, event)
 
 
 async def retain(db: Database, before: datetime) -> int:

@@ -14,8 +14,11 @@ Two modes:
 Always: the result stays within [floor, max_instances] where the floor is `min_instances` or a
 scheduled floor in force; nothing is decided on fewer than `datapoints_to_trigger` datapoints;
 a missing datapoint never lets a service shrink; a cooldown holds metric-driven changes (bringing
-a service back inside [floor, max] does not wait for one); while a rollout runs nothing changes
-(scale-in is frozen, and the rollout brings up the count the autoscaler last chose).
+a service back inside [floor, max] does not wait for one); a change the release engine refused
+starts its direction's cooldown as a carried-out one does (so it is retried once per cooldown,
+not every period), and then holds the way back inside [floor, max] too; while a rollout runs
+nothing changes (scale-in is frozen, and the rollout brings up the count the autoscaler last
+chose).
 """
 
 from __future__ import annotations
@@ -131,18 +134,25 @@ class Datapoint:
 
 @dataclass(frozen=True)
 class LastEvents:
-    """When the service last grew and last shrank (any trigger, successful only)."""
+    """When the service last grew and last shrank (any trigger, successful), and when the
+    autoscaler's last attempt either way was refused (a failed event)."""
 
     scale_up_at: datetime | None = None
     scale_down_at: datetime | None = None
+    failed_up_at: datetime | None = None
+    failed_down_at: datetime | None = None
 
     @property
     def changed_at(self) -> datetime | None:
         """The last change either way: the down-cooldown counts from it, so a service that
         just grew is not shrunk before the cooldown (the seed's "since the last scale-down"
         holds too)."""
-        known = [at for at in (self.scale_up_at, self.scale_down_at) if at is not None]
-        return max(known) if known else None
+        return _latest(self.scale_up_at, self.scale_down_at)
+
+
+def _latest(*times: datetime | None) -> datetime | None:
+    known = [at for at in times if at is not None]
+    return max(known) if known else None
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,31 @@ def shown(name: str, value: float) -> str:
     return f"{number(value)}%" if name in ("cpu", "memory") else number(value)
 
 
+def threshold(policy: Policy, name: str, level: float) -> str:
+    """A step threshold (a fraction, 0-1) as a person reads it: 0.8 -> "80%" for CPU and
+    memory, 0.8 of a named metric's target 1000 -> "800"."""
+    if name in ("cpu", "memory"):
+        return f"{number(level * 100)}%"
+    return number(level * (policy.metric_target or 0.0))
+
+
+def thresholds(policy: Policy) -> str:
+    """What the policy's decisions compare against, worded as they word it: step mode
+    "up above 80%, down below 40%" (`threshold`, on its first metric), target mode
+    "target CPU 70%, memory 75%" or "target queue_depth 10"."""
+    if policy.mode == "target":
+        return "target " + ", ".join(
+            f"{label(policy, name)} {shown(name, target)}"
+            for name in policy.metrics
+            if (target := target_of(policy, name)) is not None
+        )
+    name = policy.metrics[0]
+    return (
+        f"up above {threshold(policy, name, policy.scale_up_threshold)}, "
+        f"down below {threshold(policy, name, policy.scale_down_threshold)}"
+    )
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -234,6 +269,33 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 def _elapsed(since: datetime | None, now: datetime, seconds: int) -> bool:
     return since is None or (now - since).total_seconds() >= seconds
+
+
+def cooldown(policy: Policy, last: LastEvents, up: bool, now: datetime) -> str | None:
+    """Why a metric-driven change that way must wait (None: it need not). The up-cooldown
+    counts from the last scale-up, the down-cooldown from the last change either way; both
+    also from the last refused attempt that way, so a refusal (no capacity, a rollout in
+    between) is retried once per cooldown, not every period with a failed event and an alert."""
+    if up:
+        seconds, done = policy.scale_up_cooldown_seconds, last.scale_up_at
+        failed = last.failed_up_at
+    else:
+        seconds, done = policy.scale_down_cooldown_seconds, last.changed_at
+        failed = last.failed_down_at
+    way = "scale-up" if up else "scale-down"
+    if not _elapsed(failed, now, seconds):
+        return f"{way} cooldown still running after a refused attempt"
+    if not _elapsed(done, now, seconds):
+        return f"{way} cooldown still running"
+    return None
+
+
+def refused_lately(policy: Policy, last: LastEvents, up: bool, now: datetime) -> bool:
+    """Whether the last attempt that way was refused within its cooldown: then even a change
+    back inside [floor, max] (which otherwise waits for no cooldown) waits."""
+    if up:
+        return not _elapsed(last.failed_up_at, now, policy.scale_up_cooldown_seconds)
+    return not _elapsed(last.failed_down_at, now, policy.scale_down_cooldown_seconds)
 
 
 def recommend(policy: Policy, current: int, point: Datapoint) -> int | None:
@@ -288,9 +350,14 @@ def decide(
             if schedule is not None and floor_extra > policy.min_instances
             else f"min_instances is {floor}"
         )
+        if refused_lately(policy, last_events, True, now):
+            return none(f"below the floor: {why}; retried after the scale-up cooldown (refused)")
         return change(floor, f"below the floor: {why}")
     if current > policy.max_instances:
-        return change(policy.max_instances, f"above max_instances {policy.max_instances}")
+        why = f"above max_instances {policy.max_instances}"
+        if refused_lately(policy, last_events, False, now):
+            return none(f"{why}; retried after the scale-down cooldown (refused)")
+        return change(policy.max_instances, why)
     if len(recent) < n:
         return none(f"only {len(recent)} of {n} datapoints so far")
     span = duration(n * policy.evaluation_period_seconds)
@@ -324,21 +391,16 @@ def _step(
         ):
             low = False
 
-    def threshold(name: str, level: float) -> str:
-        if name in ("cpu", "memory"):
-            return f"{number(level * 100)}%"
-        return number(level * (policy.metric_target or 0.0))
-
     if high:
         name, avg = max(high, key=lambda h: h[1])
         reason = (
             f"{label(policy, name)} {shown(name, avg)} average for {span} "
-            f"(threshold {threshold(name, policy.scale_up_threshold)})"
+            f"(threshold {threshold(policy, name, policy.scale_up_threshold)})"
         )
         if current >= policy.max_instances:
             return none(f"{reason}; already at max_instances {policy.max_instances}")
-        if not _elapsed(last.scale_up_at, now, policy.scale_up_cooldown_seconds):
-            return none(f"{reason}; scale-up cooldown still running")
+        if held := cooldown(policy, last, True, now):
+            return none(f"{reason}; {held}")
         return change(current + 1, reason)
     if low:
         parts = [
@@ -346,15 +408,12 @@ def _step(
             for name in policy.metrics
             if (v := _mean([p.get(name) for p in recent])) is not None
         ]
-        level = policy.scale_down_threshold
-        names = policy.metrics
-        reason = (
-            f"{' and '.join(parts)} average for {span} (threshold {threshold(names[0], level)})"
-        )
+        level = threshold(policy, policy.metrics[0], policy.scale_down_threshold)
+        reason = f"{' and '.join(parts)} average for {span} (threshold {level})"
         if current <= floor:
             return none(f"{reason}; already at the floor {floor}")
-        if not _elapsed(last.changed_at, now, policy.scale_down_cooldown_seconds):
-            return none(f"{reason}; scale-down cooldown still running")
+        if held := cooldown(policy, last, False, now):
+            return none(f"{reason}; {held}")
         return change(current - 1, reason)
     return none(f"within thresholds over {span}")
 
@@ -404,8 +463,8 @@ def _target(
         after = min(wanted, current + policy.max_step_up, policy.max_instances)
         if after <= current:
             return none(f"{described}; already at max_instances {policy.max_instances}")
-        if not _elapsed(last.scale_up_at, now, policy.scale_up_cooldown_seconds):
-            return none(f"{described}; scale-up cooldown still running")
+        if held := cooldown(policy, last, True, now):
+            return none(f"{described}; {held}")
         limited = f", at most +{policy.max_step_up} per period" if after < wanted else ""
         return change(after, f"{described}: {wanted} replicas wanted{limited}")
     if wanted == current:
@@ -427,8 +486,8 @@ def _target(
             else f"already at the floor {floor}"
         )
         return none(f"{described}; {why}")
-    if not _elapsed(last.changed_at, now, policy.scale_down_cooldown_seconds):
-        return none(f"{described}; scale-down cooldown still running")
+    if held := cooldown(policy, last, False, now):
+        return none(f"{described}; {held}")
     return change(after, f"{described}: {stable} replicas wanted")
 
 

@@ -53,7 +53,9 @@ service_actions = APIRouter(prefix="/services", tags=["services"])
     "",
     response_model=DeploymentRead,
     status_code=201,
-    summary="Record a deployment (operator); it starts as pending",
+    summary=(
+        "Record a deployment (operator; a deployer: deploy or rollback only); it starts as pending"
+    ),
 )
 async def create(body: DeploymentCreate, session: Session, caller: Caller) -> DeploymentRead:
     deployment = await service.create_deployment(session, caller, **body.model_dump())
@@ -350,7 +352,10 @@ async def rollback_preview(
     "/{ref}/rollback",
     response_model=RollbackRead,
     status_code=201,
-    summary="Roll back by hand (operator): to `to`, or the release live before the current one",
+    summary=(
+        "Roll back by hand (operator or deployer): to `to`, or the release live before the "
+        "current one"
+    ),
     description="The default target is the last release that went live (a deployment of it "
     "succeeded) before the live one and was not rolled back since; a release that never went "
     "live is never a target. 409 when there is none, or when `to` never went live. "

@@ -35,7 +35,7 @@ def deploy(
     ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Deploy VERSION to SERVICE (operator) and follow it: a bar per replica, live logs.
+    """Deploy VERSION to SERVICE (operator or deployer) and follow it: a bar per replica, live logs.
 
     A run of the same log line prints once, then `... x N`. The outcome and its reason are
     printed when the deployment ends and again as the last line.
@@ -93,7 +93,7 @@ def rollback(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Restore without asking.")] = False,
 ) -> None:
-    """Roll SERVICE back by hand (operator) to the release live before the current one.
+    """Roll SERVICE back by hand (operator or deployer) to the release live before the current one.
 
     The target is the last release that went live before the current one, not rolled back since.
 

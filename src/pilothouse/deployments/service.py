@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import Principal, require, visible
+from pilothouse.access import DEPLOYER, DEPLOYER_EVENT_TYPES, Principal, require, visible
 from pilothouse.artifacts import service as artifacts
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
@@ -31,7 +31,7 @@ from pilothouse.deployments.rollback import Step as RollbackStep
 from pilothouse.deployments.transitions import TABLE, TERMINAL
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
-from pilothouse.errors import AlreadyLive, Conflict, NotFound, ValidationFailed
+from pilothouse.errors import AlreadyLive, Conflict, Forbidden, NotFound, ValidationFailed
 from pilothouse.history import service as history
 from pilothouse.history.models import StatusHistory
 from pilothouse.nodes import service as nodes
@@ -212,6 +212,11 @@ async def create_deployment(
     """Record a deployment as pending (operator); the release engine carries it out."""
     svc = await services.get_service(session, actor, service, environment=environment)
     require(actor, "deploy")
+    if actor.role == DEPLOYER and event_type not in DEPLOYER_EVENT_TYPES:
+        raise Forbidden(
+            f"role 'deployer' may only deploy and roll back, not {event_type}; needs 'operator'",
+            detail={"event_type": event_type, "role": actor.role, "needs": "operator"},
+        )
     env = await session.get(Environment, svc.environment_id)
     assert env is not None
     if not env.is_active:

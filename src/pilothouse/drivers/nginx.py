@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
 import signal
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
@@ -34,6 +36,7 @@ http {{
     uwsgi_temp_path {root}/tmp/uwsgi;
     scgi_temp_path {root}/tmp/scgi;
     include {root}/services/*.conf;
+    include {root}/sites/*.conf;
 }}
 """
 
@@ -56,6 +59,91 @@ server {{
     }}
 }}
 """
+
+
+@dataclass(frozen=True)
+class Site:
+    """A custom domain: the service (by its key) whose upstream it proxies to, and its
+    certificate and key files once it has a certificate (until then it is served over HTTP,
+    so the ACME HTTP-01 challenge can reach pilothouse)."""
+
+    domain: str
+    service_key: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    https_port: int = 443
+    http_port: int = 80
+    bind: str = "0.0.0.0"
+    hsts: bool = False
+    hsts_max_age: int = 31536000
+    #: Where /.well-known/acme-challenge/ is proxied (pilothouse's API), host:port.
+    challenges: str = "127.0.0.1:8600"
+
+
+PROXY = """\
+        proxy_pass http://svc_{upstream};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-Proto {scheme};
+        proxy_next_upstream error timeout http_502 http_503;
+"""
+
+
+def render_sites(sites: list[Site], tls: TlsSettings) -> str:
+    """The nginx config of the custom domains. On the HTTP port, per domain: the ACME HTTP-01
+    path goes to pilothouse's API; everything else is redirected to HTTPS once the domain has
+    a certificate, else proxied to its service. On the HTTPS port, per domain with a
+    certificate (SNI): a TLS server with it, proxying to its service, HSTS optional."""
+    port = "" if tls.https_port == 443 else f":{tls.https_port}"
+    hsts = (
+        f'    add_header Strict-Transport-Security "max-age={tls.hsts_max_age}" always;\n'
+        if tls.hsts
+        else ""
+    )
+    blocks = []
+    for site in sorted(sites, key=lambda s: s.domain):
+        upstream = site.service_key.replace("-", "")
+        secure = site.cert_file is not None and site.key_file is not None
+        plain = (
+            f"        return 308 https://$host{port}$request_uri;\n"
+            if secure
+            else PROXY.format(upstream=upstream, scheme="http")
+        )
+        blocks.append(
+            f"""\
+# managed by pilothouse: {site.domain}
+server {{
+    listen {tls.bind}:{tls.http_port};
+    server_name {site.domain};
+    location /.well-known/acme-challenge/ {{
+        proxy_pass http://{tls.challenges};
+        proxy_set_header Host $host;
+    }}
+    location / {{
+{plain}    }}
+}}
+"""
+        )
+        if secure:
+            blocks.append(
+                f"""\
+server {{
+    listen {tls.bind}:{tls.https_port} ssl;
+    server_name {site.domain};
+    ssl_certificate {site.cert_file};
+    ssl_certificate_key {site.key_file};
+    ssl_protocols TLSv1.2 TLSv1.3;
+{hsts}    location / {{
+{PROXY.format(upstream=upstream, scheme="https")}    }}
+}}
+"""
+            )
+    return "\n".join(blocks)
 
 
 #: Seconds a stopping nginx has to finish its requests before what is left is killed.
@@ -89,7 +177,16 @@ class NginxRouter:
         return self.root / "nginx.conf"
 
     def _prepare(self) -> None:
-        for sub in ("services", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+        for sub in (
+            "services",
+            "sites",
+            "tls",
+            "tmp/body",
+            "tmp/proxy",
+            "tmp/fastcgi",
+            "tmp/uwsgi",
+            "tmp/scgi",
+        ):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.conf.write_text(MAIN_CONF.format(root=self.root))
 
@@ -248,6 +345,64 @@ class NginxRouter:
             else:
                 await self._reload()
 
+    def routed(self) -> set[str]:
+        """The keys of the services this router has an upstream for."""
+        return {path.stem for path in (self.root / "services").glob("*.conf")}
+
+    async def set_sites(self, sites: list[Site], tls: TlsSettings) -> bool:
+        """Serve these TLS sites (only those whose service this router routes), then reload
+        gracefully: old workers finish their requests with the old certificate, new
+        connections get the new one. Returns whether anything changed. Certificate files are
+        read at reload, so a swap is: write the new files, then call this (or `reload`)."""
+        async with self._lock:
+            self._prepare()
+            state_path, conf_path = (
+                self.root / "sites" / "tls.json",
+                self.root / "sites" / "tls.conf",
+            )
+            kept = {p: p.read_text() for p in (state_path, conf_path) if p.exists()}
+            state = {"sites": [asdict(s) for s in sites], "tls": asdict(tls)}
+            state_path.write_text(json.dumps(state))
+            if not self._render_sites():
+                return False
+            try:
+                # A site nginx cannot load (a missing certificate, a port it may not bind)
+                # must not break the router for every service: check first, and put the
+                # previous sites back when the check or the reload fails.
+                await self._nginx("-t", "-q")
+                if self.pid() is not None:
+                    await self._reload()
+            except RouterError:
+                for path in (state_path, conf_path):
+                    if path in kept:
+                        path.write_text(kept[path])
+                    else:
+                        path.unlink(missing_ok=True)
+                raise
+            return True
+
+    def _render_sites(self) -> bool:
+        """Write sites/tls.conf from the last sites given, keeping only the services routed
+        now (a removed service's site would name an upstream that is gone); whether it changed."""
+        try:
+            state = json.loads((self.root / "sites" / "tls.json").read_text())
+        except (OSError, ValueError):
+            return False
+        routed = self.routed()
+        sites = [Site(**s) for s in state["sites"] if s["service_key"] in routed]
+        text = render_sites(sites, TlsSettings(**state["tls"]))
+        path = self.root / "sites" / "tls.conf"
+        if path.exists() and path.read_text() == text:
+            return False
+        path.write_text(text)
+        return True
+
+    async def reload(self) -> None:
+        """Reload gracefully (certificate files changed in place)."""
+        async with self._lock:
+            if self.pid() is not None:
+                await self._reload()
+
     async def remove(self, service_key: str) -> None:
         """Stop routing a service (its port is closed at the next reload); with no service
         left to route, nginx stops."""
@@ -255,6 +410,7 @@ class NginxRouter:
             path = self.root / "services" / f"{service_key}.conf"
             if path.exists():
                 path.unlink()
+                self._render_sites()
                 if not any((self.root / "services").glob("*.conf")):
                     await self._stop(STOP_TIMEOUT)
                 elif self.pid() is not None:

@@ -151,12 +151,17 @@ def incidents(
     open_only: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List incidents (a service not healthy), newest first, with the service and the cause."""
-    rows = api(ctx).request(
-        "GET", "/incidents", params={"service": service, "open": open_only or None}
-    )
+    """List incidents newest first: a service not healthy (kind health) and a metric alert rule
+    not healthy (kind metric, with the rule's name), with the service and the cause."""
+    params = {"service": service, "open": open_only or None}
+    client = api(ctx)
+    health = client.request("GET", "/incidents", params=params)
+    metric = client.request("GET", "/metrics/incidents", params=params)
+    health = [{**r, "kind": "health", "rule": ""} for r in health]
+    metric = [{**r, "kind": "metric"} for r in metric]
+    rows = sorted(health + metric, key=lambda r: str(r["started_at"]), reverse=True)
     print_json(rows) if as_json else print_table(
         rows,
-        ["service", "started_at", "ended_at", "status", "cause", "reminders"],
+        ["kind", "service", "rule", "started_at", "ended_at", "status", "cause", "reminders"],
         title="incidents",
     )

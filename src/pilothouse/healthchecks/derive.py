@@ -9,12 +9,16 @@ defaults are the seeds':
   the service itself timing out / not responding = unhealthy. A service that answers with an
   unexpected HTTP status is unhealthy with that status as the reason ("HTTP 503"): it responds,
   so it is never called "not responding".
+A certificate problem (the TLS probe failed, or the certificate expires within the warning
+window, 14 days by default) makes a responding service degraded, never unhealthy: an expiring
+certificate is a warning, not downtime (certificate_warning).
 Flap damping: N consecutive unhealthy results before a change to unhealthy, M healthy results
 before a change back (defaults 3 and 2).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -54,6 +58,7 @@ class Observation:
     timed_out: bool = False
     error_rate: float | None = None  # 0.0-1.0 over the last 5 minutes, when known
     dependencies: tuple[Dependency, ...] = field(default_factory=tuple)
+    certificate: str | None = None  # a certificate warning (certificate_warning), if any
 
 
 def dependency_status(dep: Dependency, t: Thresholds = Thresholds()) -> DependencyStatus:
@@ -105,7 +110,29 @@ def derive(obs: Observation, t: Thresholds = Thresholds()) -> tuple[Status, list
         reasons.append(f"error rate {rate:.3f} >= {t.error_rate_degraded}")
     if obs.response_ms is not None and obs.response_ms >= t.response_ms:
         reasons.append(f"response {obs.response_ms:.0f} ms >= {t.response_ms:.0f} ms")
+    if obs.certificate:
+        reasons.append(obs.certificate)
     return ("degraded" if reasons else "healthy"), reasons
+
+
+_DAYS_LEFT = re.compile(r"certificate expires in (-?\d+) days")
+
+
+def certificate_warning(ok: bool, detail: str, warn_days: int) -> str | None:
+    """What a TLS probe result (ok, detail) adds to its service's health: a warning when the
+    handshake or the chain failed, or when the certificate expires within `warn_days` (the
+    probe's detail says "certificate expires in N days"); None otherwise."""
+    if not ok:
+        return f"certificate: {detail}"
+    found = _DAYS_LEFT.search(detail)
+    if found is None:
+        return None
+    days = int(found.group(1))
+    if days < 0:
+        return "certificate expired"
+    if days <= warn_days:
+        return f"certificate expires in {days} days"
+    return None
 
 
 @dataclass(frozen=True)

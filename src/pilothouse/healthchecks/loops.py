@@ -35,6 +35,8 @@ class HealthLoops:
                 reminder_minutes=rt.settings.reminder_minutes,
                 buffer=rt.settings.health_buffer,
                 worker=rt.leases.owner,
+                cert_warn_days=rt.settings.certs_warn_days,
+                tls_ca_file=rt.settings.certs_ca_file,
             ),
             # App-reported figures per replica (the metrics capability appends its source).
             figures=rt.hooks("replica_figures"),

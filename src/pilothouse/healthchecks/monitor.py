@@ -22,6 +22,7 @@ later does not alert again.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 import zlib
@@ -50,6 +51,7 @@ from pilothouse.healthchecks.derive import (
     Observation,
     Status,
     Thresholds,
+    certificate_warning,
     damp,
     dependency_status,
     derive,
@@ -126,6 +128,8 @@ class MonitorSettings:
     buffer: int = 10_000  # results kept in memory while the store is unreachable
     store_retry: float = 5.0  # seconds between attempts to reach the store while it is away
     worker: str = WORKER_ID
+    cert_warn_days: int = 14  # a certificate expiring sooner makes its service degraded
+    tls_ca_file: str | None = None  # extra CA certificates the https and TLS probes trust
 
 
 def health_spec(service: Service) -> HealthCheckSpec:
@@ -166,6 +170,9 @@ class Monitor:
         self.targets: list[Target] = []
         self.last_slot: dict[str, int] = {}
         self.semaphore = asyncio.Semaphore(self.settings.concurrency)
+        self._tls = ssl.create_default_context()
+        if self.settings.tls_ca_file:
+            self._tls.load_verify_locations(cafile=self.settings.tls_ca_file)
         self.tasks: set[asyncio.Task[None]] = set()
         self.lags: list[float] = []  # seconds between due time and start (for benchmarks)
         self.probed = 0
@@ -389,13 +396,16 @@ class Monitor:
                 body_contains=spec.get("body_contains"),
                 json_equals=spec.get("json_equals"),
                 latency_limit_ms=spec.get("latency_limit_ms"),
+                ssl_context=self._tls,
             )
         if target.kind == "tcp":
             return await probes.tcp_probe("127.0.0.1", int(spec["port"]), timeout=target.timeout)
         if target.kind == "postgres":
             return await probes.postgres_probe(spec["dsn"], timeout=target.timeout)
         if target.kind == "tls":
-            result = await probes.tls_probe(spec["host"], int(spec["port"]), timeout=target.timeout)
+            result = await probes.tls_probe(
+                spec["host"], int(spec["port"]), timeout=target.timeout, ssl_context=self._tls
+            )
             if "days_left" in result.extra:
                 result.detail += f"; certificate expires in {result.extra['days_left']} days"
             return result
@@ -658,7 +668,7 @@ class Monitor:
         info = self.service_info.get(service_id)
         if info is None:
             return []
-        keys = [f"replica:{r}" for r in info.replicas] + [f"url:{service_id}"]
+        keys = [f"replica:{r}" for r in info.replicas] + [f"url:{service_id}", f"tls:{service_id}"]
         keys += [f"dep:{info.environment_id}:database", f"dep:{info.environment_id}:redis"]
         return keys
 
@@ -696,7 +706,9 @@ class Monitor:
         front = [
             self.latest[k]
             for k in self._keys_of(service_id)
-            if not k.startswith("dep:") and k in self.latest and self.latest[k].at >= stale
+            if not k.startswith(("dep:", "tls:"))
+            and k in self.latest
+            and self.latest[k].at >= stale
         ]
         if not front:
             return None
@@ -715,10 +727,18 @@ class Monitor:
             timed_out=not responded and all("timeout" in c.detail for c in front),
             error_rate=self._service_figures(service_id).get("error_rate_5min"),
             dependencies=deps,
+            certificate=self._certificate(service_id, stale),
         )
         raw, reasons = derive(observation, info.thresholds)
         code = max((c.status_code or 0 for c in front), default=0) or None
         return raw, reasons, responded, min(latencies) if latencies else None, code
+
+    def _certificate(self, service_id: uuid.UUID, stale: datetime) -> str | None:
+        """The warning the service's latest TLS probe result adds to its health, if any."""
+        tls = self.latest.get(f"tls:{service_id}")
+        if tls is None or tls.at < stale:
+            return None
+        return certificate_warning(tls.ok, tls.detail, self.settings.cert_warn_days)
 
     async def _store(
         self, rows: list[dict[str, Any]], raws: dict[str, Raw], now: datetime

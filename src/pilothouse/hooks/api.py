@@ -36,11 +36,13 @@ async def delete(name: str, session: Session, caller: Caller) -> Response:
     status_code=202,
     summary="Receive a signed deploy webhook (GitHub push/workflow_run, or generic signed JSON)",
     description="No token: the HMAC signature authenticates (X-Hub-Signature-256 with "
-    "X-GitHub-Event and X-GitHub-Delivery, or X-Pilothouse-Signature over `<timestamp>.<body>` "
-    "with X-Pilothouse-Timestamp and X-Pilothouse-Delivery; docs/ci.md). A matching branch or "
-    "tag registers the commit as an artifact and deploys it (202 `deployed`); anything else is "
-    "202 `ignored: ...`. 401 bad signature or stale timestamp, 409 a delivery id seen before, "
-    "404 no such hook. Every call is audited.",
+    "X-GitHub-Event and X-GitHub-Delivery, or X-Pilothouse-Signature over "
+    "`<timestamp>.<delivery>.<body>` with X-Pilothouse-Timestamp and X-Pilothouse-Delivery; "
+    "docs/ci.md). A matching branch or tag registers the commit as an artifact and deploys it "
+    "(202 `deployed`); anything else is 202 `ignored: ...`. 401 bad signature or stale "
+    "timestamp, 403 the hook's creator is no longer an active admin, 409 a replay (a GitHub "
+    "body or a generic delivery id seen before), 404 no such hook. Every call to an existing "
+    "hook is audited.",
 )
 async def receive(name: str, request: Request, keys: Keys) -> JSONResponse:
     body = await request.body()

@@ -2,8 +2,9 @@
 
 A hook is named (its URL is /api/v1/hooks/<name>), holds an HMAC secret sealed with the master
 keyring (`secret_encrypted`, never shown) and rules mapping a branch or tag pattern to an
-environment and a service. Every delivery id a hook accepted is remembered (unique per hook), so
-a replayed request is refused.
+environment and a service. What identifies each request a hook accepted is remembered (unique
+per hook), so a replayed request is refused: `delivery` holds the generic format's signed
+delivery id, or `sha256=<hex>` of a GitHub body (GitHub does not sign its delivery id).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Deploy hooks: admins create them; a signed delivery registers the commit as an artifact of
-the service its rule names and records a deployment of it. Every call is audited, the refused
-ones too (in their own transaction, since the refused request's own is rolled back)."""
+the service its rule names and records a deployment of it. Every call to an existing hook is
+audited, the refused ones too (in their own transaction, since the refused request's own is
+rolled back); a call to a name no hook has is only logged (the name is the caller's choice)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,23 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import Principal, require, system_actor
+from pilothouse.access import Principal, require
 from pilothouse.artifacts import service as artifacts
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring, open_value, seal_value
 from pilothouse.core.db import Database
+from pilothouse.core.logging import get_logger
 from pilothouse.deployments import service as deployments
 from pilothouse.errors import AlreadyLive, Conflict, NotFound, PilothouseError
 from pilothouse.hooks import signature
 from pilothouse.hooks.models import DeployHook, HookDelivery
 from pilothouse.hooks.schemas import HookCreate
 from pilothouse.services import service as services
+from pilothouse.users.models import User
+
+log = get_logger("pilothouse.hooks")
 
 
 async def create_hook(
@@ -100,19 +105,30 @@ def _actor(hook: DeployHook) -> Principal:
     return Principal(id=hook.owner_id, name=f"hook:{hook.name}", role="admin")
 
 
-async def _audit(
-    db: Database, hook: DeployHook | None, name: str, answer: Answer, extra: dict[str, str]
-) -> None:
+async def _audit(db: Database, hook: DeployHook, answer: Answer, extra: dict[str, str]) -> None:
     async with db.session() as session:
-        actor = _actor(hook) if hook else system_actor(f"hook:{name}")
         audit.record(
             session,
-            actor,
+            _actor(hook),
             "hook_call",
             "deploy_hook",
-            hook.id if hook else name,
+            hook.id,
             {"status": answer.status, "outcome": answer.outcome, **extra},
         )
+
+
+def _owner_refusal(hook: DeployHook, owner: User | None) -> Answer | None:
+    """The hook acts with its creator's admin rights: refused once the creator is gone,
+    deactivated or no longer an admin."""
+    if owner is not None and owner.is_active and owner.role == "admin":
+        return None
+    who = repr(owner.name) if owner is not None else "(deleted)"
+    state = "deleted" if owner is None else "inactive" if not owner.is_active else owner.role
+    return Answer(
+        403,
+        f"hook {hook.name!r} acts for its creator {who}, who is no longer an active admin "
+        f"({state}); an admin must create the hook anew",
+    )
 
 
 async def receive(
@@ -124,55 +140,70 @@ async def receive(
     *,
     now: float | None = None,
 ) -> Answer:
-    """Verify, de-duplicate and carry out one delivery; always audited."""
+    """Verify, de-duplicate and carry out one delivery; audited when the hook exists."""
     async with db.session() as session:
-        hook = await session.scalar(
-            sa.select(DeployHook).where(DeployHook.name == name, DeployHook.is_active.is_(True))
-        )
+        hook = await session.scalar(sa.select(DeployHook).where(DeployHook.name == name))
+        owner = await session.get(User, hook.owner_id) if hook is not None else None
         secret = open_value(hook.secret_encrypted, keyring) if hook else None
-    if hook is None or secret is None:
+    if hook is None:
+        log.info("deploy hook call to an unknown hook", hook=name[:100])
+        return Answer(404, f"hook {name[:100]!r} not found")
+    if not hook.is_active or secret is None:
         answer = Answer(404, f"hook {name!r} not found")
-        await _audit(db, None, name, answer, {})
+        await _audit(db, hook, answer, {})
         return answer
     checked = signature.check_signature(secret, headers, body, time.time() if now is None else now)
     if isinstance(checked, signature.Refused):
         answer = Answer(checked.status, checked.reason)
-        await _audit(db, hook, name, answer, {})
+        await _audit(db, hook, answer, {})
         return answer
     fmt, delivery = checked
     extra = {"format": fmt, "delivery": delivery, "event": headers.get("x-github-event", "")}
+    refused = _owner_refusal(hook, owner)
+    if refused is not None:
+        await _audit(db, hook, refused, extra)
+        return refused
+    key = signature.replay_key(fmt, delivery, body)
     try:
-        answer = await _carry_out(db, hook, fmt, delivery, headers, body)
-    except IntegrityError:
-        answer = Answer(409, f"delivery {delivery} was already received (replay refused)")
+        answer = await _carry_out(db, hook, fmt, key, headers, body)
+    except (IntegrityError, _Replay):
+        answer = _replay(fmt, delivery)
     except PilothouseError as exc:
         answer = Answer(exc.status, exc.message)
-        await _remember(db, hook, delivery, f"failed: {exc.message}")
-    await _audit(db, hook, name, answer, extra)
+        await _remember(db, hook, key, f"failed: {exc.message}")
+    await _audit(db, hook, answer, extra)
     return answer
 
 
-async def _remember(db: Database, hook: DeployHook, delivery: str, outcome: str) -> None:
-    """Keep the delivery id of a request that failed after its signature checked out."""
+def _replay(fmt: str, delivery: str) -> Answer:
+    if fmt == "github":
+        return Answer(
+            409, "this body was already received (replay refused, whatever its delivery id)"
+        )
+    return Answer(409, f"delivery {delivery} was already received (replay refused)")
+
+
+async def _remember(db: Database, hook: DeployHook, key: str, outcome: str) -> None:
+    """Keep the replay key of a request that failed after its signature checked out."""
     try:
         async with db.session() as session:
-            session.add(HookDelivery(hook_id=hook.id, delivery=delivery, outcome=outcome[:500]))
+            session.add(HookDelivery(hook_id=hook.id, delivery=key, outcome=outcome[:500]))
     except IntegrityError:
         pass
 
 
 async def _carry_out(
-    db: Database, hook: DeployHook, fmt: str, delivery: str, headers: dict[str, str], body: bytes
+    db: Database, hook: DeployHook, fmt: str, key: str, headers: dict[str, str], body: bytes
 ) -> Answer:
     async with db.session() as session:
         seen = await session.scalar(
             sa.select(HookDelivery.id).where(
-                HookDelivery.hook_id == hook.id, HookDelivery.delivery == delivery
+                HookDelivery.hook_id == hook.id, HookDelivery.delivery == key
             )
         )
         if seen is not None:
-            return Answer(409, f"delivery {delivery} was already received (replay refused)")
-        record = HookDelivery(hook_id=hook.id, delivery=delivery, outcome="received")
+            raise _Replay
+        record = HookDelivery(hook_id=hook.id, delivery=key, outcome="received")
         session.add(record)
         await session.flush()  # the unique key refuses a concurrent replay here
         row = await session.get(DeployHook, hook.id)
@@ -185,6 +216,10 @@ async def _carry_out(
         if answer.status >= 400:
             raise _Failed(answer)
         return answer
+
+
+class _Replay(Exception):
+    """The replay key was remembered before."""
 
 
 class _Failed(PilothouseError):

@@ -4,10 +4,13 @@ Two formats are accepted:
 
 - GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`, the event in
   `X-GitHub-Event` (`push`, `workflow_run`; `ping` answers without deploying), its delivery id in
-  `X-GitHub-Delivery`. GitHub signs no timestamp: a delivery id seen before is a replay.
-- generic: `X-Pilothouse-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`,
-  `X-Pilothouse-Timestamp: <unix seconds>` (refused when more than TOLERANCE seconds away from
-  now), `X-Pilothouse-Delivery: <id>` (remembered, like GitHub's), and a JSON body
+  `X-GitHub-Delivery`. GitHub signs neither a timestamp nor the delivery id, so anyone who saw
+  one signed delivery could send it again under a new id: what is remembered is the body's
+  SHA-256 (`replay_key`), and a body seen before is a replay whatever its delivery id.
+- generic: `X-Pilothouse-Signature: sha256=<hex HMAC-SHA256(secret,
+  "<timestamp>.<delivery>.<raw body>")>`, `X-Pilothouse-Timestamp: <unix seconds>` (refused
+  when more than TOLERANCE seconds away from now), `X-Pilothouse-Delivery: <id>` (signed, and
+  remembered: a delivery id seen before is a replay), and a JSON body
   `{"ref": "refs/heads/main" | "refs/tags/v1.2.0", "commit": "<40 hex>", "version": optional,
   "message": optional, "run_id": optional}`.
 
@@ -54,10 +57,20 @@ class Refused:
     reason: str
 
 
-def sign(secret: str, body: bytes, timestamp: str | None = None) -> str:
-    """The `sha256=<hex>` signature of a body (generic format: with its timestamp)."""
-    message = body if timestamp is None else timestamp.encode() + b"." + body
+def sign(
+    secret: str, body: bytes, timestamp: str | None = None, delivery: str | None = None
+) -> str:
+    """The `sha256=<hex>` signature of a body; generic format (a timestamp given): of
+    `<timestamp>.<delivery>.<body>`."""
+    message = body if timestamp is None else f"{timestamp}.{delivery or ''}.".encode() + body
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _same(sent: str, expected: str) -> bool:
+    """Constant-time equality, as bytes: a header with any characters is unequal, not an error."""
+    return hmac.compare_digest(
+        sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def check_signature(
@@ -66,7 +79,7 @@ def check_signature(
     """(format, delivery id) of a correctly signed, fresh request; Refused otherwise."""
     github = headers.get("x-hub-signature-256")
     if github is not None:
-        if not hmac.compare_digest(github, sign(secret, body)):
+        if not _same(github, sign(secret, body)):
             return Refused(401, "bad signature")
         delivery = headers.get("x-github-delivery", "")
         return (
@@ -78,16 +91,25 @@ def check_signature(
     if generic is None:
         return Refused(401, "unsigned request: send X-Hub-Signature-256 or X-Pilothouse-Signature")
     stamp = headers.get("x-pilothouse-timestamp", "")
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdecimal()):
         return Refused(401, "missing or malformed X-Pilothouse-Timestamp")
-    if not hmac.compare_digest(generic, sign(secret, body, stamp)):
-        return Refused(401, "bad signature")
-    if abs(now - int(stamp)) > TOLERANCE:
-        return Refused(401, f"timestamp more than {TOLERANCE} s from the server's clock")
     delivery = headers.get("x-pilothouse-delivery", "")
     if not DELIVERY_RE.match(delivery):
         return Refused(400, "missing or malformed X-Pilothouse-Delivery")
+    if not _same(generic, sign(secret, body, stamp, delivery)):
+        return Refused(401, "bad signature")
+    if abs(now - int(stamp)) > TOLERANCE:
+        return Refused(401, f"timestamp more than {TOLERANCE} s from the server's clock")
     return "generic", delivery
+
+
+def replay_key(fmt: str, delivery: str, body: bytes) -> str:
+    """What a hook remembers of an accepted request, to refuse it a second time: the generic
+    format signs its delivery id, so the id; GitHub signs only the body, so the body's SHA-256
+    (`sha256=<hex>`: `=` is never in a delivery id, so the two cannot collide)."""
+    if fmt == "github":
+        return "sha256=" + hashlib.sha256(body).hexdigest()
+    return delivery
 
 
 def _ref(ref: str) -> tuple[str, str] | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from pilothouse.core.clock import utcnow
 from pilothouse.deps import Caller, IngestCaller, Session, get_db
@@ -15,10 +16,12 @@ from pilothouse.metrics.query import Stat
 from pilothouse.metrics.schemas import (
     IngestBatch,
     IngestResult,
+    MetricIncidentRead,
     QueryGroup,
     QueryResult,
     RuleCreate,
     RuleRead,
+    RuleUpdate,
     SeriesRead,
     SeriesUpdate,
 )
@@ -144,3 +147,53 @@ async def list_rules(session: Session, caller: Caller) -> list[RuleRead]:
 @router.post("/rules", response_model=RuleRead, status_code=201, summary="Create an alert rule")
 async def create_rule(body: RuleCreate, session: Session, caller: Caller) -> RuleRead:
     return RuleRead.model_validate(await service.create_rule(session, caller, body))
+
+
+@router.patch(
+    "/rules/{rule_id}",
+    response_model=RuleRead,
+    summary="Change an alert rule (levels, window, M of N, pause with is_active=false)",
+)
+async def update_rule(
+    rule_id: uuid.UUID, body: RuleUpdate, session: Session, caller: Caller
+) -> RuleRead:
+    return RuleRead.model_validate(await service.change_rule(session, caller, rule_id, body))
+
+
+@router.delete(
+    "/rules/{rule_id}",
+    status_code=204,
+    summary="Delete an alert rule and its incidents (default rules: pause them instead)",
+)
+async def delete_rule(rule_id: uuid.UUID, session: Session, caller: Caller) -> Response:
+    await service.delete_rule(session, caller, rule_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/incidents",
+    response_model=list[MetricIncidentRead],
+    summary="Incidents opened by metric alert rules, newest first",
+)
+async def list_incidents(
+    session: Session,
+    caller: Caller,
+    service_ref: str | None = Query(default=None, alias="service", description="Only this one."),
+    open_only: bool = Query(default=False, alias="open", description="Only open incidents."),
+) -> list[MetricIncidentRead]:
+    rows = await service.list_incidents(session, caller, service=service_ref, open_only=open_only)
+    return [
+        MetricIncidentRead(
+            id=row.id,
+            rule_id=row.rule_id,
+            rule=rule,
+            service_id=row.service_id,
+            service=name,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            status=row.status,
+            cause=row.cause,
+            reminders=row.reminders,
+        )
+        for row, rule, name in rows
+    ]

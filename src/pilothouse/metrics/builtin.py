@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,19 +85,35 @@ def pick_counters(families: Iterable[Metric]) -> Counters:
     Requests: the sum over label sets of the first known request counter. Errors: the first
     known error counter, else the requests whose status label is 5xx (when the request counter
     has a status label)."""
+    return counters_of((s.name, s.labels, s.value) for f in families for s in f.samples)
+
+
+#: Every sample name `counters_of` reads (the others can be left out of what it is given).
+KNOWN_NAMES = frozenset(
+    (
+        *REQUEST_COUNTERS,
+        *ERROR_COUNTERS,
+        *ACTIVE_GAUGES,
+        "process_start_time_seconds",
+        "process_resident_memory_bytes",
+    )
+)
+
+
+def counters_of(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> Counters:
+    """`pick_counters` over (name, labels, value) samples."""
     values: dict[str, float] = {}
     five_xx: dict[str, float] = {}
     labelled: set[str] = set()
-    for family in families:
-        for sample in family.samples:
-            if not math.isfinite(sample.value):
-                continue
-            values[sample.name] = values.get(sample.name, 0.0) + sample.value
-            status = next((sample.labels[k] for k in STATUS_LABELS if k in sample.labels), None)
-            if status is not None:
-                labelled.add(sample.name)
-                if status.startswith("5"):
-                    five_xx[sample.name] = five_xx.get(sample.name, 0.0) + sample.value
+    for name, labels, value in samples:
+        if not math.isfinite(value):
+            continue
+        values[name] = values.get(name, 0.0) + value
+        status = next((labels[k] for k in STATUS_LABELS if k in labels), None)
+        if status is not None:
+            labelled.add(name)
+            if status.startswith("5"):
+                five_xx[name] = five_xx.get(name, 0.0) + value
     request_name = next((n for n in REQUEST_COUNTERS if n in values), None)
     errors = next((values[n] for n in ERROR_COUNTERS if n in values), None)
     if errors is None and request_name is not None and request_name in labelled:

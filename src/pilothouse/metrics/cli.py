@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from pilothouse.cli_support import JsonFlag, api
+from pilothouse.client import CliError
 from pilothouse.console import out, print_json, print_table
 from pilothouse.metrics.sparkline import sparkline
 
@@ -128,3 +129,156 @@ def show(
         line = sparkline([point[1] for point in group["points"]])
         if line:
             out.print(f"  {line}", markup=False)
+
+
+rules_app = typer.Typer(
+    help="Metric alert rules: list, add, update (tune or pause) and remove.", no_args_is_help=True
+)
+metrics_app.add_typer(rules_app, name="rules")
+
+RuleRef = Annotated[str, typer.Argument(help="Rule id, or its name (with --service if shared).")]
+ServiceOption = Annotated[
+    str | None, typer.Option("--service", "-s", help="Service (name or id) the rule watches.")
+]
+
+
+def _rule_id(ctx: typer.Context, ref: str, service: str | None) -> str:
+    """The id of the rule named `ref` (or `ref` itself when it is an id)."""
+    rules = api(ctx).request("GET", "/metrics/rules")
+    if any(r["id"] == ref for r in rules):
+        return ref
+    found = [r for r in rules if r["name"] == ref]
+    if service:
+        svc = api(ctx).request("GET", f"/services/{service}")
+        found = [r for r in found if r["service_id"] == svc["id"]]
+    if not found:
+        raise CliError(f"alert rule {ref!r} not found")
+    if len(found) > 1:
+        raise CliError(f"several alert rules are named {ref!r}: give --service")
+    return str(found[0]["id"])
+
+
+def _levels(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+@rules_app.command("list")
+def rules_list(
+    ctx: typer.Context, service: ServiceOption = None, as_json: JsonFlag = False
+) -> None:
+    """Alert rules with their expression, levels, M of N and current status."""
+    rows = api(ctx).request("GET", "/metrics/rules")
+    if service:
+        svc = api(ctx).request("GET", f"/services/{service}")
+        rows = [r for r in rows if r["service_id"] == svc["id"]]
+    if as_json:
+        print_json(rows)
+        return
+    shown = [
+        {
+            **r,
+            "rule": f"{r['expression']}({r['metric']}) over {r['window_seconds']}s "
+            f"{r['comparator']} {_number(r['warning'])}/{_number(r['critical'])}",
+            "tags": ",".join(f"{k}={v}" for k, v in sorted(r["tags"].items())),
+            "for": f"{r['for_m']} of {r['for_n']}",
+            "active": "yes" if r["is_active"] else "paused",
+            "value": _number(r["last_value"]),
+        }
+        for r in rows
+    ]
+    print_table(
+        shown,
+        ["id", "name", "tags", "rule", "for", "status", "value", "active"],
+        title="alert rules",
+    )
+
+
+@rules_app.command("add")
+def rules_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Rule name (shown in alerts and incidents).")],
+    metric: Annotated[str, typer.Option(help="Metric name.")],
+    expression: Annotated[
+        str, typer.Option(help="latest, avg, min, max, p50, p95, p99, rate, increase, ratio...")
+    ],
+    service: ServiceOption = None,
+    env: Annotated[str | None, typer.Option("--env", help="Environment.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="key=value (repeat).")] = None,
+    per_metric: Annotated[str | None, typer.Option(help="Denominator of a ratio.")] = None,
+    window: Annotated[str, typer.Option(help="Window: 5m, 1h.")] = "5m",
+    below: Annotated[bool, typer.Option("--below", help="Breach when below the levels.")] = False,
+    warning: Annotated[float | None, typer.Option(help="Warning level.")] = None,
+    critical: Annotated[float | None, typer.Option(help="Critical level.")] = None,
+    for_m: Annotated[int, typer.Option(help="Fire when M of the last N breach.")] = 1,
+    for_n: Annotated[int, typer.Option(help="N evaluations considered.")] = 1,
+    recover_n: Annotated[int, typer.Option(help="Clear evaluations to recover.")] = 1,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add an alert rule: `expression(metric{tags}) over window` against warning/critical."""
+    tags: dict[str, str] = {}
+    for pair in tag or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--tag {pair!r} is not key=value")
+        tags[key] = value
+    body = _levels(
+        {
+            "name": name,
+            "service": service,
+            "environment": env,
+            "metric": metric,
+            "tags": tags,
+            "expression": expression,
+            "per_metric": per_metric,
+            "window": window,
+            "comparator": "<" if below else ">",
+            "warning": warning,
+            "critical": critical,
+            "for_m": for_m,
+            "for_n": for_n,
+            "recover_n": recover_n,
+        }
+    )
+    rule = api(ctx).request("POST", "/metrics/rules", json_body=body)
+    print_json(rule) if as_json else out.print(f"alert rule {rule['name']} added ({rule['id']})")
+
+
+@rules_app.command("update")
+def rules_update(
+    ctx: typer.Context,
+    rule: RuleRef,
+    service: ServiceOption = None,
+    window: Annotated[str | None, typer.Option(help="Window: 5m, 1h.")] = None,
+    warning: Annotated[float | None, typer.Option(help="Warning level.")] = None,
+    critical: Annotated[float | None, typer.Option(help="Critical level.")] = None,
+    for_m: Annotated[int | None, typer.Option(help="M of the last N.")] = None,
+    for_n: Annotated[int | None, typer.Option(help="N evaluations.")] = None,
+    recover_n: Annotated[int | None, typer.Option(help="Clear evaluations to recover.")] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--paused", help="Evaluate it, or pause it.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Tune a rule's levels, window or M of N, or pause it (default rules too)."""
+    body = _levels(
+        {
+            "window": window,
+            "warning": warning,
+            "critical": critical,
+            "for_m": for_m,
+            "for_n": for_n,
+            "recover_n": recover_n,
+            "is_active": active,
+        }
+    )
+    rule_id = _rule_id(ctx, rule, service)
+    updated = api(ctx).request("PATCH", f"/metrics/rules/{rule_id}", json_body=body)
+    print_json(updated) if as_json else out.print(f"alert rule {updated['name']} updated")
+
+
+@rules_app.command("rm")
+def rules_rm(ctx: typer.Context, rule: RuleRef, service: ServiceOption = None) -> None:
+    """Remove a rule and its incidents (default rules come back: pause them instead)."""
+    rule_id = _rule_id(ctx, rule, service)
+    api(ctx).request("DELETE", f"/metrics/rules/{rule_id}")
+    out.print(f"alert rule {rule} removed")

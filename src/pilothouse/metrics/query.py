@@ -27,8 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
 from pilothouse.metrics import sketch as sketches
-from pilothouse.metrics.models import RESOLUTIONS, MetricRollup, MetricSeries, metric_samples
-from pilothouse.metrics.storage import floor_to, progress
+from pilothouse.metrics.models import (
+    RESOLUTIONS,
+    MetricRollup,
+    MetricRollupProgress,
+    MetricSeries,
+    metric_samples,
+)
+from pilothouse.metrics.storage import floor_to
 
 Stat = Literal[
     "latest", "count", "sum", "avg", "min", "max", "p50", "p95", "p99", "rate", "increase"
@@ -209,17 +215,35 @@ class Group:
     rolling: list[tuple[int, float]]
 
 
-async def kept_from(session: AsyncSession) -> dict[int, int]:
-    """The oldest second each level still holds (0: raw samples), from the data itself (so
-    retention overrides and passes that have not run yet are accounted for)."""
-    oldest = await session.scalar(sa.select(sa.func.min(metric_samples.c.ts)))
-    kept = {0: 2**62 if oldest is None else int(oldest) // 1000}
-    for res in RESOLUTIONS:
-        bucket = await session.scalar(
-            sa.select(sa.func.min(MetricRollup.bucket)).where(MetricRollup.resolution == res)
-        )
+async def levels(session: AsyncSession) -> tuple[dict[int, int], dict[int, int]]:
+    """(done, kept): up to which second each rollup level is rolled up (absent: never), and
+    the oldest second each level still holds (0: raw samples), from the data itself (so
+    retention overrides and passes that have not run yet are accounted for). One statement:
+    each figure is a primary key or an index's first entry."""
+    oldest = sa.select(sa.func.min(metric_samples.c.ts)).scalar_subquery()
+    firsts = [
+        sa.select(sa.func.min(MetricRollup.bucket))
+        .where(MetricRollup.resolution == res)
+        .scalar_subquery()
+        for res in RESOLUTIONS
+    ]
+    marks = [
+        sa.select(MetricRollupProgress.done_until)
+        .where(MetricRollupProgress.resolution == res)
+        .scalar_subquery()
+        for res in RESOLUTIONS
+    ]
+    row = (await session.execute(sa.select(oldest, *firsts, *marks))).one()
+    count = len(RESOLUTIONS)
+    kept = {0: 2**62 if row[0] is None else int(row[0]) // 1000}
+    for res, bucket in zip(RESOLUTIONS, row[1 : 1 + count], strict=True):
         kept[res] = 2**62 if bucket is None else int(bucket)
-    return kept
+    done = {
+        res: int(mark)
+        for res, mark in zip(RESOLUTIONS, row[1 + count :], strict=True)
+        if mark is not None
+    }
+    return done, kept
 
 
 async def matching_series(
@@ -228,8 +252,12 @@ async def matching_series(
     tags: Mapping[str, str],
     visible: sa.ColumnElement[bool] | None,
 ) -> list[MetricSeries]:
-    """The series named `name` whose tags include all of `tags`."""
+    """The series named `name` whose tags include all of `tags`. The store filters on the tags
+    (one of 10,000 series of a name is read, not all of them); the exact comparison is made
+    again here."""
     query = sa.select(MetricSeries).where(MetricSeries.name == name).order_by(MetricSeries.id)
+    for key, value in tags.items():
+        query = query.where(MetricSeries.tags[key].as_string() == value)
     if visible is not None:
         query = query.where(visible)
     rows = (await session.scalars(query)).all()
@@ -251,8 +279,7 @@ async def run_query(
     now_s = int(now.timestamp())
     start = now_s - max(int(window.total_seconds()), 1)
     end = now_s + 1  # a sample at `now` is inside the window
-    done = await progress(session)
-    kept = await kept_from(session)
+    done, kept = await levels(session)
     segments = plan(start, end, done, kept)
     groups: dict[str, list[int]] = {}
     for s in series:
@@ -261,56 +288,69 @@ async def run_query(
     windows = {g: Window() for g in groups}
     ids = list(group_of)
     latest: dict[str, tuple[int, float]] = {}
-    for level, lo, hi in segments if ids else []:
-        if level == 0:
-            rows = (
-                await session.execute(
-                    sa.select(
-                        metric_samples.c.series_id, metric_samples.c.ts, metric_samples.c.value
+    # Two statements at most, whatever the segments: every raw range in one, every rollup
+    # range in the other; then the rows are taken in (series, time) order.
+    raw_ranges = [(lo, hi) for level, lo, hi in segments if level == 0]
+    rollup_ranges = [(level, lo, hi) for level, lo, hi in segments if level != 0]
+    rows: list[tuple[int, int, int, object]] = []  # (series, epoch ms, level, row)
+    if ids and raw_ranges:
+        found = await session.execute(
+            sa.select(metric_samples.c.series_id, metric_samples.c.ts, metric_samples.c.value)
+            .where(
+                metric_samples.c.series_id.in_(ids),
+                sa.or_(
+                    *(
+                        sa.and_(metric_samples.c.ts >= lo * 1000, metric_samples.c.ts < hi * 1000)
+                        for lo, hi in raw_ranges
                     )
-                    .where(
-                        metric_samples.c.series_id.in_(ids),
-                        metric_samples.c.ts >= lo * 1000,
-                        metric_samples.c.ts < hi * 1000,
-                    )
-                    # The (series_id, ts) index's order: ordering by ts alone lets a planner
-                    # pick the ts index and scan every series in the window.
-                    .order_by(metric_samples.c.series_id, metric_samples.c.ts)
-                )
-            ).all()
-            for sid, ts, value in rows:
-                w = windows[group_of[sid]]
-                at = int(ts) // 1000
-                w.add(sid, at, 1, value, value, value, value, step)
-                w.raw.append(value)
-                g = group_of[sid]
-                if g not in latest or ts >= latest[g][0]:
-                    latest[g] = (int(ts), value)
-            continue
-        rollups = (
-            await session.scalars(
-                sa.select(MetricRollup)
-                .where(
-                    MetricRollup.series_id.in_(ids),
-                    MetricRollup.resolution == level,
-                    MetricRollup.bucket >= lo,
-                    MetricRollup.bucket < hi,
-                )
-                .order_by(MetricRollup.series_id, MetricRollup.bucket)
+                ),
             )
-        ).all()
-        for row in rollups:
-            w = windows[group_of[row.series_id]]
-            w.add(row.series_id, row.bucket, row.count, row.sum, row.min, row.max, row.last, step)
-            part = sketches.loads(row.sketch)
-            if w.sketch is None:
-                w.sketch = part
-            else:
-                w.sketch.merge(part)
-            g = group_of[row.series_id]
-            ts = (row.bucket + level) * 1000 - 1
-            if g not in latest or ts >= latest[g][0]:
-                latest[g] = (ts, row.last)
+            # The (series_id, ts) index's order: ordering by ts alone lets a planner pick the
+            # ts index and scan every series in the window.
+            .order_by(metric_samples.c.series_id, metric_samples.c.ts)
+        )
+        rows.extend((int(sid), int(ts), 0, value) for sid, ts, value in found)
+    if ids and rollup_ranges:
+        found_rollups = await session.scalars(
+            sa.select(MetricRollup)
+            .where(
+                MetricRollup.series_id.in_(ids),
+                sa.or_(
+                    *(
+                        sa.and_(
+                            MetricRollup.resolution == level,
+                            MetricRollup.bucket >= lo,
+                            MetricRollup.bucket < hi,
+                        )
+                        for level, lo, hi in rollup_ranges
+                    )
+                ),
+            )
+            .order_by(MetricRollup.series_id, MetricRollup.bucket)
+        )
+        rows.extend((r.series_id, r.bucket * 1000, r.resolution, r) for r in found_rollups)
+    if raw_ranges and rollup_ranges:
+        rows.sort(key=lambda item: (item[0], item[1]))
+    for sid, ms, level, payload in rows:
+        g = group_of[sid]
+        w = windows[g]
+        if level == 0:
+            value = float(payload)  # type: ignore[arg-type]
+            w.add(sid, ms // 1000, 1, value, value, value, value, step)
+            w.raw.append(value)
+            if g not in latest or ms >= latest[g][0]:
+                latest[g] = (ms, value)
+            continue
+        row: MetricRollup = payload  # type: ignore[assignment]
+        w.add(sid, row.bucket, row.count, row.sum, row.min, row.max, row.last, step)
+        part = sketches.loads(row.sketch)
+        if w.sketch is None:
+            w.sketch = part
+        else:
+            w.sketch.merge(part)
+        ts = (row.bucket + level) * 1000 - 1
+        if g not in latest or ts >= latest[g][0]:
+            latest[g] = (ts, row.last)
     seconds = float(now_s - start)
     out = []
     for g in sorted(groups):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,14 +29,24 @@ from pilothouse.metrics.models import SOURCES, MetricSeries
 
 #: Series looked up per SELECT (an IN list this long is fine on both stores).
 LOOKUP_CHUNK = 500
-#: Series ids remembered per store (then the memory starts over).
+#: Series ids remembered per engine (then the memory starts over).
 KNOWN_LIMIT = 200_000
-_KNOWN: weakref.WeakKeyDictionary[Database, dict[str, int]] = weakref.WeakKeyDictionary()
+#: (name, tag items in the sample's own order) -> series id, per engine. Series rows are never
+#: deleted, so an id once committed stays right for that store; only committed ids enter it.
+Ident = tuple[str, tuple[tuple[str, str], ...]]
+_KNOWN: weakref.WeakKeyDictionary[Any, dict[Ident, int]] = weakref.WeakKeyDictionary()
+_PENDING = "pilothouse.metrics.learned"
+#: PostgreSQL's binary COPY: signature, flags, header extension; one row; the trailer.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_ROW = struct.Struct("!hiqiqid")
+_COPY_TRAILER = struct.pack("!h", -1)
+_COPY_SQL = "COPY metric_samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One value of one series at one instant (`at` timezone-aware)."""
+class Sample(NamedTuple):
+    """One value of one series at one instant (`at` timezone-aware). A named tuple: scrapes
+    make one per exposed line, and a tuple is several times cheaper to make than a frozen
+    dataclass."""
 
     name: str
     tags: Mapping[str, str]
@@ -44,15 +54,6 @@ class Sample:
     at: datetime
     unit: str = ""
     source: str = "application"
-
-
-@dataclass
-class _NewSeries:
-    name: str
-    tags: dict[str, str]
-    unit: str
-    source: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def canonical(name: str, tags: Mapping[str, str]) -> str:
@@ -83,21 +84,36 @@ async def write_samples(
     were written. Non-finite values (NaN, +-Inf) are skipped: they carry no measurement."""
     if not samples:
         return 0
-    known = _KNOWN.setdefault(db, {})
+    async with db.session() as session:
+        return await write_samples_in(session, db.dialect, samples, environment_id=environment_id)
+
+
+def _known(session: AsyncSession) -> dict[Ident, int]:
+    """The committed series ids of the session's engine."""
+    known = _KNOWN.setdefault(session.bind, {})
     if len(known) > KNOWN_LIMIT:
         known.clear()
-    learned: dict[str, int] = {}
-    async with db.session() as session:
-        written = await write_samples_in(
-            session,
-            db.dialect,
-            samples,
-            environment_id=environment_id,
-            known=known,
-            learned=learned,
-        )
-    known.update(learned)  # only once committed: a rolled-back series id is never remembered
-    return written
+    return known
+
+
+def _learn(session: AsyncSession, known: dict[Ident, int], fresh: dict[Ident, int]) -> None:
+    """Remember `fresh` ids once the session's transaction commits (a rolled-back series row's
+    id may be given to another series: it must never be remembered)."""
+    pending: dict[Ident, int] | None = session.info.get(_PENDING)
+    if pending is None:
+        waiting: dict[Ident, int] = {}
+        pending = session.info[_PENDING] = waiting
+
+        def committed(_: Any) -> None:
+            known.update(waiting)
+            waiting.clear()
+
+        def dropped(_: Any) -> None:
+            waiting.clear()
+
+        sa.event.listen(session.sync_session, "after_commit", committed)
+        sa.event.listen(session.sync_session, "after_rollback", dropped)
+    pending.update(fresh)
 
 
 async def write_samples_in(
@@ -106,37 +122,49 @@ async def write_samples_in(
     samples: Sequence[Sample],
     *,
     environment_id: uuid.UUID | None = None,
-    known: dict[str, int] | None = None,
-    learned: dict[str, int] | None = None,
 ) -> int:
-    """`write_samples` inside the caller's transaction. `known` caches series ids by key
-    (series rows are never deleted, so an id once seen stays right for that store); ids looked
-    up here are added to `learned`, for the caller to remember once the transaction commits."""
-    keyed: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-    rows: list[tuple[str, int, float]] = []
-    wanted: dict[str, _NewSeries] = {}
+    """`write_samples` inside the caller's transaction.
+
+    The hot path is one pass over the samples with no per-sample objects beyond the row tuple:
+    a series is recognised by (name, tag items) in a per-engine memory of committed ids, so the
+    sha256 key, the lookup and the creation only happen for series this process has not seen
+    (or seen only in this transaction)."""
+    known = _known(session)
+    pending: dict[Ident, int] = session.info.get(_PENDING, {})
+    isfinite = math.isfinite
+    rows: list[tuple[int, int, float]] = []
+    unknown: dict[Ident, Sample] = {}
+    late: list[tuple[int, Ident]] = []  # (row index, series) of rows whose id is not known yet
+    last_at: datetime | None = None
+    last_ms = 0
     for sample in samples:
-        value = float(sample.value)
-        if not math.isfinite(value):
+        value = sample.value
+        if not isfinite(value):
             continue
-        ident = (sample.name, tuple(sorted(sample.tags.items())))
-        key = keyed.get(ident)
-        if key is None:
-            key = series_key(sample.name, sample.tags)
-            keyed[ident] = key
-            source = sample.source if sample.source in SOURCES else "application"
-            wanted[key] = _NewSeries(sample.name, dict(sample.tags), sample.unit[:32], source)
-        rows.append((key, epoch_ms(sample.at), value))
+        at = sample.at
+        if at is not last_at:
+            if at.tzinfo is None:
+                raise ValueError("naive datetime given as a sample time")
+            last_at, last_ms = at, round(at.timestamp() * 1000)
+        ident = (sample.name, tuple(sample.tags.items()))
+        series_id = known.get(ident)
+        if series_id is None:
+            series_id = pending.get(ident)
+            if series_id is None:
+                unknown.setdefault(ident, sample)
+                late.append((len(rows), ident))
+                series_id = 0
+        rows.append((series_id, last_ms, float(value)))
     if not rows:
         return 0
-    cache = known or {}
-    fresh = learned if learned is not None else {}
-    unknown = {key: new for key, new in wanted.items() if key not in cache}
     if unknown:
-        fresh.update(await _series_ids(session, dialect, unknown, environment_id))
-    values = [(cache.get(key) or fresh[key], ts, value) for key, ts, value in rows]
-    await bulk_insert(session, dialect, values)
-    return len(values)
+        ids = await _series_ids(session, dialect, unknown, environment_id)
+        for index, ident in late:
+            _, ts, value = rows[index]
+            rows[index] = (ids[ident], ts, value)
+        _learn(session, known, ids)
+    await bulk_insert(session, dialect, rows)
+    return len(rows)
 
 
 async def _lookup(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
@@ -154,54 +182,66 @@ async def _lookup(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
 async def _series_ids(
     session: AsyncSession,
     dialect: str,
-    wanted: dict[str, _NewSeries],
+    wanted: dict[Ident, Sample],
     environment_id: uuid.UUID | None,
-) -> dict[str, int]:
-    ids = await _lookup(session, wanted)
-    missing = [key for key in wanted if key not in ids]
-    if not missing:
-        return ids
-    from pilothouse.metrics.series import placement
+) -> dict[Ident, int]:
+    """Ids of the series of `wanted`, created when missing (one row per name + tags: tag
+    orders that differ share one key)."""
+    keys = {ident: series_key(sample.name, sample.tags) for ident, sample in wanted.items()}
+    ids = await _lookup(session, set(keys.values()))
+    missing = {key: wanted[ident] for ident, key in keys.items() if key not in ids}
+    if missing:
+        from pilothouse.metrics.series import placement
 
-    now = utcnow()
-    rows: list[dict[str, Any]] = []
-    for key in missing:
-        new = wanted[key]
-        env_id, service_id = await placement(session, new.tags, environment_id)
-        rows.append(
-            {
-                "key": key,
-                "name": new.name,
-                "tags": new.tags,
-                "unit": new.unit,
-                "source": new.source,
-                "environment_id": env_id,
-                "service_id": service_id,
-                "status": "healthy",
-                "created_at": now,
-            }
-        )
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MetricSeries)
-    await session.execute(insert.on_conflict_do_nothing(index_elements=["key"]), rows)
-    ids.update(await _lookup(session, missing))
-    return ids
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        for key, sample in missing.items():
+            tags = dict(sample.tags)
+            env_id, service_id = await placement(session, tags, environment_id)
+            rows.append(
+                {
+                    "key": key,
+                    "name": sample.name,
+                    "tags": tags,
+                    "unit": sample.unit[:32],
+                    "source": sample.source if sample.source in SOURCES else "application",
+                    "environment_id": env_id,
+                    "service_id": service_id,
+                    "status": "healthy",
+                    "created_at": now,
+                }
+            )
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MetricSeries)
+        await session.execute(insert.on_conflict_do_nothing(index_elements=["key"]), rows)
+        ids.update(await _lookup(session, missing))
+    return {ident: ids[key] for ident, key in keys.items()}
+
+
+def copy_binary(rows: Sequence[tuple[int, int, float]]) -> bytes:
+    """(series_id, ts_ms, value) rows in PostgreSQL's binary COPY format (no text to parse on
+    either side)."""
+    pack = _COPY_ROW.pack
+    body = b"".join([pack(3, 8, sid, 8, ts, 8, value) for sid, ts, value in rows])
+    return _COPY_HEADER + body + _COPY_TRAILER
 
 
 async def bulk_insert(
     session: AsyncSession, dialect: str, rows: Sequence[tuple[int, int, float]]
 ) -> None:
-    """Append (series_id, ts_ms, value) rows: COPY on PostgreSQL, executemany on SQLite, both on
-    the session's own connection (so inside its transaction)."""
+    """Append (series_id, ts_ms, value) rows: binary COPY on PostgreSQL, one executemany of a
+    prepared INSERT on SQLite, both on the session's own connection (inside its transaction)."""
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if dialect == "postgresql":
-        text = "".join(f"{sid}\t{ts}\t{value!r}\n" for sid, ts, value in rows)
+        data = copy_binary(rows)
         async with (
             driver.cursor() as cursor,
-            cursor.copy("COPY metric_samples (series_id, ts, value) FROM STDIN") as copy,
+            cursor.copy(
+                "COPY metric_samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
         ):
-            await copy.write(text)
+            await copy.write(data)
         return
     await driver.executemany(
         "INSERT INTO metric_samples (series_id, ts, value) VALUES (?, ?, ?)", rows

@@ -7,9 +7,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from pilothouse.metrics.ingest import check_tags
+from pilothouse.metrics.ingest import MAX_TAG_LENGTH, MAX_TAGS, check_tags
 
 Source = Literal["application", "infrastructure", "external"]
 Status = Literal["healthy", "warning", "critical"]
@@ -33,7 +33,19 @@ def _tags(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-Tags = Annotated[dict[str, str], AfterValidator(_tags)]
+#: Tags as the schema states them (check_tags enforces the same on every path).
+Tags = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_TAG_LENGTH)]],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_TAGS,
+            "propertyNames": {"minLength": 1, "maxLength": MAX_TAG_LENGTH},
+            "additionalProperties": {"type": "string", "maxLength": MAX_TAG_LENGTH},
+        }
+    ),
+    AfterValidator(_tags),
+]
 
 
 class SampleIn(BaseModel):
@@ -120,6 +132,11 @@ class QueryResult(BaseModel):
     groups: list[QueryGroup] = Field(description="One entry per group.")
 
 
+#: A rule's window: a positive count of seconds, minutes, hours or days (under 3.2 years).
+RuleWindow = Annotated[
+    str, Field(pattern=r"^([1-9][0-9]{0,7}s|[1-9][0-9]{0,5}m|[1-9][0-9]{0,4}h|[1-9][0-9]{0,2}d)$")
+]
+
 Expression = Literal[
     "latest", "avg", "min", "max", "p50", "p95", "p99", "rate", "increase", "count", "ratio"
 ]
@@ -129,21 +146,59 @@ class RuleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, description="Rule name (shown in alerts).")
-    service: str | None = Field(default=None, description="Service (name or id) it watches.")
-    environment: str | None = Field(default=None, description="Environment, when ambiguous.")
+    service: str | None = Field(
+        default=None, description="Service (name or id) it watches; this or `environment`."
+    )
+    environment: str | None = Field(
+        default=None,
+        description="Environment (name or id): the rule's own without a service, else where "
+        "to find the service when its name is ambiguous.",
+    )
     metric: MetricName = Field(description="Metric name.")
     tags: Tags = Field(default_factory=dict, description="Only series with these tags.")
     expression: Expression = Field(description="Statistic over the window.")
     per_metric: MetricName | None = Field(
         default=None, description="For ratio: 100 x increase(metric) / increase(per_metric)."
     )
-    window: str = Field(default="5m", description="Window, e.g. 5m, 1h.")
+    window: RuleWindow = Field(default="5m", description="Window, e.g. 5m, 1h.")
     comparator: Literal[">", "<"] = Field(default=">", description="Breach when value > or <.")
     warning: float | None = Field(default=None, description="Warning level.")
     critical: float | None = Field(default=None, description="Critical level.")
     for_m: int = Field(default=1, ge=1, le=100, description="Fire when M of the last N breach.")
     for_n: int = Field(default=1, ge=1, le=100, description="N evaluations considered.")
     recover_n: int = Field(default=1, ge=1, le=100, description="Clear evaluations to recover.")
+
+
+class RuleUpdate(BaseModel):
+    """Only the fields given change; `null` clears a level (one level must remain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: MetricName | None = Field(default=None, description="Metric name.")
+    tags: Tags | None = Field(default=None, description="Only series with these tags.")
+    expression: Expression | None = Field(default=None, description="Statistic over the window.")
+    per_metric: MetricName | None = Field(default=None, description="Denominator of a ratio.")
+    window: RuleWindow | None = Field(default=None, description="Window, e.g. 5m, 1h.")
+    comparator: Literal[">", "<"] | None = Field(default=None, description="> or <.")
+    warning: float | None = Field(default=None, description="Warning level (null: none).")
+    critical: float | None = Field(default=None, description="Critical level (null: none).")
+    for_m: int | None = Field(default=None, ge=1, le=100, description="M of the last N.")
+    for_n: int | None = Field(default=None, ge=1, le=100, description="N evaluations.")
+    recover_n: int | None = Field(default=None, ge=1, le=100, description="Clear to recover.")
+    is_active: bool | None = Field(default=None, description="false: the rule is not evaluated.")
+
+
+class MetricIncidentRead(BaseModel):
+    id: uuid.UUID = Field(description="Incident id.")
+    rule_id: uuid.UUID = Field(description="The alert rule that opened it.")
+    rule: str = Field(description="The alert rule's name.")
+    service_id: uuid.UUID | None = Field(description="Service, when the rule watches one.")
+    service: str = Field(description="Service name ('' for a rule on no service).")
+    started_at: datetime = Field(description="When the rule left healthy.")
+    ended_at: datetime | None = Field(description="When it recovered (null while open).")
+    status: Status = Field(description="warning or critical (the latest).")
+    cause: str = Field(description="Rule, expression, window and value.")
+    reminders: int = Field(description="Reminders sent.")
 
 
 class RuleRead(BaseModel):
@@ -165,6 +220,7 @@ class RuleRead(BaseModel):
     for_n: int = Field(description="N.")
     recover_n: int = Field(description="Clear evaluations to recover.")
     is_default: bool = Field(description="Shipped default (seed 003 targets).")
+    is_active: bool = Field(description="Evaluated (false: paused).")
     status: Status = Field(description="Current status.")
     last_value: float | None = Field(description="Value at the last evaluation.")
     evaluated_at: datetime | None = Field(description="Last evaluation.")

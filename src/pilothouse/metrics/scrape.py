@@ -134,34 +134,162 @@ async def discover(db: Database) -> list[Target]:
     return targets
 
 
-def parse(text: str, tags: dict[str, str], at: datetime) -> tuple[list[Sample], builtin.Counters]:
+def parse(
+    text: str, tags: dict[str, str], at: datetime, *, key: str | None = None
+) -> tuple[list[Sample], builtin.Counters]:
     """Samples and recognised counters of one exposition (prometheus_client's parser).
     Labels of the app are kept; the target's tags win over labels of the same name, as
-    Prometheus's `honor_labels: false` does (the app's value moves to `exported_<name>`)."""
+    Prometheus's `honor_labels: false` does (the app's value moves to `exported_<name>`).
+
+    With a `key` (one per target), what the parser made of each line is remembered, as
+    Prometheus's scrape cache does: the next exposition of that target with the same lines
+    except for values and timestamps (the usual case) reuses it and only reads the values.
+    Any other change, and any line the reuse does not read exactly as the parser would, goes
+    through the parser again."""
+    if key is not None:
+        shape = _SHAPES.get(key)
+        if shape is not None and shape.tags == tags:
+            reused = _reuse(shape, text, at)
+            if reused is not None:
+                return reused
     families = list(text_string_to_metric_families(text))
     samples: list[Sample] = []
     reserved = set(tags)
+    entries: list[_Entry] = []
     for family in families:
         for s in family.samples:
-            if not math.isfinite(s.value):
-                continue
             labels = s.labels
             if not reserved.isdisjoint(labels):
                 labels = {(f"exported_{k}" if k in reserved else k): v for k, v in labels.items()}
+            merged = {**labels, **tags}
+            entries.append(_Entry(s.name, merged, family.unit or "", s.labels))
+            if not math.isfinite(s.value):
+                continue
             when = at
             if s.timestamp is not None:
                 when = datetime.fromtimestamp(float(s.timestamp), UTC)
-            samples.append(
-                Sample(
-                    s.name,
-                    {**labels, **tags},
-                    float(s.value),
-                    when,
-                    family.unit or "",
-                    "application",
-                )
-            )
+            samples.append(Sample(s.name, merged, float(s.value), when, family.unit or ""))
+    if key is not None:
+        _remember(key, text, tags, entries)
     return samples, builtin.pick_counters(families)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What the parser made of one sample line."""
+
+    name: str
+    tags: dict[str, str]
+    unit: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """An exposition's lines with each sample line cut before its value, and their entries."""
+
+    tags: dict[str, str]
+    skeleton: list[str]
+    entries: list[_Entry]
+    counted: list[int]  # indexes of the entries `builtin.counters_of` reads
+
+
+#: Shapes of the targets' last expositions (cleared when there are more than this).
+SHAPES_KEPT = 20_000
+_SHAPES: dict[str, _Shape] = {}
+
+
+def _cut(text: str) -> tuple[list[str], list[str]] | None:
+    """(skeleton, value parts): every line stripped, a sample line cut to the part before its
+    value (kept in the skeleton) and the rest (value and optional timestamp). None when a line
+    is one the cut may not read exactly as the parser (an exemplar, a stray field)."""
+    skeleton: list[str] = []
+    rest: list[str] = []
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line or line[0] == "#":
+            skeleton.append(line)
+            continue
+        end = line.rfind("}")
+        if end < 0:
+            parts = line.split()
+            head, tail = parts[0], parts[1:]
+        else:
+            head, tail = line[: end + 1], line[end + 1 :].split()
+        if not 1 <= len(tail) <= 2 or " # " in line:
+            return None
+        skeleton.append(head)
+        rest.append(line[len(head) :])
+    return skeleton, rest
+
+
+def _remember(key: str, text: str, tags: dict[str, str], entries: list[_Entry]) -> None:
+    cut = _cut(text)
+    if cut is None or len(cut[1]) != len(entries):
+        _SHAPES.pop(key, None)
+        return
+    skeleton = cut[0]
+    heads = [line for line in skeleton if line and line[0] != "#"]
+    for head, entry in zip(heads, entries, strict=True):
+        name = head.split("{", 1)[0].strip()
+        if entry.name not in (name, f"{name}_total"):
+            _SHAPES.pop(key, None)  # e.g. a name given as __name__: parse every time
+            return
+    if len(_SHAPES) >= SHAPES_KEPT:
+        _SHAPES.clear()
+    counted = [i for i, e in enumerate(entries) if e.name in builtin.KNOWN_NAMES]
+    _SHAPES[key] = _Shape(dict(tags), skeleton, entries, counted)
+
+
+def _reuse(shape: _Shape, text: str, at: datetime) -> tuple[list[Sample], builtin.Counters] | None:
+    """The exposition read with a shape of the same lines, in one pass; None when a line
+    differs or a value is not one the parser would read the same way."""
+    lines = text.split("\n")
+    skeleton = shape.skeleton
+    if len(lines) != len(skeleton):
+        return None
+    entries = shape.entries
+    samples: list[Sample] = []
+    values: list[float] = []
+    append = samples.append
+    make = tuple.__new__  # a Sample without the Python-level __new__ call
+    isfinite = math.isfinite
+    n = 0
+    try:
+        for raw, expected in zip(lines, skeleton, strict=True):
+            line = raw.strip()
+            if not line or line[0] == "#":
+                if line != expected:
+                    return None
+                continue
+            if not expected or expected[0] == "#" or not line.startswith(expected):
+                return None
+            rest = line[len(expected) :]
+            if expected[-1] != "}" and rest[:1] not in (" ", "\t"):
+                return None  # the name goes on: another series
+            if "_" in rest:
+                return None  # float() reads 1_000; the parser refuses it
+            parts = rest.split()
+            entry = entries[n]
+            n += 1
+            value = float(parts[0])
+            values.append(value)
+            if len(parts) == 1:
+                when = at
+            elif len(parts) == 2:
+                when = datetime.fromtimestamp(float(parts[1]) / 1000, UTC)
+            else:
+                return None
+            if isfinite(value):
+                append(
+                    make(Sample, (entry.name, entry.tags, value, when, entry.unit, "application"))
+                )
+    except (ValueError, OverflowError, OSError, IndexError):
+        return None
+    if n != len(entries):
+        return None
+    counted = ((entries[i].name, entries[i].labels, values[i]) for i in shape.counted)
+    return samples, builtin.counters_of(counted)
 
 
 @dataclass
@@ -187,7 +315,8 @@ async def scrape_one(target: Target) -> Outcome:
         )
         if status != 200:
             raise ValueError(f"HTTP {status}")
-        samples, counters = parse(body.decode("utf-8", errors="replace"), target.tags, at)
+        text = body.decode("utf-8", errors="replace")
+        samples, counters = parse(text, target.tags, at, key=f"{target.replica_id} {target.url}")
     except TimeoutError:
         return _failed(target, at, "timeout", started)
     except (OSError, ValueError) as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,11 +18,18 @@ from pilothouse.core.clock import utcnow
 from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from pilothouse.metrics.models import MetricAlertRule, MetricSeries
+from pilothouse.metrics.models import MetricAlertRule, MetricIncident, MetricSeries
 from pilothouse.metrics.query import STATS, Group, matching_series, run_query
 from pilothouse.metrics.samples import Sample, write_samples_in
-from pilothouse.metrics.schemas import RuleCreate, SampleIn, SeriesUpdate, parse_duration
+from pilothouse.metrics.schemas import (
+    RuleCreate,
+    RuleUpdate,
+    SampleIn,
+    SeriesUpdate,
+    parse_duration,
+)
 from pilothouse.services import service as services
+from pilothouse.services.models import Service
 
 
 async def ingest_environment(
@@ -168,6 +175,23 @@ def parse_tags(pairs: Sequence[str]) -> dict[str, str]:
     return tags
 
 
+def _window(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ValidationFailed("window", str(exc)) from None
+
+
+def _check_rule(rule: Mapping[str, Any]) -> None:
+    """A rule's fields that only make sense together (ValidationFailed naming the field)."""
+    if rule["for_m"] > rule["for_n"]:
+        raise ValidationFailed("for_m", f"M ({rule['for_m']}) must not exceed N ({rule['for_n']})")
+    if rule["warning"] is None and rule["critical"] is None:
+        raise ValidationFailed("warning", "give a warning or a critical level (or both)")
+    if rule["expression"] == "ratio" and not rule["per_metric"]:
+        raise ValidationFailed("per_metric", "required for a ratio")
+
+
 @dataclass(frozen=True)
 class _Checked:
     window_seconds: int
@@ -177,16 +201,8 @@ class _Checked:
 
 async def _checked(session: AsyncSession, actor: Principal, body: RuleCreate) -> _Checked:
     """The rule's window in seconds and where it sits, or a 422 naming the field."""
-    try:
-        window = parse_duration(body.window)
-    except ValueError as exc:
-        raise ValidationFailed("window", str(exc)) from None
-    if body.for_m > body.for_n:
-        raise ValidationFailed("for_m", f"M ({body.for_m}) must not exceed N ({body.for_n})")
-    if body.warning is None and body.critical is None:
-        raise ValidationFailed("warning", "give a warning or a critical level (or both)")
-    if body.expression == "ratio" and not body.per_metric:
-        raise ValidationFailed("per_metric", "required for a ratio")
+    window = _window(body.window)
+    _check_rule(body.model_dump())
     service_id: uuid.UUID | None = None
     environment_id: uuid.UUID | None = None
     if body.service:
@@ -194,7 +210,7 @@ async def _checked(session: AsyncSession, actor: Principal, body: RuleCreate) ->
         service_id, environment_id = svc.id, svc.environment_id
     elif body.environment:
         environment_id = (await environments.get_environment(session, actor, body.environment)).id
-    elif not actor.is_admin:
+    else:  # a rule lives in an environment: who sees it, and where its incidents belong
         raise ValidationFailed("service", "give a service or an environment")
     return _Checked(int(window.total_seconds()), service_id, environment_id)
 
@@ -298,3 +314,62 @@ async def list_rules(session: AsyncSession, actor: Principal) -> Sequence[Metric
     if not actor.is_admin:
         query = query.where(MetricAlertRule.environment_id.in_(_environments(actor)))
     return (await session.scalars(query)).all()
+
+
+#: Changing one of these starts the rule's evaluation history afresh.
+DEFINITION = ("metric", "tags", "expression", "per_metric", "window_seconds", "comparator")
+
+
+async def change_rule(
+    session: AsyncSession, actor: Principal, rule_id: uuid.UUID, changes: RuleUpdate
+) -> MetricAlertRule:
+    """Change the fields given (PATCH; `update_rule` replaces a whole definition); a default
+    rule can be tuned or paused like any other."""
+    rule = await get_rule(session, actor, rule_id)
+    require(actor, "manage_metrics")
+    fields = changes.model_dump(exclude_unset=True)
+    for key in ("metric", "expression", "comparator", "for_m", "for_n", "recover_n", "is_active"):
+        if key in fields and fields[key] is None:
+            raise ValidationFailed(key, "may not be null")
+    if "window" in fields:
+        if fields["window"] is None:
+            raise ValidationFailed("window", "may not be null")
+        fields["window_seconds"] = int(_window(fields.pop("window")).total_seconds())
+    if "tags" in fields and fields["tags"] is None:
+        fields["tags"] = {}
+    merged = {
+        key: fields.get(key, getattr(rule, key))
+        for key in ("for_m", "for_n", "warning", "critical", "expression", "per_metric")
+    }
+    _check_rule(merged)
+    before = {key: getattr(rule, key) for key in fields}
+    for key, value in fields.items():
+        setattr(rule, key, value)  # keys are RuleUpdate's typed fields only
+    if any(key in DEFINITION and before[key] != fields[key] for key in fields):
+        rule.history = []
+    changed = {"changed": sorted(fields)}
+    audit.record(session, actor, "update", "metric_alert_rule", rule.id, changed)
+    await session.flush()
+    return rule
+
+
+async def list_incidents(
+    session: AsyncSession, actor: Principal, *, service: str | None = None, open_only: bool = False
+) -> list[tuple[MetricIncident, str, str]]:
+    """Metric incidents newest first, each with its rule's and its service's name."""
+    require(actor, "read")
+    query = (
+        sa.select(MetricIncident, MetricAlertRule.name, Service.name)
+        .join(MetricAlertRule, MetricAlertRule.id == MetricIncident.rule_id)
+        .outerjoin(Service, Service.id == MetricIncident.service_id)
+        .order_by(MetricIncident.started_at.desc())
+        .limit(200)
+    )
+    if not actor.is_admin:
+        query = query.where(MetricAlertRule.environment_id.in_(_environments(actor)))
+    if service:
+        svc = await services.get_service(session, actor, service)
+        query = query.where(MetricIncident.service_id == svc.id)
+    if open_only:
+        query = query.where(MetricIncident.ended_at.is_(None))
+    return [(row, rule, name or "") for row, rule, name in (await session.execute(query)).all()]

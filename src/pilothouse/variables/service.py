@@ -278,34 +278,49 @@ async def list_vars(
     if reveal:
         require(actor, "reveal_secrets")
     rows = await _live_rows(session, env.id, scope)
-    views = []
-    for var in rows:
-        shown = (
-            MASK if var.is_secret and not reveal else _open(var.key, var.value_encrypted, keyring)
+    views = [
+        _view(
+            var,
+            MASK if var.is_secret and not reveal else _open(var.key, var.value_encrypted, keyring),
+            svc,
         )
-        views.append(
-            VarView(
-                key=var.key,
-                value=shown,
-                is_secret=var.is_secret,
-                version=var.version,
-                scope=svc.name if (svc and var.scope) else "environment",
-                platform_synced=var.platform_synced,
-                updated_at=var.updated_at,
-                updated_by=var.updated_by,
-            )
-        )
+        for var in rows
+    ]
     if reveal:
-        secret_keys = sorted(v.key for v in views if v.is_secret)
-        audit.record(
-            session,
-            actor,
-            "var_reveal",
-            "environment",
-            env.id,
-            {"environment": env.name, "scope": svc.name if svc else None, "variables": secret_keys},
-        )
+        _audit_reveal(session, actor, env, svc, sorted(v.key for v in views if v.is_secret))
     return views
+
+
+def _view(var: Any, value: str, svc: Service | None) -> VarView:
+    """A live variable row as shown, with `value` (the clear value, or MASK)."""
+    return VarView(
+        key=var.key,
+        value=value,
+        is_secret=var.is_secret,
+        version=var.version,
+        scope=svc.name if (svc and var.scope) else "environment",
+        platform_synced=var.platform_synced,
+        updated_at=var.updated_at,
+        updated_by=var.updated_by,
+    )
+
+
+def _audit_reveal(
+    session: AsyncSession,
+    actor: Principal,
+    env: Environment,
+    svc: Service | None,
+    keys: list[str],
+) -> None:
+    """The audit row of a reveal: which secrets (by key, never values), where."""
+    audit.record(
+        session,
+        actor,
+        "var_reveal",
+        "environment",
+        env.id,
+        {"environment": env.name, "scope": svc.name if svc else None, "variables": keys},
+    )
 
 
 async def reveal_var(
@@ -326,24 +341,8 @@ async def reveal_var(
     if var is None:
         raise NotFound(f"variable {key!r} is not set in {env.name}")
     if var.is_secret:
-        audit.record(
-            session,
-            actor,
-            "var_reveal",
-            "environment",
-            env.id,
-            {"environment": env.name, "scope": svc.name if svc else None, "variables": [key]},
-        )
-    return VarView(
-        key=var.key,
-        value=_open(var.key, var.value_encrypted, keyring),
-        is_secret=var.is_secret,
-        version=var.version,
-        scope=svc.name if (svc and var.scope) else "environment",
-        platform_synced=var.platform_synced,
-        updated_at=var.updated_at,
-        updated_by=var.updated_by,
-    )
+        _audit_reveal(session, actor, env, svc, [key])
+    return _view(var, _open(var.key, var.value_encrypted, keyring), svc)
 
 
 LIVE_COLUMNS = (

@@ -6,14 +6,15 @@ Without a valid session a page redirects to /login and an htmx request gets `HX-
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from pilothouse.access import Principal
 from pilothouse.core.clock import utcnow
+from pilothouse.core.db import Database
 from pilothouse.deps import get_db
 from pilothouse.errors import Forbidden, Unauthorized
 from pilothouse.web import sessions
@@ -49,6 +50,18 @@ async def _viewer(request: Request) -> Viewer:
 Who = Annotated[Viewer, Depends(_viewer)]
 
 
+async def still_signed_in(db: Database, secret: str) -> Principal | None:
+    """The principal behind a session cookie now, or None when the session has ended (logged
+    out, expired, its token revoked or expired, its user deactivated): what a long-lived
+    response (the SSE log stream) re-checks while it runs."""
+    async with db.session(write=False) as session:
+        try:
+            principal, _ = await sessions.principal_for(session, secret)
+        except Unauthorized:
+            return None
+    return principal
+
+
 async def _csrf(request: Request, viewer: Who) -> Viewer:
     """POSTs must carry the session's CSRF token (form field `csrf` or header X-CSRF-Token)."""
     sent = request.headers.get("x-csrf-token")
@@ -56,7 +69,7 @@ async def _csrf(request: Request, viewer: Who) -> Viewer:
         form = await request.form()
         value = form.get("csrf")
         sent = value if isinstance(value, str) else None
-    if sent is None or not hmac.compare_digest(sent, viewer.csrf):
+    if sent is None or not sessions.same_token(sent, viewer.csrf):
         raise Forbidden("the form's CSRF token is missing or wrong; reload the page and retry")
     return viewer
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal
+from pilothouse.autoscaling import rules
 from pilothouse.autoscaling import service as autoscaling
 from pilothouse.services.models import Service
 
@@ -28,10 +29,12 @@ class Section:
 
 
 async def _scaling(session: AsyncSession, actor: Principal, svc: Service) -> dict[str, Any]:
-    """The service's scaling policy (if any) and its newest 20 scaling events."""
+    """The service's scaling policy (if any) with its thresholds as the decisions word them
+    ("80%", or a named metric's value), and its newest 20 scaling events."""
     policy = await autoscaling.policy_of(session, svc.id)
     events = await autoscaling.list_events(session, actor, str(svc.id), limit=20)
-    return {"policy": policy, "events": events}
+    shown = rules.thresholds(rules.Policy.of(policy)) if policy is not None else None
+    return {"policy": policy, "thresholds": shown, "events": events}
 
 
 SERVICE_SECTIONS: list[Section] = [Section("_section_scaling.html", _scaling)]

@@ -38,9 +38,17 @@ def csrf_token(secret: str) -> str:
     return hmac.new(secret.encode(), b"pilothouse-csrf", hashlib.sha256).hexdigest()
 
 
+def same_token(sent: str, expected: str) -> bool:
+    """Constant-time equality of a token the client sent and the expected one, compared as
+    bytes: whatever characters the client sent, the answer is False, never an error."""
+    return hmac.compare_digest(
+        sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 def csrf_ok(secret: str, sent: str | None) -> bool:
     """True when `sent` is the session's CSRF token (constant-time comparison)."""
-    return sent is not None and hmac.compare_digest(csrf_token(secret), sent)
+    return sent is not None and same_token(sent, csrf_token(secret))
 
 
 async def open_session(

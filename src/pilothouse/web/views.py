@@ -9,6 +9,7 @@ Every page works without JavaScript; htmx only refreshes parts of it (status and
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
@@ -20,13 +21,14 @@ from sse_starlette.sse import EventSourceResponse
 
 from pilothouse.access import Principal, require
 from pilothouse.audit import service as audit
+from pilothouse.autoscaling import service as autoscaling
 from pilothouse.backups import freshness
 from pilothouse.backups import service as backups
 from pilothouse.backups.storage import open_storage
 from pilothouse.core.clock import utcnow
 from pilothouse.deployments import pins
 from pilothouse.deployments import service as deployments
-from pilothouse.deployments.models import ACTIVE_STATUSES
+from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.deps import Keys, Session, get_db
 from pilothouse.healthchecks import service as health
 from pilothouse.history import service as history
@@ -36,7 +38,7 @@ from pilothouse.variables import service as variables
 from pilothouse.web import auth, present
 from pilothouse.web import service as dashboard
 from pilothouse.web.auth import LoginRequired, Poster, Who
-from pilothouse.web.render import HERE, is_fragment, render, settings_of, templates
+from pilothouse.web.render import HERE, Viewer, is_fragment, render, settings_of, templates
 from pilothouse.web.sections import SERVICE_SECTIONS
 
 router = APIRouter(include_in_schema=False)
@@ -97,7 +99,8 @@ async def service_page(
     )
     incidents = await health.list_incidents(session, actor, service=str(svc.id))
     windows = await health.list_maintenance(session, actor, str(svc.id))
-    timeline = _timeline(rows, [i for i, _ in incidents], windows)
+    scaled = await autoscaling.list_events(session, actor, str(svc.id), limit=30)
+    timeline = _timeline(rows, [i for i, _ in incidents], windows, scaled)
     vars_ = await variables.list_vars(session, actor, keys, env_id, service=str(svc.id))
     env = await _env_name(session, actor, env_id)
     public = await dashboard.is_public(session, svc.id)
@@ -128,7 +131,7 @@ async def _env_name(session: Any, actor: Principal, env_id: str) -> str:
     return (await environments.get_environment(session, actor, env_id)).name
 
 
-def _timeline(rows: Any, incidents: Any, windows: Any) -> list[dict[str, Any]]:
+def _timeline(rows: Any, incidents: Any, windows: Any, scaled: Any) -> list[dict[str, Any]]:
     """Deployments, rollbacks, scaling events, incidents and maintenance on one time axis."""
     items: list[dict[str, Any]] = []
     for d in rows:
@@ -149,6 +152,17 @@ def _timeline(rows: Any, incidents: Any, windows: Any) -> list[dict[str, Any]]:
                 "at": w.starts_at,
                 "kind": "maintenance",
                 "text": f"maintenance until {w.ends_at:%Y-%m-%d %H:%M}",
+            }
+        )
+    for e in scaled:
+        failed = "" if e.success else f" (failed: {e.error_message})"
+        items.append(
+            {
+                "at": e.timestamp,
+                "kind": e.action,
+                "text": f"{e.action.replace('_', ' ')} {e.instances_before} → "
+                f"{e.instances_after}{failed}: {e.trigger_reason}",
+                "href": "#scaling-h",
             }
         )
     return sorted(items, key=lambda item: item["at"], reverse=True)
@@ -195,13 +209,25 @@ async def service_chart(ref: str, session: Session, viewer: Who) -> JSONResponse
 # -- deployments ---------------------------------------------------------------------------
 
 
+async def _deployment(
+    session: Any, viewer: Viewer, deployment_id: str, *, rollback: bool = False
+) -> tuple[Principal, Deployment]:
+    """The viewer's principal and the deployment (404 unless theirs to see); with `rollback`,
+    403 unless they may roll it back."""
+    actor = viewer.principal
+    dep = await deployments.get_deployment(session, actor, deployment_id)
+    if rollback:
+        require(actor, "deploy", what="rollback")
+    return actor, dep
+
+
 @router.get("/deployments/{deployment_id}")
 async def deployment_page(
     deployment_id: str, request: Request, session: Session, viewer: Who
 ) -> HTMLResponse:
-    """Status history, logs (streamed while it runs), pinned config, rollback (operator)."""
-    actor = viewer.principal
-    dep = await deployments.get_deployment(session, actor, deployment_id)
+    """Status history, logs (streamed while it runs), pinned config, rollback (operator or
+    deployer)."""
+    actor, dep = await _deployment(session, viewer, deployment_id)
     steps = await history.list_for(session, "deployment", dep.id)
     logs = await deployments.read_logs(session, actor, dep.id, limit=2000)
     svc = await services.get_service(session, actor, str(dep.service_id))
@@ -230,16 +256,29 @@ async def deployment_logs(
     viewer: Who,
     after: int = Query(default=0, ge=0, le=2**62),
 ) -> EventSourceResponse:
-    """New log lines as SSE `log` events (HTML rows), `status` when it changes, keep-alive pings."""
+    """New log lines as SSE `log` events (HTML rows), `status` when it changes, keep-alive pings.
+    The session is checked again every `web_poll_seconds`: when it has ended (logout, expiry,
+    the token revoked) the stream sends `end` and closes."""
     db = get_db(request)
-    actor = viewer.principal
     async with db.session(write=False) as session:
-        resolved = (await deployments.get_deployment(session, actor, deployment_id)).id
+        actor, dep = await _deployment(session, viewer, deployment_id)
+    resolved = dep.id
     log_row = templates.env.get_template("_log_line.html")
+    secret = request.cookies.get(auth.COOKIE, "")
+    recheck = settings_of(request).web_poll_seconds
 
     async def stream() -> AsyncIterator[dict[str, str]]:
+        nonlocal actor
         last, last_status = after, None
+        checked = time.monotonic()
         while True:
+            if time.monotonic() - checked >= recheck:
+                checked = time.monotonic()
+                now_signed_in = await auth.still_signed_in(db, secret)
+                if now_signed_in is None:
+                    yield {"event": "end", "data": "session ended"}
+                    return
+                actor = now_signed_in
             async with db.session(write=False) as session:
                 state = await deployments.progress(session, actor, resolved, after=last)
             for line in state.logs:
@@ -264,20 +303,18 @@ async def deployment_logs(
 async def rollback_confirm(
     deployment_id: str, request: Request, session: Session, viewer: Who
 ) -> HTMLResponse:
-    """The confirmation step: what the rollback would do (operator)."""
-    actor = viewer.principal
-    dep = await deployments.get_deployment(session, actor, deployment_id)
-    require(actor, "deploy", what="rollback")
+    """The confirmation step: what the rollback would do (operator or deployer)."""
+    actor, dep = await _deployment(session, viewer, deployment_id, rollback=True)
     plan = await deployments.plan_rollback(session, actor, str(dep.service_id))
     return render(request, "rollback.html", {"dep": dep, "plan": plan})
 
 
 @router.post("/deployments/{deployment_id}/rollback")
 async def rollback(deployment_id: str, request: Request, viewer: Poster) -> Response:
-    """Roll the deployment's service back to the release before (operator; confirmed)."""
-    actor = viewer.principal
+    """Roll the deployment's service back to the release before (operator or deployer;
+    confirmed)."""
     async with get_db(request).session(write=True) as session:
-        dep = await deployments.get_deployment(session, actor, deployment_id)
+        actor, dep = await _deployment(session, viewer, deployment_id, rollback=True)
         created = await deployments.create_rollback(session, actor, str(dep.service_id))
         target = created.id
     return RedirectResponse(f"/deployments/{target}", status_code=303)
@@ -369,7 +406,9 @@ async def status_page(
 
 def _wants_html(request: Request) -> bool:
     path = request.url.path
-    return not path.startswith(("/api/", "/badge/", "/metrics", "/healthz", "/readyz", "/openapi"))
+    return not path.startswith(
+        ("/api/", "/badge/", "/metrics", "/healthz", "/readyz", "/openapi", "/.well-known/")
+    )
 
 
 def error_page(request: Request, status: int, message: str) -> Response | None:

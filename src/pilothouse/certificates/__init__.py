@@ -1,0 +1,1 @@
+"""Certificates and domains (seed 003 SSL Certificate, Domain Registry)."""
