@@ -129,6 +129,9 @@ def test_load_scales_up_rollout_holds_idle_scales_down(fast_stack: dict[str, Any
 
         _wait(second_replica_serves, 40, "the new replica serving through the router")
         timeline["new replica serving"] = time.monotonic() - started
+        # The new replica can serve before its scale deployment is recorded as finished; a
+        # deploy before that is refused (one active deployment per service).
+        assert client.wait(up["deployment_id"])["status"] == "success"
         # A rollout under load: the count the autoscaler chose, never past max_instances.
         dep = client.deploy("web", "v2.0.0")
         done = client.wait(dep["id"], timeout=60)
