@@ -501,9 +501,9 @@ async def _past_due(db_url: str, rule_id: str) -> None:
         await db.dispose()
 
 
-def _import(api: Api, version: str, report: str) -> None:
+def _import(api: Api, version: str, report: str, target: str = "web") -> None:
     answer = api.client.post(
-        f"/api/v1/scans/import?environment=prod&service=web&artifact={version}",
+        f"/api/v1/scans/import?environment=prod&service=web&artifact={version}&target={target}",
         content=report,
         headers={"Authorization": f"Bearer {api.token}"},
     )
@@ -567,6 +567,13 @@ def test_domains_certificates_and_findings_on_the_service_page_and_the_findings_
     assert "SQLI-1" in resolved and "XSS-2" not in resolved and "NEXT-3" not in resolved
     assert "No findings match." in client.get("/findings?status=false_positive").text
     assert high.count("SLA breached") == 1 and "SLA breached" not in resolved
+    # pages of 50: a dependency scan of another target with 55 low findings
+    many = [(f"DEP-{i:02}", f"lib/m{i:02}.py", "2.0") for i in range(55)]
+    _import(api, "v1.0.0", _report(*many), target="deps")
+    first = client.get("/findings?severity=low").text
+    assert first.count("<tr><td>low</td>") == 50 and "page=2" in first and "Previous" not in first
+    second = client.get("/findings?severity=low&page=2").text
+    assert second.count("<tr><td>low</td>") == 5 and "page=1" in second and "Next" not in second
     # another user sees none of them, and the environment is not theirs (404)
     other = browser(api.client.app, api.user("otto", "operator"))
     assert "No findings match." in other.get("/findings?status=any").text
