@@ -15,7 +15,7 @@ from pilothouse.core.db import Database
 from pilothouse.deployments.engine import Engine
 from pilothouse.deployments.models import Deployment
 from pilothouse.findings import formats, gate
-from tests.conftest import Api
+from tests.conftest import Api, one_store
 from tests.findings.support import result, sarif
 
 
@@ -139,3 +139,12 @@ def test_gate_fails_production_deployment_at_pending_and_override(
     trail = api.ok(api.get("/audit"))
     actions = [e["action"] for e in trail]
     assert "security_gate.override" in actions and "security_gate.override_used" in actions
+
+
+@one_store
+def test_an_offset_past_a_store_integer_is_a_422_naming_it(api: Api) -> None:
+    # Found by the schema fuzzer: 8423309277954697068544 reached SQLite and answered 500.
+    got = api.get("/findings", params={"offset": 8423309277954697068544})
+    assert got.status_code == 422, got.text
+    assert got.json()["detail"][0]["field"] == "offset"
+    assert api.get("/findings", params={"offset": 2**31 - 1}).status_code == 200

@@ -217,7 +217,12 @@ async def list_findings(
     artifact: str | None = Query(default=None, description="Seen in a scan of this version."),
     scan: str | None = Query(default=None, description="Reported by this scan."),
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(
+        default=0,
+        ge=0,
+        le=2**31 - 1,
+        description="Findings to skip (a store integer: at most 2,147,483,647).",
+    ),
 ) -> list[FindingRead]:
     filters = findings.FindingFilter(
         environment=environment,
