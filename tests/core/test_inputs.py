@@ -103,6 +103,7 @@ def test_json_depth_exceeds_counts_as_find_bad_text(depth: int) -> None:
     refused = find_bad_text(_nested(depth)) is not None
     assert json_depth_exceeds(_nested(depth)) == refused == (depth >= MAX_JSON_DEPTH)
     assert not json_depth_exceeds("scalar")
+    assert not json_depth_exceeds(7)
 
 
 _texts = st.lists(

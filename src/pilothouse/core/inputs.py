@@ -56,18 +56,20 @@ _BAD_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
 def json_depth_exceeds(document: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether a decoded JSON document holds a container at depth `limit` or deeper (the document
     itself is at depth 0), which find_bad_text refuses."""
-    level: list[Any] = [document]
+    if not isinstance(document, dict | list):
+        return False
+    level: list[Any] = [document]  # containers only
     for _ in range(limit):
         deeper: list[Any] = []
+        add = deeper.append
         for value in level:
-            if isinstance(value, dict):
-                deeper.extend(v for v in value.values() if isinstance(v, dict | list))
-            elif isinstance(value, list):
-                deeper.extend(v for v in value if isinstance(v, dict | list))
+            for child in value.values() if isinstance(value, dict) else value:
+                if isinstance(child, dict | list):
+                    add(child)
         if not deeper:
             return False
         level = deeper
-    return isinstance(document, dict | list)
+    return True
 
 
 def raw_json_may_have_bad_text(raw: bytes, document: Any) -> bool:
