@@ -3,6 +3,8 @@ state and the export agree (pure, no store)."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from hypothesis import strategies as st
 from pilothouse.apply.load import DocumentInvalid, load
 from pilothouse.apply.plan import Secret, make_plan
 from pilothouse.apply.spec import Document, json_schema
-from pilothouse.apply.state import desired_state, export_document
+from pilothouse.apply.state import desired_state, digest, digest_key, export_document
+from pilothouse.core.crypto import Keyring
+from pilothouse.errors import ValidationFailed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,6 +121,7 @@ channels:
       secret: {variable: HOOK_KEY, environment: prod}
     deploy_events: [failed]
 """
+KEY = b"k" * 32
 VALUES = {
     ("prod", "DB"): "postgresql://u:p@db/app",
     ("prod", "HOOK"): "https://hooks.example/x",
@@ -126,7 +131,7 @@ VALUES = {
 
 def test_secrets_resolve_to_digests_never_values() -> None:
     document, marks = load(FULL)
-    state, found = desired_state(document, marks, VALUES)
+    state, found = desired_state(document, marks, VALUES, secret_key=KEY)
     assert found == []
     dsn = state["backup_target"]["main-db"]["dsn"]
     assert isinstance(dsn, Secret) and dsn.source == "variable DB of prod"
@@ -141,7 +146,7 @@ def test_unresolved_and_inline_secrets_are_problems_with_positions() -> None:
     )
     document_text = text.replace("url2: x", "secret: {variable: NOPE}")
     document, marks = load(document_text)
-    _, found = desired_state(document, marks, VALUES)
+    _, found = desired_state(document, marks, VALUES, secret_key=KEY)
     rules = {p.path: (p.line, p.rule) for p in found}
     assert rules["channels.ops.secrets.secret.environment"][1].startswith("required")
     assert rules["channels.ops.config.url"][1].startswith("a credential")
@@ -149,10 +154,10 @@ def test_unresolved_and_inline_secrets_are_problems_with_positions() -> None:
 
 def test_export_applies_back_to_no_change() -> None:
     document, marks = load(FULL)
-    state, _ = desired_state(document, marks, VALUES)
+    state, _ = desired_state(document, marks, VALUES, secret_key=KEY)
     exported = yaml.safe_dump(export_document(state), sort_keys=False)
     again, again_marks = load(exported)
-    round_trip, found = desired_state(again, again_marks, VALUES)
+    round_trip, found = desired_state(again, again_marks, VALUES, secret_key=KEY)
     assert found == []
     assert make_plan(round_trip, state, prune=True).empty
     assert "postgresql://" not in exported
@@ -209,3 +214,31 @@ def test_any_document_loads_or_names_its_problems(data: object) -> None:
     except DocumentInvalid as exc:
         lines = text.count("\n") + 1
         assert exc.problems and all(1 <= p.line <= lines and p.column >= 1 for p in exc.problems)
+
+
+def test_secret_digests_are_keyed_by_the_servers_key() -> None:
+    """A plan cannot confirm a guessed secret: the digest is an HMAC under a key derived from
+    the server's data key, not a plain SHA-256, so it differs between servers."""
+    ring = Keyring(current=b"k" * 8, keys={b"k" * 8: b"\x01" * 32})
+    other = Keyring(current=b"o" * 8, keys={b"o" * 8: b"\x02" * 32})
+    value = VALUES[("prod", "DB")]
+    keyed = digest(value, digest_key(ring))
+    assert keyed != hashlib.sha256(value.encode()).hexdigest()
+    assert keyed != digest(value, digest_key(other))
+    assert keyed == digest(value, digest_key(ring))
+
+    document, marks = load(FULL)
+    state, _ = desired_state(document, marks, VALUES, secret_key=digest_key(ring))
+    assert state["backup_target"]["main-db"]["dsn"].digest == keyed
+    # the same value under the same key: unchanged; another value: changed
+    live = copy.deepcopy(state)
+    assert make_plan(state, live).empty
+    live["backup_target"]["main-db"]["dsn"] = Secret(digest("postgresql://other", digest_key(ring)))
+    changed = make_plan(state, live).changes
+    assert [(c.kind, [f.path for f in c.fields]) for c in changed] == [("backup_target", ["dsn"])]
+
+
+def test_a_secret_reference_needs_the_key() -> None:
+    document, marks = load(FULL)
+    with pytest.raises(ValidationFailed, match="master key"):
+        desired_state(document, marks, VALUES)

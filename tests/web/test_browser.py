@@ -186,7 +186,7 @@ def test_the_dashboard_in_chromium(
         _shot(page, "service")
         page.get_by_role("button", name="Reveal API_KEY (audited)").click()
         page.locator("[data-revealed='API_KEY']", has_text=SECRET).wait_for(timeout=LIVE)
-        for path in ("/backups", "/audit"):
+        for path in ("/backups", "/audit", "/findings"):
             page.goto(url + path)
             _axe(page, path)
             _shot(page, path.strip("/"))

@@ -1,9 +1,11 @@
 """The dashboard over TestClient: login and sessions, CSRF, roles and isolation, the overview
-grid, rollback, log streaming, the public status page, and the leak test on every page."""
+grid, rollback, log streaming, the public status page, domains/certificates and findings, and
+the leak test on every page."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import timedelta
@@ -12,9 +14,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from pilothouse.certificates import service as certificates
+from pilothouse.certificates.models import Certificate
+from pilothouse.certificates.observe import Seen
 from pilothouse.config import Settings
 from pilothouse.core.clock import utcnow
 from pilothouse.core.db import Database
+from pilothouse.findings.models import SecurityFinding
 from pilothouse.healthchecks.models import HealthState, Incident
 from pilothouse.replicas.models import Replica
 from pilothouse.setup import ensure_master_key
@@ -305,6 +311,9 @@ def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[
     )
     live = _deploy(api, "v1.0.0")
     api.ok(api.post(f"/deployments/{live['id']}/logs", {"message": f"using {SECRET}"}), 201)
+    report = json.loads(_report(("KEY-1", "app/settings.py", "8.0")))
+    report["runs"][0]["results"][0]["message"]["text"] = f"API_KEY = {SECRET!r}"
+    _import(api, "v1.0.0", json.dumps(report))
     svc = world["service"]["id"]
     tokens = {"admin": api.token}
     for name, role in (("ola", "operator"), ("vera", "viewer")):
@@ -320,6 +329,8 @@ def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[
         "/backups",
         "/incidents",
         "/audit",
+        "/findings",
+        "/findings?status=any&severity=high&env=prod",
         "/login",
     ]
     fragments = [
@@ -451,3 +462,119 @@ def test_the_log_stream_ends_with_the_session(
                 body += chunk
                 assert time.monotonic() - ended < 10, "the stream outlived its session"
         assert "event: end" in body and "session ended" in body
+
+
+def _report(*results: tuple[str, str, str]) -> str:
+    """A SARIF report: (rule id, path, security-severity) per result."""
+    found = [
+        {
+            "ruleId": rule,
+            "level": "warning",
+            "message": {"text": f"{rule} in {path}"},
+            "properties": {"security-severity": score},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": path},
+                        "region": {"startLine": 12},
+                    }
+                }
+            ],
+        }
+        for rule, path, score in results
+    ]
+    run = {"tool": {"driver": {"name": "scanner", "rules": []}}, "results": found}
+    return json.dumps({"version": "2.1.0", "runs": [run]})
+
+
+async def _past_due(db_url: str, rule_id: str) -> None:
+    """Time passing: the finding's SLA due date is an hour ago."""
+    db = Database(db_url)
+    try:
+        async with db.session() as session:
+            await session.execute(
+                sa.update(SecurityFinding)
+                .where(SecurityFinding.rule_id == rule_id)
+                .values(sla_due_at=utcnow() - timedelta(hours=1))
+            )
+    finally:
+        await db.dispose()
+
+
+def _import(api: Api, version: str, report: str, target: str = "web") -> None:
+    answer = api.client.post(
+        f"/api/v1/scans/import?environment=prod&service=web&artifact={version}&target={target}",
+        content=report,
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    assert answer.status_code == 201, answer.text
+
+
+@one_store
+def test_domains_certificates_and_findings_on_the_service_page_and_the_findings_page(
+    settings: Settings, api: Api, world: dict[str, Any], db_url: str
+) -> None:
+    """The service page shows the service's domains (DNS status, certificate days left) and
+    the open findings of the running artifact only; /findings filters, and isolates users."""
+    svc = world["service"]["id"]
+    settings.dns_target = "edge.example.net"
+    api.ok(api.post("/domains", {"domain": "shop.example.com", "service": "web"}), 201)
+    api.ok(api.post("/domains", {"domain": "api.example.com", "service": "web"}), 201)
+    cert = api.ok(api.post("/certificates", {"host": "shop.example.com"}), 201)
+
+    async def observe() -> None:  # what a handshake would have recorded
+        db = Database(db_url)
+        try:
+            async with db.session() as session:
+                row = await session.get(Certificate, uuid.UUID(cert["id"]))
+                assert row is not None
+                now = utcnow()
+                until = now + timedelta(days=9.5)
+                seen = Seen(handshake_ok=True, chain_valid=True, not_after=until)
+                certificates.apply(row, seen, now)
+        finally:
+            await db.dispose()
+
+    asyncio.run(observe())
+    _deploy(api, "v1.0.0")
+    _import(api, "v1.0.0", _report(("SQLI-1", "app/db.py", "9.5"), ("XSS-2", "app/ui.py", "5.0")))
+    _import(api, "v1.1.0", _report(("NEXT-3", "app/next.py", "7.5")))
+    asyncio.run(_past_due(db_url, "NEXT-3"))
+    client = browser(api.client.app, api.token)
+    page = client.get(f"/services/{svc}").text
+    domains_part = page[page.index('id="domains-h"') : page.index('id="findings-h"')]
+    assert "shop.example.com" in domains_part and "api.example.com" in domains_part
+    assert "pending" in domains_part and ">9<" in domains_part and "none tracked" in domains_part
+    findings_part = page[page.index('id="findings-h"') :]
+    findings_part = findings_part[: findings_part.index("</section>")]
+    left_out = "accepted risks and false positives left out"
+    counts = "1 critical, 0 high, 1 medium, 0 low."
+    newest = "its newest scan of each scope"
+    assert f"Findings of v1.0.0 ({newest}; {left_out}): {counts}" in findings_part
+    assert "SQLI-1" in findings_part and "app/db.py" in findings_part
+    assert "XSS-2" in findings_part and "NEXT-3" not in findings_part
+    assert findings_part.index("SQLI-1") < findings_part.index("XSS-2")
+    assert "not in a later scan" in findings_part  # the v1.1.0 scan resolved them in the store
+    # the findings page: every visible finding, filtered by severity, status and environment
+    listed = client.get("/findings?status=any").text
+    assert all(rule in listed for rule in ("SQLI-1", "XSS-2", "NEXT-3"))
+    opened = client.get("/findings").text
+    assert "NEXT-3" in opened and "SQLI-1" not in opened
+    assert 'href="/findings" aria-current="page"' in listed
+    high = client.get("/findings?severity=high&env=prod").text
+    assert "NEXT-3" in high and "SQLI-1" not in high and "XSS-2" not in high
+    resolved = client.get("/findings?status=resolved&severity=critical").text
+    assert "SQLI-1" in resolved and "XSS-2" not in resolved and "NEXT-3" not in resolved
+    assert "No findings match." in client.get("/findings?status=false_positive").text
+    assert high.count("SLA breached") == 1 and "SLA breached" not in resolved
+    # pages of 50: a dependency scan of another target with 55 low findings
+    many = [(f"DEP-{i:02}", f"lib/m{i:02}.py", "2.0") for i in range(55)]
+    _import(api, "v1.0.0", _report(*many), target="deps")
+    first = client.get("/findings?severity=low").text
+    assert first.count("<tr><td>low</td>") == 50 and "page=2" in first and "Previous" not in first
+    second = client.get("/findings?severity=low&page=2").text
+    assert second.count("<tr><td>low</td>") == 5 and "page=1" in second and "Next" not in second
+    # another user sees none of them, and the environment is not theirs (404)
+    other = browser(api.client.app, api.user("otto", "operator"))
+    assert "No findings match." in other.get("/findings?status=any").text
+    assert other.get("/findings?env=prod").status_code == 404

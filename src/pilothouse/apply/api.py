@@ -64,6 +64,7 @@ async def apply(body: ApplyRequest, request: Request, session: Session, caller: 
         body.document,
         prune=body.prune,
         expect=body.expect,
+        dns_target=request.app.state.settings.dns_target,
     )
     return _read(planned, applied=True)
 

@@ -1,6 +1,6 @@
 """Carrying out a plan: each change through the service function the API route uses for it
-(create_service, update_environment, set_requirement, set_policy, create_target, create_rule,
-add_channel...),
+(create_service, update_environment, set_requirement, set_policy, add_domain, create_target,
+create_rule, add_channel...),
 so roles, validation and audit entries are theirs."""
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pilothouse.autoscaling.schemas import DEFAULTS as SCALING_DEFAULTS
 from pilothouse.autoscaling.schemas import PolicySet, merged
 from pilothouse.backups import service as backups
 from pilothouse.backups.schemas import StorageConfig, TargetCreate, TargetUpdate
+from pilothouse.certificates import domains
+from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring
 from pilothouse.deployments import service as deployments
 from pilothouse.environments import service as environments
@@ -40,9 +42,12 @@ class Runner:
         keyring: Keyring | None,
         document: Document,
         ids: dict[tuple[str, str], uuid.UUID],
+        *,
+        dns_target: str | None = None,
     ) -> None:
         self.session, self.actor, self.keyring = session, actor, keyring
         self.document, self.ids = document, dict(ids)
+        self.dns_target = dns_target
 
     def _keys(self) -> Keyring:
         if self.keyring is None:
@@ -160,6 +165,37 @@ class Runner:
         values = scaling_fields(merged(dict(SCALING_DEFAULTS), spec))
         touched = PolicySet.model_validate({k: values[k] for k in change.top_fields()})
         await autoscaling.set_policy(self.session, self.actor, ref, touched)
+
+    async def _domain(self, change: Change) -> None:
+        """Through add_domain / remove_domain (their role check and audit entries); a domain
+        has no update: a change to one is refused."""
+        name = change.key
+        if change.action == "delete":
+            await domains.remove_domain(self.session, self.actor, self._id("domain", name))
+            return
+        env_name, raw, spec = next(
+            (e, raw, d)
+            for e, env in self.document.environments.items()
+            for raw, d in env.domains.items()
+            if domains.normalize(raw) == name
+        )
+        if change.action == "update":
+            raise ValidationFailed(
+                f"environments.{env_name}.domains.{raw}",
+                f"a domain cannot change in place ({', '.join(change.top_fields())}); delete it "
+                "(--prune) and declare it anew",
+            )
+        domain = await domains.add_domain(
+            self.session,
+            self.actor,
+            name,
+            service=self._id("service", f"{env_name}/{spec.service}"),
+            root=spec.root,
+            cdn_enabled=spec.cdn_enabled,
+            target=self.dns_target,
+            now=utcnow(),
+        )
+        self.ids[("domain", name)] = domain.id
 
     async def _backup_target(self, change: Change) -> None:
         name = change.key

@@ -19,6 +19,7 @@ KINDS = (
     "requirement",
     "service",
     "scaling_policy",
+    "domain",
     "backup_target",
     "alert_rule",
     "channel",

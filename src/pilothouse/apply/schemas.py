@@ -36,7 +36,7 @@ class FieldChangeRead(BaseModel):
 class ChangeRead(BaseModel):
     action: Literal["create", "update", "delete"] = Field(description="What happens.")
     kind: str = Field(
-        description="environment, requirement, service, scaling_policy, backup_target, "
+        description="environment, requirement, service, scaling_policy, domain, backup_target, "
         "alert_rule, channel."
     )
     key: str = Field(description="Its name (`environment/name` for what lives in one).")

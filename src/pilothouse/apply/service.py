@@ -27,6 +27,8 @@ from pilothouse.apply.spec import Document
 from pilothouse.apply.state import (
     desired_state,
     digest,
+    digest_key,
+    domain_fields,
     empty_state,
     environment_fields,
     export_document,
@@ -38,6 +40,7 @@ from pilothouse.apply.state import (
 from pilothouse.audit import service as audit
 from pilothouse.autoscaling import service as autoscaling
 from pilothouse.backups import service as backups
+from pilothouse.certificates import domains
 from pilothouse.core.crypto import Keyring
 from pilothouse.environments import service as environments
 from pilothouse.errors import Conflict, ValidationFailed
@@ -116,6 +119,15 @@ async def live_state(
         key = svc_keys[svc_id]
         state["scaling_policy"][key] = scaling_fields(autoscaling.values_of(policy))
         ids[("scaling_policy", key)] = policy.id
+    for domain in await domains.list_domains(session, actor):
+        env_name = env_names.get(domain.environment_id)
+        svc_name = svc_names.get(domain.service_id)
+        if env_name is None or svc_name is None:
+            continue
+        state["domain"][domain.domain_name] = domain_fields(
+            env_name, svc_name, domain.root_domain, domain.cdn_enabled
+        )
+        ids[("domain", domain.domain_name)] = domain.id
     targets = [
         t
         for t in await backups.list_targets(session, actor)
@@ -123,14 +135,15 @@ async def live_state(
     ]
     rows = list(await channels.list_channels(session, actor))
     sources: dict[str, str] = {}
+    secret_key = digest_key(keyring) if keyring is not None else b""
     if keyring is not None and (targets or rows):
         values = await variables.environment_values(session, list(env_names), keyring)
         for (env_id, var), value in sorted(values.items(), key=lambda kv: kv[0][1]):
-            sources.setdefault(digest(value), ref_source(env_names[env_id], var))
+            sources.setdefault(digest(value, secret_key), ref_source(env_names[env_id], var))
     for target in targets:
         dsn: Any = None
         if keyring is not None:
-            hashed = digest(backups.target_dsn(target, keyring))
+            hashed = digest(backups.target_dsn(target, keyring), secret_key)
             dsn = Secret(hashed, sources.get(hashed, ""))
         state["backup_target"][target.name] = {
             "environment": env_names[target.environment_id],  # type: ignore[index]
@@ -172,7 +185,7 @@ async def live_state(
         full = channels.open_config(channel, keyring) if keyring else dict(channel.config or {})
         sealed = channel_settings.SEALED.get(channel.kind, ())
         secrets = {
-            k: Secret(digest(str(v)), sources.get(digest(str(v)), ""))
+            k: Secret(digest(str(v), secret_key), sources.get(digest(str(v), secret_key), ""))
             for k, v in full.items()
             if k in sealed and v is not None
         }
@@ -208,7 +221,8 @@ async def plan_document(
     document, marks = load(text)
     live, ids, env_ids = await live_state(session, actor, keyring)
     values = await _values(session, document, env_ids, keyring, marks)
-    desired, problems = desired_state(document, marks, values, set(env_ids))
+    secret_key = digest_key(keyring) if keyring is not None else None
+    desired, problems = desired_state(document, marks, values, set(env_ids), secret_key=secret_key)
     if problems:
         raise DocumentInvalid(problems)
     return Planned(make_plan(desired, live, prune=prune), document, ids)
@@ -244,9 +258,11 @@ async def apply_document(
     *,
     prune: bool = False,
     expect: str | None = None,
+    dns_target: str | None = None,
 ) -> Planned:
     """Plan the file, then carry the plan out through the service functions (one transaction:
-    the caller's). With `expect`, refuse (409) when the plan is no longer the one shown."""
+    the caller's). With `expect`, refuse (409) when the plan is no longer the one shown.
+    `dns_target` is the endpoint new domains point to (PILOTHOUSE_DNS_TARGET)."""
     planned = await plan_document(session, actor, keyring, text, prune=prune)
     if expect is not None and planned.fingerprint != expect:
         raise Conflict(
@@ -256,7 +272,7 @@ async def apply_document(
         )
     if planned.plan.empty:
         return planned
-    runner = Runner(session, actor, keyring, planned.document, planned.ids)
+    runner = Runner(session, actor, keyring, planned.document, planned.ids, dns_target=dns_target)
     for change in planned.plan.changes:
         await runner.run(change)
     counts = planned.plan.counts()

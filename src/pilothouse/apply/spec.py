@@ -10,13 +10,16 @@ Layout (every map is keyed by the object's name, so a name cannot appear twice):
                                    driver_config (router...), health_check, scaling
         backups:        <target>: dsn (a reference to a secret variable), schedule, storage...
         alert_rules:    <rule>: service, metric, expression, window, warning, critical...
+        domains:        <domain name>: service, root, cdn_enabled (names unique across
+                                   environments)
     channels:           <channel>: kind, config (no credentials), secrets (references)...
 
 Secrets are never written in the file: a backup target's `dsn` and a channel's credentials are
 references `{variable: KEY, environment: ENV}` to environment variables (set with `pilothouse vars
 set`), resolved on the server when the plan is made. A service's `scaling` is autoscaling's own
-PolicySet (same fields, ranges and cross-field rules, checked by autoscaling's code). Later
-sections (an environment's `domains`) slot in as keys of the same models.
+PolicySet (same fields, ranges and cross-field rules, checked by autoscaling's code). A domain
+is registered for one of its environment's services (docs/certificates.md); it cannot change in
+place: delete it (--prune) and declare it anew.
 """
 
 from __future__ import annotations
@@ -142,6 +145,21 @@ class AlertRuleSpec(Strict):
     recover_n: int = Field(default=1, ge=1, le=100, description="Clear evaluations to recover.")
 
 
+DomainName = Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class DomainSpec(Strict):
+    """A custom domain routed to a service of the environment (docs/certificates.md)."""
+
+    service: Key = Field(description="Service it routes to (in this environment).")
+    root: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Registrable root domain (default: the last two labels of the name).",
+    )
+    cdn_enabled: bool = Field(default=False, description="Served through a CDN.")
+
+
 class EnvironmentSpec(Strict):
     """An environment and everything that lives in it."""
 
@@ -164,6 +182,11 @@ class EnvironmentSpec(Strict):
     )
     alert_rules: dict[Annotated[str, Field(min_length=1, max_length=100)], AlertRuleSpec] = Field(
         default_factory=dict, description="Metric alert rules."
+    )
+    domains: dict[DomainName, DomainSpec] = Field(
+        default_factory=dict,
+        description="Custom domains, by name (unique across environments); a change to one is "
+        "refused: delete it (--prune) and declare it anew.",
     )
 
 

@@ -9,6 +9,7 @@ without the unset ones, an alert window in seconds. Secrets are compared by dige
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ from pilothouse.apply.plan import KINDS, Secret, State
 from pilothouse.apply.spec import Document, EnvironmentSpec, ScalingSpec, SecretRef
 from pilothouse.autoscaling.schemas import DEFAULTS as SCALING_DEFAULTS
 from pilothouse.autoscaling.schemas import merged as merged_policy
+from pilothouse.certificates import domains as domain_rules
+from pilothouse.core.crypto import Keyring
 from pilothouse.drivers import registry
 from pilothouse.environments import sealing
 from pilothouse.environments.schemas import EnvironmentConfig
@@ -31,8 +34,18 @@ from pilothouse.metrics.schemas import parse_duration
 Values = Mapping[tuple[str, str], str]
 
 
-def digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+DIGEST_LABEL = b"pilothouse apply secret digest v1"
+
+
+def digest_key(keyring: Keyring) -> bytes:
+    """The key secrets are digested with: derived from the server's current data key, so a
+    digest means nothing outside this server (a plan cannot confirm a guessed secret)."""
+    return hmac.new(keyring.key(keyring.current), DIGEST_LABEL, hashlib.sha256).digest()
+
+
+def digest(value: str, key: bytes) -> str:
+    """A keyed digest (HMAC-SHA-256) of a secret: comparable only under the same key."""
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
 def ref_source(env: str, variable: str) -> str:
@@ -102,6 +115,15 @@ def scaling_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def domain_fields(environment: str, service: str, root: str, cdn_enabled: bool) -> dict[str, Any]:
+    return {
+        "environment": environment,
+        "service": service,
+        "root": root,
+        "cdn_enabled": cdn_enabled,
+    }
+
+
 def scaling_owns_replicas(scaling: ScalingSpec | None) -> bool:
     """An enabled policy in the file: the autoscaler, not the file, sets the replica count."""
     return scaling is not None and scaling.enabled is not False
@@ -130,6 +152,7 @@ def _secret(
     path: tuple[str | int, ...],
     marks: Marks,
     problems: list[Problem],
+    key: bytes | None,
 ) -> Secret | None:
     env = ref.environment or home
     if env is None:
@@ -145,7 +168,9 @@ def _secret(
             )
         )
         return None
-    return Secret(digest(value), ref_source(env, ref.variable))
+    if key is None:
+        raise ValidationFailed("document", "secret references need the server's master key")
+    return Secret(digest(value, key), ref_source(env, ref.variable))
 
 
 def _driver_problems(
@@ -179,10 +204,13 @@ def desired_state(
     marks: Marks,
     values: Values,
     known_environments: set[str] = frozenset(),  # type: ignore[assignment]
+    *,
+    secret_key: bytes | None = None,
 ) -> tuple[State, list[Problem]]:
     """The state the file asks for, and the problems found resolving it (references to
     variables that are not set, credentials written inline, unknown environments or services).
-    `known_environments` are the live ones (a channel may refer to them too)."""
+    `known_environments` are the live ones (a channel may refer to them too); `secret_key`
+    digests secrets (`digest_key`; needed only when the file refers to some)."""
     state = empty_state()
     problems: list[Problem] = []
     declared = set(document.environments)
@@ -227,13 +255,30 @@ def desired_state(
                     problems.append(marks.problem((*path, *field_path), exc.rule))
                 else:
                     state["scaling_policy"][f"{env_name}/{svc_name}"] = scaling_fields(policy)
+        for raw_name, spec in env.domains.items():
+            path = (*base, "domains", raw_name)
+            try:
+                domain_name = domain_rules.normalize(raw_name)
+                root = domain_rules.split(domain_name, spec.root)[1]
+            except ValueError as exc:
+                problems.append(marks.problem(path, str(exc)))
+                continue
+            if domain_name in state["domain"]:
+                problems.append(marks.problem(path, "domain names are unique across environments"))
+            if spec.service not in env.services:
+                problems.append(
+                    marks.problem((*path, "service"), f"no service {spec.service} in {env_name}")
+                )
+            state["domain"][domain_name] = domain_fields(
+                env_name, spec.service, root, spec.cdn_enabled
+            )
         for target_name, target in env.backups.items():
             path = (*base, "backups", target_name)
             if target_name in state["backup_target"]:
                 problems.append(
                     marks.problem(path, "backup target names are unique across environments")
                 )
-            dsn = _secret(values, target.dsn, env_name, (*path, "dsn"), marks, problems)
+            dsn = _secret(values, target.dsn, env_name, (*path, "dsn"), marks, problems, secret_key)
             schedule = target.schedule
             if (
                 env.type == "development"
@@ -308,7 +353,13 @@ def desired_state(
                 )
                 continue
             found = _secret(
-                values, ref, channel.environment, (*path, "secrets", key), marks, problems
+                values,
+                ref,
+                channel.environment,
+                (*path, "secrets", key),
+                marks,
+                problems,
+                secret_key,
             )
             if found is not None:
                 secrets[key] = found
@@ -393,6 +444,14 @@ def export_document(live: State) -> dict[str, Any]:
         services.setdefault(svc_name, {})["scaling"] = _drop_defaults(
             scaling_fields(fields), SCALING_DEFAULTS
         )
+    for name, fields in sorted(live["domain"].items()):
+        domain = dict(fields)
+        env_name = domain.pop("environment")
+        if domain["root"] == domain_rules.split(name)[1]:
+            del domain["root"]
+        if not domain["cdn_enabled"]:
+            del domain["cdn_enabled"]
+        envs.setdefault(env_name, {}).setdefault("domains", {})[name] = domain
     for name, fields in sorted(live["backup_target"].items()):
         target = dict(fields)
         env_name = target.pop("environment")

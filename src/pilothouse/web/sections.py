@@ -2,12 +2,13 @@
 
 A capability's section is a template and a loader: `load(session, principal, service)` returns
 the template's context, through the capability's own service functions (so the API's checks
-apply). `SERVICE_SECTIONS` lists them in page order; certificates, domains and findings slot in
-the same way when those capabilities land.
+apply). `SERVICE_SECTIONS` lists them in page order: scaling, domains and certificates, findings
+of the running artifact.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +16,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal
+from pilothouse.artifacts import service as artifacts
 from pilothouse.autoscaling import rules
 from pilothouse.autoscaling import service as autoscaling
+from pilothouse.certificates import domains
+from pilothouse.certificates import rules as cert_rules
+from pilothouse.certificates import service as certificates
+from pilothouse.certificates.models import Certificate
+from pilothouse.core.clock import utcnow
+from pilothouse.errors import NotFound
+from pilothouse.findings import gate
+from pilothouse.findings import service as findings
+from pilothouse.findings.models import SecurityFinding
+from pilothouse.findings.rules import SEVERITIES
 from pilothouse.services.models import Service
 
 
@@ -37,4 +49,61 @@ async def _scaling(session: AsyncSession, actor: Principal, svc: Service) -> dic
     return {"policy": policy, "thresholds": shown, "events": events}
 
 
-SERVICE_SECTIONS: list[Section] = [Section("_section_scaling.html", _scaling)]
+async def _domains(session: AsyncSession, actor: Principal, svc: Service) -> dict[str, Any]:
+    """The service's domains with their DNS status, and the certificate of each (tracked by
+    id, else by name) with its whole days left; all through the capability's visibility."""
+    mine = [d for d in await domains.list_domains(session, actor) if d.service_id == svc.id]
+    certs = await certificates.list_certificates(session, actor) if mine else []
+    by_id = {c.id: c for c in certs}
+    by_name: dict[str, Certificate] = {}
+    for tracked in certs:
+        by_name.setdefault(tracked.domain, tracked)
+    now = utcnow()
+    rows = []
+    for domain in mine:
+        cert = by_id.get(domain.ssl_certificate_id) if domain.ssl_certificate_id else None
+        cert = cert or by_name.get(domain.domain_name)
+        left = None
+        if cert is not None and cert.expires_at is not None:
+            left = cert_rules.days_left(cert.expires_at, now)
+        rows.append({"domain": domain, "cert": cert, "days_left": left})
+    return {"domains": rows}
+
+
+#: Finding statuses that still count for the artifact a scan reported them in (gate.IGNORED out).
+PRESENT = ("open", "resolved")
+
+
+async def _findings(session: AsyncSession, actor: Principal, svc: Service) -> dict[str, Any]:
+    """Findings of the running artifact as the deploy gate sees them: those its newest scan of
+    each scope reported, less accepted risks and false positives, most severe first, with
+    counts by severity. A finding a later scan (of a newer build, same scope) no longer
+    reported is `resolved` in the store but still in the running artifact, so it is listed."""
+    artifact = await artifacts.get_deployed(session, svc.id)
+    found: dict[uuid.UUID, SecurityFinding] = {}
+    if artifact is not None:
+        for scan_id in await gate.latest_scans(session, artifact.id):
+            wanted = findings.FindingFilter(scan=str(scan_id), status=PRESENT)
+            try:
+                rows = await findings.list_findings(session, actor, wanted, limit=1000)
+            except NotFound:  # a scan the actor may not see
+                continue
+            found.update((f.id, f) for f in rows)
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    ordered = sorted(found.values(), key=lambda f: (-rank[f.severity], f.sla_due_at, f.id))
+    counts = {s: 0 for s in reversed(SEVERITIES)}
+    for finding in ordered:
+        counts[finding.severity] += 1
+    return {
+        "artifact": artifact,
+        "findings": ordered,
+        "counts": counts,
+        "now": utcnow(),
+    }
+
+
+SERVICE_SECTIONS: list[Section] = [
+    Section("_section_scaling.html", _scaling),
+    Section("_section_domains.html", _domains),
+    Section("_section_findings.html", _findings),
+]

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -30,6 +31,8 @@ from pilothouse.deployments import pins
 from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.deps import Keys, Session, get_db
+from pilothouse.findings import service as findings
+from pilothouse.findings.rules import FINDING_STATUSES, SEVERITIES
 from pilothouse.healthchecks import service as health
 from pilothouse.history import service as history
 from pilothouse.replicas import service as replicas
@@ -320,7 +323,7 @@ async def rollback(deployment_id: str, request: Request, viewer: Poster) -> Resp
     return RedirectResponse(f"/deployments/{target}", status_code=303)
 
 
-# -- backups, incidents, audit --------------------------------------------------------------
+# -- backups, incidents, audit, findings ------------------------------------------------------
 
 
 @router.get("/backups")
@@ -387,6 +390,55 @@ async def audit_page(
     )
     filters = {"entity_type": entity_type or "", "entity_id": entity_id or ""}
     return render(request, "audit.html", {"entries": rows, "filters": filters})
+
+
+@router.get("/findings")
+async def findings_page(
+    request: Request,
+    session: Session,
+    viewer: Who,
+    severity: str | None = Query(default=None, max_length=20),
+    status: str | None = Query(default="open", max_length=20),
+    env: str | None = Query(default=None, max_length=100),
+    page: int = Query(default=1, ge=1, le=100_000),
+) -> HTMLResponse:
+    """Findings the viewer may see (open ones unless asked), most severe first, by page, with
+    their SLA due date and a breached marker; filters as the API's (severity, status, env)."""
+    severities = (severity,) if severity in SEVERITIES else ()
+    statuses = (status,) if status in FINDING_STATUSES else ()
+    per_page = 50
+    rows = list(
+        await findings.list_findings(
+            session,
+            viewer.principal,
+            findings.FindingFilter(environment=env or None, severity=severities, status=statuses),
+            limit=per_page + 1,
+            offset=(page - 1) * per_page,
+        )
+    )
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    names = await findings.environment_names(session, {f.environment_id for f in rows})
+    filters = {
+        "severity": severities[0] if severities else "",
+        "status": statuses[0] if statuses else "any",
+        "env": env or "",
+    }
+    return render(
+        request,
+        "findings.html",
+        {
+            "rows": rows,
+            "env_names": names,
+            "now": utcnow(),
+            "filters": filters,
+            "query": urlencode(filters),
+            "page": page,
+            "more": more,
+            "severities": list(reversed(SEVERITIES)),
+            "statuses": FINDING_STATUSES,
+        },
+    )
 
 
 # -- public status page --------------------------------------------------------------------
