@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Annotated
@@ -155,8 +156,14 @@ def serve(
         settings.role = role
     out.print(f"pilothouse {__version__} on http://{settings.host}:{settings.port}")
     out.print(f"database {_safe_url(settings.effective_database_url())}")
+    app = create_app(settings)
+    # What is loaded now lives as long as the process: keep it out of the collector's full
+    # passes, which otherwise walk it again and again under a large request (a 5,000-sample
+    # metrics push allocates ~100,000 objects; see docs/benchmarks.md).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

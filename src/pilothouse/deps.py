@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.access import Principal
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
-from pilothouse.core.inputs import find_bad_text, text_problem
+from pilothouse.core.inputs import find_bad_text, raw_json_may_have_bad_text, text_problem
 from pilothouse.errors import PilothouseError, Unauthorized, ValidationFailed
 from pilothouse.users import service as users
 
@@ -107,6 +107,8 @@ async def refuse_bad_text(request: Request) -> None:
                 document = await request.json()
             except ValueError:
                 return  # FastAPI already answered a body that is not JSON
+            if not raw_json_may_have_bad_text(body, document):
+                return
             found = find_bad_text(document)
             if found:
                 raise ValidationFailed(*found)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import pytest
@@ -20,7 +21,9 @@ from pilothouse.core.inputs import (
     NotBool,
     NotNull,
     find_bad_text,
+    json_depth_exceeds,
     json_size_problem,
+    raw_json_may_have_bad_text,
     text_problem,
 )
 
@@ -58,6 +61,68 @@ def test_text_without_nul_or_lone_surrogates_is_accepted(text: str) -> None:
 @given(st.text(), st.text(), st.sampled_from(["\x00", "\ud800", "\udfff"]))
 def test_any_nul_or_lone_surrogate_is_found(before: str, after: str, bad: str) -> None:
     assert text_problem(before + bad + after) is not None
+
+
+def _nested(depth: int) -> Any:
+    """A document whose innermost container is at `depth` (the document itself at 0)."""
+    doc: Any = []
+    for _ in range(depth):
+        doc = [doc]
+    return doc
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"samples": [{"name": "a", "tags": {"k": "v"}, "value": 1}]}',
+        b'{"samples": [{"name": "a\\u0000b", "value": 1}]}',  # a backslash, then "u0000"
+        b'{"samples": [{"name": "a\\ud800", "value": 1}]}',
+        b'{"samples": [{"name": "a\\u0000", "tags": {"k\\u0000": "v"}, "value": 1}]}',
+        b'{"samples": [{"name": "a\\ud800\\udc00", "value": 1}]}',  # a valid pair
+        '{"samples": [{"name": "caf\u00e9 \u2603", "value": 1}]}'.encode(),
+        b'{"samples": [{"name": "\\uD83D\\uDE00", "value": 1}]}',
+        b'{"samples": [{"name": "x", "tags": {"k": "\\u00000"}, "value": 1}]}',
+        b'{"samples": [{"name": "x", "tags": {"\\uDFFF": "v"}, "value": 1}]}',
+        b'"\xed\xa0\x80"',
+        '{"a": "ok"}'.encode("utf-16"),
+        json.dumps({"a": _nested(MAX_JSON_DEPTH - 2)}).encode(),
+        json.dumps({"a": _nested(MAX_JSON_DEPTH - 1)}).encode(),
+        json.dumps(_nested(MAX_JSON_DEPTH)).encode(),
+        json.dumps(_nested(MAX_JSON_DEPTH - 1)).encode(),
+    ],
+)
+def test_the_raw_fast_path_never_passes_what_find_bad_text_refuses(raw: bytes) -> None:
+    document = json.loads(raw)
+    if find_bad_text(document) is not None:
+        assert raw_json_may_have_bad_text(raw, document)
+    assert raw_json_may_have_bad_text(raw, document) or find_bad_text(document) is None
+
+
+@pytest.mark.parametrize("depth", [0, 1, MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 3])
+def test_json_depth_exceeds_counts_as_find_bad_text(depth: int) -> None:
+    refused = find_bad_text(_nested(depth)) is not None
+    assert json_depth_exceeds(_nested(depth)) == refused == (depth >= MAX_JSON_DEPTH)
+    assert not json_depth_exceeds("scalar")
+    assert not json_depth_exceeds(7)
+
+
+_texts = st.lists(
+    st.sampled_from(["a", "\u00e9", "\x00", "\ud800", "\udfff", "\\", "u", "\U0001f600"])
+    | st.text(max_size=3),
+    max_size=4,
+).map("".join)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | _texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_texts, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(_json_values, st.booleans())
+def test_raw_fast_path_agrees_with_find_bad_text(document: Any, ascii_only: bool) -> None:
+    raw = json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    decoded = json.loads(raw)
+    assert raw_json_may_have_bad_text(raw, decoded) or find_bad_text(decoded) is None
 
 
 def test_json_size_problem() -> None:

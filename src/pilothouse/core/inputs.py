@@ -46,6 +46,44 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+#: A JSON escape that decodes to a NUL or to a UTF-16 surrogate half (a raw NUL is not valid
+#: JSON; a body in UTF-16/32 has NUL bytes, so it always takes the full walk).
+#: json.loads decodes UTF-8 bytes with "surrogatepass": a raw encoded surrogate (ED A0-BF ..)
+#: gets in too.
+_BAD_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
+
+
+def json_depth_exceeds(document: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a decoded JSON document holds a container at depth `limit` or deeper (the document
+    itself is at depth 0), which find_bad_text refuses."""
+    if not isinstance(document, dict | list):
+        return False
+    level: list[Any] = [document]  # containers only
+    for _ in range(limit):
+        deeper: list[Any] = []
+        add = deeper.append
+        for value in level:
+            for child in value.values() if isinstance(value, dict) else value:
+                if isinstance(child, dict | list):
+                    add(child)
+        if not deeper:
+            return False
+        level = deeper
+    return True
+
+
+def raw_json_may_have_bad_text(raw: bytes, document: Any) -> bool:
+    """False when `document`, decoded from the JSON text `raw`, surely holds no text
+    find_bad_text refuses (no NUL byte, no escape of a NUL or surrogate, nesting within
+    MAX_JSON_DEPTH); True when it may (then find_bad_text decides and names the field).
+
+    A fast path for large bodies: a byte scan and a walk over containers only, instead of
+    visiting every string and building every field path."""
+    if b"\x00" in raw or _BAD_ESCAPE.search(raw):
+        return True
+    return json_depth_exceeds(document)
+
+
 def find_bad_text(document: Any, prefix: str = "") -> tuple[str, str] | None:
     """The first (field, rule) in a decoded JSON document whose text cannot be stored, or None.
 
