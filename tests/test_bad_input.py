@@ -142,6 +142,23 @@ def test_nul_and_lone_surrogates_are_refused_naming_the_field(
     assert ("NUL" in rule) if bad == NUL else ("surrogate" in rule), rule
 
 
+@pytest.mark.parametrize("content_type", ["Application/JSON", None], ids=["mixed-case", "none"])
+def test_a_json_body_is_checked_whatever_its_content_type_says(
+    api: Api, content_type: str | None
+) -> None:
+    # FastAPI parses a body as JSON with no content type, and matches the type in any case;
+    # the check once looked only at a lowercase JSON type, so these bodies skipped it.
+    headers = {"Authorization": f"Bearer {api.token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = api.client.post(
+        "/api/v1/environments",
+        content=json.dumps({"name": "a" + NUL + "b", "type": "staging"}).encode(),
+        headers=headers,
+    )
+    assert fields(response) == ["name"], response.text
+
+
 def test_nul_in_query_and_path_is_refused_the_same_on_both_stores(
     api: Api, world: dict[str, Any]
 ) -> None:

@@ -98,8 +98,10 @@ async def refuse_bad_text(request: Request) -> None:
     for name, value in request.query_params.multi_items():
         if rule := text_problem(value):
             raise ValidationFailed(name, rule)
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().endswith(("/json", "+json")):
+    # The bodies FastAPI parses as JSON: no content type at all, or a JSON type in any case
+    # ("Application/JSON" too); anything narrower would let those bodies skip the check.
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not media or media.endswith(("/json", "+json")):
         body = await request.body()
         if body:
             # Parsed once: Starlette caches it, and FastAPI parsed it already with the same call.
