@@ -36,6 +36,7 @@ from pilothouse.apply.state import (
     referenced,
     scaling_fields,
     service_fields,
+    target_fields,
 )
 from pilothouse.audit import service as audit
 from pilothouse.autoscaling import service as autoscaling
@@ -145,19 +146,19 @@ async def live_state(
         if keyring is not None:
             hashed = digest(backups.target_dsn(target, keyring), secret_key)
             dsn = Secret(hashed, sources.get(hashed, ""))
-        state["backup_target"][target.name] = {
-            "environment": env_names[target.environment_id],  # type: ignore[index]
-            "dsn": dsn,
-            "schedule": target.schedule,
-            "drill_schedule": target.drill_schedule,
-            "storage": dict(target.storage or {}),
-            "retention": dict(target.retention or {}),
-            "max_retries": target.max_retries,
-            "retry_delay_seconds": target.retry_delay_seconds,
-            "before_deploy": target.before_deploy,
-            "enabled": target.enabled,
-            "content_checksums": target.content_checksums,
-        }
+        state["backup_target"][target.name] = target_fields(
+            env_names[target.environment_id],  # type: ignore[index]
+            dsn,
+            target.schedule,
+            target.drill_schedule,
+            target.storage or {},
+            target.retention,
+            target.max_retries,
+            target.retry_delay_seconds,
+            target.before_deploy,
+            target.enabled,
+            target.content_checksums,
+        )
         ids[("backup_target", target.name)] = target.id
     for rule in await metrics.list_rules(session, actor):
         env_name = env_names.get(rule.environment_id) if rule.environment_id else None

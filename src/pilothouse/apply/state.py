@@ -124,6 +124,36 @@ def domain_fields(environment: str, service: str, root: str, cdn_enabled: bool) 
     }
 
 
+def target_fields(
+    environment: str,
+    dsn: Any,
+    schedule: str | None,
+    drill_schedule: str | None,
+    storage: Mapping[str, Any],
+    retention: Mapping[str, Any] | None,
+    max_retries: int,
+    retry_delay_seconds: int,
+    before_deploy: bool,
+    enabled: bool,
+    content_checksums: bool,
+) -> dict[str, Any]:
+    """A backup target's compared fields, built the same way for the live and the desired side
+    (a field on one side only would be a permanent difference in every plan)."""
+    return {
+        "environment": environment,
+        "dsn": dsn,
+        "schedule": schedule,
+        "drill_schedule": drill_schedule,
+        "storage": dict(storage),
+        "retention": dict(retention or {}),
+        "max_retries": max_retries,
+        "retry_delay_seconds": retry_delay_seconds,
+        "before_deploy": before_deploy,
+        "enabled": enabled,
+        "content_checksums": content_checksums,
+    }
+
+
 def scaling_owns_replicas(scaling: ScalingSpec | None) -> bool:
     """An enabled policy in the file: the autoscaler, not the file, sets the replica count."""
     return scaling is not None and scaling.enabled is not False
@@ -286,19 +316,19 @@ def desired_state(
                 and not target.force
             ):
                 schedule = None
-            state["backup_target"][target_name] = {
-                "environment": env_name,
-                "dsn": dsn,
-                "schedule": schedule,
-                "drill_schedule": target.drill_schedule,
-                "storage": target.storage.model_dump(exclude_none=True),
-                "retention": dict(target.retention or {}),
-                "max_retries": target.max_retries,
-                "retry_delay_seconds": target.retry_delay_seconds,
-                "before_deploy": target.before_deploy,
-                "enabled": target.enabled,
-                "content_checksums": target.content_checksums,
-            }
+            state["backup_target"][target_name] = target_fields(
+                env_name,
+                dsn,
+                schedule,
+                target.drill_schedule,
+                target.storage.model_dump(exclude_none=True),
+                target.retention,
+                target.max_retries,
+                target.retry_delay_seconds,
+                target.before_deploy,
+                target.enabled,
+                target.content_checksums,
+            )
         for rule_name, rule in env.alert_rules.items():
             path = (*base, "alert_rules", rule_name)
             if rule.service is not None and rule.service not in env.services:
