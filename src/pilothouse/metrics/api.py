@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import PlainValidator, ValidationError
 
 from pilothouse.core.clock import utcnow
 from pilothouse.deps import Caller, IngestCaller, Session, get_db
 from pilothouse.errors import ValidationFailed
 from pilothouse.metrics import service
 from pilothouse.metrics.ingest import parse_prometheus
+from pilothouse.metrics.push import read_batch
 from pilothouse.metrics.query import Stat
 from pilothouse.metrics.schemas import (
     IngestBatch,
@@ -29,17 +32,31 @@ from pilothouse.metrics.schemas import (
 router = APIRouter(prefix="/metrics", tags=["metrics"])
 
 
+def _as_sent(document: Any) -> Any:
+    return document
+
+
+#: The push body as FastAPI decoded it, checked by metrics/push.py (the schema is IngestBatch's).
+PushBody = Annotated[Any, PlainValidator(_as_sent, json_schema_input_type=IngestBatch), Body()]
+
+
 @router.post(
     "/ingest",
     response_model=IngestResult,
     summary="Push a batch of samples (JSON); an ingest token writes into its environment only",
 )
 async def ingest(
-    body: IngestBatch, request: Request, session: Session, caller: IngestCaller
+    body: PushBody, request: Request, session: Session, caller: IngestCaller
 ) -> IngestResult:
-    env = await service.ingest_environment(session, caller, body.environment)
-    samples = service.to_samples(body.samples, env, utcnow())
-    written = await service.ingest(session, get_db(request).dialect, env, samples)
+    try:
+        batch = read_batch(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+    env = await service.ingest_environment(session, caller, batch.get("environment"))
+    written = await service.ingest_pushed(
+        session, get_db(request).dialect, env, batch["samples"], utcnow()
+    )
     return IngestResult(written=written, environment=env.name)
 
 

@@ -15,7 +15,7 @@ import math
 import struct
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -34,6 +34,8 @@ KNOWN_LIMIT = 200_000
 #: (name, tag items in the sample's own order) -> series id, per engine. Series rows are never
 #: deleted, so an id once committed stays right for that store; only committed ids enter it.
 Ident = tuple[str, tuple[tuple[str, str], ...]]
+#: A value in the store's terms: (series identity, epoch milliseconds, value).
+Point = tuple[Ident, int, float]
 _KNOWN: weakref.WeakKeyDictionary[Any, dict[Ident, int]] = weakref.WeakKeyDictionary()
 _PENDING = "pilothouse.metrics.learned"
 #: PostgreSQL's binary COPY: signature, flags, header extension; one row; the trailer.
@@ -155,6 +157,59 @@ async def write_samples_in(
                 late.append((len(rows), ident))
                 series_id = 0
         rows.append((series_id, last_ms, float(value)))
+    return await _place_and_insert(
+        session, dialect, rows, unknown, late, known, environment_id=environment_id
+    )
+
+
+async def write_points_in(
+    session: AsyncSession,
+    dialect: str,
+    points: Sequence[Point],
+    describe: Callable[[int], Sample],
+    *,
+    environment_id: uuid.UUID | None = None,
+) -> int:
+    """`write_samples_in` for values already in the store's terms: (series identity, epoch ms,
+    value) points, as the push API's fast path makes them. `describe(i)` is the Sample of
+    `points[i]`, asked only for the first point of a series this process does not know yet
+    (its tags, unit and source create the series). Non-finite values are skipped."""
+    known = _known(session)
+    pending: dict[Ident, int] = session.info.get(_PENDING, {})
+    isfinite = math.isfinite
+    rows: list[tuple[int, int, float]] = []
+    append = rows.append
+    first: dict[Ident, int] = {}
+    late: list[tuple[int, Ident]] = []
+    for index, (ident, ts, value) in enumerate(points):
+        if not isfinite(value):
+            continue
+        series_id = known.get(ident)
+        if series_id is None:
+            series_id = pending.get(ident)
+            if series_id is None:
+                first.setdefault(ident, index)
+                late.append((len(rows), ident))
+                series_id = 0
+        append((series_id, ts, value))
+    unknown = {ident: describe(index) for ident, index in first.items()}
+    return await _place_and_insert(
+        session, dialect, rows, unknown, late, known, environment_id=environment_id
+    )
+
+
+async def _place_and_insert(
+    session: AsyncSession,
+    dialect: str,
+    rows: list[tuple[int, int, float]],
+    unknown: dict[Ident, Sample],
+    late: Sequence[tuple[int, Ident]],
+    known: dict[Ident, int],
+    *,
+    environment_id: uuid.UUID | None,
+) -> int:
+    """Fill in the ids of rows whose series were not known (creating those series), then
+    append the rows in bulk."""
     if not rows:
         return 0
     if unknown:

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from pilothouse.metrics.ingest import MAX_TAG_LENGTH, MAX_TAGS, check_tags
 
@@ -54,8 +54,10 @@ class SampleIn(BaseModel):
     name: MetricName = Field(description="Metric name, e.g. http_request_duration_ms.")
     tags: Tags = Field(default_factory=dict, description="Tags: service, replica, endpoint, ...")
     value: float = Field(description="The measured value.")
-    timestamp: datetime | None = Field(
-        default=None, description="When it was measured (ISO 8601 with offset); default: now."
+    timestamp: AwareDatetime | None = Field(
+        default=None,
+        description="When it was measured: ISO 8601 with a time zone, or Unix seconds or "
+        "milliseconds; default: now.",
     )
     unit: str = Field(default="", max_length=32, description="Unit: ms, percent, bytes, count...")
     source: Source = Field(default="application", description="Where the metric comes from.")

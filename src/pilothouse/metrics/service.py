@@ -19,12 +19,12 @@ from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from pilothouse.metrics.models import MetricAlertRule, MetricIncident, MetricSeries
+from pilothouse.metrics.push import FastSample, to_points
 from pilothouse.metrics.query import STATS, Group, matching_series, run_query
-from pilothouse.metrics.samples import Sample, write_samples_in
+from pilothouse.metrics.samples import Sample, write_points_in, write_samples_in
 from pilothouse.metrics.schemas import (
     RuleCreate,
     RuleUpdate,
-    SampleIn,
     SeriesUpdate,
     parse_duration,
 )
@@ -50,19 +50,17 @@ async def ingest_environment(
     return await environments.get_environment(session, actor, ref)
 
 
-def to_samples(items: Sequence[SampleIn], env: Environment, now: datetime) -> list[Sample]:
-    """Pushed samples with the environment tag set to where they are stored."""
-    return [
-        Sample(
-            item.name,
-            {**item.tags, "environment": env.name},
-            item.value,
-            item.timestamp or now,
-            unit=item.unit,
-            source=item.source,
-        )
-        for item in items
-    ]
+async def ingest_pushed(
+    session: AsyncSession,
+    dialect: str,
+    env: Environment,
+    samples: Sequence[FastSample],
+    now: datetime,
+) -> int:
+    """Store a checked JSON push in `env` (its environment tag forced: a push cannot write
+    elsewhere); samples without a timestamp are at `now`."""
+    points, describe = to_points(samples, env.name, now)
+    return await write_points_in(session, dialect, points, describe, environment_id=env.id)
 
 
 async def ingest(

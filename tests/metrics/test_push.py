@@ -1,0 +1,282 @@
+"""The JSON push batch's fast path (metrics/push.py) against the IngestBatch model: the same
+documents accepted, the same values stored, the model's errors for what is refused."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from pilothouse.metrics import push
+from pilothouse.metrics.samples import Sample
+from pilothouse.metrics.schemas import IngestBatch
+from tests.conftest import Api
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+OK: dict[str, Any] = {"name": "http_ms", "value": 1.5}
+
+
+def _model_samples(document: Any) -> list[Sample] | None:
+    """What the model makes of a document, as the store's samples (None: refused)."""
+    try:
+        batch = IngestBatch.model_validate(document)
+    except ValidationError:
+        return None
+    return [
+        Sample(
+            s.name,
+            {**s.tags, "environment": "prod"},
+            s.value,
+            s.timestamp or NOW,
+            unit=s.unit,
+            source=s.source,
+        )
+        for s in batch.samples
+    ]
+
+
+def _fast_samples(document: Any) -> list[Sample] | None:
+    """What the fast check alone makes of it: (ident, ms, value) points and their samples."""
+    checked = push.check_fast(document)
+    if checked is None:
+        return None
+    points, describe = push.to_points(checked["samples"], "prod", NOW)
+    out = []
+    for i, (ident, ms, value) in enumerate(points):
+        sample = describe(i)
+        assert ident == (sample.name, tuple(sample.tags.items()))
+        assert ms == round(sample.at.timestamp() * 1000)
+        assert value == sample.value or (math.isnan(value) and math.isnan(sample.value))
+        out.append(sample)
+    return out
+
+
+def _same(a: list[Sample] | None, b: list[Sample] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    # NaN != NaN: compare the values' reprs.
+    return [(s.name, dict(s.tags), repr(s.value), s.at, s.unit, s.source) for s in a] == [
+        (s.name, dict(s.tags), repr(s.value), s.at, s.unit, s.source) for s in b
+    ]
+
+
+def _one(**fields: Any) -> dict[str, Any]:
+    sample = {**OK, **fields}
+    return {"environment": "prod", "samples": [{k: v for k, v in sample.items() if v is not ...}]}
+
+
+CASES: list[tuple[str, Any, bool]] = [
+    ("minimal", _one(), True),
+    ("everything", _one(tags={"a": "b"}, timestamp="2026-12-01T11:00:00Z", unit="ms"), True),
+    ("no environment", {"samples": [OK]}, True),
+    ("environment null", {"environment": None, "samples": [OK]}, True),
+    ("environment a number", {"environment": 3, "samples": [OK]}, False),
+    ("no samples", {"environment": "prod"}, False),
+    ("samples empty", {"samples": []}, True),
+    ("samples not a list", {"samples": {"0": OK}}, False),
+    ("unknown top-level field", {"samples": [OK], "extra": 1}, False),
+    ("body a list", [OK], False),
+    ("body a string", "samples", False),
+    ("body null", None, False),
+    ("10,000 samples", {"samples": [OK] * 10_000}, True),
+    ("10,001 samples", {"samples": [OK] * 10_001}, False),
+    ("sample not an object", {"samples": [1]}, False),
+    ("unknown sample field", _one(extra="x"), False),
+    ("name missing", _one(name=...), False),
+    ("name empty", _one(name=""), False),
+    ("name 200 characters", _one(name="a" * 200), True),
+    ("name 201 characters", _one(name="a" * 201), False),
+    ("name with a space", _one(name="bad name"), False),
+    ("name with a trailing newline", _one(name="a\n"), False),
+    ("name starting with a digit", _one(name="1a"), False),
+    ("name with colon, dot, dash", _one(name="a:b.c-d_e"), True),
+    ("name not text", _one(name=5), False),
+    ("value missing", _one(value=...), False),
+    ("value an integer", _one(value=3), True),
+    ("value true", _one(value=True), True),
+    ("value a numeric string", _one(value="2.5"), True),
+    ("value 'nan' string", _one(value="nan"), True),
+    ("value not a number", _one(value="abc"), False),
+    ("value null", _one(value=None), False),
+    ("value NaN", _one(value=math.nan), True),
+    ("value inf", _one(value=math.inf), True),
+    ("value -inf", _one(value=-math.inf), True),
+    ("value too large an integer", _one(value=10**400), False),
+    ("value 2**63", _one(value=2**63), True),
+    ("tags missing", _one(tags=...), True),
+    ("tags empty", _one(tags={}), True),
+    ("tags null", _one(tags=None), False),
+    ("tags a list", _one(tags=["a"]), False),
+    ("tag value a number", _one(tags={"a": 1}), False),
+    ("tag value null", _one(tags={"a": None}), False),
+    ("tag key empty", _one(tags={"": "x"}), False),
+    ("tag key 200", _one(tags={"k" * 200: "x"}), True),
+    ("tag key 201", _one(tags={"k" * 201: "x"}), False),
+    ("tag value 200", _one(tags={"k": "v" * 200}), True),
+    ("tag value 201", _one(tags={"k": "v" * 201}), False),
+    ("tag value empty", _one(tags={"k": ""}), True),
+    ("20 tags", _one(tags={f"k{i}": "v" for i in range(20)}), True),
+    ("21 tags", _one(tags={f"k{i}": "v" for i in range(21)}), False),
+    ("environment tag of another", _one(tags={"environment": "x", "a": "b"}), True),
+    ("unit 32", _one(unit="u" * 32), True),
+    ("unit 33", _one(unit="u" * 33), False),
+    ("unit null", _one(unit=None), False),
+    ("unit empty", _one(unit=""), True),
+    ("source infrastructure", _one(source="infrastructure"), True),
+    ("source external", _one(source="external"), True),
+    ("source unknown", _one(source="internal"), False),
+    ("source capitalised", _one(source="Application"), False),
+    ("source null", _one(source=None), False),
+    ("timestamp null", _one(timestamp=None), True),
+    ("timestamp with offset", _one(timestamp="2026-12-01T13:00:00.123456+01:00"), True),
+    ("timestamp without a time zone", _one(timestamp="2026-12-01T12:00:00"), False),
+    ("timestamp a date", _one(timestamp="2026-12-01"), False),
+    ("timestamp a Unix time", _one(timestamp=1_700_000_000), True),
+    ("timestamp a Unix time in ms", _one(timestamp=1_700_000_000_000), True),
+    ("timestamp a Unix time as text", _one(timestamp="1700000000"), True),
+    ("timestamp year 1", _one(timestamp="0001-01-01T00:00:00+01:00"), True),
+    ("timestamp year 9999", _one(timestamp="9999-12-31T23:59:59-01:00"), True),
+    ("timestamp year 10000", _one(timestamp="10000-01-01T00:00:00Z"), False),
+    ("timestamp month 13", _one(timestamp="2026-13-01T00:00:00Z"), False),
+    ("timestamp February 30", _one(timestamp="2026-02-30T00:00:00Z"), False),
+    ("timestamp hour 24", _one(timestamp="2026-12-01T24:00:00Z"), False),
+    ("timestamp offset 24h", _one(timestamp="2026-12-01T12:00:00+24:00"), False),
+    ("timestamp a huge number", _one(timestamp=10**20), False),
+    ("timestamp true", _one(timestamp=True), False),
+    ("timestamp text", _one(timestamp="yesterday"), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("document", "accepted"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_fast_path_accepts_what_the_model_accepts(document: Any, accepted: bool) -> None:
+    by_model = _model_samples(document)
+    assert (by_model is not None) == accepted
+    assert _same(_fast_samples(document), by_model)
+    if accepted:
+        assert push.check_fast(document) is not None  # not only through the fallback
+
+
+@pytest.mark.parametrize(
+    "document", [c[1] for c in CASES if not c[2]], ids=[c[0] for c in CASES if not c[2]]
+)
+def test_a_refused_batch_gets_the_models_errors(document: Any) -> None:
+    with pytest.raises(ValidationError) as fast:
+        push.read_batch(document)
+    with pytest.raises(ValidationError) as model:
+        IngestBatch.model_validate(document)
+    assert fast.value.errors(include_context=False) == model.value.errors(include_context=False)
+
+
+TEXT = st.one_of(
+    st.sampled_from(["a", "x_y", "a:b", "", "1a", "a b", "a\n", "k" * 200, "k" * 201]),
+    st.text(max_size=4),
+)
+ANY = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), TEXT, st.lists(st.integers(), max_size=2)
+)
+SAMPLE = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.one_of(TEXT, ANY),
+        "value": st.one_of(st.floats(), st.integers(), ANY),
+        "tags": st.one_of(st.dictionaries(TEXT, st.one_of(TEXT, ANY), max_size=22), ANY),
+        "timestamp": st.one_of(
+            st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat),
+            st.datetimes().map(datetime.isoformat),
+            st.integers(),
+            ANY,
+        ),
+        "unit": st.one_of(st.text(max_size=34), ANY),
+        "source": st.one_of(st.sampled_from(["application", "infrastructure", "x"]), ANY),
+        "other": ANY,
+    },
+)
+BATCH = st.one_of(
+    st.fixed_dictionaries(
+        {"samples": st.lists(SAMPLE, max_size=3)},
+        optional={"environment": st.one_of(TEXT, ANY), "junk": ANY},
+    ),
+    ANY,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(BATCH)
+def test_fast_path_and_model_agree_on_any_document(document: Any) -> None:
+    assert _same(_fast_samples(document), _model_samples(document))
+
+
+def test_push_refuses_a_timestamp_without_a_time_zone(api: Api) -> None:
+    api.ok(api.post("/environments", {"name": "prod"}), 201)
+    naive = api.post(
+        "/metrics/ingest",
+        {"environment": "prod", "samples": [_one(timestamp="2026-12-01T12:00:00")["samples"][0]]},
+    )
+    assert naive.status_code == 422, naive.text
+    assert naive.json()["detail"] == [
+        {"field": "samples.0.timestamp", "rule": "Input should have timezone info"}
+    ]
+
+
+def test_push_errors_are_the_models(api: Api) -> None:
+    api.ok(api.post("/environments", {"name": "prod"}), 201)
+    bad = api.post(
+        "/metrics/ingest",
+        {"environment": "prod", "samples": [OK, {"name": "bad name", "value": 1, "x": 2}]},
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"] == [
+        {
+            "field": "samples.1.name",
+            "rule": "String should match pattern '^[A-Za-z_:][A-Za-z0-9_:.\\-]*$'",
+        },
+        {"field": "samples.1.x", "rule": "Extra inputs are not permitted"},
+    ]
+    too_many = api.post("/metrics/ingest", {"environment": "prod", "samples": [OK] * 10_001})
+    assert too_many.json()["detail"] == [
+        {
+            "field": "samples",
+            "rule": "List should have at most 10000 items after validation, not 10001",
+        }
+    ]
+    headers = {"Authorization": f"Bearer {api.token}"}
+    missing = api.client.post("/api/v1/metrics/ingest", headers=headers)
+    assert missing.status_code == 422
+    assert missing.json()["detail"] == [{"field": "body", "rule": "Field required"}]
+    not_json = api.client.post(
+        "/api/v1/metrics/ingest",
+        content=b"{not json",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert not_json.status_code == 422 and not_json.json()["detail"][0]["field"] == "1"
+    as_text = api.client.post(
+        "/api/v1/metrics/ingest", content=b"{}", headers={**headers, "Content-Type": "text/plain"}
+    )
+    assert as_text.status_code == 422 and as_text.json()["detail"][0]["field"] == "body"
+
+
+def test_push_stores_values_and_skips_non_finite_ones(api: Api) -> None:
+    api.ok(api.post("/environments", {"name": "prod"}), 201)
+    body = (
+        b'{"environment": "prod", "samples": ['
+        b'{"name": "q", "value": NaN}, {"name": "q", "value": Infinity},'
+        b'{"name": "q", "value": 7, "tags": {"environment": "other", "a": "b"},'
+        b' "timestamp": "2026-12-01T13:00:00+01:00", "unit": "ms", "source": "external"}]}'
+    )
+    got = api.client.post(
+        "/api/v1/metrics/ingest",
+        content=body,
+        headers={"Authorization": f"Bearer {api.token}", "Content-Type": "application/json"},
+    )
+    assert got.status_code == 200, got.text
+    assert got.json() == {"written": 1, "environment": "prod"}
+    (series,) = api.ok(api.get("/metrics/series", params={"name": "q"}))
+    assert series["tags"] == {"environment": "prod", "a": "b"}
+    assert (series["unit"], series["source"]) == ("ms", "external")
