@@ -24,6 +24,15 @@ ACTIONS = ("scale_up", "scale_down", "manual_scale")
 TRIGGERS = ("autoscaler", "manual", "deployment")
 
 
+class ScalingCohort(UUIDPk, Base):
+    """Policies last evaluated together, and when: a round records its evaluation in one row
+    per cohort instead of one per policy (evaluate.py says how cohorts form and split)."""
+
+    __tablename__ = "scaling_cohorts"
+
+    evaluated_at: Mapped[datetime] = mapped_column()
+
+
 class ScalingPolicy(UUIDPk, Timestamps, Base):
     """When to add or remove a service's replicas."""
 
@@ -39,6 +48,7 @@ class ScalingPolicy(UUIDPk, Timestamps, Base):
             name="thresholds_range",
         ),
         sa.Index("ix_scaling_policies_environment_id", "environment_id"),
+        sa.Index("ix_scaling_policies_cohort_id", "cohort_id"),
     )
 
     service_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("services.id"), unique=True)
@@ -67,7 +77,10 @@ class ScalingPolicy(UUIDPk, Timestamps, Base):
     max_step_down: Mapped[int] = mapped_column(default=1)
     #: [{"cron": "0 9 * * 1-5", "minutes": 540, "min_instances": 4}, ...]
     schedules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    evaluated_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: The cohort it was last evaluated with (its `evaluated_at`); none before its first round.
+    cohort_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("scaling_cohorts.id", ondelete="SET NULL"), default=None
+    )
     #: The last decision's sentence (also when nothing changed), for `scaling show`.
     last_decision: Mapped[str | None] = mapped_column(sa.Text, default=None)
 
