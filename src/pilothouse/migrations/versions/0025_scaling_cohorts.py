@@ -38,7 +38,6 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
-        batch_op.create_index("ix_scaling_policies_cohort_id", ["cohort_id"], unique=False)
     conn = op.get_bind()
     policies = sa.table(
         "scaling_policies",
@@ -70,7 +69,6 @@ def downgrade() -> None:
         " WHERE c.id = scaling_policies.cohort_id) WHERE cohort_id IS NOT NULL"
     )
     with op.batch_alter_table("scaling_policies", schema=None) as batch_op:
-        batch_op.drop_index("ix_scaling_policies_cohort_id")
         batch_op.drop_constraint(
             batch_op.f("fk_scaling_policies_cohort_id_scaling_cohorts"), type_="foreignkey"
         )
