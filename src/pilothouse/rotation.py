@@ -23,9 +23,9 @@ async def reseal_all(
     batch: int = 500,
 ) -> int:
     """Rewrite every variable (and its history), every channel's credentials, every
-    environment's config credentials, every backup target DSN, every deploy hook secret and
-    every certificate and ACME account key and every node's SSH client key still sealed with an older key; returns how many
-    values were rewritten."""
+    environment's config credentials, every backup target DSN, every deploy hook secret, every
+    certificate and ACME account key and every node's SSH client key still sealed with an
+    older key; returns how many values were rewritten."""
     total = 0
     for reseal_batch in (
         variables.reseal_batch,

@@ -190,7 +190,17 @@ class Host:
 
     def start_sshd(self) -> None:
         self.sshd = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, SSHD, "-D", "-e", "-f", str(self.folder / "sshd_config")],
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                SSHD,
+                "-D",
+                "-e",
+                "-f",
+                str(self.folder / "sshd_config"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=open(self.folder / "sshd.log", "ab"),  # noqa: SIM115 (the child keeps it)
         )
@@ -259,8 +269,10 @@ def fingerprint_of(pub: Path) -> str:
 class Hosts(list[Host]):
     """The hosts of one test, and the client key that logs in to all of them."""
 
-    private_key: str = ""
-    allocated: list[int] = []  # noqa: RUF012 (set per instance)
+    def __init__(self) -> None:
+        super().__init__()
+        self.private_key = ""
+        self.allocated: list[int] = []
 
 
 def _create(hosts: Hosts, count: int, folder: Path) -> None:

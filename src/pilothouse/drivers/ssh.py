@@ -35,6 +35,7 @@ from pilothouse.drivers.transport import (
     register_kind,
 )
 
+
 class KeyRefused(TransportUnavailable):
     """The host refused the client key."""
 
@@ -126,7 +127,9 @@ async def fetch_host_key(
             timeout,
         )
     except (OSError, asyncssh.Error, TimeoutError) as exc:
-        raise TransportUnavailable(f"{host}:{port} does not answer: {describe(exc, timeout)}") from None
+        raise TransportUnavailable(
+            f"{host}:{port} does not answer: {describe(exc, timeout)}"
+        ) from None
     if key is None:
         raise TransportUnavailable(f"{host}:{port} presented no host key")
     return key_line(key)

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-TARGET = re.compile(r"^(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@(?P<host>\[[0-9A-Fa-f:.]+\]|[^@:\s\[\]]+)(?::(?P<port>\d{1,5}))?$")
+TARGET = re.compile(
+    r"^(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@(?P<host>\[[0-9A-Fa-f:.]+\]|[^@:\s\[\]]+)(?::(?P<port>\d{1,5}))?$"
+)
 
 
 def parse_target(text: str) -> tuple[str, str, int]:

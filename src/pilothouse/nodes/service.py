@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.audit import service as audit
 from pilothouse.access import Principal, require, visible
+from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import Keyring, open_value, seal_value
 from pilothouse.core.db import one_by_ref
@@ -82,10 +82,10 @@ async def register_local(
 
 
 async def ensure_nodes(session: AsyncSession) -> Sequence[Node]:
-    """Every node; the local host registered with its detected capacity when none is yet
-    (an API-only process before any worker started)."""
+    """Every node; the local host registered with its detected capacity when no host
+    pilothouse runs on is yet (an API-only process before any worker started)."""
     nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
-    if not nodes:
+    if not any(n.transport != "ssh" for n in nodes):
         await register_local(session, Path("/"))
         nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
     return nodes
@@ -125,7 +125,8 @@ async def replica_counts(session: AsyncSession) -> dict[uuid.UUID | None, int]:
 
 
 def _local_id(nodes: Sequence[Node]) -> uuid.UUID | None:
-    local = next((n for n in nodes if n.name == LOCAL), nodes[0] if len(nodes) == 1 else None)
+    here = [n for n in nodes if n.transport != "ssh"]
+    local = next((n for n in here if n.name == LOCAL), here[0] if len(here) == 1 else None)
     return local.id if local is not None else None
 
 
