@@ -6,9 +6,11 @@ trusted one refused before logging in (both fingerprints named, no key in any me
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +36,21 @@ def test_command_line_quotes_each_argument(argv: list[str], line: str) -> None:
 )
 def test_backoff_doubles_up_to_the_cap(failures: int, seconds: float) -> None:
     assert ssh.backoff(failures) == seconds
+
+
+def test_client_keys_refused_without_quoting_them(tmp_path: Path) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(tmp_path / "k")],
+        check=True,
+        timeout=20,
+    )
+    locked = (tmp_path / "k").read_text()
+    with pytest.raises(ValueError, match="passphrase") as refused:
+        ssh.private_key(locked)
+    assert locked.splitlines()[1] not in str(refused.value)
+    for text in ("", "ssh-ed25519 AAAA", "-----BEGIN OPENSSH PRIVATE KEY-----\nAA\n", "\x00"):
+        with pytest.raises(ValueError, match="not an OpenSSH or PEM private key"):
+            ssh.private_key(text)
 
 
 async def test_run_start_and_reconnect(netns_hosts: Callable[[int], Hosts]) -> None:

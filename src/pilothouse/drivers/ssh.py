@@ -88,9 +88,9 @@ def private_key(text: str) -> asyncssh.SSHKey:
     not, never quoting it."""
     try:
         return asyncssh.import_private_key(text)
-    except asyncssh.KeyEncryptionError:
-        raise ValueError("is protected by a passphrase; give a key without one") from None
-    except (asyncssh.KeyImportError, ValueError, TypeError):
+    except Exception as exc:  # any input: whatever the parser trips on, it is not a usable key
+        if isinstance(exc, asyncssh.KeyEncryptionError) or "assphrase" in str(exc):
+            raise ValueError("is protected by a passphrase; give a key without one") from None
         raise ValueError("is not an OpenSSH or PEM private key") from None
 
 
