@@ -30,7 +30,7 @@ from pilothouse.access import SYSTEM
 from pilothouse.alerts import service as alerts
 from pilothouse.artifacts.models import Artifact
 from pilothouse.config import Settings
-from pilothouse.core.crypto import load_keyring, open_value
+from pilothouse.core.crypto import load_keyring, open_value, rotate_key_file
 from pilothouse.core.db import Database
 from pilothouse.core.leases import Leases
 from pilothouse.deployments.models import Deployment
@@ -39,6 +39,7 @@ from pilothouse.nodes import service as nodes
 from pilothouse.nodes import watch as watching
 from pilothouse.replicas import service as replicas
 from pilothouse.replicas.models import Node, Replica
+from pilothouse.rotation import reseal_all
 from tests.alerts.test_channels import Receiver
 from tests.conftest import Api, LiveServer, one_store
 from tests.support.netns import Hosts
@@ -110,6 +111,13 @@ async def test_node_add_through_the_cli(
     access = nodes.access_of(row, keyring)
     assert (access.kind, access.address, access.ssh_port) == ("ssh", host.address, 22)
     assert "PRIVATE" not in repr(access)
+    # `keys rotate` re-seals it with the new key
+    new_kid, _ = rotate_key_file(settings.master_key_path)
+    rotated = load_keyring(None, settings.master_key_path)
+    assert await reseal_all(db, rotated) >= 1
+    row = await _row(db, "web-2")
+    assert row.key_id == new_kid and row.private_key_sealed
+    assert open_value(row.private_key_sealed, rotated) == host.private_key
 
     # Not removable while a live replica is on it; removable once it stopped.
     client.post("/environments", json={"name": "prod", "type": "production"}, headers=admin)
