@@ -192,12 +192,15 @@ class SSHTransport:
         if access.kind != "ssh":
             raise ValueError(f"node {access.name} is reached by {access.kind!r}, not ssh")
         if not access.host_key or not access.private_key:
-            raise ValueError(f"node {access.name} has no trusted host key or no client key")
+            raise TransportUnavailable(f"node {access.name}: no trusted host key or no client key")
         self.node = access.name
         self.address = access.address
         self._access = access
-        self._trusted = public_key(access.host_key)
-        self._client_key = private_key(access.private_key)
+        try:
+            self._trusted = public_key(access.host_key)
+            self._client_key = private_key(access.private_key)
+        except ValueError as exc:
+            raise TransportUnavailable(f"node {access.name}: its key {exc}") from None
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
         self.backoff_first = backoff_first

@@ -165,6 +165,8 @@ class NodeWatch:
             )
             if what in ("seen", "returned"):
                 node.last_seen_at = now
+                if node.status in ("ready", "draining", "unreachable"):
+                    node.status_reason = None
             if what == "returned":
                 node.status, node.status_reason = "ready", None
                 log.info("node answers again", node=node.name)
