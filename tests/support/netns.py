@@ -239,6 +239,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 PrintMotd no
+PrintLastLog no
 UseDNS no
 MaxSessions 64
 MaxStartups 64
