@@ -30,6 +30,7 @@ from pilothouse.findings import service as findings
 from pilothouse.findings.models import SecurityFinding
 from pilothouse.findings.rules import SEVERITIES
 from pilothouse.services.models import Service
+from pilothouse.web import present
 
 
 @dataclass(frozen=True)
@@ -74,32 +75,68 @@ async def _domains(session: AsyncSession, actor: Principal, svc: Service) -> dic
 PRESENT = ("open", "resolved")
 
 
-async def _findings(session: AsyncSession, actor: Principal, svc: Service) -> dict[str, Any]:
+#: Findings read from the store per query while gathering a scan's (all of them are read).
+BATCH = 1000
+#: Findings shown per page of the section.
+PER_PAGE = 50
+
+
+async def running_findings(
+    session: AsyncSession,
+    actor: Principal,
+    svc: Service,
+    *,
+    severity: str | None = None,
+    page: int = 1,
+) -> dict[str, Any]:
     """Findings of the running artifact as the deploy gate sees them: those its newest scan of
     each scope reported, less accepted risks and false positives, most severe first, with
-    counts by severity. A finding a later scan (of a newer build, same scope) no longer
-    reported is `resolved` in the store but still in the running artifact, so it is listed."""
+    counts by severity (of all of them), one page of `PER_PAGE` (of one severity, if given).
+    A finding a later scan (of a newer build, same scope) no longer reported is `resolved` in
+    the store but still in the running artifact, so it is listed. Every finding of every scan
+    is read (in batches of `BATCH`), so the counts are whole and every finding has a page."""
     artifact = await artifacts.get_deployed(session, svc.id)
     found: dict[uuid.UUID, SecurityFinding] = {}
     if artifact is not None:
         for scan_id in await gate.latest_scans(session, artifact.id):
             wanted = findings.FindingFilter(scan=str(scan_id), status=PRESENT)
-            try:
-                rows = await findings.list_findings(session, actor, wanted, limit=1000)
-            except NotFound:  # a scan the actor may not see
-                continue
-            found.update((f.id, f) for f in rows)
+            offset = 0
+            while True:
+                try:
+                    rows = await findings.list_findings(
+                        session, actor, wanted, limit=BATCH, offset=offset
+                    )
+                except NotFound:  # a scan the actor may not see
+                    break
+                found.update((f.id, f) for f in rows)
+                if len(rows) < BATCH:
+                    break
+                offset += BATCH
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     ordered = sorted(found.values(), key=lambda f: (-rank[f.severity], f.sla_due_at, f.id))
     counts = {s: 0 for s in reversed(SEVERITIES)}
     for finding in ordered:
         counts[finding.severity] += 1
+    if severity is not None:
+        ordered = [f for f in ordered if f.severity == severity]
+    pages = present.pages(len(ordered), PER_PAGE)
+    page = min(max(1, page), pages)
     return {
         "artifact": artifact,
-        "findings": ordered,
+        "findings": ordered[(page - 1) * PER_PAGE : page * PER_PAGE],
         "counts": counts,
+        "total": sum(counts.values()),
+        "shown": len(ordered),
+        "severity": severity,
+        "page": page,
+        "pages": pages,
         "now": utcnow(),
     }
+
+
+async def _findings(session: AsyncSession, actor: Principal, svc: Service) -> dict[str, Any]:
+    """The first page of the running artifact's findings (`running_findings`)."""
+    return await running_findings(session, actor, svc)
 
 
 SERVICE_SECTIONS: list[Section] = [
