@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -197,7 +198,14 @@ def test_the_dashboard_in_chromium(
         page.get_by_label("Reason").first.fill("test fixture, not shipped")
         _axe(page, "findings with the triage form open")
         page.get_by_role("button", name="False positive").first.click()
-        page.locator("tbody tr", has_text="false positive").wait_for(timeout=LIVE)
+        status_cell = page.locator(
+            "tbody tr td:nth-child(5)", has_text=re.compile("^false positive$")
+        )
+        status_cell.wait_for(timeout=LIVE)  # the status column, swapped in by htmx
+        triaged = api.ok(api.get("/findings?status=false_positive"))
+        assert [(f["rule_id"], f["triage_reason"]) for f in triaged] == [
+            ("SQLI-1", "test fixture, not shipped")
+        ]
         # incidents open and close on the open page
         page.goto(f"{url}/incidents")
         _open_incident(db_url, svc)
