@@ -137,6 +137,7 @@ def test_the_dashboard_in_chromium(
         201,
     )
     svc = world["service"]["id"]
+    api.ok(api.patch(f"/services/{svc}", {"health_check": {"public_badge": True}}))
 
     def deploy(version: str, finish: bool = True) -> dict[str, Any]:
         dep = api.ok(api.post("/deployments", {"service": svc, "version": version}), 201)

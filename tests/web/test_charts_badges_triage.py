@@ -69,7 +69,6 @@ async def _backdate(db_url: str, service_id: str, days: int) -> None:
         await db.dispose()
 
 
-@one_store
 def test_p50_line_and_the_uptime_chart(
     api: Api, world: dict[str, Any], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
