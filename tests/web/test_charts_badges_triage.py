@@ -244,6 +244,14 @@ def test_triage_buttons(settings: Settings, api: Api, world: dict[str, Any], db_
     off_site = {"csrf": csrf, "action": "reopen", "back": "//evil.example/"}
     back = ops.post(f"/findings/{xss}/triage", data=off_site, follow_redirects=False)
     assert back.status_code == 303 and back.headers["location"] == "/"
+    # the service page's section has the same buttons; its row has no environment column
+    section = ops.get(f"/services/{world['service']['id']}").text
+    assert f'hx-post="/findings/{xss}/triage"' in section
+    assert 'name="view" value="section"' in section
+    reopened = {"csrf": csrf, "action": "false-positive", "reason": "dup", "view": "section"}
+    row = ops.post(f"/findings/{xss}/triage", data=reopened, headers=HX)
+    assert row.status_code == 200 and "<td>prod</td>" not in row.text
+    ops.post(f"/findings/{xss}/triage", data={"csrf": csrf, "action": "reopen"}, headers=HX)
     # the API sees what the buttons did, and the audit trail has each, as the API writes them
     shown = api.ok(api.get(f"/findings/{sqli}"))
     assert shown["status"] == "false_positive" and shown["triage_reason"] == "test data"
