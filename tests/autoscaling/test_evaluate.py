@@ -275,7 +275,7 @@ async def test_migration_0025_keeps_the_last_evaluation_both_ways(
     await db.dispose()
     engine = make_sync_engine(db_url)
     try:
-        migrations.downgrade(db_url, "0023")
+        migrations.downgrade(db_url, "0025-1")  # the revision before 0025
         with engine.connect() as conn:
             [at] = conn.execute(sa.text("SELECT evaluated_at FROM scaling_policies")).scalars()
         if isinstance(at, str):  # SQLite
