@@ -1,12 +1,15 @@
 """The evaluator: one round evaluates every due enabled policy and carries out its decision
 through the release engine (a `scale` deployment, as a manual scale), recording a scaling event.
 
-Reading is batched so a round over thousands of policies stays well under a second: one query
-for the policies with their services, one for the services with an active rollout, one for the
-last scale-up and scale-down of each service, and per evaluation period one aggregate over the
-CPU and memory series (from rollups where they are done, raw samples after them), grouped by
-service and period in the store. A policy on another metric reads it through the metrics
-capability's `query.aggregate`, one period at a time.
+Reading is batched so a round over thousands of policies stays near a second: one query for
+the cohorts' times and one for the policies with their services, one for the services with an
+active rollout, one for the last scale-up and scale-down of each service, and per evaluation
+period one read of the CPU and memory series (from rollups where they are done, raw samples
+after them) summed per service and period. A policy on another metric reads it through the
+metrics capability's `query.aggregate`, one period at a time.
+
+Writing is small: the evaluation is recorded once per cohort of policies evaluated together
+(`mark_evaluated`), and a policy's row only when its decision's sentence changed.
 
 CPU is the replicas' CPU percent relative to the service's `cpu_cores`; memory is the replicas'
 memory relative to the service's `memory_mb`; both averaged over the replicas and the period.
