@@ -183,13 +183,15 @@ async def test_a_service_stopped_or_deleted_mid_round_is_not_scaled(
         assert await _replicas(db) == 2 and await _events(db) == []
 
 
-async def _second_service(db: Database, admin: Principal, **policy: Any) -> Service:
+async def _second_service(
+    db: Database, admin: Principal, name: str = "api", **policy: Any
+) -> Service:
     async with db.session() as session:
         svc = await services.create_service(
             session,
             admin,
             environment="prod",
-            name="api",
+            name=name,
             resources={"cpu_cores": 1.0, "memory_mb": 1024},
             command="run {port}",
         )
@@ -224,44 +226,57 @@ async def test_a_round_records_evaluations_per_cohort_with_each_policys_own_peri
     db: Database, admin: Principal
 ) -> None:
     """A round writes one row per cohort of policies evaluated together, not one per policy;
-    each policy stays due on its own period, and a disabled one keeps its last evaluation."""
+    each policy stays due on its own period, a new one joins a cohort of its period evaluated in
+    the same round, one left behind by a disabled policy moves out, and the disabled one keeps
+    its last evaluation."""
+    every = ("web", "api", "worker")
     await _world(db, admin)  # web: every 60 s
     await _second_service(db, admin, evaluation_period_seconds=120)  # api: every 120 s
     async with db.session(write=False) as session:
         updated = set(await session.scalars(sa.select(ScalingPolicy.updated_at)))
     assert await _evaluated(db, admin) == {"web": None, "api": None}
-    # New policies: evaluated at once, together.
+    # New policies: evaluated at once, one cohort per period.
     assert (await evaluate.evaluate_round(db, T0)).evaluated == 2
     assert await _evaluated(db, admin) == {"web": T0, "api": T0}
-    assert await _cohorts(db) == 1
-    # 60 s on: only web is due; it leaves the cohort, api keeps its time.
+    assert await _cohorts(db) == 2
+    # 60 s on: only web is due; api keeps its time.
     t1 = T0 + timedelta(seconds=60)
     assert (await evaluate.evaluate_round(db, t1)).evaluated == 1
     assert await _evaluated(db, admin) == {"web": t1, "api": T0}
     assert (await evaluate.evaluate_round(db, t1 + timedelta(seconds=30))).evaluated == 0
-    # 120 s on: both due, each cohort whole: two rows updated, no policy moved.
+    # A new policy every 60 s, like web's.
+    worker = await _second_service(db, admin, "worker", evaluation_period_seconds=60)
+    async with db.session(write=False) as session:
+        updated |= set(
+            await session.scalars(
+                sa.select(ScalingPolicy.updated_at).where(ScalingPolicy.service_id == worker.id)
+            )
+        )
+    # 120 s on: all due; web's and api's cohorts are whole (two rows updated), worker joins
+    # web's.
     t2 = T0 + timedelta(seconds=120)
-    assert (await evaluate.evaluate_round(db, t2)).evaluated == 2
-    assert await _evaluated(db, admin) == {"web": t2, "api": t2}
+    assert (await evaluate.evaluate_round(db, t2)).evaluated == 3
+    assert await _evaluated(db, admin, every) == {"web": t2, "api": t2, "worker": t2}
     assert await _cohorts(db) == 2
     async with db.session(write=False) as session:
         # An evaluation is not a change of the policy.
         assert set(await session.scalars(sa.select(ScalingPolicy.updated_at))) == updated
-    # api disabled: web's rounds go on, api's last evaluation stays.
+    # worker disabled: web moves out of their cohort, worker's last evaluation stays.
     async with db.session() as session:
         await session.execute(
             sa.update(ScalingPolicy)
-            .where(ScalingPolicy.evaluation_period_seconds == 120)
+            .where(ScalingPolicy.service_id == worker.id)
             .values(enabled=False)
         )
-    t4 = T0 + timedelta(seconds=240)
-    assert (await evaluate.evaluate_round(db, t4)).evaluated == 1
-    assert await _evaluated(db, admin) == {"web": t4, "api": t2}
-    # web deleted: its cohort goes with the next move.
+    t3 = T0 + timedelta(seconds=180)
+    assert (await evaluate.evaluate_round(db, t3)).evaluated == 1
+    assert await _evaluated(db, admin, every) == {"web": t3, "api": t2, "worker": t2}
+    assert await _cohorts(db) == 3
+    # web's and worker's policies deleted: their cohorts go.
     async with db.session() as session:
         await scaling.delete_policy(session, admin, "web")
-        await session.execute(sa.update(ScalingPolicy).values(enabled=True))
-    await evaluate.evaluate_round(db, T0 + timedelta(seconds=360))
+        await scaling.delete_policy(session, admin, "worker")
+    assert (await evaluate.evaluate_round(db, T0 + timedelta(seconds=240))).evaluated == 1
     assert await _cohorts(db) == 1
 
 
