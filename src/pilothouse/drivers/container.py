@@ -135,6 +135,11 @@ def kernel_log(limit: int = 4000) -> list[str]:
     return lines[-limit:]
 
 
+def container_name(replica_id: uuid.UUID) -> str:
+    """The engine's name of a replica's container (unique: one container per replica)."""
+    return f"ph-{replica_id}"
+
+
 class EngineError(RuntimeError):
     """An engine command failed; the message carries its last output line."""
 
@@ -254,33 +259,32 @@ class ContainerDriver(ProcessDriver):
         events: Events,
     ) -> None:
         assert isinstance(cfg, ContainerConfig)
-        image_id, digest = await self.resolve_image(spec, cfg)
+        # Independent engine calls, side by side: the image check and the orphan clean-up.
+        resolved, _ = await asyncio.gather(
+            self.resolve_image(spec, cfg), self.remove_orphans(spec.service_id, current)
+        )
+        image_id, digest = resolved
         self._image_ids[str(spec.service_id)] = image_id
         await events.log(f"image {spec.image} is {digest}")
-        await self.remove_orphans(spec.service_id, {r.id for r in current})
 
-    async def labelled(self, service_id: uuid.UUID) -> list[oci.ContainerState]:
-        """Every container (running or not) labelled as one of the service's replicas."""
-        try:
-            ids = (
-                await self.run(oci.ps_argv(self.engine, {LABEL_SERVICE: str(service_id)}))
-            ).split()
-            if not ids:
-                return []
-            return oci.container_states(await self.run(oci.inspect_argv(self.engine, *ids)))
-        except (EngineError, ValueError, KeyError, IndexError):
-            return []
-
-    async def remove_orphans(self, service_id: uuid.UUID, owned: set[uuid.UUID]) -> int:
+    async def remove_orphans(self, service_id: uuid.UUID, owned: list[ReplicaInfo]) -> int:
         """Remove the service's labelled containers no live replica owns (a crash half-way
-        through starting one); returns how many."""
-        removed = 0
-        for state in await self.labelled(service_id):
-            if state.labels.get(LABEL_REPLICA) not in {str(r) for r in owned}:
-                with contextlib.suppress(EngineError):
-                    await self.run(oci.rm_argv(self.engine, state.id))
-                    removed += 1
-        return removed
+        through starting one); returns how many. One `ps` (ids and names: a replica's
+        container is named after it) and at most one `rm` for all of them."""
+        try:
+            listed = oci.parse_ps_names(
+                await self.run(
+                    oci.ps_argv(self.engine, {LABEL_SERVICE: str(service_id)}, names=True)
+                )
+            )
+        except EngineError:
+            return 0
+        keep = {container_name(r.id) for r in owned} | {r.container_id for r in owned}
+        orphans = [cid for cid, name in listed.items() if name not in keep and cid not in keep]
+        if orphans:
+            with contextlib.suppress(EngineError):
+                await self.run(oci.rm_argv(self.engine, *orphans))
+        return len(orphans)
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -326,8 +330,9 @@ class ContainerDriver(ProcessDriver):
         *,
         log_path: Path,
     ) -> Started:
-        """`run --detach` one replica; its id, main pid and host port. EngineError when the
-        engine refuses; ValueError when a variable cannot go into an env-file."""
+        """`run --detach` one replica and follow its output; its id and host port (the main
+        process is read by `main_process`). EngineError when the engine refuses; ValueError
+        when a variable cannot go into an env-file."""
         image_id = self._image_ids.get(str(spec.service_id))
         if image_id is None:
             image_id, _ = await self.resolve_image(spec, cfg)
@@ -340,7 +345,7 @@ class ContainerDriver(ProcessDriver):
             if spec.command
             else []
         )
-        name = f"ph-{replica_id}"
+        name = container_name(replica_id)
         env_file = self._write_env_file(env)
         try:
             run = oci.RunSpec(
@@ -376,12 +381,20 @@ class ContainerDriver(ProcessDriver):
             with contextlib.suppress(OSError):
                 os.unlink(env_file)
         self._follow_logs(container_id, log_path, spec.secrets)
-        state = oci.container_state(await self.run(oci.inspect_argv(self.engine, container_id)))
+        return Started(container_id, 0, 0.0, host_port, log_path)
+
+    async def main_process(self, container_id: str) -> tuple[int, float]:
+        """(pid, start time) of the container's main process; (0, 0.0) when it is not
+        running (or the engine cannot say)."""
+        try:
+            state = oci.container_state(await self.run(oci.inspect_argv(self.engine, container_id)))
+        except (EngineError, ValueError, KeyError, IndexError):
+            return 0, 0.0
         started_at = 0.0
         if state.pid:
             with contextlib.suppress(psutil.Error):
                 started_at = psutil.Process(state.pid).create_time()
-        return Started(container_id, state.pid or 0, started_at, host_port, log_path)
+        return (state.pid or 0), started_at
 
     async def _start_one(
         self, spec: ServiceSpec, cfg: ProcessConfig, ready: ReadinessSpec, events: Events
@@ -440,28 +453,40 @@ class ContainerDriver(ProcessDriver):
             return None, str(exc)
         start_seconds = time.monotonic() - begun
         digest = oci.normalise_digest(spec.image_digest) if spec.image_digest else None
-        await events.replica_changed(
-            replica_id,
-            "starting",
-            reason=reason,
-            pid=started.pid,
-            process_started_at=started.started_at,
-            container_id=started.container_id,
-            image_digest=digest or f"sha256:{self._image_ids.get(str(spec.service_id), '')}"[:71],
-            ports={"http": started.port},
-            log_path=str(log_path),
-            enforcement="cgroup",
-            memory_over_since=None,
-        )
+
+        async def record_starting() -> None:
+            """Read the main process (one `inspect`, while readiness is already polled) and
+            record the replica as starting with it."""
+            started.pid, started.started_at = await self.main_process(started.container_id)
+            await events.replica_changed(
+                replica_id,
+                "starting",
+                reason=reason,
+                pid=started.pid,
+                process_started_at=started.started_at,
+                container_id=started.container_id,
+                image_digest=digest
+                or f"sha256:{self._image_ids.get(str(spec.service_id), '')}"[:71],
+                ports={"http": started.port},
+                log_path=str(log_path),
+                enforcement="cgroup",
+                memory_over_since=None,
+            )
+
+        recording = asyncio.create_task(record_starting())
         stop_tail = asyncio.Event()
         label = f"replica:{str(replica_id)[:8]}"
         tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
-        result = await wait_ready(
-            ready,
-            "127.0.0.1",
-            started.port,
-            alive=lambda: is_alive(started.pid, started.started_at),
-        )
+        try:
+            result = await wait_ready(
+                ready,
+                "127.0.0.1",
+                started.port,
+                # Alive until the main process is known; then that process tells.
+                alive=lambda: not recording.done() or is_alive(started.pid, started.started_at),
+            )
+        finally:
+            await recording  # `starting` (with the pid) is recorded before anything after it
         if not result.ready:
             result.exit_code = await self.stop_container(started.container_id, cfg.grace_seconds)
         # Readiness counts from the start request: `run` is what spawning is for a process.
@@ -488,12 +513,21 @@ class ContainerDriver(ProcessDriver):
             await self.run(oci.rm_argv(self.engine, container))
         return code
 
+    async def remove_container(self, container: str | None, grace: float) -> None:
+        """Stop (SIGTERM, SIGKILL after grace) and remove in as few engine calls as the engine
+        allows (podman: one). The exit code is not read: a retired replica records none."""
+        if not container:
+            return
+        for argv in oci.remove_argvs(self.engine, container, grace):
+            with contextlib.suppress(EngineError):
+                await self.run(argv, timeout=grace + 30)
+
     async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
         await events.replica_changed(replica.id, "stopping", keep_running=False)
         if cfg.drain_seconds:
             await asyncio.sleep(cfg.drain_seconds)
-        code = await self.stop_container(replica.container_id, cfg.grace_seconds)
-        await events.replica_changed(replica.id, "stopped", exit_code=code)
+        await self.remove_container(replica.container_id, cfg.grace_seconds)
+        await events.replica_changed(replica.id, "stopped")
 
     async def stop(self, replicas: list[ReplicaInfo], events: Events) -> None:
         cfg = ContainerConfig()
@@ -528,7 +562,7 @@ class ContainerDriver(ProcessDriver):
         """The crashed replica again: same id and version, a new container, a fresh port."""
         cfg = self._parse(spec.config)
         log_path = Path(replica.log_path) if replica.log_path else self._log_path(spec, replica.id)
-        await self.stop_container(replica.container_id, 0)
+        await self.remove_container(replica.container_id, 0)  # the dead one
         started, result = await self._launch_container(
             spec,
             cfg,
