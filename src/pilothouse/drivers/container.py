@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -133,6 +134,36 @@ def kernel_log(limit: int = 4000) -> list[str]:
     finally:
         os.close(fd)
     return lines[-limit:]
+
+
+def volume_name(spec: ServiceSpec) -> str:
+    """The named volume of a service's storage (`data_path`)."""
+    return f"pilothouse-{spec.service_name}-data"
+
+
+def make_fs_image(path: Path, size_gb: int) -> str | None:
+    """A sparse file of `size_gb` GiB with an ext4 file system (no reserved blocks: all of it
+    is the service's); None when made (or already there), else why not."""
+    if path.exists():
+        return None
+    mkfs = shutil.which("mkfs.ext4") or (
+        "/usr/sbin/mkfs.ext4" if Path("/usr/sbin/mkfs.ext4").exists() else None
+    )
+    if mkfs is None:
+        return "mkfs.ext4 is not installed"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as handle:
+        handle.truncate(size_gb * 1024**3)
+    done = subprocess.run(
+        [mkfs, "-q", "-F", "-m", "0", str(partial)], capture_output=True, timeout=300, check=False
+    )
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        return f"mkfs.ext4 failed: {lines[-1] if lines else done.returncode}"
+    partial.rename(path)
+    return None
 
 
 def container_name(replica_id: uuid.UUID) -> str:
@@ -259,13 +290,77 @@ class ContainerDriver(ProcessDriver):
         events: Events,
     ) -> None:
         assert isinstance(cfg, ContainerConfig)
-        # Independent engine calls, side by side: the image check and the orphan clean-up.
-        resolved, _ = await asyncio.gather(
-            self.resolve_image(spec, cfg), self.remove_orphans(spec.service_id, current)
+        # Independent engine calls, side by side: the image check, the orphan clean-up and
+        # the storage volume.
+        resolved, _, storage = await asyncio.gather(
+            self.resolve_image(spec, cfg),
+            self.remove_orphans(spec.service_id, current),
+            self._volume(spec, cfg),
         )
         image_id, digest = resolved
         self._image_ids[str(spec.service_id)] = image_id
         await events.log(f"image {spec.image} is {digest}")
+        if storage:
+            await events.log(storage)
+
+    async def _volume(self, spec: ServiceSpec, cfg: ContainerConfig) -> str | None:
+        if not cfg.data_path:
+            return None
+        try:
+            return await self.ensure_volume(spec, cfg)
+        except (EngineError, OSError, subprocess.SubprocessError) as exc:
+            raise RolloutFailed(f"storage volume {volume_name(spec)}: {exc}") from None
+
+    async def ensure_volume(self, spec: ServiceSpec, cfg: ContainerConfig) -> str:
+        """The service's storage volume, made when missing; what it is, for the deployment log.
+
+        With `storage_gb`, podman as root and mkfs.ext4 at hand, the volume is backed by a
+        sparse ext4 image of that size under `<data_dir>/volumes`, mounted through a loop device
+        wherever the volume is used (podman's local driver runs mount(8)): a write past the size
+        fails with "no space left on device". Otherwise it is a plain volume without a size
+        limit, and the log line says why. The size is fixed when the volume is made."""
+        name = volume_name(spec)
+        image = self.data_dir / "volumes" / f"{name}.ext4"
+        try:
+            found: Any = json.loads(await self.run(oci.volume_inspect_argv(self.engine, name)))
+            item = found[0] if isinstance(found, list) and found else {}
+            device = str((item.get("Options") or {}).get("device") or "")
+        except (EngineError, ValueError):
+            item, device = None, ""
+        if item is None:
+            reason = None
+            if spec.storage_gb:
+                if not oci.is_podman(self.engine):
+                    engine = os.path.basename(self.engine)
+                    reason = f"{engine}'s local volume driver cannot mount an image file"
+                elif os.geteuid() != 0:
+                    reason = "a loop device needs root"
+                else:
+                    reason = await asyncio.to_thread(make_fs_image, image, spec.storage_gb)
+            sized = bool(spec.storage_gb) and reason is None
+            await self.run(
+                oci.volume_create_argv(self.engine, name, device=str(image) if sized else None)
+            )
+            device = str(image) if sized else ""
+            if reason:
+                return (
+                    f"storage: volume {name} has no size limit ({reason}); storage_gb is "
+                    "reserved on the node only"
+                )
+        if not device:
+            if spec.storage_gb:
+                return (
+                    f"storage: volume {name} has no size limit (it was made without one); "
+                    "storage_gb is reserved on the node only"
+                )
+            return f"storage: volume {name} has no size limit (no storage_gb)"
+        size_gb = round(Path(device).stat().st_size / 1024**3) if Path(device).exists() else 0
+        if spec.storage_gb and spec.storage_gb != size_gb:
+            return (
+                f"storage: volume {name} holds at most {size_gb} GB (storage_gb is now "
+                f"{spec.storage_gb}: a volume is not resized)"
+            )
+        return f"storage: volume {name} holds at most {size_gb} GB"
 
     async def remove_orphans(self, service_id: uuid.UUID, owned: list[ReplicaInfo]) -> int:
         """Remove the service's labelled containers no live replica owns (a crash half-way
@@ -361,7 +456,7 @@ class ContainerDriver(ProcessDriver):
                 env_file=env_file,
                 cpus=spec.cpu_cores,
                 memory_mb=spec.memory_mb,
-                volume=f"pilothouse-{spec.service_name}-data" if cfg.data_path else None,
+                volume=volume_name(spec) if cfg.data_path else None,
                 volume_target=cfg.data_path or "/data",
                 gpus=spec.gpu_units,
                 gpu_device=cfg.gpu_device,
