@@ -235,15 +235,6 @@ def main() -> None:
             gaps = [seconds(marks[i][2], marks[i + 1][0]) for i in range(len(marks) - 1)]
             to_starting = [seconds(p, st) for p, st, _ in marks]
             tail = seconds(marks[-1][2], v2["completed_at"])
-            profile = (
-                profile_rows(
-                    calls_log,
-                    epoch(v2["started_at"]),
-                    epoch(v2["completed_at"]),
-                )
-                if calls_log
-                else []
-            )
             # One start at a time without load, alternating with bare `podman run`s of the same
             # image, while the 10 replicas keep running (same conditions for both).
             print(f"timing {args.starts} single starts each way (scale +1 / bare podman run)")
@@ -276,6 +267,9 @@ def main() -> None:
                 ).stdout.split()
                 if ids:
                     container_image.podman("rm", "-f", "-t", "0", *ids, check=False)
+        # After the stop: a log follower's line is written when it ends (with its container).
+        window = (epoch(v2["started_at"]), epoch(v2["completed_at"]))
+        profile = profile_rows(calls_log, *window) if calls_log else []
 
     ready_sum = sum(ready)
     driver_mean, bare_mean = statistics.mean(scaled), statistics.mean(bare)
@@ -318,7 +312,10 @@ def main() -> None:
         f"(mean {statistics.mean(to_starting):.3f} s), tail {tail:.3f} s"
     )
     if profile:
-        print(f"\nengine calls begun during the rollout ({rollout:.2f} s):")
+        print(
+            f"\nengine calls begun during the rollout ({rollout:.2f} s; a `logs --follow` "
+            "counts its whole life, until its container was removed):"
+        )
         print("| subcommand | calls | wall s (sum) | cpu s (sum, user+sys) |")
         print("|---|---|---|---|")
         for name, count, wall, cpu in profile:

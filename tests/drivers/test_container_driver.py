@@ -39,6 +39,8 @@ elif args[:2] == ["container", "inspect"]:
                        "Config": {"Labels": {}}}]))
 elif args[0] == "logs":
     print("starting with token @SECRET@", flush=True)
+elif args[0] == "stats":
+    print("c" * 12 + "\t12.5%\t10MB / 512MB")
 elif args[0] == "ps":
     print(os.environ.get("FAKE_PS", ""))
 """.replace("@HEX@", HEX).replace("@SECRET@", SECRET)
@@ -188,3 +190,16 @@ async def test_a_start_records_its_main_process_before_it_is_ready(
     assert to == "starting" and fields["pid"] == started.pid
     assert fields["container_id"] == "c" * 64
     assert [c[0] for c in calls(tmp_path)][:2] in (["image", "run"], ["run", "container"])
+
+
+async def test_stats_are_one_engine_call(engine: Path, tmp_path: Path) -> None:
+    import psutil
+
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    me = psutil.Process()
+    live = ReplicaInfo(
+        uuid.uuid4(), "v1", me.pid, me.create_time(), 41000, None, container_id="c" * 64
+    )
+    status = await driver.status([live])
+    assert status[live.id]["cpu_percent"] == 12.5
+    assert [c[0] for c in calls(tmp_path)] == ["stats"]  # no `ps` first

@@ -9,8 +9,9 @@ containers instead of processes (docs/containers.md):
   refuses the rollout ("supply chain"). Containers run the resolved image id, so every replica
   runs exactly the checked image; the replica records `container_id` and `image_digest`.
 - **Resources**: `--cpus` and `--memory` (= `--memory-swap`) from the service, one CDI
-  `--device` per GPU, a named volume at `data_path` when set (no size limit: the local volume
-  driver has none without XFS project quotas; storage_gb is reserved by placement only).
+  `--device` per GPU, a named volume at `data_path` when set, holding at most `storage_gb`
+  where the host allows it (a loop-mounted ext4 image: podman as root; else no size limit, and
+  the deployment log says why; storage_gb is reserved by placement in every case).
 - **Variables** go through `--env-file`: a private (0600) temporary file, removed as soon as the
   engine has read it; never a value on the command line. Output is followed with `logs
   --follow` into the same scrubbing relay as process replicas.
@@ -21,6 +22,10 @@ containers instead of processes (docs/containers.md):
   a crash half-way). An OOM kill is read from the engine (`State.OOMKilled`) and recorded as the
   restart reason. Stats (CPU, memory) come from `stats --no-stream`, refreshed in the
   background.
+- **Few engine calls** (each is a Go process competing for the CPU with the replicas): a start
+  is `run` plus one `inspect` read while readiness is polled; a retirement one `rm --force
+  --time` (podman); the checks before a rollout run side by side (bench/containers.py
+  --profile counts them).
 - Podman on hosts where crun cannot run: pilothouse writes its own containers.conf (runc and
   lowered default ulimits) and points CONTAINERS_CONF at it; no system file is edited.
 """
@@ -83,7 +88,9 @@ class ContainerConfig(ProcessConfig):
         "(the app listens on $PORT).",
     )
     data_path: str | None = Field(
-        default=None, description="Mount a named volume of the service at this path."
+        default=None,
+        description="Mount the service's named volume at this path (at most storage_gb where "
+        "the host allows it: docs/containers.md).",
     )
     gpu_device: str = Field(
         default="nvidia.com/gpu", description="CDI device kind for GPUs (`<kind>=<index>`)."
@@ -690,12 +697,10 @@ class ContainerDriver(ProcessDriver):
         return Sample(line.cpu_percent, line.memory_mb) if line else None
 
     async def _refresh_stats(self) -> None:
+        """One `stats` of every running container (the engine's default: no `ps` first);
+        replicas pick theirs by id."""
         try:
-            out = await self.run(
-                [self.engine, "ps", "--quiet", "--no-trunc", "--filter", f"label={LABEL_SERVICE}"]
-            )
-            ids = out.split()
-            text = await self.run(oci.stats_argv(self.engine, ids)) if ids else ""
+            text = await self.run(oci.stats_argv(self.engine, []))
         except EngineError:
             return
         figures: dict[str, oci.StatsLine] = {}

@@ -166,7 +166,8 @@ def volume_create_argv(
 
 
 def stats_argv(engine: str, containers: Sequence[str]) -> list[str]:
-    """One line per container: id, CPU percent, memory usage (parse with parse_stats_line)."""
+    """One line per container (no containers: every running one): id, CPU percent, memory
+    usage (parse with parse_stats_line)."""
     return [engine, "stats", "--no-stream", "--format", STATS_FORMAT, *containers]
 
 
