@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pilothouse.drivers.base import ServiceSpec
+from pilothouse.drivers.base import RolloutFailed, ServiceSpec
 from pilothouse.drivers.container import ContainerConfig, ContainerDriver, volume_name
 from tests import container_image
 
@@ -92,6 +92,11 @@ async def test_a_volume_holds_at_most_storage_gb(
         f"storage: volume {volume_name(sized)} holds at most 1 GB (storage_gb is now 2: "
         "a volume is not resized)"
     )
+
+    image_file = tmp_path / "data" / "volumes" / f"{volume_name(sized)}.ext4"
+    image_file.rename(image_file.with_suffix(".gone"))
+    with pytest.raises(RolloutFailed, match="is missing, so the volume cannot be mounted"):
+        await driver.ensure_volume(sized, cfg)
 
     plain = spec(f"vol-{uuid.uuid4().hex[:8]}", None)
     names.append(volume_name(plain))

@@ -361,7 +361,12 @@ class ContainerDriver(ProcessDriver):
                     "storage_gb is reserved on the node only"
                 )
             return f"storage: volume {name} has no size limit (no storage_gb)"
-        size_gb = round(Path(device).stat().st_size / 1024**3) if Path(device).exists() else 0
+        if not Path(device).exists():
+            raise RolloutFailed(
+                f"storage: the image {device} of volume {name} is missing, so the volume cannot "
+                f"be mounted (`podman volume rm {name}` makes the next rollout start it anew)"
+            )
+        size_gb = round(Path(device).stat().st_size / 1024**3)
         if spec.storage_gb and spec.storage_gb != size_gb:
             return (
                 f"storage: volume {name} holds at most {size_gb} GB (storage_gb is now "
