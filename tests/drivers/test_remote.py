@@ -100,7 +100,8 @@ async def test_fence_stops_every_replica_not_kept(tmp_path: Path) -> None:
     ids = [uuid.uuid4() for _ in range(3)]
     started = [await remote.start(transport, node, i, "r", _order(command)) for i in ids]
     relays = [
-        remote.Relay(s.channel, tmp_path / f"{i}.log", []).begin() for s, i in zip(started, ids)
+        remote.Relay(s.channel, tmp_path / f"{i}.log", []).begin()
+        for s, i in zip(started, ids, strict=True)
     ]
     try:
         stopped = await remote.fence(transport, {ids[0]}, node_id=node, grace=2)

@@ -103,7 +103,8 @@ for pid in os.listdir("/proc"):
     try:
         with open("/proc/%s/cmdline" % pid, "rb") as f:
             argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
-        if len(argv) >= 8 and argv[1] == "-c" and argv[3] == "pilothouse-shim" and node in ("*", argv[4]):
+        ours = len(argv) >= 8 and argv[1] == "-c" and argv[3] == "pilothouse-shim"
+        if ours and node in ("*", argv[4]):
             shims[int(pid)] = argv[5:8]
         else:
             children.setdefault(stat(pid)[0], []).append(int(pid))
