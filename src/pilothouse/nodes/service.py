@@ -241,7 +241,8 @@ async def preflight(
     the ready nodes, else None. Services of environments that are not placed always fit."""
     if event_type == "stop":
         return None
-    strategy = applies(environment, await ensure_nodes(session))
+    registered = (await session.scalars(sa.select(Node))).all()
+    strategy = applies(environment, registered)
     if strategy is None:
         return None
     live = (
@@ -349,7 +350,9 @@ async def choose_node(
     """The node of one new replica of the service (nodes/placement.py decides): the node it
     ran on (`prefer`) when that one is ready and has room, else placed by the environment's
     strategy. `pending`: replicas placed on each node that are not recorded yet. Not placed
-    (no strategy): this host's node."""
+    (no strategy): this host's node. Reads only (no node registered: None)."""
+    if await session.scalar(sa.select(sa.func.count()).select_from(Node)) == 0:
+        return Chosen(None)
     views = await node_views(session)
     strategy = applies(environment, [v.node for v in views])
     by_id = {v.node.id: v.node for v in views}
@@ -366,7 +369,8 @@ async def choose_node(
     local_id = _local_id([v.node for v in views])
     named: dict[str, tuple[int, ...]] = {}
     for node_id, count in counts.items():
-        node = by_id.get(node_id if node_id is not None else local_id)  # type: ignore[arg-type]
+        where = node_id if node_id is not None else local_id
+        node = by_id.get(where) if where is not None else None
         if node is not None:
             named[node.name] = count
     for node_id, extra in pending.items():
