@@ -475,6 +475,7 @@ class Engine:
         events = DbEvents(self.db, dep, loaded.artifact.id, loaded.secrets)
         if loaded.pinned:
             await events.log(loaded.pinned)
+        await self.refresh_nodes()  # the drivers reach replicas on other nodes through these
         if dep.event_type == "stop":
             return await stopping.carry_out_stop(self, loaded, events)
         if loaded.problems:
@@ -508,7 +509,6 @@ class Engine:
             )
             events.node_id = await nodes.local_node_id(session, self.node_name)
         events.placer = functools.partial(self.place, svc.id, dep.id)
-        await self.refresh_nodes()
         if short is not None:
             reason = f"{svc.name} does not fit: {short} (nothing was started or stopped)"
             await events.log(f"deployment refused: {reason}", level="error")
