@@ -88,9 +88,8 @@ async def test_env_over_stdin_scrubbed_relay_survives_its_channel(tmp_path: Path
         assert not any(r.replica_id == rid for r in await remote.running(transport, NODE))
         assert not replica.is_running() or replica.status() == psutil.STATUS_ZOMBIE
     finally:
-        relay.close()
         _kill(started.pid)
-        await asyncio.wait_for(started.channel.wait(), 10)
+        await relay.finish()
 
 
 async def test_fence_stops_every_replica_not_kept(tmp_path: Path) -> None:
@@ -111,11 +110,10 @@ async def test_fence_stops_every_replica_not_kept(tmp_path: Path) -> None:
         assert await remote.fence(transport, set(), node_id=node, grace=2) != []
         assert await remote.running(transport, node) == []
     finally:
-        for relay in relays:
-            relay.close()
         for s in started:
             _kill(s.pid)
-            await asyncio.wait_for(s.channel.wait(), 10)
+        for relay in relays:
+            await relay.finish()
 
 
 async def test_a_command_that_cannot_start_is_reported(tmp_path: Path) -> None:

@@ -144,6 +144,7 @@ def test_six_replicas_over_three_hosts(
     pool = TransportPool(factory=lambda access: Flaky(access.name, access.address))
 
     async def scenario() -> None:
+        cut: list[remote.Relay] = []
         db = Database(db_url)
         engine = Engine(db, data_dir, transports=pool)
         supervisor = Supervisor(engine, Tasks())
@@ -203,7 +204,8 @@ def test_six_replicas_over_three_hosts(
             Flaky.down.add("h3")
             driver: Any = engine.drivers["process"]
             for row in on_h3:  # the link is cut: their channels are gone too
-                driver._relays.pop(row.id).close()
+                cut.append(driver._relays.pop(row.id))
+                cut[-1].close()
             await _kill_remote(pool, on_h3[0])  # it died meanwhile: nobody can know yet
             for _ in range(4):
                 await supervisor.supervise()
@@ -219,11 +221,32 @@ def test_six_replicas_over_three_hosts(
                     return row is not None and row.restart_count == 1 and row.status == "running"
 
             await _until(noticed, "once h3 answers, the dead replica is restarted")
+
+            # Its node is no longer ready: the crashed replica is placed on another one.
+            h2 = next(i for i, n in names.items() if n == "h2")
+            async with db.session() as session:
+                node = await session.get(Node, h2)
+                assert node is not None
+                node.status = "down"
+            lost = next(r for r in await _running(db) if r.node_id == h2)
+            await _kill_remote(pool, lost)
+
+            async def moved() -> bool:
+                await supervisor.supervise()
+                async with db.session(write=False) as session:
+                    row = await session.get(Replica, lost.id)
+                    return row is not None and row.status == "running" and row.node_id != h2
+
+            await _until(moved, "a replica whose node is down is restarted elsewhere")
+            placed = _spread(await _running(db), names)
+            assert placed["h2"] == 1 and placed["h1"] + placed["h3"] == 5
         finally:
             Flaky.down.clear()
             NginxRouter(data_dir / "nginx").kill()
             with contextlib.suppress(Exception):
                 await remote.fence(LocalTransport(), set(), grace=2)
+            await engine.drivers["process"].close()  # type: ignore[attr-defined]
+            await asyncio.gather(*(relay.finish() for relay in cut))
             await pool.close()
             await db.dispose()
 

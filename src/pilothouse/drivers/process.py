@@ -316,6 +316,7 @@ class ProcessDriver:
         self._watched: dict[uuid.UUID, float] = {}  # node id -> when last asked about
         self._launched: dict[uuid.UUID, float] = {}  # replica id -> when its process existed
         self._relays: dict[uuid.UUID, remote.Relay] = {}
+        self._let_go: set[remote.Relay] = set()  # channels ending (their shims exit)
         self._poller: asyncio.Task[None] | None = None
 
     def cgroups(self) -> CgroupV2 | None:
@@ -479,7 +480,7 @@ class ProcessDriver:
         self._launched[replica_id] = time.monotonic()
         previous = self._relays.pop(replica_id, None)
         if previous is not None:
-            previous.close()
+            self._drop(previous)
         relay = remote.Relay(started.channel, log_path, spec.secrets, pid=started.pid).begin()
         self._relays[replica_id] = relay
         self._watch(access.id)
@@ -536,8 +537,23 @@ class ProcessDriver:
                 break
             await asyncio.sleep(0.02)
         self._relays.pop(replica_id, None)
-        relay.close()
+        self._drop(relay)
         return relay.exit_code
+
+    def _drop(self, relay: remote.Relay) -> None:
+        relay.close()
+        if relay.task is not None and not relay.task.done():
+            self._let_go.add(relay)
+            relay.task.add_done_callback(lambda _: self._let_go.discard(relay))
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let go of every relay (their replicas go on) and stop listing nodes."""
+        relays, self._relays = [*self._relays.values(), *self._let_go], {}
+        await asyncio.gather(*(r.finish(timeout) for r in relays))
+        self._watched.clear()  # the poller ends after its current listing
+        if self._poller is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._poller), timeout)
 
     async def _stop_any(self, replica: ReplicaInfo, grace: float) -> int | None:
         access = self._remote(replica)

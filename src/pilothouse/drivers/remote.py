@@ -298,9 +298,18 @@ class Relay:
             self.channel.close()
 
     def close(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        """Let go of the channel; the reading task ends when the channel does (and reaps)."""
         self.channel.close()
+
+    async def finish(self, timeout: float = 5.0) -> None:
+        """Wait for the channel to end (the shim exited), at most `timeout` seconds."""
+        self.channel.close()
+        if self.task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+        except TimeoutError:
+            self.task.cancel()
 
 
 async def running(transport: Transport, node_id: uuid.UUID | None = None) -> list[RemoteReplica]:
