@@ -264,3 +264,33 @@ async def _kill_remote(pool: TransportPool, replica: Replica) -> None:
     transport = LocalTransport()
     assert replica.pid and replica.process_started_at
     await remote.stop_many(transport, [(replica.pid, replica.process_started_at)], 0)
+
+
+@one_store
+def test_capacity_check_applies_to_process_services_once_remote_nodes_exist(
+    api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _setup(api, free_port())
+    api.ok(api.post("/services/web/scale", {"target_replicas": 7}))
+
+    async def register() -> None:
+        db = Database(db_url)
+        try:
+            async with db.session() as session:
+                for name, address in HOSTS.items():
+                    capacity = {"cpu_cores": 1.0, "memory_mb": 8192, "storage_gb": 100}
+                    node = await nodes.register(
+                        session, name, capacity=capacity, labels={"pool": "web"}
+                    )
+                    node.address = address
+        finally:
+            await db.dispose()
+
+    asyncio.run(register())
+    with monkeypatch.context() as patched:
+        patched.setattr(nodes, "access_of", _access)
+        refused = api.post("/deployments", {"service": "web", "version": "v1.0.0"})
+        assert refused.status_code == 409, refused.text
+        assert "needs 7 x 0.5 CPU, node h1 has 1.0 free" in refused.json()["message"]
+    # Nodes that are all this host: process replicas are not placed, nothing is checked.
+    assert api.post("/deployments", {"service": "web", "version": "v1.0.0"}).status_code == 201
