@@ -48,7 +48,7 @@ from pilothouse.drivers.base import (
 )
 from pilothouse.drivers.command import run_command
 from pilothouse.drivers.nginx import NginxRouter
-from pilothouse.drivers.transport import NodeAccess, TransportPool
+from pilothouse.drivers.transport import NodeAccess, TransportPool, TransportUnavailable
 from pilothouse.environments.models import Environment
 from pilothouse.nodes import service as nodes
 from pilothouse.replicas import service as replicas
@@ -209,6 +209,15 @@ async def record_replica(
             setattr(replica, key, value)
         if to != replica.status:
             await replicas.transition(session, replica, to, actor=ENGINE, reason=reason)
+
+
+def _access(node: Node, keyring: Keyring) -> NodeAccess:
+    """How the drivers reach the node; a remote node whose key cannot be opened here is still
+    remote (its transport then fails as unavailable: never mistaken for this host)."""
+    try:
+        return nodes.access_of(node, keyring)
+    except (TransportUnavailable, CryptoError, ValueError):
+        return NodeAccess(node.id, node.name, "ssh", node.address or node.hostname)
 
 
 def replica_info(replica: Replica) -> ReplicaInfo:
@@ -393,10 +402,11 @@ class Engine:
 
     async def refresh_nodes(self) -> None:
         """Tell the drivers how to reach every node now (the supervisor calls it every tick)."""
+        keyring = self.keyring()
         async with self.db.session(write=False) as session:
             rows = (await session.scalars(sa.select(Node))).all()
             for node in rows:
-                self.transports.remember(nodes.access_of(node))
+                self.transports.remember(_access(node, keyring))
 
     def backend(self, replica: Replica) -> str | None:
         """Where the router reaches a replica: "host:port" (its node's address when the node
@@ -434,7 +444,7 @@ class Engine:
                 raise RolloutFailed(f"{svc.name} does not fit: {chosen.shortfall}")
             if chosen.node is None:
                 return None
-            access = nodes.access_of(chosen.node)
+            access = _access(chosen.node, self.keyring())
         self.transports.remember(access)
         return access
 

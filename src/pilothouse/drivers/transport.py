@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,15 @@ def register_kind(kind: TransportKind, factory: Factory) -> None:
     _FACTORIES[kind] = factory
 
 
+def factory_of(kind: str) -> Factory | None:
+    """The registered factory of `kind`; the module `pilothouse.drivers.<kind>` is imported
+    on first use so that it registers itself (drivers/ssh.py for "ssh")."""
+    if kind not in _FACTORIES and kind.isidentifier():
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"pilothouse.drivers.{kind}")
+    return _FACTORIES.get(kind)
+
+
 class TransportPool:
     """One transport per node, opened on first use and reused (for SSH: one multiplexed
     connection per host). `factory` overrides how transports are built (tests).
@@ -203,7 +213,7 @@ class TransportPool:
         held = self._open.get(access.id)
         if held is not None and held[0] == access:
             return held[1]
-        factory = self._factory or _FACTORIES.get(access.kind)
+        factory = self._factory or factory_of(access.kind)
         if factory is None:
             raise TransportUnavailable(f"node {access.name}: no transport for {access.kind!r}")
         transport = factory(access)

@@ -17,13 +17,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pilothouse.access import Principal, visible
+from pilothouse.access import Principal, require, visible
+from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
+from pilothouse.core.crypto import Keyring, open_value, seal_value
 from pilothouse.core.db import one_by_ref
-from pilothouse.drivers.transport import NodeAccess
+from pilothouse.drivers import ssh
+from pilothouse.drivers.transport import NodeAccess, TransportUnavailable
 from pilothouse.environments.models import Environment
-from pilothouse.errors import Conflict
-from pilothouse.nodes import detect
+from pilothouse.errors import Conflict, PilothouseError, ValidationFailed
+from pilothouse.nodes import detect, hosts
 from pilothouse.nodes.placement import (
     NodeState,
     Resources,
@@ -80,10 +83,10 @@ async def register_local(
 
 
 async def ensure_nodes(session: AsyncSession) -> Sequence[Node]:
-    """Every node; the local host registered with its detected capacity when none is yet
-    (an API-only process before any worker started)."""
+    """Every node; the local host registered with its detected capacity when no host
+    pilothouse runs on is yet (an API-only process before any worker started)."""
     nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
-    if not nodes:
+    if not any(n.transport != "ssh" for n in nodes):
         await register_local(session, Path("/"))
         nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
     return nodes
@@ -123,7 +126,8 @@ async def replica_counts(session: AsyncSession) -> dict[uuid.UUID | None, int]:
 
 
 def _local_id(nodes: Sequence[Node]) -> uuid.UUID | None:
-    local = next((n for n in nodes if n.name == LOCAL), nodes[0] if len(nodes) == 1 else None)
+    here = [n for n in nodes if n.transport != "ssh"]
+    local = next((n for n in here if n.name == LOCAL), here[0] if len(here) == 1 else None)
     return local.id if local is not None else None
 
 
@@ -190,14 +194,9 @@ async def node_replicas(session: AsyncSession, actor: Principal, view: NodeView)
     return (await session.execute(query)).all()
 
 
-def access_of(node: Node) -> NodeAccess:
-    """What it takes to reach the node, for the drivers (the transport's kind, its address;
-    the SSH fields and the unsealed key once nodes have them)."""
-    return NodeAccess(node.id, node.name, "local", node.address or "127.0.0.1")
-
-
 def is_remote(node: Node) -> bool:
-    return access_of(node).kind != "local"
+    """Whether the node is reached through a transport other than this host's."""
+    return node.transport != "local"
 
 
 #: Drivers that run replicas on remote nodes (the others run them on this host).
@@ -393,3 +392,210 @@ async def choose_node(
         return Chosen(None, result.shortfall or "no node")
     chosen = next(v.node for v in views if v.node.name == result.nodes[0])
     return Chosen(chosen)
+
+
+# -- hosts over SSH ------------------------------------------------------------------------------
+
+
+class HostUnreachable(PilothouseError):
+    """A host that does not answer while it is being added (503 with the cause)."""
+
+    status = 503
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """What `node add --ssh` gives: the name, where and as whom to log in, the client key (in
+    clear, only in memory), the fingerprint the operator trusts and the labels."""
+
+    name: str
+    address: str
+    private_key: str
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    trust: str | None = None
+    labels: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"HostSpec({self.name!r}, {self.ssh_user}@{self.address}:{self.ssh_port})"
+
+
+async def _name_free(session: AsyncSession, name: str) -> None:
+    if await session.scalar(sa.select(Node.id).where(Node.name == name)) is not None:
+        raise Conflict(f"a node named {name!r} exists already", detail={"name": name})
+
+
+async def add_host(
+    session: AsyncSession,
+    actor: Principal,
+    keyring: Keyring,
+    spec: HostSpec,
+    *,
+    timeout: float = ssh.CONNECT_TIMEOUT,
+) -> Node:
+    """Register a host reached over SSH (admin): read its host key and check it against the
+    trusted fingerprint (first contact needs one), log in with the client key, detect its
+    capacity and software, and store it with the key sealed. Nothing is stored on refusal."""
+    require(actor, "manage_nodes", what=f"node {spec.name}")
+    try:
+        ssh.private_key(spec.private_key)
+    except ValueError as exc:
+        raise ValidationFailed("private_key", str(exc)) from None
+    await _name_free(session, spec.name)
+    where = f"{spec.ssh_user}@{spec.address}:{spec.ssh_port}"
+    try:
+        presented = await ssh.fetch_host_key(spec.address, spec.ssh_port, timeout=timeout)
+    except TransportUnavailable as exc:
+        raise HostUnreachable(f"node {spec.name}: {exc}") from None
+    algorithm, fingerprint = presented.split()[0], ssh.fingerprint(presented)
+    problem = hosts.trust_problem(spec.name, where, algorithm, fingerprint, spec.trust)
+    if problem is not None:
+        raise ValidationFailed("trust", problem)
+    access = NodeAccess(
+        id=uuid.uuid4(),
+        name=spec.name,
+        kind="ssh",
+        address=spec.address,
+        ssh_user=spec.ssh_user,
+        ssh_port=spec.ssh_port,
+        host_key=presented,
+        private_key=spec.private_key,
+    )
+    transport = ssh.SSHTransport(access, connect_timeout=timeout)
+    try:
+        done = await transport.run(hosts.FACTS_ARGV, timeout=timeout)
+    except ssh.KeyRefused:
+        raise ValidationFailed(
+            "private_key",
+            f"was refused by {where} (is its public key in that user's authorized_keys?)",
+        ) from None
+    except (TransportUnavailable, TimeoutError) as exc:
+        raise HostUnreachable(f"node {spec.name}: {exc}") from None
+    finally:
+        await transport.close()
+    facts = hosts.parse_facts(done.stdout.decode(errors="replace"))
+    lacking = hosts.missing_software(facts)
+    if lacking is not None:
+        raise ValidationFailed("address", f"{where} {lacking}")
+    await _name_free(session, spec.name)  # again: the checks above took a while
+    node = Node(
+        name=spec.name,
+        hostname=(facts.hostname or spec.address)[:253],
+        address=spec.address,
+        status="ready",
+        capacity=facts.capacity,
+        labels=dict(spec.labels or {}),
+        last_seen_at=utcnow(),
+        transport="ssh",
+        ssh_user=spec.ssh_user,
+        ssh_port=spec.ssh_port,
+        host_key=presented,
+        private_key_sealed=seal_value(spec.private_key, keyring),
+        key_id=keyring.current.hex(),
+        software=dict(facts.software),
+    )
+    session.add(node)
+    await session.flush()
+    audit.record(
+        session,
+        actor,
+        "create",
+        "node",
+        node.id,
+        {"name": node.name, "address": where, "host_key": fingerprint},
+    )
+    return node
+
+
+async def remove_node(session: AsyncSession, actor: Principal, ref: str) -> Node:
+    """Forget a host (admin); refused (409) while live replicas are on it, and for this host
+    (its worker registers it)."""
+    require(actor, "manage_nodes", what=f"node {ref}")
+    node: Node = await one_by_ref(
+        session, sa.select(Node).order_by(Node.id), Node.id, ref, "node", name_column=Node.name
+    )
+    if node.transport != "ssh":
+        raise Conflict(
+            f"node {node.name} is a host pilothouse runs on (its worker registers it): "
+            "it cannot be removed",
+            detail={"node": node.name, "transport": node.transport},
+        )
+    live = (
+        await session.execute(
+            sa.select(Service.name, sa.func.count())
+            .join(Replica, Replica.service_id == Service.id)
+            .where(Replica.node_id == node.id, Replica.status.in_(HOLDING))
+            .group_by(Service.name)
+            .order_by(Service.name)
+        )
+    ).all()
+    if live:
+        count = sum(int(n) for _, n in live)
+        which = ", ".join(f"{name} x{n}" for name, n in live)
+        raise Conflict(
+            f"node {node.name} cannot go from {node.status} to removed: {count} live "
+            f"replica(s) run on it ({which}); scale them away or wait until they are replaced",
+            detail={"node": node.name, "from": node.status, "to": "removed", "replicas": count},
+        )
+    audit.record(session, actor, "delete", "node", node.id, {"name": node.name})
+    await session.delete(node)
+    await session.flush()
+    return node
+
+
+def access_of(node: Node, keyring: Keyring | None) -> NodeAccess:
+    """How to reach `node` (its client key unsealed with `keyring`): for the drivers'
+    transports (drivers/transport.TransportPool). A local node needs no keyring."""
+    if node.transport != "ssh":
+        return NodeAccess(
+            id=node.id, name=node.name, kind="local", address=node.address or "127.0.0.1"
+        )
+    if keyring is None or node.private_key_sealed is None:
+        raise TransportUnavailable(f"node {node.name}: its client key cannot be opened here")
+    return NodeAccess(
+        id=node.id,
+        name=node.name,
+        kind="ssh",
+        address=node.address or node.hostname,
+        ssh_user=node.ssh_user,
+        ssh_port=node.ssh_port or 22,
+        host_key=node.host_key,
+        private_key=open_value(node.private_key_sealed, keyring),
+    )
+
+
+async def node_accesses(
+    session: AsyncSession, keyring: Keyring | None, *, ids: Sequence[uuid.UUID] | None = None
+) -> dict[uuid.UUID, NodeAccess]:
+    """NodeAccess of every node (or of `ids`), by node id; an ssh node whose key cannot be
+    opened is left out."""
+    query = sa.select(Node).order_by(Node.name)
+    if ids is not None:
+        query = query.where(Node.id.in_(list(ids)))
+    found: dict[uuid.UUID, NodeAccess] = {}
+    for node in await session.scalars(query):
+        try:
+            found[node.id] = access_of(node, keyring)
+        except (TransportUnavailable, ValueError):
+            continue
+    return found
+
+
+async def reseal_batch(session: AsyncSession, keyring: Keyring, *, batch: int = 500) -> int:
+    """Re-seal up to `batch` node client keys still sealed with an older key; returns how
+    many. `keys rotate` calls it."""
+    current = keyring.current.hex()
+    rows = list(
+        await session.scalars(
+            sa.select(Node)
+            .where(Node.private_key_sealed.is_not(None), Node.key_id != current)
+            .limit(batch)
+            .with_for_update()
+        )
+    )
+    for node in rows:
+        assert node.private_key_sealed is not None
+        node.private_key_sealed = seal_value(open_value(node.private_key_sealed, keyring), keyring)
+        node.key_id = current
+    await session.flush()
+    return len(rows)
