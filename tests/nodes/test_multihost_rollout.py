@@ -22,6 +22,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from pilothouse.core.crypto import Keyring, seal_value
 from pilothouse.core.db import Database
 from pilothouse.core.loops import Tasks
 from pilothouse.deployments.engine import Engine
@@ -65,18 +66,19 @@ class Flaky(LocalTransport):
         return await super().start(argv)
 
 
-def _access(node: Node) -> NodeAccess:
-    kind = "ssh" if node.name in HOSTS else "local"
-    return NodeAccess(node.id, node.name, kind, node.address or "127.0.0.1")
-
-
-async def _register_hosts(db: Database) -> dict[uuid.UUID, str]:
-    capacity = {"cpu_cores": 4.0, "memory_mb": 8192, "storage_gb": 100}
+async def _register_hosts(
+    db: Database, keyring: Keyring | None, cpu: float = 4.0
+) -> dict[uuid.UUID, str]:
+    """The three hosts as ssh nodes (as `node add --ssh` records them; the test's transport
+    factory reaches each through a LocalTransport on its own loopback address)."""
+    capacity = {"cpu_cores": cpu, "memory_mb": 8192, "storage_gb": 100}
     async with db.session() as session:
         found = {}
         for name, address in HOSTS.items():
             node = await nodes.register(session, name, capacity=capacity, labels={"pool": "web"})
-            node.address = address
+            node.address, node.transport, node.ssh_user = address, "ssh", "root"
+            if keyring is not None:
+                node.private_key_sealed = seal_value("not a real key", keyring)
             found[node.id] = name
         return found
 
@@ -134,10 +136,7 @@ async def _until(check: Any, what: str, timeout: float = 30.0) -> None:
 
 
 @one_store
-def test_six_replicas_over_three_hosts(
-    api: Api, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(nodes, "access_of", _access)
+def test_six_replicas_over_three_hosts(api: Api, db_url: str, tmp_path: Path) -> None:
     router_port = free_port()
     _setup(api, router_port)
     data_dir = tmp_path / "data"
@@ -149,7 +148,7 @@ def test_six_replicas_over_three_hosts(
         engine = Engine(db, data_dir, transports=pool)
         supervisor = Supervisor(engine, Tasks())
         try:
-            names = await _register_hosts(db)
+            names = await _register_hosts(db, engine.keyring())
             assert await _deploy(api, engine, "v1.0.0") == "success"
             v1 = await _running(db)
             assert _spread(v1, names) == {"h1": 2, "h2": 2, "h3": 2}
@@ -268,29 +267,24 @@ async def _kill_remote(pool: TransportPool, replica: Replica) -> None:
 
 @one_store
 def test_capacity_check_applies_to_process_services_once_remote_nodes_exist(
-    api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch
+    api: Api, db_url: str
 ) -> None:
     _setup(api, free_port())
     api.ok(api.post("/services/web/scale", {"target_replicas": 7}))
 
-    async def register() -> None:
+    async def register(transport: str) -> None:
         db = Database(db_url)
         try:
+            await _register_hosts(db, None, cpu=1.0)
             async with db.session() as session:
-                for name, address in HOSTS.items():
-                    capacity = {"cpu_cores": 1.0, "memory_mb": 8192, "storage_gb": 100}
-                    node = await nodes.register(
-                        session, name, capacity=capacity, labels={"pool": "web"}
-                    )
-                    node.address = address
+                await session.execute(sa.update(Node).values(transport=transport))
         finally:
             await db.dispose()
 
-    asyncio.run(register())
-    with monkeypatch.context() as patched:
-        patched.setattr(nodes, "access_of", _access)
-        refused = api.post("/deployments", {"service": "web", "version": "v1.0.0"})
-        assert refused.status_code == 409, refused.text
-        assert "needs 7 x 0.5 CPU, node h1 has 1.0 free" in refused.json()["message"]
-    # Nodes that are all this host: process replicas are not placed, nothing is checked.
+    asyncio.run(register("ssh"))
+    refused = api.post("/deployments", {"service": "web", "version": "v1.0.0"})
+    assert refused.status_code == 409, refused.text
+    assert "needs 7 x 0.5 CPU, node h1 has 1.0 free" in refused.json()["message"]
+    # Every node is this host: process replicas are not placed, nothing is checked.
+    asyncio.run(register("local"))
     assert api.post("/deployments", {"service": "web", "version": "v1.0.0"}).status_code == 201
