@@ -187,11 +187,27 @@ def factory_of(kind: str) -> Factory | None:
 
 class TransportPool:
     """One transport per node, opened on first use and reused (for SSH: one multiplexed
-    connection per host). `factory` overrides how transports are built (tests)."""
+    connection per host). `factory` overrides how transports are built (tests).
+
+    It also keeps what the control plane last said about reaching each node (`remember`,
+    `known`): drivers see replicas by node id, and look their node up here."""
 
     def __init__(self, factory: Factory | None = None) -> None:
         self._factory = factory
         self._open: dict[uuid.UUID, tuple[NodeAccess, Transport]] = {}
+        self._known: dict[uuid.UUID, NodeAccess] = {}
+
+    def remember(self, access: NodeAccess) -> None:
+        """What the store says about reaching a node now (the engine tells, every second)."""
+        self._known[access.id] = access
+
+    def known(self, node_id: uuid.UUID | None) -> NodeAccess | None:
+        return self._known.get(node_id) if node_id is not None else None
+
+    def remote(self, node_id: uuid.UUID | None) -> NodeAccess | None:
+        """The node's access when it is reached through a transport other than "local"."""
+        access = self.known(node_id)
+        return access if access is not None and access.kind != "local" else None
 
     def get(self, access: NodeAccess) -> Transport:
         held = self._open.get(access.id)

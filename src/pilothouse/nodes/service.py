@@ -33,6 +33,7 @@ from pilothouse.nodes.placement import (
     Strategy,
     extra_replicas,
     place,
+    place_one,
     strategy_of,
 )
 from pilothouse.replicas.models import Node, Replica
@@ -193,11 +194,28 @@ async def node_replicas(session: AsyncSession, actor: Principal, view: NodeView)
     return (await session.execute(query)).all()
 
 
-def applies(environment: Environment) -> Strategy | None:
-    """The placement strategy of the environment's services, None when they are not placed."""
+def is_remote(node: Node) -> bool:
+    """Whether the node is reached through a transport other than this host's."""
+    return node.transport != "local"
+
+
+#: Drivers that run replicas on remote nodes (the others run them on this host).
+REMOTE_DRIVERS = frozenset({"process"})
+
+
+def applies(environment: Environment, nodes: Sequence[Node] = ()) -> Strategy | None:
+    """The placement strategy of the environment's services, None when they are not placed:
+    `config.placement`; else binpack for the container driver, spread for the process driver
+    once there are remote nodes (`nodes`: the registered ones)."""
     strategy = strategy_of(environment.config)
     if strategy is None and environment.driver in PLACED_DRIVERS:
         return "binpack"
+    if (
+        strategy is None
+        and environment.driver in REMOTE_DRIVERS
+        and any(is_remote(n) for n in nodes)
+    ):
+        return "spread"
     return strategy
 
 
@@ -220,8 +238,11 @@ async def preflight(
 ) -> str | None:
     """The shortfall when the replicas a rollout or scale adds (surge included) do not fit on
     the ready nodes, else None. Services of environments that are not placed always fit."""
-    strategy = applies(environment)
-    if strategy is None or event_type == "stop":
+    if event_type == "stop":
+        return None
+    registered = (await session.scalars(sa.select(Node))).all()
+    strategy = applies(environment, registered)
+    if strategy is None:
         return None
     live = (
         await session.scalars(
@@ -277,6 +298,100 @@ async def local_node_id(session: AsyncSession, name: str = LOCAL) -> uuid.UUID |
         nodes = (await session.scalars(sa.select(Node).order_by(Node.name))).all()
         node_id = _local_id(nodes) if nodes else None
     return node_id
+
+
+def _states(views: Sequence[NodeView]) -> list[NodeState]:
+    return [
+        NodeState(v.node.name, v.capacity, v.allocated, v.node.status, v.node.labels or {})
+        for v in views
+    ]
+
+
+async def service_counts(
+    session: AsyncSession, service_id: uuid.UUID, deployment_id: uuid.UUID | None
+) -> dict[uuid.UUID | None, tuple[int, ...]]:
+    """Per node id, (replicas of this deployment, replicas of the service) that hold room
+    there (spread places by them; without a deployment, only the service's)."""
+    rows = await session.execute(
+        sa.select(Replica.node_id, Replica.deployment_id).where(
+            Replica.service_id == service_id, Replica.status.in_(HOLDING)
+        )
+    )
+    mine: dict[uuid.UUID | None, int] = {}
+    total: dict[uuid.UUID | None, int] = {}
+    for node_id, dep_id in rows:
+        total[node_id] = total.get(node_id, 0) + 1
+        if deployment_id is not None and dep_id == deployment_id:
+            mine[node_id] = mine.get(node_id, 0) + 1
+    if deployment_id is None:
+        return {n: (c,) for n, c in total.items()}
+    return {n: (mine.get(n, 0), c) for n, c in total.items()}
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """Where the next replica goes: the node (None: not placed, this host) or the shortfall."""
+
+    node: Node | None
+    shortfall: str | None = None
+
+
+async def choose_node(
+    session: AsyncSession,
+    service: Service,
+    environment: Environment,
+    *,
+    deployment_id: uuid.UUID | None,
+    prefer: uuid.UUID | None = None,
+    pending: Mapping[uuid.UUID, int] | None = None,
+    local_name: str = LOCAL,
+) -> Chosen:
+    """The node of one new replica of the service (nodes/placement.py decides): the node it
+    ran on (`prefer`) when that one is ready and has room, else placed by the environment's
+    strategy. `pending`: replicas placed on each node that are not recorded yet. Not placed
+    (no strategy): this host's node. Reads only (no node registered: None)."""
+    if await session.scalar(sa.select(sa.func.count()).select_from(Node)) == 0:
+        return Chosen(None)
+    views = await node_views(session)
+    strategy = applies(environment, [v.node for v in views])
+    by_id = {v.node.id: v.node for v in views}
+    if strategy is None:
+        local = next((v.node for v in views if v.node.name == local_name), None)
+        return Chosen(local or (views[0].node if len(views) == 1 else None))
+    need = need_of(service)
+    pending = pending or {}
+    views = [
+        NodeView(v.node, v.capacity, v.allocated + need.times(pending.get(v.node.id, 0)), 0)
+        for v in views
+    ]
+    counts = await service_counts(session, service.id, deployment_id)
+    local_id = _local_id([v.node for v in views])
+    named: dict[str, tuple[int, ...]] = {}
+    for node_id, count in counts.items():
+        where = node_id if node_id is not None else local_id
+        node = by_id.get(where) if where is not None else None
+        if node is not None:
+            named[node.name] = count
+    for node_id, extra in pending.items():
+        if node_id in by_id and extra:
+            name = by_id[node_id].name
+            named[name] = tuple(
+                c + extra for c in named.get(name, (0,) * (2 if deployment_id else 1))
+            )
+    selector = (environment.config or {}).get("node_labels") or {}
+    home = by_id.get(prefer) if prefer is not None else None
+    result = place_one(
+        _states(views),
+        need,
+        strategy=strategy,
+        selector=selector,
+        counts=named,
+        prefer=home.name if home is not None else None,
+    )
+    if result.shortfall is not None or not result.nodes:
+        return Chosen(None, result.shortfall or "no node")
+    chosen = next(v.node for v in views if v.node.name == result.nodes[0])
+    return Chosen(chosen)
 
 
 # -- hosts over SSH ------------------------------------------------------------------------------
