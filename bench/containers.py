@@ -10,12 +10,17 @@ on 10 replicas behind nginx, then:
      the rollout time (deployment started_at -> completed_at) against the sum of the 10 new
      replicas' readiness times (container started -> first passing check) measured in the same
      run (target <= 1.1x) and the failed client requests (target 0);
-  2. times one replica start through the driver (replica recorded -> running, from its status
-     history: env-file, `run`, `inspect`, log follower, readiness) against a bare
-     `podman run -d` of the same image with the same limits followed by the same readiness
-     polling, `--starts` times each, same run (target <= 1.2x).
+  2. times one replica start through the driver (a scale by one without load, replica recorded
+     -> running from its status history: env-file, `run`, log follower, `inspect`, readiness)
+     against a bare `podman run -d` of the same image with the same limits followed by the same
+     readiness polling, alternating, `--starts` times each, while the 10 replicas run
+     (target <= 1.2x); the first starts of the rollout (under load) are shown beside them.
 The node's capacity is overridden (PILOTHOUSE_NODE_CAPACITY) so 10 replicas of 0.5 CPU fit on a
 2-core machine. Asserts nothing; prints figures.
+
+With `--profile`, every engine command pilothouse runs goes through a recording `podman` wrapper
+(PILOTHOUSE_CONTAINER_ENGINE; `/usr/bin/time` per call, a few ms each) and the bench prints,
+per subcommand, how many calls the rollout made, their wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -49,6 +55,12 @@ READY_RE = re.compile(r"replica (\w+) \(container \w+\) ready on port \d+ in ([\
 
 def seconds(a: str, b: str) -> float:
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+def epoch(text: str) -> float:
+    """An API timestamp (UTC, with or without its offset) as seconds since the epoch."""
+    at = datetime.fromisoformat(text)
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
 
 def bare_start(image: str, delay: float) -> float:
@@ -85,6 +97,49 @@ def bare_start(image: str, delay: float) -> float:
         container_image.podman("rm", "-f", "-t", "0", cid, check=False)
 
 
+WRAPPER = """#!/bin/sh
+# Records every engine call: start, wall, user and system seconds, subcommand (bench --profile).
+s=$(date +%s.%N)
+exec /usr/bin/time -a -o {log} -f "$s %e %U %S $1 $2" {engine} "$@"
+"""
+
+
+def profiling_engine(folder: Path) -> tuple[Path, Path]:
+    """A `podman` wrapper (the driver writes its containers.conf for an engine named podman)
+    that appends one line per call to the returned log."""
+    engine = shutil.which("podman")
+    assert engine, "podman is not installed"
+    log = folder / "engine-calls.log"
+    wrapper = folder / "bin" / "podman"
+    wrapper.parent.mkdir()
+    wrapper.write_text(WRAPPER.format(log=log, engine=engine))
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+def subcommand(first: str, second: str) -> str:
+    """`container inspect`, `image inspect`; else the first word (`run`, `stop`, `rm`...)."""
+    return f"{first} {second}" if first in ("container", "image") else first
+
+
+def profile_rows(log: Path, start: float, end: float) -> list[tuple[str, int, float, float]]:
+    """(subcommand, calls, wall seconds, cpu seconds) of the calls begun in [start, end]."""
+    totals: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 5 or not re.fullmatch(r"[\d.]+", parts[0]):
+            continue  # a "Command exited with non-zero status" line of /usr/bin/time
+        begun, wall, user, system = (float(x) for x in parts[:4])
+        if not start <= begun <= end:
+            continue
+        name = subcommand(parts[4], parts[5] if len(parts) > 5 else "")
+        row = totals.setdefault(name, [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += wall
+        row[2] += user + system
+    return sorted(((k, int(v[0]), v[1], v[2]) for k, v in totals.items()), key=lambda r: -r[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,6 +147,9 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--ready-delay", type=float, default=0.5)
     parser.add_argument("--starts", type=int, default=5, help="single starts timed each way")
+    parser.add_argument(
+        "--profile", action="store_true", help="record and break down every engine call"
+    )
     args = parser.parse_args()
 
     (ref1, digest1), (ref2, digest2) = container_image.image("1"), container_image.image("2")
@@ -108,6 +166,10 @@ def main() -> None:
             "PILOTHOUSE_TEST_MARK": str(data_dir),
             "PILOTHOUSE_NODE_CAPACITY": json.dumps({"cpu_cores": 64, "memory_mb": 65536}),
         }
+        calls_log = None
+        if args.profile:
+            wrapper, calls_log = profiling_engine(Path(tmp))
+            env["PILOTHOUSE_CONTAINER_ENGINE"] = str(wrapper)
         server = ServerProcess(env).start()
         service_id = None
         try:
@@ -173,6 +235,27 @@ def main() -> None:
             gaps = [seconds(marks[i][2], marks[i + 1][0]) for i in range(len(marks) - 1)]
             to_starting = [seconds(p, st) for p, st, _ in marks]
             tail = seconds(marks[-1][2], v2["completed_at"])
+            # One start at a time without load, alternating with bare `podman run`s of the same
+            # image, while the 10 replicas keep running (same conditions for both).
+            print(f"timing {args.starts} single starts each way (scale +1 / bare podman run)")
+            bare: list[float] = []
+            scaled: list[float] = []
+            for i in range(args.starts):
+                bare.append(bare_start(ref2, args.ready_delay))
+                scale = client.ok(
+                    "POST",
+                    "/services/sample/scale",
+                    200,
+                    json={"target_replicas": args.replicas + i + 1},
+                )
+                done = client.wait(scale["deployment_id"], timeout=120)
+                assert done["status"] == "success", done
+                (added,) = [
+                    r for r in client.replicas("sample", None) if r["deployment_id"] == done["id"]
+                ]
+                rows = client.ok("GET", f"/history/replica/{added['id']}")
+                at = {h["to_status"]: h["changed_at"] for h in rows}
+                scaled.append(seconds(at["pending"], at["running"]))
             stop = client.ok("POST", "/services/sample/stop", 202, json={})
             client.wait(stop["deployment_id"], timeout=120)
         finally:
@@ -184,11 +267,13 @@ def main() -> None:
                 ).stdout.split()
                 if ids:
                     container_image.podman("rm", "-f", "-t", "0", *ids, check=False)
-    print(f"timing {args.starts} bare `podman run` starts of the same image")
-    bare = [bare_start(ref2, args.ready_delay) for _ in range(args.starts)]
+        # After the stop: a log follower's line is written when it ends (with its container).
+        window = (epoch(v2["started_at"]), epoch(v2["completed_at"]))
+        profile = profile_rows(calls_log, *window) if calls_log else []
 
     ready_sum = sum(ready)
-    driver_mean, bare_mean = statistics.mean(driver_starts), statistics.mean(bare)
+    driver_mean, bare_mean = statistics.mean(scaled), statistics.mean(bare)
+    under_load = statistics.mean(driver_starts)
     rows = [
         (
             f"rollout image 1 -> 2, {len(ready)} container replicas",
@@ -203,10 +288,16 @@ def main() -> None:
             "target 0 failed",
         ),
         (
-            "one replica start (recorded -> running)",
-            f"{driver_mean:.3f} s (mean of {len(driver_starts)})",
+            "one replica start, scale +1 (recorded -> running)",
+            f"{driver_mean:.3f} s (mean of {len(scaled)})",
             f"bare podman run + readiness {bare_mean:.3f} s (mean of {len(bare)})",
             f"{driver_mean / bare_mean:.3f}x (target <= 1.2x)",
+        ),
+        (
+            "one replica start in the rollout, under load (recorded -> running)",
+            f"{under_load:.3f} s (mean of first {len(driver_starts)})",
+            "-",
+            f"{under_load / bare_mean:.3f}x of the bare start (no load)",
         ),
     ]
     print()
@@ -220,6 +311,19 @@ def main() -> None:
         f"recorded -> container started {sum(to_starting):.3f} s "
         f"(mean {statistics.mean(to_starting):.3f} s), tail {tail:.3f} s"
     )
+    if profile:
+        print(
+            f"\nengine calls begun during the rollout ({rollout:.2f} s; a `logs --follow` "
+            "counts its whole life, until its container was removed):"
+        )
+        print("| subcommand | calls | wall s (sum) | cpu s (sum, user+sys) |")
+        print("|---|---|---|---|")
+        for name, count, wall, cpu in profile:
+            print(f"| {name} | {count} | {wall:.2f} | {cpu:.2f} |")
+        print(
+            f"| all | {sum(r[1] for r in profile)} | {sum(r[2] for r in profile):.2f} | "
+            f"{sum(r[3] for r in profile):.2f} |"
+        )
     if load.result.errors:
         print("errors:", load.result.errors)
 

@@ -43,6 +43,7 @@ ACTION_ROLE = {
     "transition_deployments": "operator",  # set a deployment's status by hand
     "write_logs": "operator",
     "manage_environments": "admin",
+    "manage_nodes": "admin",  # add or remove hosts reached over SSH
     "manage_users": "admin",
     "manage_tokens": "admin",
     "read_audit": "admin",

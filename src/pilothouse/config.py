@@ -154,6 +154,15 @@ class Settings(BaseSettings):
             "storage_gb)."
         ),
     )
+    node_unreachable_after: float = Field(
+        default=15.0,
+        ge=2.0,
+        le=3600.0,
+        description=(
+            "Seconds an ssh node may go without answering its probes before it is marked "
+            "unreachable, its replicas failed and replaced elsewhere (docs/multihost.md)."
+        ),
+    )
     container_engine: str = Field(
         default="podman",
         description="Container engine CLI of the container driver: podman or docker.",

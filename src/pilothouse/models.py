@@ -3,7 +3,7 @@
 from pilothouse.alerts.models import NotificationChannel
 from pilothouse.artifacts.models import Artifact
 from pilothouse.audit.models import AuditEntry
-from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
+from pilothouse.autoscaling.models import ScalingCohort, ScalingEvent, ScalingPolicy
 from pilothouse.backups.models import Backup, BackupTarget
 from pilothouse.certificates.models import AcmeAccount, AcmeChallenge, Certificate, Domain
 from pilothouse.core.db import Base
@@ -80,6 +80,7 @@ __all__ = [
     "PublicStatus",
     "Replica",
     "ReplicaFigures",
+    "ScalingCohort",
     "ScalingEvent",
     "ScalingPolicy",
     "ScanSchedule",

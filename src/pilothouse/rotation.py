@@ -12,6 +12,7 @@ from pilothouse.core.crypto import Keyring
 from pilothouse.core.db import Database
 from pilothouse.environments import service as environments
 from pilothouse.hooks import service as hooks
+from pilothouse.nodes import service as nodes
 from pilothouse.variables import service as variables
 
 
@@ -22,9 +23,9 @@ async def reseal_all(
     batch: int = 500,
 ) -> int:
     """Rewrite every variable (and its history), every channel's credentials, every
-    environment's config credentials, every backup target DSN, every deploy hook secret and
-    every certificate and ACME account key still sealed with an older key; returns how many
-    values were rewritten."""
+    environment's config credentials, every backup target DSN, every deploy hook secret, every
+    certificate and ACME account key and every node's SSH client key still sealed with an
+    older key; returns how many values were rewritten."""
     total = 0
     for reseal_batch in (
         variables.reseal_batch,
@@ -33,6 +34,7 @@ async def reseal_all(
         backups.reseal_batch,
         hooks.reseal_batch,
         certificates.reseal_batch,
+        nodes.reseal_batch,
     ):
         while True:
             async with db.session() as session:

@@ -45,7 +45,7 @@ def test_policy_set_show_change_and_delete(api: Api, world: dict[str, Any]) -> N
 
 
 REFUSED: list[tuple[dict[str, Any], str, str]] = [
-    ({"min_instances": 0}, "min_instances", "scaling to zero needs a router"),
+    ({"min_instances": 0}, "min_instances", "1-100 replicas (seed 004), and scaling to zero"),
     ({"min_instances": 5, "max_instances": 3}, "min_instances", "<= max_instances (3)"),
     ({"max_instances": 101}, "max_instances", "less than or equal to 100"),
     ({"scale_up_threshold": 1.5}, "scale_up_threshold", "less than or equal to 1"),

@@ -10,13 +10,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pilothouse import migrations
 from pilothouse.access import Principal
 from pilothouse.artifacts.models import Artifact
 from pilothouse.autoscaling import evaluate
-from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
+from pilothouse.autoscaling import service as scaling
+from pilothouse.autoscaling.models import ScalingCohort, ScalingEvent, ScalingPolicy
 from pilothouse.autoscaling.rules import Decision
 from pilothouse.autoscaling.schemas import DEFAULTS
-from pilothouse.core.db import Database
+from pilothouse.core.db import Database, make_sync_engine
 from pilothouse.deployments.models import Deployment
 from pilothouse.environments import service as environments
 from pilothouse.metrics.samples import Sample, write_samples
@@ -179,3 +181,122 @@ async def test_a_service_stopped_or_deleted_mid_round_is_not_scaled(
             await session.execute(sa.update(Service).values(**change))
         assert await evaluate.carry_out(db, subject, up, T0) is None
         assert await _replicas(db) == 2 and await _events(db) == []
+
+
+async def _second_service(
+    db: Database, admin: Principal, name: str = "api", **policy: Any
+) -> Service:
+    async with db.session() as session:
+        svc = await services.create_service(
+            session,
+            admin,
+            environment="prod",
+            name=name,
+            resources={"cpu_cores": 1.0, "memory_mb": 1024},
+            command="run {port}",
+        )
+        session.add(
+            ScalingPolicy(
+                **{**DEFAULTS, "min_instances": 1, "max_instances": 4, **policy},
+                service_id=svc.id,
+                environment_id=svc.environment_id,
+            )
+        )
+        return svc
+
+
+async def _evaluated(
+    db: Database, admin: Principal, names: tuple[str, ...] = ("web", "api")
+) -> dict[str, datetime | None]:
+    """Each service's last evaluation as `scaling show` reads it."""
+    async with db.session(write=False) as session:
+        out = {}
+        for name in names:
+            policy, svc = await scaling.get_policy(session, admin, name)
+            out[name] = (await scaling.read(session, policy, svc)).evaluated_at
+        return out
+
+
+async def _cohorts(db: Database) -> int:
+    async with db.session(write=False) as session:
+        return int(await session.scalar(sa.select(sa.func.count()).select_from(ScalingCohort)) or 0)
+
+
+async def test_a_round_records_evaluations_per_cohort_with_each_policys_own_period(
+    db: Database, admin: Principal
+) -> None:
+    """A round writes one row per cohort of policies evaluated together, not one per policy;
+    each policy stays due on its own period, a new one joins a cohort of its period evaluated in
+    the same round, one left behind by a disabled policy moves out, and the disabled one keeps
+    its last evaluation."""
+    every = ("web", "api", "worker")
+    await _world(db, admin)  # web: every 60 s
+    await _second_service(db, admin, evaluation_period_seconds=120)  # api: every 120 s
+    async with db.session(write=False) as session:
+        updated = set(await session.scalars(sa.select(ScalingPolicy.updated_at)))
+    assert await _evaluated(db, admin) == {"web": None, "api": None}
+    # New policies: evaluated at once, one cohort per period.
+    assert (await evaluate.evaluate_round(db, T0)).evaluated == 2
+    assert await _evaluated(db, admin) == {"web": T0, "api": T0}
+    assert await _cohorts(db) == 2
+    # 60 s on: only web is due; api keeps its time.
+    t1 = T0 + timedelta(seconds=60)
+    assert (await evaluate.evaluate_round(db, t1)).evaluated == 1
+    assert await _evaluated(db, admin) == {"web": t1, "api": T0}
+    assert (await evaluate.evaluate_round(db, t1 + timedelta(seconds=30))).evaluated == 0
+    # A new policy every 60 s, like web's.
+    worker = await _second_service(db, admin, "worker", evaluation_period_seconds=60)
+    async with db.session(write=False) as session:
+        updated |= set(
+            await session.scalars(
+                sa.select(ScalingPolicy.updated_at).where(ScalingPolicy.service_id == worker.id)
+            )
+        )
+    # 120 s on: all due; web's and api's cohorts are whole (two rows updated), worker joins
+    # web's.
+    t2 = T0 + timedelta(seconds=120)
+    assert (await evaluate.evaluate_round(db, t2)).evaluated == 3
+    assert await _evaluated(db, admin, every) == {"web": t2, "api": t2, "worker": t2}
+    assert await _cohorts(db) == 2
+    async with db.session(write=False) as session:
+        # An evaluation is not a change of the policy.
+        assert set(await session.scalars(sa.select(ScalingPolicy.updated_at))) == updated
+    # worker disabled: web moves out of their cohort, worker's last evaluation stays.
+    async with db.session() as session:
+        await session.execute(
+            sa.update(ScalingPolicy)
+            .where(ScalingPolicy.service_id == worker.id)
+            .values(enabled=False)
+        )
+    t3 = T0 + timedelta(seconds=180)
+    assert (await evaluate.evaluate_round(db, t3)).evaluated == 1
+    assert await _evaluated(db, admin, every) == {"web": t3, "api": t2, "worker": t2}
+    assert await _cohorts(db) == 3
+    # web's and worker's policies deleted: their cohorts go.
+    async with db.session() as session:
+        await scaling.delete_policy(session, admin, "web")
+        await scaling.delete_policy(session, admin, "worker")
+    assert (await evaluate.evaluate_round(db, T0 + timedelta(seconds=240))).evaluated == 1
+    assert await _cohorts(db) == 1
+
+
+async def test_migration_0025_keeps_the_last_evaluation_both_ways(
+    db_url: str, db: Database, admin: Principal
+) -> None:
+    """Downgrading copies each cohort's time back to its policies; upgrading makes a cohort per
+    distinct time again."""
+    await _world(db, admin)
+    await evaluate.evaluate_round(db, T0)
+    await db.dispose()
+    engine = make_sync_engine(db_url)
+    try:
+        migrations.downgrade(db_url, "0025-1")  # the revision before 0025
+        with engine.connect() as conn:
+            [at] = conn.execute(sa.text("SELECT evaluated_at FROM scaling_policies")).scalars()
+        if isinstance(at, str):  # SQLite
+            at = datetime.fromisoformat(at)
+        assert at is not None and at.replace(tzinfo=UTC) == T0
+    finally:
+        engine.dispose()
+        migrations.upgrade(db_url)  # never leave the shared test database behind head
+    assert await _evaluated(db, admin, ("web",)) == {"web": T0}

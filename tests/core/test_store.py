@@ -61,7 +61,8 @@ TABLES = {
     "domains",
     "acme_accounts",
     "acme_challenges",
-    # autoscaling (0018)
+    # autoscaling (0018; cohorts 0025)
+    "scaling_cohorts",
     "scaling_policies",
     "scaling_events",
     # dashboard sessions and public status pages (0021)

@@ -10,10 +10,11 @@ import stat
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pilothouse.drivers.base import RolloutFailed, ServiceSpec
+from pilothouse.drivers.base import ReplicaInfo, RolloutFailed, ServiceSpec
 from pilothouse.drivers.container import ContainerConfig, ContainerDriver
 
 SECRET = "s3cret-Value-8472"
@@ -38,14 +39,17 @@ elif args[:2] == ["container", "inspect"]:
                        "Config": {"Labels": {}}}]))
 elif args[0] == "logs":
     print("starting with token @SECRET@", flush=True)
+elif args[0] == "stats":
+    print("c" * 12 + "\t12.5%\t10MB / 512MB")
 elif args[0] == "ps":
-    print("")
+    print(os.environ.get("FAKE_PS", ""))
 """.replace("@HEX@", HEX).replace("@SECRET@", SECRET)
 
 
 @pytest.fixture
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    script = tmp_path / "fake-engine"
+    script = tmp_path / "bin" / "podman"  # named like the engine it stands in for
+    script.parent.mkdir()
     script.write_text(ENGINE)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("FAKE_ENGINE_LOG", str(tmp_path / "calls.log"))
@@ -104,3 +108,98 @@ async def test_a_digest_that_is_not_the_artifacts_is_refused(engine: Path, tmp_p
     assert (image_id, digest) == (HEX, f"sha256:{HEX}")
     calls = (tmp_path / "calls.log").read_text()
     assert '"run"' not in calls  # nothing was started
+
+
+class Recorder:
+    """Events that only remember what they were told."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[uuid.UUID, str, dict[str, Any]]] = []
+
+    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+        pass
+
+    async def log_many(self, messages: list[str], *, source: str) -> None:
+        pass
+
+    async def replica_created(
+        self, version: str, *, port: int | None, log_path: str | None
+    ) -> uuid.UUID:
+        return uuid.uuid4()
+
+    async def replica_changed(
+        self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
+    ) -> None:
+        self.changes.append((replica_id, to, fields))
+
+
+def calls(tmp_path: Path) -> list[list[str]]:
+    path = tmp_path / "calls.log"
+    found = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    path.unlink(missing_ok=True)
+    return [c for c in found if c[0] != "logs"]  # the log follower runs in the background
+
+
+def replica(container_id: str) -> ReplicaInfo:
+    return ReplicaInfo(uuid.uuid4(), "v0", None, None, 41000, None, container_id=container_id)
+
+
+async def test_retiring_a_replica_is_one_engine_call(engine: Path, tmp_path: Path) -> None:
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    events = Recorder()
+    old = replica("d" * 64)
+    await driver._retire(old, ContainerConfig(drain_seconds=0, grace_seconds=4), events)
+    assert calls(tmp_path) == [["rm", "--force", "--time", "4", "d" * 64]]
+    assert [to for _, to, _ in events.changes] == ["stopping", "stopped"]
+
+
+async def test_the_check_before_a_rollout_reads_names_and_removes_orphans_at_once(
+    engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owned = [replica("a" * 64), replica("b" * 64)]
+    listing = [f"{r.container_id} ph-{r.id}" for r in owned] + [f"{'e' * 64} ph-{uuid.uuid4()}"]
+    monkeypatch.setenv("FAKE_PS", "\n".join(listing))
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    cfg = ContainerConfig()
+    await driver._before_rollout(spec(), cfg, owned, Recorder())
+    seen = calls(tmp_path)
+    assert sorted(c[0] for c in seen) == ["image", "ps", "rm"]  # no `container inspect`
+    assert ["rm", "--force", "e" * 64] in seen  # the orphan, and only it
+
+
+async def test_a_start_records_its_main_process_before_it_is_ready(
+    engine: Path, tmp_path: Path
+) -> None:
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    events = Recorder()
+    # Nothing listens on the port: readiness fails after its timeout, the container is stopped.
+    from pilothouse.drivers.readiness import ReadinessSpec
+
+    started, result = await driver._launch_container(
+        spec(),
+        ContainerConfig(grace_seconds=0),
+        ReadinessSpec(path="/health", timeout=0.5, interval=0.05),
+        events,
+        uuid.uuid4(),
+        log_path=tmp_path / "r.log",
+        reason=None,
+        tail=False,
+    )
+    assert started is not None and started.pid > 0 and not result.ready
+    (_, to, fields), *_ = events.changes
+    assert to == "starting" and fields["pid"] == started.pid
+    assert fields["container_id"] == "c" * 64
+    assert [c[0] for c in calls(tmp_path)][:2] in (["image", "run"], ["run", "container"])
+
+
+async def test_stats_are_one_engine_call(engine: Path, tmp_path: Path) -> None:
+    import psutil
+
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    me = psutil.Process()
+    live = ReplicaInfo(
+        uuid.uuid4(), "v1", me.pid, me.create_time(), 41000, None, container_id="c" * 64
+    )
+    status = await driver.status([live])
+    assert status[live.id]["cpu_percent"] == 12.5
+    assert [c[0] for c in calls(tmp_path)] == ["stats"]  # no `ps` first

@@ -115,6 +115,45 @@ def test_no_variable_value_on_the_command_line() -> None:
         (lambda: oci.stop_argv("docker", "c1", 0.2), ["docker", "stop", "--time", "1", "c1"]),
         (lambda: oci.stop_argv("podman", "c1", 0), ["podman", "stop", "--time", "0", "c1"]),
         (lambda: oci.rm_argv("podman", "c1"), ["podman", "rm", "--force", "c1"]),
+        (lambda: oci.rm_argv("podman", "c1", "c2"), ["podman", "rm", "--force", "c1", "c2"]),
+        (
+            lambda: oci.remove_argvs("/usr/bin/podman", "c1", 2.5),
+            [["/usr/bin/podman", "rm", "--force", "--time", "3", "c1"]],
+        ),
+        (
+            lambda: oci.remove_argvs("docker", "c1", 10),
+            [["docker", "stop", "--time", "10", "c1"], ["docker", "rm", "--force", "c1"]],
+        ),
+        (
+            lambda: oci.ps_argv("docker", {"pilothouse.service": "s1"}, names=True),
+            [
+                "docker",
+                "ps",
+                "--all",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Names}}",
+                "--filter",
+                "label=pilothouse.service=s1",
+            ],
+        ),
+        (lambda: oci.volume_inspect_argv("podman", "v"), ["podman", "volume", "inspect", "v"]),
+        (lambda: oci.volume_create_argv("docker", "v"), ["docker", "volume", "create", "v"]),
+        (
+            lambda: oci.volume_create_argv("podman", "v", device="/d/v.ext4"),
+            [
+                "podman",
+                "volume",
+                "create",
+                "--opt",
+                "type=ext4",
+                "--opt",
+                "device=/d/v.ext4",
+                "--opt",
+                "o=loop",
+                "v",
+            ],
+        ),
         (lambda: oci.inspect_argv("docker", "c1"), ["docker", "container", "inspect", "c1"]),
         (lambda: oci.image_inspect_argv("podman", "i:1"), ["podman", "image", "inspect", "i:1"]),
         (lambda: oci.pull_argv("docker", "i:1"), ["docker", "pull", "--quiet", "i:1"]),
@@ -148,6 +187,11 @@ def test_no_variable_value_on_the_command_line() -> None:
 )
 def test_other_argv(call: object, expected: list[str]) -> None:
     assert call() == expected  # type: ignore[operator]
+
+
+def test_parse_ps_names() -> None:
+    out = "c1 ph-r1\nc2 ph-r2\n\ngarbage\n"
+    assert oci.parse_ps_names(out) == {"c1": "ph-r1", "c2": "ph-r2"}
 
 
 def test_env_file_text() -> None:

@@ -13,6 +13,7 @@ from pilothouse.nodes.placement import (
     amount,
     extra_replicas,
     place,
+    place_one,
     strategy_of,
 )
 
@@ -88,8 +89,8 @@ def test_extra_replicas(counts: tuple[int, int, int, int, int], extra: int) -> N
             CPU15,
             4,
             "spread",
-            Placement(("b", "b", "b", "a")),
-            id="spread-takes-emptiest",
+            Placement(("b", "a", "b", "a")),
+            id="spread-fewest-then-emptiest",
         ),
         pytest.param(
             [node("a", 1.0), node("b", 1.0)],
@@ -161,3 +162,106 @@ def test_placement_never_overcommits(caps: list[int], count: int, strategy: str)
     assert (result.shortfall is None) == fits
     if fits:
         assert len(result.nodes) == count
+
+
+THREE = [node("h1", 8.0), node("h2", 8.0), node("h3", 8.0)]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "count", "strategy", "counts", "selector", "expected"),
+    [
+        pytest.param(THREE, 6, "spread", {}, {}, {"h1": 2, "h2": 2, "h3": 2}, id="spread-2-2-2"),
+        pytest.param(
+            [node("h1", 8.0, used_cpu=6.0), node("h2", 8.0), node("h3", 8.0)],
+            6,
+            "spread",
+            {},
+            {},
+            {"h1": 1, "h2": 3, "h3": 2},
+            id="spread-within-capacity",  # h1 holds one 1.5 CPU replica at most
+        ),
+        pytest.param(
+            THREE,
+            3,
+            "spread",
+            {"h1": (2,), "h2": (0,), "h3": (1,)},
+            {},
+            {"h2": 2, "h3": 1},
+            id="spread-fewest-of-the-service-first",
+        ),
+        pytest.param(
+            THREE,
+            3,
+            "spread",
+            {"h1": (0, 2), "h2": (0, 0), "h3": (0, 1)},
+            {},
+            {"h1": 1, "h2": 1, "h3": 1},
+            id="spread-the-rollouts-own-replicas-first",
+        ),
+        pytest.param(
+            [node("h1", 8.0, used_cpu=2.0), node("h2", 8.0), node("h3", 8.0, used_cpu=4.0)],
+            4,
+            "binpack",
+            {},
+            {},
+            {"h3": 2, "h1": 2},
+            id="binpack-fills-fullest-first",
+        ),
+        pytest.param(
+            [
+                node("h1", 8.0, labels={"zone": "a"}),
+                node("h2", 8.0, labels={"zone": "b"}),
+                node("h3", 8.0, labels={"zone": "b"}),
+            ],
+            4,
+            "spread",
+            {},
+            {"zone": "b"},
+            {"h2": 2, "h3": 2},
+            id="label-selector",
+        ),
+    ],
+)
+def test_place_across_hosts(
+    nodes: list[NodeState],
+    count: int,
+    strategy: str,
+    counts: dict[str, tuple[int, ...]],
+    selector: dict[str, str],
+    expected: dict[str, int],
+) -> None:
+    placed = place(nodes, CPU15, count, strategy=strategy, counts=counts, selector=selector)  # type: ignore[arg-type]
+    assert placed.shortfall is None
+    assert {n: placed.nodes.count(n) for n in set(placed.nodes)} == expected
+
+
+def test_spread_never_puts_every_replica_on_one_host() -> None:
+    for count in range(2, 10):
+        placed = place(THREE, Resources(cpu_cores=0.1), count, strategy="spread")
+        assert len(set(placed.nodes)) == min(count, 3)
+
+
+def test_capacity_shortfall_across_hosts() -> None:
+    small = [node("h1", 2.0), node("h2", 2.0), node("h3", 1.0)]
+    placed = place(small, CPU15, 3, strategy="spread")
+    assert placed.nodes == ("h1", "h2")
+    assert placed.shortfall == (
+        "needs 3 x 1.5 CPU, node h1 has 2.0 free, node h2 has 2.0 free, node h3 has 1.0 free"
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefer", "status", "expected"),
+    [
+        ("h3", "ready", "h3"),  # a restart stays on its node
+        ("h3", "unreachable", "h2"),  # its node is gone: placed elsewhere (fewest first)
+        (None, "ready", "h2"),
+    ],
+)
+def test_place_one_prefers_the_replicas_own_node(
+    prefer: str | None, status: str, expected: str
+) -> None:
+    nodes = [node("h1", 8.0), node("h2", 8.0), node("h3", 8.0, status=status)]
+    counts = {"h1": (2,), "h2": (1,), "h3": (1,)}
+    placed = place_one(nodes, CPU15, counts=counts, prefer=prefer)
+    assert placed.nodes == (expected,)

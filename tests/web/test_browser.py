@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +29,7 @@ from pilothouse.core.db import Database
 from pilothouse.healthchecks.models import Incident
 from pilothouse.setup import ensure_master_key
 from tests.conftest import Api, LiveServer, one_store
+from tests.web.test_pages import _import, _report
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -135,6 +137,7 @@ def test_the_dashboard_in_chromium(
         201,
     )
     svc = world["service"]["id"]
+    api.ok(api.patch(f"/services/{svc}", {"health_check": {"public_badge": True}}))
 
     def deploy(version: str, finish: bool = True) -> dict[str, Any]:
         dep = api.ok(api.post("/deployments", {"service": svc, "version": version}), 201)
@@ -144,6 +147,7 @@ def test_the_dashboard_in_chromium(
         return dep  # type: ignore[no-any-return]
 
     deploy("v1.0.0")
+    _import(api, "v1.0.0", _report(("SQLI-1", "app/db.py", "9.5")))
     api.ok(api.post("/environments", {"name": "staging", "type": "staging"}), 201)
     for env, name in (("prod", "worker"), ("staging", "web"), ("staging", "worker")):
         body = {"environment": env, "name": name, "command": "run {port}", "target_replicas": 2}
@@ -190,6 +194,19 @@ def test_the_dashboard_in_chromium(
             page.goto(url + path)
             _axe(page, path)
             _shot(page, path.strip("/"))
+        # triage a finding with its button: the row changes in place (htmx)
+        page.locator("summary", has_text="Triage").first.click()
+        page.get_by_label("Reason").first.fill("test fixture, not shipped")
+        _axe(page, "findings with the triage form open")
+        page.get_by_role("button", name="False positive").first.click()
+        status_cell = page.locator(
+            "tbody tr td:nth-child(5)", has_text=re.compile("^false positive$")
+        )
+        status_cell.wait_for(timeout=LIVE)  # the status column, swapped in by htmx
+        triaged = api.ok(api.get("/findings?status=false_positive"))
+        assert [(f["rule_id"], f["triage_reason"]) for f in triaged] == [
+            ("SQLI-1", "test fixture, not shipped")
+        ]
         # incidents open and close on the open page
         page.goto(f"{url}/incidents")
         _open_incident(db_url, svc)

@@ -331,10 +331,13 @@ def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[
         "/audit",
         "/findings",
         "/findings?status=any&severity=high&env=prod",
+        f"/services/{svc}/findings",
+        f"/services/{svc}/findings?severity=high&page=1",
         "/login",
     ]
     fragments = [
         ("/", "grid"),
+        (f"/services/{svc}/findings", "findings"),
         (f"/services/{svc}", "live"),
         (f"/deployments/{live['id']}", "dep-status"),
     ]
@@ -351,6 +354,20 @@ def test_secrets_never_reach_any_page(settings: Settings, api: Api, world: dict[
             for leak in (SECRET, DSN_PASSWORD, *tokens.values()):
                 assert leak not in text, (who, leak, text[:200])
     assert target["name"] in browser(api.client.app, api.token).get("/backups").text
+    # a triage button's answer (the finding's row) holds none of them either
+    finding = api.ok(api.get("/findings?status=open"))[0]["id"]
+    ops = browser(api.client.app, tokens["ola"])
+    row = ops.post(
+        f"/findings/{finding}/triage",
+        data={
+            "csrf": csrf_of(ops.get("/findings").text),
+            "action": "false-positive",
+            "reason": "x",
+        },
+        headers={"HX-Request": "true"},
+    )
+    assert row.status_code == 200 and "false positive" in row.text
+    assert all(leak not in row.text for leak in (SECRET, DSN_PASSWORD, *tokens.values()))
     # the admin's reveal shows the one value asked for, and audits that key alone
     admin = browser(api.client.app, api.token)
     csrf = csrf_of(admin.get(f"/services/{svc}").text)

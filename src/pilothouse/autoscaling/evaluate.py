@@ -1,12 +1,15 @@
 """The evaluator: one round evaluates every due enabled policy and carries out its decision
 through the release engine (a `scale` deployment, as a manual scale), recording a scaling event.
 
-Reading is batched so a round over thousands of policies stays well under a second: one query
-for the policies with their services, one for the services with an active rollout, one for the
-last scale-up and scale-down of each service, and per evaluation period one aggregate over the
-CPU and memory series (from rollups where they are done, raw samples after them), grouped by
-service and period in the store. A policy on another metric reads it through the metrics
-capability's `query.aggregate`, one period at a time.
+Reading is batched so a round over thousands of policies stays near a second: one query for
+the cohorts' times and one for the policies with their services, one for the services with an
+active rollout, one for the last scale-up and scale-down of each service, and per evaluation
+period one read of the CPU and memory series (from rollups where they are done, raw samples
+after them) summed per service and period. A policy on another metric reads it through the
+metrics capability's `query.aggregate`, one period at a time.
+
+Writing is small: the evaluation is recorded once per cohort of policies evaluated together
+(`mark_evaluated`), and a policy's row only when its decision's sentence changed.
 
 CPU is the replicas' CPU percent relative to the service's `cpu_cores`; memory is the replicas'
 memory relative to the service's `memory_mb`; both averaged over the replicas and the period.
@@ -14,7 +17,9 @@ memory relative to the service's `memory_mb`; both averaged over the replicas an
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -28,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal
 from pilothouse.autoscaling import events as scaling_events
-from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
+from pilothouse.autoscaling.models import ScalingCohort, ScalingEvent, ScalingPolicy
 from pilothouse.autoscaling.rules import (
     Datapoint,
     Decision,
@@ -74,7 +79,8 @@ class Subject:
     cpu_cores: float
     memory_mb: int
     status: str
-    owner_id: uuid.UUID
+    owner_id: uuid.UUID | None  # not read by a round: the change reads the service again
+    rule: Policy | None = None  # the policy's rule, when already built (else Policy.of(policy))
 
 
 @dataclass
@@ -83,6 +89,14 @@ class Round:
     scaled: int = 0
     failed: int = 0
     decisions: dict[uuid.UUID, Decision] = field(default_factory=dict)
+    #: Wall seconds per phase (read, events, windows, decide, write, carry out): the bench's.
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, phase: str, began: float) -> float:
+        """Add the time since `began` to `phase`; returns now (the next phase's start)."""
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - began
+        return now
 
 
 def periods_needed(policy: Policy) -> int:
@@ -96,14 +110,17 @@ class SeriesMap:
 
     upto: int = 0
     owner: dict[int, tuple[uuid.UUID, str]] = field(default_factory=dict)
+    #: service id -> its series: (series id, 0 for CPU or 1 for memory)
+    by_service: dict[uuid.UUID, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 _SERIES: weakref.WeakKeyDictionary[Database, SeriesMap] = weakref.WeakKeyDictionary()
 
 
-async def series_map(session: AsyncSession, db: Database) -> dict[int, tuple[uuid.UUID, str]]:
+async def series_map(session: AsyncSession, db: Database) -> SeriesMap:
     known = _SERIES.setdefault(db, SeriesMap())
-    rows = await session.execute(
+    conn = await session.connection()
+    rows = await conn.execute(
         sa.select(MetricSeries.id, MetricSeries.service_id, MetricSeries.name).where(
             MetricSeries.name.in_((CPU, MEMORY)),
             MetricSeries.service_id.is_not(None),
@@ -113,8 +130,10 @@ async def series_map(session: AsyncSession, db: Database) -> dict[int, tuple[uui
     for series_id, service_id, name in rows:
         if service_id is not None:
             known.owner[series_id] = (service_id, name)
+            which = 0 if name == CPU else 1
+            known.by_service.setdefault(service_id, []).append((series_id, which))
         known.upto = max(known.upto, series_id)
-    return known.owner
+    return known
 
 
 async def builtin_windows(
@@ -134,22 +153,21 @@ async def builtin_windows(
     # falls in (so a datapoint may lag the exact period by less than one bucket).
     res = next((r for r in (300, 60) if period % r == 0), None)
     rolled_to = min(done.get(res, 0), now_s) if res else 0
-    wanted = {s.service_id for s in subjects}
     names = (CPU, MEMORY)
     chosen = sa.select(MetricSeries.id).where(
         MetricSeries.name.in_(names), MetricSeries.service_id.is_not(None)
     )
-    if len(wanted) <= 500:
-        chosen = chosen.where(MetricSeries.service_id.in_(wanted))
+    if len(subjects) <= 500:
+        chosen = chosen.where(MetricSeries.service_id.in_({s.service_id for s in subjects}))
     # Plain numbers per bucket, mapped to services through the series map (no join, no UUID
     # per row: decoding 10,000s of them was most of a round), summed into flat lists at
     # (subject, metric, period) offsets.
-    position = {s.service_id: i for i, s in enumerate(subjects)}
-    slot_of = {
-        series_id: (position[service_id] * 2 + (0 if name == CPU else 1)) * count
-        for series_id, (service_id, name) in (await series_map(session, db)).items()
-        if service_id in position
-    }
+    by_service = (await series_map(session, db)).by_service
+    slot_of: dict[int, int] = {}
+    for i, s in enumerate(subjects):
+        for series_id, which in by_service.get(s.service_id, ()):
+            slot_of[series_id] = (i * 2 + which) * count
+    conn = await session.connection()
     totals = [0.0] * (len(subjects) * 2 * count)
     counts = [0.0] * len(totals)
 
@@ -165,7 +183,7 @@ async def builtin_windows(
     if res and rolled_to > start and slot_of:
         k = (sa.literal(now_s, sa.BigInteger) - MetricRollup.bucket - res) // period
         add(
-            await session.execute(
+            await conn.execute(
                 sa.select(MetricRollup.series_id, k, MetricRollup.sum, MetricRollup.count).where(
                     MetricRollup.series_id.in_(chosen),
                     MetricRollup.resolution == res,
@@ -179,7 +197,7 @@ async def builtin_windows(
     k_raw = (sa.literal(now_s * 1000, sa.BigInteger) - ts) // (period * 1000)
     if slot_of:
         add(
-            await session.execute(
+            await conn.execute(
                 sa.select(
                     metric_samples.c.series_id,
                     k_raw,
@@ -236,56 +254,139 @@ async def metric_window(
     return points
 
 
+#: The columns `rules.Policy.of` reads, in its order.
+RULE_COLUMNS = tuple(f.name for f in dataclasses.fields(Policy))
+
+#: policy id -> (its rule columns as last read, its Policy): a round reuses the Policy of a
+#: policy unchanged since the last round (building 10,000 of them was a fifth of a round).
+_RULES: dict[uuid.UUID, tuple[tuple[Any, ...], Policy]] = {}
+
+
 async def load_subjects(
     session: AsyncSession, now: datetime, slack: float
-) -> tuple[list[Subject], int]:
+) -> tuple[list[Subject], dict[uuid.UUID | None, list[tuple[uuid.UUID, int]]]]:
     """The enabled policies due now (their period elapsed since their last evaluation, less
-    `slack` seconds), with their live services; and how many enabled policies there are."""
+    `slack` seconds), with their live services and their rules; and the due ones' ids and
+    periods by cohort (None: never evaluated)."""
+    global _RULES
     table = ScalingPolicy.__table__
-    # Core rows, not ORM objects: a round reads thousands and only looks at them; the JSON
-    # columns as text, decoded only when not empty (rules.json_value).
-    skip = {"created_at", "updated_at", "environment_id", "schedules", "metric_tags"}
-    rows = await session.execute(
+    # Core rows through the connection, not ORM objects: a round reads thousands and only
+    # looks at them. The JSON columns as text, decoded only when not empty (rules.json_value).
+    rule_columns = [
+        sa.cast(table.c[name], sa.Text).label(name)
+        if name == "schedules"
+        else sa.type_coerce(table.c[name], sa.String())
+        if name == "mode"
+        else table.c[name]
+        for name in RULE_COLUMNS
+    ]
+    n = len(rule_columns)
+    conn = await session.connection()
+    # The cohorts' times apart (a few rows, not one datetime per policy).
+    cohort_rows = await conn.execute(sa.select(ScalingCohort.id, ScalingCohort.evaluated_at))
+    evaluated = {cohort: at for cohort, at in cohort_rows}
+    rows = await conn.execute(
         sa.select(
-            *(c for c in table.c if c.name not in skip),
-            sa.cast(table.c.schedules, sa.Text).label("schedules"),
+            *rule_columns,
+            table.c.id,
+            table.c.service_id,
+            table.c.cohort_id,
+            table.c.last_decision,
             sa.cast(table.c.metric_tags, sa.Text).label("metric_tags"),
-            Service.name.label("service_name"),
-            Environment.name.label("environment_name"),
+            Service.name,
+            Environment.name,
             Service.target_replicas,
             Service.cpu_cores,
             Service.memory_mb,
-            Service.status,
-            Service.owner_id,
+            sa.type_coerce(Service.status, sa.String()),
         )
         .join(Service, Service.id == table.c.service_id)
         .join(Environment, Environment.id == Service.environment_id)
         .where(table.c.enabled.is_(True), Service.deleted_at.is_(None))
     )
     out = []
-    total = 0
-    keys = list(rows.keys())
+    cohorts: dict[uuid.UUID | None, list[tuple[uuid.UUID, int]]] = {}
+    known, _RULES = _RULES, {}
     for row in rows:
-        total += 1
-        # Plain attributes: a Row's (and its mapping's) are several times slower to read.
-        policy = SimpleNamespace(**dict(zip(keys, row, strict=True)))
-        at = policy.evaluated_at
-        if at is not None and (now - at).total_seconds() < policy.evaluation_period_seconds - slack:
+        values = tuple(row[:n])
+        pid, service_id, cohort_id, last_decision, tags = row[n : n + 5]
+        cached = known.get(pid)
+        if cached is not None and cached[0] == values:
+            rule = cached[1]
+        else:
+            rule = Policy.of(SimpleNamespace(**dict(zip(RULE_COLUMNS, values, strict=True))))
+        _RULES[pid] = (values, rule)
+        at = evaluated.get(cohort_id) if cohort_id is not None else None
+        if at is not None and (now - at).total_seconds() < rule.evaluation_period_seconds - slack:
             continue
+        cohorts.setdefault(cohort_id, []).append((pid, rule.evaluation_period_seconds))
+        name, env, replicas, cores, memory, status = row[n + 5 :]
+        # Plain attributes: a Row's (and its mapping's) are several times slower to read.
+        policy = SimpleNamespace(id=pid, last_decision=last_decision, metric_tags=tags)
         out.append(
-            Subject(
-                policy,
-                policy.service_id,
-                policy.service_name,
-                policy.environment_name,
-                policy.target_replicas,
-                policy.cpu_cores,
-                policy.memory_mb,
-                policy.status,
-                policy.owner_id,
+            Subject(policy, service_id, name, env, replicas, cores, memory, status, None, rule)
+        )
+    return out, cohorts
+
+
+async def mark_evaluated(
+    session: AsyncSession,
+    due: dict[uuid.UUID | None, list[tuple[uuid.UUID, int]]],
+    now: datetime,
+) -> None:
+    """Record that the `due` policies ((id, period) by cohort) were evaluated at `now`.
+
+    A cohort all of whose policies were due is one row updated, whatever its size; that is
+    every cohort in a steady state, as policies evaluated together stay due together. The
+    others (new policies, and those split from a cohort: another period, or disabled or deleted
+    services' policies left behind) move row by row, by period: into a whole cohort of this
+    round holding only that period, else into a new one. So the cohorts of a period number at
+    most its phases (period / the loop's interval: 20 for 5 minutes every 15 s).
+    """
+    counted = await session.execute(
+        sa.select(ScalingPolicy.cohort_id, sa.func.count())
+        .where(ScalingPolicy.cohort_id.in_([c for c in due if c is not None]))
+        .group_by(ScalingPolicy.cohort_id)
+    )
+    members = {cohort: int(n) for cohort, n in counted}
+    home: dict[int, uuid.UUID] = {}  # period -> a whole cohort of only that period
+    moving: dict[int, list[uuid.UUID]] = {}
+    for cohort, policies in due.items():
+        if cohort is not None and members.get(cohort) == len(policies):
+            periods = {period for _, period in policies}
+            if len(periods) == 1:
+                home.setdefault(periods.pop(), cohort)
+            continue
+        for pid, period in policies:
+            moving.setdefault(period, []).append(pid)
+    whole = [c for c in due if c is not None and members.get(c) == len(due[c])]
+    if whole:
+        await session.execute(
+            sa.update(ScalingCohort).where(ScalingCohort.id.in_(whole)).values(evaluated_at=now)
+        )
+    table: sa.Table = ScalingPolicy.__table__  # type: ignore[assignment]
+    for period, ids in moving.items():
+        target = home.get(period)
+        if target is None:
+            cohort_ = ScalingCohort(evaluated_at=now)
+            session.add(cohort_)
+            await session.flush()
+            target = home[period] = cohort_.id
+        for chunk in range(0, len(ids), 5000):
+            await session.execute(
+                sa.update(table)
+                .where(table.c.id.in_(ids[chunk : chunk + 5000]))
+                # Not a change of the policy: its updated_at stays.
+                .values(cohort_id=target, updated_at=table.c.updated_at)
+            )
+    # Cohorts left empty (their policies moved or deleted): one pass over the policies.
+    await session.execute(
+        sa.delete(ScalingCohort).where(
+            ScalingCohort.id.not_in(
+                sa.select(ScalingPolicy.cohort_id).where(ScalingPolicy.cohort_id.is_not(None))
             )
         )
-    return out, total
+    )
 
 
 async def last_events(
@@ -341,18 +442,22 @@ async def evaluate_round(
     """Evaluate every due enabled policy at `now`; carry out and record what changes (unless
     `apply` is false: the bench's read-and-decide figure)."""
     result = Round()
+    began = time.perf_counter()
     async with db.session(write=False) as session:
-        subjects, everyone = await load_subjects(session, now, slack)
+        subjects, due = await load_subjects(session, now, slack)
+        began = result.lap("read policies", began)
         if not subjects:
             return result
         ids = [s.service_id for s in subjects]
-        policies = {s.service_id: Policy.of(s.policy) for s in subjects}
+        policies = {s.service_id: s.rule or Policy.of(s.policy) for s in subjects}
         longest = max(
             max(p.scale_up_cooldown_seconds, p.scale_down_cooldown_seconds)
             for p in policies.values()
         )
+        began = result.lap("policy objects", began)
         last = await last_events(session, ids, now - timedelta(seconds=longest))
         busy = await rolling_out(session, ids)
+        began = result.lap("events and rollouts", began)
         windows: dict[uuid.UUID, list[Datapoint]] = {}
         groups: dict[tuple[int, int], list[Subject]] = {}
         for s in subjects:
@@ -365,6 +470,7 @@ async def evaluate_round(
         p = policies[s.service_id]
         if p.metrics == ("value",):
             windows[s.service_id] = await metric_window(db, s, p, periods_needed(p), now)
+    began = result.lap("windows", began)
     changes: list[tuple[Subject, Decision]] = []
     reasons: list[dict[str, Any]] = []
     for s in subjects:
@@ -385,33 +491,20 @@ async def evaluate_round(
             changes.append((s, decision))
         elif decision.reason != s.policy.last_decision:
             reasons.append({"pid": s.policy.id, "why": decision.reason})
+    began = result.lap("decide", began)
     if not apply:
         return result
     async with db.session() as session:
-        ids_ = [s.policy.id for s in subjects]
-        if len(subjects) == everyone:
-            # Every enabled policy was due: no id list to send. (One enabled meanwhile is
-            # marked too: its first evaluation waits one period.)
-            ids_ = []
-            await session.execute(
-                sa.update(ScalingPolicy)
-                .where(ScalingPolicy.enabled.is_(True))
-                .values(evaluated_at=now)
-            )
-        for chunk in range(0, len(ids_), 5000):
-            await session.execute(
-                sa.update(ScalingPolicy)
-                .where(ScalingPolicy.id.in_(ids_[chunk : chunk + 5000]))
-                .values(evaluated_at=now)
-            )
+        await mark_evaluated(session, due, now)
         if reasons:
             table: sa.Table = ScalingPolicy.__table__  # type: ignore[assignment]
             await session.execute(
                 sa.update(table)
                 .where(table.c.id == sa.bindparam("pid"))
-                .values(last_decision=sa.bindparam("why")),
+                .values(last_decision=sa.bindparam("why"), updated_at=table.c.updated_at),
                 reasons,
             )
+    began = result.lap("write", began)
     for s, decision in changes:
         message = await carry_out(db, s, decision, now)
         if message is None:  # stopped or deleted since it was read
@@ -422,6 +515,7 @@ async def evaluate_round(
             result.failed += 1
         if send is not None:
             await send(message)
+    result.lap("carry out", began)
     return result
 
 
@@ -439,7 +533,7 @@ async def carry_out(
                 log.info("not scaled: stopped or deleted meanwhile", service=s.service)
                 return None
             svc, deployment = await deployments.scale(
-                session, autoscaler(s.owner_id), str(s.service_id), decision.after, manual=False
+                session, autoscaler(svc.owner_id), str(s.service_id), decision.after, manual=False
             )
             message = _record(session, s, svc, decision, now, deployment.id if deployment else None)
             policy = await session.get(ScalingPolicy, s.policy.id)

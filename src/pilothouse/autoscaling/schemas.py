@@ -45,8 +45,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 SCALE_TO_ZERO = (
-    "must be at least 1: scaling to zero needs a router that holds a request until a replica "
-    "is ready, and no driver here supports it"
+    "must be at least 1: a service runs 1-100 replicas (seed 004), and scaling to zero needs a "
+    "router that holds a request until a replica is ready, which no driver here has"
 )
 
 
@@ -210,7 +210,9 @@ class PolicyRead(BaseModel):
     max_step_down: int = Field(description="Replicas removed per period at most (target mode).")
     schedules: list[ScheduleSpec] = Field(description="Scheduled floors.")
     current_replicas: int = Field(description="The service's target replicas now.")
-    evaluated_at: datetime | None = Field(description="Last evaluation.")
+    evaluated_at: datetime | None = Field(
+        description="Last evaluation (the time of the round that last evaluated it)."
+    )
     last_decision: str | None = Field(description="What the last evaluation decided, and why.")
     created_at: datetime = Field(description="Created.")
     updated_at: datetime = Field(description="Last changed.")
@@ -229,7 +231,10 @@ class EventRead(BaseModel):
     trigger_reason: str = Field(description="Why, as a sentence.")
     cpu_percent_avg: float | None = Field(description="CPU average over the evaluation.")
     memory_percent_avg: float | None = Field(description="Memory average over the evaluation.")
-    triggered_by: Trigger = Field(description="autoscaler, manual or deployment.")
+    triggered_by: Trigger = Field(
+        description="autoscaler or manual (deployment: accepted from the seed, never written: "
+        "no deployment changes a replica count)."
+    )
     triggered_by_user: str | None = Field(description="Who, when manual.")
     success: bool = Field(description="Whether the scaling went through.")
     error_message: str | None = Field(description="Why not, when it failed.")

@@ -15,7 +15,7 @@ from pilothouse.access import Principal, require
 from pilothouse.audit import service as audit
 from pilothouse.autoscaling import simulate as simulation
 from pilothouse.autoscaling.evaluate import Subject
-from pilothouse.autoscaling.models import ScalingEvent, ScalingPolicy
+from pilothouse.autoscaling.models import ScalingCohort, ScalingEvent, ScalingPolicy
 from pilothouse.autoscaling.rules import Datapoint, Policy
 from pilothouse.autoscaling.schemas import (
     DEFAULTS,
@@ -45,6 +45,14 @@ async def _env_name(session: AsyncSession, svc: Service) -> str:
     return env.name if env is not None else ""
 
 
+async def evaluated_at(session: AsyncSession, policy: ScalingPolicy) -> datetime | None:
+    """When the policy was last evaluated: its cohort's time (evaluate.mark_evaluated)."""
+    if policy.cohort_id is None:
+        return None
+    cohort = await session.get(ScalingCohort, policy.cohort_id)
+    return cohort.evaluated_at if cohort is not None else None
+
+
 async def read(session: AsyncSession, policy: ScalingPolicy, svc: Service) -> PolicyRead:
     return PolicyRead.model_validate(
         {
@@ -54,7 +62,7 @@ async def read(session: AsyncSession, policy: ScalingPolicy, svc: Service) -> Po
             "service": svc.name,
             "environment": await _env_name(session, svc),
             "current_replicas": svc.target_replicas,
-            "evaluated_at": policy.evaluated_at,
+            "evaluated_at": await evaluated_at(session, policy),
             "last_decision": policy.last_decision,
             "created_at": policy.created_at,
             "updated_at": policy.updated_at,

@@ -11,6 +11,7 @@ deployment_logs and every status change goes through the entities' transition().
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -47,10 +48,11 @@ from pilothouse.drivers.base import (
 )
 from pilothouse.drivers.command import run_command
 from pilothouse.drivers.nginx import NginxRouter
+from pilothouse.drivers.transport import NodeAccess, TransportPool, TransportUnavailable
 from pilothouse.environments.models import Environment
 from pilothouse.nodes import service as nodes
 from pilothouse.replicas import service as replicas
-from pilothouse.replicas.models import Replica
+from pilothouse.replicas.models import Node, Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
 from pilothouse.services.transitions import TABLE as SERVICE_TABLE
@@ -71,6 +73,8 @@ PreStartCheck = Callable[[Deployment], Awaitable[tuple[str, list[str]] | None]]
 #: Event hooks (the alerts capability registers one): told (deployment id, event) after each
 #: committed transition; they must return at once (they queue, never send inline).
 EventHook = Callable[[uuid.UUID, str], None]
+#: Chooses the node of one new replica of a service: (prefer, placed-but-unrecorded per node).
+Placer = Callable[[uuid.UUID | None, dict[uuid.UUID, int]], Awaitable[NodeAccess | None]]
 #: The notified events of a deployment's statuses (a succeeded rollback is "rolled_back").
 NOTIFIED = {"building": "started", "success": "succeeded", "failed": "failed"}
 
@@ -111,6 +115,20 @@ class DbEvents:
         self.service_id = deployment.service_id
         self.artifact_id = artifact_id
         self.node_id: uuid.UUID | None = None  # the node new replicas run on (this host)
+        self.placer: Placer | None = None  # set by the engine: where new replicas go
+        self._placing = asyncio.Lock()
+        self._pending: dict[uuid.UUID, int] = {}  # placed, not yet recorded
+
+    async def place(self, prefer: uuid.UUID | None = None) -> NodeAccess | None:
+        """The node of the next new replica (the driver calls it before replica_created): the
+        engine's placement, counting the replicas placed by this rollout not recorded yet."""
+        if self.placer is None:
+            return None
+        async with self._placing:
+            access = await self.placer(prefer, dict(self._pending))
+            if access is not None:
+                self._pending[access.id] = self._pending.get(access.id, 0) + 1
+            return access
 
     def clean(self, message: str) -> str:
         """Scrubbed first, then cut: a secret across the cut never leaves its prefix behind."""
@@ -150,8 +168,15 @@ class DbEvents:
             )
 
     async def replica_created(
-        self, version: str, *, port: int | None, log_path: str | None
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
+        if node_id is not None and self._pending.get(node_id):
+            self._pending[node_id] -= 1
         async with self.db.session() as session:
             replica = await replicas.create_replica(
                 session,
@@ -162,7 +187,7 @@ class DbEvents:
                 version=version,
                 ports={"http": port} if port else {},
                 log_path=log_path,
-                node_id=self.node_id,
+                node_id=node_id or self.node_id,
             )
             return replica.id
 
@@ -186,6 +211,15 @@ async def record_replica(
             await replicas.transition(session, replica, to, actor=ENGINE, reason=reason)
 
 
+def _access(node: Node, keyring: Keyring) -> NodeAccess:
+    """How the drivers reach the node; a remote node whose key cannot be opened here is still
+    remote (its transport then fails as unavailable: never mistaken for this host)."""
+    try:
+        return nodes.access_of(node, keyring)
+    except (TransportUnavailable, CryptoError, ValueError):
+        return NodeAccess(node.id, node.name, "ssh", node.address or node.hostname)
+
+
 def replica_info(replica: Replica) -> ReplicaInfo:
     port = (replica.ports or {}).get("http")
     return ReplicaInfo(
@@ -197,6 +231,7 @@ def replica_info(replica: Replica) -> ReplicaInfo:
         log_path=replica.log_path,
         status=replica.status,
         container_id=replica.container_id,
+        node_id=replica.node_id,
     )
 
 
@@ -210,6 +245,7 @@ def service_spec(
     secrets: list[str],
     event: Event,
     artifact: Artifact | None = None,
+    release_id: uuid.UUID | None = None,
 ) -> ServiceSpec:
     """What a driver is told about a service and the release it runs (rollouts and restarts)."""
     return ServiceSpec(
@@ -232,6 +268,7 @@ def service_spec(
         gpu_units=service.gpu_units,
         storage_gb=service.storage_gb,
         image_digest=artifact.image_digest if artifact is not None else None,
+        release_id=release_id,
     )
 
 
@@ -252,6 +289,7 @@ class Engine:
         node_name: str = nodes.LOCAL,
         container_engine: str = "podman",
         container_runtime: str | None = "runc",
+        transports: TransportPool | None = None,
     ) -> None:
         self.db = db
         self.node_name = node_name
@@ -261,12 +299,15 @@ class Engine:
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.router = NginxRouter(data_dir / "nginx")
+        # How drivers reach every node (one connection per host); tests inject a factory.
+        self.transports = transports if transports is not None else TransportPool()
         self.drivers: dict[str, Driver] = registry.create_all(
             registry.DriverContext(
                 data_dir,
                 self.router,
                 container_engine=container_engine,
                 container_runtime=container_runtime,
+                transports=self.transports,
             )
         )
         self.pre_deploy_hooks: list[PreDeployHook] = (
@@ -357,6 +398,56 @@ class Engine:
             )
             return [replica_info(r) for r in rows]
 
+    # -- nodes ------------------------------------------------------------------------------
+
+    async def refresh_nodes(self) -> None:
+        """Tell the drivers how to reach every node now (the supervisor calls it every tick)."""
+        keyring = self.keyring()
+        async with self.db.session(write=False) as session:
+            rows = (await session.scalars(sa.select(Node))).all()
+            for node in rows:
+                self.transports.remember(_access(node, keyring))
+
+    def backend(self, replica: Replica) -> str | None:
+        """Where the router reaches a replica: "host:port" (its node's address when the node
+        is reached through a transport, else this host)."""
+        port = (replica.ports or {}).get("http")
+        if not port:
+            return None
+        access = self.transports.remote(replica.node_id)
+        return f"{access.address if access is not None else '127.0.0.1'}:{int(port)}"
+
+    async def place(
+        self,
+        service_id: uuid.UUID,
+        deployment_id: uuid.UUID | None,
+        prefer: uuid.UUID | None,
+        pending: dict[uuid.UUID, int],
+    ) -> NodeAccess | None:
+        """The node of one new replica of the service (nodes.choose_node decides); None when
+        the service is not placed and no node is registered. RolloutFailed names the shortfall."""
+        async with self.db.session(write=False) as session:
+            svc = await session.get(Service, service_id)
+            assert svc is not None
+            env = await session.get(Environment, svc.environment_id)
+            assert env is not None
+            chosen = await nodes.choose_node(
+                session,
+                svc,
+                env,
+                deployment_id=deployment_id,
+                prefer=prefer,
+                pending=pending,
+                local_name=self.node_name,
+            )
+            if chosen.shortfall is not None:
+                raise RolloutFailed(f"{svc.name} does not fit: {chosen.shortfall}")
+            if chosen.node is None:
+                return None
+            access = _access(chosen.node, self.keyring())
+        self.transports.remember(access)
+        return access
+
     def driver_for(self, environment: Environment) -> Driver:
         """The environment's driver; an unknown name fails the deployment (never a fallback)."""
         driver = self.drivers.get(environment.driver)
@@ -374,6 +465,7 @@ class Engine:
             secrets=loaded.secrets,
             event=event,
             artifact=loaded.artifact,
+            release_id=loaded.deployment.id,
         )
 
     # -- carrying out -----------------------------------------------------------------------
@@ -393,6 +485,7 @@ class Engine:
         events = DbEvents(self.db, dep, loaded.artifact.id, loaded.secrets)
         if loaded.pinned:
             await events.log(loaded.pinned)
+        await self.refresh_nodes()  # the drivers reach replicas on other nodes through these
         if dep.event_type == "stop":
             return await stopping.carry_out_stop(self, loaded, events)
         if loaded.problems:
@@ -425,6 +518,7 @@ class Engine:
                 event_type=dep.event_type,
             )
             events.node_id = await nodes.local_node_id(session, self.node_name)
+        events.placer = functools.partial(self.place, svc.id, dep.id)
         if short is not None:
             reason = f"{svc.name} does not fit: {short} (nothing was started or stopped)"
             await events.log(f"deployment refused: {reason}", level="error")
@@ -676,6 +770,8 @@ class Engine:
         service is brought back to its live artifact by an automatic rollback."""
         rows = await self.leases.expired_leases(Deployment, Deployment.status.in_(ACTIVE_STATUSES))
         done = []
+        if rows:
+            await self.refresh_nodes()
         for dep_id, owner, expired_at in rows:
             if dep_id in self.active:
                 continue  # carried out here: its heartbeat renews the lease

@@ -53,6 +53,7 @@ from pilothouse.drivers.base import (
     ServiceSpec,
     SupervisedConfig,
 )
+from pilothouse.drivers.transport import NodeAccess
 from pilothouse.environments.models import Environment
 from pilothouse.healthchecks.models import HealthCheck
 from pilothouse.healthchecks.spec import parse as parse_health
@@ -96,9 +97,18 @@ class ReplicaEvents:
         return None
 
     async def replica_created(
-        self, version: str, *, port: int | None, log_path: str | None
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         raise RuntimeError("supervision restarts replicas; it never creates one")
+
+    async def place(self, prefer: uuid.UUID | None = None) -> NodeAccess | None:
+        """A restarted replica's node: the one it ran on when that is ready, else placed."""
+        return await self.engine.place(self.service.id, None, prefer, {})
 
     async def replica_changed(
         self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
@@ -149,11 +159,12 @@ class Supervisor:
                     Replica.keep_running.is_(True),
                 )
             )
-            ports = sorted(int(r.ports["http"]) for r in rows if r.ports.get("http"))
-        await driver.route(service.id, dict(service.driver_config or {}), ports)
+            backends = sorted(b for r in rows if (b := self.engine.backend(r)) is not None)
+        await driver.route(service.id, dict(service.driver_config or {}), backends)
 
     async def restore_router(self) -> None:
         """After a restart, make the router serve what the database says is live."""
+        await self.engine.refresh_nodes()
         async with self.db.session(write=False) as session:
             rows = await session.execute(
                 sa.select(Service, Environment)
@@ -172,6 +183,7 @@ class Supervisor:
 
     async def supervise(self) -> None:
         now = utcnow()
+        await self.engine.refresh_nodes()
         for replica, service, driver in await self._replicas(("running",)):
             if driver.alive(replica_info(replica)):
                 if replica.id not in self.adopted:
@@ -257,6 +269,7 @@ class Supervisor:
             secrets=delivery.secrets,
             event="restart",
             artifact=artifact,
+            release_id=deployment_id,
         )
 
     async def _restart(self, replica_id: uuid.UUID, service: Service, driver: Driver) -> None:

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pilothouse.drivers.transport import NodeAccess
+
 
 class HookConfig(BaseModel):
     """The part of a service's `driver_config` every driver shares: build and migration hooks."""
@@ -80,6 +82,7 @@ class ReplicaInfo:
     log_path: str | None = None
     status: str = "running"
     container_id: str | None = None  # container drivers
+    node_id: uuid.UUID | None = None  # the node it runs on (None: this host)
 
 
 #: What a deployment does (its event_type); drivers read it from `ServiceSpec.event`.
@@ -109,6 +112,7 @@ class ServiceSpec:
     gpu_units: int = 0  # GPUs (container driver: one CDI device each)
     storage_gb: int | None = None  # the service's storage (container driver: a volume)
     image_digest: str | None = None  # the artifact's digest: the image must have it
+    release_id: uuid.UUID | None = None  # the deployment whose release this is (shim argv)
 
 
 @dataclass(frozen=True)
@@ -134,12 +138,30 @@ class Events(Protocol):
     async def log_many(self, messages: list[str], *, source: str) -> None: ...
 
     async def replica_created(
-        self, version: str, *, port: int | None, log_path: str | None
-    ) -> uuid.UUID: ...
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """Record a new replica (on `node_id` when `place` chose one, else this host)."""
+        ...
 
     async def replica_changed(
         self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
     ) -> None: ...
+
+
+@runtime_checkable
+class Placing(Protocol):
+    """Events that decide where a new replica runs (the engine's; drivers call `place` before
+    `replica_created`, and before restarting a replica with the node it ran on as `prefer`)."""
+
+    async def place(self, prefer: uuid.UUID | None = None) -> NodeAccess | None:
+        """The node for one new replica (None: this host, no node recorded); raises
+        RolloutFailed naming the shortfall when no node has room."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -186,8 +208,11 @@ class Driver(Protocol):
         """Stop the replica now (no drain); returns its exit code when known."""
         ...
 
-    async def route(self, service_id: uuid.UUID, config: dict[str, Any], ports: list[int]) -> None:
-        """Send the service's traffic to `ports` (no-op when the service has no router)."""
+    async def route(
+        self, service_id: uuid.UUID, config: dict[str, Any], backends: list[str]
+    ) -> None:
+        """Send the service's traffic to `backends` ("host:port"; no-op when the service has
+        no router)."""
         ...
 
     async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:

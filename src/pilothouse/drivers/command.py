@@ -275,7 +275,9 @@ class CommandDriver:
     async def terminate(self, replica: ReplicaInfo, grace: float) -> int | None:
         return None
 
-    async def route(self, service_id: uuid.UUID, config: dict[str, Any], ports: list[int]) -> None:
+    async def route(
+        self, service_id: uuid.UUID, config: dict[str, Any], backends: list[str]
+    ) -> None:
         return None
 
     async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:

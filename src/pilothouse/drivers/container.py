@@ -9,8 +9,9 @@ containers instead of processes (docs/containers.md):
   refuses the rollout ("supply chain"). Containers run the resolved image id, so every replica
   runs exactly the checked image; the replica records `container_id` and `image_digest`.
 - **Resources**: `--cpus` and `--memory` (= `--memory-swap`) from the service, one CDI
-  `--device` per GPU, a named volume at `data_path` when set (no size limit: the local volume
-  driver has none without XFS project quotas; storage_gb is reserved by placement only).
+  `--device` per GPU, a named volume at `data_path` when set, holding at most `storage_gb`
+  where the host allows it (a loop-mounted ext4 image: podman as root; else no size limit, and
+  the deployment log says why; storage_gb is reserved by placement in every case).
 - **Variables** go through `--env-file`: a private (0600) temporary file, removed as soon as the
   engine has read it; never a value on the command line. Output is followed with `logs
   --follow` into the same scrubbing relay as process replicas.
@@ -21,6 +22,10 @@ containers instead of processes (docs/containers.md):
   a crash half-way). An OOM kill is read from the engine (`State.OOMKilled`) and recorded as the
   restart reason. Stats (CPU, memory) come from `stats --no-stream`, refreshed in the
   background.
+- **Few engine calls** (each is a Go process competing for the CPU with the replicas): a start
+  is `run` plus one `inspect` read while readiness is polled; a retirement one `rm --force
+  --time` (podman); the checks before a rollout run side by side (bench/containers.py
+  --profile counts them).
 - Podman on hosts where crun cannot run: pilothouse writes its own containers.conf (runc and
   lowered default ulimits) and points CONTAINERS_CONF at it; no system file is edited.
 """
@@ -32,6 +37,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -82,7 +88,9 @@ class ContainerConfig(ProcessConfig):
         "(the app listens on $PORT).",
     )
     data_path: str | None = Field(
-        default=None, description="Mount a named volume of the service at this path."
+        default=None,
+        description="Mount the service's named volume at this path (at most storage_gb where "
+        "the host allows it: docs/containers.md).",
     )
     gpu_device: str = Field(
         default="nvidia.com/gpu", description="CDI device kind for GPUs (`<kind>=<index>`)."
@@ -133,6 +141,41 @@ def kernel_log(limit: int = 4000) -> list[str]:
     finally:
         os.close(fd)
     return lines[-limit:]
+
+
+def volume_name(spec: ServiceSpec) -> str:
+    """The named volume of a service's storage (`data_path`)."""
+    return f"pilothouse-{spec.service_name}-data"
+
+
+def make_fs_image(path: Path, size_gb: int) -> str | None:
+    """A sparse file of `size_gb` GiB with an ext4 file system (no reserved blocks: all of it
+    is the service's); None when made (or already there), else why not."""
+    if path.exists():
+        return None
+    mkfs = shutil.which("mkfs.ext4") or (
+        "/usr/sbin/mkfs.ext4" if Path("/usr/sbin/mkfs.ext4").exists() else None
+    )
+    if mkfs is None:
+        return "mkfs.ext4 is not installed"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as handle:
+        handle.truncate(size_gb * 1024**3)
+    done = subprocess.run(
+        [mkfs, "-q", "-F", "-m", "0", str(partial)], capture_output=True, timeout=300, check=False
+    )
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        return f"mkfs.ext4 failed: {lines[-1] if lines else done.returncode}"
+    partial.rename(path)
+    return None
+
+
+def container_name(replica_id: uuid.UUID) -> str:
+    """The engine's name of a replica's container (unique: one container per replica)."""
+    return f"ph-{replica_id}"
 
 
 class EngineError(RuntimeError):
@@ -254,33 +297,101 @@ class ContainerDriver(ProcessDriver):
         events: Events,
     ) -> None:
         assert isinstance(cfg, ContainerConfig)
-        image_id, digest = await self.resolve_image(spec, cfg)
+        # Independent engine calls, side by side: the image check, the orphan clean-up and
+        # the storage volume.
+        resolved, _, storage = await asyncio.gather(
+            self.resolve_image(spec, cfg),
+            self.remove_orphans(spec.service_id, current),
+            self._volume(spec, cfg),
+        )
+        image_id, digest = resolved
         self._image_ids[str(spec.service_id)] = image_id
         await events.log(f"image {spec.image} is {digest}")
-        await self.remove_orphans(spec.service_id, {r.id for r in current})
+        if storage:
+            await events.log(storage)
 
-    async def labelled(self, service_id: uuid.UUID) -> list[oci.ContainerState]:
-        """Every container (running or not) labelled as one of the service's replicas."""
+    async def _volume(self, spec: ServiceSpec, cfg: ContainerConfig) -> str | None:
+        if not cfg.data_path:
+            return None
         try:
-            ids = (
-                await self.run(oci.ps_argv(self.engine, {LABEL_SERVICE: str(service_id)}))
-            ).split()
-            if not ids:
-                return []
-            return oci.container_states(await self.run(oci.inspect_argv(self.engine, *ids)))
-        except (EngineError, ValueError, KeyError, IndexError):
-            return []
+            return await self.ensure_volume(spec, cfg)
+        except (EngineError, OSError, subprocess.SubprocessError) as exc:
+            raise RolloutFailed(f"storage volume {volume_name(spec)}: {exc}") from None
 
-    async def remove_orphans(self, service_id: uuid.UUID, owned: set[uuid.UUID]) -> int:
+    async def ensure_volume(self, spec: ServiceSpec, cfg: ContainerConfig) -> str:
+        """The service's storage volume, made when missing; what it is, for the deployment log.
+
+        With `storage_gb`, podman as root and mkfs.ext4 at hand, the volume is backed by a
+        sparse ext4 image of that size under `<data_dir>/volumes`, mounted through a loop device
+        wherever the volume is used (podman's local driver runs mount(8)): a write past the size
+        fails with "no space left on device". Otherwise it is a plain volume without a size
+        limit, and the log line says why. The size is fixed when the volume is made."""
+        name = volume_name(spec)
+        image = self.data_dir / "volumes" / f"{name}.ext4"
+        try:
+            found: Any = json.loads(await self.run(oci.volume_inspect_argv(self.engine, name)))
+            item = found[0] if isinstance(found, list) and found else {}
+            device = str((item.get("Options") or {}).get("device") or "")
+        except (EngineError, ValueError):
+            item, device = None, ""
+        if item is None:
+            reason = None
+            if spec.storage_gb:
+                if not oci.is_podman(self.engine):
+                    engine = os.path.basename(self.engine)
+                    reason = f"{engine}'s local volume driver cannot mount an image file"
+                elif os.geteuid() != 0:
+                    reason = "a loop device needs root"
+                else:
+                    reason = await asyncio.to_thread(make_fs_image, image, spec.storage_gb)
+            sized = bool(spec.storage_gb) and reason is None
+            await self.run(
+                oci.volume_create_argv(self.engine, name, device=str(image) if sized else None)
+            )
+            device = str(image) if sized else ""
+            if reason:
+                return (
+                    f"storage: volume {name} has no size limit ({reason}); storage_gb is "
+                    "reserved on the node only"
+                )
+        if not device:
+            if spec.storage_gb:
+                return (
+                    f"storage: volume {name} has no size limit (it was made without one); "
+                    "storage_gb is reserved on the node only"
+                )
+            return f"storage: volume {name} has no size limit (no storage_gb)"
+        if not Path(device).exists():
+            raise RolloutFailed(
+                f"storage: the image {device} of volume {name} is missing, so the volume cannot "
+                f"be mounted (`podman volume rm {name}` makes the next rollout start it anew)"
+            )
+        size_gb = round(Path(device).stat().st_size / 1024**3)
+        if spec.storage_gb and spec.storage_gb != size_gb:
+            return (
+                f"storage: volume {name} holds at most {size_gb} GB (storage_gb is now "
+                f"{spec.storage_gb}: a volume is not resized)"
+            )
+        return f"storage: volume {name} holds at most {size_gb} GB"
+
+    async def remove_orphans(self, service_id: uuid.UUID, owned: list[ReplicaInfo]) -> int:
         """Remove the service's labelled containers no live replica owns (a crash half-way
-        through starting one); returns how many."""
-        removed = 0
-        for state in await self.labelled(service_id):
-            if state.labels.get(LABEL_REPLICA) not in {str(r) for r in owned}:
-                with contextlib.suppress(EngineError):
-                    await self.run(oci.rm_argv(self.engine, state.id))
-                    removed += 1
-        return removed
+        through starting one); returns how many. One `ps` (ids and names: a replica's
+        container is named after it) and at most one `rm` for all of them."""
+        try:
+            listed = oci.parse_ps_names(
+                await self.run(
+                    oci.ps_argv(self.engine, {LABEL_SERVICE: str(service_id)}, names=True)
+                )
+            )
+        except EngineError:
+            return 0
+        keep = {container_name(r.id) for r in owned} | {r.container_id for r in owned}
+        orphans = [cid for cid, name in listed.items() if name not in keep and cid not in keep]
+        if orphans:
+            with contextlib.suppress(EngineError):
+                await self.run(oci.rm_argv(self.engine, *orphans))
+        return len(orphans)
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -326,8 +437,9 @@ class ContainerDriver(ProcessDriver):
         *,
         log_path: Path,
     ) -> Started:
-        """`run --detach` one replica; its id, main pid and host port. EngineError when the
-        engine refuses; ValueError when a variable cannot go into an env-file."""
+        """`run --detach` one replica and follow its output; its id and host port (the main
+        process is read by `main_process`). EngineError when the engine refuses; ValueError
+        when a variable cannot go into an env-file."""
         image_id = self._image_ids.get(str(spec.service_id))
         if image_id is None:
             image_id, _ = await self.resolve_image(spec, cfg)
@@ -340,7 +452,7 @@ class ContainerDriver(ProcessDriver):
             if spec.command
             else []
         )
-        name = f"ph-{replica_id}"
+        name = container_name(replica_id)
         env_file = self._write_env_file(env)
         try:
             run = oci.RunSpec(
@@ -356,7 +468,7 @@ class ContainerDriver(ProcessDriver):
                 env_file=env_file,
                 cpus=spec.cpu_cores,
                 memory_mb=spec.memory_mb,
-                volume=f"pilothouse-{spec.service_name}-data" if cfg.data_path else None,
+                volume=volume_name(spec) if cfg.data_path else None,
                 volume_target=cfg.data_path or "/data",
                 gpus=spec.gpu_units,
                 gpu_device=cfg.gpu_device,
@@ -376,12 +488,20 @@ class ContainerDriver(ProcessDriver):
             with contextlib.suppress(OSError):
                 os.unlink(env_file)
         self._follow_logs(container_id, log_path, spec.secrets)
-        state = oci.container_state(await self.run(oci.inspect_argv(self.engine, container_id)))
+        return Started(container_id, 0, 0.0, host_port, log_path)
+
+    async def main_process(self, container_id: str) -> tuple[int, float]:
+        """(pid, start time) of the container's main process; (0, 0.0) when it is not
+        running (or the engine cannot say)."""
+        try:
+            state = oci.container_state(await self.run(oci.inspect_argv(self.engine, container_id)))
+        except (EngineError, ValueError, KeyError, IndexError):
+            return 0, 0.0
         started_at = 0.0
         if state.pid:
             with contextlib.suppress(psutil.Error):
                 started_at = psutil.Process(state.pid).create_time()
-        return Started(container_id, state.pid or 0, started_at, host_port, log_path)
+        return (state.pid or 0), started_at
 
     async def _start_one(
         self, spec: ServiceSpec, cfg: ProcessConfig, ready: ReadinessSpec, events: Events
@@ -440,28 +560,40 @@ class ContainerDriver(ProcessDriver):
             return None, str(exc)
         start_seconds = time.monotonic() - begun
         digest = oci.normalise_digest(spec.image_digest) if spec.image_digest else None
-        await events.replica_changed(
-            replica_id,
-            "starting",
-            reason=reason,
-            pid=started.pid,
-            process_started_at=started.started_at,
-            container_id=started.container_id,
-            image_digest=digest or f"sha256:{self._image_ids.get(str(spec.service_id), '')}"[:71],
-            ports={"http": started.port},
-            log_path=str(log_path),
-            enforcement="cgroup",
-            memory_over_since=None,
-        )
+
+        async def record_starting() -> None:
+            """Read the main process (one `inspect`, while readiness is already polled) and
+            record the replica as starting with it."""
+            started.pid, started.started_at = await self.main_process(started.container_id)
+            await events.replica_changed(
+                replica_id,
+                "starting",
+                reason=reason,
+                pid=started.pid,
+                process_started_at=started.started_at,
+                container_id=started.container_id,
+                image_digest=digest
+                or f"sha256:{self._image_ids.get(str(spec.service_id), '')}"[:71],
+                ports={"http": started.port},
+                log_path=str(log_path),
+                enforcement="cgroup",
+                memory_over_since=None,
+            )
+
+        recording = asyncio.create_task(record_starting())
         stop_tail = asyncio.Event()
         label = f"replica:{str(replica_id)[:8]}"
         tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
-        result = await wait_ready(
-            ready,
-            "127.0.0.1",
-            started.port,
-            alive=lambda: is_alive(started.pid, started.started_at),
-        )
+        try:
+            result = await wait_ready(
+                ready,
+                "127.0.0.1",
+                started.port,
+                # Alive until the main process is known; then that process tells.
+                alive=lambda: not recording.done() or is_alive(started.pid, started.started_at),
+            )
+        finally:
+            await recording  # `starting` (with the pid) is recorded before anything after it
         if not result.ready:
             result.exit_code = await self.stop_container(started.container_id, cfg.grace_seconds)
         # Readiness counts from the start request: `run` is what spawning is for a process.
@@ -488,12 +620,21 @@ class ContainerDriver(ProcessDriver):
             await self.run(oci.rm_argv(self.engine, container))
         return code
 
+    async def remove_container(self, container: str | None, grace: float) -> None:
+        """Stop (SIGTERM, SIGKILL after grace) and remove in as few engine calls as the engine
+        allows (podman: one). The exit code is not read: a retired replica records none."""
+        if not container:
+            return
+        for argv in oci.remove_argvs(self.engine, container, grace):
+            with contextlib.suppress(EngineError):
+                await self.run(argv, timeout=grace + 30)
+
     async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
         await events.replica_changed(replica.id, "stopping", keep_running=False)
         if cfg.drain_seconds:
             await asyncio.sleep(cfg.drain_seconds)
-        code = await self.stop_container(replica.container_id, cfg.grace_seconds)
-        await events.replica_changed(replica.id, "stopped", exit_code=code)
+        await self.remove_container(replica.container_id, cfg.grace_seconds)
+        await events.replica_changed(replica.id, "stopped")
 
     async def stop(self, replicas: list[ReplicaInfo], events: Events) -> None:
         cfg = ContainerConfig()
@@ -528,7 +669,7 @@ class ContainerDriver(ProcessDriver):
         """The crashed replica again: same id and version, a new container, a fresh port."""
         cfg = self._parse(spec.config)
         log_path = Path(replica.log_path) if replica.log_path else self._log_path(spec, replica.id)
-        await self.stop_container(replica.container_id, 0)
+        await self.remove_container(replica.container_id, 0)  # the dead one
         started, result = await self._launch_container(
             spec,
             cfg,
@@ -561,12 +702,10 @@ class ContainerDriver(ProcessDriver):
         return Sample(line.cpu_percent, line.memory_mb) if line else None
 
     async def _refresh_stats(self) -> None:
+        """One `stats` of every running container (the engine's default: no `ps` first);
+        replicas pick theirs by id."""
         try:
-            out = await self.run(
-                [self.engine, "ps", "--quiet", "--no-trunc", "--filter", f"label={LABEL_SERVICE}"]
-            )
-            ids = out.split()
-            text = await self.run(oci.stats_argv(self.engine, ids)) if ids else ""
+            text = await self.run(oci.stats_argv(self.engine, []))
         except EngineError:
             return
         figures: dict[str, oci.StatsLine] = {}

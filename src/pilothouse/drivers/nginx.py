@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -156,11 +157,20 @@ class RouterError(Exception):
     pass
 
 
-def render_service(key: str, listen_port: int, ports: list[int]) -> str:
-    """The nginx config of one service; with no ready replica the upstream answers 502."""
+def backend(value: str | int) -> str:
+    """A replica as nginx reaches it: "host:port" (a bare port is on this host)."""
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5}|\d{1,5}", text):
+        raise ValueError(f"not a backend address: {text!r}")
+    return text if ":" in text else f"127.0.0.1:{text}"
+
+
+def render_service(key: str, listen_port: int, backends: Sequence[str | int]) -> str:
+    """The nginx config of one service; with no ready replica the upstream answers 502.
+    `backends`: "host:port" of each replica (on any node), or a bare port on this host."""
     name = key.replace("-", "")
-    if ports:
-        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=0;" for p in ports)
+    if backends:
+        servers = "\n".join(f"    server {backend(b)} max_fails=0;" for b in backends)
     else:
         servers = "    server 127.0.0.1:9 down;"
     return SERVICE_CONF.format(key=key, name=name, servers=servers, port=listen_port)
@@ -334,12 +344,15 @@ class NginxRouter:
             await self._nginx("-t", "-q")
             await self._start()
 
-    async def set_backends(self, service_key: str, listen_port: int, ports: list[int]) -> None:
-        """Point the service's stable port at exactly these replica ports, then reload."""
+    async def set_backends(
+        self, service_key: str, listen_port: int, backends: Sequence[str | int]
+    ) -> None:
+        """Point the service's stable port at exactly these replicas ("host:port", on any
+        node; a bare port is on this host), then reload."""
         async with self._lock:
             self._prepare()
             path = self.root / "services" / f"{service_key}.conf"
-            path.write_text(render_service(service_key, listen_port, ports))
+            path.write_text(render_service(service_key, listen_port, backends))
             if self.pid() is None:
                 await self._start()
             else:

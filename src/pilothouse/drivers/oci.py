@@ -11,6 +11,10 @@ with `podman` and `docker` as argv[0]:
 - `stop_argv` (SIGTERM, SIGKILL after the grace seconds), `rm_argv`, `inspect_argv`,
   `image_inspect_argv`, `pull_argv`, `ps_argv` (by label, for adoption), `stats_argv` and
   `logs_argv`.
+- `remove_argvs`: stop with a grace and remove in as few engine processes as the engine allows
+  (podman: one `rm --force --time`; docker's `rm --force` has no grace: `stop`, then `rm`).
+- `volume_create_argv`: a named volume, optionally backed by a file system image mounted
+  through a loop device (the size limit of a service's storage).
 
 Parsing the engines' answers is pure too: `parse_stats_line`, `image_digests`, `container_state`.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -94,8 +99,21 @@ def stop_argv(engine: str, container: str, grace: float) -> list[str]:
     return [engine, "stop", "--time", str(max(0, math.ceil(grace))), container]
 
 
-def rm_argv(engine: str, container: str) -> list[str]:
-    return [engine, "rm", "--force", container]
+def rm_argv(engine: str, container: str, *more: str) -> list[str]:
+    return [engine, "rm", "--force", container, *more]
+
+
+def is_podman(engine: str) -> bool:
+    return os.path.basename(engine) == "podman"
+
+
+def remove_argvs(engine: str, container: str, grace: float) -> list[list[str]]:
+    """The commands that stop a container (SIGTERM, SIGKILL after `grace` seconds) and remove
+    it, run one after the other: podman does both in one process (`rm --force --time`);
+    docker's `rm --force` kills at once, so it is `stop --time`, then `rm`."""
+    if is_podman(engine):
+        return [[engine, "rm", "--force", "--time", str(max(0, math.ceil(grace))), container]]
+    return [stop_argv(engine, container, grace), rm_argv(engine, container)]
 
 
 def inspect_argv(engine: str, container: str, *more: str) -> list[str]:
@@ -111,16 +129,45 @@ def pull_argv(engine: str, image: str) -> list[str]:
     return [engine, "pull", "--quiet", image]
 
 
-def ps_argv(engine: str, labels: Mapping[str, str]) -> list[str]:
-    """Ids of every container (running or not) carrying all of `labels`."""
-    argv = [engine, "ps", "--all", "--no-trunc", "--format", "{{.ID}}"]
+def ps_argv(engine: str, labels: Mapping[str, str], *, names: bool = False) -> list[str]:
+    """Ids of every container (running or not) carrying all of `labels`; with `names`, one
+    `<id> <name>` line each (parse with parse_ps_names)."""
+    fmt = "{{.ID}} {{.Names}}" if names else "{{.ID}}"
+    argv = [engine, "ps", "--all", "--no-trunc", "--format", fmt]
     for key in sorted(labels):
         argv += ["--filter", f"label={key}={labels[key]}"]
     return argv
 
 
+def parse_ps_names(output: str) -> dict[str, str]:
+    """`ps_argv(..., names=True)` output -> {container id: name}."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            found[parts[0]] = parts[1]
+    return found
+
+
+def volume_inspect_argv(engine: str, name: str) -> list[str]:
+    return [engine, "volume", "inspect", name]
+
+
+def volume_create_argv(
+    engine: str, name: str, *, device: str | None = None, fstype: str = "ext4"
+) -> list[str]:
+    """`volume create NAME`; with `device` (a file system image file), the local driver
+    mounts that image through a loop device (`-o loop`) wherever the volume is used, so the
+    volume holds at most the image's size."""
+    argv = [engine, "volume", "create"]
+    if device:
+        argv += ["--opt", f"type={fstype}", "--opt", f"device={device}", "--opt", "o=loop"]
+    return [*argv, name]
+
+
 def stats_argv(engine: str, containers: Sequence[str]) -> list[str]:
-    """One line per container: id, CPU percent, memory usage (parse with parse_stats_line)."""
+    """One line per container (no containers: every running one): id, CPU percent, memory
+    usage (parse with parse_stats_line)."""
     return [engine, "stats", "--no-stream", "--format", STATS_FORMAT, *containers]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -19,17 +20,19 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from pilothouse.drivers import sandbox
+from pilothouse.drivers import remote, sandbox
 from pilothouse.drivers.base import (
     Events,
     HookConfig,
+    Placing,
     ReplicaInfo,
     RolloutFailed,
     RolloutOutcome,
@@ -42,6 +45,12 @@ from pilothouse.drivers.cgroups import CgroupV2, Enforcement, detect
 from pilothouse.drivers.command import MAX_LINE
 from pilothouse.drivers.readiness import ReadinessSpec, ReadyResult, check_once, wait_ready
 from pilothouse.drivers.rolling import plan_rolling_update
+from pilothouse.drivers.transport import NodeAccess, TransportPool, TransportUnavailable
+
+#: Seconds between two listings of a node's replicas (liveness and sampling read them).
+LIST_EVERY = 1.0
+#: A node nobody asked about for this long is no longer listed.
+WATCH_SECONDS = 30.0
 
 
 class VerifySpec(BaseModel):
@@ -76,9 +85,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def render_command(command: str, *, port: int, version: str) -> str:
-    """Substitute {port} and {version}; other braces are left alone."""
-    return command.replace("{port}", str(port)).replace("{version}", version)
+def render_command(command: str, *, port: int, version: str, host: str = "127.0.0.1") -> str:
+    """Substitute {port}, {version} and {host} (the address to bind: 127.0.0.1 on this host,
+    the node's address on another); other braces are left alone."""
+    rendered = command.replace("{port}", str(port)).replace("{version}", version)
+    return rendered.replace("{host}", host)
 
 
 @dataclass
@@ -259,28 +270,54 @@ async def _tail(path: Path, events: Events, label: str, stop: asyncio.Event) -> 
 
 
 class Router(Protocol):
-    """What the process driver needs from a router (nginx): the ports serving a service."""
+    """What the process driver needs from a router (nginx): the replicas serving a service,
+    as "host:port" (on any node)."""
 
-    async def set_backends(self, service_key: str, listen_port: int, ports: list[int]) -> None: ...
+    async def set_backends(
+        self, service_key: str, listen_port: int, backends: Sequence[str | int]
+    ) -> None: ...
 
     async def remove(self, service_key: str) -> None: ...
 
 
+@dataclass
+class Listing:
+    """The last listing of a node's replicas: when it began (monotonic), whether it answered."""
+
+    at: float = 0.0
+    ok: bool = False
+    replicas: dict[uuid.UUID, remote.RemoteReplica] = field(default_factory=dict)
+
+
 class ProcessDriver:
-    """Rolling updates of local processes behind an optional router."""
+    """Rolling updates of processes behind an optional router: on this host (cgroups, run-as
+    sandbox, scrubbing relay), or on another node through its transport (a supervising shim per
+    replica: drivers/remote.py)."""
 
     name = "process"
     config_model: ClassVar[type[HookConfig]] = ProcessConfig
     supervised: ClassVar[bool] = True
 
     def __init__(
-        self, data_dir: Path, router: Router | None = None, *, cgroups: bool = True
+        self,
+        data_dir: Path,
+        router: Router | None = None,
+        *,
+        cgroups: bool = True,
+        transports: TransportPool | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.router = router
         self._cgroups_wanted = cgroups
         self._cgroups: CgroupV2 | None = None
         self._detected = False
+        self.transports = transports if transports is not None else TransportPool()
+        self._listings: dict[uuid.UUID, Listing] = {}
+        self._watched: dict[uuid.UUID, float] = {}  # node id -> when last asked about
+        self._launched: dict[uuid.UUID, float] = {}  # replica id -> when its process existed
+        self._relays: dict[uuid.UUID, remote.Relay] = {}
+        self._let_go: set[remote.Relay] = set()  # channels ending (their shims exit)
+        self._poller: asyncio.Task[None] | None = None
 
     def cgroups(self) -> CgroupV2 | None:
         """The cgroup v2 hierarchy replicas go in (looked for once), None: sampling."""
@@ -330,9 +367,203 @@ class ProcessDriver:
     def _log_path(self, spec: ServiceSpec, replica_id: uuid.UUID) -> Path:
         return self.data_dir / "replicas" / spec.service_name / f"{replica_id}.log"
 
-    async def _route(self, spec: ServiceSpec, cfg: ProcessConfig, ports: list[int]) -> None:
+    async def _route(self, spec: ServiceSpec, cfg: ProcessConfig, backends: list[str]) -> None:
         if cfg.router and self.router is not None and cfg.router_port:
-            await self.router.set_backends(str(spec.service_id), cfg.router_port, sorted(ports))
+            await self.router.set_backends(str(spec.service_id), cfg.router_port, sorted(backends))
+
+    # -- nodes ----------------------------------------------------------------------------------
+
+    def _remote(self, replica: ReplicaInfo) -> NodeAccess | None:
+        """The replica's node when it is reached through a transport (None: this host)."""
+        return self.transports.remote(replica.node_id)
+
+    def host_of(self, replica: ReplicaInfo) -> str:
+        """Where the replica is reached from this host (router, readiness, verification)."""
+        access = self._remote(replica)
+        return access.address if access is not None else "127.0.0.1"
+
+    def backend(self, replica: ReplicaInfo) -> str:
+        return f"{self.host_of(replica)}:{replica.port}"
+
+    async def _place(self, events: Events, prefer: uuid.UUID | None = None) -> NodeAccess | None:
+        """Where a new replica goes, when the events decide it (the engine's do)."""
+        if isinstance(events, Placing):
+            access = await events.place(prefer)
+            if access is not None:
+                self.transports.remember(access)
+            return access
+        return self.transports.known(prefer)
+
+    def _watch(self, node_id: uuid.UUID) -> None:
+        """Keep listing this node about every second (the poller starts on first need)."""
+        self._watched[node_id] = time.monotonic()
+        if self._poller is None or self._poller.done():
+            with contextlib.suppress(RuntimeError):  # no running loop: the next call starts it
+                self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            now = time.monotonic()
+            nodes = [n for n, at in self._watched.items() if now - at < WATCH_SECONDS]
+            if not nodes:
+                return
+            await asyncio.gather(*(self.refresh(n) for n in nodes), return_exceptions=True)
+            await asyncio.sleep(LIST_EVERY)
+
+    async def refresh(self, node_id: uuid.UUID) -> None:
+        """List the node's replicas now (one command). A node that does not answer keeps its
+        last listing, marked failed: that is not evidence its replicas died."""
+        access = self.transports.remote(node_id)
+        if access is None:
+            return
+        began = time.monotonic()
+        try:
+            found = await remote.running(self.transports.get(access), node_id)
+        except (TransportUnavailable, remote.RemoteError, TimeoutError, OSError, ValueError):
+            self._listings.setdefault(node_id, Listing()).ok = False
+            return
+        self._listings[node_id] = Listing(began, True, {r.replica_id: r for r in found})
+
+    def _seen(self, replica: ReplicaInfo, access: NodeAccess) -> remote.RemoteReplica | None:
+        listing = self._listings.get(access.id)
+        found = listing.replicas.get(replica.id) if listing is not None else None
+        if found is None or found.pid != replica.pid:
+            return None
+        if abs(found.started_at - (replica.process_started_at or 0.0)) > 0.05:
+            return None
+        return found
+
+    def _remote_alive(self, replica: ReplicaInfo, access: NodeAccess) -> bool:
+        self._watch(access.id)
+        relay = self._relays.get(replica.id)
+        if relay is not None and relay.pid == replica.pid and relay.exited:
+            return False
+        listing = self._listings.get(access.id)
+        if listing is None or not listing.ok:
+            return True  # not listed yet, or the node does not answer: not a death
+        if listing.at < self._launched.get(replica.id, -math.inf):
+            return True  # listed before this process existed
+        return self._seen(replica, access) is not None
+
+    async def _launch_remote(
+        self,
+        spec: ServiceSpec,
+        cfg: ProcessConfig,
+        ready: ReadinessSpec,
+        events: Events,
+        replica_id: uuid.UUID,
+        access: NodeAccess,
+        *,
+        log_path: Path,
+        reason: str | None = None,
+        tail: bool = True,
+    ) -> tuple[Spawned, ReadyResult]:
+        """Start one replica on the node under its shim (its variables over the channel's
+        stdin), relay its scrubbed output to log_path, wait for readiness at the node's
+        address. Raises OSError if it cannot start."""
+        order = remote.Order(
+            spec.command or "",
+            spec.version,
+            {**spec.env, **cfg.env},
+            cfg.cwd,
+            access.address,
+        )
+        release = str(spec.release_id) if spec.release_id else "-"
+        self._launched[replica_id] = math.inf
+        try:
+            started = await remote.start(
+                self.transports.get(access), access.id, replica_id, release, order
+            )
+        except (TransportUnavailable, remote.RemoteError) as exc:
+            self._launched.pop(replica_id, None)
+            raise OSError(f"on node {access.name}: {exc}") from None
+        self._launched[replica_id] = time.monotonic()
+        previous = self._relays.pop(replica_id, None)
+        if previous is not None:
+            self._drop(previous)
+        relay = remote.Relay(started.channel, log_path, spec.secrets, pid=started.pid).begin()
+        self._relays[replica_id] = relay
+        self._watch(access.id)
+        await events.replica_changed(
+            replica_id,
+            "starting",
+            reason=reason,
+            pid=started.pid,
+            process_started_at=started.started_at,
+            ports={"http": started.port},
+            log_path=str(log_path),
+            enforcement="sampling",
+            memory_over_since=None,
+            node_id=access.id,
+        )
+        stop_tail = asyncio.Event()
+        label = f"replica:{str(replica_id)[:8]}"
+        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
+        result = await wait_ready(
+            ready, access.address, started.port, alive=lambda: not relay.exited
+        )
+        if not result.ready:
+            result.exit_code = await self._stop_remote(
+                access, replica_id, started.pid, started.started_at, cfg.grace_seconds
+            )
+        stop_tail.set()
+        if tailing is not None:
+            await tailing
+        spawned = Spawned(started.pid, started.started_at, started.port, log_path)
+        return spawned, result
+
+    async def _stop_remote(
+        self,
+        access: NodeAccess,
+        replica_id: uuid.UUID,
+        pid: int | None,
+        started_at: float | None,
+        grace: float,
+    ) -> int | None:
+        """Stop a replica on its node (TERM its process group, KILL after grace); its exit code
+        when its shim reported it. A node that does not answer leaves it to fencing."""
+        if pid:
+            with contextlib.suppress(
+                TransportUnavailable, remote.RemoteError, TimeoutError, OSError, ValueError
+            ):
+                await remote.stop_many(
+                    self.transports.get(access), [(pid, started_at or 0.0)], grace
+                )
+        relay = self._relays.get(replica_id)
+        if relay is None or relay.pid != pid:
+            return None
+        for _ in range(50):  # the shim reports the exit right after
+            if relay.exited or (relay.task is not None and relay.task.done()):
+                break
+            await asyncio.sleep(0.02)
+        self._relays.pop(replica_id, None)
+        self._drop(relay)
+        return relay.exit_code
+
+    def _drop(self, relay: remote.Relay) -> None:
+        relay.close()
+        if relay.task is not None and not relay.task.done():
+            self._let_go.add(relay)
+            relay.task.add_done_callback(lambda _: self._let_go.discard(relay))
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let go of every relay (their replicas go on) and stop listing nodes."""
+        relays, self._relays = [*self._relays.values(), *self._let_go], {}
+        await asyncio.gather(*(r.finish(timeout) for r in relays))
+        self._watched.clear()  # the poller ends after its current listing
+        if self._poller is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._poller), timeout)
+
+    async def _stop_any(self, replica: ReplicaInfo, grace: float) -> int | None:
+        access = self._remote(replica)
+        if access is None:
+            code = await terminate(replica.pid, replica.process_started_at, grace)
+            self._release(replica)
+            return code
+        return await self._stop_remote(
+            access, replica.id, replica.pid, replica.process_started_at, grace
+        )
 
     async def _launch(
         self,
@@ -346,6 +577,7 @@ class ProcessDriver:
         log_path: Path,
         reason: str | None = None,
         tail: bool = True,
+        node_id: uuid.UUID | None = None,
     ) -> tuple[Spawned, ReadyResult]:
         """Spawn one replica (recorded as `starting`) and wait for its readiness; with `tail`,
         its output goes into the deployment's logs meanwhile. Raises OSError if it cannot
@@ -372,6 +604,7 @@ class ProcessDriver:
             log_path=str(log_path),
             enforcement=enforcement,
             memory_over_since=None,
+            **({"node_id": node_id} if node_id is not None else {}),
         )
         stop_tail = asyncio.Event()
         label = f"replica:{str(replica_id)[:8]}"
@@ -396,13 +629,23 @@ class ProcessDriver:
                 "the service has no command to start "
                 "(set one: `pilothouse service update NAME --command ...`)"
             )
-        port = free_port()
-        replica_id = await events.replica_created(spec.version, port=port, log_path=None)
+        access = await self._place(events)
+        where = access if access is not None and access.kind != "local" else None
+        port = free_port() if where is None else None
+        placed = {"node_id": access.id} if access is not None else {}
+        replica_id = await events.replica_created(spec.version, port=port, log_path=None, **placed)
         log_path = self._log_path(spec, replica_id)
         try:
-            spawned, result = await self._launch(
-                spec, cfg, ready, events, replica_id, port=port, log_path=log_path
-            )
+            if where is not None:
+                spawned, result = await self._launch_remote(
+                    spec, cfg, ready, events, replica_id, where, log_path=log_path
+                )
+                port = spawned.port
+            else:
+                assert port is not None
+                spawned, result = await self._launch(
+                    spec, cfg, ready, events, replica_id, port=port, log_path=log_path
+                )
         except OSError as exc:
             await events.replica_changed(replica_id, "failed", log_path=str(log_path))
             raise RolloutFailed(f"could not start replica: {exc}") from None
@@ -412,11 +655,18 @@ class ProcessDriver:
             )
             raise RolloutFailed(f"replica on port {port} {result.detail}")
         await events.replica_changed(replica_id, "running", keep_running=True, health="healthy")
+        on = f" of node {where.name} ({where.address})" if where is not None else ""
         await events.log(
-            f"replica {str(replica_id)[:8]} ready on port {port} in {result.seconds:.2f}s"
+            f"replica {str(replica_id)[:8]} ready on port {port}{on} in {result.seconds:.2f}s"
         )
         return ReplicaInfo(
-            replica_id, spec.version, spawned.pid, spawned.started_at, port, str(log_path)
+            replica_id,
+            spec.version,
+            spawned.pid,
+            spawned.started_at,
+            port,
+            str(log_path),
+            node_id=access.id if access is not None else None,
         )
 
     async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
@@ -424,8 +674,7 @@ class ProcessDriver:
         await events.replica_changed(replica.id, "stopping", keep_running=False)
         if cfg.drain_seconds:
             await asyncio.sleep(cfg.drain_seconds)
-        code = await terminate(replica.pid, replica.process_started_at, cfg.grace_seconds)
-        self._release(replica)
+        code = await self._stop_any(replica, cfg.grace_seconds)
         await events.replica_changed(replica.id, "stopped", exit_code=code)
 
     async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
@@ -438,6 +687,8 @@ class ProcessDriver:
         cfg = self._parse(spec.config)
         ready = ReadinessSpec(**spec.health_check)
         await self._before_rollout(spec, cfg, plan.current, events)
+        nodes = {a.id for r in plan.current if (a := self._remote(r)) is not None}
+        await asyncio.gather(*(self.refresh(n) for n in nodes))  # liveness as of now
         alive = [r for r in plan.current if self.alive(r)]
         # A restart or a config update replaces every replica (each is a new release of the
         # same version with its own pinned config); otherwise live replicas of it are kept.
@@ -452,8 +703,8 @@ class ProcessDriver:
         def route_now() -> None:
             """Queue a router change to what is serving now (the router applies them in order),
             so starting the next replica does not wait for nginx to reload."""
-            ports = [r.port for r in serving.values() if r.port]
-            routing.append(asyncio.create_task(self._route(spec, cfg, ports)))
+            backends = [self.backend(r) for r in serving.values() if r.port]
+            routing.append(asyncio.create_task(self._route(spec, cfg, backends)))
 
         def retire(victims: list[ReplicaInfo]) -> None:
             """Take the victims out of the router, then stop them in the background."""
@@ -509,7 +760,7 @@ class ProcessDriver:
             await asyncio.gather(*routing, return_exceptions=True)
             for replica in new:
                 serving.pop(replica.id, None)
-            await self._route(spec, cfg, [r.port for r in serving.values() if r.port])
+            await self._route(spec, cfg, [self.backend(r) for r in serving.values() if r.port])
             stopping.extend(asyncio.create_task(self._retire(r, cfg, events)) for r in new)
             await asyncio.gather(*stopping)
             raise
@@ -545,7 +796,7 @@ class ProcessDriver:
         passed = 0
         pause = verify.window / max(verify.checks - 1, 1)
         for i in range(verify.checks):
-            results = [await check_once(ready, "127.0.0.1", r.port or 0) for r in replicas]
+            results = [await check_once(ready, self.host_of(r), r.port or 0) for r in replicas]
             if all(ok for ok, _ in results):
                 passed += 1
             if i < verify.checks - 1:
@@ -570,8 +821,15 @@ class ProcessDriver:
 
     async def status(self, replicas: list[ReplicaInfo]) -> dict[uuid.UUID, dict[str, Any]]:
         out: dict[uuid.UUID, dict[str, Any]] = {}
+        for node_id in {a.id for r in replicas if (a := self._remote(r)) is not None}:
+            await self.refresh(node_id)
         for replica in replicas:
-            figures = stats(replica.pid, replica.process_started_at)
+            sample = self.sample(replica)
+            figures = (
+                {"cpu_percent": sample.cpu_percent, "memory_mb": sample.memory_mb}
+                if sample is not None
+                else None
+            )
             out[replica.id] = {"alive": figures is not None, **(figures or {})}
         return out
 
@@ -591,51 +849,85 @@ class ProcessDriver:
     # -- supervision ----------------------------------------------------------------------------
 
     def alive(self, replica: ReplicaInfo) -> bool:
+        """On this host: by pid and start time. On another node: by its last listing (about
+        every second); a node that does not answer is not evidence of death, so its replicas
+        stay alive here (the nodes capability declares the node unreachable)."""
+        access = self._remote(replica)
+        if access is not None:
+            return self._remote_alive(replica, access)
         return is_alive(replica.pid, replica.process_started_at)
 
     async def restart(self, spec: ServiceSpec, replica: ReplicaInfo, events: Events) -> ReplicaInfo:
-        """The crashed replica again: same id and version, a fresh port, the same log file."""
+        """The crashed replica again: same id and version, a fresh port, the same log file; on
+        its node when that one is ready, else on a placed one."""
         if not spec.command:
             raise RolloutFailed(
                 "the service has no command to start "
                 "(set one: `pilothouse service update NAME --command ...`)"
             )
         cfg = ProcessConfig(**spec.config)
-        port = free_port()
         log_path = Path(replica.log_path) if replica.log_path else self._log_path(spec, replica.id)
+        access = await self._place(events, prefer=replica.node_id)
+        where = access if access is not None and access.kind != "local" else None
+        ready = ReadinessSpec(**spec.health_check)
         try:
-            spawned, result = await self._launch(
-                spec,
-                cfg,
-                ReadinessSpec(**spec.health_check),
-                events,
-                replica.id,
-                port=port,
-                log_path=log_path,
-                reason="restart after crash",
-                tail=False,
-            )
+            if where is not None:
+                spawned, result = await self._launch_remote(
+                    spec,
+                    cfg,
+                    ready,
+                    events,
+                    replica.id,
+                    where,
+                    log_path=log_path,
+                    reason="restart after crash",
+                    tail=False,
+                )
+            else:
+                spawned, result = await self._launch(
+                    spec,
+                    cfg,
+                    ready,
+                    events,
+                    replica.id,
+                    port=free_port(),
+                    log_path=log_path,
+                    reason="restart after crash",
+                    tail=False,
+                    node_id=access.id if access is not None else None,
+                )
         except OSError as exc:
             raise RolloutFailed(f"could not start replica: {exc}") from None
         if not result.ready:
             raise RolloutFailed(result.detail)
         return ReplicaInfo(
-            replica.id, spec.version, spawned.pid, spawned.started_at, port, str(log_path)
+            replica.id,
+            spec.version,
+            spawned.pid,
+            spawned.started_at,
+            spawned.port,
+            str(log_path),
+            node_id=access.id if access is not None else replica.node_id,
         )
 
     def sample(self, replica: ReplicaInfo) -> Sample | None:
+        access = self._remote(replica)
+        if access is not None:
+            self._watch(access.id)
+            seen = self._seen(replica, access)
+            return Sample(seen.cpu_percent, seen.memory_mb) if seen is not None else None
         figures = stats(replica.pid, replica.process_started_at)
         return Sample(figures["cpu_percent"], figures["memory_mb"]) if figures else None
 
     async def terminate(self, replica: ReplicaInfo, grace: float) -> int | None:
-        code = await terminate(replica.pid, replica.process_started_at, grace)
-        self._release(replica)
-        return code
+        return await self._stop_any(replica, grace)
 
-    async def route(self, service_id: uuid.UUID, config: dict[str, Any], ports: list[int]) -> None:
+    async def route(
+        self, service_id: uuid.UUID, config: dict[str, Any], backends: list[str]
+    ) -> None:
         cfg = ProcessConfig(**config)
         if cfg.router and self.router is not None and cfg.router_port:
-            await self.router.set_backends(str(service_id), cfg.router_port, sorted(ports))
+            await self.router.set_backends(str(service_id), cfg.router_port, sorted(backends))
 
     async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:
         cfg = ProcessConfig(**config)

@@ -18,6 +18,7 @@ from pilothouse.drivers.base import Driver, HookConfig
 from pilothouse.drivers.command import CommandDriver
 from pilothouse.drivers.container import ContainerDriver
 from pilothouse.drivers.process import ProcessDriver, Router
+from pilothouse.drivers.transport import TransportPool
 from pilothouse.errors import ValidationFailed
 
 
@@ -29,6 +30,7 @@ class DriverContext:
     router: Router | None = None
     container_engine: str = "podman"  # the container driver's engine CLI (podman or docker)
     container_runtime: str | None = "runc"  # OCI runtime in pilothouse's containers.conf
+    transports: TransportPool | None = None  # how drivers reach other nodes (shared)
 
 
 Factory = Callable[[DriverContext], Driver]
@@ -49,7 +51,10 @@ def register(name: str, factory: Factory, config_model: type[HookConfig], superv
 
 
 register(
-    "process", lambda ctx: ProcessDriver(ctx.data_dir, ctx.router), ProcessDriver.config_model, True
+    "process",
+    lambda ctx: ProcessDriver(ctx.data_dir, ctx.router, transports=ctx.transports),
+    ProcessDriver.config_model,
+    True,
 )
 register("command", lambda ctx: CommandDriver(), CommandDriver.config_model, False)
 register(

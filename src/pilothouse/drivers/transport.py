@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -175,19 +176,44 @@ def register_kind(kind: TransportKind, factory: Factory) -> None:
     _FACTORIES[kind] = factory
 
 
+def factory_of(kind: str) -> Factory | None:
+    """The registered factory of `kind`; the module `pilothouse.drivers.<kind>` is imported
+    on first use so that it registers itself (drivers/ssh.py for "ssh")."""
+    if kind not in _FACTORIES and kind.isidentifier():
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"pilothouse.drivers.{kind}")
+    return _FACTORIES.get(kind)
+
+
 class TransportPool:
     """One transport per node, opened on first use and reused (for SSH: one multiplexed
-    connection per host). `factory` overrides how transports are built (tests)."""
+    connection per host). `factory` overrides how transports are built (tests).
+
+    It also keeps what the control plane last said about reaching each node (`remember`,
+    `known`): drivers see replicas by node id, and look their node up here."""
 
     def __init__(self, factory: Factory | None = None) -> None:
         self._factory = factory
         self._open: dict[uuid.UUID, tuple[NodeAccess, Transport]] = {}
+        self._known: dict[uuid.UUID, NodeAccess] = {}
+
+    def remember(self, access: NodeAccess) -> None:
+        """What the store says about reaching a node now (the engine tells, every second)."""
+        self._known[access.id] = access
+
+    def known(self, node_id: uuid.UUID | None) -> NodeAccess | None:
+        return self._known.get(node_id) if node_id is not None else None
+
+    def remote(self, node_id: uuid.UUID | None) -> NodeAccess | None:
+        """The node's access when it is reached through a transport other than "local"."""
+        access = self.known(node_id)
+        return access if access is not None and access.kind != "local" else None
 
     def get(self, access: NodeAccess) -> Transport:
         held = self._open.get(access.id)
         if held is not None and held[0] == access:
             return held[1]
-        factory = self._factory or _FACTORIES.get(access.kind)
+        factory = self._factory or factory_of(access.kind)
         if factory is None:
             raise TransportUnavailable(f"node {access.name}: no transport for {access.kind!r}")
         transport = factory(access)

@@ -87,6 +87,54 @@ class FindingFilter:
     artifact: str | None = None  # a version: findings seen in a scan of that artifact
     service: str | None = None
     scan: str | None = None
+    #: Findings seen in any of these scans; those the actor may not see are left out (not 404).
+    scans: tuple[uuid.UUID, ...] = ()
+
+
+async def _matching(
+    session: AsyncSession, actor: Principal, filters: FindingFilter
+) -> sa.ColumnElement[bool]:
+    """The condition on SecurityFinding for `filters` and what the actor may see."""
+    for name, values, allowed in (
+        ("severity", filters.severity, SEVERITIES),
+        ("status", filters.status, FINDING_STATUSES),
+    ):
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise ValidationFailed(name, f"must be one of {', '.join(allowed)}")
+    where: list[sa.ColumnElement[bool]] = [_findings_visible(actor)]
+    if filters.severity:
+        where.append(SecurityFinding.severity.in_(filters.severity))
+    if filters.status:
+        where.append(SecurityFinding.status.in_(filters.status))
+    if filters.environment:
+        env = await environments.get_environment(session, actor, filters.environment)
+        where.append(SecurityFinding.environment_id == env.id)
+    if filters.scan:
+        scan = await get_scan(session, actor, filters.scan)
+        where.append(
+            SecurityFinding.id.in_(
+                sa.select(SIGHTINGS.c.finding_id).where(SIGHTINGS.c.scan_id == scan.id)
+            )
+        )
+    if filters.scans:
+        seen_in = sa.select(SecurityScan.id).where(
+            SecurityScan.id.in_(filters.scans), _scans_visible(actor)
+        )
+        where.append(
+            SecurityFinding.id.in_(
+                sa.select(SIGHTINGS.c.finding_id).where(SIGHTINGS.c.scan_id.in_(seen_in))
+            )
+        )
+    if filters.artifact:
+        scans = sa.select(SecurityScan.id).join(Artifact, Artifact.id == SecurityScan.artifact_id)
+        scans = scans.where(Artifact.version == filters.artifact)
+        where.append(
+            SecurityFinding.id.in_(
+                sa.select(SIGHTINGS.c.finding_id).where(SIGHTINGS.c.scan_id.in_(scans))
+            )
+        )
+    return sa.and_(*where)
 
 
 async def list_findings(
@@ -98,39 +146,25 @@ async def list_findings(
     offset: int = 0,
 ) -> Sequence[SecurityFinding]:
     """Most severe first, then oldest first."""
-    query = sa.select(SecurityFinding).where(_findings_visible(actor))
-    for name, values, allowed in (
-        ("severity", filters.severity, SEVERITIES),
-        ("status", filters.status, FINDING_STATUSES),
-    ):
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            raise ValidationFailed(name, f"must be one of {', '.join(allowed)}")
-    if filters.severity:
-        query = query.where(SecurityFinding.severity.in_(filters.severity))
-    if filters.status:
-        query = query.where(SecurityFinding.status.in_(filters.status))
-    if filters.environment:
-        env = await environments.get_environment(session, actor, filters.environment)
-        query = query.where(SecurityFinding.environment_id == env.id)
-    if filters.scan:
-        scan = await get_scan(session, actor, filters.scan)
-        query = query.where(
-            SecurityFinding.id.in_(
-                sa.select(SIGHTINGS.c.finding_id).where(SIGHTINGS.c.scan_id == scan.id)
-            )
-        )
-    if filters.artifact:
-        scans = sa.select(SecurityScan.id).join(Artifact, Artifact.id == SecurityScan.artifact_id)
-        scans = scans.where(Artifact.version == filters.artifact)
-        query = query.where(
-            SecurityFinding.id.in_(
-                sa.select(SIGHTINGS.c.finding_id).where(SIGHTINGS.c.scan_id.in_(scans))
-            )
-        )
+    query = sa.select(SecurityFinding).where(await _matching(session, actor, filters))
     rank = sa.case({s: i for i, s in enumerate(SEVERITIES)}, value=SecurityFinding.severity)
     query = query.order_by(rank.desc(), SecurityFinding.first_seen_at, SecurityFinding.id)
     return (await session.scalars(query.limit(limit).offset(offset))).all()
+
+
+async def count_by_severity(
+    session: AsyncSession, actor: Principal, filters: FindingFilter
+) -> dict[str, int]:
+    """How many findings match `filters`, per severity (every severity, most severe last)."""
+    counts = {s: 0 for s in SEVERITIES}
+    rows = await session.execute(
+        sa.select(SecurityFinding.severity, sa.func.count())
+        .where(await _matching(session, actor, filters))
+        .group_by(SecurityFinding.severity)
+    )
+    for severity, n in rows:
+        counts[severity] = n
+    return counts
 
 
 @dataclass(frozen=True)

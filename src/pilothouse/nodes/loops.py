@@ -1,16 +1,25 @@
-"""The nodes capability's background work: register this host as a node at start-up (with its
-detected capacity and the configured labels) and refresh it (last seen) every minute."""
+"""The nodes capability's background work:
+
+- `nodes.register` (once at start) and `nodes.heartbeat` (every 60 s, every worker): register
+  this host as a node with its detected capacity and the configured labels, and refresh it;
+- `nodes.watch` (every 3 s, every worker; each ssh node is probed by one worker per 3 s slot,
+  claimed in job_slots): probe the hosts reached over SSH; one silent for
+  PILOTHOUSE_NODE_UNREACHABLE_AFTER seconds becomes unreachable, its replicas are failed and
+  replaced, and an alert goes out; when it answers again it is ready (nodes/watch.py).
+"""
 
 from __future__ import annotations
 
 from pilothouse.core.loops import Loop, Runtime
 from pilothouse.nodes import service
+from pilothouse.nodes.watch import PROBE_EVERY, NodeWatch
 
 HEARTBEAT_EVERY = 60.0
 
 
 def loops(rt: Runtime) -> list[Loop]:
     settings = rt.settings
+    watch = NodeWatch(rt.db, rt.leases, unreachable_after=settings.node_unreachable_after)
 
     async def register() -> None:
         async with rt.db.session() as session:
@@ -22,7 +31,11 @@ def loops(rt: Runtime) -> list[Loop]:
                 overrides=settings.node_capacity,
             )
 
+    async def probe() -> None:
+        await watch.tick()
+
     return [
         Loop("nodes.register", register, None),
         Loop("nodes.heartbeat", register, HEARTBEAT_EVERY),
+        Loop("nodes.watch", probe, PROBE_EVERY),
     ]

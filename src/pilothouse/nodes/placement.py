@@ -7,9 +7,14 @@
   those running now (the surge included; old replicas retired ahead of their replacements under
   `max_unavailable` free their room first).
 - `place` puts that many replicas on the ready nodes that carry the wanted labels, one at a time:
-  `binpack` fills the fullest node that still fits, `spread` the emptiest. When they do not all
-  fit, the shortfall names the first resource that runs out and what each node has free:
-  "needs 2 x 1.5 CPU, node local has 1.0 free".
+  `binpack` fills the fullest node that still fits; `spread` the node with the fewest replicas
+  of this service (its `counts`, most significant first: the rollout's own replicas, then the
+  service's), then the emptiest, so losing one host never takes every replica of a service
+  when there is more than one host. When they do not all fit, the shortfall names the first
+  resource that runs out and what each node has free: "needs 2 x 1.5 CPU, node local has 1.0
+  free".
+- `place_one` places one replica, on the node it ran on (`prefer`) when that one is ready and
+  has room (a restart after a crash), else as `place` would.
 """
 
 from __future__ import annotations
@@ -110,10 +115,22 @@ def matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def _pick(candidates: list[NodeState], strategy: Strategy) -> NodeState:
-    """binpack: the node with the least free CPU (then memory); spread: the most."""
-    sign = -1 if strategy == "spread" else 1
-    return min(candidates, key=lambda n: (sign * n.free.cpu_cores, sign * n.free.memory_mb, n.name))
+def _pick(
+    candidates: list[NodeState], strategy: Strategy, counts: Mapping[str, tuple[int, ...]]
+) -> NodeState:
+    """binpack: the node with the least free CPU (then memory); spread: the fewest replicas of
+    the service (`counts`), then the most free CPU (then memory)."""
+    if strategy == "spread":
+        return min(
+            candidates,
+            key=lambda n: (counts.get(n.name, ()), -n.free.cpu_cores, -n.free.memory_mb, n.name),
+        )
+    return min(candidates, key=lambda n: (n.free.cpu_cores, n.free.memory_mb, n.name))
+
+
+def _bump(counts: tuple[int, ...]) -> tuple[int, ...]:
+    """One more replica of the service on a node: every count goes up by one."""
+    return tuple(c + 1 for c in counts) if counts else (1,)
 
 
 def place(
@@ -123,9 +140,12 @@ def place(
     *,
     strategy: Strategy = "binpack",
     selector: Mapping[str, str] | None = None,
+    counts: Mapping[str, tuple[int, ...]] | None = None,
 ) -> Placement:
-    """Place `count` replicas needing `need` each; the shortfall when they do not all fit."""
+    """Place `count` replicas needing `need` each; the shortfall when they do not all fit.
+    `counts`: per node name, the service's replicas there (spread places by them)."""
     selector = selector or {}
+    tally = dict(counts or {})
     eligible = [n for n in nodes if n.status == "ready" and matches(n.labels, selector)]
     if count <= 0:
         return Placement(())
@@ -140,10 +160,33 @@ def place(
         candidates = [n for n in state.values() if need.fits_in(n.free)]
         if not candidates:
             return Placement(tuple(placed), shortfall(eligible, need, count))
-        chosen = _pick(candidates, strategy)
+        chosen = _pick(candidates, strategy, tally)
         state[chosen.name] = replace(chosen, allocated=chosen.allocated + need)
+        tally[chosen.name] = _bump(tally.get(chosen.name, ()))
         placed.append(chosen.name)
     return Placement(tuple(placed))
+
+
+def place_one(
+    nodes: Sequence[NodeState],
+    need: Resources,
+    *,
+    strategy: Strategy = "spread",
+    selector: Mapping[str, str] | None = None,
+    counts: Mapping[str, tuple[int, ...]] | None = None,
+    prefer: str | None = None,
+) -> Placement:
+    """One replica: on `prefer` when that node is ready, carries the labels and has room;
+    else placed like `place` does."""
+    home = next((n for n in nodes if n.name == prefer), None)
+    if (
+        home is not None
+        and home.status == "ready"
+        and matches(home.labels, selector or {})
+        and need.fits_in(home.free)
+    ):
+        return Placement((home.name,))
+    return place(nodes, need, 1, strategy=strategy, selector=selector, counts=counts)
 
 
 def shortfall(nodes: Sequence[NodeState], need: Resources, count: int) -> str:

@@ -14,7 +14,8 @@ from pilothouse.core.types import str_enum
 
 REPLICA_STATUSES = ("pending", "starting", "running", "stopping", "stopped", "failed")
 HEALTH_STATES = ("unknown", "healthy", "degraded", "unhealthy")
-NODE_STATUSES = ("ready", "draining", "down")
+NODE_STATUSES = ("ready", "draining", "down", "unreachable")
+NODE_TRANSPORTS = ("local", "ssh")
 
 
 class Node(UUIDPk, Timestamps, Base):
@@ -30,6 +31,21 @@ class Node(UUIDPk, Timestamps, Base):
     capacity: Mapped[dict[str, Any]] = mapped_column(default=dict)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    # How the node is reached (drivers/transport.py): "local" (this host) or "ssh".
+    transport: Mapped[str] = mapped_column(
+        str_enum(*NODE_TRANSPORTS, name="node_transport"), default="local"
+    )
+    ssh_user: Mapped[str | None] = mapped_column(sa.String(100), default=None)
+    ssh_port: Mapped[int | None] = mapped_column(default=None)
+    # The trusted host key (an OpenSSH public key line) and the client key sealed with the
+    # keyring (core/crypto.seal_value; `key_id` names the key): never shown anywhere.
+    host_key: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    private_key_sealed: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    key_id: Mapped[str | None] = mapped_column(sa.String(16), default=None)
+    # What was found on the host when it was added: {"python3": "3.11.2", "podman": null}.
+    software: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Why the node is not ready (the last probe's failure), shown with its status.
+    status_reason: Mapped[str | None] = mapped_column(sa.String(500), default=None)
 
 
 class Replica(UUIDPk, Timestamps, Base):

@@ -89,7 +89,7 @@ def secure(request: Request) -> bool:
 async def login_form(request: Request, next: str = "/") -> HTMLResponse:
     """The login form: an API token, once; CSRF by a double-submitted random cookie."""
     nonce = uuid.uuid4().hex
-    response = render(request, "login.html", {"nonce": nonce, "next": _safe_next(next)})
+    response = render(request, "login.html", {"nonce": nonce, "next": safe_next(next)})
     response.set_cookie(
         LOGIN_COOKIE,
         nonce,
@@ -102,7 +102,7 @@ async def login_form(request: Request, next: str = "/") -> HTMLResponse:
     return response
 
 
-def _safe_next(target: str) -> str:
+def safe_next(target: str) -> str:
     """Only a path on this site (no scheme, no //host) may follow a login."""
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
@@ -121,7 +121,7 @@ async def login(
         return render(
             request,
             "login.html",
-            {"nonce": csrf, "next": _safe_next(next), "error": "The form expired; try again."},
+            {"nonce": csrf, "next": safe_next(next), "error": "The form expired; try again."},
             status=403,
         )
     db = get_db(request)
@@ -135,10 +135,10 @@ async def login(
         return render(
             request,
             "login.html",
-            {"nonce": csrf, "next": _safe_next(next), "error": "That token is not valid here."},
+            {"nonce": csrf, "next": safe_next(next), "error": "That token is not valid here."},
             status=401,
         )
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         COOKIE,
         secret,

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import quote
+
+from pilothouse.findings import triage
 
 #: Shown for a figure that is not known (an en dash).
 DASH = "\u2013"
@@ -136,3 +139,112 @@ def day_bars(
 def pages(total: int, per_page: int) -> int:
     """How many pages `total` rows fill (at least one)."""
     return max(1, -(-total // per_page))
+
+
+# -- triage buttons ----------------------------------------------------------------------------
+
+#: What each triage button says (the findings capability's actions).
+TRIAGE_LABEL = {"accept": "Accept risk", "false-positive": "False positive", "reopen": "Reopen"}
+
+
+def triage_actions(status: str) -> tuple[str, ...]:
+    """The triage actions a finding in `status` can take (the capability's transition table),
+    in button order; none for a status nothing leads out of by hand."""
+    allowed = triage.TABLE.get(status, frozenset())
+    return tuple(a for a in TRIAGE_LABEL if triage.ACTIONS[a] in allowed)
+
+
+def until_of(text: str | None) -> datetime | None:
+    """An acceptance's expiry from a date field (`YYYY-MM-DD`): the end of that day, UTC (so
+    accepting "until today" lasts the day). None when empty; ValueError when not a date."""
+    if text is None or not text.strip():
+        return None
+    day = date.fromisoformat(text.strip())
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+
+
+# -- the service page's uptime chart ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One day's bar in the uptime chart's SVG (user units; the y axis points down)."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    level: str  # DayBar.level
+    label: str  # "2026-11-30: 99.95 %" (each bar's <title>)
+
+
+#: The chart's scale: an empty bar is this uptime or less, a full one 100 %.
+CHART_FLOOR = 90.0
+
+
+def uptime_bars(days: list[DayBar], width: float = 600, height: float = 60) -> list[Bar]:
+    """Bars of `days` (oldest first) side by side across `width`: height grows from
+    `CHART_FLOOR` % (a 2-unit stub, so a down day is still drawn) to 100 % (full); a day
+    without data is a 2-unit grey stub. Each carries its day and figure as its label."""
+    if not days:
+        return []
+    slot = width / len(days)
+    gap = min(2.0, slot / 4)
+    bars = []
+    for i, d in enumerate(days):
+        if d.uptime is None:
+            h = 2.0
+            label = f"{d.day}: no data"
+        else:
+            share = (d.uptime - CHART_FLOOR) / (100.0 - CHART_FLOOR)
+            h = max(2.0, height * min(1.0, max(0.0, share)))
+            label = f"{d.day}: {percent(d.uptime)}"
+        bars.append(Bar(i * slot, height - h, slot - gap, h, d.level, label))
+    return bars
+
+
+def uptime_summary(days: list[DayBar]) -> str:
+    """The chart's description for screen readers: the span, days below 99.9 %, the worst."""
+    known = [d for d in days if d.uptime is not None]
+    if not known:
+        return f"No uptime data in the last {len(days)} days."
+    worst = min(known, key=lambda d: (d.uptime, d.day))
+    below = sum(1 for d in known if d.level != "up")
+    return (
+        f"Daily uptime over the last {len(days)} days, oldest first: {below} day(s) below "
+        f"99.9 %; the lowest {percent(worst.uptime)} on {worst.day}."
+    )
+
+
+# -- embeddable badges -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Badge:
+    """One embeddable badge: its image URL and the snippets that link it to the status page."""
+
+    kind: str  # "status" or "uptime"
+    image: str
+    markdown: str
+    html: str
+
+
+def badges(base: str, service_id: str, environment: str, name: str) -> list[Badge]:
+    """The service's status and uptime badges (`/badge/{id}/{kind}.svg`, by id so the name
+    need not be unique) as Markdown and HTML that link to its public status page
+    (`/status/{environment}/{name}`); `base` is the site's URL."""
+    root = base.rstrip("/")
+    page = f"{root}/status/{quote(environment, safe='')}/{quote(name, safe='')}"
+    out = []
+    for kind in ("status", "uptime"):
+        image = f"{root}/badge/{service_id}/{kind}.svg"
+        alt = f"{name} {kind}"
+        out.append(
+            Badge(
+                kind,
+                image,
+                f"[![{alt}]({image})]({page})",
+                f'<a href="{page}"><img src="{image}" alt="{alt}"></a>',
+            )
+        )
+    return out

@@ -8,9 +8,8 @@ of the running artifact.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,12 +23,12 @@ from pilothouse.certificates import rules as cert_rules
 from pilothouse.certificates import service as certificates
 from pilothouse.certificates.models import Certificate
 from pilothouse.core.clock import utcnow
-from pilothouse.errors import NotFound
 from pilothouse.findings import gate
 from pilothouse.findings import service as findings
 from pilothouse.findings.models import SecurityFinding
 from pilothouse.findings.rules import SEVERITIES
 from pilothouse.services.models import Service
+from pilothouse.web import present
 
 
 @dataclass(frozen=True)
@@ -74,32 +73,59 @@ async def _domains(session: AsyncSession, actor: Principal, svc: Service) -> dic
 PRESENT = ("open", "resolved")
 
 
-async def _findings(session: AsyncSession, actor: Principal, svc: Service) -> dict[str, Any]:
+#: Findings shown per page of the section.
+PER_PAGE = 50
+
+
+async def running_findings(
+    session: AsyncSession,
+    actor: Principal,
+    svc: Service,
+    *,
+    severity: str | None = None,
+    page: int = 1,
+) -> dict[str, Any]:
     """Findings of the running artifact as the deploy gate sees them: those its newest scan of
-    each scope reported, less accepted risks and false positives, most severe first, with
-    counts by severity. A finding a later scan (of a newer build, same scope) no longer
-    reported is `resolved` in the store but still in the running artifact, so it is listed."""
+    each scope reported (scans the actor may not see left out), less accepted risks and false
+    positives, with counts by severity (of all of them) and one page of `PER_PAGE`, most
+    severe first then oldest (of one severity, if given); counted and paged in the store, so
+    no finding is out of reach however many a scan holds. A finding a later scan (of a newer
+    build, same scope) no longer reported is `resolved` in the store but still in the running
+    artifact, so it is listed."""
     artifact = await artifacts.get_deployed(session, svc.id)
-    found: dict[uuid.UUID, SecurityFinding] = {}
-    if artifact is not None:
-        for scan_id in await gate.latest_scans(session, artifact.id):
-            wanted = findings.FindingFilter(scan=str(scan_id), status=PRESENT)
-            try:
-                rows = await findings.list_findings(session, actor, wanted, limit=1000)
-            except NotFound:  # a scan the actor may not see
-                continue
-            found.update((f.id, f) for f in rows)
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
-    ordered = sorted(found.values(), key=lambda f: (-rank[f.severity], f.sla_due_at, f.id))
     counts = {s: 0 for s in reversed(SEVERITIES)}
-    for finding in ordered:
-        counts[finding.severity] += 1
+    rows: Sequence[SecurityFinding] = []
+    pages = 1
+    shown = 0
+    if artifact is not None:
+        scans = tuple(await gate.latest_scans(session, artifact.id))
+        if scans:
+            wanted = findings.FindingFilter(scans=scans, status=PRESENT)
+            counts.update(await findings.count_by_severity(session, actor, wanted))
+            shown = counts[severity] if severity is not None else sum(counts.values())
+            pages = present.pages(shown, PER_PAGE)
+            page = min(max(1, page), pages)
+            if severity is not None:
+                wanted = replace(wanted, severity=(severity,))
+            rows = await findings.list_findings(
+                session, actor, wanted, limit=PER_PAGE, offset=(page - 1) * PER_PAGE
+            )
     return {
         "artifact": artifact,
-        "findings": ordered,
+        "findings": rows,
         "counts": counts,
+        "total": sum(counts.values()),
+        "shown": shown,
+        "severity": severity,
+        "page": min(max(1, page), pages),
+        "pages": pages,
         "now": utcnow(),
     }
+
+
+async def _findings(session: AsyncSession, actor: Principal, svc: Service) -> dict[str, Any]:
+    """The first page of the running artifact's findings (`running_findings`)."""
+    return await running_findings(session, actor, svc)
 
 
 SERVICE_SECTIONS: list[Section] = [

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from ddsketch import DDSketch
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require, visible
@@ -23,7 +24,11 @@ from pilothouse.core.clock import utcnow
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.environments.models import Environment
 from pilothouse.errors import NotFound
+from pilothouse.healthchecks import service as health
 from pilothouse.healthchecks.models import Downtime, HealthState, Incident
+from pilothouse.metrics import query as metric_query
+from pilothouse.metrics import sketch as sketches
+from pilothouse.metrics.models import MetricRollup
 from pilothouse.replicas.models import Replica
 from pilothouse.services import service as services
 from pilothouse.services.models import Service
@@ -250,14 +255,7 @@ async def status_page(session: AsyncSession, environment: str, name: str) -> Sta
     svc, env_name = found
     now = utcnow()
     since = now - timedelta(days=90)
-    spans = [
-        (a, b)
-        for a, b in await session.execute(
-            sa.select(Downtime.started_at, Downtime.ended_at).where(
-                Downtime.service_id == svc.id, Downtime.ended_at > since
-            )
-        )
-    ]
+    spans = await _downtime(session, svc.id, since, now)
     incidents = (
         await session.scalars(
             sa.select(Incident)
@@ -266,7 +264,6 @@ async def status_page(session: AsyncSession, environment: str, name: str) -> Sta
             .limit(50)
         )
     ).all()
-    spans += [(i.started_at, now) for i in incidents if i.ended_at is None]
     state = await session.get(HealthState, f"service:{svc.id}")
     deploying = (
         await session.scalar(
@@ -284,3 +281,87 @@ async def status_page(session: AsyncSession, environment: str, name: str) -> Sta
         uptime_90d=present.uptime_percent(spans, max(since, svc.created_at), now),
         incidents=incidents,
     )
+
+
+async def _downtime(
+    session: AsyncSession, service_id: uuid.UUID, since: datetime, now: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Recorded downtime after `since`, and open incidents as down until `now` (their downtime
+    row is written when they close): what the status page and the uptime chart count."""
+    spans = [
+        (a, b)
+        for a, b in await session.execute(
+            sa.select(Downtime.started_at, Downtime.ended_at).where(
+                Downtime.service_id == service_id, Downtime.ended_at > since
+            )
+        )
+    ]
+    spans += [
+        (a, now)
+        for (a,) in await session.execute(
+            sa.select(Incident.started_at).where(
+                Incident.service_id == service_id, Incident.ended_at.is_(None)
+            )
+        )
+    ]
+    return spans
+
+
+async def uptime_days(session: AsyncSession, svc: Service, days: int = 30) -> list[present.DayBar]:
+    """The service's last `days` days of uptime (oldest first), as its status page counts them
+    (the caller checked that the actor may see the service)."""
+    now = utcnow()
+    spans = await _downtime(session, svc.id, now - timedelta(days=days), now)
+    return present.day_bars(spans, svc.created_at, now, days=days)
+
+
+#: The metric whose hourly sketches give the response time's P50 (the replicas' and the
+#: service URL's probes; dependencies and TLS handshakes are not the service's responses).
+PROBE_METRIC = "pilothouse_probe_duration_seconds"
+RESPONSE_TARGETS = ("replica:", "url:")
+
+
+async def response_chart(
+    session: AsyncSession, svc: Service, environment: str, since: datetime
+) -> dict[str, list[float | None]]:
+    """Chart columns of the service's hours since `since` (the caller checked that the actor may
+    see the service): unix time, average and P95 (the health rollups), P50 (the metric store's
+    hourly sketches of the probes, merged per hour; None for an hour it has not rolled up),
+    and uptime (%)."""
+    points = await health.hourly_rollups(session, svc.id, since=since)
+    p50 = await _hourly_p50(session, svc.name, environment, since)
+    points["p50_ms"] = [p50.get(int(t)) if t is not None else None for t in points["t"]]
+    return points
+
+
+async def _hourly_p50(
+    session: AsyncSession, name: str, environment: str, since: datetime
+) -> dict[int, float]:
+    """Epoch hour -> P50 of the service's probe durations (ms), from the hourly rollups of the
+    metric store (read only): one sketch per series and hour, merged across series."""
+    found = await metric_query.matching_series(
+        session, PROBE_METRIC, {"service": name, "environment": environment}, None
+    )
+    ids = [s.id for s in found if str(s.tags.get("target", "")).startswith(RESPONSE_TARGETS)]
+    if not ids:
+        return {}
+    rows = await session.execute(
+        sa.select(MetricRollup.bucket, MetricRollup.sketch).where(
+            MetricRollup.series_id.in_(ids),
+            MetricRollup.resolution == 3600,
+            MetricRollup.bucket >= int(since.timestamp()),
+        )
+    )
+    merged: dict[int, DDSketch] = {}
+    for bucket, stored in rows:
+        part = sketches.loads(stored)
+        if bucket in merged:
+            merged[bucket].merge(part)
+        else:
+            merged[bucket] = part
+    out = {}
+    for bucket, sketch in merged.items():
+        value = sketch.get_quantile_value(0.5)
+        if value is not None:
+            out[int(bucket)] = round(value * 1000.0, 3)
+    return out

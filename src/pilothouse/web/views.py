@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -31,14 +30,14 @@ from pilothouse.deployments import pins
 from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.deps import Keys, Session, get_db
-from pilothouse.findings import service as findings
-from pilothouse.findings.rules import FINDING_STATUSES, SEVERITIES
 from pilothouse.healthchecks import service as health
+from pilothouse.healthchecks.spec import parse as parse_spec
 from pilothouse.history import service as history
 from pilothouse.replicas import service as replicas
 from pilothouse.services import service as services
 from pilothouse.variables import service as variables
 from pilothouse.web import auth, present
+from pilothouse.web import findings as findings_views
 from pilothouse.web import service as dashboard
 from pilothouse.web.auth import LoginRequired, Poster, Who
 from pilothouse.web.render import HERE, Viewer, is_fragment, render, settings_of, templates
@@ -47,6 +46,8 @@ from pilothouse.web.sections import SERVICE_SECTIONS
 router = APIRouter(include_in_schema=False)
 
 TERMINAL = ("success", "failed", "rolled_back")
+#: Days the service page's uptime chart covers.
+UPTIME_DAYS = 30
 
 
 # -- overview ------------------------------------------------------------------------------
@@ -107,6 +108,7 @@ async def service_page(
     vars_ = await variables.list_vars(session, actor, keys, env_id, service=str(svc.id))
     env = await _env_name(session, actor, env_id)
     public = await dashboard.is_public(session, svc.id)
+    days = await dashboard.uptime_days(session, svc, UPTIME_DAYS)
     return render(
         request,
         "service.html",
@@ -119,6 +121,10 @@ async def service_page(
             "timeline": timeline,
             "vars": vars_,
             "public": public,
+            "uptime_days": days,
+            "badges": present.badges(str(request.base_url), str(svc.id), env, svc.name)
+            if parse_spec(svc.health_check).public_badge
+            else [],
             "live_deployment": next((d for d in rows if d.status in ACTIVE_STATUSES), None),
             "sections": [
                 {"template": s.template, **await s.load(session, actor, svc)}
@@ -202,11 +208,12 @@ async def set_public(
 
 @router.get("/services/{ref}/chart.json")
 async def service_chart(ref: str, session: Session, viewer: Who) -> JSONResponse:
-    """Hourly response time (avg, P95) and uptime of the current month, for uPlot."""
+    """Hourly response time (avg, P50, P95) and uptime of the current month, for uPlot."""
     actor = viewer.principal
     svc = await services.get_service(session, actor, ref)
-    points = await health.hourly_rollups(session, svc.id, since=present.month_start(utcnow()))
-    return JSONResponse(points)
+    env = await _env_name(session, actor, str(svc.environment_id))
+    since = present.month_start(utcnow())
+    return JSONResponse(await dashboard.response_chart(session, svc, env, since))
 
 
 # -- deployments ---------------------------------------------------------------------------
@@ -323,7 +330,7 @@ async def rollback(deployment_id: str, request: Request, viewer: Poster) -> Resp
     return RedirectResponse(f"/deployments/{target}", status_code=303)
 
 
-# -- backups, incidents, audit, findings ------------------------------------------------------
+# -- backups, incidents, audit -------------------------------------------------------------
 
 
 @router.get("/backups")
@@ -392,55 +399,6 @@ async def audit_page(
     return render(request, "audit.html", {"entries": rows, "filters": filters})
 
 
-@router.get("/findings")
-async def findings_page(
-    request: Request,
-    session: Session,
-    viewer: Who,
-    severity: str | None = Query(default=None, max_length=20),
-    status: str | None = Query(default="open", max_length=20),
-    env: str | None = Query(default=None, max_length=100),
-    page: int = Query(default=1, ge=1, le=100_000),
-) -> HTMLResponse:
-    """Findings the viewer may see (open ones unless asked), most severe first, by page, with
-    their SLA due date and a breached marker; filters as the API's (severity, status, env)."""
-    severities = (severity,) if severity in SEVERITIES else ()
-    statuses = (status,) if status in FINDING_STATUSES else ()
-    per_page = 50
-    rows = list(
-        await findings.list_findings(
-            session,
-            viewer.principal,
-            findings.FindingFilter(environment=env or None, severity=severities, status=statuses),
-            limit=per_page + 1,
-            offset=(page - 1) * per_page,
-        )
-    )
-    more = len(rows) > per_page
-    rows = rows[:per_page]
-    names = await findings.environment_names(session, {f.environment_id for f in rows})
-    filters = {
-        "severity": severities[0] if severities else "",
-        "status": statuses[0] if statuses else "any",
-        "env": env or "",
-    }
-    return render(
-        request,
-        "findings.html",
-        {
-            "rows": rows,
-            "env_names": names,
-            "now": utcnow(),
-            "filters": filters,
-            "query": urlencode(filters),
-            "page": page,
-            "more": more,
-            "severities": list(reversed(SEVERITIES)),
-            "statuses": FINDING_STATUSES,
-        },
-    )
-
-
 # -- public status page --------------------------------------------------------------------
 
 
@@ -474,6 +432,7 @@ def install(app: FastAPI) -> None:
     """Mount the dashboard on the app: pages, static files, the login redirect."""
     app.include_router(auth.router)
     app.include_router(router)
+    app.include_router(findings_views.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.exception_handler(LoginRequired)
