@@ -126,9 +126,7 @@ async def test_returned_node_is_fenced_over_ssh(
         assert [(r.replica_id, r.pid) for r in left] == [started["live"]]
         assert watching.fenced_text(stopped).startswith("stopped 4 stray replicas: ")
         async with db.session(write=False) as session:
-            entry = await session.scalar(
-                sa.select(AuditEntry).where(AuditEntry.action == "fence")
-            )
+            entry = await session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "fence"))
         assert entry is not None and entry.entity_id == str(node_id)
         assert {d["replica"] for d in (entry.changes or {})["stopped"]} == {
             str(started[n][0]) for n in ("lost", "gone", "moved", "alien")

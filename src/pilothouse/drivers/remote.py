@@ -373,7 +373,8 @@ class Lister:
                     line = await asyncio.wait_for(channel.readline(), timeout)
                 except TimeoutError:
                     self._drop()
-                    raise TimeoutError(f"node {self.transport.node}: no listing in {timeout:g} s")
+                    node = self.transport.node
+                    raise TimeoutError(f"node {node}: no listing in {timeout:g} s") from None
                 except (OSError, ValueError, RuntimeError, EOFError):
                     line = b""
                 if line:
