@@ -413,8 +413,9 @@ class ProcessDriver:
             await asyncio.sleep(LIST_EVERY)
 
     async def refresh(self, node_id: uuid.UUID) -> None:
-        """List the node's replicas now (one command). A node that does not answer keeps its
-        last listing, marked failed: that is not evidence its replicas died."""
+        """List the node's replicas now (a request on the node's listing channel: no command
+        started per listing). A node that does not answer keeps its last listing, marked
+        failed: that is not evidence its replicas died."""
         access = self.transports.remote(node_id)
         if access is None:
             return

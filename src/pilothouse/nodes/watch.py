@@ -1,8 +1,9 @@
 """Host failure detection: probe every ssh node; a silent one becomes `unreachable`.
 
 Every PROBE_EVERY seconds each worker claims the nodes it probes for that slot (one job_slots
-row per node and slot: one worker per node per period, whichever wins) and runs `true` on each
-through its transport, all at once, each bounded by `probe_timeout`. An answer refreshes the
+row per node and slot: one worker per node per period, whichever wins) and echoes a line through
+a `cat` kept running on each (one channel per node, so no shell start per probe), all at once,
+each bounded by `probe_timeout`. An answer refreshes the
 node's `last_seen_at`. The decision is hosts.verdict:
 
 - **lost**: a ready (or draining) node that has not answered for `node_unreachable_after`
@@ -11,8 +12,9 @@ node's `last_seen_at`. The decision is hosts.verdict:
   with a live release gets a replacement rollout (a `scale` deployment of the same version and
   target, as `service scale` records one), which the engine places on the remaining ready
   nodes; one `node_unreachable` alert goes to every active channel.
-- **returned**: an unreachable node that answers is `ready` again, `on_node_returned` runs (the
-  fencing of stray replicas hooks in there), and one `node_ready` alert resolves the first.
+- **returned**: an unreachable node that answers is `ready` again, `on_node_returned` fences it
+  (stops every replica process there that the store does not hold live on it: `strays`), and
+  one `node_ready` alert, saying what was stopped, resolves the first.
 
 The status change is made under the node's row lock after reading it again, so only the worker
 that flips it acts (replicas, replacements, alert), however many probe.
