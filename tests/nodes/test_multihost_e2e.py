@@ -19,6 +19,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,8 @@ COMMAND = f"{CHILD_PYTHON} {SAMPLE_APP} --host {{host}} --port {{port}}"
 
 def _setup(api: Api, hosts: Hosts, router_port: int, receiver: Receiver) -> dict[str, str]:
     """The hosts as nodes (trusting the fingerprint each presents), the service, 2 versions."""
-    names = {}
-    for host in hosts:
+
+    def add(host: Any) -> dict[str, Any]:
         body = {
             "name": host.name,
             "address": host.address,
@@ -57,9 +58,14 @@ def _setup(api: Api, hosts: Hosts, router_port: int, receiver: Receiver) -> dict
             "trust": host.fingerprint,
             "labels": {"pool": "web"},
         }
-        node = api.ok(api.post("/nodes", body), 201)
+        node: dict[str, Any] = api.ok(api.post("/nodes", body), 201)
         assert node["status"] == "ready" and node["host_key_fingerprint"] == host.fingerprint
-        names[node["id"]] = host.name
+        return node
+
+    names = {}
+    with ThreadPoolExecutor(3) as pool:  # each add connects and detects over SSH
+        for host, node in zip(hosts, pool.map(add, hosts), strict=True):
+            names[node["id"]] = host.name
     env = {"name": "prod", "driver": "process", "config": {"node_labels": {"pool": "web"}}}
     api.ok(api.post("/environments", env), 201)
     body = {
@@ -126,6 +132,7 @@ def test_three_hosts_rollout_host_failure_and_fencing(
     hosts = netns_hosts(3)
     router_port = free_port()
     receiver = Receiver(204)
+    began = time.monotonic()
     names = _setup(api, hosts, router_port, receiver)
     data_dir = tmp_path / "data"
     router = f"http://127.0.0.1:{router_port}/"
@@ -145,13 +152,14 @@ def test_three_hosts_rollout_host_failure_and_fencing(
             probe_timeout=1.0,
             keyring=engine.keyring,
         )
-        marks = [("start", time.monotonic())]
+        marks = [("start", began)]
+        marks.append(("setup", time.monotonic()))
         try:
             await engine.refresh_nodes()
             assert await deploy(engine, "v1.0.0") == "success"
             assert _spread(await _running(db), names) == {"h1": 2, "h2": 2, "h3": 2}
             marks.append(("v1", time.monotonic()))
-            with Load(router_port) as load:
+            with Load(router_port, threads=2) as load:
                 await asyncio.sleep(0.3)
                 assert await deploy(engine, "v2.0.0") == "success"
                 await asyncio.sleep(0.3)
@@ -215,12 +223,14 @@ def test_three_hosts_rollout_host_failure_and_fencing(
             assert await remote.running(LocalTransport(), h1_id) == []
             assert len(await _running(db)) == 6  # the live ones on h2, h3 are untouched
         finally:
+            marks.append(("checked", time.monotonic()))
             print("marks", [(n, round(t - marks[0][1], 1)) for n, t in marks])
             NginxRouter(data_dir / "nginx").kill()
             await watch.close()
-            await engine.drivers["process"].close()  # type: ignore[attr-defined]
+            await engine.drivers["process"].close(timeout=1.0)  # type: ignore[attr-defined]
             await engine.transports.close()
             await db.dispose()
+            print("teardown", round(time.monotonic() - marks[-1][1], 1))
 
     try:
         asyncio.run(scenario())
