@@ -3,6 +3,7 @@ on it are stopped, over real SSH on a namespace host; the rule itself as a table
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -80,30 +81,37 @@ async def test_returned_node_is_fenced_over_ssh(
     try:
         # Four replica processes on the host: live (kept), lost (failed), stopped, and one
         # whose record says it runs elsewhere now; plus one the store never heard of.
+        kinds = {
+            "live": "running",
+            "lost": "failed",
+            "gone": "stopped",
+            "moved": "running",
+            "alien": None,
+        }
+        ids = {name: uuid.uuid4() for name in kinds}
+        order = remote.Order("sleep 120", "v1.0.0", {}, None, host.address)
+        procs = await asyncio.gather(
+            *(remote.start(transport, node_id, ids[n], "1a2b3c4d-rel", order) for n in kinds)
+        )
         started: dict[str, tuple[uuid.UUID, int]] = {}
         async with db.session() as session:
-            for name, status in (
-                ("live", "running"),
-                ("lost", "failed"),
-                ("gone", "stopped"),
-                ("moved", "running"),
-                ("alien", None),
-            ):
-                rid = uuid.uuid4()
-                if status is not None:
-                    rec = await replicas.create_replica(
-                        session, service_id, actor=SYSTEM, node_id=node_id, version="v1.0.0"
-                    )
-                    rid = rec.id
-                order = remote.Order("sleep 120", "v1.0.0", {}, None, host.address)
-                proc = await remote.start(transport, node_id, rid, "1a2b3c4d-rel", order)
+            for (name, status), proc in zip(kinds.items(), procs, strict=True):
                 proc.channel.close()
-                started[name] = (rid, proc.pid)
-                if status is not None:
-                    rec.pid = proc.pid
-                    steps = {"running": ["running"], "failed": ["running", "failed"]}
-                    for step in ["starting", *steps.get(status, ["stopping", "stopped"])]:
-                        await replicas.transition(session, rec, step, actor=SYSTEM)
+                started[name] = (ids[name], proc.pid)
+                if status is None:
+                    continue
+                rec = await replicas.create_replica(
+                    session,
+                    service_id,
+                    actor=SYSTEM,
+                    id=ids[name],
+                    node_id=node_id,
+                    version="v1.0.0",
+                    pid=proc.pid,
+                )
+                steps = {"running": ["running"], "failed": ["running", "failed"]}
+                for step in ["starting", *steps.get(status, ["stopping", "stopped"])]:
+                    await replicas.transition(session, rec, step, actor=SYSTEM)
             moved_node = Node(name="elsewhere", hostname="elsewhere", status="ready")
             session.add(moved_node)
             await session.flush()
