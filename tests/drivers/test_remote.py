@@ -171,4 +171,29 @@ async def test_lister_keeps_one_channel_and_starts_another_when_it_ends() -> Non
         assert await lister.list() == []
     finally:
         _kill(started.pid)
+        await asyncio.wait_for(started.channel.wait(), 10)  # reap the shim
+        await lister.close()
+
+
+async def test_a_listing_cancelled_midway_does_not_answer_the_next_one() -> None:
+    transport = Counting()
+    lister = remote.Lister(transport, NODE)
+    try:
+        assert await lister.list() == []
+        task = asyncio.create_task(lister.list())
+        await asyncio.sleep(0)  # the request line is written; its answer comes ~0.1 s later
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        rid = uuid.uuid4()
+        started = await remote.start(transport, NODE, rid, "release-1", _order("sleep 30"))
+        started.channel.close()
+        try:
+            # A fresh listing, not the late answer of the cancelled one (from before the start).
+            assert [r.replica_id for r in await lister.list()] == [rid]
+        finally:
+            _kill(started.pid)
+            await asyncio.wait_for(started.channel.wait(), 10)  # reap the shim
+    finally:
         await lister.close()

@@ -377,6 +377,9 @@ class Lister:
                     raise TimeoutError(f"node {node}: no listing in {timeout:g} s") from None
                 except (OSError, ValueError, RuntimeError, EOFError):
                     line = b""
+                except BaseException:  # cancelled mid-request: its answer would answer the next
+                    self._drop()
+                    raise
                 if line:
                     try:
                         return _parse(line)

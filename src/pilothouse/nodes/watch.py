@@ -245,6 +245,9 @@ class NodeWatch:
                 return str(exc) or type(exc).__name__
             except (OSError, RuntimeError, EOFError):
                 line = b""
+            except BaseException:  # cancelled mid-probe: a late echo would answer the next one
+                self._forget(access.id)
+                raise
             if line == b".\n":
                 return None
             self._forget(access.id)
