@@ -125,3 +125,75 @@ async def test_a_command_that_cannot_start_is_reported(tmp_path: Path) -> None:
         assert "missing" in str(exc)
     else:
         raise AssertionError("a missing cwd must fail the start")
+
+
+class Counting(LocalTransport):
+    """Counts the commands run and started (each is a shell start over SSH)."""
+
+    def __init__(self) -> None:
+        super().__init__("n1", "127.0.0.1")
+        self.runs = 0
+        self.starts = 0
+
+    async def run(self, argv, *, input=None, timeout=30.0):  # type: ignore[no-untyped-def]
+        self.runs += 1
+        return await super().run(argv, input=input, timeout=timeout)
+
+    async def start(self, argv):  # type: ignore[no-untyped-def]
+        self.starts += 1
+        return await super().start(argv)
+
+
+async def test_lister_keeps_one_channel_and_starts_another_when_it_ends() -> None:
+    transport = Counting()
+    rid = uuid.uuid4()
+    started = await remote.start(transport, NODE, rid, "release-1", _order("sleep 30"))
+    started.channel.close()
+    lister = remote.Lister(transport, NODE)
+    try:
+        for _ in range(5):
+            found = await lister.list()
+            assert [(r.replica_id, r.pid) for r in found] == [(rid, started.pid)]
+        assert (transport.runs, transport.starts, lister.starts) == (0, 2, 1)
+        # The listing process ends (its host rebooted, the connection dropped): the next
+        # listing starts another channel at once and answers.
+        assert lister.channel is not None
+        inner = lister.channel._proc  # type: ignore[attr-defined]
+        inner.kill()
+        await inner.wait()
+        assert [r.replica_id for r in await lister.list()] == [rid]
+        assert lister.starts == 2
+        _kill(started.pid)
+        for _ in range(50):
+            if not await lister.list():
+                break
+            await asyncio.sleep(0.05)
+        assert await lister.list() == []
+    finally:
+        _kill(started.pid)
+        await asyncio.wait_for(started.channel.wait(), 10)  # reap the shim
+        await lister.close()
+
+
+async def test_a_listing_cancelled_midway_does_not_answer_the_next_one() -> None:
+    transport = Counting()
+    lister = remote.Lister(transport, NODE)
+    try:
+        assert await lister.list() == []
+        task = asyncio.create_task(lister.list())
+        await asyncio.sleep(0)  # the request line is written; its answer comes ~0.1 s later
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        rid = uuid.uuid4()
+        started = await remote.start(transport, NODE, rid, "release-1", _order("sleep 30"))
+        started.channel.close()
+        try:
+            # A fresh listing, not the late answer of the cancelled one (from before the start).
+            assert [r.replica_id for r in await lister.list()] == [rid]
+        finally:
+            _kill(started.pid)
+            await asyncio.wait_for(started.channel.wait(), 10)  # reap the shim
+    finally:
+        await lister.close()

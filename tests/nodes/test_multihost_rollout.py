@@ -63,7 +63,30 @@ class Flaky(LocalTransport):
     async def start(self, argv: Sequence[str]) -> Channel:
         if self.node in self.down:
             raise TransportUnavailable(f"node {self.node}: connection timed out")
-        return await super().start(argv)
+        return _FlakyChannel(self.node, await super().start(argv))
+
+
+class _FlakyChannel:
+    """A channel that reads nothing while its node is down (as over a cut link)."""
+
+    def __init__(self, node: str, inner: Channel) -> None:
+        self.node, self.inner = node, inner
+
+    async def write(self, data: bytes) -> None:
+        await self.inner.write(data)
+
+    async def write_eof(self) -> None:
+        await self.inner.write_eof()
+
+    async def readline(self) -> bytes:
+        line = await self.inner.readline()
+        return b"" if self.node in Flaky.down else line
+
+    async def wait(self) -> int | None:
+        return await self.inner.wait()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 async def _register_hosts(

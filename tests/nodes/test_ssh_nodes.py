@@ -30,6 +30,7 @@ from pilothouse.access import SYSTEM
 from pilothouse.alerts import service as alerts
 from pilothouse.artifacts.models import Artifact
 from pilothouse.config import Settings
+from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import load_keyring, open_value, rotate_key_file
 from pilothouse.core.db import Database
 from pilothouse.core.leases import Leases
@@ -222,9 +223,10 @@ async def test_unreachable_host_lost_replaced_and_back(
         keyring=lambda: keyring,
     )
     try:
-        seen = await watch.tick()
+        slot = utcnow()  # both ticks in the same slot, whatever the wall clock does meanwhile
+        seen = await watch.tick(slot)
         assert sorted(o.verdict for o in seen) == ["seen", "seen"]
-        assert await rival.tick() == []  # this slot's probes are w1's
+        assert await rival.tick(slot) == []  # this slot's probes are w1's
 
         hosts[0].cut()
         lost = await _until(watch, "lost")

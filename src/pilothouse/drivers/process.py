@@ -318,6 +318,8 @@ class ProcessDriver:
         self._relays: dict[uuid.UUID, remote.Relay] = {}
         self._let_go: set[remote.Relay] = set()  # channels ending (their shims exit)
         self._poller: asyncio.Task[None] | None = None
+        self._listers: dict[uuid.UUID, remote.Lister] = {}  # node id -> its listing channel
+        self._closing: set[asyncio.Task[None]] = set()
 
     def cgroups(self) -> CgroupV2 | None:
         """The cgroup v2 hierarchy replicas go in (looked for once), None: sampling."""
@@ -411,18 +413,34 @@ class ProcessDriver:
             await asyncio.sleep(LIST_EVERY)
 
     async def refresh(self, node_id: uuid.UUID) -> None:
-        """List the node's replicas now (one command). A node that does not answer keeps its
-        last listing, marked failed: that is not evidence its replicas died."""
+        """List the node's replicas now (a request on the node's listing channel: no command
+        started per listing). A node that does not answer keeps its last listing, marked
+        failed: that is not evidence its replicas died."""
         access = self.transports.remote(node_id)
         if access is None:
             return
         began = time.monotonic()
         try:
-            found = await remote.running(self.transports.get(access), node_id)
+            found = await self.lister(access).list()
         except (TransportUnavailable, remote.RemoteError, TimeoutError, OSError, ValueError):
             self._listings.setdefault(node_id, Listing()).ok = False
             return
         self._listings[node_id] = Listing(began, True, {r.replica_id: r for r in found})
+
+    def lister(self, access: NodeAccess) -> remote.Lister:
+        """The node's long-running listing channel (a new one when its transport changed)."""
+        transport = self.transports.get(access)
+        held = self._listers.get(access.id)
+        if held is None or held.transport is not transport:
+            if held is not None:
+                self._let_go_lister(held)
+            held = self._listers[access.id] = remote.Lister(transport, access.id)
+        return held
+
+    def _let_go_lister(self, lister: remote.Lister) -> None:
+        task = asyncio.get_running_loop().create_task(lister.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _seen(self, replica: ReplicaInfo, access: NodeAccess) -> remote.RemoteReplica | None:
         listing = self._listings.get(access.id)
@@ -554,6 +572,8 @@ class ProcessDriver:
         if self._poller is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._poller), timeout)
+        listers, self._listers = list(self._listers.values()), {}
+        await asyncio.gather(*(lister.close() for lister in listers), *self._closing)
 
     async def _stop_any(self, replica: ReplicaInfo, grace: float) -> int | None:
         access = self._remote(replica)

@@ -85,7 +85,10 @@ for chunk in iter(lambda: proc.stdout.readline(65536), b""):
 say((json.dumps({"exit": proc.wait()}) + "\n").encode())
 """
 
-#: Lists every shim on the node (argv: node id to keep to), with its replica's figures.
+#: Lists every shim on the node (argv: node id to keep to), with its replica's figures. With
+#: a second argument `loop` it stays: one listing line per line read on stdin, until EOF (the
+#: process driver's poller keeps one such channel per node: ONE shell and interpreter start
+#: per connection, not one per listing).
 LISTER = r"""
 import json, os, sys, time
 node = sys.argv[1]
@@ -96,40 +99,47 @@ def stat(pid):
     with open("/proc/%s/stat" % pid) as f:
         rest = f.read().rsplit(")", 1)[1].split()
     return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[19]), int(rest[21])
-shims, children = {}, {}
-for pid in os.listdir("/proc"):
-    if not pid.isdigit():
-        continue
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
-        ours = len(argv) >= 8 and argv[1] == "-c" and argv[3] == "pilothouse-shim"
-        if ours and node in ("*", argv[4]):
-            shims[int(pid)] = argv[5:8]
-        else:
-            children.setdefault(stat(pid)[0], []).append(int(pid))
-    except (OSError, IndexError, ValueError):
-        pass
-first = {}
-for shim in shims:
-    for child in children.get(shim, []):
+def scan():
+    shims, children = {}, {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
         try:
-            first[child] = (shim, stat(child)[1], time.monotonic())
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+            ours = len(argv) >= 8 and argv[1] == "-c" and argv[3] == "pilothouse-shim"
+            if ours and node in ("*", argv[4]):
+                shims[int(pid)] = argv[5:8]
+            else:
+                children.setdefault(stat(pid)[0], []).append(int(pid))
         except (OSError, IndexError, ValueError):
             pass
-time.sleep(0.1)
-found = []
-for child, (shim, cpu, at) in first.items():
-    try:
-        _, cpu2, ticks, rss = stat(child)
-    except (OSError, IndexError, ValueError):
-        continue
-    rid, release, version = shims[shim]
-    found.append({"replica_id": rid, "release_id": release, "version": version, "pid": child,
-        "shim_pid": shim, "started_at": round(boot + ticks / clk, 2),
-        "cpu_percent": round(100.0 * (cpu2 - cpu) / clk / max(time.monotonic() - at, 1e-3), 1),
-        "memory_mb": round(rss * page / 1048576.0, 2)})
-print(json.dumps(found))
+    first = {}
+    for shim in shims:
+        for child in children.get(shim, []):
+            try:
+                first[child] = (shim, stat(child)[1], time.monotonic())
+            except (OSError, IndexError, ValueError):
+                pass
+    time.sleep(0.1)
+    found = []
+    for child, (shim, cpu, at) in first.items():
+        try:
+            _, cpu2, ticks, rss = stat(child)
+        except (OSError, IndexError, ValueError):
+            continue
+        rid, release, version = shims[shim]
+        found.append({"replica_id": rid, "release_id": release, "version": version,
+            "pid": child, "shim_pid": shim, "started_at": round(boot + ticks / clk, 2),
+            "cpu_percent": round(100.0 * (cpu2 - cpu) / clk / max(time.monotonic() - at, 1e-3), 1),
+            "memory_mb": round(rss * page / 1048576.0, 2)})
+    return found
+if sys.argv[2:] == ["loop"]:
+    for _ in iter(sys.stdin.readline, ""):
+        sys.stdout.write(json.dumps(scan()) + "\n")
+        sys.stdout.flush()
+else:
+    print(json.dumps(scan()))
 """
 
 #: Stops process groups: argv grace then pid:started_at pairs; prints the pids it stopped.
@@ -320,11 +330,79 @@ async def running(transport: Transport, node_id: uuid.UUID | None = None) -> lis
     done = await transport.run([PYTHON, "-c", LISTER, str(node_id or "*")], timeout=15)
     if done.exit_status != 0:
         raise RemoteError(f"listing failed on {transport.node}: {done.stderr[-300:]!r}")
+    return _parse(done.stdout)
+
+
+def _parse(line: bytes) -> list[RemoteReplica]:
     found = []
-    for row in json.loads(done.stdout or b"[]"):
+    for row in json.loads(line or b"[]"):
         with contextlib.suppress(ValueError, KeyError, TypeError):
             found.append(_remote(row))
     return found
+
+
+class Lister:
+    """A node's listing over ONE long-running channel (`LISTER ... loop`): each `list()`
+    writes a line and reads one JSON listing back, so a listing every second costs no shell or
+    interpreter start on the node (over SSH each command starts the user's login shell, which
+    reads its rc files: on this machine ~0.3 s of CPU for root's pyenv init). A channel that
+    ended (the connection dropped, the lister exited) is started again once at once; one that
+    does not answer within `timeout` is dropped (a late line would answer the next request)
+    and started again on the next call. Calls are serialised."""
+
+    def __init__(self, transport: Transport, node_id: uuid.UUID | None) -> None:
+        self.transport = transport
+        self.node_id = node_id
+        self.channel: Channel | None = None
+        self.starts = 0  # how many channels were started (tests, bench)
+        self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def list(self, timeout: float = 15.0) -> list[RemoteReplica]:
+        """The node's replicas now; TransportUnavailable, RemoteError or TimeoutError."""
+        async with self._lock:
+            for attempt in (1, 2):
+                fresh = self.channel is None
+                if self.channel is None:
+                    argv = [PYTHON, "-c", LISTER, str(self.node_id or "*"), "loop"]
+                    self.channel = await self.transport.start(argv)
+                    self.starts += 1
+                channel = self.channel
+                try:
+                    await channel.write(b"\n")
+                    line = await asyncio.wait_for(channel.readline(), timeout)
+                except TimeoutError:
+                    self._drop()
+                    node = self.transport.node
+                    raise TimeoutError(f"node {node}: no listing in {timeout:g} s") from None
+                except (OSError, ValueError, RuntimeError, EOFError):
+                    line = b""
+                except BaseException:  # cancelled mid-request: its answer would answer the next
+                    self._drop()
+                    raise
+                if line:
+                    try:
+                        return _parse(line)
+                    except ValueError:
+                        self._drop()
+                        raise RemoteError(f"listing on {self.transport.node}: not JSON") from None
+                self._drop()
+                if fresh or attempt == 2:
+                    raise RemoteError(f"the listing channel on {self.transport.node} ended")
+            raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            task = asyncio.get_running_loop().create_task(_drop(channel))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._drop()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def _remote(row: dict[str, Any]) -> RemoteReplica:

@@ -5,7 +5,9 @@
 - `nodes.watch` (every 3 s, every worker; each ssh node is probed by one worker per 3 s slot,
   claimed in job_slots): probe the hosts reached over SSH; one silent for
   PILOTHOUSE_NODE_UNREACHABLE_AFTER seconds becomes unreachable, its replicas are failed and
-  replaced, and an alert goes out; when it answers again it is ready (nodes/watch.py).
+  replaced, and an alert goes out; when it answers again it is ready and fenced (its stray
+  replicas stopped; nodes/watch.py). The watch keeps its own connections (short timeouts; see
+  docs/multihost.md "Connections" for why it does not share the engine's).
 """
 
 from __future__ import annotations

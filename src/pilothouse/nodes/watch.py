@@ -1,8 +1,9 @@
 """Host failure detection: probe every ssh node; a silent one becomes `unreachable`.
 
 Every PROBE_EVERY seconds each worker claims the nodes it probes for that slot (one job_slots
-row per node and slot: one worker per node per period, whichever wins) and runs `true` on each
-through its transport, all at once, each bounded by `probe_timeout`. An answer refreshes the
+row per node and slot: one worker per node per period, whichever wins) and echoes a line through
+a `cat` kept running on each (one channel per node, so no shell start per probe), all at once,
+each bounded by `probe_timeout`. An answer refreshes the
 node's `last_seen_at`. The decision is hosts.verdict:
 
 - **lost**: a ready (or draining) node that has not answered for `node_unreachable_after`
@@ -11,8 +12,9 @@ node's `last_seen_at`. The decision is hosts.verdict:
   with a live release gets a replacement rollout (a `scale` deployment of the same version and
   target, as `service scale` records one), which the engine places on the remaining ready
   nodes; one `node_unreachable` alert goes to every active channel.
-- **returned**: an unreachable node that answers is `ready` again, `on_node_returned` runs (the
-  fencing of stray replicas hooks in there), and one `node_ready` alert resolves the first.
+- **returned**: an unreachable node that answers is `ready` again, `on_node_returned` fences it
+  (stops every replica process there that the store does not hold live on it: `strays`), and
+  one `node_ready` alert, saying what was stopped, resolves the first.
 
 The status change is made under the node's row lock after reading it again, so only the worker
 that flips it acts (replicas, replacements, alert), however many probe.
@@ -32,6 +34,7 @@ import sqlalchemy as sa
 from pilothouse.access import Principal
 from pilothouse.alerts.service import notify
 from pilothouse.artifacts import service as artifacts
+from pilothouse.audit import service as audit
 from pilothouse.core.clock import utcnow
 from pilothouse.core.crypto import CryptoError, Keyring
 from pilothouse.core.db import Database
@@ -39,8 +42,14 @@ from pilothouse.core.keys import process_keyring
 from pilothouse.core.leases import JobSlot, Leases, slot_start
 from pilothouse.core.logging import get_logger
 from pilothouse.deployments import service as deployments
-from pilothouse.drivers import ssh
-from pilothouse.drivers.transport import NodeAccess, Transport, TransportPool, TransportUnavailable
+from pilothouse.drivers import remote, ssh
+from pilothouse.drivers.transport import (
+    Channel,
+    NodeAccess,
+    Transport,
+    TransportPool,
+    TransportUnavailable,
+)
 from pilothouse.errors import PilothouseError
 from pilothouse.nodes import hosts
 from pilothouse.nodes.service import HOLDING, access_of
@@ -71,12 +80,109 @@ class Outcome:
     not_replaced: list[str] = field(default_factory=list)  # "api: <why>"
 
 
-async def on_node_returned(db: Database, node_id: uuid.UUID, transport: Transport) -> None:
-    """Called once when an unreachable node answers again (after it is `ready`, before the
-    `node_ready` alert). The replicas it ran were marked failed and replaced meanwhile, but
-    their processes may still run there: this is where fencing stops them (by release and
-    replica id, drivers/remote.py). Nothing yet."""
-    return None
+FENCE_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class Stray:
+    """A replica process found on a returned node that the store does not hold live there."""
+
+    replica: remote.RemoteReplica
+    service: str  # the service's name, "?" when the store has no record of the replica
+    why: str  # "failed", "stopped", "another process", "unknown", ...
+
+
+def strays(
+    found: list[remote.RemoteReplica],
+    records: dict[uuid.UUID, tuple[str, int | None, uuid.UUID | None]],
+    node_id: uuid.UUID,
+    services: dict[uuid.UUID, str] | None = None,
+) -> list[Stray]:
+    """Which of the processes listed on a node to stop (pure). `records` maps a replica id to
+    its store record: (status, pid, node id). A process is kept only when its replica is live
+    (pending/starting/running/stopping) on THIS node and is this very process (same pid, or no
+    pid recorded yet: it is being started); anything else is stray: a replica marked failed
+    (lost) or stopped, one now recorded on another node, an older process of the replica, one
+    the store does not know."""
+    names = services or {}
+    out = []
+    for proc in found:
+        record = records.get(proc.replica_id)
+        if record is None:
+            out.append(Stray(proc, "?", "unknown to the store"))
+            continue
+        status, pid, where = record
+        name = names.get(proc.replica_id, "?")
+        if status not in HOLDING:
+            out.append(Stray(proc, name, status))
+        elif where != node_id:
+            out.append(Stray(proc, name, "recorded on another node"))
+        elif pid is not None and pid != proc.pid:
+            out.append(Stray(proc, name, "an older process of the replica"))
+    return out
+
+
+def fenced_text(stopped: list[Stray]) -> str:
+    """`stopped 2 stray replicas: api v1.0.0 (release 1a2b3c4d) x2` (or nothing stopped)."""
+    if not stopped:
+        return "no stray replicas"
+    groups: dict[str, int] = {}
+    for s in stopped:
+        key = f"{s.service} {s.replica.version} (release {s.replica.release_id[:8]})"
+        groups[key] = groups.get(key, 0) + 1
+    what = ", ".join(f"{k} x{n}" for k, n in groups.items())
+    plural = "replica" if len(stopped) == 1 else "replicas"
+    return f"stopped {len(stopped)} stray {plural}: {what}"
+
+
+async def on_node_returned(
+    db: Database, node_id: uuid.UUID, transport: Transport, *, grace: float = FENCE_GRACE
+) -> list[Stray]:
+    """Fencing, once an unreachable node answers again (after it is `ready`, before the
+    `node_ready` alert): its replicas were marked failed and replaced meanwhile, but their
+    processes may still run there. List every pilothouse replica on the node, read the store
+    AFTER the listing (a replica started meanwhile already has its record), and stop every
+    process that is not a live replica recorded on this node (`strays`), each by its pid and
+    start time (drivers/remote.py). What was stopped is logged and audited; returned for the
+    alert."""
+    found = await remote.running(transport, node_id)
+    if not found:
+        return []
+    ids = [r.replica_id for r in found]
+    async with db.session(write=False) as session:
+        rows = (
+            await session.execute(
+                sa.select(Replica.id, Replica.status, Replica.pid, Replica.node_id, Service.name)
+                .join(Service, Service.id == Replica.service_id)
+                .where(Replica.id.in_(ids))
+            )
+        ).all()
+    records = {row[0]: (row[1], row[2], row[3]) for row in rows}
+    names = {row[0]: row[4] for row in rows}
+    candidates = strays(found, records, node_id, names)
+    if not candidates:
+        return []
+    pids = await remote.stop_many(
+        transport, [(s.replica.pid, s.replica.started_at) for s in candidates], grace
+    )
+    stopped = [s for s in candidates if s.replica.pid in set(pids)]
+    if stopped:
+        detail = [
+            {
+                "replica": str(s.replica.replica_id),
+                "service": s.service,
+                "release": s.replica.release_id,
+                "version": s.replica.version,
+                "pid": s.replica.pid,
+                "why": s.why,
+            }
+            for s in stopped
+        ]
+        monitor = Principal(id=uuid.UUID(int=0), name=MONITOR, role="admin")
+        async with db.session() as session:
+            audit.record(session, monitor, "fence", "node", node_id, {"stopped": detail})
+        log.warning("stray replicas stopped", node=transport.node, stopped=detail)
+    return stopped
 
 
 def _keyring() -> Keyring | None:
@@ -104,6 +210,7 @@ class NodeWatch:
         self.timeout = probe_timeout or max(1.0, min(5.0, unreachable_after / 3))
         self.keyring = keyring
         self.pool = TransportPool(self._transport)
+        self._echo: dict[uuid.UUID, tuple[Transport, Channel]] = {}  # node id -> probe channel
 
     def _transport(self, access: NodeAccess) -> Transport:
         return ssh.SSHTransport(
@@ -114,12 +221,44 @@ class NodeWatch:
         )
 
     async def _probe(self, access: NodeAccess) -> str | None:
-        """None when the node answered, else why not."""
-        try:
-            done = await self.pool.get(access).run(["true"], timeout=self.timeout)
-        except (TransportUnavailable, TimeoutError, ValueError) as exc:
-            return str(exc) or f"no answer within {self.timeout:g} s"
-        return None if done.exit_status == 0 else f"`true` exited with {done.exit_status}"
+        """None when the node answered, else why not. The probe is a line echoed by `cat` on a
+        channel kept open per node: over SSH every command starts the user's login shell (rc
+        files and all), so a new command every PROBE_EVERY seconds per node would cost that
+        each time; the echo proves the host, its sshd and a process there answer. A channel
+        that ended is started again at once (once); one that times out is dropped."""
+        transport = self.pool.get(access)
+        for attempt in (1, 2):
+            held = self._echo.get(access.id)
+            fresh = held is None or held[0] is not transport
+            try:
+                if held is None or held[0] is not transport:
+                    self._forget(access.id)
+                    channel = await asyncio.wait_for(transport.start(["cat"]), self.timeout)
+                    held = self._echo[access.id] = (transport, channel)
+                await held[1].write(b".\n")
+                line = await asyncio.wait_for(held[1].readline(), self.timeout)
+            except TimeoutError:
+                self._forget(access.id)
+                return f"no answer within {self.timeout:g} s"
+            except (TransportUnavailable, ValueError) as exc:
+                self._forget(access.id)
+                return str(exc) or type(exc).__name__
+            except (OSError, RuntimeError, EOFError):
+                line = b""
+            except BaseException:  # cancelled mid-probe: a late echo would answer the next one
+                self._forget(access.id)
+                raise
+            if line == b".\n":
+                return None
+            self._forget(access.id)
+            if fresh or attempt == 2:
+                return "the probe channel ended at once"
+        return None
+
+    def _forget(self, node_id: uuid.UUID) -> None:
+        held = self._echo.pop(node_id, None)
+        if held is not None:
+            held[1].close()
 
     async def tick(self, now: datetime | None = None) -> list[Outcome]:
         """Probe the ssh nodes this worker claims for the current slot; act on what changed."""
@@ -181,18 +320,24 @@ class NodeWatch:
             return await _lose(session, node)
 
     async def _after(self, outcome: Outcome, node_id: uuid.UUID, access: NodeAccess) -> None:
+        fencing: str | None = None
         if outcome.verdict == "returned":
             try:
-                await on_node_returned(self.db, node_id, self.pool.get(access))
+                stopped = await on_node_returned(self.db, node_id, self.pool.get(access))
+                fencing = fenced_text(stopped or [])
             except Exception as exc:  # fencing failing must not hide the node's return
                 log.error("on_node_returned failed", node=outcome.node, exc_info=exc)
+                fencing = f"fencing failed: {type(exc).__name__}: {exc}"[:300]
         if outcome.verdict in ("lost", "returned"):
+            message = alert(outcome, access, self.after, fencing=fencing)
             try:
-                await notify(self.db, alert(outcome, access, self.after), keyring=self.keyring())
+                await notify(self.db, message, keyring=self.keyring())
             except Exception as exc:  # the status is changed: the alert is logged if it fails
                 log.error("node alert failed", node=outcome.node, exc_info=exc)
 
     async def close(self) -> None:
+        for node_id in list(self._echo):
+            self._forget(node_id)
         await self.pool.close()
 
 
@@ -242,16 +387,21 @@ async def _lose(session: Any, node: Node) -> Outcome:
     return outcome
 
 
-def alert(outcome: Outcome, access: NodeAccess, after: float) -> dict[str, Any]:
-    """The `node_unreachable` / `node_ready` message for the alert channels."""
+def alert(
+    outcome: Outcome, access: NodeAccess, after: float, *, fencing: str | None = None
+) -> dict[str, Any]:
+    """The `node_unreachable` / `node_ready` message for the alert channels; `fencing` says
+    what fencing did on a returned node."""
     where = f"{access.ssh_user}@{access.address}:{access.ssh_port}"
     if outcome.verdict == "returned":
+        text = f"node {outcome.node} ({where}) answers again and is ready"
         return {
             "event": "node_ready",
             "severity": "info",
             "node": outcome.node,
             "address": where,
-            "text": f"node {outcome.node} ({where}) answers again and is ready",
+            "fencing": fencing,
+            "text": f"{text}; {fencing}" if fencing else text,
         }
     replaced = "; ".join(outcome.replacements) or "none"
     text = (
