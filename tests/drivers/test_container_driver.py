@@ -161,7 +161,12 @@ async def test_the_check_before_a_rollout_reads_names_and_removes_orphans_at_onc
     monkeypatch.setenv("FAKE_PS", "\n".join(listing))
     driver = ContainerDriver(tmp_path / "data", engine=str(engine))
     cfg = ContainerConfig()
-    await driver._before_rollout(spec(), cfg, owned, Recorder())
+    service = spec()
+    await driver._before_rollout(service, cfg, owned, Recorder())
+    assert calls(tmp_path) == []  # a node is prepared before its first replica starts
+    events = Recorder()
+    assert await driver._prepare(service, cfg, None, events) == HEX
+    assert await driver._prepare(service, cfg, None, events) == HEX  # once per rollout
     seen = calls(tmp_path)
     assert sorted(c[0] for c in seen) == ["image", "ps", "rm"]  # no `container inspect`
     assert ["rm", "--force", "e" * 64] in seen  # the orphan, and only it
