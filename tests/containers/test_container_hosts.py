@@ -7,7 +7,8 @@ matter here).
 hosts' addresses, nginx serves all of them, a secret variable reaches the containers through
 `--env-file /dev/stdin` and is on no command line sent to a host (and scrubbed from the relayed
 output), rolling to a new image keeps 0 failed requests and removes the old containers, and a
-container killed on its host is restarted there (same replica, same node).
+container killed on its host is restarted there (same replica, same node); fencing a host
+removes the containers of replicas that are not kept.
 """
 
 from __future__ import annotations
@@ -234,6 +235,18 @@ def test_containers_over_two_ssh_hosts(
             assert any("--env-file" in a and "/dev/stdin" in a for a in Recording.sent)
             logged = Path(again.log_path or "").read_text()
             assert "env API_KEY=" in logged and SECRET not in logged
+
+            # Fencing a node that came back: containers of replicas not kept are removed.
+            live = await _running(db)
+            node = pool.known(again.node_id)
+            assert node is not None
+            assert await driver.fence(node, {r.id for r in live}, grace=0) == []
+            stray = next(r for r in live if r.node_id == again.node_id)
+            assert await driver.fence(node, {r.id for r in live} - {stray.id}, grace=0) == [
+                stray.id
+            ]
+            assert not _inspect(stray.container_id or "")
+            assert all(_inspect(r.container_id or "") for r in live if r.id != stray.id)
         finally:
             NginxRouter(data_dir / "nginx").kill()
             await engine.drivers["container"].close()  # type: ignore[attr-defined]

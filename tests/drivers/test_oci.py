@@ -379,3 +379,10 @@ def test_container_state_reads_the_published_ports_and_start() -> None:
     ]
     state = oci.container_state(json.dumps(answer))
     assert state.host_ports == {8000: 34655} and state.started_at == 1796174640.0
+
+
+def test_remove_many_argv() -> None:
+    assert oci.remove_many_argv("podman", ["a", "b"], 2.5) == [
+        *["podman", "rm", "--force", "--time", "3", "a", "b"]
+    ]
+    assert oci.remove_many_argv("docker", ["a"], 2) == ["docker", "rm", "--force", "a"]

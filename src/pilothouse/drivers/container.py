@@ -1109,6 +1109,27 @@ class ContainerDriver(ProcessDriver):
         stats.figures, stats.at = figures, time.monotonic()
         return figures
 
+    async def fence(
+        self, node: NodeAccess, keep: set[uuid.UUID], *, grace: float = 10.0
+    ) -> list[uuid.UUID]:
+        """Remove every pilothouse container on `node` whose replica is not in `keep` (a host
+        that came back after its replicas were replaced): one `ps` by the node's label, one `rm`
+        of them all; returns the replica ids removed. EngineError when the node does not
+        answer."""
+        listed = oci.parse_ps_json(
+            await self.run(oci.ps_json_argv(self.engine, {LABEL_NODE: str(node.id)}), node=node)
+        )
+        strays: dict[str, uuid.UUID] = {}
+        for container in listed:
+            with contextlib.suppress(ValueError):
+                replica_id = uuid.UUID(container.labels.get(LABEL_REPLICA, ""))
+                if replica_id not in keep:
+                    strays[container.id] = replica_id
+        if strays:
+            argv = oci.remove_many_argv(self.engine, sorted(strays), grace)
+            await self.run(argv, timeout=grace + 30, node=node)
+        return sorted(set(strays.values()))
+
     def _seen(self, replica: ReplicaInfo, access: NodeAccess) -> remote.RemoteReplica | None:
         """The replica in its node's last listing, by id and main process (a container is
         known by its pid there; its start time is not needed)."""

@@ -123,6 +123,14 @@ def remove_argvs(engine: str, container: str, grace: float) -> list[list[str]]:
     return [stop_argv(engine, container, grace), rm_argv(engine, container)]
 
 
+def remove_many_argv(engine: str, containers: Sequence[str], grace: float) -> list[str]:
+    """Stop and remove many containers in one engine process (podman: SIGTERM, SIGKILL after
+    `grace`; docker's `rm --force` kills at once)."""
+    if is_podman(engine):
+        return [engine, "rm", "--force", "--time", str(max(0, math.ceil(grace))), *containers]
+    return [engine, "rm", "--force", *containers]
+
+
 def inspect_argv(engine: str, container: str, *more: str) -> list[str]:
     """The containers' JSON (an array, one element per container, in both engines)."""
     return [engine, "container", "inspect", container, *more]
