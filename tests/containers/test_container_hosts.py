@@ -140,9 +140,9 @@ def _inspect(container_id: str) -> dict[str, Any]:
 
 @one_store
 def test_containers_over_two_ssh_hosts(
+    netns_hosts: Any,  # first: its hosts go after the containers are removed
     containers_removed: list[str],
     sample_images: Any,
-    netns_hosts: Any,
     api: Api,
     db_url: str,
     tmp_path: Path,
