@@ -26,6 +26,14 @@ containers instead of processes (docs/containers.md):
   is `run` plus one `inspect` read while readiness is polled; a retirement one `rm --force
   --time` (podman); the checks before a rollout run side by side (bench/containers.py
   --profile counts them).
+- **Other nodes** (docs/multihost.md): every engine command goes through the node's
+  transport (SSH). A node is prepared (image resolved and checked there, orphans removed)
+  before its first replica of a rollout starts; variables are an env-file's text on the
+  engine's stdin (`--env-file /dev/stdin`: nothing on the node's disk or a command line); the
+  port is published on the node's address (picked by the engine, read back by `inspect`);
+  `logs --follow` is relayed back and scrubbed (drivers/remote.Relay); liveness and figures
+  come from one `ps` (and a `stats`) per node per poll, read by the process driver's per-node
+  listing and poller.
 - Podman on hosts where crun cannot run: pilothouse writes its own containers.conf (runc and
   lowered default ulimits) and points CONTAINERS_CONF at it; no system file is edited.
 """
