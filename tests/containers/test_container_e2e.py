@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,30 +22,6 @@ import pytest
 from tests import container_image
 from tests.conftest import SHA, free_port, one_store
 from tests.engine_support import Client, Load
-
-
-@pytest.fixture(scope="session")
-def sample_images() -> tuple[tuple[str, str], tuple[str, str]]:
-    """The two sample images (built once, cached in podman's storage between runs)."""
-    try:
-        return container_image.image("1"), container_image.image("2")
-    except container_image.Unavailable as exc:
-        if os.environ.get("PILOTHOUSE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"podman is required here (./dev test installs it): {exc}")
-        pytest.skip(str(exc))
-
-
-@pytest.fixture
-def containers_removed() -> Iterator[list[str]]:
-    """Service ids whose labelled containers are removed after the test, whatever happens."""
-    services: list[str] = []
-    yield services
-    for service_id in services:
-        ids = container_image.podman(
-            "ps", "-a", "-q", "--filter", f"label=pilothouse.service={service_id}", check=False
-        ).stdout.split()
-        if ids:
-            container_image.podman("rm", "-f", "-t", "0", *ids, check=False)
 
 
 def _wait(what: str, check: Any, timeout: float = 30) -> Any:

@@ -16,6 +16,7 @@ import pytest
 
 from pilothouse.drivers.base import ReplicaInfo, RolloutFailed, ServiceSpec
 from pilothouse.drivers.container import ContainerConfig, ContainerDriver
+from pilothouse.drivers.transport import LocalTransport, NodeAccess, TransportPool
 
 SECRET = "s3cret-Value-8472"
 HEX = "ab" * 32
@@ -26,6 +27,8 @@ log = os.environ["FAKE_ENGINE_LOG"]
 args = sys.argv[1:]
 with open(log, "a") as f:
     f.write(json.dumps(args) + "\n")
+if args[:1] == ["--runtime"]:  # podman's global option (a command for another node)
+    args = args[2:]
 if args[:2] == ["image", "inspect"]:
     print(json.dumps([{"Id": "@HEX@", "RepoDigests": []}]))
 elif args[0] == "run":
@@ -36,7 +39,8 @@ elif args[0] == "run":
     print("c" * 64)
 elif args[:2] == ["container", "inspect"]:
     print(json.dumps([{"Id": "c" * 64, "State": {"Running": True, "Pid": os.getppid()},
-                       "Config": {"Labels": {}}}]))
+                       "Config": {"Labels": {}}, "NetworkSettings": {"Ports": {"8000/tcp": [
+                           {"HostIp": "127.0.0.9", "HostPort": "41999"}]}}}]))
 elif args[0] == "logs":
     print("starting with token @SECRET@", flush=True)
 elif args[0] == "stats":
@@ -161,7 +165,12 @@ async def test_the_check_before_a_rollout_reads_names_and_removes_orphans_at_onc
     monkeypatch.setenv("FAKE_PS", "\n".join(listing))
     driver = ContainerDriver(tmp_path / "data", engine=str(engine))
     cfg = ContainerConfig()
-    await driver._before_rollout(spec(), cfg, owned, Recorder())
+    service = spec()
+    await driver._before_rollout(service, cfg, owned, Recorder())
+    assert calls(tmp_path) == []  # a node is prepared before its first replica starts
+    events = Recorder()
+    assert await driver._prepare(service, cfg, None, events) == HEX
+    assert await driver._prepare(service, cfg, None, events) == HEX  # once per rollout
     seen = calls(tmp_path)
     assert sorted(c[0] for c in seen) == ["image", "ps", "rm"]  # no `container inspect`
     assert ["rm", "--force", "e" * 64] in seen  # the orphan, and only it
@@ -203,3 +212,30 @@ async def test_stats_are_one_engine_call(engine: Path, tmp_path: Path) -> None:
     status = await driver.status([live])
     assert status[live.id]["cpu_percent"] == 12.5
     assert [c[0] for c in calls(tmp_path)] == ["stats"]  # no `ps` first
+
+
+async def test_a_start_on_another_node_sends_the_variables_on_stdin(
+    engine: Path, tmp_path: Path
+) -> None:
+    """Through the node's transport (here a LocalTransport standing in for SSH): podman's
+    runtime as a global option, the port published on the node's address and read back, the
+    variables as the env-file's text on stdin and on no command line."""
+    node = NodeAccess(uuid.uuid4(), "web-2", "ssh", "127.0.0.9")
+    pool = TransportPool(factory=lambda access: LocalTransport(access.name, access.address))
+    pool.remember(node)
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine), transports=pool)
+    service, replica_id = spec(), uuid.uuid4()
+    started = await driver.start_remote(
+        service, ContainerConfig(), replica_id, node, log_path=tmp_path / "r.log"
+    )
+    assert (started.container_id, started.port) == ("c" * 64, 41999) and started.pid > 0
+    seen = calls(tmp_path)
+    assert all(c[:2] == ["--runtime", "runc"] for c in seen)  # every podman command
+    run = next(c[2:] for c in seen if c[2] == "run")
+    assert not any(SECRET in arg for arg in run)
+    assert run[run.index("--publish") + 1] == "127.0.0.9::8000"
+    assert run[run.index("--env-file") + 1] == "/dev/stdin"
+    assert run[run.index(f"pilothouse.node={node.id}") - 1] == "--label"
+    received = json.loads((tmp_path / "calls.log.envfile").read_text())["text"]
+    assert f"API_TOKEN={SECRET}\n" in received and "PORT=8000\n" in received
+    assert not (tmp_path / "data" / "tmp").exists()  # nothing written for it anywhere

@@ -284,3 +284,105 @@ def test_oom_in_kernel_log(
     lines: list[str], container: str, pid: int | None, expected: bool
 ) -> None:
     assert oci.oom_in_kernel_log(lines, container, pid) is expected
+
+
+def test_run_argv_on_another_node() -> None:
+    """The engine picks the host port on the node's address; variables on stdin; ulimits."""
+    run = spec(
+        host_port=None,
+        publish_address="198.18.16.2",
+        env_file="/dev/stdin",
+        ulimits=("nofile=20000:20000", "nproc=32768:32768"),
+    )
+    assert oci.run_argv("podman", run) == [
+        "podman",
+        *HEAD,
+        *LABEL_ARGS,
+        "--publish",
+        "198.18.16.2::8000",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        "--env-file",
+        "/dev/stdin",
+        "localhost/sample:1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "runtime", "expected"),
+    [
+        (["podman", "ps"], "runc", ["podman", "--runtime", "runc", "ps"]),
+        (["/usr/bin/podman", "ps"], "runc", ["/usr/bin/podman", "--runtime", "runc", "ps"]),
+        (["podman", "ps"], None, ["podman", "ps"]),
+        (["docker", "ps"], "runc", ["docker", "ps"]),
+    ],
+)
+def test_with_globals(argv: list[str], runtime: str | None, expected: list[str]) -> None:
+    assert oci.with_globals(argv, runtime) == expected
+
+
+def test_merged_output_keeps_each_argument() -> None:
+    argv = oci.merged_output(oci.logs_argv("podman", "c1", follow=True))
+    assert argv == ["sh", "-c", 'exec "$@" 2>&1', "sh", "podman", "logs", "--follow", "c1"]
+
+
+def test_ps_json_argv_and_parse() -> None:
+    assert oci.ps_json_argv("podman", {"pilothouse.node": "n1"}) == [
+        "podman",
+        *["ps", "--all", "--no-trunc", "--format", "json"],
+        *["--filter", "label=pilothouse.node=n1"],
+    ]
+    answer = [
+        {"Id": "a" * 64, "State": "running", "Pid": 42, "Labels": {"pilothouse.replica": "r1"}},
+        {"Id": "b" * 64, "State": "exited", "Exited": True, "ExitCode": 137, "Pid": 0},
+        {"Id": "c" * 64, "State": "created", "ExitCode": 0, "Labels": None},
+        {"State": "running"},  # no id: left out
+        "garbage",
+    ]
+    assert oci.parse_ps_json(json.dumps(answer)) == [
+        oci.Listed("a" * 64, True, None, 42, {"pilothouse.replica": "r1"}),
+        oci.Listed("b" * 64, False, 137, 0, {}),
+        oci.Listed("c" * 64, False, None, 0, {}),
+    ]
+    assert oci.parse_ps_json("") == [] and oci.parse_ps_json("[]\n") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-02T01:24:00.129830663Z", 1796174640.129830663),
+        ("2026-12-02T01:24:00Z", 1796174640.0),
+        ("2026-12-02T02:24:00.5+01:00", 1796174640.5),
+        ("0001-01-01T00:00:00Z", 0.0),  # the zero time: not started
+        ("", 0.0),
+        ("yesterday", 0.0),
+    ],
+)
+def test_epoch(text: str, expected: float) -> None:
+    assert oci.epoch(text) == pytest.approx(expected, abs=1e-6)
+
+
+def test_container_state_reads_the_published_ports_and_start() -> None:
+    answer = [
+        {
+            "Id": "c" * 64,
+            "State": {"Running": True, "Pid": 7, "StartedAt": "2026-12-02T01:24:00Z"},
+            "NetworkSettings": {
+                "Ports": {
+                    "8000/tcp": [{"HostIp": "198.18.16.2", "HostPort": "34655"}],
+                    "9000/tcp": None,
+                }
+            },
+        }
+    ]
+    state = oci.container_state(json.dumps(answer))
+    assert state.host_ports == {8000: 34655} and state.started_at == 1796174640.0
+
+
+def test_remove_many_argv() -> None:
+    assert oci.remove_many_argv("podman", ["a", "b"], 2.5) == [
+        *["podman", "rm", "--force", "--time", "3", "a", "b"]
+    ]
+    assert oci.remove_many_argv("docker", ["a"], 2) == ["docker", "rm", "--force", "a"]

@@ -265,3 +265,27 @@ def test_place_one_prefers_the_replicas_own_node(
     counts = {"h1": (2,), "h2": (1,), "h3": (1,)}
     placed = place_one(nodes, CPU15, counts=counts, prefer=prefer)
     assert placed.nodes == (expected,)
+
+
+@pytest.mark.parametrize(
+    ("driver", "config", "transports", "expected"),
+    [
+        ("container", {}, ["local"], "binpack"),
+        ("container", {}, ["local", "ssh"], "spread"),  # containers on other hosts: spread
+        ("container", {"placement": "binpack"}, ["ssh", "ssh"], "binpack"),
+        ("process", {}, ["local"], None),
+        ("process", {}, ["local", "ssh"], "spread"),
+        ("process", {"placement": "binpack"}, ["local"], "binpack"),
+        ("command", {}, ["ssh"], None),
+    ],
+)
+def test_which_services_are_placed(
+    driver: str, config: dict[str, str], transports: list[str], expected: str | None
+) -> None:
+    from pilothouse.environments.models import Environment
+    from pilothouse.nodes.service import applies
+    from pilothouse.replicas.models import Node
+
+    environment = Environment(name="prod", driver=driver, config=config)
+    registered = [Node(name=f"n{i}", transport=t) for i, t in enumerate(transports)]
+    assert applies(environment, registered) == expected

@@ -191,10 +191,10 @@ class Host:
     def start_sshd(self) -> None:
         self.sshd = subprocess.Popen(
             [
-                "ip",
-                "netns",
-                "exec",
-                self.netns,
+                # nsenter, not `ip netns exec`: that one mounts a fresh /sys for the namespace,
+                # without the cgroup file systems podman (runc) needs to start containers.
+                "nsenter",
+                f"--net=/run/netns/{self.netns}",
                 SSHD,
                 "-D",
                 "-e",

@@ -175,8 +175,6 @@ class DbEvents:
         log_path: str | None,
         node_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
-        if node_id is not None and self._pending.get(node_id):
-            self._pending[node_id] -= 1
         async with self.db.session() as session:
             replica = await replicas.create_replica(
                 session,
@@ -189,7 +187,11 @@ class DbEvents:
                 log_path=log_path,
                 node_id=node_id or self.node_id,
             )
-            return replica.id
+        # Counted as placed until its row is committed: a placement in between sees it either
+        # way (in the pending counts or in the store), never in neither.
+        if node_id is not None and self._pending.get(node_id):
+            self._pending[node_id] -= 1
+        return replica.id
 
     async def replica_changed(
         self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any

@@ -26,6 +26,14 @@ containers instead of processes (docs/containers.md):
   is `run` plus one `inspect` read while readiness is polled; a retirement one `rm --force
   --time` (podman); the checks before a rollout run side by side (bench/containers.py
   --profile counts them).
+- **Other nodes** (docs/multihost.md): every engine command goes through the node's
+  transport (SSH). A node is prepared (image resolved and checked there, orphans removed)
+  before its first replica of a rollout starts; variables are an env-file's text on the
+  engine's stdin (`--env-file /dev/stdin`: nothing on the node's disk or a command line); the
+  port is published on the node's address (picked by the engine, read back by `inspect`);
+  `logs --follow` is relayed back and scrubbed (drivers/remote.Relay); liveness and figures
+  come from one `ps` (and a `stats`) per node per poll, read by the process driver's per-node
+  listing and poller.
 - Podman on hosts where crun cannot run: pilothouse writes its own containers.conf (runc and
   lowered default ulimits) and points CONTAINERS_CONF at it; no system file is edited.
 """
@@ -35,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import shlex
 import shutil
@@ -49,7 +58,7 @@ from typing import Any, ClassVar, Literal
 import psutil
 from pydantic import Field
 
-from pilothouse.drivers import oci
+from pilothouse.drivers import oci, remote
 from pilothouse.drivers.base import (
     Events,
     HookConfig,
@@ -59,6 +68,7 @@ from pilothouse.drivers.base import (
     ServiceSpec,
 )
 from pilothouse.drivers.process import (
+    Listing,
     ProcessConfig,
     ProcessDriver,
     Router,
@@ -68,12 +78,17 @@ from pilothouse.drivers.process import (
     is_alive,
     render_command,
 )
-from pilothouse.drivers.readiness import ReadinessSpec, wait_ready
+from pilothouse.drivers.readiness import ReadinessSpec, ReadyResult, wait_ready
+from pilothouse.drivers.transport import NodeAccess, TransportPool, TransportUnavailable
 
 LABEL_SERVICE = "pilothouse.service"
 LABEL_REPLICA = "pilothouse.replica"
 LABEL_VERSION = "pilothouse.version"
+LABEL_NODE = "pilothouse.node"  # containers on another node: the node's id
+LABEL_RELEASE = "pilothouse.release"  # ... and the deployment that started it (fencing)
 STATS_TTL = 2.0  # seconds a `stats` answer is reused
+#: The lowered default ulimits (podman with runc here: docs/containers.md).
+NOFILE, NPROC = 20000, 32768
 
 
 class ContainerConfig(ProcessConfig):
@@ -196,12 +211,19 @@ class ContainerDriver(ProcessDriver):
         *,
         engine: str = "podman",
         runtime: str | None = "runc",
+        transports: TransportPool | None = None,
     ) -> None:
-        super().__init__(data_dir, router, cgroups=False)
+        super().__init__(data_dir, router, cgroups=False, transports=transports)
         self.engine = engine
         self.runtime = runtime
         self._stats = _Stats()
-        self._image_ids: dict[str, str] = {}  # image reference -> resolved id (this rollout)
+        # (service id, node id or None for this host) -> the image id resolved there
+        self._image_ids: dict[tuple[str, uuid.UUID | None], str] = {}
+        # the same key -> the node's preparation in the current rollout (image, orphans, volume)
+        self._preparing: dict[tuple[str, uuid.UUID | None], asyncio.Future[str]] = {}
+        self._owned: dict[str, list[ReplicaInfo]] = {}  # live replicas when the rollout began
+        self._node_stats: dict[uuid.UUID, _Stats] = {}  # another node's last `stats`
+        self._exits: dict[uuid.UUID, int] = {}  # replica id -> exit status seen on its node
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -210,17 +232,27 @@ class ContainerDriver(ProcessDriver):
         env = dict(os.environ)
         if os.path.basename(self.engine) == "podman":
             conf = self.data_dir / "containers" / "containers.conf"
-            text = oci.containers_conf(runtime=self.runtime, nofile=20000, nproc=32768)
+            text = oci.containers_conf(runtime=self.runtime, nofile=NOFILE, nproc=NPROC)
             if not conf.exists() or conf.read_text() != text:
                 conf.parent.mkdir(parents=True, exist_ok=True)
                 conf.write_text(text)
             env["CONTAINERS_CONF"] = str(conf)
         return env
 
-    async def run(self, argv: list[str], *, timeout: float = 120) -> str:
-        """Run an engine command; its stdout, or EngineError with its last error line.
-        (A thread with the stdlib's subprocess: under uvloop a detached `run` never closes the
-        pipes of an asyncio subprocess, as the engine's monitor process inherits them.)"""
+    async def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 120,
+        node: NodeAccess | None = None,
+        input: bytes | None = None,
+    ) -> str:
+        """Run an engine command; its stdout, or EngineError with its last error line. On
+        another `node` it goes through the node's transport (with `input` on its stdin).
+        (Here: a thread with the stdlib's subprocess: under uvloop a detached `run` never closes
+        the pipes of an asyncio subprocess, as the engine's monitor process inherits them.)"""
+        if node is not None:
+            return await self._run_on(node, argv, timeout=timeout, input=input)
         try:
             done = await asyncio.to_thread(
                 subprocess.run,
@@ -241,6 +273,31 @@ class ContainerDriver(ProcessDriver):
             raise EngineError(lines[-1][:500] if lines else f"exit status {done.returncode}")
         return done.stdout.decode(errors="replace")
 
+    async def _run_on(
+        self, node: NodeAccess, argv: list[str], *, timeout: float, input: bytes | None
+    ) -> str:
+        """An engine command on another node: podman's `--runtime` given on the command line
+        (no containers.conf is written there); EngineError naming the node when it fails or
+        does not answer."""
+        try:
+            done = await self.transports.get(node).run(
+                oci.with_globals(argv, self.runtime), input=input, timeout=timeout
+            )
+        except TransportUnavailable as exc:
+            raise EngineError(str(exc)) from None
+        except TimeoutError:
+            raise EngineError(
+                f"{argv[0]} {argv[1]} timed out after {timeout:g}s on node {node.name}"
+            ) from None
+        except OSError as exc:
+            raise EngineError(f"node {node.name}: {exc.strerror or exc}") from None
+        if done.exit_status != 0:
+            err = done.stderr.decode(errors="replace")
+            lines = [line for line in err.splitlines() if line.strip()]
+            last = lines[-1][:500] if lines else f"exit status {done.exit_status}"
+            raise EngineError(f"on node {node.name}: {last}")
+        return done.stdout.decode(errors="replace")
+
     def run_sync(self, argv: list[str], *, timeout: float = 10) -> str | None:
         """A short engine query from synchronous code (exit reasons); None when it fails."""
         try:
@@ -256,9 +313,11 @@ class ContainerDriver(ProcessDriver):
 
     # -- images -------------------------------------------------------------------------------
 
-    async def resolve_image(self, spec: ServiceSpec, cfg: ContainerConfig) -> tuple[str, str]:
-        """(image id to run, digest to record) for the spec's image; RolloutFailed when it is
-        missing or its digest is not the artifact's."""
+    async def resolve_image(
+        self, spec: ServiceSpec, cfg: ContainerConfig, node: NodeAccess | None = None
+    ) -> tuple[str, str]:
+        """(image id to run, digest to record) for the spec's image on this host or `node`;
+        RolloutFailed when it is missing there or its digest is not the artifact's."""
         image = spec.image
         if not image:
             raise RolloutFailed(
@@ -266,16 +325,19 @@ class ContainerDriver(ProcessDriver):
                 "(set one: `pilothouse service update NAME --image ...`, or the artifact's "
                 "image_uri)"
             )
+        on = f" on node {node.name}" if node is not None else ""
+        inspect = oci.image_inspect_argv(self.engine, image)
         try:
-            found = await self.run(oci.image_inspect_argv(self.engine, image), timeout=30)
+            found = await self.run(inspect, timeout=30, node=node)
         except EngineError:
             if cfg.pull == "never":
-                raise RolloutFailed(f"image {image} is not present (pull: never)") from None
+                raise RolloutFailed(f"image {image} is not present{on} (pull: never)") from None
             try:
-                await self.run(oci.pull_argv(self.engine, image), timeout=cfg.start_timeout)
-                found = await self.run(oci.image_inspect_argv(self.engine, image), timeout=30)
+                pull = oci.pull_argv(self.engine, image)
+                await self.run(pull, timeout=cfg.start_timeout, node=node)
+                found = await self.run(inspect, timeout=30, node=node)
             except EngineError as exc:
-                raise RolloutFailed(f"image {image} could not be pulled: {exc}") from None
+                raise RolloutFailed(f"image {image} could not be pulled{on}: {exc}") from None
         digests = oci.image_digests(found)
         data = json.loads(found)
         raw_id = str((data[0] if isinstance(data, list) else data).get("Id") or "")
@@ -284,7 +346,7 @@ class ContainerDriver(ProcessDriver):
         if wanted is not None and wanted not in digests:
             known = ", ".join(sorted(digests)) or "none"
             raise RolloutFailed(
-                f"image {image} has digest {known}, the artifact says {wanted}: refused "
+                f"image {image}{on} has digest {known}, the artifact says {wanted}: refused "
                 "(the image is not the one the artifact was built as)"
             )
         return image_id.removeprefix("sha256:"), wanted or image_id
@@ -296,19 +358,59 @@ class ContainerDriver(ProcessDriver):
         current: list[ReplicaInfo],
         events: Events,
     ) -> None:
-        assert isinstance(cfg, ContainerConfig)
+        """Each node is prepared (image, orphans, volume) before its first replica of this
+        rollout starts, once: where the replicas go is decided one at a time."""
+        service = str(spec.service_id)
+        self._owned[service] = list(current)
+        for key in [k for k in (*self._preparing, *self._image_ids) if k[0] == service]:
+            self._preparing.pop(key, None)
+            self._image_ids.pop(key, None)
+
+    async def _prepare(
+        self, spec: ServiceSpec, cfg: ContainerConfig, node: NodeAccess | None, events: Events
+    ) -> str:
+        """The image id to run on this host (node None) or `node`, the node prepared on first
+        use in the rollout (the replicas starting there meanwhile wait for it)."""
+        key = (str(spec.service_id), node.id if node is not None else None)
+        preparing = self._preparing.get(key)
+        if preparing is None:
+            preparing = asyncio.ensure_future(self._prepare_node(spec, cfg, node, events))
+            self._preparing[key] = preparing
+        return await asyncio.shield(preparing)
+
+    async def _prepare_node(
+        self, spec: ServiceSpec, cfg: ContainerConfig, node: NodeAccess | None, events: Events
+    ) -> str:
         # Independent engine calls, side by side: the image check, the orphan clean-up and
         # the storage volume.
-        resolved, _, storage = await asyncio.gather(
-            self.resolve_image(spec, cfg),
-            self.remove_orphans(spec.service_id, current),
-            self._volume(spec, cfg),
-        )
+        owned = self._owned.get(str(spec.service_id), [])
+        if node is None:
+            resolved, _, storage = await asyncio.gather(
+                self.resolve_image(spec, cfg),
+                self.remove_orphans(spec.service_id, owned),
+                self._volume(spec, cfg),
+            )
+        else:
+            resolved, _ = await asyncio.gather(
+                self.resolve_image(spec, cfg, node),
+                self.remove_orphans(spec.service_id, owned, node=node),
+            )
+            # podman makes the named volume on first use; a size limit would need an image
+            # file that pilothouse writes on the node's disk, which it never does.
+            storage = (
+                f"storage: volume {volume_name(spec)} on node {node.name} has no size limit "
+                "(a sized volume is made on this host only); storage_gb is reserved on the "
+                "node only"
+                if cfg.data_path
+                else None
+            )
         image_id, digest = resolved
-        self._image_ids[str(spec.service_id)] = image_id
-        await events.log(f"image {spec.image} is {digest}")
+        self._image_ids[(str(spec.service_id), node.id if node is not None else None)] = image_id
+        on = f" on node {node.name}" if node is not None else ""
+        await events.log(f"image {spec.image}{on} is {digest}")
         if storage:
             await events.log(storage)
+        return image_id
 
     async def _volume(self, spec: ServiceSpec, cfg: ContainerConfig) -> str | None:
         if not cfg.data_path:
@@ -374,15 +476,18 @@ class ContainerDriver(ProcessDriver):
             )
         return f"storage: volume {name} holds at most {size_gb} GB"
 
-    async def remove_orphans(self, service_id: uuid.UUID, owned: list[ReplicaInfo]) -> int:
+    async def remove_orphans(
+        self, service_id: uuid.UUID, owned: list[ReplicaInfo], *, node: NodeAccess | None = None
+    ) -> int:
         """Remove the service's labelled containers no live replica owns (a crash half-way
-        through starting one); returns how many. One `ps` (ids and names: a replica's
-        container is named after it) and at most one `rm` for all of them."""
+        through starting one) on this host or `node`; returns how many. One `ps` (ids and
+        names: a replica's container is named after it) and at most one `rm` for all of them."""
+        labels = {LABEL_SERVICE: str(service_id)}
+        if node is not None:
+            labels[LABEL_NODE] = str(node.id)
         try:
             listed = oci.parse_ps_names(
-                await self.run(
-                    oci.ps_argv(self.engine, {LABEL_SERVICE: str(service_id)}, names=True)
-                )
+                await self.run(oci.ps_argv(self.engine, labels, names=True), node=node)
             )
         except EngineError:
             return 0
@@ -390,7 +495,7 @@ class ContainerDriver(ProcessDriver):
         orphans = [cid for cid, name in listed.items() if name not in keep and cid not in keep]
         if orphans:
             with contextlib.suppress(EngineError):
-                await self.run(oci.rm_argv(self.engine, *orphans))
+                await self.run(oci.rm_argv(self.engine, *orphans), node=node)
         return len(orphans)
 
     # -- starting -----------------------------------------------------------------------------
@@ -429,6 +534,97 @@ class ContainerDriver(ProcessDriver):
         finally:
             os.close(out_fd)
 
+    async def _image_on(
+        self, spec: ServiceSpec, cfg: ContainerConfig, node: NodeAccess | None
+    ) -> str:
+        """The image id resolved on this host or `node` by the rollout; resolved now when it
+        was not (a replica restarted on a node the rollout did not use)."""
+        key = (str(spec.service_id), node.id if node is not None else None)
+        image_id = self._image_ids.get(key)
+        if image_id is None:
+            image_id, _ = await self.resolve_image(spec, cfg, node)
+            self._image_ids[key] = image_id
+        return image_id
+
+    def _ulimits(self) -> tuple[str, ...]:
+        """What pilothouse's containers.conf sets here, as `--ulimit`s for another node."""
+        if not oci.is_podman(self.engine):
+            return ()
+        return (f"nofile={NOFILE}:{NOFILE}", f"nproc={NPROC}:{NPROC}")
+
+    async def start_remote(
+        self,
+        spec: ServiceSpec,
+        cfg: ContainerConfig,
+        replica_id: uuid.UUID,
+        node: NodeAccess,
+        *,
+        log_path: Path,
+    ) -> Started:
+        """`run --detach` one replica on another node through its transport: the variables as
+        an env-file on the engine's stdin (`--env-file /dev/stdin`: never on the node's disk
+        or a command line), the port published on the node's address (the engine picks it;
+        one `inspect` reads it back with the main process). EngineError when the engine
+        refuses or the node does not answer; ValueError when a variable cannot go into an
+        env-file."""
+        if cfg.network == "host":
+            raise EngineError(
+                "network: host is not supported on another node (its free ports are not known "
+                "here); use bridge"
+            )
+        image_id = await self._image_on(spec, cfg, node)
+        inside = cfg.container_port
+        env = {**spec.env, **cfg.env, "PILOTHOUSE_VERSION": spec.version, "PORT": str(inside)}
+        env_text = oci.env_file_text(env).encode()
+        command = (
+            shlex.split(render_command(spec.command, port=inside, version=spec.version))
+            if spec.command
+            else []
+        )
+        name = container_name(replica_id)
+        run = oci.RunSpec(
+            name=name,
+            image=image_id,
+            labels={
+                LABEL_SERVICE: str(spec.service_id),
+                LABEL_REPLICA: str(replica_id),
+                LABEL_VERSION: spec.version,
+                LABEL_NODE: str(node.id),
+                LABEL_RELEASE: str(spec.release_id) if spec.release_id else "-",
+            },
+            host_port=None,
+            container_port=inside,
+            env_file="/dev/stdin",
+            cpus=spec.cpu_cores,
+            memory_mb=spec.memory_mb,
+            volume=volume_name(spec) if cfg.data_path else None,
+            volume_target=cfg.data_path or "/data",
+            gpus=spec.gpu_units,
+            gpu_device=cfg.gpu_device,
+            command=command,
+            publish_address=node.address,
+            ulimits=self._ulimits(),
+        )
+        argv = oci.run_argv(self.engine, run)
+        try:
+            out = await self.run(argv, timeout=cfg.start_timeout, node=node, input=env_text)
+        except EngineError as exc:
+            if "already in use" not in str(exc):
+                raise
+            await self.run(oci.rm_argv(self.engine, name), node=node)
+            out = await self.run(argv, timeout=cfg.start_timeout, node=node, input=env_text)
+        container_id = out.strip().splitlines()[-1] if out.strip() else name
+        try:
+            state = oci.container_state(
+                await self.run(oci.inspect_argv(self.engine, container_id), node=node)
+            )
+        except (ValueError, KeyError, IndexError):
+            raise EngineError(f"on node {node.name}: the container cannot be inspected") from None
+        port = state.host_ports.get(inside)
+        if not port:
+            raise EngineError(f"on node {node.name}: the container published no port")
+        return Started(state.id or container_id, state.pid or 0, state.started_at, port, log_path)
+
     async def start_container(
         self,
         spec: ServiceSpec,
@@ -440,10 +636,7 @@ class ContainerDriver(ProcessDriver):
         """`run --detach` one replica and follow its output; its id and host port (the main
         process is read by `main_process`). EngineError when the engine refuses; ValueError
         when a variable cannot go into an env-file."""
-        image_id = self._image_ids.get(str(spec.service_id))
-        if image_id is None:
-            image_id, _ = await self.resolve_image(spec, cfg)
-            self._image_ids[str(spec.service_id)] = image_id
+        image_id = await self._image_on(spec, cfg, None)
         host_port = free_port()
         inside = host_port if cfg.network == "host" else cfg.container_port
         env = {**spec.env, **cfg.env, "PILOTHOUSE_VERSION": spec.version, "PORT": str(inside)}
@@ -507,11 +700,20 @@ class ContainerDriver(ProcessDriver):
         self, spec: ServiceSpec, cfg: ProcessConfig, ready: ReadinessSpec, events: Events
     ) -> ReplicaInfo:
         assert isinstance(cfg, ContainerConfig)
-        replica_id = await events.replica_created(spec.version, port=None, log_path=None)
+        access = await self._place(events)
+        where = access if access is not None and access.kind != "local" else None
+        await self._prepare(spec, cfg, where, events)
+        placed = {"node_id": access.id} if access is not None else {}
+        replica_id = await events.replica_created(spec.version, port=None, log_path=None, **placed)
         log_path = self._log_path(spec, replica_id)
-        started, result = await self._launch_container(
-            spec, cfg, ready, events, replica_id, log_path=log_path, reason=None, tail=True
-        )
+        if where is not None:
+            started, result = await self._launch_remote_container(
+                spec, cfg, ready, events, replica_id, where, log_path=log_path, reason=None
+            )
+        else:
+            started, result = await self._launch_container(
+                spec, cfg, ready, events, replica_id, log_path=log_path, reason=None, tail=True
+            )
         if started is None:
             await events.replica_changed(replica_id, "failed", log_path=str(log_path))
             raise RolloutFailed(f"could not start container: {result}")
@@ -522,13 +724,22 @@ class ContainerDriver(ProcessDriver):
             raise RolloutFailed(f"container on port {started.port} {result.detail}")
         await events.replica_changed(replica_id, "running", keep_running=True, health="healthy")
         seconds = 0.0 if isinstance(result, str) else result.seconds
+        on = f" of node {where.name} ({where.address})" if where is not None else ""
         await events.log(
             f"replica {str(replica_id)[:8]} (container {started.container_id[:12]}) ready on "
-            f"port {started.port} in {seconds:.2f}s"
+            f"port {started.port}{on} in {seconds:.2f}s"
         )
-        return self._info(replica_id, spec.version, started)
+        return self._info(
+            replica_id, spec.version, started, access.id if access is not None else None
+        )
 
-    def _info(self, replica_id: uuid.UUID, version: str, started: Started) -> ReplicaInfo:
+    def _info(
+        self,
+        replica_id: uuid.UUID,
+        version: str,
+        started: Started,
+        node_id: uuid.UUID | None = None,
+    ) -> ReplicaInfo:
         return ReplicaInfo(
             replica_id,
             version,
@@ -537,7 +748,87 @@ class ContainerDriver(ProcessDriver):
             started.port,
             str(started.log_path),
             container_id=started.container_id,
+            node_id=node_id,
         )
+
+    async def _launch_remote_container(
+        self,
+        spec: ServiceSpec,
+        cfg: ContainerConfig,
+        ready: ReadinessSpec,
+        events: Events,
+        replica_id: uuid.UUID,
+        node: NodeAccess,
+        *,
+        log_path: Path,
+        reason: str | None,
+        tail: bool = True,
+    ) -> tuple[Started | None, Any]:
+        """Start the container on `node` (recorded as `starting`), relay its scrubbed output
+        (`logs --follow` through the transport) to log_path, wait for readiness at the node's
+        address. (None, error text) when it could not start; else (started, ReadyResult)."""
+        begun = time.monotonic()
+        self._launched[replica_id] = math.inf  # listings from before the start prove nothing
+        try:
+            started = await self.start_remote(spec, cfg, replica_id, node, log_path=log_path)
+        except (EngineError, ValueError) as exc:
+            self._launched.pop(replica_id, None)
+            return None, str(exc)
+        self._launched[replica_id] = time.monotonic()
+        start_seconds = time.monotonic() - begun
+        relay: remote.Relay | None = None
+        follow = oci.merged_output(oci.logs_argv(self.engine, started.container_id, follow=True))
+        with contextlib.suppress(TransportUnavailable, OSError):
+            channel = await self.transports.get(node).start(follow)
+            # No pid: the relay's exit marker is the shim's; a container's own output line
+            # that looks like it must never count as the replica's end (the listing tells).
+            relay = remote.Relay(channel, log_path, spec.secrets, pid=None).begin()
+        previous = self._relays.pop(replica_id, None)
+        if previous is not None:
+            self._drop(previous)
+        if relay is not None:
+            self._relays[replica_id] = relay
+        self._watch(node.id)
+        digest = oci.normalise_digest(spec.image_digest) if spec.image_digest else None
+        image_id = self._image_ids.get((str(spec.service_id), node.id), "")
+        await events.replica_changed(
+            replica_id,
+            "starting",
+            reason=reason,
+            pid=started.pid,
+            process_started_at=started.started_at,
+            container_id=started.container_id,
+            image_digest=digest or f"sha256:{image_id}"[:71],
+            ports={"http": started.port},
+            log_path=str(log_path),
+            enforcement="cgroup",
+            memory_over_since=None,
+            node_id=node.id,
+        )
+        stop_tail = asyncio.Event()
+        label = f"replica:{str(replica_id)[:8]}"
+        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
+
+        def running() -> bool:
+            """`logs --follow` ends with the container (or the connection)."""
+            return relay is None or relay.task is None or not relay.task.done()
+
+        result: ReadyResult = await wait_ready(ready, node.address, started.port, alive=running)
+        if not result.ready:
+            result.exit_code = await self.stop_container(
+                started.container_id, cfg.grace_seconds, node=node
+            )
+            self._let_relay_go(replica_id)
+        result.seconds += start_seconds
+        stop_tail.set()
+        if tailing is not None:
+            await tailing
+        return started, result
+
+    def _let_relay_go(self, replica_id: uuid.UUID) -> None:
+        relay = self._relays.pop(replica_id, None)
+        if relay is not None:
+            self._drop(relay)
 
     async def _launch_container(
         self,
@@ -550,6 +841,7 @@ class ContainerDriver(ProcessDriver):
         log_path: Path,
         reason: str | None,
         tail: bool,
+        node_id: uuid.UUID | None = None,
     ) -> tuple[Started | None, Any]:
         """Start the container (recorded as `starting`) and wait for readiness. (None, error
         text) when the engine refused it; else (started, ReadyResult)."""
@@ -573,11 +865,12 @@ class ContainerDriver(ProcessDriver):
                 process_started_at=started.started_at,
                 container_id=started.container_id,
                 image_digest=digest
-                or f"sha256:{self._image_ids.get(str(spec.service_id), '')}"[:71],
+                or f"sha256:{self._image_ids.get((str(spec.service_id), None), '')}"[:71],
                 ports={"http": started.port},
                 log_path=str(log_path),
                 enforcement="cgroup",
                 memory_over_since=None,
+                **({"node_id": node_id} if node_id is not None else {}),
             )
 
         recording = asyncio.create_task(record_starting())
@@ -605,35 +898,46 @@ class ContainerDriver(ProcessDriver):
 
     # -- stopping -----------------------------------------------------------------------------
 
-    async def stop_container(self, container: str | None, grace: float) -> int | None:
-        """Stop (SIGTERM, SIGKILL after grace) and remove; the exit code when known."""
+    async def stop_container(
+        self, container: str | None, grace: float, *, node: NodeAccess | None = None
+    ) -> int | None:
+        """Stop (SIGTERM, SIGKILL after grace) and remove, on this host or `node`; the exit
+        code when known."""
         if not container:
             return None
         with contextlib.suppress(EngineError):
-            await self.run(oci.stop_argv(self.engine, container, grace), timeout=grace + 30)
+            stop = oci.stop_argv(self.engine, container, grace)
+            await self.run(stop, timeout=grace + 30, node=node)
         code = None
         with contextlib.suppress(EngineError, ValueError, KeyError, IndexError):
             code = oci.container_state(
-                await self.run(oci.inspect_argv(self.engine, container))
+                await self.run(oci.inspect_argv(self.engine, container), node=node)
             ).exit_code
         with contextlib.suppress(EngineError):
-            await self.run(oci.rm_argv(self.engine, container))
+            await self.run(oci.rm_argv(self.engine, container), node=node)
         return code
 
-    async def remove_container(self, container: str | None, grace: float) -> None:
+    async def remove_container(
+        self, container: str | None, grace: float, *, node: NodeAccess | None = None
+    ) -> None:
         """Stop (SIGTERM, SIGKILL after grace) and remove in as few engine calls as the engine
-        allows (podman: one). The exit code is not read: a retired replica records none."""
+        allows (podman: one), on this host or `node` (one that does not answer keeps it: the
+        fencing of a returning node removes it). The exit code is not read: a retired replica
+        records none."""
         if not container:
             return
         for argv in oci.remove_argvs(self.engine, container, grace):
             with contextlib.suppress(EngineError):
-                await self.run(argv, timeout=grace + 30)
+                await self.run(argv, timeout=grace + 30, node=node)
 
     async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
         await events.replica_changed(replica.id, "stopping", keep_running=False)
         if cfg.drain_seconds:
             await asyncio.sleep(cfg.drain_seconds)
-        await self.remove_container(replica.container_id, cfg.grace_seconds)
+        node = self._remote(replica)
+        await self.remove_container(replica.container_id, cfg.grace_seconds, node=node)
+        if node is not None:
+            self._let_relay_go(replica.id)
         await events.replica_changed(replica.id, "stopped")
 
     async def stop(self, replicas: list[ReplicaInfo], events: Events) -> None:
@@ -641,14 +945,22 @@ class ContainerDriver(ProcessDriver):
         await asyncio.gather(*(self._retire(r, cfg, events) for r in replicas))
 
     async def terminate(self, replica: ReplicaInfo, grace: float) -> int | None:
-        return await self.stop_container(replica.container_id, grace)
+        node = self._remote(replica)
+        code = await self.stop_container(replica.container_id, grace, node=node)
+        if node is not None:
+            self._let_relay_go(replica.id)
+        return code
 
     # -- supervision --------------------------------------------------------------------------
 
     def exit_reason(self, replica: ReplicaInfo) -> str | None:
-        """`memory: OOM-killed ...` when the engine says the kernel killed the container."""
+        """`memory: OOM-killed ...` when the engine says the kernel killed the container. On
+        another node: its exit status from the node's last listing (no engine call here)."""
         if not replica.container_id:
             return None
+        if self._remote(replica) is not None:
+            code = self._exits.get(replica.id)
+            return f"container exited with status {code}" if code is not None else None
         found = self.run_sync(oci.inspect_argv(self.engine, replica.container_id))
         if found is None:
             return None
@@ -666,29 +978,59 @@ class ContainerDriver(ProcessDriver):
         return None
 
     async def restart(self, spec: ServiceSpec, replica: ReplicaInfo, events: Events) -> ReplicaInfo:
-        """The crashed replica again: same id and version, a new container, a fresh port."""
+        """The crashed replica again: same id and version, a new container, a fresh port; on
+        its node when that one is ready, else on a placed one."""
         cfg = self._parse(spec.config)
         log_path = Path(replica.log_path) if replica.log_path else self._log_path(spec, replica.id)
-        await self.remove_container(replica.container_id, 0)  # the dead one
-        started, result = await self._launch_container(
-            spec,
-            cfg,
-            ReadinessSpec(**spec.health_check),
-            events,
-            replica.id,
-            log_path=log_path,
-            reason="restart after crash",
-            tail=False,
-        )
+        old = self._remote(replica)
+        await self.remove_container(replica.container_id, 0, node=old)  # the dead one
+        if old is not None:
+            self._let_relay_go(replica.id)
+            self._exits.pop(replica.id, None)
+        access = await self._place(events, prefer=replica.node_id)
+        where = access if access is not None and access.kind != "local" else None
+        ready = ReadinessSpec(**spec.health_check)
+        reason = "restart after crash"
+        if where is not None:
+            started, result = await self._launch_remote_container(
+                spec,
+                cfg,
+                ready,
+                events,
+                replica.id,
+                where,
+                log_path=log_path,
+                reason=reason,
+                tail=False,
+            )
+        else:
+            started, result = await self._launch_container(
+                spec,
+                cfg,
+                ready,
+                events,
+                replica.id,
+                log_path=log_path,
+                reason=reason,
+                tail=False,
+                node_id=access.id if access is not None else None,
+            )
         if started is None:
             raise RolloutFailed(f"could not start container: {result}")
         if not result.ready:
             raise RolloutFailed(result.detail)
-        return self._info(replica.id, spec.version, started)
+        node_id = access.id if access is not None else replica.node_id
+        return self._info(replica.id, spec.version, started, node_id)
 
     def sample(self, replica: ReplicaInfo) -> Sample | None:
         """CPU and memory from the engine's `stats` (refreshed in the background, at most
-        every STATS_TTL seconds); None when the container is not running or not yet seen."""
+        every STATS_TTL seconds); None when the container is not running or not yet seen. On
+        another node: from the node's listing (drivers/process.py's poller)."""
+        node = self._remote(replica)
+        if node is not None:
+            self._watch(node.id)
+            seen = self._seen(replica, node)
+            return Sample(seen.cpu_percent, seen.memory_mb) if seen is not None else None
         if not replica.container_id or not self.alive(replica):
             return None
         stats = self._stats
@@ -716,8 +1058,101 @@ class ContainerDriver(ProcessDriver):
         self._stats.figures = figures
         self._stats.at = time.monotonic()
 
+    # -- other nodes: one listing per node per poll -----------------------------------------------
+
+    async def refresh(self, node_id: uuid.UUID) -> None:
+        """List the node's pilothouse containers now (one `ps`, and one `stats` of the running
+        ones at most every STATS_TTL seconds). A node that does not answer keeps its last
+        listing, marked failed: that is not evidence its replicas died."""
+        node = self.transports.remote(node_id)
+        if node is None:
+            return
+        began = time.monotonic()
+        try:
+            listed = oci.parse_ps_json(
+                await self.run(
+                    oci.ps_json_argv(self.engine, {LABEL_NODE: str(node_id)}), node=node, timeout=15
+                )
+            )
+        except (EngineError, ValueError):
+            self._listings.setdefault(node_id, Listing()).ok = False
+            return
+        running = [c for c in listed if c.running]
+        figures = await self._stats_on(node, [c.id for c in running])
+        found: dict[uuid.UUID, remote.RemoteReplica] = {}
+        for container in listed:
+            try:
+                replica_id = uuid.UUID(container.labels.get(LABEL_REPLICA, ""))
+            except ValueError:
+                continue
+            if not container.running:
+                if container.exit_code is not None:
+                    self._exits[replica_id] = container.exit_code
+                continue
+            line = figures.get(container.id[:12])
+            found[replica_id] = remote.RemoteReplica(
+                replica_id,
+                container.labels.get(LABEL_RELEASE, "-"),
+                container.labels.get(LABEL_VERSION, ""),
+                container.pid,
+                0.0,
+                line.cpu_percent if line else 0.0,
+                line.memory_mb if line else 0.0,
+            )
+        self._listings[node_id] = Listing(began, True, found)
+
+    async def _stats_on(self, node: NodeAccess, running: list[str]) -> dict[str, oci.StatsLine]:
+        """CPU and memory of the node's running containers by short id (one `stats` of them
+        all, reused for STATS_TTL seconds; the last figures when it fails)."""
+        stats = self._node_stats.setdefault(node.id, _Stats())
+        if not running or time.monotonic() - stats.at <= STATS_TTL:
+            return stats.figures
+        try:
+            text = await self.run(oci.stats_argv(self.engine, running), node=node, timeout=30)
+        except EngineError:
+            return stats.figures
+        figures: dict[str, oci.StatsLine] = {}
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                parsed = oci.parse_stats_line(line)
+                figures[parsed.container[:12]] = parsed
+        stats.figures, stats.at = figures, time.monotonic()
+        return figures
+
+    async def fence(
+        self, node: NodeAccess, keep: set[uuid.UUID], *, grace: float = 10.0
+    ) -> list[uuid.UUID]:
+        """Remove every pilothouse container on `node` whose replica is not in `keep` (a host
+        that came back after its replicas were replaced): one `ps` by the node's label, one `rm`
+        of them all; returns the replica ids removed. EngineError when the node does not
+        answer."""
+        listed = oci.parse_ps_json(
+            await self.run(oci.ps_json_argv(self.engine, {LABEL_NODE: str(node.id)}), node=node)
+        )
+        strays: dict[str, uuid.UUID] = {}
+        for container in listed:
+            with contextlib.suppress(ValueError):
+                replica_id = uuid.UUID(container.labels.get(LABEL_REPLICA, ""))
+                if replica_id not in keep:
+                    strays[container.id] = replica_id
+        if strays:
+            argv = oci.remove_many_argv(self.engine, sorted(strays), grace)
+            await self.run(argv, timeout=grace + 30, node=node)
+        return sorted(set(strays.values()))
+
+    def _seen(self, replica: ReplicaInfo, access: NodeAccess) -> remote.RemoteReplica | None:
+        """The replica in its node's last listing, by id and main process (a container is
+        known by its pid there; its start time is not needed)."""
+        listing = self._listings.get(access.id)
+        found = listing.replicas.get(replica.id) if listing is not None else None
+        return found if found is not None and found.pid == replica.pid else None
+
     async def status(self, replicas: list[ReplicaInfo]) -> dict[uuid.UUID, dict[str, Any]]:
-        await self._refresh_stats()
+        nodes = {a.id for r in replicas if (a := self._remote(r)) is not None}
+        here = any(self._remote(r) is None for r in replicas)
+        await asyncio.gather(
+            *(self.refresh(n) for n in nodes), *([self._refresh_stats()] if here else [])
+        )
         out: dict[uuid.UUID, dict[str, Any]] = {}
         for replica in replicas:
             figures = self.sample(replica)

@@ -21,12 +21,14 @@ Parsing the engines' answers is pure too: `parse_stats_line`, `image_digests`, `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 Network = Literal["host", "bridge"]
@@ -44,9 +46,9 @@ class RunSpec:
     name: str
     image: str
     labels: Mapping[str, str]
-    host_port: int
+    host_port: int | None  # None: the engine picks a free one (read back with inspect)
     container_port: int
-    env_file: str | None = None
+    env_file: str | None = None  # "/dev/stdin": the variables come on the engine's stdin
     cpus: float | None = None
     memory_mb: float | None = None
     volume: str | None = None  # a named volume mounted at `volume_target`
@@ -55,6 +57,8 @@ class RunSpec:
     gpu_device: str = "nvidia.com/gpu"  # CDI kind; device i is `<kind>=<i>`
     network: Network = "bridge"
     command: Sequence[str] = ()
+    publish_address: str = "127.0.0.1"  # where the host port listens (a node's address)
+    ulimits: Sequence[str] = ()  # `--ulimit` values (another node: no containers.conf there)
 
 
 def cpus_text(cpus: float) -> str:
@@ -76,7 +80,8 @@ def run_argv(engine: str, spec: RunSpec) -> list[str]:
     if spec.network == "host":
         argv += ["--network", "host"]
     else:
-        argv += ["--publish", f"127.0.0.1:{spec.host_port}:{spec.container_port}"]
+        host_port = "" if spec.host_port is None else str(spec.host_port)
+        argv += ["--publish", f"{spec.publish_address}:{host_port}:{spec.container_port}"]
     if spec.cpus:
         argv += ["--cpus", cpus_text(spec.cpus)]
     if spec.memory_mb:
@@ -86,6 +91,8 @@ def run_argv(engine: str, spec: RunSpec) -> list[str]:
         argv += ["--volume", f"{spec.volume}:{spec.volume_target}"]
     for index in range(spec.gpus):
         argv += ["--device", f"{spec.gpu_device}={index}"]
+    for ulimit in spec.ulimits:
+        argv += ["--ulimit", ulimit]
     if spec.env_file:
         argv += ["--env-file", spec.env_file]
     argv.append(spec.image)
@@ -116,6 +123,14 @@ def remove_argvs(engine: str, container: str, grace: float) -> list[list[str]]:
     return [stop_argv(engine, container, grace), rm_argv(engine, container)]
 
 
+def remove_many_argv(engine: str, containers: Sequence[str], grace: float) -> list[str]:
+    """Stop and remove many containers in one engine process (podman: SIGTERM, SIGKILL after
+    `grace`; docker's `rm --force` kills at once)."""
+    if is_podman(engine):
+        return [engine, "rm", "--force", "--time", str(max(0, math.ceil(grace))), *containers]
+    return [engine, "rm", "--force", *containers]
+
+
 def inspect_argv(engine: str, container: str, *more: str) -> list[str]:
     """The containers' JSON (an array, one element per container, in both engines)."""
     return [engine, "container", "inspect", container, *more]
@@ -137,6 +152,66 @@ def ps_argv(engine: str, labels: Mapping[str, str], *, names: bool = False) -> l
     for key in sorted(labels):
         argv += ["--filter", f"label={key}={labels[key]}"]
     return argv
+
+
+def with_globals(argv: Sequence[str], runtime: str | None) -> list[str]:
+    """`argv` with podman's global `--runtime` after the program (another node, where no
+    containers.conf of pilothouse's is written); other engines' argv as it is."""
+    if not runtime or not argv or not is_podman(argv[0]):
+        return list(argv)
+    return [argv[0], "--runtime", runtime, *argv[1:]]
+
+
+def merged_output(argv: Sequence[str]) -> list[str]:
+    """`argv` run by `sh` with its stderr into its stdout (a transport's long-running command
+    relays stdout only; `logs` writes the container's stderr to its own stderr)."""
+    return ["sh", "-c", 'exec "$@" 2>&1', "sh", *argv]
+
+
+def ps_json_argv(engine: str, labels: Mapping[str, str]) -> list[str]:
+    """Every container (running or not) carrying all of `labels`, as JSON (parse_ps_json)."""
+    argv = [engine, "ps", "--all", "--no-trunc", "--format", "json"]
+    for key in sorted(labels):
+        argv += ["--filter", f"label={key}={labels[key]}"]
+    return argv
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One container of a `ps_json_argv` answer."""
+
+    id: str
+    running: bool
+    exit_code: int | None
+    pid: int
+    labels: dict[str, str]
+
+
+def parse_ps_json(output: str) -> list[Listed]:
+    """`ps_json_argv` output (podman: one JSON array) -> the containers; rows it cannot read
+    are left out."""
+    text = output.strip()
+    data: Any = json.loads(text) if text else []
+    found = []
+    for item in data if isinstance(data, list) else [data]:
+        if not isinstance(item, dict) or not (item.get("Id") or item.get("ID")):
+            continue
+        labels = item.get("Labels") or {}
+        state = str(item.get("State") or "").lower()
+        exited = bool(item.get("Exited")) or state in ("exited", "stopped")
+        code = item.get("ExitCode")
+        found.append(
+            Listed(
+                id=str(item.get("Id") or item.get("ID")),
+                running=state == "running",
+                exit_code=code if isinstance(code, int) and exited else None,
+                pid=int(item.get("Pid") or 0),
+                labels={str(k): str(v) for k, v in labels.items()}
+                if isinstance(labels, dict)
+                else {},
+            )
+        )
+    return found
 
 
 def parse_ps_names(output: str) -> dict[str, str]:
@@ -271,6 +346,8 @@ class ContainerState:
     pid: int | None
     labels: dict[str, str]
     image_id: str | None
+    host_ports: dict[int, int] = field(default_factory=dict)  # container port -> host port
+    started_at: float = 0.0  # when its main process started (epoch seconds; 0: not known)
 
 
 def container_states(inspect_output: str) -> list[ContainerState]:
@@ -299,7 +376,36 @@ def _state(item: dict[str, Any]) -> ContainerState:
         pid=int(state["Pid"]) if state.get("Pid") else None,
         labels={str(k): str(v) for k, v in labels.items()},
         image_id=normalise_digest(image) if isinstance(image, str) and image else None,
+        host_ports=_host_ports((item.get("NetworkSettings") or {}).get("Ports") or {}),
+        started_at=epoch(str(state.get("StartedAt") or "")),
     )
+
+
+def _host_ports(ports: Any) -> dict[int, int]:
+    """`NetworkSettings.Ports` ({"8000/tcp": [{"HostIp", "HostPort"}]}) -> {8000: host port}."""
+    found: dict[int, int] = {}
+    if not isinstance(ports, dict):
+        return found
+    for key, bindings in ports.items():
+        with contextlib.suppress(ValueError, TypeError, KeyError, IndexError):
+            found[int(str(key).split("/")[0])] = int(bindings[0]["HostPort"])
+    return found
+
+
+def epoch(text: str) -> float:
+    """An engine's RFC 3339 time (nanoseconds, `Z` or an offset) -> epoch seconds; 0.0 when
+    it is not one (or the zero time)."""
+    match = re.fullmatch(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text.strip()
+    )
+    if not match:
+        return 0.0
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    try:
+        moment = datetime.fromisoformat(match.group(1) + zone).timestamp()
+    except ValueError:
+        return 0.0
+    return max(0.0, moment + float("0." + (match.group(2) or "0")))
 
 
 def oom_in_kernel_log(lines: Sequence[str], container_id: str, pid: int | None) -> bool:

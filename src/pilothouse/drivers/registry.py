@@ -60,7 +60,11 @@ register("command", lambda ctx: CommandDriver(), CommandDriver.config_model, Fal
 register(
     "container",
     lambda ctx: ContainerDriver(
-        ctx.data_dir, ctx.router, engine=ctx.container_engine, runtime=ctx.container_runtime
+        ctx.data_dir,
+        ctx.router,
+        engine=ctx.container_engine,
+        runtime=ctx.container_runtime,
+        transports=ctx.transports,
     ),
     ContainerDriver.config_model,
     True,

@@ -200,23 +200,21 @@ def is_remote(node: Node) -> bool:
 
 
 #: Drivers that run replicas on remote nodes (the others run them on this host).
-REMOTE_DRIVERS = frozenset({"process"})
+REMOTE_DRIVERS = frozenset({"process", "container"})
 
 
 def applies(environment: Environment, nodes: Sequence[Node] = ()) -> Strategy | None:
     """The placement strategy of the environment's services, None when they are not placed:
-    `config.placement`; else binpack for the container driver, spread for the process driver
-    once there are remote nodes (`nodes`: the registered ones)."""
+    `config.placement`; else spread for the process and container drivers once there are
+    remote nodes (`nodes`: the registered ones), binpack for the container driver before."""
     strategy = strategy_of(environment.config)
-    if strategy is None and environment.driver in PLACED_DRIVERS:
-        return "binpack"
-    if (
-        strategy is None
-        and environment.driver in REMOTE_DRIVERS
-        and any(is_remote(n) for n in nodes)
-    ):
+    if strategy is not None:
+        return strategy
+    if environment.driver in REMOTE_DRIVERS and any(is_remote(n) for n in nodes):
         return "spread"
-    return strategy
+    if environment.driver in PLACED_DRIVERS:
+        return "binpack"
+    return None
 
 
 def need_of(service: Service) -> Resources:
