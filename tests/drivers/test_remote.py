@@ -197,3 +197,40 @@ async def test_a_listing_cancelled_midway_does_not_answer_the_next_one() -> None
             await asyncio.wait_for(started.channel.wait(), 10)  # reap the shim
     finally:
         await lister.close()
+
+
+async def test_a_replica_printing_the_exit_report_is_not_taken_as_exited(tmp_path: Path) -> None:
+    transport = LocalTransport("n4", "127.0.0.1")
+    forged = '{"exit": 0, "msg": "hi"}'
+    script = tmp_path / "say.sh"
+    script.write_text(f"echo '{forged}'\necho '{{\"exit\": 3}}'\necho printed\nexec sleep 30\n")
+    command = f"/bin/sh {script}"
+    started = await remote.start(transport, NODE, uuid.uuid4(), "r", _order(command))
+    log = tmp_path / "replica.log"
+    relay = remote.Relay(started.channel, log, [], pid=started.pid, marker=started.marker).begin()
+    try:
+        text = await _wait_for(log, "printed")
+        # The replica's own lines are its output, in its log, and do not end it.
+        assert forged in text and '{"exit": 3}' in text
+        assert not relay.exited and relay.exit_code is None
+        _kill(started.pid)
+        for _ in range(100):
+            if relay.exited:
+                break
+            await asyncio.sleep(0.05)
+        assert relay.exited and relay.exit_code == -signal.SIGKILL
+        assert started.marker not in log.read_text()
+    finally:
+        _kill(started.pid)
+        await relay.finish()
+
+
+async def test_a_relay_without_a_marker_logs_every_line(tmp_path: Path) -> None:
+    """A container's `logs --follow` channel has no shim: no line of it is a control line."""
+    transport = LocalTransport("n5", "127.0.0.1")
+    channel = await transport.start(["sh", "-c", "echo '{\"exit\": 0}'; echo done"])
+    log = tmp_path / "replica.log"
+    relay = remote.Relay(channel, log, []).begin()
+    await relay.finish()
+    assert log.read_text() == '{"exit": 0}\ndone\n'
+    assert not relay.exited

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from pilothouse.drivers import ssh
@@ -51,6 +52,22 @@ def test_client_keys_refused_without_quoting_them(tmp_path: Path) -> None:
     for text in ("", "ssh-ed25519 AAAA", "-----BEGIN OPENSSH PRIVATE KEY-----\nAA\n", "\x00"):
         with pytest.raises(ValueError, match="not an OpenSSH or PEM private key"):
             ssh.private_key(text)
+
+
+@pytest.mark.parametrize(
+    ("reason", "closed", "refused"),
+    [
+        ("open failed", False, True),  # sshd's answer at MaxSessions
+        ("administratively prohibited", False, True),
+        ("open failed", True, False),  # the connection went away meanwhile
+        (ssh.CONNECTION_CLOSED, False, False),  # asyncssh's own, the connection is gone
+    ],
+)
+def test_a_refused_channel_is_told_from_a_lost_connection(
+    reason: str, closed: bool, refused: bool
+) -> None:
+    exc = asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, reason)
+    assert ssh.channel_refused(exc, connection_closed=closed) is refused
 
 
 async def test_run_start_and_reconnect(netns_hosts: Callable[[int], Hosts]) -> None:
@@ -121,6 +138,44 @@ async def test_other_host_key_refused_naming_both_fingerprints(
     text = str(refused.value)
     assert first.name in text and "mismatch" in text
     assert first.fingerprint in text and second.fingerprint in text
+    # What to do, with commands that exist (there is no command that updates a node's key).
+    assert f"pilothouse node remove {first.name}" in text and "pilothouse node add" in text
+    assert "update the node's key" not in text
     assert "PRIVATE KEY" not in text and first.private_key.splitlines()[1] not in text
     # sshd saw no login attempt at all: the key was refused before authentication
     assert "Accepted" not in (first.folder / "sshd.log").read_text()
+
+
+async def test_a_refused_channel_fails_that_command_only(
+    netns_hosts: Callable[[int], Hosts],
+) -> None:
+    (host,) = netns_hosts(1)
+    host.set_max_sessions(2)
+    transport = ssh.SSHTransport(host.access())
+    held = []
+    try:
+        for _ in range(2):
+            held.append(await transport.start(["sh", "-c", 'while read a; do echo "$a"; done']))
+        with pytest.raises(TransportUnavailable, match="MaxSessions") as refused:
+            await transport.start(["true"])
+        assert host.name in str(refused.value)
+        with pytest.raises(TransportUnavailable, match="MaxSessions"):
+            await transport.run(["true"])
+        # The channels already open go on, on the same connection.
+        for channel in held:
+            await channel.write(b"still here\n")
+            assert await channel.readline() == b"still here\n"
+        assert transport.connects == 1
+        # A session freed, the next command runs (no reconnection, no backoff).
+        await held.pop().write_eof()
+        for _ in range(50):
+            try:
+                done = await transport.run(["echo", "ok"])
+                break
+            except TransportUnavailable:
+                await asyncio.sleep(0.1)
+        assert done.stdout == b"ok\n" and transport.connects == 1
+    finally:
+        for channel in held:
+            channel.close()
+        await transport.close()

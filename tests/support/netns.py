@@ -217,6 +217,17 @@ class Host:
                 raise RuntimeError(f"sshd in {self.netns} did not start: {log}")
             time.sleep(0.05)
 
+    def set_max_sessions(self, count: int) -> None:
+        """Restart sshd with `MaxSessions count` (64 by default: every test host's)."""
+        config = self.folder / "sshd_config"
+        lines = [
+            f"MaxSessions {count}" if line.startswith("MaxSessions ") else line
+            for line in config.read_text().splitlines()
+        ]
+        config.write_text("\n".join(lines) + "\n")
+        self.stop_sshd()
+        self.start_sshd()
+
     def stop_sshd(self) -> None:
         """Kill every process in the namespace: sshd and every session it serves."""
         _kill_all(self.netns)

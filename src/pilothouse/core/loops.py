@@ -11,7 +11,10 @@ A capability module (listed once in `worker.CAPABILITIES`) exposes
   runs it (see core/leases.py).
 
 `Tasks` is the one place that keeps the tasks loops start (a deployment, a restart, a backup):
-keyed so the same work is not started twice, errors logged, cancelled on stop.
+keyed so the same work is not started twice, errors logged, cancelled on stop. A capability
+that holds something to let go of when the worker stops (connections, relays) registers a stop
+step with `Runtime.at_stop`; `Tasks.cancel_all` (the worker's stop) runs each once, after the
+tasks are cancelled.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Tasks:
 
     def __init__(self) -> None:
         self._tasks: dict[Hashable, asyncio.Task[Any]] = {}
+        self._at_stop: list[Callable[[], Awaitable[Any]]] = []
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._tasks
@@ -79,13 +83,25 @@ class Tasks:
         task.add_done_callback(done)
         return True
 
+    def at_stop(self, step: Callable[[], Awaitable[Any]]) -> None:
+        """Run `step` when the worker stops (after its tasks are cancelled), once."""
+        self._at_stop.append(step)
+
     async def cancel_all(self) -> None:
+        """Cancel every task, then run the stop steps (in registration order; one that fails
+        is logged and the others still run)."""
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        steps, self._at_stop = self._at_stop, []
+        for step in steps:
+            try:
+                await step()
+            except Exception as exc:
+                log.error("stop step failed", step=getattr(step, "__qualname__", ""), exc_info=exc)
 
 
 @dataclass
@@ -102,6 +118,10 @@ class Runtime:
     @property
     def data_dir(self) -> Path:
         return Path(self.settings.data_dir)
+
+    def at_stop(self, step: Callable[[], Awaitable[Any]]) -> None:
+        """Let go of what a capability holds when the worker stops (see `Tasks.at_stop`)."""
+        self.tasks.at_stop(step)
 
     def hooks(self, name: str) -> list[Any]:
         """The hook list `name` (the same list object for every caller), e.g. "pre_deploy":

@@ -48,6 +48,7 @@ from pilothouse.drivers.base import (
 )
 from pilothouse.drivers.command import run_command
 from pilothouse.drivers.nginx import NginxRouter
+from pilothouse.drivers.process import ProcessDriver
 from pilothouse.drivers.transport import NodeAccess, TransportPool, TransportUnavailable
 from pilothouse.environments.models import Environment
 from pilothouse.nodes import service as nodes
@@ -321,6 +322,14 @@ class Engine:
         self.data_restore_hooks = data_restore_hooks if data_restore_hooks is not None else []
         self.active: set[uuid.UUID] = set()  # deployments this engine is carrying out now
         self.lost: dict[uuid.UUID, str] = {}  # stopped because the store went away: why
+
+    async def close(self) -> None:
+        """Let go of the drivers' relays and listing channels, then of every connection to
+        another node (the worker stops; replicas go on running)."""
+        for driver in self.drivers.values():
+            if isinstance(driver, ProcessDriver):  # the container driver is one too
+                await driver.close()
+        await self.transports.close()
 
     # -- leases -----------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@
   expired) are taken over and failed as "interrupted", their service restored; so a dead
   worker's deployment is taken over within PILOTHOUSE_LEASE_SECONDS + 2 s of its death;
 - `deployments.supervise` (every 1 s, every worker): see deployments/supervisor.py.
+
+When the worker stops, the engine lets go of its drivers' relays and listing channels and of its
+connections to other nodes (`Engine.close`; the replicas go on).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def loops(rt: Runtime) -> list[Loop]:
         container_runtime=settings.container_runtime or None,
     )
     engine.event_hooks = rt.hooks("deployment_event")  # the alerts capability fills it
+    rt.at_stop(engine.close)
     runner = Runner(engine, rt.tasks)
     stats_every = settings.loop_intervals.get("deployments.sample", STATS_EVERY)
     supervisor = Supervisor(engine, rt.tasks, stats_every=float(stats_every))

@@ -780,9 +780,9 @@ class ContainerDriver(ProcessDriver):
         follow = oci.merged_output(oci.logs_argv(self.engine, started.container_id, follow=True))
         with contextlib.suppress(TransportUnavailable, OSError):
             channel = await self.transports.get(node).start(follow)
-            # No pid: the relay's exit marker is the shim's; a container's own output line
-            # that looks like it must never count as the replica's end (the listing tells).
-            relay = remote.Relay(channel, log_path, spec.secrets, pid=None).begin()
+            # No marker: no shim here, every line is the container's output (none of them
+            # counts as the replica's end; the listing tells).
+            relay = remote.Relay(channel, log_path, spec.secrets).begin()
         previous = self._relays.pop(replica_id, None)
         if previous is not None:
             self._drop(previous)

@@ -499,7 +499,9 @@ class ProcessDriver:
         previous = self._relays.pop(replica_id, None)
         if previous is not None:
             self._drop(previous)
-        relay = remote.Relay(started.channel, log_path, spec.secrets, pid=started.pid).begin()
+        relay = remote.Relay(
+            started.channel, log_path, spec.secrets, pid=started.pid, marker=started.marker
+        ).begin()
         self._relays[replica_id] = relay
         self._watch(access.id)
         await events.replica_changed(

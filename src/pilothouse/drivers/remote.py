@@ -8,9 +8,11 @@ variables (they travel only over stdin into the replica's environment, never on 
 or on a command line), the version, the working directory and the address to bind. It picks a
 free port on that address, starts the replica in its own session, reports
 `{"pid", "started_at", "port"}` as its first stdout line, then relays the replica's output line
-by line, and `{"exit": CODE}` when the replica ends. It ignores SIGHUP and SIGPIPE: when the
-channel goes away (the connection dropped, pilothouse restarted) it keeps draining the
-replica's output to nowhere, so the replica never dies of a closed pipe.
+by line, and `MARKER{"exit": CODE}` when the replica ends: MARKER is a random nonce per start,
+sent in the order over stdin, so no line the replica prints can pass for the shim's report (the
+replica's own output, `{"exit": 0}` included, is relayed as output). It ignores SIGHUP and
+SIGPIPE: when the channel goes away (the connection dropped, pilothouse restarted) it keeps
+draining the replica's output to nowhere, so the replica never dies of a closed pipe.
 
 The control host scrubs the relayed lines (the scrubber's rule: core/redact.py) before they
 reach the replica's log file (and from there the deployment's logs).
@@ -21,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,7 @@ def say(data):
 line = sys.stdin.buffer.readline()
 try:
     order = json.loads(line)
+    marker = order["marker"]
     host = order.get("host") or "127.0.0.1"
     sock = socket.socket()
     sock.bind((host, 0))
@@ -82,7 +86,7 @@ sys.stdin.close()
 say((json.dumps({"pid": proc.pid, "started_at": started(proc.pid), "port": port}) + "\n").encode())
 for chunk in iter(lambda: proc.stdout.readline(65536), b""):
     say(chunk if chunk.endswith(b"\n") else chunk + b"\n")
-say((json.dumps({"exit": proc.wait()}) + "\n").encode())
+say((marker + json.dumps({"exit": proc.wait()}) + "\n").encode())
 """
 
 #: Lists every shim on the node (argv: node id to keep to), with its replica's figures. With
@@ -210,6 +214,8 @@ class Order:
     env: dict[str, str]
     cwd: str | None
     host: str
+    #: Prefixes the shim's exit report (a new nonce per start; the replica never sees it).
+    marker: str = field(default_factory=lambda: f"#pilothouse-{secrets.token_hex(16)}#")
 
     def line(self) -> bytes:
         body = {
@@ -218,6 +224,7 @@ class Order:
             "env": self.env,
             "cwd": self.cwd,
             "host": self.host,
+            "marker": self.marker,
         }
         return json.dumps(body).encode() + b"\n"
 
@@ -232,6 +239,7 @@ class Started:
     started_at: float
     port: int
     channel: Channel
+    marker: str  # the shim's exit report starts with it (Relay)
 
 
 async def start(
@@ -256,7 +264,8 @@ async def start(
     if "error" in reply:
         await _drop(channel)
         raise RemoteError(str(reply["error"]))
-    return Started(int(reply["pid"]), float(reply["started_at"]), int(reply["port"]), channel)
+    pid, at, port = int(reply["pid"]), float(reply["started_at"]), int(reply["port"])
+    return Started(pid, at, port, channel, order.marker)
 
 
 async def _drop(channel: Channel) -> None:
@@ -267,13 +276,21 @@ async def _drop(channel: Channel) -> None:
 
 class Relay:
     """Reads a shim's channel: scrubbed lines appended to the replica's log file; the exit
-    code once the shim reports it. `done` is set when the channel ends."""
+    code once the shim reports it (a line starting with `marker`, the start's nonce; without a
+    marker, e.g. a container's `logs --follow`, every line is output)."""
 
     def __init__(
-        self, channel: Channel, log_path: Path, secrets: list[str], *, pid: int | None = None
+        self,
+        channel: Channel,
+        log_path: Path,
+        secrets: list[str],
+        *,
+        pid: int | None = None,
+        marker: str | None = None,
     ) -> None:
         self.channel = channel
         self.pid = pid
+        self.marker = marker.encode() if marker else None
         self.log_path = log_path
         self.patterns = redact.patterns(secrets)
         self.exit_code: int | None = None
@@ -292,9 +309,10 @@ class Relay:
                     line = await self.channel.readline()
                     if not line:
                         break
-                    if line.startswith(b'{"exit": '):
-                        with contextlib.suppress(ValueError, KeyError):
-                            self.exit_code = int(json.loads(line)["exit"])
+                    if self.marker is not None and line.startswith(self.marker):
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            report = json.loads(line[len(self.marker) :])
+                            self.exit_code = int(report["exit"])
                             self.exited = True
                             continue
                     text = line.decode(errors="replace").rstrip("\n")[:MAX_LINE]

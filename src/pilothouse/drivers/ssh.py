@@ -2,7 +2,9 @@
 
 - **One connection per host**, opened on first use and shared by every `run` and `start` (SSH
   multiplexes them as channels; the host's sshd `MaxSessions`, 10 by default, bounds how many
-  run at once). Keepalives every `keepalive` seconds notice a host that went silent.
+  run at once). Keepalives every `keepalive` seconds notice a host that went silent. A
+  channel the host refuses (MaxSessions reached) fails that command only
+  (TransportUnavailable naming MaxSessions); the connection and its other channels go on.
 - **Reconnects with backoff.** When the connection drops or cannot be opened, the next call
   connects again; after `n` failed attempts in a row, calls within `min(cap, first * 2**(n-1))`
   seconds of the last failure fail at once with the last cause (TransportUnavailable), so a dead
@@ -92,6 +94,16 @@ def private_key(text: str) -> asyncssh.SSHKey:
         if isinstance(exc, asyncssh.KeyEncryptionError) or "assphrase" in str(exc):
             raise ValueError("is protected by a passphrase; give a key without one") from None
         raise ValueError("is not an OpenSSH or PEM private key") from None
+
+
+#: asyncssh's reason when the connection closed while a channel opened (not the host's answer).
+CONNECTION_CLOSED = "SSH connection closed"
+
+
+def channel_refused(exc: asyncssh.ChannelOpenError, *, connection_closed: bool) -> bool:
+    """Whether the host refused this one channel (sshd answers MaxSessions with "open failed"),
+    as opposed to the connection having gone away while it opened."""
+    return not connection_closed and exc.reason != CONNECTION_CLOSED
 
 
 def describe(exc: BaseException, timeout: float = CONNECT_TIMEOUT) -> str:
@@ -251,7 +263,9 @@ class SSHTransport:
             presented = "unknown (it stopped answering)"
         return (
             f"host key mismatch: it presents {presented}, the trusted key is {trusted} "
-            "(a reinstalled host, or someone in between: check it, then update the node's key)"
+            "(a reinstalled host, or someone in between): check the host, then remove it "
+            f"(pilothouse node remove {self.node}) and add it again (pilothouse node add) "
+            "with the new key"
         )
 
     async def connection(self) -> asyncssh.SSHClientConnection:
@@ -297,6 +311,13 @@ class SSHTransport:
             self.connects += 1
             return conn
 
+    def _refused(self, exc: asyncssh.ChannelOpenError) -> TransportUnavailable:
+        return self._unavailable(
+            f"the host refused another session ({describe(exc)}): its sshd's MaxSessions "
+            "(10 by default) is reached; each replica on it holds one, so raise MaxSessions in "
+            "its sshd_config"
+        )
+
     def _dropped(self, conn: asyncssh.SSHClientConnection, exc: BaseException) -> Exception:
         if self._conn is conn:
             self._conn = None
@@ -316,6 +337,10 @@ class SSHTransport:
             )
         except TimeoutError:
             raise TimeoutError(f"node {self.node}: {argv[0]} ran past {timeout:g} s") from None
+        except asyncssh.ChannelOpenError as exc:
+            if not channel_refused(exc, connection_closed=conn.is_closed()):
+                raise self._dropped(conn, exc) from None
+            raise self._refused(exc) from None
         except (OSError, asyncssh.Error) as exc:
             raise self._dropped(conn, exc) from None
         if done.exit_status is None and done.exit_signal is None:
@@ -333,6 +358,10 @@ class SSHTransport:
             )
         except TimeoutError:
             raise self._dropped(conn, TimeoutError()) from None
+        except asyncssh.ChannelOpenError as exc:
+            if not channel_refused(exc, connection_closed=conn.is_closed()):
+                raise self._dropped(conn, exc) from None
+            raise self._refused(exc) from None
         except (OSError, asyncssh.Error) as exc:
             raise self._dropped(conn, exc) from None
         return _SSHChannel(process)

@@ -196,6 +196,7 @@ class TransportPool:
         self._factory = factory
         self._open: dict[uuid.UUID, tuple[NodeAccess, Transport]] = {}
         self._known: dict[uuid.UUID, NodeAccess] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def remember(self, access: NodeAccess) -> None:
         """What the store says about reaching a node now (the engine tells, every second)."""
@@ -218,10 +219,21 @@ class TransportPool:
             raise TransportUnavailable(f"node {access.name}: no transport for {access.kind!r}")
         transport = factory(access)
         self._open[access.id] = (access, transport)
+        if held is not None:  # its access changed (address, key): close the old one meanwhile
+            with contextlib.suppress(RuntimeError):  # no loop running: nothing was opened
+                task = asyncio.get_running_loop().create_task(self._close(held[1]))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
         return transport
+
+    @staticmethod
+    async def _close(transport: Transport) -> None:
+        with contextlib.suppress(Exception):
+            await transport.close()
 
     async def close(self) -> None:
         held, self._open = list(self._open.values()), {}
         for _, transport in held:
-            with contextlib.suppress(Exception):
-                await transport.close()
+            await self._close(transport)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

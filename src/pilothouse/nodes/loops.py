@@ -7,7 +7,8 @@
   PILOTHOUSE_NODE_UNREACHABLE_AFTER seconds becomes unreachable, its replicas are failed and
   replaced, and an alert goes out; when it answers again it is ready and fenced (its stray
   replicas stopped; nodes/watch.py). The watch keeps its own connections (short timeouts; see
-  docs/multihost.md "Connections" for why it does not share the engine's).
+  docs/multihost.md "Connections" for why it does not share the engine's); they are closed
+  when the worker stops.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def loops(rt: Runtime) -> list[Loop]:
 
     async def probe() -> None:
         await watch.tick()
+
+    rt.at_stop(watch.close)
 
     return [
         Loop("nodes.register", register, None),
