@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pilothouse.errors import ValidationFailed
 from pilothouse.nodes import hosts
 
 FP = "SHA256:" + "A" * 43
@@ -20,7 +21,6 @@ OTHER = "SHA256:" + "B" * 43
     [
         ("root@198.18.1.2", ("root", "198.18.1.2", 22)),
         ("deploy@web-2.example.com:2222", ("deploy", "web-2.example.com", 2222)),
-        ("root@[2001:db8::5]:2200", ("root", "2001:db8::5", 2200)),
     ],
 )
 def test_target(text: str, parsed: tuple[str, str, int]) -> None:
@@ -33,6 +33,32 @@ def test_target(text: str, parsed: tuple[str, str, int]) -> None:
 def test_bad_target(text: str) -> None:
     with pytest.raises(ValueError, match=r"USER@HOST|port"):
         hosts.parse_target(text)
+
+
+@pytest.mark.parametrize("text", ["root@[2001:db8::5]:2200", "root@[::1]", "root@[fe80::1%eth0]"])
+def test_ipv6_target_refused(text: str) -> None:
+    # Replicas' addresses, readiness probes, the router and the shim are IPv4 (or names) only.
+    with pytest.raises(ValueError, match="IPv6 is not supported"):
+        hosts.parse_target(text)
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("198.18.1.2", False),
+        ("web-2.example.com", False),
+        ("2001:db8::5", True),
+        ("::1", True),
+        ("::ffff:198.18.1.2", True),
+    ],
+)
+def test_check_address(address: str, refused: bool) -> None:
+    if refused:
+        with pytest.raises(ValidationFailed) as failed:
+            hosts.check_address(address)
+        assert failed.value.field == "address" and "IPv6" in failed.value.rule
+    else:
+        assert hosts.check_address(address) == address
 
 
 def test_first_contact_shows_the_fingerprint_and_the_option_to_pass() -> None:

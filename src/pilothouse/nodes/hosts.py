@@ -1,6 +1,8 @@
 """Hosts reached over SSH: the pure rules (no I/O).
 
-- `parse_target`: `root@HOST[:PORT]` (IPv6 in brackets: `root@[2001:db8::5]:2222`).
+- `parse_target`: `root@HOST[:PORT]`; `check_address`: a host name or an IPv4 address. IPv6
+  is refused (`root@[2001:db8::5]`): replica addresses, readiness probes, the router's upstreams
+  and the shim's socket are IPv4 only.
 - `trust_problem`: the host-key trust decision when a node is added. The first contact needs
   the fingerprint the operator checked on the host (`--trust SHA256:...`); without one the
   refusal shows the fingerprint the host presents and the exact option to pass; with a
@@ -20,13 +22,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from pilothouse.errors import ValidationFailed
+
 TARGET = re.compile(
     r"^(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@(?P<host>\[[0-9A-Fa-f:.]+\]|[^@:\s\[\]]+)(?::(?P<port>\d{1,5}))?$"
 )
 
 
+NO_IPV6 = (
+    "IPv6 is not supported yet (replica addresses, readiness probes and the router are IPv4 "
+    "only): give an IPv4 address or a host name"
+)
+
+
+def check_address(value: str, field: str = "address") -> str:
+    """A node's address: a host name or an IPv4 address (no IPv6 literal)."""
+    if ":" in value:
+        raise ValidationFailed(field, NO_IPV6)
+    return value
+
+
 def parse_target(text: str) -> tuple[str, str, int]:
     """(user, host, port) of `user@host[:port]`; ValueError saying what is wrong."""
+    if "@[" in text:
+        raise ValueError(NO_IPV6)
     found = TARGET.match(text.strip())
     if found is None:
         raise ValueError(f"{text!r} is not USER@HOST[:PORT] (e.g. root@198.18.1.2:22)")

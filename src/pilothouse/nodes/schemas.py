@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pilothouse.core.rules import NAME_RE, as_validator, check_name, schema_hint
 from pilothouse.drivers.ssh import fingerprint
+from pilothouse.nodes.hosts import check_address
 from pilothouse.nodes.service import NodeView
 
 Name = Annotated[
@@ -25,12 +26,12 @@ class NodeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(description="Unique node name, 1-100 of [A-Za-z0-9_-].")
-    address: str = Field(
+    address: Annotated[str, AfterValidator(as_validator(check_address))] = Field(
         min_length=1,
         max_length=253,
         pattern=r"^[A-Za-z0-9.:_-]+$",
-        description="Host name or IP address to reach it at (also where its replicas are "
-        "reached from the router).",
+        description="Host name or IPv4 address to reach it at (also where its replicas are "
+        "reached from the router). IPv6 is not supported yet (422).",
     )
     ssh_user: str = Field(
         default="root", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", description="SSH user."
