@@ -3,9 +3,10 @@ not supported end to end: replica addresses, readiness probes, the router, the s
 
 from __future__ import annotations
 
-from tests.conftest import Api
+from tests.conftest import Api, one_store
 
 
+@one_store
 def test_node_add_refuses_an_ipv6_address(api: Api) -> None:
     body = {"name": "v6", "address": "2001:db8::5", "private_key": "x", "trust": None}
     response = api.post("/nodes", body)
