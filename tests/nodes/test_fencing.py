@@ -41,15 +41,38 @@ def _proc(rid: uuid.UUID, pid: int = 100) -> RemoteReplica:
         (("running", 100, THERE), 100, "recorded on another node"),
         (("running", 200, HERE), 100, "an older process of the replica"),
         (None, 100, "unknown to the store"),
+        # a crash restart claimed by the supervisor, placed back here: its new process runs
+        # while the record is still failed with the old pid; kept
+        (("failed", 100, HERE, "restarting"), 200, None),
+        (("failed", 100, HERE, "restarting"), 100, "failed"),  # the old process itself
+        (("failed", 100, THERE, "restarting"), 200, None),  # restarted here from another node
     ],
 )
-def test_strays(
-    record: tuple[str, int | None, uuid.UUID] | None, pid: int, stray: str | None
-) -> None:
+def test_strays(record: tuple[Any, ...] | None, pid: int, stray: str | None) -> None:
     rid = uuid.uuid4()
-    records = {rid: record} if record is not None else {}
-    found = watching.strays([_proc(rid, pid)], records, HERE, {rid: "api"})
+    records = {rid: record[:3]} if record is not None else {}
+    restarting = {rid} if record is not None and record[3:] == ("restarting",) else set()
+    found = watching.strays([_proc(rid, pid)], records, HERE, {rid: "api"}, restarting=restarting)
     assert [s.why for s in found] == ([stray] if stray else [])
+
+
+@pytest.mark.parametrize(
+    ("keep_running", "in_seconds", "claimed"),
+    [
+        (True, 3590, True),  # the supervisor's claim pushes next_restart_at an hour ahead
+        (True, 30, False),  # backing off: not being restarted now
+        (True, None, False),
+        (False, 3590, False),  # lost or stopped: never restarted
+    ],
+)
+def test_restart_claimed(keep_running: bool, in_seconds: int | None, claimed: bool) -> None:
+    from datetime import timedelta
+
+    from pilothouse.core.clock import utcnow
+
+    now = utcnow()
+    at = now + timedelta(seconds=in_seconds) if in_seconds is not None else None
+    assert watching.restart_claimed(keep_running, at, now) is claimed
 
 
 def test_fenced_text() -> None:

@@ -289,3 +289,57 @@ def test_which_services_are_placed(
     environment = Environment(name="prod", driver=driver, config=config)
     registered = [Node(name=f"n{i}", transport=t) for i, t in enumerate(transports)]
     assert applies(environment, registered) == expected
+
+
+PY = {"python3": "3.11.2", "podman": None}
+PODMAN = {"python3": None, "podman": "4.3.1"}
+BOTH = {"python3": "3.11.2", "podman": "4.3.1"}
+
+
+@pytest.mark.parametrize(
+    ("software", "driver", "eligible"),
+    [
+        (PY, "process", True),
+        (PY, "container", False),  # a python-only host cannot run containers
+        (PODMAN, "process", False),  # a podman-only host cannot run processes
+        (PODMAN, "container", True),
+        (BOTH, "process", True),
+        (BOTH, "container", True),
+        (None, "process", True),  # this host (software not probed): as detected, it runs them
+        (None, "container", True),
+        ({}, "process", True),  # never probed (recorded before software was detected)
+        ({"python3": None, "podman": None}, "process", False),
+        (PY, "command", True),  # drivers that need nothing on a host
+        (PY, None, True),
+    ],
+)
+def test_node_has_what_the_driver_needs(
+    software: dict[str, str | None] | None, driver: str | None, eligible: bool
+) -> None:
+    from pilothouse.nodes.placement import runs
+
+    assert runs(software, driver) is eligible
+
+
+def test_spread_skips_hosts_without_the_drivers_software() -> None:
+    hosts = [
+        node("local", 8.0),
+        node("py", 8.0, software=PY),
+        node("pod", 8.0, software=PODMAN),
+    ]
+    placed = place(hosts, CPU15, 4, strategy="spread", driver="process")
+    assert set(placed.nodes) == {"local", "py"}
+    placed = place(hosts, CPU15, 4, strategy="spread", driver="container")
+    assert set(placed.nodes) == {"local", "pod"}
+    # a restart's own node no longer fits the driver: placed on one that does
+    one = place_one(hosts, CPU15, driver="container", prefer="py", counts={"local": (3,)})
+    assert one.nodes == ("pod",)
+
+
+def test_shortfall_names_the_missing_software() -> None:
+    hosts = [node("py", 8.0, software=PY), node("py2", 8.0, software=PY, status="unreachable")]
+    placed = place(hosts, CPU15, 1, strategy="spread", driver="container")
+    assert placed.nodes == ()
+    assert placed.shortfall == (
+        "no ready node with podman (nodes: py is ready without podman, py2 is unreachable)"
+    )

@@ -7,6 +7,9 @@ For every replica of a driver that supervises its replicas (`Driver.supervised`)
 - a failed one whose time has come is restarted by its driver (`Driver.restart`: same version,
   health-gated), put back in the router, or backed off again;
 - replicas of stopped services (`service stop`) are neither restarted nor sampled;
+- replicas taken out of the live set by someone else (failed with `keep_running` off: lost
+  with their node, nodes/watch.py) have their services re-routed to the replicas still
+  running at the next tick, once per replica, whether or not a replacement is made;
 - replicas of deleted services are stopped, and so are those a stop left running (its worker
   died, or a restart raced it); stops abandoned by a dead worker are finished, and
   every `STATS_EVERY` seconds CPU and memory are sampled (`Driver.sample`; the loop interval
@@ -71,6 +74,8 @@ BACKOFF_MAX = 60.0
 STATS_EVERY = 5.0
 STOPPING_ABANDONED = 30.0
 DELETED_GRACE = 10.0
+#: How far back `_reroute_dropped` looks for replicas dropped from the live set (seconds).
+DROPPED_WINDOW = 600.0
 ABANDONED_GRACE = 5.0
 #: Health checks in the first seconds after a (re)start do not count toward liveness: the health
 #: monitor rereads its targets every 5 s (healthchecks/monitor.py), so until then it may still
@@ -124,6 +129,7 @@ class Supervisor:
         self.adopted: set[uuid.UUID] = set()
         self.stats_every = stats_every
         self._last_stats = -stats_every
+        self._rerouted: dict[uuid.UUID, datetime] = {}  # dropped replica -> when it was
 
     def _driver(self, environment: Environment) -> Driver | None:
         return self.engine.drivers.get(environment.driver)
@@ -192,6 +198,7 @@ class Supervisor:
                 continue
             await self._mark_crashed(replica, service, driver)
         await self._check_liveness()
+        await self._reroute_dropped()
         for replica, service, driver in await self._replicas(("failed",)):
             due = replica.next_restart_at is None or replica.next_restart_at <= now
             if due:
@@ -204,6 +211,43 @@ class Supervisor:
         if loop_now - self._last_stats >= self.stats_every:
             self._last_stats = loop_now
             await self._sample()
+
+    async def _reroute_dropped(self) -> None:
+        """Re-route the services of replicas another part took out of the live set (marked
+        failed with `keep_running` off: a node found unreachable, nodes/watch.py): their
+        router must stop sending requests to them at once, even when no replacement rollout
+        is made (one in progress, or it does not fit). Once per replica, looking back
+        DROPPED_WINDOW seconds (a re-route is idempotent: a worker that starts does it again)."""
+        since = utcnow() - timedelta(seconds=DROPPED_WINDOW)
+        async with self.db.session(write=False) as session:
+            rows = await session.execute(
+                sa.select(Replica.id, Replica.updated_at, Service, Environment)
+                .join(Service, Service.id == Replica.service_id)
+                .join(Environment, Environment.id == Service.environment_id)
+                .where(
+                    Replica.status == "failed",
+                    Replica.keep_running.is_(False),
+                    Replica.updated_at >= since,
+                    Service.deleted_at.is_(None),
+                    Service.status != "stopped",
+                    Environment.driver.in_(registry.supervised()),
+                )
+            )
+            found = list(rows)
+        self._rerouted = {k: at for k, at in self._rerouted.items() if at >= since}
+        todo: dict[uuid.UUID, tuple[Service, Driver]] = {}
+        for replica_id, at, service, environment in found:
+            if replica_id in self._rerouted:
+                continue
+            self._rerouted[replica_id] = at
+            driver = self._driver(environment)
+            if driver is not None:
+                todo[service.id] = (service, driver)
+        for service, driver in todo.values():
+            try:
+                await self._route(service, driver)
+            except Exception as exc:
+                log.error("re-route after lost replicas failed", service=service.name, exc_info=exc)
 
     async def _mark_crashed(self, replica: Replica, service: Service, driver: Driver) -> None:
         known = (

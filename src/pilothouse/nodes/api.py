@@ -3,7 +3,7 @@ SSH are added and removed here (admin); each worker registers its own host."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from pilothouse.deps import Caller, Keys, Session
 from pilothouse.nodes import service
@@ -36,10 +36,20 @@ async def add(body: NodeCreate, session: Session, caller: Caller, keys: Keys) ->
 @router.delete(
     "/nodes/{ref}",
     status_code=204,
-    summary="Remove a host reached over SSH (admin; 409 while live replicas run on it)",
+    summary="Remove a host reached over SSH (admin; 409 while live replicas run on it or "
+    "replicas lost with it are not fenced yet)",
 )
-async def remove(ref: str, session: Session, caller: Caller) -> Response:
-    await service.remove_node(session, caller, ref)
+async def remove(
+    ref: str,
+    session: Session,
+    caller: Caller,
+    force: bool = Query(
+        False,
+        description="Remove it although replicas lost with it were not stopped there (fenced)"
+        " yet: the host is gone for good, or they were stopped on it by hand",
+    ),
+) -> Response:
+    await service.remove_node(session, caller, ref, force=force)
     return Response(status_code=204)
 
 

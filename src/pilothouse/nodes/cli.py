@@ -191,7 +191,16 @@ def add(
 def remove(
     ctx: typer.Context,
     node: Annotated[str, typer.Argument(help="Node name or id.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Remove an unreachable host although replicas lost with it were not stopped "
+            "there yet (it is gone for good, or you stopped them on it).",
+        ),
+    ] = False,
 ) -> None:
-    """Remove a host reached over SSH (admin); refused while live replicas run on it."""
-    api(ctx).request("DELETE", f"/nodes/{node}")
+    """Remove a host reached over SSH (admin); refused while live replicas run on it, and
+    while replicas lost with it may still run there unfenced (unless --force)."""
+    api(ctx).request("DELETE", f"/nodes/{node}", params={"force": "true"} if force else None)
     out.print(f"node {node} removed")

@@ -13,6 +13,11 @@
   when there is more than one host. When they do not all fit, the shortfall names the first
   resource that runs out and what each node has free: "needs 2 x 1.5 CPU, node local has 1.0
   free".
+- A node runs a driver's replicas only when it has the software the driver needs (`runs`):
+  python3 for the process driver, podman for the container driver, as detected when the host
+  was added (`Node.software`); this host's node (software not probed) runs what its worker
+  runs. Nodes without it are not eligible, and when none is left the shortfall says so:
+  "no ready node with podman (nodes: h1 is ready without podman)".
 - `place_one` places one replica, on the node it ran on (`prefer`) when that one is ready and
   has room (a restart after a crash), else as `place` would.
 """
@@ -35,6 +40,8 @@ UNITS = {
     "storage_gb": "GB storage",
 }
 EPSILON = 1e-9
+#: What a host needs to run each driver's replicas (nodes/hosts.py detects it).
+NEEDS = {"process": "python3", "container": "podman"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class NodeState:
     allocated: Resources = field(default_factory=Resources)
     status: str = "ready"
     labels: Mapping[str, str] = field(default_factory=dict)
+    software: Mapping[str, str | None] | None = None  # None: not probed (this host)
 
     @property
     def free(self) -> Resources:
@@ -115,6 +123,18 @@ def matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def runs(software: Mapping[str, str | None] | None, driver: str | None) -> bool:
+    """Whether a host with `software` (None: not probed, this host) can run `driver`'s
+    replicas: it has what NEEDS names for the driver, if anything. A host never probed (None or
+    empty: this host, or one recorded before software was detected) runs what it is given."""
+    wanted = NEEDS.get(driver or "")
+    return not software or wanted is None or bool(software.get(wanted))
+
+
+def _eligible(node: NodeState, selector: Mapping[str, str], driver: str | None) -> bool:
+    return node.status == "ready" and matches(node.labels, selector) and runs(node.software, driver)
+
+
 def _pick(
     candidates: list[NodeState], strategy: Strategy, counts: Mapping[str, tuple[int, ...]]
 ) -> NodeState:
@@ -141,18 +161,28 @@ def place(
     strategy: Strategy = "binpack",
     selector: Mapping[str, str] | None = None,
     counts: Mapping[str, tuple[int, ...]] | None = None,
+    driver: str | None = None,
 ) -> Placement:
     """Place `count` replicas needing `need` each; the shortfall when they do not all fit.
-    `counts`: per node name, the service's replicas there (spread places by them)."""
+    `counts`: per node name, the service's replicas there (spread places by them); `driver`:
+    only nodes that have its software (`runs`)."""
     selector = selector or {}
     tally = dict(counts or {})
-    eligible = [n for n in nodes if n.status == "ready" and matches(n.labels, selector)]
+    eligible = [n for n in nodes if _eligible(n, selector, driver)]
     if count <= 0:
         return Placement(())
     if not eligible:
+        software = NEEDS.get(driver or "")
         wanted = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
-        known = ", ".join(f"{n.name} is {n.status}" for n in nodes) or "none registered"
-        where = f" with labels {wanted}" if wanted else ""
+        parts = ([f"labels {wanted}"] if wanted else []) + ([software] if software else [])
+        where = f" with {' and '.join(parts)}" if parts else ""
+
+        def status(n: NodeState) -> str:
+            if n.status == "ready" and software and not runs(n.software, driver):
+                return f"{n.name} is ready without {software}"
+            return f"{n.name} is {n.status}"
+
+        known = ", ".join(status(n) for n in nodes) or "none registered"
         return Placement((), f"no ready node{where} (nodes: {known})")
     state = {n.name: n for n in eligible}
     placed: list[str] = []
@@ -175,18 +205,14 @@ def place_one(
     selector: Mapping[str, str] | None = None,
     counts: Mapping[str, tuple[int, ...]] | None = None,
     prefer: str | None = None,
+    driver: str | None = None,
 ) -> Placement:
-    """One replica: on `prefer` when that node is ready, carries the labels and has room;
-    else placed like `place` does."""
+    """One replica: on `prefer` when that node is ready, carries the labels, has the
+    driver's software and has room; else placed like `place` does."""
     home = next((n for n in nodes if n.name == prefer), None)
-    if (
-        home is not None
-        and home.status == "ready"
-        and matches(home.labels, selector or {})
-        and need.fits_in(home.free)
-    ):
+    if home is not None and _eligible(home, selector or {}, driver) and need.fits_in(home.free):
         return Placement((home.name,))
-    return place(nodes, need, 1, strategy=strategy, selector=selector, counts=counts)
+    return place(nodes, need, 1, strategy=strategy, selector=selector, counts=counts, driver=driver)
 
 
 def shortfall(nodes: Sequence[NodeState], need: Resources, count: int) -> str:

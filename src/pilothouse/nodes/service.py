@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pilothouse.access import Principal, require, visible
@@ -262,12 +263,15 @@ async def preflight(
     if extra == 0:
         return None
     views = await node_views(session)
-    states = [
-        NodeState(v.node.name, v.capacity, v.allocated, v.node.status, v.node.labels or {})
-        for v in views
-    ]
     selector = (environment.config or {}).get("node_labels") or {}
-    result = place(states, need_of(service), extra, strategy=strategy, selector=selector)
+    result = place(
+        _states(views),
+        need_of(service),
+        extra,
+        strategy=strategy,
+        selector=selector,
+        driver=environment.driver,
+    )
     return result.shortfall
 
 
@@ -299,8 +303,17 @@ async def local_node_id(session: AsyncSession, name: str = LOCAL) -> uuid.UUID |
 
 
 def _states(views: Sequence[NodeView]) -> list[NodeState]:
+    """The placement view of the nodes; a host's software as detected when it was added
+    (this host's is not probed: it runs what its worker runs)."""
     return [
-        NodeState(v.node.name, v.capacity, v.allocated, v.node.status, v.node.labels or {})
+        NodeState(
+            v.node.name,
+            v.capacity,
+            v.allocated,
+            v.node.status,
+            v.node.labels or {},
+            dict(v.node.software or {}) if is_remote(v.node) else None,
+        )
         for v in views
     ]
 
@@ -385,6 +398,7 @@ async def choose_node(
         selector=selector,
         counts=named,
         prefer=home.name if home is not None else None,
+        driver=environment.driver,
     )
     if result.shortfall is not None or not result.nodes:
         return Chosen(None, result.shortfall or "no node")
@@ -492,8 +506,14 @@ async def add_host(
         key_id=keyring.current.hex(),
         software=dict(facts.software),
     )
-    session.add(node)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(node)
+            await session.flush()
+    except IntegrityError:  # another `node add` of the same name won the race
+        raise Conflict(
+            f"a node named {spec.name!r} exists already", detail={"name": spec.name}
+        ) from None
     audit.record(
         session,
         actor,
@@ -505,9 +525,33 @@ async def add_host(
     return node
 
 
-async def remove_node(session: AsyncSession, actor: Principal, ref: str) -> Node:
-    """Forget a host (admin); refused (409) while live replicas are on it, and for this host
-    (its worker registers it)."""
+def unfenced(name: str, status: str, since: str, force: bool) -> str | None:
+    """Why a node whose fencing is pending (replicas lost with it may still run there) must
+    not be removed, or None (pure). Once forgotten, its processes could never be stopped by
+    pilothouse: a node that answers is fenced by the next probe (within seconds), so try
+    again; an unreachable one is removed only with `force` (the operator stopped them on the
+    host, or the host is gone for good)."""
+    if force:
+        return None
+    lead = (
+        f"node {name} cannot go from {status} to removed: replicas lost with it at {since} "
+        "may still run there and were not stopped (fenced) yet"
+    )
+    if status == "unreachable":
+        return (
+            f"{lead}; bring the host back (they are stopped as soon as it answers) and remove "
+            "it then, or stop them on the host yourself (or make sure it is gone for good) "
+            "and remove it with force"
+        )
+    return f"{lead}; it is fenced at its next probe (within seconds): try again then"
+
+
+async def remove_node(
+    session: AsyncSession, actor: Principal, ref: str, *, force: bool = False
+) -> Node:
+    """Forget a host (admin); refused (409) while live replicas are on it, for this host
+    (its worker registers it), and while replicas lost with it are not fenced yet (`unfenced`;
+    `force` overrides that one)."""
     require(actor, "manage_nodes", what=f"node {ref}")
     node: Node = await one_by_ref(
         session, sa.select(Node).order_by(Node.id), Node.id, ref, "node", name_column=Node.name
@@ -535,7 +579,22 @@ async def remove_node(session: AsyncSession, actor: Principal, ref: str) -> Node
             f"replica(s) run on it ({which}); scale them away or wait until they are replaced",
             detail={"node": node.name, "from": node.status, "to": "removed", "replicas": count},
         )
-    audit.record(session, actor, "delete", "node", node.id, {"name": node.name})
+    if node.fence_pending_since is not None:
+        since = f"{node.fence_pending_since:%Y-%m-%d %H:%M:%S} UTC"
+        refusal = unfenced(node.name, node.status, since, force)
+        if refusal is not None:
+            raise Conflict(
+                refusal,
+                detail={"node": node.name, "from": node.status, "to": "removed", "fence": True},
+            )
+    audit.record(
+        session,
+        actor,
+        "delete",
+        "node",
+        node.id,
+        {"name": node.name, **({"unfenced": True} if node.fence_pending_since else {})},
+    )
     await session.delete(node)
     await session.flush()
     return node

@@ -42,6 +42,8 @@ from pilothouse.core.keys import process_keyring
 from pilothouse.core.leases import JobSlot, Leases, slot_start
 from pilothouse.core.logging import get_logger
 from pilothouse.deployments import service as deployments
+from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
+from pilothouse.deployments.supervisor import BACKOFF_MAX
 from pilothouse.drivers import remote, ssh
 from pilothouse.drivers.transport import (
     Channel,
@@ -64,9 +66,15 @@ PROBE_JOB = "nodes.probe"
 MONITOR = "node-monitor"
 
 
+LOST_PREFIX = "lost: node "
+#: Replacements of replicas lost with a node are requested again for this long (seconds).
+REPLACE_RETRY_FOR = 3600.0
+REPLACE_JOB = "nodes.replace"
+
+
 def lost_reason(node: str) -> str:
     """Why a replica on a lost node failed."""
-    return f"lost: node {node} unreachable"
+    return f"{LOST_PREFIX}{node} unreachable"
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class Outcome:
     failed_replicas: int = 0
     replacements: list[str] = field(default_factory=list)  # "api: deployment <id>"
     not_replaced: list[str] = field(default_factory=list)  # "api: <why>"
+    fence: bool = False  # the node answers and its fencing is pending: fence it now
 
 
 FENCE_GRACE = 10.0
@@ -92,18 +101,34 @@ class Stray:
     why: str  # "failed", "stopped", "another process", "unknown", ...
 
 
+def restart_claimed(keep_running: bool, next_restart_at: datetime | None, now: datetime) -> bool:
+    """Whether the supervisor is restarting a failed replica right now: its claim
+    (deployments/supervisor.py `_claim_restart`) pushes `next_restart_at` an hour ahead, further
+    than any backoff (at most BACKOFF_MAX seconds); a replica lost with its node is never
+    restarted (`keep_running` off)."""
+    return (
+        keep_running
+        and next_restart_at is not None
+        and next_restart_at > now + timedelta(seconds=2 * BACKOFF_MAX)
+    )
+
+
 def strays(
     found: list[remote.RemoteReplica],
     records: dict[uuid.UUID, tuple[str, int | None, uuid.UUID | None]],
     node_id: uuid.UUID,
     services: dict[uuid.UUID, str] | None = None,
+    *,
+    restarting: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
 ) -> list[Stray]:
     """Which of the processes listed on a node to stop (pure). `records` maps a replica id to
     its store record: (status, pid, node id). A process is kept only when its replica is live
     (pending/starting/running/stopping) on THIS node and is this very process (same pid, or no
-    pid recorded yet: it is being started); anything else is stray: a replica marked failed
-    (lost) or stopped, one now recorded on another node, an older process of the replica, one
-    the store does not know."""
+    pid recorded yet: it is being started), or when the supervisor is restarting the replica
+    (`restarting`: `restart_claimed`) and the process is not the recorded one (its record is
+    still failed with the old pid while the new process starts, here or moved here); anything
+    else is stray: a replica marked failed (lost) or stopped, one now recorded on another node,
+    an older process of the replica, one the store does not know."""
     names = services or {}
     out = []
     for proc in found:
@@ -113,6 +138,8 @@ def strays(
             continue
         status, pid, where = record
         name = names.get(proc.replica_id, "?")
+        if status == "failed" and proc.replica_id in restarting and pid != proc.pid:
+            continue
         if status not in HOLDING:
             out.append(Stray(proc, name, status))
         elif where != node_id:
@@ -152,14 +179,24 @@ async def on_node_returned(
     async with db.session(write=False) as session:
         rows = (
             await session.execute(
-                sa.select(Replica.id, Replica.status, Replica.pid, Replica.node_id, Service.name)
+                sa.select(
+                    Replica.id,
+                    Replica.status,
+                    Replica.pid,
+                    Replica.node_id,
+                    Service.name,
+                    Replica.keep_running,
+                    Replica.next_restart_at,
+                )
                 .join(Service, Service.id == Replica.service_id)
                 .where(Replica.id.in_(ids))
             )
         ).all()
     records = {row[0]: (row[1], row[2], row[3]) for row in rows}
     names = {row[0]: row[4] for row in rows}
-    candidates = strays(found, records, node_id, names)
+    now = utcnow()
+    restarting = {row[0] for row in rows if restart_claimed(row[5], row[6], now)}
+    candidates = strays(found, records, node_id, names, restarting=restarting)
     if not candidates:
         return []
     pids = await remote.stop_many(
@@ -265,6 +302,8 @@ class NodeWatch:
         now = now or utcnow()
         async with self.db.session(write=False) as session:
             nodes = list(await session.scalars(sa.select(Node).where(Node.transport == "ssh")))
+        for gone in set(self._echo) - {n.id for n in nodes}:  # removed: its channel ends
+            self._forget(gone)
         if not nodes:
             return []
         slot = slot_start(now, timedelta(seconds=PROBE_EVERY))
@@ -286,7 +325,79 @@ class NodeWatch:
             if outcome is not None:
                 outcomes.append(outcome)
                 await self._after(outcome, node.id, access)
+        if await self._claim(REPLACE_JOB, now):
+            await self.replace_short()
         return outcomes
+
+    async def _claim(self, job: str, now: datetime) -> bool:
+        slot = slot_start(now, timedelta(seconds=PROBE_EVERY))
+        won = await self.leases.claim_slots(JobSlot, [{"job": job, "key": "-", "slot": slot}])
+        return bool(won)
+
+    async def replace_short(self) -> list[str]:
+        """Replacements not made when their node was lost (a rollout was in progress, or they
+        did not fit) are requested again: every service with replicas lost with a node in the
+        last REPLACE_RETRY_FOR seconds that holds fewer replicas than its target (live, or
+        failed and due for a restart), has no rollout in progress and got no replacement rollout
+        since its last loss (one that was made and failed is not made again) gets the
+        replacement `_lose` would have made. Returns what was requested ("api: deployment
+        <id>")."""
+        since = utcnow() - timedelta(seconds=REPLACE_RETRY_FOR)
+        held = sa.or_(
+            Replica.status.in_(HOLDING),
+            sa.and_(Replica.status == "failed", Replica.keep_running.is_(True)),
+        )
+        count = (
+            sa.select(sa.func.count())
+            .where(Replica.service_id == Service.id, held)
+            .correlate(Service)
+            .scalar_subquery()
+        )
+        busy = sa.exists().where(
+            Deployment.service_id == Service.id, Deployment.status.in_(ACTIVE_STATUSES)
+        )
+        lost_at = (
+            sa.select(sa.func.max(Replica.updated_at))
+            .where(
+                Replica.service_id == Service.id,
+                Replica.status == "failed",
+                Replica.keep_running.is_(False),
+                Replica.restart_reason.like(f"{LOST_PREFIX}%"),
+            )
+            .correlate(Service)
+            .scalar_subquery()
+        )
+        replaced = sa.exists().where(  # one replacement per loss: a failed one is not redone
+            Deployment.service_id == Service.id,
+            Deployment.event_type == "scale",
+            Deployment.triggered_by == "automated",
+            Deployment.commit_message.like("replace %"),
+            Deployment.created_at >= lost_at,
+        )
+        requested: list[str] = []
+        async with self.db.session() as session:
+            short = list(
+                await session.scalars(
+                    sa.select(Service)
+                    .where(
+                        Service.deleted_at.is_(None),
+                        Service.status.not_in(("stopped", "deleted")),
+                        lost_at >= since,
+                        ~replaced,
+                        ~busy,
+                        count < Service.target_replicas,
+                    )
+                    .order_by(Service.name)
+                )
+            )
+            for svc in short:
+                done, why = await _replace(session, svc, "replicas lost with their node")
+                if done is not None:
+                    requested.append(done)
+                    log.info("lost replicas replaced", service=svc.name, request=done)
+                else:
+                    log.debug("lost replicas still not replaced", service=svc.name, reason=why)
+        return requested
 
     async def settle(self, node_id: uuid.UUID, cause: str | None, now: datetime) -> Outcome | None:
         """Apply one probe's outcome to the node (row locked, read again); None when the
@@ -308,26 +419,45 @@ class NodeWatch:
                     node.status_reason = None
             if what == "returned":
                 node.status, node.status_reason = "ready", None
+                # committed with `ready`: a fencing that fails, or a worker that dies before
+                # it, leaves the mark, and every later probe that is answered fences again
+                node.fence_pending_since = node.fence_pending_since or now
                 log.info("node answers again", node=node.name)
             if what == "silent" and node.status in ("ready", "draining"):
                 node.status_reason = f"no answer: {cause}"[:500]
             if what != "lost":
-                return Outcome(node.name, what)
+                fence = node.fence_pending_since is not None and node.status in (
+                    "ready",
+                    "draining",
+                )
+                return Outcome(node.name, what, fence=fence and what in ("seen", "returned"))
             since = f"{node.last_seen_at:%H:%M:%S} UTC" if node.last_seen_at else "it was added"
             node.status = "unreachable"
             node.status_reason = f"no answer since {since}: {cause}"[:500]
             log.warning("node unreachable", node=node.name, reason=node.status_reason)
             return await _lose(session, node)
 
+    async def _fence(self, node_id: uuid.UUID, name: str, access: NodeAccess) -> str:
+        """Fence the node (`on_node_returned`); once it succeeded, clear its pending mark
+        (unless it was lost again meanwhile). What fencing did, for the alert."""
+        try:
+            stopped = await on_node_returned(self.db, node_id, self.pool.get(access))
+        except Exception as exc:  # fencing failing must not hide the node's return
+            log.error("on_node_returned failed", node=name, exc_info=exc)
+            why = f"{type(exc).__name__}: {exc}"
+            return f"fencing failed (retried at the next probe): {why}"[:300]
+        async with self.db.session() as session:
+            await session.execute(
+                sa.update(Node)
+                .where(Node.id == node_id, Node.status.in_(("ready", "draining")))
+                .values(fence_pending_since=None)
+            )
+        return fenced_text(stopped or [])
+
     async def _after(self, outcome: Outcome, node_id: uuid.UUID, access: NodeAccess) -> None:
         fencing: str | None = None
-        if outcome.verdict == "returned":
-            try:
-                stopped = await on_node_returned(self.db, node_id, self.pool.get(access))
-                fencing = fenced_text(stopped or [])
-            except Exception as exc:  # fencing failing must not hide the node's return
-                log.error("on_node_returned failed", node=outcome.node, exc_info=exc)
-                fencing = f"fencing failed: {type(exc).__name__}: {exc}"[:300]
+        if outcome.fence:
+            fencing = await self._fence(node_id, outcome.node, access)
         if outcome.verdict in ("lost", "returned"):
             message = alert(outcome, access, self.after, fencing=fencing)
             try:
@@ -358,33 +488,43 @@ async def _lose(session: Any, node: Node) -> Outcome:
         replica.restart_reason = reason
         replica.next_restart_at = None
         await replicas.transition(session, replica, "failed", actor=monitor, reason=reason)
+    if lost:
+        node.fence_pending_since = node.fence_pending_since or utcnow()
     outcome = Outcome(node.name, "lost", failed_replicas=len(lost))
     for service_id in dict.fromkeys(r.service_id for r in lost):
         svc = await session.get(Service, service_id)
         if svc is None or svc.deleted_at is not None or svc.status in ("stopped", "deleted"):
             continue
-        live = await artifacts.get_deployed(session, svc.id)
-        if live is None:
-            outcome.not_replaced.append(f"{svc.name}: no live release")
-            continue
-        owner = Principal(id=svc.owner_id, name=MONITOR, role="admin")
-        try:
-            async with session.begin_nested():
-                deployment = await deployments.create_deployment(
-                    session,
-                    owner,
-                    service=str(svc.id),
-                    version=live.version,
-                    event_type="scale",
-                    triggered_by="automated",
-                    commit_message=f"replace {reason}",
-                )
-        except PilothouseError as exc:
-            outcome.not_replaced.append(f"{svc.name}: {exc.message}")
-            log.warning("lost replicas not replaced", service=svc.name, reason=exc.message)
-            continue
-        outcome.replacements.append(f"{svc.name}: deployment {deployment.id}")
+        done, why = await _replace(session, svc, reason)
+        if done is not None:
+            outcome.replacements.append(done)
+        else:
+            outcome.not_replaced.append(f"{svc.name}: {why}")
+            log.warning("lost replicas not replaced", service=svc.name, reason=why)
     return outcome
+
+
+async def _replace(session: Any, svc: Service, reason: str) -> tuple[str | None, str]:
+    """Request a replacement rollout of the service's live release (a `scale` deployment of
+    the same version and target): ("api: deployment <id>", "") or (None, why not)."""
+    live = await artifacts.get_deployed(session, svc.id)
+    if live is None:
+        return None, "no live release"
+    owner = Principal(id=svc.owner_id, name=MONITOR, role="admin")
+    try:
+        async with session.begin_nested():
+            deployment = await deployments.create_deployment(
+                session,
+                owner,
+                service=str(svc.id),
+                version=live.version,
+                event_type="scale",
+                triggered_by="automated",
+                commit_message=f"replace {reason}",
+            )
+    except PilothouseError as exc:
+        return None, exc.message
+    return f"{svc.name}: deployment {deployment.id}", ""
 
 
 def alert(

@@ -46,6 +46,9 @@ class Node(UUIDPk, Timestamps, Base):
     software: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Why the node is not ready (the last probe's failure), shown with its status.
     status_reason: Mapped[str | None] = mapped_column(sa.String(500), default=None)
+    # Since when replicas lost with the node may still run there unfenced (nodes/watch.py
+    # fences it once it answers and clears this; `node remove` is refused meanwhile).
+    fence_pending_since: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Replica(UUIDPk, Timestamps, Base):
