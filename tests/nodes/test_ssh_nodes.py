@@ -178,7 +178,7 @@ async def test_unreachable_host_lost_replaced_and_back(
     monkeypatch.setattr(alerts, "RETRY_DELAYS", (0.0, 0.0))
     returned: list[uuid.UUID] = []
 
-    async def fence(db: Database, node_id: uuid.UUID, transport: Transport) -> None:
+    async def fence(db: Database, node_id: uuid.UUID, transport: Transport, **_: Any) -> None:
         assert (await transport.run(["true"])).exit_status == 0
         returned.append(node_id)
 

@@ -79,7 +79,7 @@ from pilothouse.drivers.process import (
     render_command,
 )
 from pilothouse.drivers.readiness import ReadinessSpec, ReadyResult, wait_ready
-from pilothouse.drivers.transport import NodeAccess, TransportPool, TransportUnavailable
+from pilothouse.drivers.transport import NodeAccess, Transport, TransportPool, TransportUnavailable
 
 LABEL_SERVICE = "pilothouse.service"
 LABEL_REPLICA = "pilothouse.replica"
@@ -197,6 +197,83 @@ class EngineError(RuntimeError):
     """An engine command failed; the message carries its last output line."""
 
 
+class EngineMissing(EngineError):
+    """The engine is not installed on the node (its shell answered 127: command not found)."""
+
+
+async def engine_on(
+    transport: Transport,
+    argv: list[str],
+    *,
+    runtime: str | None,
+    timeout: float = 120,
+    input: bytes | None = None,
+) -> str:
+    """An engine command on another node through its transport: podman's `--runtime` given on
+    the command line (no containers.conf is written there); its stdout, EngineError naming the
+    node when it fails or does not answer, EngineMissing when the engine is not there."""
+    try:
+        done = await transport.run(oci.with_globals(argv, runtime), input=input, timeout=timeout)
+    except TransportUnavailable as exc:
+        raise EngineError(str(exc)) from None
+    except TimeoutError:
+        raise EngineError(
+            f"{argv[0]} {argv[1]} timed out after {timeout:g}s on node {transport.node}"
+        ) from None
+    except FileNotFoundError:
+        raise EngineMissing(f"node {transport.node}: {argv[0]} is not installed") from None
+    except OSError as exc:
+        raise EngineError(f"node {transport.node}: {exc.strerror or exc}") from None
+    if done.exit_status == 127:
+        raise EngineMissing(f"node {transport.node}: {argv[0]} is not installed")
+    if done.exit_status != 0:
+        err = done.stderr.decode(errors="replace")
+        lines = [line for line in err.splitlines() if line.strip()]
+        last = lines[-1][:500] if lines else f"exit status {done.exit_status}"
+        raise EngineError(f"on node {transport.node}: {last}")
+    return done.stdout.decode(errors="replace")
+
+
+async def containers_on(
+    transport: Transport, node_id: uuid.UUID, *, engine: str, runtime: str | None
+) -> list[oci.Listed]:
+    """Every pilothouse container on the node (running or not), by the node's label: one
+    `ps`. EngineError when the node does not answer, EngineMissing without the engine."""
+    argv = oci.ps_json_argv(engine, {LABEL_NODE: str(node_id)})
+    return oci.parse_ps_json(await engine_on(transport, argv, runtime=runtime, timeout=15))
+
+
+def replica_of(container: oci.Listed) -> remote.RemoteReplica | None:
+    """A listed container as the replica it runs (its main process by pid; no start time is
+    needed for a container); None when it carries no replica label."""
+    try:
+        replica_id = uuid.UUID(container.labels.get(LABEL_REPLICA, ""))
+    except ValueError:
+        return None
+    return remote.RemoteReplica(
+        replica_id,
+        container.labels.get(LABEL_RELEASE, "-"),
+        container.labels.get(LABEL_VERSION, ""),
+        container.pid,
+        0.0,
+    )
+
+
+async def remove_on(
+    transport: Transport,
+    containers: list[str],
+    *,
+    engine: str,
+    runtime: str | None,
+    grace: float,
+) -> None:
+    """Stop and remove the node's `containers` in one engine process (SIGTERM, SIGKILL after
+    `grace`)."""
+    if containers:
+        argv = oci.remove_many_argv(engine, sorted(containers), grace)
+        await engine_on(transport, argv, runtime=runtime, timeout=grace + 30)
+
+
 class ContainerDriver(ProcessDriver):
     """Rolling updates of OCI containers behind an optional router."""
 
@@ -276,27 +353,10 @@ class ContainerDriver(ProcessDriver):
     async def _run_on(
         self, node: NodeAccess, argv: list[str], *, timeout: float, input: bytes | None
     ) -> str:
-        """An engine command on another node: podman's `--runtime` given on the command line
-        (no containers.conf is written there); EngineError naming the node when it fails or
-        does not answer."""
-        try:
-            done = await self.transports.get(node).run(
-                oci.with_globals(argv, self.runtime), input=input, timeout=timeout
-            )
-        except TransportUnavailable as exc:
-            raise EngineError(str(exc)) from None
-        except TimeoutError:
-            raise EngineError(
-                f"{argv[0]} {argv[1]} timed out after {timeout:g}s on node {node.name}"
-            ) from None
-        except OSError as exc:
-            raise EngineError(f"node {node.name}: {exc.strerror or exc}") from None
-        if done.exit_status != 0:
-            err = done.stderr.decode(errors="replace")
-            lines = [line for line in err.splitlines() if line.strip()]
-            last = lines[-1][:500] if lines else f"exit status {done.exit_status}"
-            raise EngineError(f"on node {node.name}: {last}")
-        return done.stdout.decode(errors="replace")
+        """An engine command on another node (engine_on)."""
+        return await engine_on(
+            self.transports.get(node), argv, runtime=self.runtime, timeout=timeout, input=input
+        )
 
     def run_sync(self, argv: list[str], *, timeout: float = 10) -> str | None:
         """A short engine query from synchronous code (exit reasons); None when it fails."""
@@ -1069,10 +1129,8 @@ class ContainerDriver(ProcessDriver):
             return
         began = time.monotonic()
         try:
-            listed = oci.parse_ps_json(
-                await self.run(
-                    oci.ps_json_argv(self.engine, {LABEL_NODE: str(node_id)}), node=node, timeout=15
-                )
+            listed = await containers_on(
+                self.transports.get(node), node_id, engine=self.engine, runtime=self.runtime
             )
         except (EngineError, ValueError):
             self._listings.setdefault(node_id, Listing()).ok = False
@@ -1122,22 +1180,19 @@ class ContainerDriver(ProcessDriver):
     async def fence(
         self, node: NodeAccess, keep: set[uuid.UUID], *, grace: float = 10.0
     ) -> list[uuid.UUID]:
-        """Remove every pilothouse container on `node` whose replica is not in `keep` (a host
-        that came back after its replicas were replaced): one `ps` by the node's label, one `rm`
-        of them all; returns the replica ids removed. EngineError when the node does not
-        answer."""
-        listed = oci.parse_ps_json(
-            await self.run(oci.ps_json_argv(self.engine, {LABEL_NODE: str(node.id)}), node=node)
-        )
+        """Remove every pilothouse container on `node` whose replica is not in `keep`: one `ps`
+        by the node's label, one `rm` of them all (containers_on, remove_on); returns the
+        replica ids removed. EngineError when the node does not answer."""
+        transport = self.transports.get(node)
+        listed = await containers_on(transport, node.id, engine=self.engine, runtime=self.runtime)
         strays: dict[str, uuid.UUID] = {}
         for container in listed:
-            with contextlib.suppress(ValueError):
-                replica_id = uuid.UUID(container.labels.get(LABEL_REPLICA, ""))
-                if replica_id not in keep:
-                    strays[container.id] = replica_id
-        if strays:
-            argv = oci.remove_many_argv(self.engine, sorted(strays), grace)
-            await self.run(argv, timeout=grace + 30, node=node)
+            found = replica_of(container)
+            if found is not None and found.replica_id not in keep:
+                strays[container.id] = found.replica_id
+        await remove_on(
+            transport, list(strays), engine=self.engine, runtime=self.runtime, grace=grace
+        )
         return sorted(set(strays.values()))
 
     def _seen(self, replica: ReplicaInfo, access: NodeAccess) -> remote.RemoteReplica | None:

@@ -320,6 +320,8 @@ class ProcessDriver:
         self._poller: asyncio.Task[None] | None = None
         self._listers: dict[uuid.UUID, remote.Lister] = {}  # node id -> its listing channel
         self._closing: set[asyncio.Task[None]] = set()
+        # service id -> what its rollout in progress serves (route() keeps within it)
+        self._rolling: dict[str, dict[uuid.UUID, ReplicaInfo]] = {}
 
     def cgroups(self) -> CgroupV2 | None:
         """The cgroup v2 hierarchy replicas go in (looked for once), None: sampling."""
@@ -719,6 +721,7 @@ class ProcessDriver:
         keep = same[: spec.target_replicas]
         old = [r for r in alive if r not in keep]
         serving = {r.id: r for r in alive}
+        self._rolling[str(spec.service_id)] = serving
         routing: list[asyncio.Task[None]] = []
         stopping: list[asyncio.Task[None]] = []
 
@@ -784,13 +787,21 @@ class ProcessDriver:
                 serving.pop(replica.id, None)
             await self._route(spec, cfg, [self.backend(r) for r in serving.values() if r.port])
             stopping.extend(asyncio.create_task(self._retire(r, cfg, events)) for r in new)
-            await asyncio.gather(*stopping)
+            try:
+                await asyncio.gather(*stopping)
+            finally:
+                self._rolling.pop(str(spec.service_id), None)
             raise
         except BaseException:
+            self._rolling.pop(str(spec.service_id), None)
             await asyncio.gather(*routing, *stopping, return_exceptions=True)
             raise
         live = keep + new
         cleanup = asyncio.gather(*stopping) if stopping else None
+        if cleanup is None:
+            self._rolling.pop(str(spec.service_id), None)
+        else:  # the old replicas are marked stopping in the store only as they drain
+            cleanup.add_done_callback(lambda _: self._rolling.pop(str(spec.service_id), None))
         return RolloutOutcome(instances=len(live), replicas=[r.id for r in live], cleanup=cleanup)
 
     async def _retire_after(
@@ -947,8 +958,17 @@ class ProcessDriver:
     async def route(
         self, service_id: uuid.UUID, config: dict[str, Any], backends: list[str]
     ) -> None:
+        """Point the router at `backends` (the supervisor's, read from the store). While a
+        rollout of the service runs here, only those it serves now: the store still says
+        `running` of a replica the rollout has taken out of the router to stop it (and of a new
+        one not routed yet), and the router applies changes in order, so a store read racing
+        the rollout would put a stopping replica back."""
         cfg = ProcessConfig(**config)
         if cfg.router and self.router is not None and cfg.router_port:
+            rolling = self._rolling.get(str(service_id))
+            if rolling is not None:
+                allowed = {self.backend(r) for r in rolling.values() if r.port}
+                backends = [b for b in backends if b in allowed]
             await self.router.set_backends(str(service_id), cfg.router_port, sorted(backends))
 
     async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:

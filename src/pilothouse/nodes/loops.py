@@ -22,7 +22,13 @@ HEARTBEAT_EVERY = 60.0
 
 def loops(rt: Runtime) -> list[Loop]:
     settings = rt.settings
-    watch = NodeWatch(rt.db, rt.leases, unreachable_after=settings.node_unreachable_after)
+    watch = NodeWatch(
+        rt.db,
+        rt.leases,
+        unreachable_after=settings.node_unreachable_after,
+        engine=settings.container_engine,
+        runtime=settings.container_runtime,
+    )
 
     async def register() -> None:
         async with rt.db.session() as session:

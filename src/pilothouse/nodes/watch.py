@@ -13,8 +13,9 @@ node's `last_seen_at`. The decision is hosts.verdict:
   target, as `service scale` records one), which the engine places on the remaining ready
   nodes; one `node_unreachable` alert goes to every active channel.
 - **returned**: an unreachable node that answers is `ready` again, `on_node_returned` fences it
-  (stops every replica process there that the store does not hold live on it: `strays`), and
-  one `node_ready` alert, saying what was stopped, resolves the first.
+  (stops every replica process and removes every running pilothouse container there that the
+  store does not hold live on it: `strays`), and one `node_ready` alert, saying what was
+  stopped, resolves the first.
 
 The status change is made under the node's row lock after reading it again, so only the worker
 that flips it acts (replicas, replacements, alert), however many probe.
@@ -45,6 +46,7 @@ from pilothouse.deployments import service as deployments
 from pilothouse.deployments.models import ACTIVE_STATUSES, Deployment
 from pilothouse.deployments.supervisor import BACKOFF_MAX
 from pilothouse.drivers import remote, ssh
+from pilothouse.drivers.container import EngineMissing, containers_on, remove_on, replica_of
 from pilothouse.drivers.transport import (
     Channel,
     NodeAccess,
@@ -94,11 +96,13 @@ FENCE_GRACE = 10.0
 
 @dataclass(frozen=True)
 class Stray:
-    """A replica process found on a returned node that the store does not hold live there."""
+    """A replica process (or container) found on a returned node that the store does not hold
+    live there."""
 
     replica: remote.RemoteReplica
     service: str  # the service's name, "?" when the store has no record of the replica
     why: str  # "failed", "stopped", "another process", "unknown", ...
+    container: str | None = None  # the container's id when the replica is a container
 
 
 def restart_claimed(keep_running: bool, next_restart_at: datetime | None, now: datetime) -> bool:
@@ -163,19 +167,27 @@ def fenced_text(stopped: list[Stray]) -> str:
 
 
 async def on_node_returned(
-    db: Database, node_id: uuid.UUID, transport: Transport, *, grace: float = FENCE_GRACE
+    db: Database,
+    node_id: uuid.UUID,
+    transport: Transport,
+    *,
+    grace: float = FENCE_GRACE,
+    engine: str = "podman",
+    runtime: str | None = "runc",
 ) -> list[Stray]:
     """Fencing, once an unreachable node answers again (after it is `ready`, before the
     `node_ready` alert): its replicas were marked failed and replaced meanwhile, but their
-    processes may still run there. List every pilothouse replica on the node, read the store
-    AFTER the listing (a replica started meanwhile already has its record), and stop every
-    process that is not a live replica recorded on this node (`strays`), each by its pid and
-    start time (drivers/remote.py). What was stopped is logged and audited; returned for the
-    alert."""
+    processes may still run there. List every pilothouse replica on the node (the shims'
+    processes, and the running containers by the node's label; no `engine` there: no
+    containers), read the store AFTER the listing (a replica started meanwhile already has its
+    record), and stop every one that is not a live replica recorded on this node (`strays`):
+    a process by its pid and start time (drivers/remote.py), a container by `rm --force`
+    (drivers/container.py). What was stopped is logged and audited; returned for the alert."""
     found = await remote.running(transport, node_id)
-    if not found:
+    boxes = await _containers(transport, node_id, engine, runtime)
+    if not found and not boxes:
         return []
-    ids = [r.replica_id for r in found]
+    ids = [r.replica_id for r in found] + [r.replica_id for r in boxes.values()]
     async with db.session(write=False) as session:
         rows = (
             await session.execute(
@@ -196,13 +208,26 @@ async def on_node_returned(
     names = {row[0]: row[4] for row in rows}
     now = utcnow()
     restarting = {row[0] for row in rows if restart_claimed(row[5], row[6], now)}
-    candidates = strays(found, records, node_id, names, restarting=restarting)
-    if not candidates:
+    procs = strays(found, records, node_id, names, restarting=restarting)
+    by_pid = {r.pid: cid for cid, r in boxes.items()}
+    held = [
+        Stray(s.replica, s.service, s.why, by_pid[s.replica.pid])
+        for s in strays(list(boxes.values()), records, node_id, names, restarting=restarting)
+    ]
+    if not procs and not held:
         return []
-    pids = await remote.stop_many(
-        transport, [(s.replica.pid, s.replica.started_at) for s in candidates], grace
-    )
-    stopped = [s for s in candidates if s.replica.pid in set(pids)]
+    stopped: list[Stray] = []
+    if procs:
+        pids = set(
+            await remote.stop_many(
+                transport, [(s.replica.pid, s.replica.started_at) for s in procs], grace
+            )
+        )
+        stopped += [s for s in procs if s.replica.pid in pids]
+    if held:
+        containers = [s.container for s in held if s.container]
+        await remove_on(transport, containers, engine=engine, runtime=runtime, grace=grace)
+        stopped += held
     if stopped:
         detail = [
             {
@@ -211,6 +236,7 @@ async def on_node_returned(
                 "release": s.replica.release_id,
                 "version": s.replica.version,
                 "pid": s.replica.pid,
+                **({"container": s.container} if s.container else {}),
                 "why": s.why,
             }
             for s in stopped
@@ -220,6 +246,23 @@ async def on_node_returned(
             audit.record(session, monitor, "fence", "node", node_id, {"stopped": detail})
         log.warning("stray replicas stopped", node=transport.node, stopped=detail)
     return stopped
+
+
+async def _containers(
+    transport: Transport, node_id: uuid.UUID, engine: str, runtime: str | None
+) -> dict[str, remote.RemoteReplica]:
+    """The node's running pilothouse containers by container id; none when the engine is not
+    installed there (a node that runs processes only)."""
+    try:
+        listed = await containers_on(transport, node_id, engine=engine, runtime=runtime)
+    except EngineMissing:
+        return {}
+    found = {}
+    for container in listed:
+        replica = replica_of(container) if container.running and container.pid else None
+        if replica is not None:
+            found[container.id] = replica
+    return found
 
 
 def _keyring() -> Keyring | None:
@@ -240,12 +283,15 @@ class NodeWatch:
         unreachable_after: float,
         probe_timeout: float | None = None,
         keyring: Callable[[], Keyring | None] = _keyring,
+        engine: str = "podman",
+        runtime: str | None = "runc",
     ) -> None:
         self.db = db
         self.leases = leases
         self.after = unreachable_after
         self.timeout = probe_timeout or max(1.0, min(5.0, unreachable_after / 3))
         self.keyring = keyring
+        self.engine, self.runtime = engine, runtime  # the container engine on the nodes
         self.pool = TransportPool(self._transport)
         self._echo: dict[uuid.UUID, tuple[Transport, Channel]] = {}  # node id -> probe channel
 
@@ -441,7 +487,9 @@ class NodeWatch:
         """Fence the node (`on_node_returned`); once it succeeded, clear its pending mark
         (unless it was lost again meanwhile). What fencing did, for the alert."""
         try:
-            stopped = await on_node_returned(self.db, node_id, self.pool.get(access))
+            stopped = await on_node_returned(
+                self.db, node_id, self.pool.get(access), engine=self.engine, runtime=self.runtime
+            )
         except Exception as exc:  # fencing failing must not hide the node's return
             log.error("on_node_returned failed", node=name, exc_info=exc)
             why = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,90 @@
+"""A route from the store (the supervisor's, after a crash or restart) while a rollout runs
+must not put back a replica the rollout already took out of the router to stop it: real
+replica processes, a router that records what it was told and when."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pilothouse.drivers.base import RolloutPlan
+from pilothouse.drivers.process import ProcessDriver, is_alive
+from tests.drivers.test_process_rollout import Recorder, spec
+
+CONFIG = {"router": "nginx", "router_port": 18080, "drain_seconds": 0}
+
+
+class Router:
+    """Each change applied, with when (a reload takes a moment)."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[float, set[str]]] = []
+
+    async def set_backends(
+        self, service_key: str, listen_port: int, backends: Sequence[str | int]
+    ) -> None:
+        await asyncio.sleep(0.02)
+        self.applied.append((time.monotonic(), {str(b) for b in backends}))
+
+    async def remove(self, service_key: str) -> None:
+        pass
+
+
+class Stopping(Recorder):
+    """The Recorder, noting when each replica began to stop."""
+
+    def __init__(self, known: dict[uuid.UUID, dict[str, Any]] | None = None) -> None:
+        super().__init__(known)
+        self.stopping: dict[uuid.UUID, float] = {}
+
+    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None:
+        if to == "stopping":
+            self.stopping[replica_id] = time.monotonic()
+        await super().replica_changed(replica_id, to, **fields)
+
+
+async def test_store_route_during_rollout_keeps_retired_replicas_out(tmp_path: Path) -> None:
+    router = Router()
+    driver = ProcessDriver(tmp_path, router)
+    first, second = Stopping(), Stopping()
+    service = spec("v1.0.0", 3, **CONFIG)
+    try:
+        out = await driver.rollout(RolloutPlan(service, [], uuid.uuid4()), first)
+        v1 = [first.info(r) for r in out.replicas]
+        second.replicas = {r: dict(first.replicas[r]) for r in out.replicas}
+        plan = RolloutPlan(spec("v2.0.0", 3, **CONFIG), v1, uuid.uuid4())
+        done = False
+
+        async def supervisor() -> None:
+            """Routes what a store read a moment earlier said was running (v1 and v2 alike)."""
+            while not done:
+                running = [
+                    f"127.0.0.1:{r['port']}"
+                    for r in list(second.replicas.values())
+                    if r["status"] in ("running", "stopping", "stopped")
+                ]
+                await driver.route(service.service_id, CONFIG, running)
+
+        routing = asyncio.create_task(supervisor())
+        out2 = await driver.rollout(plan, second)
+        if out2.cleanup is not None:
+            await out2.cleanup
+        done = True
+        await routing
+        for at, backends in router.applied:
+            for replica in v1:
+                began = second.stopping.get(replica.id)
+                if began is not None and began < at:
+                    assert f"127.0.0.1:{replica.port}" not in backends, "routed while stopping"
+    finally:
+        for replica in [*first.replicas.values(), *second.replicas.values()]:
+            if is_alive(replica.get("pid"), replica.get("process_started_at")):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(replica["pid"], signal.SIGKILL)
