@@ -115,7 +115,7 @@ async def test_fencing_is_retried_until_it_succeeded(
     watch = _watch(db)
     calls: list[str] = []
 
-    async def fence(db: Database, node_id: uuid.UUID, transport: Transport) -> list[Any]:
+    async def fence(db: Database, node_id: uuid.UUID, transport: Transport, **_: Any) -> list[Any]:
         calls.append("fence")
         if len(calls) == 1:
             raise RuntimeError("the listing failed")
