@@ -212,14 +212,14 @@ async def test_unreachable_host_lost_replaced_and_back(
         db,
         Leases(db, owner="w1"),
         unreachable_after=2.0,
-        probe_timeout=1.0,
+        probe_timeout=4.0,  # a first probe under load may take a while: not a lost node
         keyring=lambda: keyring,
     )
     rival = watching.NodeWatch(
         db,
         Leases(db, owner="w2"),
         unreachable_after=2.0,
-        probe_timeout=1.0,
+        probe_timeout=4.0,  # a first probe under load may take a while: not a lost node
         keyring=lambda: keyring,
     )
     try:
