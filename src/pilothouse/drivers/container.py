@@ -193,6 +193,38 @@ def container_name(replica_id: uuid.UUID) -> str:
     return f"ph-{replica_id}"
 
 
+def run_spec(
+    spec: ServiceSpec,
+    cfg: ContainerConfig,
+    replica_id: uuid.UUID,
+    *,
+    image: str,
+    command: list[str],
+    labels: dict[str, str] | None = None,
+    **where: Any,
+) -> oci.RunSpec:
+    """What every replica's container shares (name, labels, limits, volume, GPUs, command);
+    `where` holds what differs between this host and another node (ports, env-file, address)."""
+    return oci.RunSpec(
+        name=container_name(replica_id),
+        image=image,
+        labels={
+            LABEL_SERVICE: str(spec.service_id),
+            LABEL_REPLICA: str(replica_id),
+            LABEL_VERSION: spec.version,
+            **(labels or {}),
+        },
+        cpus=spec.cpu_cores,
+        memory_mb=spec.memory_mb,
+        volume=volume_name(spec) if cfg.data_path else None,
+        volume_target=cfg.data_path or "/data",
+        gpus=spec.gpu_units,
+        gpu_device=cfg.gpu_device,
+        command=command,
+        **where,
+    )
+
+
 class EngineError(RuntimeError):
     """An engine command failed; the message carries its last output line."""
 
@@ -642,37 +674,23 @@ class ContainerDriver(ProcessDriver):
             else []
         )
         name = container_name(replica_id)
-        run = oci.RunSpec(
-            name=name,
+        run = run_spec(
+            spec,
+            cfg,
+            replica_id,
             image=image_id,
+            command=command,
             labels={
-                LABEL_SERVICE: str(spec.service_id),
-                LABEL_REPLICA: str(replica_id),
-                LABEL_VERSION: spec.version,
                 LABEL_NODE: str(node.id),
                 LABEL_RELEASE: str(spec.release_id) if spec.release_id else "-",
             },
             host_port=None,
             container_port=inside,
             env_file="/dev/stdin",
-            cpus=spec.cpu_cores,
-            memory_mb=spec.memory_mb,
-            volume=volume_name(spec) if cfg.data_path else None,
-            volume_target=cfg.data_path or "/data",
-            gpus=spec.gpu_units,
-            gpu_device=cfg.gpu_device,
-            command=command,
             publish_address=node.address,
             ulimits=self._ulimits(),
         )
-        argv = oci.run_argv(self.engine, run)
-        try:
-            out = await self.run(argv, timeout=cfg.start_timeout, node=node, input=env_text)
-        except EngineError as exc:
-            if "already in use" not in str(exc):
-                raise
-            await self.run(oci.rm_argv(self.engine, name), node=node)
-            out = await self.run(argv, timeout=cfg.start_timeout, node=node, input=env_text)
+        out = await self._run_fresh(run, timeout=cfg.start_timeout, node=node, input=env_text)
         container_id = out.strip().splitlines()[-1] if out.strip() else name
         try:
             state = oci.container_state(
@@ -684,6 +702,25 @@ class ContainerDriver(ProcessDriver):
         if not port:
             raise EngineError(f"on node {node.name}: the container published no port")
         return Started(state.id or container_id, state.pid or 0, state.started_at, port, log_path)
+
+    async def _run_fresh(
+        self,
+        run: oci.RunSpec,
+        *,
+        timeout: float,
+        node: NodeAccess | None = None,
+        input: bytes | None = None,
+    ) -> str:
+        """`run` the container; when its name is taken (a container of an earlier start of this
+        replica that was never recorded), remove that one and run again, once."""
+        argv = oci.run_argv(self.engine, run)
+        try:
+            return await self.run(argv, timeout=timeout, node=node, input=input)
+        except EngineError as exc:
+            if "already in use" not in str(exc):
+                raise
+        await self.run(oci.rm_argv(self.engine, run.name), node=node)
+        return await self.run(argv, timeout=timeout, node=node, input=input)
 
     async def start_container(
         self,
@@ -705,37 +742,20 @@ class ContainerDriver(ProcessDriver):
             if spec.command
             else []
         )
-        name = container_name(replica_id)
         env_file = self._write_env_file(env)
         try:
-            run = oci.RunSpec(
-                name=name,
+            run = run_spec(
+                spec,
+                cfg,
+                replica_id,
                 image=image_id,
-                labels={
-                    LABEL_SERVICE: str(spec.service_id),
-                    LABEL_REPLICA: str(replica_id),
-                    LABEL_VERSION: spec.version,
-                },
+                command=command,
                 host_port=host_port,
                 container_port=cfg.container_port,
                 env_file=env_file,
-                cpus=spec.cpu_cores,
-                memory_mb=spec.memory_mb,
-                volume=volume_name(spec) if cfg.data_path else None,
-                volume_target=cfg.data_path or "/data",
-                gpus=spec.gpu_units,
-                gpu_device=cfg.gpu_device,
                 network=cfg.network,
-                command=command,
             )
-            try:
-                out = await self.run(oci.run_argv(self.engine, run), timeout=cfg.start_timeout)
-            except EngineError as exc:
-                if "already in use" not in str(exc):
-                    raise
-                # A container of an earlier start of this replica that was never recorded.
-                await self.run(oci.rm_argv(self.engine, name))
-                out = await self.run(oci.run_argv(self.engine, run), timeout=cfg.start_timeout)
+            out = await self._run_fresh(run, timeout=cfg.start_timeout)
             container_id = out.strip().splitlines()[-1] if out.strip() else ""
         finally:
             with contextlib.suppress(OSError):
