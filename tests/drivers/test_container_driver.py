@@ -5,6 +5,7 @@ refused before anything runs. The real engine is tested in tests/containers/."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import time
@@ -36,6 +37,11 @@ elif args[0] == "run":
     mode = stat.S_IMODE(os.stat(path).st_mode)
     with open(log + ".envfile", "w") as f:
         f.write(json.dumps({"mode": mode, "text": open(path).read()}))
+    if os.environ.get("FAKE_RUN_SECONDS"):  # a slow `run`: its end is recorded too
+        import time
+        time.sleep(float(os.environ["FAKE_RUN_SECONDS"]))
+        with open(log, "a") as f:
+            f.write(json.dumps(["run done"]) + "\n")
     print("c" * 64)
 elif args[:2] == ["container", "inspect"]:
     print(json.dumps([{"Id": "c" * 64, "State": {"Running": True, "Pid": os.getppid()},
@@ -154,6 +160,28 @@ async def test_retiring_a_replica_is_one_engine_call(engine: Path, tmp_path: Pat
     old = replica("d" * 64)
     await driver._retire(old, ContainerConfig(drain_seconds=0, grace_seconds=4), events)
     assert calls(tmp_path) == [["rm", "--force", "--time", "4", "d" * 64]]
+    assert [to for _, to, _ in events.changes] == ["stopping", "stopped"]
+
+
+async def test_a_retired_replica_is_removed_after_the_run_in_progress_here(
+    engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removal beside a `run` slows the `run` down (the next replica's start, on the
+    rollout's critical path): the retired replica, already out of the router, waits for it."""
+    monkeypatch.setenv("FAKE_RUN_SECONDS", "1.5")
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    service = spec()
+    driver._image_ids[(str(service.service_id), None)] = HEX  # resolved by the rollout
+    starting = asyncio.create_task(
+        driver.start_container(service, ContainerConfig(), uuid.uuid4(), log_path=tmp_path / "l")
+    )
+    while not (tmp_path / "calls.log.envfile").exists():  # the `run` has begun
+        await asyncio.sleep(0.01)
+    events = Recorder()
+    await driver._retire(replica("d" * 64), ContainerConfig(drain_seconds=0), events)
+    await starting
+    order = [c[0] for c in calls(tmp_path)]
+    assert order == ["run", "run done", "rm"]
     assert [to for _, to, _ in events.changes] == ["stopping", "stopped"]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pilothouse.drivers.nginx import NginxRouter
+from pilothouse.drivers.nginx import NginxRouter, RouterError
 from pilothouse.drivers.process import free_port
 
 
@@ -69,3 +69,30 @@ def test_new_connections_reach_the_new_backends_once_set_backends_returns(
 
     seen = asyncio.run(flip())
     assert all(pair[0] == pair[2] for pair in seen), seen
+
+
+def test_a_configuration_nginx_refuses_fails_the_change_and_the_old_one_keeps_serving(
+    tmp_path: Path, backends: list[int]
+) -> None:
+    """The reload is a signal to the master: when it refuses the new configuration, its
+    `[emerg]` line fails the change (not a wait for workers that never come), and the workers
+    of the previous configuration go on serving."""
+    router = NginxRouter(tmp_path / "nginx")
+    port = free_port()
+    a, _ = backends
+
+    async def refused() -> tuple[str, str]:
+        try:
+            await router.set_backends("svc", port, [a])
+            (tmp_path / "nginx" / "services" / "broken.conf").write_text("upstream x { bogus; }\n")
+            with pytest.raises(RouterError) as caught:
+                await router.reload()
+            async with httpx.AsyncClient() as client:
+                answer = (await client.get(f"http://127.0.0.1:{port}/")).text
+        finally:
+            await router.stop()
+        return str(caught.value), answer
+
+    error, answer = asyncio.run(refused())
+    assert 'unknown directive "bogus"' in error
+    assert answer == "a"
