@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -269,6 +270,76 @@ async def _tail(path: Path, events: Events, label: str, stop: asyncio.Event) -> 
                 await asyncio.wait_for(stop.wait(), 0.2)
 
 
+class Deferred:
+    """A rollout's events with its records written behind it: log lines and replica
+    transitions are queued and written in order by one background task, so the next replica
+    starts without waiting for the store to record the last one (`running`, its ready line,
+    the rest of its output); `replica_created` and `place`, whose answers the rollout needs,
+    go straight through. `flush` returns once every queued record is written and raises the
+    first failure (the store gone: the engine stops the rollout); after a failure every call
+    raises it at once."""
+
+    def __init__(self, inner: Events) -> None:
+        self.inner = inner
+        self._queue: deque[Callable[[], Awaitable[None]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._failure: Exception | None = None
+
+    def _put(self, write: Callable[[], Awaitable[None]]) -> None:
+        if self._failure is not None:
+            raise self._failure
+        self._queue.append(write)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._queue:
+            write = self._queue.popleft()
+            try:
+                await write()
+            except Exception as exc:
+                self._failure = exc
+                self._queue.clear()
+
+    async def flush(self) -> None:
+        """Return once every queued record is written; raise the first failure."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+        if self._failure is not None:
+            raise self._failure
+
+    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+        self._put(lambda: self.inner.log(message, level=level, source=source))
+
+    async def log_many(self, messages: list[str], *, source: str) -> None:
+        if messages:
+            self._put(lambda: self.inner.log_many(messages, source=source))
+
+    async def replica_created(
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        if self._failure is not None:
+            raise self._failure
+        placed = {"node_id": node_id} if node_id is not None else {}
+        return await self.inner.replica_created(version, port=port, log_path=log_path, **placed)
+
+    async def replica_changed(
+        self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
+    ) -> None:
+        """Queued; but `stopping` is written (after what is queued) before this returns: the
+        replica is stopped next, and the supervisor must not take that for a crash."""
+        if to == "stopping":
+            await self.flush()
+            await self.inner.replica_changed(replica_id, to, reason=reason, **fields)
+            return
+        self._put(lambda: self.inner.replica_changed(replica_id, to, reason=reason, **fields))
+
+
 class Router(Protocol):
     """What the process driver needs from a router (nginx): the replicas serving a service,
     as "host:port" (on any node)."""
@@ -391,8 +462,9 @@ class ProcessDriver:
 
     async def _place(self, events: Events, prefer: uuid.UUID | None = None) -> NodeAccess | None:
         """Where a new replica goes, when the events decide it (the engine's do)."""
-        if isinstance(events, Placing):
-            access = await events.place(prefer)
+        placing = events.inner if isinstance(events, Deferred) else events
+        if isinstance(placing, Placing):
+            access = await placing.place(prefer)
             if access is not None:
                 self.transports.remember(access)
             return access
@@ -710,6 +782,7 @@ class ProcessDriver:
         spec = plan.spec
         cfg = self._parse(spec.config)
         ready = ReadinessSpec(**spec.health_check)
+        events = deferred = Deferred(events)  # records written behind the rollout
         await self._before_rollout(spec, cfg, plan.current, events)
         nodes = {a.id for r in plan.current if (a := self._remote(r)) is not None}
         await asyncio.gather(*(self.refresh(n) for n in nodes))  # liveness as of now
@@ -780,6 +853,7 @@ class ProcessDriver:
                 retire(old)
             await asyncio.gather(*routing)
             await self._verify(spec, cfg, ready, list(serving.values()), events)
+            await deferred.flush()  # every new replica recorded `running` before success
         except RolloutFailed:
             # Leave the old replicas serving; stop only what this rollout started.
             await asyncio.gather(*routing, return_exceptions=True)
@@ -789,20 +863,31 @@ class ProcessDriver:
             stopping.extend(asyncio.create_task(self._retire(r, cfg, events)) for r in new)
             try:
                 await asyncio.gather(*stopping)
+                await deferred.flush()  # the engine reads what is live next
             finally:
                 self._rolling.pop(str(spec.service_id), None)
             raise
         except BaseException:
             self._rolling.pop(str(spec.service_id), None)
             await asyncio.gather(*routing, *stopping, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await deferred.flush()
             raise
         live = keep + new
-        cleanup = asyncio.gather(*stopping) if stopping else None
+        cleanup = asyncio.ensure_future(self._stopped(stopping, deferred)) if stopping else None
         if cleanup is None:
             self._rolling.pop(str(spec.service_id), None)
         else:  # the old replicas are marked stopping in the store only as they drain
             cleanup.add_done_callback(lambda _: self._rolling.pop(str(spec.service_id), None))
         return RolloutOutcome(instances=len(live), replicas=[r.id for r in live], cleanup=cleanup)
+
+    @staticmethod
+    async def _stopped(stopping: list[asyncio.Task[None]], deferred: Deferred) -> None:
+        """The old replicas stopped and recorded so (a rollout's `cleanup`)."""
+        try:
+            await asyncio.gather(*stopping)
+        finally:
+            await deferred.flush()
 
     async def _retire_after(
         self,

@@ -1,0 +1,94 @@
+"""A rollout's records written behind it (drivers/process.Deferred): the next replica starts
+without waiting for the store, yet every record lands, in the order it was made; `stopping` is
+written before the replica is stopped; a store failure stops the rollout at its next call."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from pilothouse.drivers.process import Deferred
+
+
+class SlowStore:
+    """Events whose writes wait until the test opens the gate; every write is remembered."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.written: list[str] = []
+        self.fail: Exception | None = None
+
+    async def _write(self, what: str) -> None:
+        await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        self.written.append(what)
+
+    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+        await self._write(f"log {message}")
+
+    async def log_many(self, messages: list[str], *, source: str) -> None:
+        await self._write(f"lines {len(messages)}")
+
+    async def replica_created(
+        self, version: str, *, port: int | None, log_path: str | None
+    ) -> uuid.UUID:
+        self.written.append("created")  # not behind the gate: its answer is needed at once
+        return uuid.UUID(int=1)
+
+    async def replica_changed(
+        self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
+    ) -> None:
+        await self._write(to)
+
+
+async def test_records_are_written_behind_the_caller_in_their_order() -> None:
+    store = SlowStore()
+    events = Deferred(store)
+    replica = uuid.uuid4()
+    # None of these waits for the store (its gate is closed).
+    await asyncio.wait_for(events.replica_changed(replica, "starting", pid=1), 1)
+    await asyncio.wait_for(events.log_many(["a", "b"], source="replica"), 1)
+    await asyncio.wait_for(events.replica_changed(replica, "running"), 1)
+    await asyncio.wait_for(events.log("ready"), 1)
+    assert await asyncio.wait_for(events.replica_created("v2", port=1, log_path=None), 1)
+    assert store.written == ["created"]
+    flushing = asyncio.create_task(events.flush())
+    await asyncio.sleep(0.05)
+    assert not flushing.done()  # flush waits for the store
+    store.gate.set()
+    await asyncio.wait_for(flushing, 5)
+    assert store.written == ["created", "starting", "lines 2", "running", "log ready"]
+
+
+async def test_stopping_is_written_before_the_call_returns_after_what_is_queued() -> None:
+    store = SlowStore()
+    events = Deferred(store)
+    replica = uuid.uuid4()
+    await events.replica_changed(replica, "running")
+    stopping = asyncio.create_task(events.replica_changed(replica, "stopping"))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # the replica is not stopped before the store says so
+    store.gate.set()
+    await asyncio.wait_for(stopping, 5)
+    assert store.written == ["running", "stopping"]
+
+
+async def test_a_failed_write_stops_the_rollout_at_its_next_call() -> None:
+    store = SlowStore()
+    store.fail = ConnectionRefusedError("the store is gone")
+    store.gate.set()
+    events = Deferred(store)
+    replica = uuid.uuid4()
+    await events.replica_changed(replica, "running")
+    await events.log("ready")  # queued behind the failing write: never written
+    with pytest.raises(ConnectionRefusedError):
+        await events.flush()
+    with pytest.raises(ConnectionRefusedError):
+        await events.replica_created("v2", port=1, log_path=None)
+    with pytest.raises(ConnectionRefusedError):
+        await events.log("more")
+    assert store.written == []  # nothing after the failure either
