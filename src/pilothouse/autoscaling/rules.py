@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from croniter import croniter
@@ -99,7 +100,9 @@ class Policy:
             ),
         )
 
-    @property
+    # Worked out once per policy (cached_property: a policy is frozen, so they never change;
+    # the evaluator keeps a policy's Policy between rounds while its row is unchanged).
+    @cached_property
     def metrics(self) -> tuple[str, ...]:
         """The metrics the decision reads: cpu, memory, and/or "value" (the policy's metric)."""
         if self.metric == "cpu_memory":
@@ -107,6 +110,11 @@ class Policy:
         if self.metric in ("cpu", "memory"):
             return (self.metric,)
         return ("value",)
+
+    @cached_property
+    def periods(self) -> int:
+        """How many evaluation periods the decision reads (window_seconds, rounded up)."""
+        return max(math.ceil(self.window_seconds() / self.evaluation_period_seconds), 1)
 
     def window_seconds(self) -> int:
         """How far back the decision looks."""
