@@ -215,10 +215,10 @@ async def window_lists(
                 MetricRollup.series_id.in_(chosen),
                 MetricRollup.resolution == res,
                 MetricRollup.bucket > start - res,
-                MetricRollup.bucket + res <= rolled_to,
+                MetricRollup.bucket <= rolled_to - res,  # (bucket + res <= rolled_to, sargable)
             )
         )
-        add(rolled)
+        add(rolled.all())
         raw_from = rolled_to
     ts = metric_samples.c.ts
     k_raw = (sa.literal(now_s * 1000, sa.BigInteger) - ts) // (period * 1000)
@@ -237,7 +237,7 @@ async def window_lists(
             )
             .group_by(metric_samples.c.series_id, k_raw)
         )
-        add(raw)
+        add(raw.all())
     return _datapoints(subjects, totals, counts, period, count, now)
 
 
