@@ -1,12 +1,14 @@
 """The evaluator: one round evaluates every due enabled policy and carries out its decision
 through the release engine (a `scale` deployment, as a manual scale), recording a scaling event.
 
-Reading is batched so a round over thousands of policies stays near a second: one query for
+Reading is batched so a round over 10,000 policies stays well under a second: one query for
 the cohorts' times and one for the policies with their services, one for the services with an
 active rollout, one for the last scale-up and scale-down of each service, and per evaluation
 period one read of the CPU and memory series (from rollups where they are done, raw samples
 after them) summed per service and period. A policy on another metric reads it through the
-metrics capability's `query.aggregate`, one period at a time.
+metrics capability's `query.aggregate`, one period at a time. Each policy's rule and ids are
+kept between rounds while its row reads the same (`Known`), and the garbage collector is paused
+while a round reads and decides (`gc_paused`): the round's objects hold no cycles.
 
 Writing is small: the evaluation is recorded once per cohort of policies evaluated together
 (`mark_evaluated`), and a policy's row only when its decision's sentence changed.
