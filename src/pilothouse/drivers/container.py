@@ -73,12 +73,12 @@ from pilothouse.drivers.process import (
     ProcessDriver,
     Router,
     _scrubbed_output,
-    _tail,
     free_port,
     is_alive,
+    ready_or_stopped,
     render_command,
 )
-from pilothouse.drivers.readiness import ReadinessSpec, ReadyResult, wait_ready
+from pilothouse.drivers.readiness import ReadinessSpec
 from pilothouse.drivers.transport import NodeAccess, Transport, TransportPool, TransportUnavailable
 
 LABEL_SERVICE = "pilothouse.service"
@@ -897,24 +897,25 @@ class ContainerDriver(ProcessDriver):
             memory_over_since=None,
             node_id=node.id,
         )
-        stop_tail = asyncio.Event()
-        label = f"replica:{str(replica_id)[:8]}"
-        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
 
         def running() -> bool:
             """`logs --follow` ends with the container (or the connection)."""
             return relay is None or relay.task is None or not relay.task.done()
 
-        result: ReadyResult = await wait_ready(ready, node.address, started.port, alive=running)
-        if not result.ready:
-            result.exit_code = await self.stop_container(
-                started.container_id, cfg.grace_seconds, node=node
-            )
+        async def stop() -> int | None:
+            code = await self.stop_container(started.container_id, cfg.grace_seconds, node=node)
             self._let_relay_go(replica_id)
+            return code
+
+        result = await ready_or_stopped(
+            ready,
+            node.address,
+            started.port,
+            alive=running,
+            stop=stop,
+            output=(log_path, events, replica_id) if tail else None,
+        )
         result.seconds += start_seconds
-        stop_tail.set()
-        if tailing is not None:
-            await tailing
         return started, result
 
     def _let_relay_go(self, replica_id: uuid.UUID) -> None:
@@ -966,26 +967,25 @@ class ContainerDriver(ProcessDriver):
             )
 
         recording = asyncio.create_task(record_starting())
-        stop_tail = asyncio.Event()
-        label = f"replica:{str(replica_id)[:8]}"
-        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
+
+        async def stop() -> int | None:
+            await recording  # `starting` (with the pid) is recorded before `failed`
+            return await self.stop_container(started.container_id, cfg.grace_seconds)
+
         try:
-            result = await wait_ready(
+            result = await ready_or_stopped(
                 ready,
                 "127.0.0.1",
                 started.port,
                 # Alive until the main process is known; then that process tells.
                 alive=lambda: not recording.done() or is_alive(started.pid, started.started_at),
+                stop=stop,
+                output=(log_path, events, replica_id) if tail else None,
             )
         finally:
             await recording  # `starting` (with the pid) is recorded before anything after it
-        if not result.ready:
-            result.exit_code = await self.stop_container(started.container_id, cfg.grace_seconds)
         # Readiness counts from the start request: `run` is what spawning is for a process.
         result.seconds += start_seconds
-        stop_tail.set()
-        if tailing is not None:
-            await tailing
         return started, result
 
     # -- stopping -----------------------------------------------------------------------------

@@ -270,6 +270,37 @@ async def _tail(path: Path, events: Events, label: str, stop: asyncio.Event) -> 
                 await asyncio.wait_for(stop.wait(), 0.2)
 
 
+async def ready_or_stopped(
+    ready: ReadinessSpec,
+    host: str,
+    port: int,
+    *,
+    alive: Callable[[], bool],
+    stop: Callable[[], Awaitable[int | None]],
+    output: tuple[Path, Events, uuid.UUID] | None,
+) -> ReadyResult:
+    """The end of every launch (a process or a container, on this host or another node): wait
+    for the replica's readiness while its output goes into the deployment's logs (`output`: its
+    log file, the events and the replica; None: not forwarded, as for a restart); one that does
+    not become ready is stopped (`stop`; its exit code goes on the result). The output is
+    forwarded up to the end, whatever happens."""
+    stop_tail = asyncio.Event()
+    tailing: asyncio.Task[None] | None = None
+    if output is not None:
+        log_path, events, replica_id = output
+        label = f"replica:{str(replica_id)[:8]}"
+        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail))
+    try:
+        result = await wait_ready(ready, host, port, alive=alive)
+        if not result.ready:
+            result.exit_code = await stop()
+    finally:
+        stop_tail.set()
+        if tailing is not None:
+            await tailing
+    return result
+
+
 class Deferred:
     """A rollout's events with its records written behind it: log lines and replica
     transitions are queued and written in order by one background task, so the next replica
@@ -590,19 +621,16 @@ class ProcessDriver:
             memory_over_since=None,
             node_id=access.id,
         )
-        stop_tail = asyncio.Event()
-        label = f"replica:{str(replica_id)[:8]}"
-        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
-        result = await wait_ready(
-            ready, access.address, started.port, alive=lambda: not relay.exited
-        )
-        if not result.ready:
-            result.exit_code = await self._stop_remote(
+        result = await ready_or_stopped(
+            ready,
+            access.address,
+            started.port,
+            alive=lambda: not relay.exited,
+            stop=lambda: self._stop_remote(
                 access, replica_id, started.pid, started.started_at, cfg.grace_seconds
-            )
-        stop_tail.set()
-        if tailing is not None:
-            await tailing
+            ),
+            output=(log_path, events, replica_id) if tail else None,
+        )
         spawned = Spawned(started.pid, started.started_at, started.port, log_path)
         return spawned, result
 
@@ -702,18 +730,14 @@ class ProcessDriver:
             memory_over_since=None,
             **({"node_id": node_id} if node_id is not None else {}),
         )
-        stop_tail = asyncio.Event()
-        label = f"replica:{str(replica_id)[:8]}"
-        tailing = asyncio.create_task(_tail(log_path, events, label, stop_tail)) if tail else None
-        result = await wait_ready(
-            ready, "127.0.0.1", port, alive=lambda: is_alive(spawned.pid, spawned.started_at)
+        result = await ready_or_stopped(
+            ready,
+            "127.0.0.1",
+            port,
+            alive=lambda: is_alive(spawned.pid, spawned.started_at),
+            stop=lambda: terminate(spawned.pid, spawned.started_at, cfg.grace_seconds),
+            output=(log_path, events, replica_id) if tail else None,
         )
-        if not result.ready:
-            spawned_code = await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
-            result.exit_code = spawned_code
-        stop_tail.set()
-        if tailing is not None:
-            await tailing
         return spawned, result
 
     async def _start_one(
