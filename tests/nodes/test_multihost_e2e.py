@@ -44,6 +44,7 @@ from tests.support.netns import Hosts
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 
+PROBE_EVERY = 0.5
 COMMAND = f"{CHILD_PYTHON} {SAMPLE_APP} --host {{host}} --port {{port}}"
 
 
@@ -116,7 +117,7 @@ async def _until(watch: watching.NodeWatch, verdict: str, seconds: float = 30.0)
         for outcome in await watch.tick():
             if outcome.verdict == verdict:
                 return outcome
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(PROBE_EVERY / 2)
     raise AssertionError(f"no {verdict!r} within {seconds} s")
 
 
@@ -151,6 +152,7 @@ def test_three_hosts_rollout_host_failure_and_fencing(
             unreachable_after=2.0,
             probe_timeout=1.0,
             keyring=engine.keyring,
+            probe_every=PROBE_EVERY,  # 3 s in production: the slot length is not the claim
         )
         marks = [("start", began)]
         marks.append(("setup", time.monotonic()))
