@@ -26,6 +26,7 @@ PILOTHOUSE_TEST_PG_URL):
      indexes) and per series-day of rollups. The same samples go to Prometheus's TSDB through
      `promtool tsdb create-blocks-from openmetrics` (Debian's prometheus package) for the
      comparison. `--only-storage` runs this part alone.
+`--only-push` runs parts 1 and 2 alone (the ingestion figures, about a minute).
 Query latencies: p50/p95 leave out the first query of each series of repeats (a warm-up, shown
 as `first ms`); `gc passes` counts the queries a full garbage-collector pass ran in.
 Prints figures, ratios and the load average; asserts nothing.
@@ -503,7 +504,8 @@ def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
         finally:
             await db.dispose()
 
-    asyncio.run(query_part())
+    if not args.only_push:
+        asyncio.run(query_part())
 
     async def scale_part() -> None:
         db = Database(url)
@@ -517,7 +519,7 @@ def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
         finally:
             await db.dispose()
 
-    if args.scale_series:
+    if args.scale_series and not args.only_push:
         asyncio.run(scale_part())
 
     result["load average"] = os.getloadavg()[0]
@@ -547,12 +549,17 @@ def main() -> None:
     )
     parser.add_argument("--storage-hours", type=int, default=24, help="hours of 15 s samples")
     parser.add_argument("--only-storage", action="store_true", help="run the storage case only")
+    parser.add_argument(
+        "--only-push", action="store_true", help="run parts 1-2 (ingestion) only, no storage case"
+    )
     args = parser.parse_args()
     results = []
     stored: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         data = (
-            storage_data(args.storage_series, args.storage_hours, 15) if args.storage_series else []
+            storage_data(args.storage_series, args.storage_hours, 15)
+            if args.storage_series and not args.only_push
+            else []
         )
         if args.db in ("sqlite", "both"):
             if not args.only_storage:
