@@ -41,18 +41,23 @@ def _model_samples(document: Any) -> list[Sample] | None:
 
 
 def _fast_samples(document: Any) -> list[Sample] | None:
-    """What the fast check alone makes of it: (ident, ms, value) points and their samples."""
+    """What the fast check alone makes of it: the samples it stands for, each checked against
+    the store columns made of it (the finite ones; the others are left out, as write_samples
+    leaves them)."""
     checked = push.check_fast(document)
     if checked is None:
         return None
-    points, describe = push.to_points(checked["samples"], "prod", NOW)
-    out = []
-    for i, (ident, ms, value) in enumerate(points):
-        sample = describe(i)
-        assert ident == (sample.name, tuple(sample.tags.items()))
-        assert ms == round(sample.at.timestamp() * 1000)
-        assert value == sample.value or (math.isnan(value) and math.isnan(sample.value))
-        out.append(sample)
+    samples = checked["samples"]
+    columns = push.to_columns(samples, NOW, {})
+    out = [push.describe(s, "prod", NOW) for s in samples]
+    finite = [i for i, s in enumerate(out) if math.isfinite(s.value)]
+    assert columns.series == [0] * len(finite)  # nothing known yet
+    assert [index for _, _, index in columns.late] == finite
+    assert [position for position, _, _ in columns.late] == list(range(len(finite)))
+    for position, i in enumerate(finite):
+        assert columns.times[position] == round(out[i].at.timestamp() * 1000)
+        assert columns.values[position] == out[i].value
+        assert columns.late[position][1] == push.push_key(samples[i])
     return out
 
 
