@@ -358,3 +358,28 @@ def test_push_memory_files_each_sample_under_its_own_series(api: Api, db_url: st
         )
     ]
     assert _stored(db_url) == sorted(expected)
+
+
+def test_push_keeps_the_text_rules_of_every_body(api: Api) -> None:
+    """The push body's checked shape stands in for the walk over its containers: a body the
+    shape refuses still gets the nesting rule, and text no store can hold is refused whatever
+    the shape, before the body's own rules (the field named)."""
+    api.ok(api.post("/environments", {"name": "prod"}), 201)
+    deep: Any = "x"
+    for _ in range(70):
+        deep = {"k": deep}
+    nested = api.post("/metrics/ingest", {"environment": "prod", "samples": [{**OK, "x": deep}]})
+    assert nested.status_code == 422, nested.text
+    (detail,) = nested.json()["detail"]
+    assert detail["rule"] == "must not nest deeper than 64 levels"
+    assert detail["field"].startswith("samples.0.x.k.k")
+    nul = api.post(
+        "/metrics/ingest",
+        {"environment": "prod", "samples": [{**OK, "tags": {"a": "b\u0000"}}, {"x": 1}]},
+    )
+    assert nul.status_code == 422, nul.text
+    assert nul.json()["detail"] == [
+        {"field": "samples.0.tags.a", "rule": "must not contain the NUL character (\\u0000)"}
+    ]
+    accepted = api.post("/metrics/ingest", {"environment": "prod", "samples": [OK]})
+    assert api.ok(accepted) == {"written": 1, "environment": "prod"}
