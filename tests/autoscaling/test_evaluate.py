@@ -17,7 +17,7 @@ from pilothouse.autoscaling import evaluate
 from pilothouse.autoscaling import service as scaling
 from pilothouse.autoscaling.models import ScalingCohort, ScalingEvent, ScalingPolicy
 from pilothouse.autoscaling.rules import Decision
-from pilothouse.autoscaling.schemas import DEFAULTS
+from pilothouse.autoscaling.schemas import DEFAULTS, PolicySet
 from pilothouse.core.db import Database, make_sync_engine
 from pilothouse.deployments.models import Deployment
 from pilothouse.environments import service as environments
@@ -300,3 +300,51 @@ async def test_migration_0025_keeps_the_last_evaluation_both_ways(
         engine.dispose()
         migrations.upgrade(db_url)  # never leave the shared test database behind head
     assert await _evaluated(db, admin, ("web",)) == {"web": T0}
+
+
+async def test_a_changed_or_deleted_policy_takes_effect_in_the_next_round(
+    db: Database, admin: Principal
+) -> None:
+    """A round keeps each policy's rule for the next while its row is unchanged; a change of any
+    rule field (a threshold, a scheduled floor) is decided on in the very next round, and a
+    deleted policy is no longer evaluated (its replacement is, with its own fields)."""
+    svc = await _world(db, admin)
+    await _load(db, T0, 600, cpu=60.0, memory_mb=512)
+
+    async def decided(at: datetime) -> Decision:
+        done = await evaluate.evaluate_round(db, at, apply=False)
+        assert done.evaluated == 1
+        return done.decisions[svc.id]
+
+    def rule() -> object:
+        [entry] = [k for k in evaluate._KNOWN.values() if k.service_id == svc.id]
+        return entry.rule
+
+    now = T0 + timedelta(seconds=300)
+    assert (await decided(now)).reason == "within thresholds over 2 minutes"
+    kept = rule()
+    assert (await decided(now + timedelta(seconds=10))).action == "none"
+    assert rule() is kept  # unchanged: the same rule, not built again
+    async with db.session() as session:
+        await scaling.set_policy(session, admin, "web", PolicySet(scale_up_threshold=0.5))
+    up = await decided(now + timedelta(seconds=20))
+    assert (up.action, up.after) == ("scale_up", 3)
+    assert up.reason == "CPU 60% average for 2 minutes (threshold 50%)"
+    assert rule() is not kept
+    floor = [{"cron": "* * * * *", "minutes": 60, "min_instances": 4}]
+    async with db.session() as session:
+        await scaling.set_policy(
+            session, admin, "web", PolicySet(scale_up_threshold=0.8, schedules=floor)
+        )
+    raised = await decided(now + timedelta(seconds=30))
+    assert (raised.action, raised.after) == ("scale_up", 4)
+    assert raised.reason.startswith("below the floor: scheduled floor 4")
+    async with db.session() as session:
+        await scaling.delete_policy(session, admin, "web")
+    assert (await evaluate.evaluate_round(db, now + timedelta(seconds=40))).evaluated == 0
+    assert not [k for k in evaluate._KNOWN.values() if k.service_id == svc.id]
+    async with db.session() as session:
+        await scaling.set_policy(session, admin, "web", PolicySet(min_instances=1))
+    assert (await decided(now + timedelta(seconds=50))).reason == (
+        "within thresholds over 10 minutes"
+    )

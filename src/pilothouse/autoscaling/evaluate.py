@@ -1,12 +1,14 @@
 """The evaluator: one round evaluates every due enabled policy and carries out its decision
 through the release engine (a `scale` deployment, as a manual scale), recording a scaling event.
 
-Reading is batched so a round over thousands of policies stays near a second: one query for
+Reading is batched so a round over 10,000 policies stays well under a second: one query for
 the cohorts' times and one for the policies with their services, one for the services with an
 active rollout, one for the last scale-up and scale-down of each service, and per evaluation
 period one read of the CPU and memory series (from rollups where they are done, raw samples
 after them) summed per service and period. A policy on another metric reads it through the
-metrics capability's `query.aggregate`, one period at a time.
+metrics capability's `query.aggregate`, one period at a time. Each policy's rule and ids are
+kept between rounds while its row reads the same (`Known`), and the garbage collector is paused
+while a round reads and decides (`gc_paused`): the round's objects hold no cycles.
 
 Writing is small: the evaluation is recorded once per cohort of policies evaluated together
 (`mark_evaluated`), and a policy's row only when its decision's sentence changed.
@@ -18,11 +20,12 @@ memory relative to the service's `memory_mb`; both averaged over the replicas an
 from __future__ import annotations
 
 import dataclasses
-import math
+import gc
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -67,6 +70,20 @@ MEMORY = "pilothouse_replica_memory_bytes"
 MIB = 1024.0 * 1024.0
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No automatic garbage collection inside (a cycle made meanwhile, by this or another task,
+    is collected after). Inside another, nothing more."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 @dataclass
 class Subject:
     """One policy with what the decision needs about its service."""
@@ -99,8 +116,8 @@ class Round:
         return now
 
 
-def periods_needed(policy: Policy) -> int:
-    return max(math.ceil(policy.window_seconds() / policy.evaluation_period_seconds), 1)
+#: The metrics of a policy on its own metric (rules.Policy.metrics).
+VALUE = ("value",)
 
 
 @dataclass
@@ -146,6 +163,19 @@ async def builtin_windows(
 ) -> dict[uuid.UUID, list[Datapoint]]:
     """Per service, `count` datapoints of `period` seconds ending `now` (oldest first): CPU and
     memory averages, from rollups where rolled up, raw samples after."""
+    found = await window_lists(session, db, subjects, period, count, now)
+    return {s.service_id: window for s, window in zip(subjects, found, strict=True)}
+
+
+async def window_lists(
+    session: AsyncSession,
+    db: Database,
+    subjects: Sequence[Subject],
+    period: int,
+    count: int,
+    now: datetime,
+) -> list[list[Datapoint]]:
+    """`builtin_windows` as a list in the order of `subjects`."""
     now_s = int(now.timestamp())
     start = now_s - period * count
     done = await progress(session)
@@ -182,52 +212,63 @@ async def builtin_windows(
     raw_from = start
     if res and rolled_to > start and slot_of:
         k = (sa.literal(now_s, sa.BigInteger) - MetricRollup.bucket - res) // period
-        add(
-            await conn.execute(
-                sa.select(MetricRollup.series_id, k, MetricRollup.sum, MetricRollup.count).where(
-                    MetricRollup.series_id.in_(chosen),
-                    MetricRollup.resolution == res,
-                    MetricRollup.bucket > start - res,
-                    MetricRollup.bucket + res <= rolled_to,
-                )
+        rolled = await conn.execute(
+            sa.select(MetricRollup.series_id, k, MetricRollup.sum, MetricRollup.count).where(
+                MetricRollup.series_id.in_(chosen),
+                MetricRollup.resolution == res,
+                MetricRollup.bucket > start - res,
+                MetricRollup.bucket <= rolled_to - res,  # (bucket + res <= rolled_to, sargable)
             )
         )
+        add(rolled.all())
         raw_from = rolled_to
     ts = metric_samples.c.ts
     k_raw = (sa.literal(now_s * 1000, sa.BigInteger) - ts) // (period * 1000)
     if slot_of:
-        add(
-            await conn.execute(
-                sa.select(
-                    metric_samples.c.series_id,
-                    k_raw,
-                    sa.func.sum(metric_samples.c.value),
-                    sa.func.count(),
-                )
-                .where(
-                    metric_samples.c.series_id.in_(chosen),
-                    ts > raw_from * 1000,
-                    ts <= now_s * 1000,
-                )
-                .group_by(metric_samples.c.series_id, k_raw)
+        raw = await conn.execute(
+            sa.select(
+                metric_samples.c.series_id,
+                k_raw,
+                sa.func.sum(metric_samples.c.value),
+                sa.func.count(),
             )
+            .where(
+                metric_samples.c.series_id.in_(chosen),
+                ts > raw_from * 1000,
+                ts <= now_s * 1000,
+            )
+            .group_by(metric_samples.c.series_id, k_raw)
         )
+        add(raw.all())
+    return _datapoints(subjects, totals, counts, period, count, now)
+
+
+def _datapoints(
+    subjects: Sequence[Subject],
+    totals: list[float],
+    counts: list[float],
+    period: int,
+    count: int,
+    now: datetime,
+) -> list[list[Datapoint]]:
+    """Each subject's `count` datapoints from its sums and counts (window_lists' slots)."""
     ends = [now - timedelta(seconds=period * index) for index in range(count)]
-    out: dict[uuid.UUID, list[Datapoint]] = {}
+    back = range(count - 1, -1, -1)
+    out: list[list[Datapoint]] = []
     for i, s in enumerate(subjects):
         cores = max(s.cpu_cores, 0.01)
         limit = max(s.memory_mb, 1) * MIB / 100.0
         cpu_at, mem_at = i * 2 * count, (i * 2 + 1) * count
-        out[s.service_id] = [
-            Datapoint(
-                end=ends[k],
-                cpu=totals[cpu_at + k] / counts[cpu_at + k] / cores if counts[cpu_at + k] else None,
-                memory=totals[mem_at + k] / counts[mem_at + k] / limit
-                if counts[mem_at + k]
-                else None,
-            )
-            for k in range(count - 1, -1, -1)
-        ]
+        out.append(
+            [
+                Datapoint(
+                    ends[k],
+                    totals[cpu_at + k] / counts[cpu_at + k] / cores if counts[cpu_at + k] else None,
+                    totals[mem_at + k] / counts[mem_at + k] / limit if counts[mem_at + k] else None,
+                )
+                for k in back
+            ]
+        )
     return out
 
 
@@ -257,9 +298,23 @@ async def metric_window(
 #: The columns `rules.Policy.of` reads, in its order.
 RULE_COLUMNS = tuple(f.name for f in dataclasses.fields(Policy))
 
-#: policy id -> (its rule columns as last read, its Policy): a round reuses the Policy of a
-#: policy unchanged since the last round (building 10,000 of them was a fifth of a round).
-_RULES: dict[uuid.UUID, tuple[tuple[Any, ...], Policy]] = {}
+
+@dataclass(slots=True)
+class Known:
+    """What a round keeps of a policy for the next: its rule columns as last read, the rule
+    built from them, and its ids as UUIDs (decoding 30,000 UUIDs was a third of a round)."""
+
+    values: tuple[Any, ...]
+    rule: Policy
+    pid: uuid.UUID
+    service_id: uuid.UUID
+    service_key: str
+
+
+#: policy id as text -> what the last round read of it. A round reuses an entry only when the
+#: policy's rule columns and service are the same as read now (so a changed policy takes effect
+#: in the next round), and keeps only the policies it read (a deleted one is dropped).
+_KNOWN: dict[str, Known] = {}
 
 
 async def load_subjects(
@@ -268,10 +323,10 @@ async def load_subjects(
     """The enabled policies due now (their period elapsed since their last evaluation, less
     `slack` seconds), with their live services and their rules; and the due ones' ids and
     periods by cohort (None: never evaluated)."""
-    global _RULES
     table = ScalingPolicy.__table__
     # Core rows through the connection, not ORM objects: a round reads thousands and only
-    # looks at them. The JSON columns as text, decoded only when not empty (rules.json_value).
+    # looks at them. The JSON columns as text, decoded only when not empty (rules.json_value);
+    # the ids as text, made UUIDs once per policy (Known).
     rule_columns = [
         sa.cast(table.c[name], sa.Text).label(name)
         if name == "schedules"
@@ -283,14 +338,16 @@ async def load_subjects(
     n = len(rule_columns)
     conn = await session.connection()
     # The cohorts' times apart (a few rows, not one datetime per policy).
-    cohort_rows = await conn.execute(sa.select(ScalingCohort.id, ScalingCohort.evaluated_at))
+    cohort_rows = await conn.execute(
+        sa.select(sa.cast(ScalingCohort.id, sa.Text), ScalingCohort.evaluated_at)
+    )
     evaluated = {cohort: at for cohort, at in cohort_rows}
-    rows = await conn.execute(
+    found = await conn.execute(
         sa.select(
             *rule_columns,
-            table.c.id,
-            table.c.service_id,
-            table.c.cohort_id,
+            sa.cast(table.c.id, sa.Text),
+            sa.cast(table.c.service_id, sa.Text),
+            sa.cast(table.c.cohort_id, sa.Text),
             table.c.last_decision,
             sa.cast(table.c.metric_tags, sa.Text).label("metric_tags"),
             Service.name,
@@ -304,29 +361,54 @@ async def load_subjects(
         .join(Environment, Environment.id == Service.environment_id)
         .where(table.c.enabled.is_(True), Service.deleted_at.is_(None))
     )
+    return _subjects(found.all(), n, evaluated, now, slack)
+
+
+def _subjects(
+    rows: Sequence[Any],
+    n: int,
+    evaluated: dict[str, datetime],
+    now: datetime,
+    slack: float,
+) -> tuple[list[Subject], dict[uuid.UUID | None, list[tuple[uuid.UUID, int]]]]:
+    """load_subjects' rows (`n` rule columns first) as subjects, the due ones only."""
+    global _KNOWN
     out = []
-    cohorts: dict[uuid.UUID | None, list[tuple[uuid.UUID, int]]] = {}
-    known, _RULES = _RULES, {}
+    cohorts: dict[str | None, list[tuple[uuid.UUID, int]]] = {}
+    known, _KNOWN = _KNOWN, {}
     for row in rows:
-        values = tuple(row[:n])
-        pid, service_id, cohort_id, last_decision, tags = row[n : n + 5]
-        cached = known.get(pid)
-        if cached is not None and cached[0] == values:
-            rule = cached[1]
-        else:
+        values = row[:n]
+        (
+            key,
+            service_key,
+            cohort,
+            last_decision,
+            tags,
+            name,
+            env,
+            replicas,
+            cores,
+            memory,
+            status,
+        ) = row[n:]
+        entry = known.get(key)
+        if entry is None or entry.values != values or entry.service_key != service_key:
             rule = Policy.of(SimpleNamespace(**dict(zip(RULE_COLUMNS, values, strict=True))))
-        _RULES[pid] = (values, rule)
-        at = evaluated.get(cohort_id) if cohort_id is not None else None
+            entry = Known(values, rule, uuid.UUID(key), uuid.UUID(service_key), service_key)
+        _KNOWN[key] = entry
+        rule = entry.rule
+        at = evaluated.get(cohort) if cohort is not None else None
         if at is not None and (now - at).total_seconds() < rule.evaluation_period_seconds - slack:
             continue
-        cohorts.setdefault(cohort_id, []).append((pid, rule.evaluation_period_seconds))
-        name, env, replicas, cores, memory, status = row[n + 5 :]
+        cohorts.setdefault(cohort, []).append((entry.pid, rule.evaluation_period_seconds))
         # Plain attributes: a Row's (and its mapping's) are several times slower to read.
-        policy = SimpleNamespace(id=pid, last_decision=last_decision, metric_tags=tags)
+        policy = SimpleNamespace(id=entry.pid, last_decision=last_decision, metric_tags=tags)
         out.append(
-            Subject(policy, service_id, name, env, replicas, cores, memory, status, None, rule)
+            Subject(
+                policy, entry.service_id, name, env, replicas, cores, memory, status, None, rule
+            )
         )
-    return out, cohorts
+    return out, {uuid.UUID(c) if c is not None else None: due for c, due in cohorts.items()}
 
 
 async def mark_evaluated(
@@ -393,7 +475,9 @@ async def last_events(
     session: AsyncSession, service_ids: Sequence[uuid.UUID], since: datetime
 ) -> dict[uuid.UUID, LastEvents]:
     """When each service last grew and shrank, and when an attempt either way was last refused
-    (events since `since`): a refused attempt starts the cooldown too (rules.cooldown)."""
+    (events since `since`): a refused attempt starts the cooldown too (rules.cooldown). Only
+    the services with such an event are in it (NO_EVENTS for the others), and with more than
+    500 `service_ids` maybe others too."""
     grew = sa.case(
         (ScalingEvent.instances_after > ScalingEvent.instances_before, True), else_=False
     )
@@ -415,9 +499,10 @@ async def last_events(
         found.setdefault((bool(up), bool(success)), {})[service_id] = at
     ups, downs = found.get((True, True), {}), found.get((False, True), {})
     failed_ups, failed_downs = found.get((True, False), {}), found.get((False, False), {})
+    # Only the services with an event: most have none in a round (NO_EVENTS for them).
     return {
         s: LastEvents(ups.get(s), downs.get(s), failed_ups.get(s), failed_downs.get(s))
-        for s in service_ids
+        for s in set().union(ups, downs, failed_ups, failed_downs)
     }
 
 
@@ -427,6 +512,9 @@ async def rolling_out(session: AsyncSession, service_ids: Sequence[uuid.UUID]) -
         query_ = query_.where(Deployment.service_id.in_(service_ids))
     return set(await session.scalars(query_))
 
+
+#: A service's last events when it has none in the cooldowns.
+NO_EVENTS = LastEvents()
 
 Send = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -442,56 +530,15 @@ async def evaluate_round(
     """Evaluate every due enabled policy at `now`; carry out and record what changes (unless
     `apply` is false: the bench's read-and-decide figure)."""
     result = Round()
+    # The reading and deciding allocate some 100,000 objects, none in a reference cycle: with
+    # the collector on, it ran 200 times a round and a full collection of the process's heap
+    # once or twice among them, 0.2-0.35 s of a 0.5-0.6 s round (bench/autoscale.py).
+    with gc_paused():
+        decided = await _read_and_decide(db, now, slack, result)
+    if decided is None:
+        return result
+    changes, reasons, due = decided
     began = time.perf_counter()
-    async with db.session(write=False) as session:
-        subjects, due = await load_subjects(session, now, slack)
-        began = result.lap("read policies", began)
-        if not subjects:
-            return result
-        ids = [s.service_id for s in subjects]
-        policies = {s.service_id: s.rule or Policy.of(s.policy) for s in subjects}
-        longest = max(
-            max(p.scale_up_cooldown_seconds, p.scale_down_cooldown_seconds)
-            for p in policies.values()
-        )
-        began = result.lap("policy objects", began)
-        last = await last_events(session, ids, now - timedelta(seconds=longest))
-        busy = await rolling_out(session, ids)
-        began = result.lap("events and rollouts", began)
-        windows: dict[uuid.UUID, list[Datapoint]] = {}
-        groups: dict[tuple[int, int], list[Subject]] = {}
-        for s in subjects:
-            p = policies[s.service_id]
-            if p.metrics != ("value",):
-                groups.setdefault((p.evaluation_period_seconds, periods_needed(p)), []).append(s)
-        for (period, count), members in groups.items():
-            windows.update(await builtin_windows(session, db, members, period, count, now))
-    for s in subjects:
-        p = policies[s.service_id]
-        if p.metrics == ("value",):
-            windows[s.service_id] = await metric_window(db, s, p, periods_needed(p), now)
-    began = result.lap("windows", began)
-    changes: list[tuple[Subject, Decision]] = []
-    reasons: list[dict[str, Any]] = []
-    for s in subjects:
-        if s.status == "stopped":
-            decision = Decision("none", s.replicas, s.replicas, "the service is stopped")
-        else:
-            decision = decide(
-                policies[s.service_id],
-                windows.get(s.service_id, []),
-                s.replicas,
-                last[s.service_id],
-                s.service_id in busy,
-                now,
-            )
-        result.decisions[s.service_id] = decision
-        result.evaluated += 1
-        if decision.action != "none":
-            changes.append((s, decision))
-        elif decision.reason != s.policy.last_decision:
-            reasons.append({"pid": s.policy.id, "why": decision.reason})
-    began = result.lap("decide", began)
     if not apply:
         return result
     async with db.session() as session:
@@ -517,6 +564,90 @@ async def evaluate_round(
             await send(message)
     result.lap("carry out", began)
     return result
+
+
+async def _read_and_decide(
+    db: Database, now: datetime, slack: float, result: Round
+) -> (
+    tuple[
+        list[tuple[Subject, Decision]],
+        list[dict[str, Any]],
+        dict[uuid.UUID | None, list[tuple[uuid.UUID, int]]],
+    ]
+    | None
+):
+    """evaluate_round's reading and deciding (its decisions into `result`): the changes to carry
+    out, the new sentences of the policies left as they are, and the due policies by cohort;
+    None when no policy is due."""
+    began = time.perf_counter()
+    async with db.session(write=False) as session:
+        subjects, due = await load_subjects(session, now, slack)
+        began = result.lap("read policies", began)
+        if not subjects:
+            return None
+        ids = [s.service_id for s in subjects]
+        rules = [s.rule or Policy.of(s.policy) for s in subjects]
+        longest = max(
+            max(p.scale_up_cooldown_seconds, p.scale_down_cooldown_seconds) for p in rules
+        )
+        began = result.lap("policy objects", began)
+        last = await last_events(session, ids, now - timedelta(seconds=longest))
+        busy = await rolling_out(session, ids)
+        began = result.lap("events and rollouts", began)
+        # Each subject's window, by its position in `subjects`.
+        windows: list[list[Datapoint]] = [[] for _ in subjects]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, p in enumerate(rules):
+            if p.metrics != VALUE:
+                groups.setdefault((p.evaluation_period_seconds, p.periods), []).append(i)
+        for (period, count), members in groups.items():
+            found = await window_lists(
+                session, db, [subjects[i] for i in members], period, count, now
+            )
+            for i, window in zip(members, found, strict=True):
+                windows[i] = window
+    for i, p in enumerate(rules):
+        if p.metrics == VALUE:
+            windows[i] = await metric_window(db, subjects[i], p, p.periods, now)
+    began = result.lap("windows", began)
+    changes, reasons = _decide_all(subjects, rules, windows, last, busy, now, result.decisions)
+    result.evaluated += len(subjects)
+    result.lap("decide", began)
+    return changes, reasons, due
+
+
+def _decide_all(
+    subjects: Sequence[Subject],
+    rules: Sequence[Policy],
+    windows: Sequence[list[Datapoint]],
+    last: dict[uuid.UUID, LastEvents],
+    busy: set[uuid.UUID],
+    now: datetime,
+    decisions: dict[uuid.UUID, Decision],
+) -> tuple[list[tuple[Subject, Decision]], list[dict[str, Any]]]:
+    """Every subject's decision (into `decisions`); returns the changes to carry out and the
+    new sentences of the policies left as they are."""
+    changes: list[tuple[Subject, Decision]] = []
+    reasons: list[dict[str, Any]] = []
+    last_of = last.get
+    for s, p, window in zip(subjects, rules, windows, strict=True):
+        if s.status == "stopped":
+            decision = Decision("none", s.replicas, s.replicas, "the service is stopped")
+        else:
+            decision = decide(
+                p,
+                window,
+                s.replicas,
+                last_of(s.service_id, NO_EVENTS),
+                s.service_id in busy,
+                now,
+            )
+        decisions[s.service_id] = decision
+        if decision.action != "none":
+            changes.append((s, decision))
+        elif decision.reason != s.policy.last_decision:
+            reasons.append({"pid": s.policy.id, "why": decision.reason})
+    return changes, reasons
 
 
 async def carry_out(

@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 from croniter import croniter
@@ -99,7 +100,9 @@ class Policy:
             ),
         )
 
-    @property
+    # Worked out once per policy (cached_property: a policy is frozen, so they never change;
+    # the evaluator keeps a policy's Policy between rounds while its row is unchanged).
+    @cached_property
     def metrics(self) -> tuple[str, ...]:
         """The metrics the decision reads: cpu, memory, and/or "value" (the policy's metric)."""
         if self.metric == "cpu_memory":
@@ -107,6 +110,11 @@ class Policy:
         if self.metric in ("cpu", "memory"):
             return (self.metric,)
         return ("value",)
+
+    @cached_property
+    def periods(self) -> int:
+        """How many evaluation periods the decision reads (window_seconds, rounded up)."""
+        return max(math.ceil(self.window_seconds() / self.evaluation_period_seconds), 1)
 
     def window_seconds(self) -> int:
         """How far back the decision looks."""
@@ -176,6 +184,7 @@ def json_value(value: Any, empty: Any) -> Any:
 # -- sentences ---------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1024)
 def duration(seconds: int) -> str:
     """90 -> "90 seconds", 600 -> "10 minutes", 3600 -> "1 hour"."""
 
@@ -252,6 +261,9 @@ def step_ratio(policy: Policy, name: str, value: float) -> float | None:
     return value / target if target else None
 
 
+NO_FLOOR: tuple[int, Schedule | None] = (0, None)
+
+
 def scheduled_floor(schedules: Sequence[Schedule], now: datetime) -> tuple[int, Schedule | None]:
     """The highest scheduled floor in force at `now` (0 and None when none is)."""
     best: tuple[int, Schedule | None] = (0, None)
@@ -325,7 +337,7 @@ def decide(
     now: datetime,
 ) -> Decision:
     """What to do now; `window` is the per-period datapoints, oldest first."""
-    floor_extra, schedule = scheduled_floor(policy.schedules, now)
+    floor_extra, schedule = scheduled_floor(policy.schedules, now) if policy.schedules else NO_FLOOR
     floor = min(max(policy.min_instances, floor_extra), policy.max_instances)
     n = policy.datapoints_to_trigger
     recent = [p for p in window if p.end <= now][-n:]
@@ -379,16 +391,25 @@ def _step(
 ) -> Decision:
     high: list[tuple[str, float]] = []
     low = True
+    up, down = policy.scale_up_threshold, policy.scale_down_threshold
     for name in policy.metrics:
-        values = [p.get(name) for p in recent]
-        present = [v for v in values if v is not None]
-        ratios = [step_ratio(policy, name, v) for v in present]
-        complete = len(present) == len(values) and all(r is not None for r in ratios)
-        if complete and all(r is not None and r > policy.scale_up_threshold for r in ratios):
-            high.append((name, sum(present) / len(present)))
-        if not (
-            complete and all(r is not None and r < policy.scale_down_threshold for r in ratios)
-        ):
+        # Every period's value as a ratio (step_ratio); a missing one (or a metric without a
+        # target) is neither high nor low.
+        values = [getattr(p, name) for p in recent]
+        if None in values:
+            low = False
+            continue
+        if name in ("cpu", "memory"):
+            ratios = [v / 100.0 for v in values]
+        elif policy.metric_target:
+            target = policy.metric_target
+            ratios = [v / target for v in values]
+        else:
+            low = False
+            continue
+        if all(r > up for r in ratios):
+            high.append((name, sum(values) / len(values)))
+        if not all(r < down for r in ratios):
             low = False
 
     if high:
