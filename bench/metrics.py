@@ -150,7 +150,9 @@ async def ingest(db: Database, series: int, batches: int) -> dict[str, float]:
     return {"write_samples/s": ours, "bare bulk/s": bare}
 
 
-def ingest_api(url: str, tmp: Path, series: int, batches: int) -> float:
+def ingest_api(url: str, tmp: Path, series: int, batches: int) -> tuple[float, float]:
+    """Samples per second through the API, and the process's CPU milliseconds per request
+    (both threads: the test client's and the app's event loop; not the database server's)."""
     token = asyncio.run(_bootstrap(url, "admin"))
     settings = Settings(data_dir=tmp / "data", database_url=url, role="api", max_body_bytes=8 << 20)
     with TestClient(create_app(settings, migrate=False)) as client:
@@ -188,11 +190,13 @@ def ingest_api(url: str, tmp: Path, series: int, batches: int) -> float:
         # of the collector's full passes.
         gc.collect()
         gc.freeze()
+        cpu = time.process_time()
         started = time.perf_counter()
         for body in encoded:
             response = client.post("/api/v1/metrics/ingest", content=body, headers=headers)
             assert response.status_code == 200, response.text
-        return batches * BATCH / (time.perf_counter() - started)
+        rate = batches * BATCH / (time.perf_counter() - started)
+        return rate, (time.process_time() - cpu) * 1000 / batches
 
 
 async def query(db: Database, series: int, repeats: int) -> dict[str, float]:
@@ -494,7 +498,9 @@ def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
             await db.dispose()
 
     asyncio.run(store_part())
-    result["api samples/s"] = ingest_api(url, tmp, args.series, args.batches)
+    result["api samples/s"], result["api cpu ms/batch"] = ingest_api(
+        url, tmp, args.series, args.batches
+    )
     result["api/write_samples"] = result["api samples/s"] / result["write_samples/s"]
 
     async def query_part() -> None:
@@ -600,6 +606,7 @@ def main() -> None:
         "bare bulk/s",
         "api samples/s",
         "api/write_samples",
+        "api cpu ms/batch",
         "load samples/s",
         "raw p50 ms",
         "raw p95 ms",
