@@ -128,6 +128,14 @@ def pending_ids(session: AsyncSession, known: dict[Any, int]) -> dict[Any, int]:
     return entry[1]
 
 
+def pending_so_far(session: AsyncSession, known: dict[Any, int]) -> Mapping[Any, int]:
+    """`pending_ids` to read only: empty, and nothing registered, when the transaction has
+    created no series of that scope yet (the usual case)."""
+    waiting: dict[int, tuple[dict[Any, int], dict[Any, int]]] | None = session.info.get(_PENDING)
+    entry = None if waiting is None else waiting.get(id(known))
+    return entry[1] if entry is not None and entry[0] is known else {}
+
+
 async def write_samples_in(
     session: AsyncSession,
     dialect: str,
@@ -142,7 +150,7 @@ async def write_samples_in(
     sha256 key, the lookup and the creation only happen for series this process has not seen
     (or seen only in this transaction)."""
     known = known_ids(session)
-    pending = pending_ids(session, known)
+    pending = pending_so_far(session, known)
     isfinite = math.isfinite
     rows: list[tuple[int, int, float]] = []
     unknown: dict[Ident, Sample] = {}
