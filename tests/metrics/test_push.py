@@ -383,3 +383,25 @@ def test_push_keeps_the_text_rules_of_every_body(api: Api) -> None:
     ]
     accepted = api.post("/metrics/ingest", {"environment": "prod", "samples": [OK]})
     assert api.ok(accepted) == {"written": 1, "environment": "prod"}
+
+
+def test_push_memory_is_bounded_over_every_environment_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The series memory's bound counts every environment's ids together: many environments
+    each under the bound do not add up to an unbounded memory."""
+    from pilothouse.metrics import samples
+
+    class Bound:  # stands in for an engine: the memory is keyed by the session's bind
+        pass
+
+    class Session:
+        def __init__(self) -> None:
+            self.bind = Bound()
+
+    monkeypatch.setattr(samples, "KNOWN_LIMIT", 3)
+    session: Any = Session()
+    samples.known_ids(session, "prod").update({"a": 1, "b": 2})
+    samples.known_ids(session, "staging").update({"c": 3, "d": 4})
+    assert samples.known_ids(session, "prod") == {}  # 4 ids in all, over the bound of 3
+    assert samples.known_ids(session, "staging") == {}

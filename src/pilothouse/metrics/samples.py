@@ -30,7 +30,7 @@ from pilothouse.metrics.models import SOURCES, MetricSeries
 
 #: Series looked up per SELECT (an IN list this long is fine on both stores).
 LOOKUP_CHUNK = 500
-#: Series ids remembered per engine (then the memory starts over).
+#: Series ids remembered per engine, all scopes together (then the memory starts over).
 KNOWN_LIMIT = 200_000
 #: A series as `write_samples_in` recognises it: (name, tag items in the sample's own order).
 Ident = tuple[str, tuple[tuple[str, str], ...]]
@@ -96,8 +96,11 @@ def known_ids(session: AsyncSession, scope: str = "") -> dict[Any, int]:
     """The committed series ids of the session's engine, by the identity `scope` uses (""
     for `Ident`; the push path keys them per environment in its own terms)."""
     scopes = _KNOWN.setdefault(session.bind, {})
+    if sum(len(ids) for ids in scopes.values()) > KNOWN_LIMIT:
+        for ids in scopes.values():
+            ids.clear()  # the bound holds over every scope (environment) together
     known = scopes.get(scope)
-    if known is None or len(known) > KNOWN_LIMIT:
+    if known is None:
         known = scopes[scope] = {}
     return known
 
