@@ -26,6 +26,7 @@ PILOTHOUSE_TEST_PG_URL):
      indexes) and per series-day of rollups. The same samples go to Prometheus's TSDB through
      `promtool tsdb create-blocks-from openmetrics` (Debian's prometheus package) for the
      comparison. `--only-storage` runs this part alone.
+`--only-push` runs parts 1 and 2 alone (the ingestion figures, about a minute).
 Query latencies: p50/p95 leave out the first query of each series of repeats (a warm-up, shown
 as `first ms`); `gc passes` counts the queries a full garbage-collector pass ran in.
 Prints figures, ratios and the load average; asserts nothing.
@@ -149,7 +150,9 @@ async def ingest(db: Database, series: int, batches: int) -> dict[str, float]:
     return {"write_samples/s": ours, "bare bulk/s": bare}
 
 
-def ingest_api(url: str, tmp: Path, series: int, batches: int) -> float:
+def ingest_api(url: str, tmp: Path, series: int, batches: int) -> tuple[float, float]:
+    """Samples per second through the API, and the process's CPU milliseconds per request
+    (both threads: the test client's and the app's event loop; not the database server's)."""
     token = asyncio.run(_bootstrap(url, "admin"))
     settings = Settings(data_dir=tmp / "data", database_url=url, role="api", max_body_bytes=8 << 20)
     with TestClient(create_app(settings, migrate=False)) as client:
@@ -187,11 +190,13 @@ def ingest_api(url: str, tmp: Path, series: int, batches: int) -> float:
         # of the collector's full passes.
         gc.collect()
         gc.freeze()
+        cpu = time.process_time()
         started = time.perf_counter()
         for body in encoded:
             response = client.post("/api/v1/metrics/ingest", content=body, headers=headers)
             assert response.status_code == 200, response.text
-        return batches * BATCH / (time.perf_counter() - started)
+        rate = batches * BATCH / (time.perf_counter() - started)
+        return rate, (time.process_time() - cpu) * 1000 / batches
 
 
 async def query(db: Database, series: int, repeats: int) -> dict[str, float]:
@@ -493,7 +498,9 @@ def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
             await db.dispose()
 
     asyncio.run(store_part())
-    result["api samples/s"] = ingest_api(url, tmp, args.series, args.batches)
+    result["api samples/s"], result["api cpu ms/batch"] = ingest_api(
+        url, tmp, args.series, args.batches
+    )
     result["api/write_samples"] = result["api samples/s"] / result["write_samples/s"]
 
     async def query_part() -> None:
@@ -503,7 +510,8 @@ def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
         finally:
             await db.dispose()
 
-    asyncio.run(query_part())
+    if not args.only_push:
+        asyncio.run(query_part())
 
     async def scale_part() -> None:
         db = Database(url)
@@ -517,7 +525,7 @@ def run_one(kind: str, url: str, tmp: Path, args: Any) -> dict[str, Any]:
         finally:
             await db.dispose()
 
-    if args.scale_series:
+    if args.scale_series and not args.only_push:
         asyncio.run(scale_part())
 
     result["load average"] = os.getloadavg()[0]
@@ -547,12 +555,17 @@ def main() -> None:
     )
     parser.add_argument("--storage-hours", type=int, default=24, help="hours of 15 s samples")
     parser.add_argument("--only-storage", action="store_true", help="run the storage case only")
+    parser.add_argument(
+        "--only-push", action="store_true", help="run parts 1-2 (ingestion) only, no storage case"
+    )
     args = parser.parse_args()
     results = []
     stored: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         data = (
-            storage_data(args.storage_series, args.storage_hours, 15) if args.storage_series else []
+            storage_data(args.storage_series, args.storage_hours, 15)
+            if args.storage_series and not args.only_push
+            else []
         )
         if args.db in ("sqlite", "both"):
             if not args.only_storage:
@@ -593,6 +606,7 @@ def main() -> None:
         "bare bulk/s",
         "api samples/s",
         "api/write_samples",
+        "api cpu ms/batch",
         "load samples/s",
         "raw p50 ms",
         "raw p95 ms",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,10 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pilothouse.access import Principal
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
-from pilothouse.core.inputs import find_bad_text, raw_json_may_have_bad_text, text_problem
+from pilothouse.core.inputs import (
+    find_bad_text,
+    raw_json_may_have_bad_text,
+    raw_text_may_be_bad,
+    text_problem,
+)
 from pilothouse.errors import PilothouseError, Unauthorized, ValidationFailed
 from pilothouse.users import service as users
 
+P = ParamSpec("P")
+R = TypeVar("R")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer ph_...`")
 
@@ -90,6 +97,25 @@ def _keyring(request: Request) -> Keyring:
 Keys = Annotated[Keyring, Depends(_keyring)]
 
 
+#: Endpoints whose JSON body has a checked shape that nests only a few levels: endpoint -> the
+#: check (the checked body, or None when it refuses). `refuse_bad_text` runs the check before
+#: its walk over the body's containers (for MAX_JSON_DEPTH), which an accepted body does not
+#: need, and leaves the checked body in `request.state.checked_body`.
+SHAPED_BODIES: dict[object, Callable[[Any], Any]] = {}
+
+
+def shaped_body(
+    check: Callable[[Any], Any],
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Register an endpoint's body check in SHAPED_BODIES (a decorator, under the route's)."""
+
+    def register(endpoint: Callable[P, R]) -> Callable[P, R]:
+        SHAPED_BODIES[endpoint] = check
+        return endpoint
+
+    return register
+
+
 async def refuse_bad_text(request: Request) -> None:
     """Every string of the request (path, query, JSON body) must be text both stores can hold."""
     for name, value in request.path_params.items():
@@ -109,6 +135,14 @@ async def refuse_bad_text(request: Request) -> None:
                 document = await request.json()
             except ValueError:
                 return  # FastAPI already answered a body that is not JSON
+            check = SHAPED_BODIES.get(request.scope.get("endpoint"))
+            if check is not None and not raw_text_may_be_bad(body):
+                checked = check(document)
+                if checked is not None:
+                    # Its shape bounds the nesting: no container walk, and the endpoint takes
+                    # the checked body instead of checking it again.
+                    request.state.checked_body = checked
+                    return
             if not raw_json_may_have_bad_text(body, document):
                 return
             found = find_bad_text(document)

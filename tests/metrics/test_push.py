@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pilothouse.metrics import push
+from pilothouse.metrics.models import MetricSeries, metric_samples
 from pilothouse.metrics.samples import Sample
 from pilothouse.metrics.schemas import IngestBatch
 from tests.conftest import Api
@@ -41,18 +43,23 @@ def _model_samples(document: Any) -> list[Sample] | None:
 
 
 def _fast_samples(document: Any) -> list[Sample] | None:
-    """What the fast check alone makes of it: (ident, ms, value) points and their samples."""
+    """What the fast check alone makes of it: the samples it stands for, each checked against
+    the store columns made of it (the finite ones; the others are left out, as write_samples
+    leaves them)."""
     checked = push.check_fast(document)
     if checked is None:
         return None
-    points, describe = push.to_points(checked["samples"], "prod", NOW)
-    out = []
-    for i, (ident, ms, value) in enumerate(points):
-        sample = describe(i)
-        assert ident == (sample.name, tuple(sample.tags.items()))
-        assert ms == round(sample.at.timestamp() * 1000)
-        assert value == sample.value or (math.isnan(value) and math.isnan(sample.value))
-        out.append(sample)
+    samples = checked["samples"]
+    columns = push.to_columns(samples, NOW, {})
+    out = [push.describe(s, "prod", NOW) for s in samples]
+    finite = [i for i, s in enumerate(out) if math.isfinite(s.value)]
+    assert columns.series == [0] * len(finite)  # nothing known yet
+    assert [index for _, _, index in columns.late] == finite
+    assert [position for position, _, _ in columns.late] == list(range(len(finite)))
+    for position, i in enumerate(finite):
+        assert columns.times[position] == round(out[i].at.timestamp() * 1000)
+        assert columns.values[position] == out[i].value
+        assert columns.late[position][1] == push.push_key(samples[i])
     return out
 
 
@@ -280,3 +287,121 @@ def test_push_stores_values_and_skips_non_finite_ones(api: Api) -> None:
     (series,) = api.ok(api.get("/metrics/series", params={"name": "q"}))
     assert series["tags"] == {"environment": "prod", "a": "b"}
     assert (series["unit"], series["source"]) == ("ms", "external")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from("abc"), st.sampled_from("abc"), max_size=3),
+    st.dictionaries(st.sampled_from("abc"), st.sampled_from("abc"), max_size=3),
+)
+def test_push_keys_of_different_tags_differ(a: dict[str, str], b: dict[str, str]) -> None:
+    """The memory's flat key (name, tag keys, tag values) names one tag set: keys and values
+    drawn from the same letters never make two tag sets collide."""
+    same = push.push_key({"name": "m", "value": 1.0, "tags": a}) == push.push_key(
+        {"name": "m", "value": 1.0, "tags": b}
+    )
+    assert same == (list(a.items()) == list(b.items()))
+
+
+def _stored(db_url: str) -> list[tuple[str, list[tuple[str, str]], int]]:
+    """(name, sorted tag items, samples) of every series, as the store holds them."""
+    url = sa.engine.make_url(db_url)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(MetricSeries.name, MetricSeries.tags, sa.func.count())
+                .join(metric_samples, metric_samples.c.series_id == MetricSeries.id)
+                .group_by(MetricSeries.id, MetricSeries.name, MetricSeries.tags)
+            ).all()
+    finally:
+        engine.dispose()
+    return sorted((n, sorted(t.items()), c) for n, t, c in rows)
+
+
+def test_push_memory_files_each_sample_under_its_own_series(api: Api, db_url: str) -> None:
+    """The process remembers pushed series per environment by name and tags as sent: a new tag
+    set, another tag order, a tag of another environment or the same series in another
+    environment each land where the store's own identity (name + sorted tags) puts them, on
+    the push that creates the series and on the next ones, served from the memory."""
+    for env in ("prod", "staging"):
+        api.ok(api.post("/environments", {"name": env}), 201)
+    tag_sets: list[dict[str, str]] = [
+        {},
+        {"a": "1"},
+        {"a": "2"},
+        {"a": "1", "b": "x"},
+        {"b": "x", "a": "1"},  # the series above, in another order
+        {"environment": "other", "a": "1"},  # the {"a": "1"} series of the pushed environment
+        {"a": "b", "c": "d"},
+        {"a": "c", "b": "d"},
+    ]
+    for _ in range(2):  # the first push creates the series, the second finds them remembered
+        for env in ("prod", "staging"):
+            body = {
+                "environment": env,
+                "samples": [{"name": "m", "value": 1.0, "tags": t} for t in tag_sets],
+            }
+            assert api.ok(api.post("/metrics/ingest", body)) == {"written": 8, "environment": env}
+    expected = [
+        ("m", sorted({**tags, "environment": env}.items()), count)
+        for env in ("prod", "staging")
+        for tags, count in (
+            ({}, 2),
+            ({"a": "1"}, 4),
+            ({"a": "2"}, 2),
+            ({"a": "1", "b": "x"}, 4),
+            ({"a": "b", "c": "d"}, 2),
+            ({"a": "c", "b": "d"}, 2),
+        )
+    ]
+    assert _stored(db_url) == sorted(expected)
+
+
+def test_push_keeps_the_text_rules_of_every_body(api: Api) -> None:
+    """The push body's checked shape stands in for the walk over its containers: a body the
+    shape refuses still gets the nesting rule, and text no store can hold is refused whatever
+    the shape, before the body's own rules (the field named)."""
+    api.ok(api.post("/environments", {"name": "prod"}), 201)
+    deep: Any = "x"
+    for _ in range(70):
+        deep = {"k": deep}
+    nested = api.post("/metrics/ingest", {"environment": "prod", "samples": [{**OK, "x": deep}]})
+    assert nested.status_code == 422, nested.text
+    (detail,) = nested.json()["detail"]
+    assert detail["rule"] == "must not nest deeper than 64 levels"
+    assert detail["field"].startswith("samples.0.x.k.k")
+    nul = api.post(
+        "/metrics/ingest",
+        {"environment": "prod", "samples": [{**OK, "tags": {"a": "b\u0000"}}, {"x": 1}]},
+    )
+    assert nul.status_code == 422, nul.text
+    assert nul.json()["detail"] == [
+        {"field": "samples.0.tags.a", "rule": "must not contain the NUL character (\\u0000)"}
+    ]
+    accepted = api.post("/metrics/ingest", {"environment": "prod", "samples": [OK]})
+    assert api.ok(accepted) == {"written": 1, "environment": "prod"}
+
+
+def test_push_memory_is_bounded_over_every_environment_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The series memory's bound counts every environment's ids together: many environments
+    each under the bound do not add up to an unbounded memory."""
+    from pilothouse.metrics import samples
+
+    class Bound:  # stands in for an engine: the memory is keyed by the session's bind
+        pass
+
+    class Session:
+        def __init__(self) -> None:
+            self.bind = Bound()
+
+    monkeypatch.setattr(samples, "KNOWN_LIMIT", 3)
+    session: Any = Session()
+    samples.known_ids(session, "prod").update({"a": 1, "b": 2})
+    samples.known_ids(session, "staging").update({"c": 3, "d": 4})
+    assert samples.known_ids(session, "prod") == {}  # 4 ids in all, over the bound of 3
+    assert samples.known_ids(session, "staging") == {}

@@ -1,15 +1,16 @@
-"""Issue 20 end to end over real SSH: three namespace hosts (tests/support/netns.py), each with
-its own sshd, registered with their host keys trusted (the API `node add --ssh ... --trust`
-calls); a process service running examples/sampleapp.py on `{host}:{port}` of each host behind
-the one nginx router on this host; the engine, the node watch and the alert channel in this
-process.
+"""Issue 20 end to end over real SSH: three namespace hosts (tests/support/netns.py), each with its
+own sshd, registered with their host keys trusted (the API `node add --ssh ... --trust` calls);
+a process service running examples/sampleapp.py on `{host}:{port}` of each host behind the one
+nginx router on this host; the engine, the node watch and the alert channel in this process.
 
-6 replicas spread 2-2-2; v2 rolls across the hosts under load through the router with 0 failed
-requests; one host's link is cut: it becomes unreachable after node_unreachable_after (2 s
-here), its 2 replicas are marked lost, the replacement deployment puts them on the other two
-hosts, the router serves only live replicas, the `node_unreachable` alert went out; the link
-is restored: the node is ready again and the 2 stale replicas still running there are stopped
-(fenced), which the `node_ready` alert says."""
+6 replicas spread 2-2-2, nginx lists all 6 backends (host:port) and each one serves; v2 rolls
+across the hosts under load through the router with 0 failed requests and the v1 processes are
+gone from their hosts (the rollout of tests/nodes/test_multihost_rollout.py, over SSH); one
+host's link is cut: it becomes unreachable after node_unreachable_after (2 s here), its 2
+replicas are marked lost, the replacement deployment puts them on the other two hosts, the
+router serves only live replicas, the `node_unreachable` alert went out; the link is restored:
+the node is ready again and the 2 stale replicas still running there are stopped (fenced), which
+the `node_ready` alert says."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from tests.support.netns import Hosts
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 
+PROBE_EVERY = 0.5
 COMMAND = f"{CHILD_PYTHON} {SAMPLE_APP} --host {{host}} --port {{port}}"
 
 
@@ -116,7 +118,7 @@ async def _until(watch: watching.NodeWatch, verdict: str, seconds: float = 30.0)
         for outcome in await watch.tick():
             if outcome.verdict == verdict:
                 return outcome
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(PROBE_EVERY / 2)
     raise AssertionError(f"no {verdict!r} within {seconds} s")
 
 
@@ -151,13 +153,24 @@ def test_three_hosts_rollout_host_failure_and_fencing(
             unreachable_after=2.0,
             probe_timeout=1.0,
             keyring=engine.keyring,
+            probe_every=PROBE_EVERY,  # 3 s in production: the slot length is not the claim
         )
         marks = [("start", began)]
         marks.append(("setup", time.monotonic()))
         try:
             await engine.refresh_nodes()
             assert await deploy(engine, "v1.0.0") == "success"
-            assert _spread(await _running(db), names) == {"h1": 2, "h2": 2, "h3": 2}
+            v1 = await _running(db)
+            assert _spread(v1, names) == {"h1": 2, "h2": 2, "h3": 2}
+            # nginx lists the 6 backends as host:port, and every one of them serves
+            conf = next((data_dir / "nginx" / "services").glob("*.conf")).read_text()
+            servers = [line for line in conf.splitlines() if "server 198." in line]
+            assert sorted(s.split()[1].rsplit(":", 1)[0] for s in servers) == sorted(
+                [h.address for h in hosts] * 2
+            )
+            async with httpx.AsyncClient(timeout=5) as client:
+                seen = {(await client.get(router)).json()["pid"] for _ in range(40)}
+            assert len(seen) == 6
             marks.append(("v1", time.monotonic()))
             with Load(router_port, threads=2) as load:
                 await asyncio.sleep(0.3)
@@ -169,6 +182,13 @@ def test_three_hosts_rollout_host_failure_and_fencing(
             v2 = await _running(db)
             assert {r.version for r in v2} == {"v2.0.0"}
             assert _spread(v2, names) == {"h1": 2, "h2": 2, "h3": 2}
+            for node_id in {row.node_id for row in v1}:  # the old ones are gone from their hosts
+                access = engine.transports.known(node_id)
+                assert access is not None
+                listed = await remote.running(engine.transports.get(access), node_id)
+                assert not {r.id for r in v1 if r.node_id == node_id} & {
+                    r.replica_id for r in listed
+                }
             assert [o.verdict for o in await watch.tick()] == ["seen"] * 3
 
             # Host h1 loses its link: unreachable, its replicas lost and replaced on h2, h3.

@@ -154,6 +154,11 @@ def _add(api: Api, name: str, host: Any, private_key: str) -> dict[str, Any]:
     return node
 
 
+#: The watchers' slot (3 s in production): what is claimed is what a slot of any length does,
+#: and a host is lost after `unreachable_after` of silence whatever the slot.
+PROBE_EVERY = 0.5
+
+
 async def _until(
     watch: watching.NodeWatch, verdict: str, seconds: float = 25.0
 ) -> watching.Outcome:
@@ -162,7 +167,7 @@ async def _until(
         for outcome in await watch.tick():
             if outcome.verdict == verdict:
                 return outcome
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(PROBE_EVERY / 2)
     raise AssertionError(f"no {verdict!r} within {seconds} s")
 
 
@@ -214,6 +219,7 @@ async def test_unreachable_host_lost_replaced_and_back(
         unreachable_after=2.0,
         probe_timeout=4.0,  # a first probe under load may take a while: not a lost node
         keyring=lambda: keyring,
+        probe_every=PROBE_EVERY,
     )
     rival = watching.NodeWatch(
         db,
@@ -221,6 +227,7 @@ async def test_unreachable_host_lost_replaced_and_back(
         unreachable_after=2.0,
         probe_timeout=4.0,  # a first probe under load may take a while: not a lost node
         keyring=lambda: keyring,
+        probe_every=PROBE_EVERY,
     )
     try:
         slot = utcnow()  # both ticks in the same slot, whatever the wall clock does meanwhile

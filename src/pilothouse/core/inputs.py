@@ -81,14 +81,18 @@ def raw_json_may_have_bad_text(raw: bytes, document: Any) -> bool:
     MAX_JSON_DEPTH); True when it may (then find_bad_text decides and names the field).
 
     A fast path for large bodies: a byte scan and a walk over containers only, instead of
-    visiting every string and building every field path. The escape pattern is only searched
-    when the body holds a `\\u` escape or an 0xED byte at all (plain substring tests, several
-    times faster than the pattern on a body that has neither, the usual case)."""
+    visiting every string and building every field path."""
+    return raw_text_may_be_bad(raw) or json_depth_exceeds(document)
+
+
+def raw_text_may_be_bad(raw: bytes) -> bool:
+    """The byte scan of `raw_json_may_have_bad_text`: whether the JSON text `raw` may hold a
+    NUL or a surrogate once decoded. The escape pattern is only searched when the body holds
+    a `\\u` escape or an 0xED byte at all (plain substring tests, several times faster than the
+    pattern on a body that has neither, the usual case)."""
     if b"\x00" in raw:
         return True
-    if (b"\\u" in raw or b"\xed" in raw) and _BAD_ESCAPE.search(raw):
-        return True
-    return json_depth_exceeds(document)
+    return (b"\\u" in raw or b"\xed" in raw) and _BAD_ESCAPE.search(raw) is not None
 
 
 def find_bad_text(document: Any, prefix: str = "") -> tuple[str, str] | None:

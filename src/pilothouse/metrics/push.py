@@ -11,22 +11,34 @@ the model validates the document and its error is the one raised; should the mod
 what the check refused, the model's result is used. Table tests and a hypothesis property hold
 the two to the same answers (tests/metrics/test_push.py).
 
-Then each sample becomes a store point, (series identity, epoch ms, value), with no Sample or
-tag dict per sample: the identity is the one `write_samples_in` would make of the Sample with
-the environment tag set (`Sample`s are only made for series the process does not know yet).
+Then the samples become the store's three columns (series id, epoch ms, value) in one pass,
+with no Sample, tag dict or row tuple per sample: a series is recognised by `push_key` (name,
+tag keys, tag values as sent) in a memory of committed ids per environment, and the rows are
+the ones `write_samples_in` would write for the Samples with the environment tag set
+(`Sample`s are only made for series the process does not know yet). PostgreSQL gets the columns
+as one binary COPY buffer packed in C; SQLite one executemany over them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NamedTuple, NotRequired
 
 from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import TypedDict
 
 from pilothouse.metrics.ingest import MAX_TAG_LENGTH, MAX_TAGS
-from pilothouse.metrics.samples import Point, Sample
+from pilothouse.metrics.samples import (
+    Sample,
+    bulk_insert_columns,
+    known_ids,
+    pending_ids,
+    series_ids,
+)
 from pilothouse.metrics.schemas import IngestBatch, MetricName, Source
 
 #: Tags as `check_tags` allows them, stated as constraints.
@@ -82,42 +94,99 @@ def read_batch(document: Any) -> FastBatch:
     }
 
 
-def to_points(
-    samples: Sequence[FastSample], environment: str, now: datetime
-) -> tuple[list[Point], Callable[[int], Sample]]:
-    """Store points of checked samples in `environment` (its tag set on every one, as a push
-    cannot write elsewhere; a sample without a timestamp is at `now`), and the Sample of
-    points[i] for the series the store does not know yet."""
-    env_tag = ("environment", environment)
+#: A pushed series as this process recognises it inside one environment: its name alone (no
+#: tags), else its name, its tag keys, then its tag values, all as sent. One flat tuple of
+#: strings: no tuple per tag, and no environment tag to add (the memory is per environment).
+PushKey = str | tuple[str, ...]
+
+
+class Columns(NamedTuple):
+    """A checked batch in the store's terms: series ids, epoch ms and values, one entry per
+    finite sample in order; `late` lists (entry, key, sample index) of the entries whose series
+    the memory did not know (their id is 0 until it is known)."""
+
+    series: list[int]
+    times: list[int]
+    values: list[float]
+    late: list[tuple[int, PushKey, int]]
+
+
+def push_key(sample: FastSample) -> PushKey:
+    """The key of a checked sample's series in its environment's memory."""
+    tags = sample.get("tags")
+    return (sample["name"], *tags.keys(), *tags.values()) if tags else sample["name"]
+
+
+def to_columns(
+    samples: Sequence[FastSample], now: datetime, known: Mapping[PushKey, int]
+) -> Columns:
+    """The store's columns of checked samples (one pass, no object per sample beyond the
+    key): a sample without a timestamp is at `now`; non-finite values (NaN, +-Inf) are left
+    out, as `write_samples` leaves them; ids come from `known`."""
     now_ms = round(now.timestamp() * 1000)
-    points: list[Point] = []
-    append = points.append
-    for sample in samples:
+    isfinite = math.isfinite
+    get = known.get
+    series: list[int] = []
+    times: list[int] = []
+    values: list[float] = []
+    late: list[tuple[int, PushKey, int]] = []
+    add_series, add_time, add_value = series.append, times.append, values.append
+    for index, sample in enumerate(samples):
+        value = sample["value"]
+        if not isfinite(value):
+            continue
         tags = sample.get("tags")
-        if not tags:
-            items: tuple[tuple[str, str], ...] = (env_tag,)
-        elif "environment" in tags:
-            items = tuple({**tags, "environment": environment}.items())
-        else:
-            items = (*tags.items(), env_tag)
+        key: PushKey = (sample["name"], *tags.keys(), *tags.values()) if tags else sample["name"]
+        series_id = get(key)
+        if series_id is None:
+            late.append((len(series), key, index))
+            series_id = 0
+        add_series(series_id)
         at = sample.get("timestamp")
-        append(
-            (
-                (sample["name"], items),
-                now_ms if at is None else round(at.timestamp() * 1000),
-                sample["value"],
-            )
-        )
+        add_time(now_ms if at is None else round(at.timestamp() * 1000))
+        add_value(value)
+    return Columns(series, times, values, late)
 
-    def describe(index: int) -> Sample:
-        sample = samples[index]
-        return Sample(
-            sample["name"],
-            {**sample.get("tags", {}), "environment": environment},
-            sample["value"],
-            sample.get("timestamp") or now,
-            unit=sample.get("unit", ""),
-            source=sample.get("source", "application"),
-        )
 
-    return points, describe
+def describe(sample: FastSample, environment: str, now: datetime) -> Sample:
+    """The Sample a checked sample stands for in `environment` (its tag forced to it: a push
+    cannot write elsewhere)."""
+    return Sample(
+        sample["name"],
+        {**sample.get("tags", {}), "environment": environment},
+        sample["value"],
+        sample.get("timestamp") or now,
+        unit=sample.get("unit", ""),
+        source=sample.get("source", "application"),
+    )
+
+
+async def write_pushed_in(
+    session: AsyncSession,
+    dialect: str,
+    samples: Sequence[FastSample],
+    environment: str,
+    environment_id: uuid.UUID,
+    now: datetime,
+) -> int:
+    """Store checked samples in an environment, inside the caller's transaction; returns how
+    many were written. The same rows `write_samples_in` writes for their Samples (see
+    `describe`), made in one pass: series this process knows in the environment are found by
+    `push_key`; the others are looked up or created by their canonical key, as there."""
+    known = known_ids(session, f"push:{environment}")
+    columns = to_columns(samples, now, known)
+    if not columns.series:
+        return 0
+    if columns.late:
+        pending = pending_ids(session, known)
+        first: dict[PushKey, Sample] = {}
+        for _, key, index in columns.late:
+            if key not in pending and key not in first:
+                first[key] = describe(samples[index], environment, now)
+        if first:
+            pending.update(await series_ids(session, dialect, first, environment_id))
+        ids = columns.series
+        for position, key, _ in columns.late:
+            ids[position] = pending[key]
+    await bulk_insert_columns(session, dialect, columns.series, columns.times, columns.values)
+    return len(columns.series)

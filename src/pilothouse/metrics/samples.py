@@ -15,9 +15,10 @@ import math
 import struct
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from itertools import repeat
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,15 +30,16 @@ from pilothouse.metrics.models import SOURCES, MetricSeries
 
 #: Series looked up per SELECT (an IN list this long is fine on both stores).
 LOOKUP_CHUNK = 500
-#: Series ids remembered per engine (then the memory starts over).
+#: Series ids remembered per engine, all scopes together (then the memory starts over).
 KNOWN_LIMIT = 200_000
-#: (name, tag items in the sample's own order) -> series id, per engine. Series rows are never
-#: deleted, so an id once committed stays right for that store; only committed ids enter it.
+#: A series as `write_samples_in` recognises it: (name, tag items in the sample's own order).
 Ident = tuple[str, tuple[tuple[str, str], ...]]
-#: A value in the store's terms: (series identity, epoch milliseconds, value).
-Point = tuple[Ident, int, float]
-_KNOWN: weakref.WeakKeyDictionary[Any, dict[Ident, int]] = weakref.WeakKeyDictionary()
+#: Series identity -> series id, per engine and per scope of identities (see `known_ids`). Series
+#: rows are never deleted, so an id once committed stays right for that store; only committed
+#: ids enter it.
+_KNOWN: weakref.WeakKeyDictionary[Any, dict[str, dict[Any, int]]] = weakref.WeakKeyDictionary()
 _PENDING = "pilothouse.metrics.learned"
+K = TypeVar("K")
 #: PostgreSQL's binary COPY: signature, flags, header extension; one row; the trailer.
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _COPY_ROW = struct.Struct("!hiqiqid")
@@ -90,32 +92,51 @@ async def write_samples(
         return await write_samples_in(session, db.dialect, samples, environment_id=environment_id)
 
 
-def _known(session: AsyncSession) -> dict[Ident, int]:
-    """The committed series ids of the session's engine."""
-    known = _KNOWN.setdefault(session.bind, {})
-    if len(known) > KNOWN_LIMIT:
-        known.clear()
+def known_ids(session: AsyncSession, scope: str = "") -> dict[Any, int]:
+    """The committed series ids of the session's engine, by the identity `scope` uses (""
+    for `Ident`; the push path keys them per environment in its own terms)."""
+    scopes = _KNOWN.setdefault(session.bind, {})
+    if sum(len(ids) for ids in scopes.values()) > KNOWN_LIMIT:
+        for ids in scopes.values():
+            ids.clear()  # the bound holds over every scope (environment) together
+    known = scopes.get(scope)
+    if known is None:
+        known = scopes[scope] = {}
     return known
 
 
-def _learn(session: AsyncSession, known: dict[Ident, int], fresh: dict[Ident, int]) -> None:
-    """Remember `fresh` ids once the session's transaction commits (a rolled-back series row's
-    id may be given to another series: it must never be remembered)."""
-    pending: dict[Ident, int] | None = session.info.get(_PENDING)
-    if pending is None:
-        waiting: dict[Ident, int] = {}
-        pending = session.info[_PENDING] = waiting
+def pending_ids(session: AsyncSession, known: dict[Any, int]) -> dict[Any, int]:
+    """Ids of `known`'s scope created in the session's open transaction: they enter `known`
+    once it commits (a rolled-back series row's id may be given to another series: it must
+    never be remembered)."""
+    waiting: dict[int, tuple[dict[Any, int], dict[Any, int]]] | None = session.info.get(_PENDING)
+    if waiting is None:
+        waiting = session.info[_PENDING] = {}
+        every = waiting
 
         def committed(_: Any) -> None:
-            known.update(waiting)
-            waiting.clear()
+            for target, fresh in every.values():
+                target.update(fresh)
+                fresh.clear()
 
         def dropped(_: Any) -> None:
-            waiting.clear()
+            for _target, fresh in every.values():
+                fresh.clear()
 
         sa.event.listen(session.sync_session, "after_commit", committed)
         sa.event.listen(session.sync_session, "after_rollback", dropped)
-    pending.update(fresh)
+    entry = waiting.get(id(known))
+    if entry is None or entry[0] is not known:
+        entry = waiting[id(known)] = (known, {})
+    return entry[1]
+
+
+def pending_so_far(session: AsyncSession, known: dict[Any, int]) -> Mapping[Any, int]:
+    """`pending_ids` to read only: empty, and nothing registered, when the transaction has
+    created no series of that scope yet (the usual case)."""
+    waiting: dict[int, tuple[dict[Any, int], dict[Any, int]]] | None = session.info.get(_PENDING)
+    entry = None if waiting is None else waiting.get(id(known))
+    return entry[1] if entry is not None and entry[0] is known else {}
 
 
 async def write_samples_in(
@@ -131,8 +152,8 @@ async def write_samples_in(
     a series is recognised by (name, tag items) in a per-engine memory of committed ids, so the
     sha256 key, the lookup and the creation only happen for series this process has not seen
     (or seen only in this transaction)."""
-    known = _known(session)
-    pending: dict[Ident, int] = session.info.get(_PENDING, {})
+    known = known_ids(session)
+    pending = pending_so_far(session, known)
     isfinite = math.isfinite
     rows: list[tuple[int, int, float]] = []
     unknown: dict[Ident, Sample] = {}
@@ -162,42 +183,6 @@ async def write_samples_in(
     )
 
 
-async def write_points_in(
-    session: AsyncSession,
-    dialect: str,
-    points: Sequence[Point],
-    describe: Callable[[int], Sample],
-    *,
-    environment_id: uuid.UUID | None = None,
-) -> int:
-    """`write_samples_in` for values already in the store's terms: (series identity, epoch ms,
-    value) points, as the push API's fast path makes them. `describe(i)` is the Sample of
-    `points[i]`, asked only for the first point of a series this process does not know yet
-    (its tags, unit and source create the series). Non-finite values are skipped."""
-    known = _known(session)
-    pending: dict[Ident, int] = session.info.get(_PENDING, {})
-    isfinite = math.isfinite
-    rows: list[tuple[int, int, float]] = []
-    append = rows.append
-    first: dict[Ident, int] = {}
-    late: list[tuple[int, Ident]] = []
-    for index, (ident, ts, value) in enumerate(points):
-        if not isfinite(value):
-            continue
-        series_id = known.get(ident)
-        if series_id is None:
-            series_id = pending.get(ident)
-            if series_id is None:
-                first.setdefault(ident, index)
-                late.append((len(rows), ident))
-                series_id = 0
-        append((series_id, ts, value))
-    unknown = {ident: describe(index) for ident, index in first.items()}
-    return await _place_and_insert(
-        session, dialect, rows, unknown, late, known, environment_id=environment_id
-    )
-
-
 async def _place_and_insert(
     session: AsyncSession,
     dialect: str,
@@ -213,11 +198,11 @@ async def _place_and_insert(
     if not rows:
         return 0
     if unknown:
-        ids = await _series_ids(session, dialect, unknown, environment_id)
+        ids = await series_ids(session, dialect, unknown, environment_id)
         for index, ident in late:
             _, ts, value = rows[index]
             rows[index] = (ids[ident], ts, value)
-        _learn(session, known, ids)
+        pending_ids(session, known).update(ids)
     await bulk_insert(session, dialect, rows)
     return len(rows)
 
@@ -234,12 +219,12 @@ async def _lookup(session: AsyncSession, keys: Iterable[str]) -> dict[str, int]:
     return found
 
 
-async def _series_ids(
+async def series_ids(
     session: AsyncSession,
     dialect: str,
-    wanted: dict[Ident, Sample],
+    wanted: Mapping[K, Sample],
     environment_id: uuid.UUID | None,
-) -> dict[Ident, int]:
+) -> dict[K, int]:
     """Ids of the series of `wanted`, created when missing (one row per name + tags: tag
     orders that differ share one key)."""
     keys = {ident: series_key(sample.name, sample.tags) for ident, sample in wanted.items()}
@@ -280,6 +265,38 @@ def copy_binary(rows: Sequence[tuple[int, int, float]]) -> bytes:
     return _COPY_HEADER + body + _COPY_TRAILER
 
 
+def copy_binary_columns(
+    series: Sequence[int], times: Sequence[int], values: Sequence[float]
+) -> bytes:
+    """`copy_binary` of rows given as three columns (packed in one C-level pass, with no row
+    tuple made)."""
+    eight = repeat(8)
+    rows = map(_COPY_ROW.pack, repeat(3), eight, series, eight, times, eight, values)
+    return _COPY_HEADER + b"".join(rows) + _COPY_TRAILER
+
+
+async def bulk_insert_columns(
+    session: AsyncSession,
+    dialect: str,
+    series: Sequence[int],
+    times: Sequence[int],
+    values: Sequence[float],
+) -> None:
+    """`bulk_insert` of rows given as three columns of equal length."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if dialect == "postgresql":
+        data = copy_binary_columns(series, times, values)
+        async with driver.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+            await copy.write(data)
+        return
+    await driver.executemany(
+        "INSERT INTO metric_samples (series_id, ts, value) VALUES (?, ?, ?)",
+        zip(series, times, values, strict=True),
+    )
+
+
 async def bulk_insert(
     session: AsyncSession, dialect: str, rows: Sequence[tuple[int, int, float]]
 ) -> None:
@@ -290,12 +307,7 @@ async def bulk_insert(
     driver: Any = raw.driver_connection
     if dialect == "postgresql":
         data = copy_binary(rows)
-        async with (
-            driver.cursor() as cursor,
-            cursor.copy(
-                "COPY metric_samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
-            ) as copy,
-        ):
+        async with driver.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
             await copy.write(data)
         return
     await driver.executemany(

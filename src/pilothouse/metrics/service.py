@@ -19,9 +19,9 @@ from pilothouse.environments import service as environments
 from pilothouse.environments.models import Environment
 from pilothouse.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from pilothouse.metrics.models import MetricAlertRule, MetricIncident, MetricSeries
-from pilothouse.metrics.push import FastSample, to_points
+from pilothouse.metrics.push import FastSample, write_pushed_in
 from pilothouse.metrics.query import STATS, Group, matching_series, run_query
-from pilothouse.metrics.samples import Sample, write_points_in, write_samples_in
+from pilothouse.metrics.samples import Sample, write_samples_in
 from pilothouse.metrics.schemas import (
     RuleCreate,
     RuleUpdate,
@@ -59,8 +59,7 @@ async def ingest_pushed(
 ) -> int:
     """Store a checked JSON push in `env` (its environment tag forced: a push cannot write
     elsewhere); samples without a timestamp are at `now`."""
-    points, describe = to_points(samples, env.name, now)
-    return await write_points_in(session, dialect, points, describe, environment_id=env.id)
+    return await write_pushed_in(session, dialect, samples, env.name, env.id, now)
 
 
 async def ingest(

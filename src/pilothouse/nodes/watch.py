@@ -285,8 +285,10 @@ class NodeWatch:
         keyring: Callable[[], Keyring | None] = _keyring,
         engine: str = "podman",
         runtime: str | None = "runc",
+        probe_every: float = PROBE_EVERY,
     ) -> None:
         self.db = db
+        self.every = probe_every  # the slot length: the loop ticks this often (tests shorten it)
         self.leases = leases
         self.after = unreachable_after
         self.timeout = probe_timeout or max(1.0, min(5.0, unreachable_after / 3))
@@ -300,7 +302,7 @@ class NodeWatch:
             access,
             connect_timeout=self.timeout,
             keepalive=max(1.0, self.timeout),
-            backoff_cap=max(self.timeout, PROBE_EVERY),
+            backoff_cap=max(self.timeout, self.every),
         )
 
     async def _probe(self, access: NodeAccess) -> str | None:
@@ -352,7 +354,7 @@ class NodeWatch:
             self._forget(gone)
         if not nodes:
             return []
-        slot = slot_start(now, timedelta(seconds=PROBE_EVERY))
+        slot = slot_start(now, timedelta(seconds=self.every))
         claims = [{"job": PROBE_JOB, "key": str(n.id), "slot": slot} for n in nodes]
         won = {str(key) for _job, key, *_ in await self.leases.claim_slots(JobSlot, claims)}
         keyring = self.keyring()
@@ -376,7 +378,7 @@ class NodeWatch:
         return outcomes
 
     async def _claim(self, job: str, now: datetime) -> bool:
-        slot = slot_start(now, timedelta(seconds=PROBE_EVERY))
+        slot = slot_start(now, timedelta(seconds=self.every))
         won = await self.leases.claim_slots(JobSlot, [{"job": job, "key": "-", "slot": slot}])
         return bool(won)
 
