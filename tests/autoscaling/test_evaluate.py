@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from pilothouse import migrations
@@ -348,3 +349,22 @@ async def test_a_changed_or_deleted_policy_takes_effect_in_the_next_round(
     assert (await decided(now + timedelta(seconds=50))).reason == (
         "within thresholds over 10 minutes"
     )
+
+
+async def test_the_collector_pause_is_bounded_and_always_ends() -> None:
+    """A round pauses the garbage collector while it reads and decides: never past its bound
+    (a stalled store must not keep it off for the rest of the process), and never left off
+    by a round that fails."""
+    import asyncio
+    import gc
+
+    assert gc.isenabled()
+    with evaluate.gc_paused(at_most=0.05):
+        assert not gc.isenabled()
+        await asyncio.sleep(0.3)
+        assert gc.isenabled()  # the bound passed while the round still waited
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), evaluate.gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("the store went away")
+    assert gc.isenabled()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from pilothouse.core.db import Database
@@ -78,3 +79,40 @@ async def test_a_rolled_back_series_id_is_never_remembered(db: Database) -> None
             )
         ).all()
     assert [tuple(r) for r in stored] == [("other", 2.0), ("gone", 3.0)]
+
+
+def _copy_rows(data: bytes) -> list[tuple[int, int, float]]:
+    """The rows of a binary COPY payload, read by PostgreSQL's documented layout."""
+    import struct
+
+    assert data[:11] == b"PGCOPY\n\xff\r\n\x00"
+    flags, extension = struct.unpack("!ii", data[11:19])
+    assert (flags, extension) == (0, 0)
+    rows, at = [], 19
+    while True:
+        (fields,) = struct.unpack("!h", data[at : at + 2])
+        if fields == -1:
+            assert at + 2 == len(data)
+            return rows
+        assert fields == 3
+        sid_len, sid, ts_len, ts, value_len, value = struct.unpack(
+            "!iqiqid", data[at + 2 : at + 2 + 36]
+        )
+        assert (sid_len, ts_len, value_len) == (8, 8, 8)
+        rows.append((sid, ts, value))
+        at += 2 + 36
+
+
+def test_copy_payload_holds_every_row_as_given() -> None:
+    """The binary COPY payload: each row's three 8-byte fields as given, including a time
+    before 1970, -0.0, a huge id and value; columns of unequal length are refused, not cut."""
+    from pilothouse.metrics.samples import copy_binary_columns
+
+    rows = [(1, 0, 0.0), (2**62, -86_400_000, -0.0), (7, 1_790_000_000_000, 1e308), (3, 5, -2.5)]
+    series, times, values = (list(column) for column in zip(*rows, strict=True))
+    decoded = _copy_rows(copy_binary_columns(series, times, values))
+    assert decoded == rows
+    assert str(decoded[1][2]) == "-0.0"
+    assert _copy_rows(copy_binary_columns([], [], [])) == []
+    with pytest.raises(ValueError, match="columns of 2, 1 and 1 rows"):
+        copy_binary_columns([1, 2], [0], [0.0])

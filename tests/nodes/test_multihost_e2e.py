@@ -185,10 +185,13 @@ def test_three_hosts_rollout_host_failure_and_fencing(
             for node_id in {row.node_id for row in v1}:  # the old ones are gone from their hosts
                 access = engine.transports.known(node_id)
                 assert access is not None
-                listed = await remote.running(engine.transports.get(access), node_id)
-                assert not {r.id for r in v1 if r.node_id == node_id} & {
-                    r.replica_id for r in listed
+                listed = {
+                    r.replica_id
+                    for r in await remote.running(engine.transports.get(access), node_id)
                 }
+                assert not {r.id for r in v1 if r.node_id == node_id} & listed
+                # the listing works: it names this host's v2 replicas
+                assert {r.id for r in v2 if r.node_id == node_id} <= listed
             assert [o.verdict for o in await watch.tick()] == ["seen"] * 3
 
             # Host h1 loses its link: unreachable, its replicas lost and replaced on h2, h3.

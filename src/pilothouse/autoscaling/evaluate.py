@@ -1,14 +1,16 @@
 """The evaluator: one round evaluates every due enabled policy and carries out its decision
 through the release engine (a `scale` deployment, as a manual scale), recording a scaling event.
 
-Reading is batched so a round over 10,000 policies stays well under a second: one query for
+Reading is batched so that a round over 10,000 policies took under a second in the runs
+measured (docs/benchmarks.md): one query for
 the cohorts' times and one for the policies with their services, one for the services with an
 active rollout, one for the last scale-up and scale-down of each service, and per evaluation
 period one read of the CPU and memory series (from rollups where they are done, raw samples
 after them) summed per service and period. A policy on another metric reads it through the
 metrics capability's `query.aggregate`, one period at a time. Each policy's rule and ids are
 kept between rounds while its row reads the same (`Known`), and the garbage collector is paused
-while a round reads and decides (`gc_paused`): the round's objects hold no cycles.
+while a round reads and decides (`gc_paused`, 5 s at the most): the round's objects hold no
+cycles.
 
 Writing is small: the evaluation is recorded once per cohort of policies evaluated together
 (`mark_evaluated`), and a policy's row only when its decision's sentence changed.
@@ -19,6 +21,7 @@ memory relative to the service's `memory_mb`; both averaged over the replicas an
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import time
@@ -70,17 +73,31 @@ MEMORY = "pilothouse_replica_memory_bytes"
 MIB = 1024.0 * 1024.0
 
 
+#: The longest the collector stays paused for a round (a stalled store must not keep it off).
+GC_PAUSE_LIMIT = 5.0
+
+
 @contextmanager
-def gc_paused() -> Iterator[None]:
-    """No automatic garbage collection inside (a cycle made meanwhile, by this or another task,
-    is collected after). Inside another, nothing more."""
+def gc_paused(at_most: float = GC_PAUSE_LIMIT) -> Iterator[None]:
+    """No automatic garbage collection inside, for `at_most` seconds at the most (a cycle made
+    meanwhile, by this or another task, is collected after). The pause spans the round's
+    awaits, so it is bounded: a store that stalls the read does not keep the collector off for
+    the other tasks of the process. Inside another pause, nothing more."""
     if not gc.isenabled():
         yield
         return
     gc.disable()
     try:
+        timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            at_most, gc.enable
+        )
+    except RuntimeError:  # no event loop: nothing else can run meanwhile
+        timer = None
+    try:
         yield
     finally:
+        if timer is not None:
+            timer.cancel()
         gc.enable()
 
 

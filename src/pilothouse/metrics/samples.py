@@ -257,19 +257,14 @@ async def series_ids(
     return {ident: ids[key] for ident, key in keys.items()}
 
 
-def copy_binary(rows: Sequence[tuple[int, int, float]]) -> bytes:
-    """(series_id, ts_ms, value) rows in PostgreSQL's binary COPY format (no text to parse on
-    either side)."""
-    pack = _COPY_ROW.pack
-    body = b"".join([pack(3, 8, sid, 8, ts, 8, value) for sid, ts, value in rows])
-    return _COPY_HEADER + body + _COPY_TRAILER
-
-
 def copy_binary_columns(
     series: Sequence[int], times: Sequence[int], values: Sequence[float]
 ) -> bytes:
-    """`copy_binary` of rows given as three columns (packed in one C-level pass, with no row
-    tuple made)."""
+    """(series_id, ts_ms, value) rows, given as three columns of equal length, in PostgreSQL's
+    binary COPY format: no text to parse on either side, packed in one C-level pass with no
+    row tuple made."""
+    if not len(series) == len(times) == len(values):
+        raise ValueError(f"columns of {len(series)}, {len(times)} and {len(values)} rows")
     eight = repeat(8)
     rows = map(_COPY_ROW.pack, repeat(3), eight, series, eight, times, eight, values)
     return _COPY_HEADER + b"".join(rows) + _COPY_TRAILER
@@ -302,14 +297,6 @@ async def bulk_insert(
 ) -> None:
     """Append (series_id, ts_ms, value) rows: binary COPY on PostgreSQL, one executemany of a
     prepared INSERT on SQLite, both on the session's own connection (inside its transaction)."""
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    if dialect == "postgresql":
-        data = copy_binary(rows)
-        async with driver.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
-            await copy.write(data)
-        return
-    await driver.executemany(
-        "INSERT INTO metric_samples (series_id, ts, value) VALUES (?, ?, ?)", rows
-    )
+    if rows:
+        series, times, values = zip(*rows, strict=True)
+        await bulk_insert_columns(session, dialect, series, times, values)
