@@ -1,6 +1,7 @@
-"""A rollout's records written behind it (drivers/process.Deferred): the next replica starts
-without waiting for the store, yet every record lands, in the order it was made; `stopping` is
-written before the replica is stopped; a store failure stops the rollout at its next call."""
+"""A rollout's log lines written behind it (drivers/process.Deferred): the next replica starts
+without waiting for the store, yet every line lands, in the order it was made; a replica's
+records (`starting` with its pid, `running`, `stopping`...) are written before the call returns,
+after what is queued; a store failure stops the rollout at its next call."""
 
 from __future__ import annotations
 
@@ -45,14 +46,11 @@ class SlowStore:
         await self._write(to)
 
 
-async def test_records_are_written_behind_the_caller_in_their_order() -> None:
+async def test_log_lines_are_written_behind_the_caller_in_their_order() -> None:
     store = SlowStore()
     events = Deferred(store)
-    replica = uuid.uuid4()
     # None of these waits for the store (its gate is closed).
-    await asyncio.wait_for(events.replica_changed(replica, "starting", pid=1), 1)
     await asyncio.wait_for(events.log_many(["a", "b"], source="replica"), 1)
-    await asyncio.wait_for(events.replica_changed(replica, "running"), 1)
     await asyncio.wait_for(events.log("ready"), 1)
     assert await asyncio.wait_for(events.replica_created("v2", port=1, log_path=None), 1)
     assert store.written == ["created"]
@@ -61,20 +59,37 @@ async def test_records_are_written_behind_the_caller_in_their_order() -> None:
     assert not flushing.done()  # flush waits for the store
     store.gate.set()
     await asyncio.wait_for(flushing, 5)
-    assert store.written == ["created", "starting", "lines 2", "running", "log ready"]
+    assert store.written == ["created", "lines 2", "log ready"]
+
+
+@pytest.mark.parametrize("to", ["starting", "running", "failed", "stopping", "stopped"])
+async def test_a_replica_record_is_written_before_the_call_returns_after_what_is_queued(
+    to: str,
+) -> None:
+    """`starting` carries the pid that finds the process again after a crash, `running` is
+    what the supervisor routes to; none may wait in the queue, nor overtake what is in it."""
+    store = SlowStore()
+    events = Deferred(store)
+    await events.log("before")
+    changing = asyncio.create_task(events.replica_changed(uuid.uuid4(), to, pid=1))
+    await asyncio.sleep(0.05)
+    assert not changing.done()  # not returned before the store has it
+    store.gate.set()
+    await asyncio.wait_for(changing, 5)
+    assert store.written == ["log before", to]
 
 
 async def test_stopping_is_written_before_the_call_returns_after_what_is_queued() -> None:
     store = SlowStore()
     events = Deferred(store)
     replica = uuid.uuid4()
-    await events.replica_changed(replica, "running")
+    await events.log("running")
     stopping = asyncio.create_task(events.replica_changed(replica, "stopping"))
     await asyncio.sleep(0.05)
     assert not stopping.done()  # the replica is not stopped before the store says so
     store.gate.set()
     await asyncio.wait_for(stopping, 5)
-    assert store.written == ["running", "stopping"]
+    assert store.written == ["log running", "stopping"]
 
 
 async def test_a_failed_write_stops_the_rollout_at_its_next_call() -> None:
@@ -83,12 +98,14 @@ async def test_a_failed_write_stops_the_rollout_at_its_next_call() -> None:
     store.gate.set()
     events = Deferred(store)
     replica = uuid.uuid4()
-    await events.replica_changed(replica, "running")
-    await events.log("ready")  # queued behind the failing write: never written
+    await events.log("ready")
+    await events.log("more")  # queued behind the failing write: never written
     with pytest.raises(ConnectionRefusedError):
         await events.flush()
     with pytest.raises(ConnectionRefusedError):
         await events.replica_created("v2", port=1, log_path=None)
     with pytest.raises(ConnectionRefusedError):
-        await events.log("more")
+        await events.log("again")
+    with pytest.raises(ConnectionRefusedError):
+        await events.replica_changed(replica, "running")
     assert store.written == []  # nothing after the failure either

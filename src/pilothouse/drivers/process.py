@@ -302,13 +302,15 @@ async def ready_or_stopped(
 
 
 class Deferred:
-    """A rollout's events with its records written behind it: log lines and replica
-    transitions are queued and written in order by one background task, so the next replica
-    starts without waiting for the store to record the last one (`running`, its ready line,
-    the rest of its output); `replica_created` and `place`, whose answers the rollout needs,
-    go straight through. `flush` returns once every queued record is written and raises the
-    first failure (the store gone: the engine stops the rollout); after a failure every call
-    raises it at once."""
+    """A rollout's events with its log lines written behind it: the rollout's log lines and
+    its replicas' output are queued and written in order by one background task, so the next
+    replica starts without waiting for the store to take them. Replica records go straight
+    through, after what is queued (so none overtakes an older one): `starting` carries the pid
+    that finds the process again after a crash, `running` is what the supervisor routes to,
+    `stopping` must be in before the replica is stopped. `replica_created` and `place`, whose
+    answers the rollout needs, go straight through too. `flush` returns once every queued line
+    is written and raises the first failure (the store gone: the engine stops the rollout);
+    after a failure every call raises it at once."""
 
     def __init__(self, inner: Events) -> None:
         self.inner = inner
@@ -362,13 +364,9 @@ class Deferred:
     async def replica_changed(
         self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
     ) -> None:
-        """Queued; but `stopping` is written (after what is queued) before this returns: the
-        replica is stopped next, and the supervisor must not take that for a crash."""
-        if to == "stopping":
-            await self.flush()
-            await self.inner.replica_changed(replica_id, to, reason=reason, **fields)
-            return
-        self._put(lambda: self.inner.replica_changed(replica_id, to, reason=reason, **fields))
+        """Written before this returns, after what is queued."""
+        await self.flush()
+        await self.inner.replica_changed(replica_id, to, reason=reason, **fields)
 
 
 class Router(Protocol):
@@ -877,7 +875,7 @@ class ProcessDriver:
                 retire(old)
             await asyncio.gather(*routing)
             await self._verify(spec, cfg, ready, list(serving.values()), events)
-            await deferred.flush()  # every new replica recorded `running` before success
+            await deferred.flush()  # every line written before success
         except RolloutFailed:
             # Leave the old replicas serving; stop only what this rollout started.
             await asyncio.gather(*routing, return_exceptions=True)
