@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pilothouse.drivers.base import ReplicaInfo, RolloutPlan, ServiceSpec
+from pilothouse.drivers.base import ReplicaInfo, RolloutFailed, RolloutPlan, ServiceSpec
 from pilothouse.drivers.process import ProcessDriver, is_alive
 from tests.engine_support import SAMPLE_COMMAND
 
@@ -91,6 +91,35 @@ async def test_rolling_update_respects_surge_and_unavailable(
         assert {second.replicas[r]["version"] for r in out2.replicas} == {"v2.0.0"}
     finally:
         for replica in [*first.replicas.values(), *second.replicas.values()]:
+            if is_alive(replica.get("pid"), replica.get("process_started_at")):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(replica["pid"], signal.SIGKILL)
+
+
+class LosesItsLogs(Recorder):
+    """A store that takes replica records but fails the verification's log line."""
+
+    async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+        if source == "verification":
+            raise ConnectionRefusedError("the store is gone")
+
+
+async def test_a_failed_rollout_stops_its_replicas_when_a_queued_write_failed(
+    tmp_path: Path,
+) -> None:
+    """The verification's line (queued) fails to be written, then the verification fails: the
+    new replica is stopped all the same, and the rollout's failure is what is raised."""
+    driver = ProcessDriver(tmp_path)
+    events = LosesItsLogs()
+    never = {"verify": {"checks": 1, "required": 2, "window": 0}}  # fails whatever answers
+    try:
+        with pytest.raises(RolloutFailed, match="verification failed"):
+            await driver.rollout(RolloutPlan(spec("v1.0.0", 1, **never), [], uuid.uuid4()), events)
+        started = [r for r in events.replicas.values() if r.get("pid")]
+        assert started
+        assert not any(is_alive(r["pid"], r["process_started_at"]) for r in started)
+    finally:
+        for replica in events.replicas.values():
             if is_alive(replica.get("pid"), replica.get("process_started_at")):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(replica["pid"], signal.SIGKILL)

@@ -1033,19 +1033,24 @@ class ContainerDriver(ProcessDriver):
             await asyncio.wait_for(waiter, timeout)
 
     async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
-        await events.replica_changed(replica.id, "stopping", keep_running=False)
-        if cfg.drain_seconds:
-            await asyncio.sleep(cfg.drain_seconds)
-        node = self._remote(replica)
-        if node is None:
-            # A removal and a `run` side by side slow each other down (podman's storage and
-            # network locks, the CPU): the replica is out of the router already, so its
-            # removal waits for the `run` of a replica starting here (bench/containers.py: a
-            # `run` took 0.8-1.5 s beside an `rm`, 0.35-0.5 s alone), at most RUN_WAIT s.
-            await self._runs_done(RUN_WAIT)
-        await self.remove_container(replica.container_id, cfg.grace_seconds, node=node)
-        if node is not None:
-            self._let_relay_go(replica.id)
+        """Stop and remove a container that has already left the router; it is removed even
+        when `stopping` cannot be recorded (the store gone: that error is raised after)."""
+        try:
+            await events.replica_changed(replica.id, "stopping", keep_running=False)
+        finally:
+            if cfg.drain_seconds:
+                await asyncio.sleep(cfg.drain_seconds)
+            node = self._remote(replica)
+            if node is None:
+                # A removal and a `run` side by side slow each other down (podman's storage
+                # and network locks, the CPU): the replica is out of the router already, so
+                # its removal waits for the `run` of a replica starting here
+                # (bench/containers.py: a `run` took 0.8-1.5 s beside an `rm`, 0.35-0.5 s
+                # alone), at most RUN_WAIT s.
+                await self._runs_done(RUN_WAIT)
+            await self.remove_container(replica.container_id, cfg.grace_seconds, node=node)
+            if node is not None:
+                self._let_relay_go(replica.id)
         await events.replica_changed(replica.id, "stopped")
 
     async def stop(self, replicas: list[ReplicaInfo], events: Events) -> None:

@@ -788,11 +788,15 @@ class ProcessDriver:
         )
 
     async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
-        """Stop a replica that has already left the router: drain, SIGTERM, SIGKILL."""
-        await events.replica_changed(replica.id, "stopping", keep_running=False)
-        if cfg.drain_seconds:
-            await asyncio.sleep(cfg.drain_seconds)
-        code = await self._stop_any(replica, cfg.grace_seconds)
+        """Stop a replica that has already left the router: drain, SIGTERM, SIGKILL. It is
+        stopped even when `stopping` cannot be recorded (the store gone: that error is
+        raised after)."""
+        try:
+            await events.replica_changed(replica.id, "stopping", keep_running=False)
+        finally:
+            if cfg.drain_seconds:
+                await asyncio.sleep(cfg.drain_seconds)
+            code = await self._stop_any(replica, cfg.grace_seconds)
         await events.replica_changed(replica.id, "stopped", exit_code=code)
 
     async def rollout(self, plan: RolloutPlan, events: Events) -> RolloutOutcome:
@@ -878,16 +882,21 @@ class ProcessDriver:
             await deferred.flush()  # every line written before success
         except RolloutFailed:
             # Leave the old replicas serving; stop only what this rollout started.
+            # The rollout's failure is what is raised: a store failure while stopping the new
+            # replicas does not replace it (nor keep them from being stopped).
             await asyncio.gather(*routing, return_exceptions=True)
             for replica in new:
                 serving.pop(replica.id, None)
-            await self._route(spec, cfg, [self.backend(r) for r in serving.values() if r.port])
-            stopping.extend(asyncio.create_task(self._retire(r, cfg, events)) for r in new)
             try:
-                await asyncio.gather(*stopping)
-                await deferred.flush()  # the engine reads what is live next
+                await self._route(spec, cfg, [self.backend(r) for r in serving.values() if r.port])
             finally:
-                self._rolling.pop(str(spec.service_id), None)
+                stopping.extend(asyncio.create_task(self._retire(r, cfg, events)) for r in new)
+                try:
+                    await asyncio.gather(*stopping, return_exceptions=True)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await deferred.flush()  # the engine reads what is live next
+                    self._rolling.pop(str(spec.service_id), None)
             raise
         except BaseException:
             self._rolling.pop(str(spec.service_id), None)
