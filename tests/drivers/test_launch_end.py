@@ -82,3 +82,34 @@ async def test_the_output_is_forwarded_to_its_end_when_the_wait_is_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert [m for _, m in events.lines] == ["last words"]
+
+
+class Gone(Lines):
+    async def log_many(self, messages: list[str], *, source: str) -> None:
+        raise ConnectionRefusedError("the store is gone")
+
+
+async def test_a_cancelled_wait_is_cancelled_when_the_output_could_not_be_written(
+    tmp_path: Path,
+) -> None:
+    """The output's failure does not replace the cancellation (the caller's own)."""
+    log = tmp_path / "r.log"
+    log.write_text("a line\n")
+
+    async def stop() -> int:
+        raise AssertionError("a cancelled wait stops nothing")
+
+    waiting = asyncio.create_task(
+        ready_or_stopped(
+            ReadinessSpec(timeout=30, interval=0.05),
+            "127.0.0.1",
+            free_port(),
+            alive=lambda: True,
+            stop=stop,
+            output=(log, Gone(), uuid.UUID(int=7)),  # type: ignore[arg-type]
+        )
+    )
+    await asyncio.sleep(0.3)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

@@ -982,8 +982,13 @@ class ContainerDriver(ProcessDriver):
                 stop=stop,
                 output=(log_path, events, replica_id) if tail else None,
             )
-        finally:
-            await recording  # `starting` (with the pid) is recorded before anything after it
+        except BaseException:
+            # `starting` is recorded (or failed to be) first; the wait's own end (a
+            # cancellation above all) is what is raised.
+            with contextlib.suppress(Exception):
+                await recording
+            raise
+        await recording  # `starting` (with the pid) is recorded before anything after it
         # Readiness counts from the start request: `run` is what spawning is for a process.
         result.seconds += start_seconds
         return started, result

@@ -294,10 +294,17 @@ async def ready_or_stopped(
         result = await wait_ready(ready, host, port, alive=alive)
         if not result.ready:
             result.exit_code = await stop()
-    finally:
+    except BaseException:
+        # The wait's own end (a cancellation above all) is what is raised, not the output's
+        # failure to be written.
         stop_tail.set()
         if tailing is not None:
-            await tailing
+            with contextlib.suppress(Exception):
+                await tailing
+        raise
+    stop_tail.set()
+    if tailing is not None:
+        await tailing
     return result
 
 
