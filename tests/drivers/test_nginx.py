@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pilothouse.drivers.nginx import NginxRouter, RouterError
+from pilothouse.drivers.nginx import ErrorLog, NginxRouter, RouterError
 from pilothouse.drivers.process import free_port
 
 
@@ -96,3 +96,30 @@ def test_a_configuration_nginx_refuses_fails_the_change_and_the_old_one_keeps_se
     error, answer = asyncio.run(refused())
     assert 'unknown directive "bogus"' in error
     assert answer == "a"
+
+
+def test_the_error_log_is_read_on_past_what_comes_before_the_refusal(tmp_path: Path) -> None:
+    """Under load, nginx writes many `[error]` lines (upstreams that do not answer): the
+    `[emerg]` line of a refused configuration is found however far past the mark it is."""
+    log = tmp_path / "error.log"
+    log.write_bytes(b"2026/12/02 [error] 1#1: old line\n")
+    errors = ErrorLog(log)
+    noise = b"".join(b"2026/12/02 [error] 1#1: upstream timed out %d\n" % i for i in range(4000))
+    with open(log, "ab") as handle:
+        handle.write(noise)  # > 64 KiB
+    assert errors.emergency() is None
+    with open(log, "ab") as handle:
+        handle.write(noise + b'2026/12/02 [emerg] 1#1: unknown directive "bogus"\n')
+    found = None
+    for _ in range(10):
+        found = found or errors.emergency()
+    assert found is not None and 'unknown directive "bogus"' in found
+
+
+def test_a_truncated_error_log_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "error.log"
+    log.write_bytes(b"2026/12/02 [error] 1#1: a long line of the past\n" * 100)
+    errors = ErrorLog(log)
+    log.write_bytes(b'2026/12/02 [emerg] 1#1: unknown directive "bogus"\n')  # truncated
+    found = errors.emergency()
+    assert found is not None and 'unknown directive "bogus"' in found

@@ -171,19 +171,42 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _emergency(log: Path, since: int) -> str | None:
-    """The first `[emerg]` line nginx wrote to `log` past offset `since` (a configuration
-    its master refused), else None."""
-    try:
-        with open(log, "rb") as handle:
-            handle.seek(since)
-            text = handle.read(64 * 1024).decode(errors="replace")
-    except OSError:
+class ErrorLog:
+    """nginx's error.log read as it grows, from where it ended when this was made: `emergency`
+    finds an `[emerg]` line (a configuration the master refused) however many lines come
+    before it, each call reading on from where the last one stopped."""
+
+    #: Bytes read at most per call (the rest on the next).
+    READ = 1024 * 1024
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset, self._inode = 0, 0  # no log yet: all of the one that comes
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            self.offset, self._inode = stat.st_size, stat.st_ino
+        self._partial = b""  # the end of a line not written whole yet
+
+    def emergency(self) -> str | None:
+        """The first `[emerg]` line written since the last call, else None. A log that got
+        smaller or is another file (truncated, rotated) is read from its start."""
+        try:
+            with open(self.path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if stat.st_size < self.offset or stat.st_ino != self._inode:
+                    self.offset, self._inode, self._partial = 0, stat.st_ino, b""
+                handle.seek(self.offset)
+                chunk = handle.read(self.READ)
+        except OSError:
+            return None
+        self.offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines[-1][-4096:]
+        for line in lines:
+            if b"[emerg]" in line:
+                text = line.decode(errors="replace")
+                return text.split("[emerg]", 1)[1].strip()[:500]
         return None
-    for line in text.splitlines():
-        if "[emerg]" in line:
-            return line.split("[emerg]", 1)[1].strip()[:500]
-    return None
 
 
 def backend(value: str | int) -> str:
@@ -318,30 +341,26 @@ class NginxRouter:
         master = self.pid()
         if master is None:
             raise RouterError("nginx is not running")
-        errors = self.root / "error.log"
-        try:
-            mark = errors.stat().st_size
-        except OSError:
-            mark = 0
+        errors = ErrorLog(self.root / "error.log")
         try:
             os.kill(master, signal.SIGHUP)
         except OSError as exc:
             raise RouterError(f"nginx reload failed: {exc.strerror or exc}") from None
-        await self._accepting(besides=before, errors=(errors, mark))
+        await self._accepting(besides=before, errors=errors)
 
     async def _accepting(
-        self, besides: set[int] | None = None, errors: tuple[Path, int] | None = None
+        self, besides: set[int] | None = None, errors: ErrorLog | None = None
     ) -> list[int]:
         """Wait until workers accept connections, none of them one of `besides`; their pids.
-        With `errors` (error.log and its size before a reload), an `[emerg]` line written
-        since fails at once: the master refused the new configuration."""
+        With `errors` (error.log from before a reload), an `[emerg]` line written since fails
+        at once: the master refused the new configuration."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RELOAD_TIMEOUT
         while True:
             workers = self.accepting_workers()
             if workers and not set(workers) & (besides or set()):
                 return workers
-            refused = _emergency(*errors) if errors is not None else None
+            refused = errors.emergency() if errors is not None else None
             if refused is not None:
                 raise RouterError(f"nginx reload failed: {refused}")
             if loop.time() > deadline:
