@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +125,51 @@ def test_a_truncated_error_log_is_read_from_its_start(tmp_path: Path) -> None:
     log.write_bytes(b'2026/12/02 [emerg] 1#1: unknown directive "bogus"\n')  # truncated
     found = errors.emergency()
     assert found is not None and 'unknown directive "bogus"' in found
+
+
+def test_the_router_signals_only_its_own_master(tmp_path: Path) -> None:
+    """A pid file left by a dead master whose pid another nginx now has (another router's
+    here) names no master of this router: that nginx gets no signal, a reload says so."""
+    ours = NginxRouter(tmp_path / "ours")
+    other = NginxRouter(tmp_path / "other")
+
+    async def scenario() -> tuple[int | None, int | None, str]:
+        try:
+            await ours.set_backends("svc", free_port(), [free_port()])
+            await other.set_backends("svc", free_port(), [free_port()])
+            theirs = other.pid()
+            assert theirs is not None
+            await ours.stop()
+            (tmp_path / "ours" / "nginx.pid").write_text(f"{theirs}\n")
+            with pytest.raises(RouterError) as caught:
+                await ours._reload()
+            return ours.pid(), other.pid(), str(caught.value)
+        finally:
+            (tmp_path / "ours" / "nginx.pid").unlink(missing_ok=True)
+            await other.stop()
+
+    mine, theirs, error = asyncio.run(scenario())
+    assert mine is None and theirs is not None
+    assert "not running" in error
+
+
+def test_a_reload_with_a_dead_master_fails_at_once(tmp_path: Path) -> None:
+    """The master is looked at before its workers are waited for (a dead one has none)."""
+    router = NginxRouter(tmp_path / "nginx")
+
+    async def scenario() -> str:
+        try:
+            await router.set_backends("svc", free_port(), [free_port()])
+            master = router.pid()
+            assert master is not None
+            os.kill(master, signal.SIGKILL)
+            while router.pid() is not None:
+                await asyncio.sleep(0.02)
+            with pytest.raises(RouterError) as caught:
+                await router._reload()
+            return str(caught.value)
+        finally:
+            router.kill()  # its orphaned workers
+            await router.stop()
+
+    assert "not running" in asyncio.run(scenario())

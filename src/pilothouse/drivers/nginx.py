@@ -277,10 +277,15 @@ class NginxRouter:
 
     def pid(self) -> int | None:
         """The running master's pid, or None (a dead master, or its pid reused by another
-        program, is not running)."""
+        program, another nginx included, is not running): it runs this router's
+        configuration (its command line names `conf`)."""
         try:
             proc = psutil.Process(int((self.root / "nginx.pid").read_text().strip()))
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.name().startswith("nginx"):
+            if (
+                proc.status() != psutil.STATUS_ZOMBIE
+                and proc.name().startswith("nginx")
+                and str(self.conf) in " ".join(proc.cmdline())
+            ):
                 return proc.pid
         except (OSError, ValueError, psutil.Error):
             pass
@@ -337,10 +342,10 @@ class NginxRouter:
         start from the event loop, which under load held it for up to 0.2 s per reload
         (bench/containers.py). A configuration the master refuses leaves the old workers
         serving; its `[emerg]` line in error.log fails the change at once."""
-        before = set(await self._accepting())
-        master = self.pid()
+        master = self.pid()  # first: a dead master would have no workers to wait for
         if master is None:
             raise RouterError("nginx is not running")
+        before = set(await self._accepting())
         errors = ErrorLog(self.root / "error.log")
         try:
             os.kill(master, signal.SIGHUP)
