@@ -133,7 +133,12 @@ class Recorder:
         pass
 
     async def replica_created(
-        self, version: str, *, port: int | None, log_path: str | None
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         return uuid.uuid4()
 

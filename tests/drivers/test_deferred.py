@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from pilothouse.drivers.process import Deferred
+from pilothouse.drivers.base import Placing
+from pilothouse.drivers.process import Deferred, defer
+from pilothouse.drivers.transport import NodeAccess
 
 
 class SlowStore:
@@ -35,7 +37,12 @@ class SlowStore:
         await self._write(f"lines {len(messages)}")
 
     async def replica_created(
-        self, version: str, *, port: int | None, log_path: str | None
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         self.written.append("created")  # not behind the gate: its answer is needed at once
         return uuid.UUID(int=1)
@@ -109,3 +116,36 @@ async def test_a_failed_write_stops_the_rollout_at_its_next_call() -> None:
     with pytest.raises(ConnectionRefusedError):
         await events.replica_changed(replica, "running")
     assert store.written == []  # nothing after the failure either
+
+
+class PlacingStore(SlowStore):
+    """A store that places replicas (the engine's events do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes: list[uuid.UUID] = []
+
+    async def place(self, prefer: uuid.UUID | None = None) -> NodeAccess | None:
+        return NodeAccess(uuid.UUID(int=9), "n1", kind="ssh", address="10.0.0.9")
+
+    async def replica_created(
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        self.nodes.append(node_id or uuid.UUID(int=0))
+        return uuid.UUID(int=2)
+
+
+async def test_placement_goes_through_to_the_events_that_place() -> None:
+    store = PlacingStore()
+    events = defer(store)
+    assert isinstance(events, Placing)
+    access = await events.place()
+    assert access is not None
+    await events.replica_created("v2", port=None, log_path=None, node_id=access.id)
+    assert store.nodes == [uuid.UUID(int=9)]
+    assert not isinstance(defer(SlowStore()), Placing)  # the driver places on its own

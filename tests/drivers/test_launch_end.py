@@ -25,7 +25,12 @@ class Lines:
         self.lines.extend((source, m) for m in messages)
 
     async def replica_created(
-        self, version: str, *, port: int | None, log_path: str | None
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         raise AssertionError("not created here")
 

@@ -33,7 +33,12 @@ class Recorder:
         self.lines.extend(messages)
 
     async def replica_created(
-        self, version: str, *, port: int | None, log_path: str | None
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         replica_id = uuid.uuid4()
         self.created.append(replica_id)

@@ -33,7 +33,12 @@ class Recorder:
         pass
 
     async def replica_created(
-        self, version: str, *, port: int | None, log_path: str | None
+        self,
+        version: str,
+        *,
+        port: int | None,
+        log_path: str | None,
+        node_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         replica_id = uuid.uuid4()
         self.replicas[replica_id] = {"status": "pending", "version": version, "port": port}

@@ -365,8 +365,9 @@ class Deferred:
     ) -> uuid.UUID:
         if self._failure is not None:
             raise self._failure
-        placed = {"node_id": node_id} if node_id is not None else {}
-        return await self.inner.replica_created(version, port=port, log_path=log_path, **placed)
+        return await self.inner.replica_created(
+            version, port=port, log_path=log_path, node_id=node_id
+        )
 
     async def replica_changed(
         self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
@@ -374,6 +375,21 @@ class Deferred:
         """Written before this returns, after what is queued."""
         await self.flush()
         await self.inner.replica_changed(replica_id, to, reason=reason, **fields)
+
+
+class PlacingDeferred(Deferred):
+    """A Deferred over events that place new replicas (the engine's): `place` goes through."""
+
+    async def place(self, prefer: uuid.UUID | None = None) -> NodeAccess | None:
+        if self._failure is not None:
+            raise self._failure
+        assert isinstance(self.inner, Placing)
+        return await self.inner.place(prefer)
+
+
+def defer(events: Events) -> Deferred:
+    """The events of a rollout, its log lines written behind it; placing when `events` do."""
+    return PlacingDeferred(events) if isinstance(events, Placing) else Deferred(events)
 
 
 class Router(Protocol):
@@ -498,9 +514,8 @@ class ProcessDriver:
 
     async def _place(self, events: Events, prefer: uuid.UUID | None = None) -> NodeAccess | None:
         """Where a new replica goes, when the events decide it (the engine's do)."""
-        placing = events.inner if isinstance(events, Deferred) else events
-        if isinstance(placing, Placing):
-            access = await placing.place(prefer)
+        if isinstance(events, Placing):
+            access = await events.place(prefer)
             if access is not None:
                 self.transports.remember(access)
             return access
@@ -815,7 +830,7 @@ class ProcessDriver:
         spec = plan.spec
         cfg = self._parse(spec.config)
         ready = ReadinessSpec(**spec.health_check)
-        events = deferred = Deferred(events)  # records written behind the rollout
+        events = deferred = defer(events)  # log lines written behind the rollout
         await self._before_rollout(spec, cfg, plan.current, events)
         nodes = {a.id for r in plan.current if (a := self._remote(r)) is not None}
         await asyncio.gather(*(self.refresh(n) for n in nodes))  # liveness as of now
