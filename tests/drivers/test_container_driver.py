@@ -272,3 +272,12 @@ async def test_a_start_on_another_node_sends_the_variables_on_stdin(
     received = json.loads((tmp_path / "calls.log.envfile").read_text())["text"]
     assert f"API_TOKEN={SECRET}\n" in received and "PORT=8000\n" in received
     assert not (tmp_path / "data" / "tmp").exists()  # nothing written for it anywhere
+
+
+async def test_the_engine_runs_in_pilothouses_own_folder(tmp_path: Path) -> None:
+    """Engine commands run in `<data_dir>/containers`, not in serve's working directory:
+    conmon inherits it and writes an `oom` file there when the kernel kills a container."""
+    driver = ContainerDriver(tmp_path / "data")
+    expected = str(tmp_path / "data" / "containers")
+    assert (await driver.run(["pwd"])).strip() == expected
+    assert (driver.run_sync(["pwd"]) or "").strip() == expected

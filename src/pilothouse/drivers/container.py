@@ -351,6 +351,15 @@ class ContainerDriver(ProcessDriver):
             env["CONTAINERS_CONF"] = str(conf)
         return env
 
+    def workdir(self) -> Path:
+        """The engine's working directory here: pilothouse's own folder. conmon, which podman
+        leaves beside each container, inherits it and writes an `oom` file there when the
+        kernel kills the container; from wherever `serve` was started it landed in that folder
+        (a checkout, a home directory)."""
+        folder = self.data_dir / "containers"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     async def run(
         self,
         argv: list[str],
@@ -373,6 +382,7 @@ class ContainerDriver(ProcessDriver):
                 capture_output=True,
                 timeout=timeout,
                 env=self.environ(),
+                cwd=self.workdir(),
                 check=False,
             )
         except OSError as exc:
@@ -397,7 +407,12 @@ class ContainerDriver(ProcessDriver):
         """A short engine query from synchronous code (exit reasons); None when it fails."""
         try:
             done = subprocess.run(
-                argv, capture_output=True, timeout=timeout, env=self.environ(), check=False
+                argv,
+                capture_output=True,
+                timeout=timeout,
+                env=self.environ(),
+                cwd=self.workdir(),
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
             return None
