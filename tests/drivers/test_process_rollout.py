@@ -3,6 +3,7 @@ max_surge and max_unavailable bound what serves and what starts, as drivers/roll
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -128,3 +129,68 @@ async def test_a_failed_rollout_stops_its_replicas_when_a_queued_write_failed(
             if is_alive(replica.get("pid"), replica.get("process_started_at")):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(replica["pid"], signal.SIGKILL)
+
+
+class SlowToStart(Recorder):
+    """A store slow to take `starting` (readiness is polled meanwhile); it notes the order in
+    which each replica's records are in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[tuple[uuid.UUID, str]] = []
+
+    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None:
+        if to == "starting":
+            await asyncio.sleep(0.5)
+        await super().replica_changed(replica_id, to, **fields)
+        self.order.append((replica_id, to))
+
+
+async def test_running_is_recorded_only_after_starting_however_slow_the_store(
+    tmp_path: Path,
+) -> None:
+    driver = ProcessDriver(tmp_path)
+    events = SlowToStart()
+    try:
+        out = await driver.rollout(RolloutPlan(spec("v1.0.0", 2), [], uuid.uuid4()), events)
+        assert out.instances == 2
+        for replica_id in out.replicas:
+            assert [to for r, to in events.order if r == replica_id] == ["starting", "running"]
+            assert events.replicas[replica_id]["pid"]
+    finally:
+        for replica in events.replicas.values():
+            if is_alive(replica.get("pid"), replica.get("process_started_at")):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(replica["pid"], signal.SIGKILL)
+
+
+class CannotRecordStarting(Recorder):
+    """A store that fails `starting`: the replica's pid never gets in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pids: list[int] = []
+
+    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None:
+        if to == "starting":
+            self.pids.append(fields["pid"])
+            raise RuntimeError("the store is gone")
+        await super().replica_changed(replica_id, to, **fields)
+
+
+async def test_a_replica_whose_starting_cannot_be_recorded_is_not_left_running(
+    tmp_path: Path,
+) -> None:
+    """Nothing would find it again (no pid in the store): it is stopped, the failure raised."""
+    driver = ProcessDriver(tmp_path)
+    events = CannotRecordStarting()
+    try:
+        with pytest.raises(RuntimeError, match="the store is gone"):
+            await driver.rollout(RolloutPlan(spec("v1.0.0", 1), [], uuid.uuid4()), events)
+        assert events.pids
+        assert not any(is_alive(pid, None) for pid in events.pids)
+    finally:
+        for pid in events.pids:
+            if is_alive(pid, None):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)

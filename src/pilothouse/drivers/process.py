@@ -725,7 +725,10 @@ class ProcessDriver:
     ) -> tuple[Spawned, ReadyResult]:
         """Spawn one replica (recorded as `starting`) and wait for its readiness; with `tail`,
         its output goes into the deployment's logs meanwhile. Raises OSError if it cannot
-        start."""
+        start. `starting` (with the pid) is written while readiness is already polled, as the
+        container driver does, and awaited before this returns or stops the replica: the
+        replica counts as ready (or failed) only once it is in the store."""
+        begun = time.monotonic()
         spawned = spawn(
             spec.command or "",
             port=port,
@@ -736,28 +739,60 @@ class ProcessDriver:
             secrets=spec.secrets,
             run_as=spec.run_as,
         )
+        spawn_seconds = time.monotonic() - begun
         register_child(spawned)
         enforcement = self._limit(spec, cfg, replica_id, spawned.pid)
-        await events.replica_changed(
-            replica_id,
-            "starting",
-            reason=reason,
-            pid=spawned.pid,
-            process_started_at=spawned.started_at,
-            ports={"http": port},
-            log_path=str(log_path),
-            enforcement=enforcement,
-            memory_over_since=None,
-            **({"node_id": node_id} if node_id is not None else {}),
+        recording = asyncio.create_task(
+            events.replica_changed(
+                replica_id,
+                "starting",
+                reason=reason,
+                pid=spawned.pid,
+                process_started_at=spawned.started_at,
+                ports={"http": port},
+                log_path=str(log_path),
+                enforcement=enforcement,
+                memory_over_since=None,
+                **({"node_id": node_id} if node_id is not None else {}),
+            )
         )
-        result = await ready_or_stopped(
-            ready,
-            "127.0.0.1",
-            port,
-            alive=lambda: is_alive(spawned.pid, spawned.started_at),
-            stop=lambda: terminate(spawned.pid, spawned.started_at, cfg.grace_seconds),
-            output=(log_path, events, replica_id) if tail else None,
-        )
+
+        def alive() -> bool:
+            # A `starting` that could not be recorded ends the wait at once (then raised).
+            failed = recording.done() and (recording.cancelled() or recording.exception())
+            return not failed and is_alive(spawned.pid, spawned.started_at)
+
+        async def stop() -> int | None:
+            # `starting` is in (or failed to be) before the replica is stopped, so `failed`
+            # comes after it; the replica is stopped either way (a store failure is raised
+            # below, once it is).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(recording)
+            return await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
+
+        try:
+            result = await ready_or_stopped(
+                ready,
+                "127.0.0.1",
+                port,
+                alive=alive,
+                stop=stop,
+                output=(log_path, events, replica_id) if tail else None,
+            )
+        except BaseException:
+            # `starting` is recorded (or failed to be) first; the wait's own end (a
+            # cancellation above all) is what is raised.
+            with contextlib.suppress(Exception):
+                await recording
+            raise
+        try:
+            await recording  # `starting` (with the pid) is recorded before anything after it
+        except Exception:
+            # Not in the store: never left running where nothing would find it again.
+            await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
+            raise
+        # Readiness counts from the spawn request, as a container's from its `run`.
+        result.seconds += spawn_seconds
         return spawned, result
 
     async def _start_one(
