@@ -107,5 +107,5 @@ async def test_returned_node_containers_are_fenced(
         assert missing == []
     finally:
         ours = [cid for cid, _ in started.values()]
-        container_image.podman("rm", "--force", "--time", "0", *ours, check=False)
+        container_image.podman("rm", "--force", "--ignore", "--time", "0", *ours, check=False)
         await transport.close()
