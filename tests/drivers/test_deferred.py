@@ -149,3 +149,32 @@ async def test_placement_goes_through_to_the_events_that_place() -> None:
     await events.replica_created("v2", port=None, log_path=None, node_id=access.id)
     assert store.nodes == [uuid.UUID(int=9)]
     assert not isinstance(defer(SlowStore()), Placing)  # the driver places on its own
+
+
+async def test_a_record_waits_only_for_what_was_queued_before_it() -> None:
+    """A chatty replica's output queued after the call does not hold the record back (on a
+    slow store `starting` could wait out the whole readiness wait with no pid stored)."""
+
+    class LateLinesHang(SlowStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.late = asyncio.Event()  # never opened before the record is in
+
+        async def log(self, message: str, *, level: str = "info", source: str = "deploy") -> None:
+            if message.startswith("after"):
+                await self.late.wait()
+            await super().log(message, level=level, source=source)
+
+    store = LateLinesHang()
+    events = Deferred(store)
+    await events.log("before")
+    changing = asyncio.create_task(events.replica_changed(uuid.uuid4(), "starting", pid=1))
+    await asyncio.sleep(0)
+    for n in range(3):
+        await events.log(f"after {n}")
+    store.gate.set()
+    await asyncio.wait_for(changing, 5)  # not behind the lines queued after it
+    assert store.written == ["log before", "starting"]
+    store.late.set()
+    await asyncio.wait_for(events.flush(), 5)  # flush still waits for every line
+    assert store.written == ["log before", "starting", "log after 0", "log after 1", "log after 2"]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from pilothouse.drivers.nginx import ErrorLog, NginxRouter, RouterError
@@ -173,3 +174,30 @@ def test_a_reload_with_a_dead_master_fails_at_once(tmp_path: Path) -> None:
             await router.stop()
 
     assert "not running" in asyncio.run(scenario())
+
+
+def test_a_stale_pid_file_never_stops_another_nginx(tmp_path: Path) -> None:
+    """This router's pid file names another router's master (its own master died and the
+    pid went to that one): setting backends starts this router's own nginx and the other one
+    keeps running (it was killed with its group, as if it were this router's)."""
+    ours = NginxRouter(tmp_path / "ours")
+    other = NginxRouter(tmp_path / "other")
+
+    async def scenario() -> tuple[bool, int | None, int | None]:
+        try:
+            await ours.set_backends("svc", free_port(), [free_port()])
+            await other.set_backends("svc", free_port(), [free_port()])
+            theirs = other.pid()
+            assert theirs is not None
+            await ours.stop()
+            (tmp_path / "ours" / "nginx.pid").write_text(f"{theirs}\n")
+            assert ours.processes() == []  # that group is not this router's
+            await ours.set_backends("svc", free_port(), [free_port()])
+            return psutil.pid_exists(theirs), other.pid(), ours.pid()
+        finally:
+            await ours.stop()
+            await other.stop()
+
+    alive, theirs, mine = asyncio.run(scenario())
+    assert alive and theirs is not None
+    assert mine is not None and mine != theirs

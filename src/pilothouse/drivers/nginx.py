@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -275,17 +276,21 @@ class NginxRouter:
             detail = out_path.read_text(errors="replace")[-500:]
             raise RouterError(f"nginx {' '.join(args) or 'start'} failed: {detail}")
 
+    def _ours(self, proc: psutil.Process) -> bool:
+        """An nginx master running this router's configuration (`-c conf` on its command
+        line, as a whole argument)."""
+        args = proc.cmdline()
+        return proc.name().startswith("nginx") and any(
+            arg == "-c" and value == str(self.conf) for arg, value in itertools.pairwise(args)
+        )
+
     def pid(self) -> int | None:
         """The running master's pid, or None (a dead master, or its pid reused by another
         program, another nginx included, is not running): it runs this router's
         configuration (its command line names `conf`)."""
         try:
             proc = psutil.Process(int((self.root / "nginx.pid").read_text().strip()))
-            if (
-                proc.status() != psutil.STATUS_ZOMBIE
-                and proc.name().startswith("nginx")
-                and str(self.conf) in " ".join(proc.cmdline())
-            ):
+            if proc.status() != psutil.STATUS_ZOMBIE and self._ours(proc):
                 return proc.pid
         except (OSError, ValueError, psutil.Error):
             pass
@@ -297,6 +302,17 @@ class NginxRouter:
         try:
             group = int((self.root / "nginx.pid").read_text().strip())
         except (OSError, ValueError):
+            return []
+        try:
+            leader = psutil.Process(group)
+            if leader.status() != psutil.STATUS_ZOMBIE and not self._ours(leader):
+                # A stale pid file whose number another program (another router's nginx)
+                # holds now: that group is not ours. Our own orphaned workers cannot be in it
+                # (Linux gives no process a pid while a group of that number lives).
+                return []
+        except psutil.NoSuchProcess:
+            pass  # our master is gone: its orphaned workers may still be in its group
+        except psutil.Error:
             return []
         found = []
         for proc in psutil.process_iter(["name", "status"]):

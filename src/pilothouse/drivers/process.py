@@ -321,25 +321,51 @@ class Deferred:
 
     def __init__(self, inner: Events) -> None:
         self.inner = inner
-        self._queue: deque[Callable[[], Awaitable[None]]] = deque()
+        # Each queued write with the future settled once it is written (or dropped).
+        self._queue: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None]]] = deque()
+        self._last: asyncio.Future[None] | None = None  # the newest queued write's future
         self._writer: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
 
     def _put(self, write: Callable[[], Awaitable[None]]) -> None:
         if self._failure is not None:
             raise self._failure
-        self._queue.append(write)
+        loop = asyncio.get_running_loop()
+        self._last = loop.create_future()
+        self._queue.append((write, self._last))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+            self._writer = loop.create_task(self._write())
 
     async def _write(self) -> None:
+        try:
+            while self._queue:
+                write, written = self._queue.popleft()
+                try:
+                    await write()
+                except Exception as exc:
+                    self._failure = exc
+                    self._drop()
+                finally:
+                    if not written.done():
+                        written.set_result(None)
+        finally:
+            self._drop()  # cancelled: nothing waits forever on what was queued
+
+    def _drop(self) -> None:
         while self._queue:
-            write = self._queue.popleft()
-            try:
-                await write()
-            except Exception as exc:
-                self._failure = exc
-                self._queue.clear()
+            _write, written = self._queue.popleft()
+            if not written.done():
+                written.set_result(None)
+
+    async def _caught_up(self) -> None:
+        """Return once every line queued BEFORE this call is written (not those queued
+        meanwhile: a chatty replica's output must not hold a record back); raise the first
+        failure."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.shield(last)
+        if self._failure is not None:
+            raise self._failure
 
     async def flush(self) -> None:
         """Return once every queued record is written; raise the first failure."""
@@ -372,8 +398,8 @@ class Deferred:
     async def replica_changed(
         self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
     ) -> None:
-        """Written before this returns, after what is queued."""
-        await self.flush()
+        """Written before this returns, after what was queued before it."""
+        await self._caught_up()
         await self.inner.replica_changed(replica_id, to, reason=reason, **fields)
 
 
@@ -725,10 +751,7 @@ class ProcessDriver:
     ) -> tuple[Spawned, ReadyResult]:
         """Spawn one replica (recorded as `starting`) and wait for its readiness; with `tail`,
         its output goes into the deployment's logs meanwhile. Raises OSError if it cannot
-        start. `starting` (with the pid) is written while readiness is already polled, as the
-        container driver does, and awaited before this returns or stops the replica: the
-        replica counts as ready (or failed) only once it is in the store."""
-        begun = time.monotonic()
+        start."""
         spawned = spawn(
             spec.command or "",
             port=port,
@@ -739,11 +762,10 @@ class ProcessDriver:
             secrets=spec.secrets,
             run_as=spec.run_as,
         )
-        spawn_seconds = time.monotonic() - begun
         register_child(spawned)
         enforcement = self._limit(spec, cfg, replica_id, spawned.pid)
-        recording = asyncio.create_task(
-            events.replica_changed(
+        try:
+            await events.replica_changed(
                 replica_id,
                 "starting",
                 reason=reason,
@@ -755,44 +777,19 @@ class ProcessDriver:
                 memory_over_since=None,
                 **({"node_id": node_id} if node_id is not None else {}),
             )
-        )
-
-        def alive() -> bool:
-            # A `starting` that could not be recorded ends the wait at once (then raised).
-            failed = recording.done() and (recording.cancelled() or recording.exception())
-            return not failed and is_alive(spawned.pid, spawned.started_at)
-
-        async def stop() -> int | None:
-            # `starting` is in (or failed to be) before the replica is stopped, so `failed`
-            # comes after it; the replica is stopped either way (a store failure is raised
-            # below, once it is).
-            with contextlib.suppress(Exception):
-                await asyncio.shield(recording)
-            return await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
-
-        try:
-            result = await ready_or_stopped(
-                ready,
-                "127.0.0.1",
-                port,
-                alive=alive,
-                stop=stop,
-                output=(log_path, events, replica_id) if tail else None,
-            )
         except BaseException:
-            # `starting` is recorded (or failed to be) first; the wait's own end (a
-            # cancellation above all) is what is raised.
-            with contextlib.suppress(Exception):
-                await recording
+            # Its pid is not in the store: nothing would find it again, so it is not left
+            # running (the store's failure, or the cancellation, is what is raised).
+            await asyncio.shield(terminate(spawned.pid, spawned.started_at, cfg.grace_seconds))
             raise
-        try:
-            await recording  # `starting` (with the pid) is recorded before anything after it
-        except Exception:
-            # Not in the store: never left running where nothing would find it again.
-            await terminate(spawned.pid, spawned.started_at, cfg.grace_seconds)
-            raise
-        # Readiness counts from the spawn request, as a container's from its `run`.
-        result.seconds += spawn_seconds
+        result = await ready_or_stopped(
+            ready,
+            "127.0.0.1",
+            port,
+            alive=lambda: is_alive(spawned.pid, spawned.started_at),
+            stop=lambda: terminate(spawned.pid, spawned.started_at, cfg.grace_seconds),
+            output=(log_path, events, replica_id) if tail else None,
+        )
         return spawned, result
 
     async def _start_one(
