@@ -281,3 +281,35 @@ async def test_the_engine_runs_in_pilothouses_own_folder(tmp_path: Path) -> None
     expected = str(tmp_path / "data" / "containers")
     assert (await driver.run(["pwd"])).strip() == expected
     assert (driver.run_sync(["pwd"]) or "").strip() == expected
+
+
+async def test_a_container_whose_starting_cannot_be_recorded_is_stopped(
+    engine: Path, tmp_path: Path
+) -> None:
+    """With no `starting` record (the store gone) nothing would look for the container: it is
+    stopped, and the store's failure is what is raised."""
+    from pilothouse.drivers.readiness import ReadinessSpec
+
+    class CannotRecordStarting(Recorder):
+        async def replica_changed(
+            self, replica_id: uuid.UUID, to: str, *, reason: str | None = None, **fields: Any
+        ) -> None:
+            if to == "starting":
+                raise RuntimeError("the store is gone")
+            await super().replica_changed(replica_id, to, reason=reason, **fields)
+
+    driver = ContainerDriver(tmp_path / "data", engine=str(engine))
+    service = spec()
+    driver._image_ids[(str(service.service_id), None)] = HEX  # resolved by the rollout
+    with pytest.raises(RuntimeError, match="the store is gone"):
+        await driver._launch_container(
+            service,
+            ContainerConfig(grace_seconds=1),
+            ReadinessSpec(timeout=0.5),
+            CannotRecordStarting(),
+            uuid.uuid4(),
+            log_path=tmp_path / "replica.log",
+            reason=None,
+            tail=False,
+        )
+    assert [c[0] for c in calls(tmp_path)].count("rm") == 1

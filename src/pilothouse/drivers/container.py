@@ -639,6 +639,7 @@ class ContainerDriver(ProcessDriver):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self.environ(),
+                cwd=self.workdir(),
                 start_new_session=True,
             )
         finally:
@@ -983,9 +984,27 @@ class ContainerDriver(ProcessDriver):
 
         recording = asyncio.create_task(record_starting())
 
+        stopped: list[bool] = []
+
         async def stop() -> int | None:
-            await recording  # `starting` (with the pid) is recorded before `failed`
+            # `starting` is in (or failed to be) before `failed`; stopped either way (a store
+            # failure is raised below, once the container is stopped).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(recording)
+            stopped.append(True)
             return await self.stop_container(started.container_id, cfg.grace_seconds)
+
+        async def unrecorded() -> bool:
+            """Whether `starting` failed to be written; then the container is stopped: with
+            no record it would run where the store does not look."""
+            with contextlib.suppress(Exception):
+                await asyncio.shield(recording)
+            if recording.cancelled() or recording.exception() is not None:
+                if not stopped:
+                    stopping = self.stop_container(started.container_id, cfg.grace_seconds)
+                    await asyncio.shield(stopping)
+                return True
+            return False
 
         try:
             result = await ready_or_stopped(
@@ -1000,10 +1019,10 @@ class ContainerDriver(ProcessDriver):
         except BaseException:
             # `starting` is recorded (or failed to be) first; the wait's own end (a
             # cancellation above all) is what is raised.
-            with contextlib.suppress(Exception):
-                await recording
+            await unrecorded()
             raise
-        await recording  # `starting` (with the pid) is recorded before anything after it
+        if await unrecorded():
+            await recording  # raises the store's failure
         # Readiness counts from the start request: `run` is what spawning is for a process.
         result.seconds += start_seconds
         return started, result
