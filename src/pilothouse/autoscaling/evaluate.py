@@ -170,20 +170,6 @@ async def series_map(session: AsyncSession, db: Database) -> SeriesMap:
     return known
 
 
-async def builtin_windows(
-    session: AsyncSession,
-    db: Database,
-    subjects: Sequence[Subject],
-    period: int,
-    count: int,
-    now: datetime,
-) -> dict[uuid.UUID, list[Datapoint]]:
-    """Per service, `count` datapoints of `period` seconds ending `now` (oldest first): CPU and
-    memory averages, from rollups where rolled up, raw samples after."""
-    found = await window_lists(session, db, subjects, period, count, now)
-    return {s.service_id: window for s, window in zip(subjects, found, strict=True)}
-
-
 async def window_lists(
     session: AsyncSession,
     db: Database,
@@ -192,7 +178,9 @@ async def window_lists(
     count: int,
     now: datetime,
 ) -> list[list[Datapoint]]:
-    """`builtin_windows` as a list in the order of `subjects`."""
+    """Per subject (in the order of `subjects`), `count` datapoints of `period` seconds ending
+    `now` (oldest first): its service's CPU and memory averages, from rollups where rolled up,
+    raw samples after."""
     now_s = int(now.timestamp())
     start = now_s - period * count
     done = await progress(session)

@@ -133,5 +133,5 @@ async def stored_points(
     if policy.metrics == ("value",):
         return await evaluate.metric_window(db, subject, policy, count, end)
     async with db.session(write=False) as session:
-        found = await evaluate.builtin_windows(session, db, [subject], period, count, end)
-    return found[subject.service_id]
+        (found,) = await evaluate.window_lists(session, db, [subject], period, count, end)
+    return found

@@ -335,7 +335,8 @@ class ContainerDriver(ProcessDriver):
         self._node_stats: dict[uuid.UUID, _Stats] = {}  # another node's last `stats`
         self._exits: dict[uuid.UUID, int] = {}  # replica id -> exit status seen on its node
         self._runs = 0  # `run`s of new replicas in progress on this host
-        self._after_runs: list[asyncio.Future[None]] = []  # removals waiting for them
+        self._no_runs = asyncio.Event()  # set while there are none (removals wait for it)
+        self._no_runs.set()
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -775,15 +776,13 @@ class ContainerDriver(ProcessDriver):
                 network=cfg.network,
             )
             self._runs += 1
+            self._no_runs.clear()
             try:
                 out = await self._run_fresh(run, timeout=cfg.start_timeout)
             finally:
                 self._runs -= 1
                 if not self._runs:
-                    waiting, self._after_runs = self._after_runs, []
-                    for waiter in waiting:
-                        if not waiter.done():
-                            waiter.set_result(None)
+                    self._no_runs.set()
             container_id = out.strip().splitlines()[-1] if out.strip() else ""
         finally:
             with contextlib.suppress(OSError):
@@ -1064,12 +1063,8 @@ class ContainerDriver(ProcessDriver):
     async def _runs_done(self, timeout: float) -> None:
         """Return once no `run` of a new replica is in progress on this host, or after
         `timeout` seconds."""
-        if not self._runs:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._after_runs.append(waiter)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, timeout)
+            await asyncio.wait_for(self._no_runs.wait(), timeout)
 
     async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
         """Stop and remove a container that has already left the router; it is removed even

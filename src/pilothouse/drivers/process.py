@@ -339,23 +339,20 @@ class Deferred:
     async def _write(self) -> None:
         try:
             while self._queue:
-                write, written = self._queue.popleft()
+                write, written = self._queue[0]
                 try:
                     await write()
                 except Exception as exc:
-                    self._failure = exc
-                    self._drop()
-                finally:
-                    if not written.done():
-                        written.set_result(None)
-        finally:
-            self._drop()  # cancelled: nothing waits forever on what was queued
-
-    def _drop(self) -> None:
-        while self._queue:
-            _write, written = self._queue.popleft()
-            if not written.done():
+                    self._failure = exc  # the rest is dropped below
+                    break
+                self._queue.popleft()
                 written.set_result(None)
+        finally:
+            # Failed or cancelled: what is left is never written; nothing waits on it forever.
+            for _write, written in self._queue:
+                if not written.done():
+                    written.set_result(None)
+            self._queue.clear()
 
     async def _caught_up(self) -> None:
         """Return once every line queued BEFORE this call is written (not those queued
@@ -406,16 +403,19 @@ class Deferred:
 class PlacingDeferred(Deferred):
     """A Deferred over events that place new replicas (the engine's): `place` goes through."""
 
+    def __init__(self, inner: Events, placing: Placing) -> None:
+        super().__init__(inner)
+        self.placing = placing  # the same events, as what places
+
     async def place(self, prefer: uuid.UUID | None = None) -> NodeAccess | None:
         if self._failure is not None:
             raise self._failure
-        assert isinstance(self.inner, Placing)
-        return await self.inner.place(prefer)
+        return await self.placing.place(prefer)
 
 
 def defer(events: Events) -> Deferred:
     """The events of a rollout, its log lines written behind it; placing when `events` do."""
-    return PlacingDeferred(events) if isinstance(events, Placing) else Deferred(events)
+    return PlacingDeferred(events, events) if isinstance(events, Placing) else Deferred(events)
 
 
 class Router(Protocol):
