@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, ParamSpec, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Receive, Scope
 
 from pilothouse.access import Principal
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
@@ -98,22 +101,61 @@ Keys = Annotated[Keyring, Depends(_keyring)]
 
 
 #: Endpoints whose JSON body has a checked shape that nests only a few levels: endpoint -> the
-#: check (the checked body, or None when it refuses). `refuse_bad_text` runs the check before
-#: its walk over the body's containers (for MAX_JSON_DEPTH), which an accepted body does not
-#: need, and leaves the checked body in `request.state.checked_body`.
-SHAPED_BODIES: dict[object, Callable[[Any], Any]] = {}
+#: check of the body's raw JSON text (the checked body, or None when it refuses). A route of
+#: `ShapedBodyRoute` decodes and checks such a body in one pass (`ShapedRequest.json`): the
+#: endpoint and `refuse_bad_text` get the checked body, which needs no walk over its containers
+#: (its shape bounds the nesting), and it is also left in `request.state.checked_body`. A body
+#: the check refuses is decoded with `json.loads` as on any route and walked.
+SHAPED_BODIES: dict[object, Callable[[bytes], Any]] = {}
 
 
 def shaped_body(
-    check: Callable[[Any], Any],
+    check: Callable[[bytes], Any],
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Register an endpoint's body check in SHAPED_BODIES (a decorator, under the route's)."""
+    """Register an endpoint's body check in SHAPED_BODIES (a decorator, under the route's, on a
+    router whose `route_class` is `ShapedBodyRoute`)."""
 
     def register(endpoint: Callable[P, R]) -> Callable[P, R]:
         SHAPED_BODIES[endpoint] = check
         return endpoint
 
     return register
+
+
+class ShapedRequest(Request):
+    """A request whose JSON body is checked as it is decoded: `json()` returns the checked body
+    when the check accepts the raw text (and that text holds no escape or byte of a NUL or a
+    surrogate, which the check does not look for), else what `json.loads` makes of it."""
+
+    def __init__(self, scope: Scope, receive: Receive, check: Callable[[bytes], Any]) -> None:
+        super().__init__(scope, receive)
+        self._check = check
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            checked = None if raw_text_may_be_bad(body) else self._check(body)
+            if checked is not None:
+                self.state.checked_body = checked
+                self._json = checked
+            else:
+                self._json = json.loads(body)
+        return self._json
+
+
+class ShapedBodyRoute(APIRoute):
+    """A route that hands its endpoint's registered body check (SHAPED_BODIES) to the request."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        check = SHAPED_BODIES.get(self.endpoint)
+        if check is None:
+            return handler
+
+        async def shaped(request: Request) -> Response:
+            return await handler(ShapedRequest(request.scope, request.receive, check))
+
+        return shaped
 
 
 async def refuse_bad_text(request: Request) -> None:
@@ -135,14 +177,8 @@ async def refuse_bad_text(request: Request) -> None:
                 document = await request.json()
             except ValueError:
                 return  # FastAPI already answered a body that is not JSON
-            check = SHAPED_BODIES.get(request.scope.get("endpoint"))
-            if check is not None and not raw_text_may_be_bad(body):
-                checked = check(document)
-                if checked is not None:
-                    # Its shape bounds the nesting: no container walk, and the endpoint takes
-                    # the checked body instead of checking it again.
-                    request.state.checked_body = checked
-                    return
+            if getattr(request.state, "checked_body", None) is not None:
+                return  # decoded and checked by ShapedRequest.json: its shape bounds nesting
             if not raw_json_may_have_bad_text(body, document):
                 return
             found = find_bad_text(document)

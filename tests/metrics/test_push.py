@@ -3,7 +3,9 @@ documents accepted, the same values stored, the model's errors for what is refus
 
 from __future__ import annotations
 
+import json
 import math
+from codecs import BOM_UTF8
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from pilothouse.core.inputs import raw_text_may_be_bad
 from pilothouse.metrics import push
 from pilothouse.metrics.models import MetricSeries, metric_samples
 from pilothouse.metrics.samples import Sample
@@ -218,6 +221,125 @@ BATCH = st.one_of(
 @given(BATCH)
 def test_fast_path_and_model_agree_on_any_document(document: Any) -> None:
     assert _same(_fast_samples(document), _model_samples(document))
+
+
+def _json_path(raw: bytes) -> Any:
+    """What the route makes of a JSON text in one pass (deps.ShapedRequest.json): the checked
+    batch, or None when it leaves the text to json.loads and the decoded path."""
+    return None if raw_text_may_be_bad(raw) else push.check_fast_json(raw)
+
+
+def _decoded_path(raw: bytes) -> Any:
+    """What the decoded path makes of it: json.loads, then the fast check (None: refused)."""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return None
+    return push.check_fast(document)
+
+
+def _agree(raw: bytes) -> None:
+    """The one-pass check accepts a text only as the decoded path does, with the same values;
+    it leaves to that path only texts with an infinite value, a bad-text escape or a UTF-8
+    byte-order mark (which json.loads skips)."""
+    one_pass, decoded = _json_path(raw), _decoded_path(raw)
+    if one_pass is not None:
+        assert repr(one_pass) == repr(decoded)  # repr: NaN != NaN
+    elif decoded is not None and not raw_text_may_be_bad(raw) and not raw.startswith(BOM_UTF8):
+        assert any(math.isinf(s["value"]) for s in decoded["samples"])
+
+
+JSON_TEXTS: list[tuple[str, bytes, bool]] = [
+    ("plain", b'{"samples": [{"name": "a", "value": 1}]}', True),
+    ("NaN literal", b'{"samples": [{"name": "a", "value": NaN}]}', True),
+    ("Infinity literal", b'{"samples": [{"name": "a", "value": Infinity}]}', False),
+    (
+        "an integer too large for a float",
+        b'{"samples": [{"name": "a", "value": 1%s}]}' % (b"0" * 400),
+        False,
+    ),
+    ("1e400", b'{"samples": [{"name": "a", "value": 1e400}]}', False),
+    ("1e-400", b'{"samples": [{"name": "a", "value": 1e-400}]}', True),
+    ("an integer of 30 digits", b'{"samples": [{"name": "a", "value": %s}]}' % (b"9" * 30), True),
+    ("a key twice", b'{"samples": [{"name": "a", "value": 1, "value": 2}]}', True),
+    (
+        "a tag twice",
+        b'{"samples": [{"name": "a", "value": 1, "tags": {"x": "1", "y": "2", "x": "3"}}]}',
+        True,
+    ),
+    ("samples twice", b'{"samples": [{"name": "a", "value": 1}], "samples": []}', True),
+    ("UTF-8 text", '{"samples": [{"name": "a", "value": 1, "tags": {"é": "ü"}}]}'.encode(), True),
+    ("escaped text", b'{"samples": [{"name": "a", "value": 1, "tags": {"\\u00e9": "\\n"}}]}', True),
+    ("a byte-order mark", b'\xef\xbb\xbf{"samples": []}', False),
+    ("trailing data", b'{"samples": []} x', False),
+    ("whitespace around", b' \n{"samples": []}\t ', True),
+    ("a leading zero", b'{"samples": [{"name": "a", "value": 01}]}', False),
+    ("not UTF-8", b'{"samples": [{"name": "a", "value": 1, "tags": {"a": "\xff"}}]}', False),
+    (
+        "an escaped NUL",
+        b'{"samples": [{"name": "a", "value": 1, "tags": {"a": "\\u0000"}}]}',
+        False,
+    ),
+    (
+        "a lone surrogate",
+        b'{"samples": [{"name": "a", "value": 1, "tags": {"a": "\\ud800"}}]}',
+        False,
+    ),
+    ("timestamp a float", b'{"samples": [{"name": "a", "value": 1, "timestamp": 1.5e9}]}', True),
+    ("timestamp 1e20", b'{"samples": [{"name": "a", "value": 1, "timestamp": 1e20}]}', False),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "in_one_pass"), [c[1:] for c in JSON_TEXTS], ids=[c[0] for c in JSON_TEXTS]
+)
+def test_one_pass_check_reads_a_text_as_json_loads_does(raw: bytes, in_one_pass: bool) -> None:
+    assert (_json_path(raw) is not None) == in_one_pass
+    _agree(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(BATCH, st.booleans())
+def test_one_pass_check_and_decoded_path_agree_on_any_text(document: Any, ascii: bool) -> None:
+    _agree(json.dumps(document, ensure_ascii=ascii).encode("utf-8", "surrogatepass"))
+
+
+def test_push_decodes_an_accepted_body_in_one_pass(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An accepted push body is decoded by the one-pass check alone (json.loads never sees it);
+    one that check leaves to the decoded path gets the model's answer through the API."""
+    api.ok(api.post("/environments", {"name": "prod"}), 201)
+    loads = json.loads
+    seen: list[bytes] = []
+
+    def counting(text: Any, **kwargs: Any) -> Any:
+        if isinstance(text, bytes) and b'"samples"' in text:
+            seen.append(text)
+        return loads(text, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting)
+    headers = {"Authorization": f"Bearer {api.token}", "Content-Type": "application/json"}
+    body = (
+        b'{"environment": "prod", "samples": '
+        b'[{"name": "a", "value": 1}, {"name": "a", "value": Infinity}]}'
+    )
+    got = api.client.post("/api/v1/metrics/ingest", content=body, headers=headers)
+    assert got.status_code == 200, got.text
+    assert got.json() == {"written": 1, "environment": "prod"}
+    assert seen == [body]  # an infinite value: left to json.loads, stored as before
+    seen.clear()
+    got = api.client.post(
+        "/api/v1/metrics/ingest", content=body.replace(b"Infinity", b"2"), headers=headers
+    )
+    assert got.json() == {"written": 2, "environment": "prod"}
+    assert seen == []
+    huge = body.replace(b"Infinity", b"1" + b"0" * 400)
+    refused = api.client.post("/api/v1/metrics/ingest", content=huge, headers=headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == [
+        {"field": "samples.1.value", "rule": "Input should be a valid number"}
+    ]
 
 
 def test_push_refuses_a_timestamp_without_a_time_zone(api: Api) -> None:

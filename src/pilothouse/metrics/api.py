@@ -10,11 +10,18 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import PlainValidator, ValidationError
 
 from pilothouse.core.clock import utcnow
-from pilothouse.deps import Caller, IngestCaller, Session, get_db, shaped_body
+from pilothouse.deps import (
+    Caller,
+    IngestCaller,
+    Session,
+    ShapedBodyRoute,
+    get_db,
+    shaped_body,
+)
 from pilothouse.errors import ValidationFailed
 from pilothouse.metrics import service
 from pilothouse.metrics.ingest import parse_prometheus
-from pilothouse.metrics.push import FastBatch, check_fast, read_batch
+from pilothouse.metrics.push import FastBatch, check_fast_json, read_batch
 from pilothouse.metrics.query import Stat
 from pilothouse.metrics.schemas import (
     IngestBatch,
@@ -29,14 +36,16 @@ from pilothouse.metrics.schemas import (
     SeriesUpdate,
 )
 
-router = APIRouter(prefix="/metrics", tags=["metrics"])
+router = APIRouter(prefix="/metrics", tags=["metrics"], route_class=ShapedBodyRoute)
 
 
 def _as_sent(document: Any) -> Any:
     return document
 
 
-#: The push body as FastAPI decoded it, checked by metrics/push.py (the schema is IngestBatch's).
+#: The push body as the route decoded it: the checked batch when `check_fast_json` accepts the
+#: text (see deps.ShapedRequest), else the decoded document, checked by `read_batch` (the schema
+#: is IngestBatch's).
 PushBody = Annotated[Any, PlainValidator(_as_sent, json_schema_input_type=IngestBatch), Body()]
 
 
@@ -45,7 +54,7 @@ PushBody = Annotated[Any, PlainValidator(_as_sent, json_schema_input_type=Ingest
     response_model=IngestResult,
     summary="Push a batch of samples (JSON); an ingest token writes into its environment only",
 )
-@shaped_body(check_fast)
+@shaped_body(check_fast_json)
 async def ingest(
     body: PushBody, request: Request, session: Session, caller: IngestCaller
 ) -> IngestResult:

@@ -3,13 +3,15 @@
 Guarantee: a batch is accepted exactly when the `IngestBatch` model accepts it, with the same
 values, and a refused batch gets the model's errors (so the 422 names the same field and rule).
 
-How: the decoded body is checked against `FastBatch`, TypedDicts that state the model's rules as
-pydantic-core constraints (the same field types; the tag limits that `check_tags` enforces in
-Python are stated as length constraints). That makes no model instance and calls no Python
-validator per sample: about 3x faster than the model on a 5,000-sample batch. When it refuses,
-the model validates the document and its error is the one raised; should the model ever accept
-what the check refused, the model's result is used. Table tests and a hypothesis property hold
-the two to the same answers (tests/metrics/test_push.py).
+How: the body's JSON text is decoded and checked in one pass (`check_fast_json`, pydantic-core's
+parser, about 1.5x faster than `json.loads` and then the check) against `FastBatch`, TypedDicts
+that state the model's rules as pydantic-core constraints (the same field types; the tag limits
+that `check_tags` enforces in Python are stated as length constraints). That makes no model
+instance and calls no Python validator per sample: about 3x faster than the model on a
+5,000-sample batch. When it refuses, the text is decoded with `json.loads` and checked again
+(`check_fast`, then the model), and the model's error is the one raised; should the model ever
+accept what the check refused, the model's result is used. Table tests and hypothesis
+properties hold the three to the same answers (tests/metrics/test_push.py).
 
 Then the samples become the store's three columns (series id, epoch ms, value) in one pass,
 with no Sample, tag dict or row tuple per sample: a series is recognised by `push_key` (name,
@@ -80,6 +82,22 @@ def check_fast(document: Any) -> FastBatch | None:
         return _FAST.validate_python(document)
     except ValidationError:
         return None
+
+
+def check_fast_json(raw: bytes) -> FastBatch | None:
+    """The batch in a JSON text by the fast check alone, decoded and checked in one pass by
+    pydantic-core's parser (no intermediate document); None when it refuses, and when the text
+    may decode differently with `json.loads`: pydantic-core reads an integer too large for a
+    float as infinite where the model refuses it, so a batch with an infinite value is left to
+    the decoded path (`check_fast` on what `json.loads` makes of it). Otherwise it accepts
+    exactly what that path accepts, with the same values (tests/metrics/test_push.py)."""
+    try:
+        batch = _FAST.validate_json(raw)
+    except ValidationError:
+        return None
+    if any(map(math.isinf, [sample["value"] for sample in batch["samples"]])):
+        return None
+    return batch
 
 
 def read_batch(document: Any) -> FastBatch:
