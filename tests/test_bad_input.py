@@ -159,6 +159,22 @@ def test_a_json_body_is_checked_whatever_its_content_type_says(
     assert fields(response) == ["name"], response.text
 
 
+@pytest.mark.parametrize("content_type", ["application/json", None], ids=["json", "none"])
+def test_a_body_nested_past_what_the_decoder_can_read_is_a_422(
+    api: Api, content_type: str | None
+) -> None:
+    # 3,000 levels: json.loads gives up with a RecursionError (not a ValueError), which the
+    # text check let through as a 500 when the body came with no content type.
+    headers = {"Authorization": f"Bearer {api.token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    body = b'{"name": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+    for path in ("/api/v1/environments", "/api/v1/metrics/ingest"):
+        response = api.client.post(path, content=body, headers=headers)
+        assert response.status_code == 422, response.text
+        assert fields(response) == ["body"], response.text
+
+
 def test_nul_in_query_and_path_is_refused_the_same_on_both_stores(
     api: Api, world: dict[str, Any]
 ) -> None:

@@ -16,6 +16,7 @@ from pilothouse.access import Principal
 from pilothouse.core.crypto import CryptoError, Keyring, load_keyring
 from pilothouse.core.db import Database
 from pilothouse.core.inputs import (
+    MAX_JSON_DEPTH,
     find_bad_text,
     raw_json_may_have_bad_text,
     raw_text_may_be_bad,
@@ -104,7 +105,7 @@ Keys = Annotated[Keyring, Depends(_keyring)]
 #: check of the body's raw JSON text (the checked body, or None when it refuses). A route of
 #: `ShapedBodyRoute` decodes and checks such a body in one pass (`ShapedRequest.json`): the
 #: endpoint and `refuse_bad_text` get the checked body, which needs no walk over its containers
-#: (its shape bounds the nesting), and it is also left in `request.state.checked_body`. A body
+#: (its shape bounds the nesting), and `checked_body(request)` returns it. A body
 #: the check refuses is decoded with `json.loads` as on any route and walked.
 SHAPED_BODIES: dict[object, Callable[[bytes], Any]] = {}
 
@@ -125,22 +126,31 @@ def shaped_body(
 class ShapedRequest(Request):
     """A request whose JSON body is checked as it is decoded: `json()` returns the checked body
     when the check accepts the raw text (and that text holds no escape or byte of a NUL or a
-    surrogate, which the check does not look for), else what `json.loads` makes of it."""
+    surrogate, which the check does not look for), else what `json.loads` makes of it.
+    `checked_body` is the checked body once `json()` has run and the check accepted it, else
+    None: only this class sets it, so nothing else can let a body skip `refuse_bad_text`."""
 
     def __init__(self, scope: Scope, receive: Receive, check: Callable[[bytes], Any]) -> None:
         super().__init__(scope, receive)
         self._check = check
+        self.checked_body: Any = None
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
             checked = None if raw_text_may_be_bad(body) else self._check(body)
             if checked is not None:
-                self.state.checked_body = checked
+                self.checked_body = checked
                 self._json = checked
             else:
                 self._json = json.loads(body)
         return self._json
+
+
+def checked_body(request: Request) -> Any:
+    """The body a route of `ShapedBodyRoute` decoded and checked in one pass, or None (another
+    route, a body its check refused, or one not decoded as JSON)."""
+    return request.checked_body if isinstance(request, ShapedRequest) else None
 
 
 class ShapedBodyRoute(APIRoute):
@@ -177,7 +187,11 @@ async def refuse_bad_text(request: Request) -> None:
                 document = await request.json()
             except ValueError:
                 return  # FastAPI already answered a body that is not JSON
-            if getattr(request.state, "checked_body", None) is not None:
+            except RecursionError:  # nested deeper than the decoder goes (thousands of levels)
+                raise ValidationFailed(
+                    "body", f"must not nest deeper than {MAX_JSON_DEPTH} levels"
+                ) from None
+            if checked_body(request) is not None:
                 return  # decoded and checked by ShapedRequest.json: its shape bounds nesting
             if not raw_json_may_have_bad_text(body, document):
                 return

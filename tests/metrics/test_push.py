@@ -3,6 +3,8 @@ documents accepted, the same values stored, the model's errors for what is refus
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 from codecs import BOM_UTF8
@@ -16,6 +18,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pilothouse.core.inputs import raw_text_may_be_bad
+from pilothouse.deps import SHAPED_BODIES, ShapedRequest, checked_body
+from pilothouse.metrics import api as metrics_api
 from pilothouse.metrics import push
 from pilothouse.metrics.models import MetricSeries, metric_samples
 from pilothouse.metrics.samples import Sample
@@ -224,9 +228,24 @@ def test_fast_path_and_model_agree_on_any_document(document: Any) -> None:
 
 
 def _json_path(raw: bytes) -> Any:
-    """What the route makes of a JSON text in one pass (deps.ShapedRequest.json): the checked
-    batch, or None when it leaves the text to json.loads and the decoded path."""
-    return None if raw_text_may_be_bad(raw) else push.check_fast_json(raw)
+    """What the push route's request makes of a JSON text in one pass (deps.ShapedRequest.json
+    with the endpoint's check): the checked batch, or None when it leaves the text to
+    json.loads and the decoded path."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def read() -> Any:
+        request = ShapedRequest(
+            {"type": "http", "method": "POST", "headers": []},
+            receive,
+            SHAPED_BODIES[metrics_api.ingest],
+        )
+        with contextlib.suppress(ValueError):  # not JSON at all: json.loads refused it
+            await request.json()
+        return checked_body(request)
+
+    return asyncio.run(read())
 
 
 def _decoded_path(raw: bytes) -> Any:

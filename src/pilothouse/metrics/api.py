@@ -15,6 +15,7 @@ from pilothouse.deps import (
     IngestCaller,
     Session,
     ShapedBodyRoute,
+    checked_body,
     get_db,
     shaped_body,
 )
@@ -58,7 +59,7 @@ PushBody = Annotated[Any, PlainValidator(_as_sent, json_schema_input_type=Ingest
 async def ingest(
     body: PushBody, request: Request, session: Session, caller: IngestCaller
 ) -> IngestResult:
-    batch: FastBatch | None = getattr(request.state, "checked_body", None)
+    batch: FastBatch | None = checked_body(request)
     try:
         if batch is None:
             batch = read_batch(body)
