@@ -4,7 +4,8 @@
 
 Starts `pilothouse serve` (SQLite in a temp dir) and deploys the sample app (readiness delay
 0.5 s, SAMPLE_READY_DELAY) with 10 replicas behind nginx, then, while 4 keep-alive clients send
-GET / through nginx the whole time:
+GET / through nginx the whole time (each at most `--client-rate` requests a second, 100 by
+default; 0: as fast as answered, which keeps both cores of a 2-core machine busy):
   1. rolls v1 -> v2 and reports the rollout time (deployment started_at -> completed_at) against
      the sum of the 10 new replicas' readiness times (spawn -> first passing check) measured in
      the same run (target <= 1.1x), and the failed client requests (target 0);
@@ -55,6 +56,12 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--ready-delay", type=float, default=0.5)
     parser.add_argument("--timeout", type=float, default=3.0, help="readiness timeout, seconds")
+    parser.add_argument(
+        "--client-rate",
+        type=float,
+        default=100.0,
+        help="requests per second per load client at the most (0: as fast as answered)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +93,7 @@ def main() -> None:
             v1 = client.wait(client.deploy("sample", "v1.0.0")["id"], timeout=300)
             assert v1["status"] == "success", v1
 
-            with Load(port) as load:
+            with Load(port, rate=args.client_rate) as load:
                 time.sleep(1.0)
                 print("rolling to v2.0.0 under load")
                 v2 = client.wait(client.deploy("sample", "v2.0.0")["id"], timeout=300)
@@ -111,7 +118,7 @@ def main() -> None:
             created_to_spawned = [seconds(p, s) for p, s, _ in marks]
             tail = seconds(marks[-1][2], v2["completed_at"])
 
-            with Load(port) as load_fail:
+            with Load(port, rate=args.client_rate) as load_fail:
                 print(f"deploying v3.0.0-broken (readiness timeout {args.timeout}s)")
                 t0 = time.monotonic()
                 broken = client.deploy("sample", "v3.0.0-broken")

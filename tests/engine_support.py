@@ -191,8 +191,10 @@ class Load:
     response: nginx closes idle keep-alive connections at every reload. Anything else fails.
     """
 
-    def __init__(self, port: int, threads: int = 4) -> None:
+    def __init__(self, port: int, threads: int = 4, rate: float | None = None) -> None:
+        """`rate`: requests per second per client at the most (None: as fast as answered)."""
         self.port = port
+        self.interval = 1.0 / rate if rate else 0.0
         self.result = LoadResult()
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
@@ -208,7 +210,13 @@ class Load:
 
     def _run(self) -> None:
         conn: http.client.HTTPConnection | None = None
+        next_at = time.monotonic()
         while not self.stop_event.is_set():
+            if self.interval:
+                # Paced: one request per interval, no burst to catch up after a slow answer.
+                next_at = max(next_at + self.interval, time.monotonic())
+                if self.stop_event.wait(max(0.0, next_at - time.monotonic())):
+                    break
             reused = conn is not None
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pilothouse.drivers import sandbox
+from pilothouse.drivers import process, sandbox
 from tests.engine_support import CHILD_PYTHON, SAMPLE_APP, Client
 
 
@@ -28,7 +28,12 @@ def probe(data_dir: Path, db_file: str | None, server_pid: int) -> str:
         checks.append(("db", f"cat {shlex.quote(db_file)}"))
     else:  # PostgreSQL: through the store URL, if the child could learn it
         checks.append(("db", 'psql "${PILOTHOUSE_DATABASE_URL:?}" -c "select count(*) from users"'))
-    lines = ['echo "probe uid=$(id -u)"']
+    lines = [
+        'echo "probe uid=$(id -u)"',
+        'echo "probe ids=$(id -ru):$(id -g):$(id -rg):$(id -G)"',
+        'echo "probe caps=$(grep -E "^Cap(Inh|Prm|Eff|Amb):" /proc/self/status'
+        ' | tr -s "\\t\\n" " ")"',
+    ]
     for name, command in checks:
         lines.append(
             f'if ( {command} ) >/dev/null 2>&1; then echo "probe {name}: READ"; '
@@ -76,6 +81,13 @@ def test_an_operator_release_reads_nothing_of_pilothouse(
             if line["source"].startswith(source) and line["message"].startswith("probe ")
         ]
         assert f"probe uid={run_uid.pw_uid}" in said, (source, said)
+        # real and effective ids the run-as user's, no supplementary group, no capability
+        gid = run_uid.pw_gid
+        assert f"probe ids={run_uid.pw_uid}:{gid}:{gid}:{gid}" in said, (source, said)
+        caps = next(s for s in said if s.startswith("probe caps="))
+        assert caps.split("=", 1)[1].split() == [
+            word for cap in ("Inh", "Prm", "Eff", "Amb") for word in (f"Cap{cap}:", "0" * 16)
+        ], caps
         for name in ("key", "datadir", "environ", "db"):
             assert f"probe {name}: denied" in said, (source, name, said)
         env_line = next(s for s in said if s.startswith("probe env:"))
@@ -125,3 +137,39 @@ def test_child_environment_is_an_allowlist(monkeypatch: pytest.MonkeyPatch) -> N
     assert not {"PILOTHOUSE_DATA_DIR", "PILOTHOUSE_DATABASE_URL", "AWS_SECRET_ACCESS_KEY"} & set(
         env
     )
+
+
+@pytest.mark.parametrize("setpriv", [True, False], ids=["setpriv", "popen-user"])
+def test_a_replica_starts_as_the_run_as_user_either_way(
+    child_tmp: Path, monkeypatch: pytest.MonkeyPatch, setpriv: bool
+) -> None:
+    """Started through setpriv (so subprocess can use vfork) or, without it, by Popen's own
+    user switch: the same ids, no supplementary group, no capability."""
+    assert os.geteuid() == 0, "this test exercises the unprivileged run-as user"
+    if setpriv:
+        assert sandbox.spawn_identity(None)[0][:1] == [sandbox._setpriv()]
+    else:
+        monkeypatch.setattr(sandbox, "_setpriv", lambda: None)
+        assert sandbox.spawn_identity(None)[0] == []
+    user = sandbox.identity(None)
+    assert user is not None
+    log = child_tmp / "replica.log"
+    script = (
+        'echo "ids=$(id -ru):$(id -u):$(id -rg):$(id -g):$(id -G)"; '
+        'grep -E "^Cap(Inh|Prm|Eff|Amb):" /proc/self/status'
+    )
+    spawned = process.spawn(
+        f"sh -c {shlex.quote(script)}",
+        port=1,
+        version="v1",
+        env={},
+        log_path=log,
+        cwd=str(child_tmp),
+    )
+    assert spawned.popen is not None and spawned.popen.wait(10) == 0
+    lines = log.read_text().split("\n")
+    uid, gid = user.pw_uid, user.pw_gid
+    assert lines[0] == f"ids={uid}:{uid}:{gid}:{gid}:{gid}", lines
+    assert [line.split() for line in lines[1:5]] == [
+        [f"Cap{cap}:", "0" * 16] for cap in ("Inh", "Prm", "Eff", "Amb")
+    ], lines
