@@ -88,3 +88,65 @@ async def test_store_route_during_rollout_keeps_retired_replicas_out(tmp_path: P
             if is_alive(replica.get("pid"), replica.get("process_started_at")):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(replica["pid"], signal.SIGKILL)
+
+
+class StaleRead(Recorder):
+    """The Recorder; when the first replica of `version` turns running, a supervisor's store
+    read taken just before it (which does not list it yet) is routed once the rollout has put
+    that replica in the router."""
+
+    def __init__(self, driver: ProcessDriver, router: Router, version: str) -> None:
+        super().__init__()
+        self.driver, self.router, self.version = driver, router, version
+        self.stale: asyncio.Task[None] | None = None
+        self.new_backend = ""
+
+    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None:
+        replica = self.replicas[replica_id]
+        if to == "running" and self.stale is None and replica["version"] == self.version:
+            read_at = time.monotonic()
+            running = [
+                f"127.0.0.1:{r['port']}" for r in self.replicas.values() if r["status"] == "running"
+            ]
+            self.new_backend = f"127.0.0.1:{replica['port']}"
+            self.stale = asyncio.create_task(self._route_later(running, read_at))
+        await super().replica_changed(replica_id, to, **fields)
+
+    async def _route_later(self, running: list[str], read_at: float) -> None:
+        while not any(self.new_backend in backends for _, backends in self.router.applied):
+            await asyncio.sleep(0.005)
+        await self.driver.route(uuid.UUID(int=7), CONFIG, running, read_at=read_at)
+
+
+async def test_a_store_route_read_before_a_replica_was_running_keeps_it_routed(
+    tmp_path: Path,
+) -> None:
+    """The supervisor reads the store, then routes: a replica the rollout made running and
+    routed in between is not in that read, and must not be dropped by it."""
+    router = Router()
+    driver = ProcessDriver(tmp_path, router)
+    first = Recorder()
+    try:
+        out = await driver.rollout(
+            RolloutPlan(spec("v1.0.0", 2, **CONFIG), [], uuid.uuid4()), first
+        )
+        v1 = [first.info(r) for r in out.replicas]
+        second = StaleRead(driver, router, "v2.0.0")
+        second.replicas = {r: dict(first.replicas[r]) for r in out.replicas}
+        plan = RolloutPlan(spec("v2.0.0", 2, **CONFIG), v1, uuid.uuid4())
+        out2 = await driver.rollout(plan, second)
+        assert second.stale is not None
+        await second.stale
+        if out2.cleanup is not None:
+            await out2.cleanup
+        first_in = next(
+            i for i, (_, backends) in enumerate(router.applied) if second.new_backend in backends
+        )
+        assert all(second.new_backend in b for _, b in router.applied[first_in:]), [
+            sorted(b) for _, b in router.applied
+        ]
+    finally:
+        for replica in [*first.replicas.values(), *second.replicas.values()]:
+            if is_alive(replica.get("pid"), replica.get("process_started_at")):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(replica["pid"], signal.SIGKILL)

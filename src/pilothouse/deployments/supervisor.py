@@ -25,6 +25,7 @@ The database decides who does what (a restart is claimed by a conditional UPDATE
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,6 +158,7 @@ class Supervisor:
 
     async def _route(self, service: Service, driver: Driver) -> None:
         """Point the service's router (if any) at its running replicas."""
+        read_at = time.monotonic()  # a replica routed after this may be missing from the read
         async with self.db.session(write=False) as session:
             rows = await session.scalars(
                 sa.select(Replica).where(
@@ -166,7 +168,7 @@ class Supervisor:
                 )
             )
             backends = sorted(b for r in rows if (b := self.engine.backend(r)) is not None)
-        await driver.route(service.id, dict(service.driver_config or {}), backends)
+        await driver.route(service.id, dict(service.driver_config or {}), backends, read_at=read_at)
 
     async def restore_router(self) -> None:
         """After a restart, make the router serve what the database says is live."""

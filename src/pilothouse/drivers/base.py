@@ -209,10 +209,16 @@ class Driver(Protocol):
         ...
 
     async def route(
-        self, service_id: uuid.UUID, config: dict[str, Any], backends: list[str]
+        self,
+        service_id: uuid.UUID,
+        config: dict[str, Any],
+        backends: list[str],
+        *,
+        read_at: float | None = None,
     ) -> None:
         """Send the service's traffic to `backends` ("host:port"; no-op when the service has
-        no router)."""
+        no router), which the caller read from the store at `read_at` (time.monotonic()),
+        when it says."""
         ...
 
     async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:

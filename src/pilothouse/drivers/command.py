@@ -276,7 +276,12 @@ class CommandDriver:
         return None
 
     async def route(
-        self, service_id: uuid.UUID, config: dict[str, Any], backends: list[str]
+        self,
+        service_id: uuid.UUID,
+        config: dict[str, Any],
+        backends: list[str],
+        *,
+        read_at: float | None = None,
     ) -> None:
         return None
 

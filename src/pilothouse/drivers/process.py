@@ -476,7 +476,9 @@ class ProcessDriver:
         self._listers: dict[uuid.UUID, remote.Lister] = {}  # node id -> its listing channel
         self._closing: set[asyncio.Task[None]] = set()
         # service id -> what its rollout in progress serves (route() keeps within it)
-        self._rolling: dict[str, dict[uuid.UUID, ReplicaInfo]] = {}
+        # Per service while a rollout of it runs here: what it serves now, and when (monotonic)
+        # each replica it started joined that set.
+        self._rolling: dict[str, tuple[dict[uuid.UUID, ReplicaInfo], dict[uuid.UUID, float]]] = {}
 
     def cgroups(self) -> CgroupV2 | None:
         """The cgroup v2 hierarchy replicas go in (looked for once), None: sampling."""
@@ -880,7 +882,8 @@ class ProcessDriver:
         keep = same[: spec.target_replicas]
         old = [r for r in alive if r not in keep]
         serving = {r.id: r for r in alive}
-        self._rolling[str(spec.service_id)] = serving
+        joined: dict[uuid.UUID, float] = {}
+        self._rolling[str(spec.service_id)] = (serving, joined)
         routing: list[asyncio.Task[None]] = []
         stopping: list[asyncio.Task[None]] = []
 
@@ -927,6 +930,7 @@ class ProcessDriver:
                 ok = [r for r in started if isinstance(r, ReplicaInfo)]
                 for replica in ok:
                     serving[replica.id] = replica
+                    joined[replica.id] = time.monotonic()
                     new.append(replica)
                 errors = [r for r in started if isinstance(r, BaseException)]
                 if errors:
@@ -1132,19 +1136,34 @@ class ProcessDriver:
         return await self._stop_any(replica, grace)
 
     async def route(
-        self, service_id: uuid.UUID, config: dict[str, Any], backends: list[str]
+        self,
+        service_id: uuid.UUID,
+        config: dict[str, Any],
+        backends: list[str],
+        *,
+        read_at: float | None = None,
     ) -> None:
-        """Point the router at `backends` (the supervisor's, read from the store). While a
-        rollout of the service runs here, only those it serves now: the store still says
-        `running` of a replica the rollout has taken out of the router to stop it (and of a new
-        one not routed yet), and the router applies changes in order, so a store read racing
-        the rollout would put a stopping replica back."""
+        """Point the router at `backends` (the supervisor's, read from the store at `read_at`,
+        monotonic). While a rollout of the service runs here, only those it serves now: the
+        store still says `running` of a replica the rollout has taken out of the router to stop
+        it, and the router applies changes in order, so a store read racing the rollout would
+        put a stopping replica back. And the replicas the rollout put in the router after the
+        read began stay: the read may have missed them (it would drop a ready replica until the
+        next route)."""
         cfg = ProcessConfig(**config)
         if cfg.router and self.router is not None and cfg.router_port:
             rolling = self._rolling.get(str(service_id))
             if rolling is not None:
-                allowed = {self.backend(r) for r in rolling.values() if r.port}
-                backends = [b for b in backends if b in allowed]
+                serving, joined = rolling
+                allowed = {self.backend(r) for r in serving.values() if r.port}
+                kept = {b for b in backends if b in allowed}
+                if read_at is not None:
+                    kept.update(
+                        self.backend(r)
+                        for r in serving.values()
+                        if r.port and joined.get(r.id, -math.inf) >= read_at
+                    )
+                backends = list(kept)
             await self.router.set_backends(str(service_id), cfg.router_port, sorted(backends))
 
     async def unroute(self, service_id: uuid.UUID, config: dict[str, Any]) -> None:
