@@ -194,6 +194,8 @@ class Load:
     def __init__(self, port: int, threads: int = 4, rate: float | None = None) -> None:
         """`rate`: requests per second per client at the most (None: as fast as answered)."""
         self.port = port
+        if rate is not None and rate < 0:
+            raise ValueError(f"rate must be 0 or more requests a second, not {rate}")
         self.interval = 1.0 / rate if rate else 0.0
         self.result = LoadResult()
         self.stop_event = threading.Event()
@@ -210,7 +212,7 @@ class Load:
 
     def _run(self) -> None:
         conn: http.client.HTTPConnection | None = None
-        next_at = time.monotonic()
+        next_at = time.monotonic() - self.interval  # the first request goes at once
         while not self.stop_event.is_set():
             if self.interval:
                 # Paced: one request per interval, no burst to catch up after a slow answer.

@@ -143,8 +143,7 @@ def spawn(
     the output goes through the scrubbing relay, so no secret value reaches the file. As root,
     the replica runs as the unprivileged run-as user (drivers/sandbox.py)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    # Before anything starts: a missing user fails.
-    switch, identity = sandbox.spawn_identity(run_as)
+    identity = sandbox.popen_identity(run_as)  # before anything starts: a missing user fails
     base = sandbox.child_environ(run_as)
     full_env = {**base, **env, "PILOTHOUSE_VERSION": version, "PORT": str(port)}
     out_fd = (
@@ -154,12 +153,7 @@ def spawn(
     )
     try:
         popen = subprocess.Popen(
-            [
-                *switch,
-                "/bin/sh",
-                "-c",
-                "exec " + render_command(command, port=port, version=version),
-            ],
+            ["/bin/sh", "-c", "exec " + render_command(command, port=port, version=version)],
             stdout=out_fd,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -17,7 +17,6 @@ Defense in depth behind the role rule (only admins define what runs on the host)
 
 from __future__ import annotations
 
-import functools
 import os
 import pwd
 import shutil
@@ -93,34 +92,6 @@ def identity(configured: str | None) -> pwd.struct_passwd | None:
             f"user {name!r} that replicas and commands run as does not exist: run "
             "`pilothouse init` as root (it creates it) or set the environment's config.run_as"
         ) from None
-
-
-#: util-linux's setpriv (Debian's util-linux is Essential), looked up at these paths only.
-SETPRIV_PATHS = ("/usr/bin/setpriv", "/bin/setpriv")
-
-
-@functools.cache
-def _setpriv() -> str | None:
-    return next((p for p in SETPRIV_PATHS if os.access(p, os.X_OK)), None)
-
-
-def spawn_identity(configured: str | None) -> tuple[list[str], dict[str, Any]]:
-    """How a replica starts as the run-as user: a command prefix and Popen keyword arguments.
-
-    With setpriv the child switches user itself (`setpriv --reuid --regid --clear-groups`,
-    then exec of the command): `subprocess` can then start it with vfork, while switching user
-    in Popen makes it fork the whole serve process first (13-40 ms per replica under load, the
-    larger the process the longer: docs/benchmarks.md, "Rollout"). The result is the same: real
-    and effective ids the user's, no supplementary group, no capability. Without setpriv,
-    Popen's `user`/`group`/`extra_groups` (`popen_identity`)."""
-    user = identity(configured)
-    if user is None or user.pw_uid == os.geteuid():
-        return [], {}
-    setpriv = _setpriv()
-    if setpriv is None:
-        return [], popen_identity(configured)
-    prefix = [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-    return [*prefix, "--"], {}
 
 
 def popen_identity(configured: str | None) -> dict[str, Any]:
