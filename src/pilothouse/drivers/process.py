@@ -469,9 +469,8 @@ class ProcessDriver:
         self._poller: asyncio.Task[None] | None = None
         self._listers: dict[uuid.UUID, remote.Lister] = {}  # node id -> its listing channel
         self._closing: set[asyncio.Task[None]] = set()
-        # service id -> what its rollout in progress serves (route() keeps within it)
-        # Per service while a rollout of it runs here: what it serves now, and when (monotonic)
-        # each replica it started joined that set.
+        # service id -> while a rollout of it runs here, what it serves now (route() keeps
+        # within it) and when (monotonic) each replica the rollout started joined that set
         self._rolling: dict[str, tuple[dict[uuid.UUID, ReplicaInfo], dict[uuid.UUID, float]]] = {}
 
     def cgroups(self) -> CgroupV2 | None:
