@@ -113,7 +113,9 @@ class StaleRead(Recorder):
         await super().replica_changed(replica_id, to, **fields)
 
     async def _route_later(self, running: list[str], read_at: float) -> None:
+        deadline = time.monotonic() + 30  # a rollout that never routes it fails the test
         while not any(self.new_backend in backends for _, backends in self.router.applied):
+            assert time.monotonic() < deadline, "the rollout never routed the new replica"
             await asyncio.sleep(0.005)
         await self.driver.route(uuid.UUID(int=7), CONFIG, running, read_at=read_at)
 

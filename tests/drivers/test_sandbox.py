@@ -141,7 +141,8 @@ def test_child_environment_is_an_allowlist(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_a_replica_starts_as_the_run_as_user_with_no_group_or_capability(child_tmp: Path) -> None:
     """Real, effective, saved and file-system ids the run-as user's, no supplementary group, no
-    capability in any set."""
+    inheritable, permitted, effective or ambient capability (the runner has none inheritable;
+    the bounding set is not narrowed)."""
     assert os.geteuid() == 0, "this test exercises the unprivileged run-as user"
     user = sandbox.identity(None)
     assert user is not None
