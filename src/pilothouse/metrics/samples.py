@@ -125,18 +125,27 @@ def pending_ids(session: AsyncSession, known: dict[Any, int]) -> dict[Any, int]:
 
         sa.event.listen(session.sync_session, "after_commit", committed)
         sa.event.listen(session.sync_session, "after_rollback", dropped)
-    entry = waiting.get(id(known))
-    if entry is None or entry[0] is not known:
-        entry = waiting[id(known)] = (known, {})
-    return entry[1]
+    mine = _fresh(waiting, known)
+    if mine is None:
+        mine = {}
+        waiting[id(known)] = (known, mine)
+    return mine
 
 
 def pending_so_far(session: AsyncSession, known: dict[Any, int]) -> Mapping[Any, int]:
     """`pending_ids` to read only: empty, and nothing registered, when the transaction has
     created no series of that scope yet (the usual case)."""
-    waiting: dict[int, tuple[dict[Any, int], dict[Any, int]]] | None = session.info.get(_PENDING)
+    mine = _fresh(session.info.get(_PENDING), known)
+    return {} if mine is None else mine
+
+
+def _fresh(
+    waiting: dict[int, tuple[dict[Any, int], dict[Any, int]]] | None, known: dict[Any, int]
+) -> dict[Any, int] | None:
+    """The ids of `known`'s scope waiting for the commit, if any are registered (an entry
+    under the id of another, collected, memory is not its own)."""
     entry = None if waiting is None else waiting.get(id(known))
-    return entry[1] if entry is not None and entry[0] is known else {}
+    return entry[1] if entry is not None and entry[0] is known else None
 
 
 async def write_samples_in(

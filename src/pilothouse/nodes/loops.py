@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pilothouse.core.loops import Loop, Runtime
 from pilothouse.nodes import service
-from pilothouse.nodes.watch import PROBE_EVERY, NodeWatch
+from pilothouse.nodes.watch import NodeWatch
 
 HEARTBEAT_EVERY = 60.0
 
@@ -48,5 +48,5 @@ def loops(rt: Runtime) -> list[Loop]:
     return [
         Loop("nodes.register", register, None),
         Loop("nodes.heartbeat", register, HEARTBEAT_EVERY),
-        Loop("nodes.watch", probe, PROBE_EVERY),
+        Loop("nodes.watch", probe, watch.every),  # one slot per tick
     ]

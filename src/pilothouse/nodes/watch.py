@@ -288,7 +288,7 @@ class NodeWatch:
         probe_every: float = PROBE_EVERY,
     ) -> None:
         self.db = db
-        self.every = probe_every  # the slot length: the loop ticks this often (tests shorten it)
+        self.every = probe_every  # the slot length; nodes/loops.py ticks the watch this often
         self.leases = leases
         self.after = unreachable_after
         self.timeout = probe_timeout or max(1.0, min(5.0, unreachable_after / 3))
