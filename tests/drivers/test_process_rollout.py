@@ -194,3 +194,36 @@ async def test_a_replica_whose_starting_cannot_be_recorded_is_not_left_running(
             if is_alive(pid, None):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
+
+
+class SlowToMarkStopping(Recorder):
+    """A store slow to take `stopping` (the old replicas are still `running` meanwhile)."""
+
+    async def replica_changed(self, replica_id: uuid.UUID, to: str, **fields: Any) -> None:
+        if to == "stopping":
+            await asyncio.sleep(0.3)
+        await super().replica_changed(replica_id, to, **fields)
+
+
+async def test_a_rollout_succeeds_with_its_old_replicas_recorded_stopping(
+    tmp_path: Path,
+) -> None:
+    """When a rollout returns, no replica it took out of the router is still recorded
+    `running` (a listing right after a deploy shows only the new release serving); they may
+    still be draining."""
+    driver = ProcessDriver(tmp_path)
+    first, second = Recorder(), SlowToMarkStopping()
+    try:
+        out = await driver.rollout(RolloutPlan(spec("v1.0.0", 2), [], uuid.uuid4()), first)
+        v1 = [first.info(r) for r in out.replicas]
+        second.replicas = {r: dict(first.replicas[r]) for r in out.replicas}
+        out2 = await driver.rollout(RolloutPlan(spec("v2.0.0", 2), v1, uuid.uuid4()), second)
+        statuses = {second.replicas[r.id]["status"] for r in v1}
+        if out2.cleanup is not None:
+            await out2.cleanup
+        assert statuses <= {"stopping", "stopped"}, statuses
+    finally:
+        for replica in [*first.replicas.values(), *second.replicas.values()]:
+            if is_alive(replica.get("pid"), replica.get("process_started_at")):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(replica["pid"], signal.SIGKILL)

@@ -1066,12 +1066,21 @@ class ContainerDriver(ProcessDriver):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_runs.wait(), timeout)
 
-    async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
-        """Stop and remove a container that has already left the router; it is removed even
-        when `stopping` cannot be recorded (the store gone: that error is raised after)."""
+    async def _retire(
+        self,
+        replica: ReplicaInfo,
+        cfg: ProcessConfig,
+        events: Events,
+        marked: asyncio.Event | None = None,
+    ) -> None:
+        """Stop and remove a container that has already left the router, once recorded
+        `stopping` (then `marked` is set); it is removed even when `stopping` cannot be
+        recorded (the store gone: that error is raised after)."""
         try:
             await events.replica_changed(replica.id, "stopping", keep_running=False)
         finally:
+            if marked is not None:
+                marked.set()
             if cfg.drain_seconds:
                 await asyncio.sleep(cfg.drain_seconds)
             node = self._remote(replica)

@@ -842,13 +842,21 @@ class ProcessDriver:
             node_id=access.id if access is not None else None,
         )
 
-    async def _retire(self, replica: ReplicaInfo, cfg: ProcessConfig, events: Events) -> None:
-        """Stop a replica that has already left the router: drain, SIGTERM, SIGKILL. It is
-        stopped even when `stopping` cannot be recorded (the store gone: that error is
-        raised after)."""
+    async def _retire(
+        self,
+        replica: ReplicaInfo,
+        cfg: ProcessConfig,
+        events: Events,
+        marked: asyncio.Event | None = None,
+    ) -> None:
+        """Stop a replica that has already left the router: record it `stopping` (then set
+        `marked`), drain, SIGTERM, SIGKILL. It is stopped even when `stopping` cannot be
+        recorded (the store gone: that error is raised after)."""
         try:
             await events.replica_changed(replica.id, "stopping", keep_running=False)
         finally:
+            if marked is not None:
+                marked.set()
             if cfg.drain_seconds:
                 await asyncio.sleep(cfg.drain_seconds)
             code = await self._stop_any(replica, cfg.grace_seconds)
@@ -879,6 +887,7 @@ class ProcessDriver:
         self._rolling[str(spec.service_id)] = (serving, joined)
         routing: list[asyncio.Task[None]] = []
         stopping: list[asyncio.Task[None]] = []
+        marks: list[asyncio.Event] = []  # one per retired replica: set once it is `stopping`
 
         def route_now() -> None:
             """Queue a router change to what is serving now (the router applies them in order),
@@ -893,8 +902,9 @@ class ProcessDriver:
             route_now()
             change = routing[-1]
             for victim in victims:
+                marks.append(asyncio.Event())
                 stopping.append(
-                    asyncio.create_task(self._retire_after(change, victim, cfg, events))
+                    asyncio.create_task(self._retire_after(change, victim, cfg, events, marks[-1]))
                 )
 
         new: list[ReplicaInfo] = []
@@ -936,6 +946,9 @@ class ProcessDriver:
                 retire(old)
             await asyncio.gather(*routing)
             await self._verify(spec, cfg, ready, list(serving.values()), events)
+            # No replica out of the router is still recorded `running` at success (a listing
+            # right after the deploy shows the new release alone); they may still drain.
+            await asyncio.gather(*(mark.wait() for mark in marks))
             await deferred.flush()  # every line written before success
         except RolloutFailed:
             # Leave the old replicas serving; stop only what this rollout started.
@@ -983,9 +996,13 @@ class ProcessDriver:
         replica: ReplicaInfo,
         cfg: ProcessConfig,
         events: Events,
+        marked: asyncio.Event,
     ) -> None:
-        await change  # out of the router first
-        await self._retire(replica, cfg, events)
+        try:
+            await change  # out of the router first
+            await self._retire(replica, cfg, events, marked)
+        finally:
+            marked.set()  # whatever happened, nothing waits on it forever
 
     async def _verify(
         self,
